@@ -1,0 +1,133 @@
+"""The Organization Audit Log: a multi-tenant Flask API whose every request is recorded."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from .config import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: settings, stores, extensions, hooks, blueprints and commands."""
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    instance = Path((test_config or {}).get("INSTANCE_PATH", app.instance_path))
+    app.config.from_mapping(load_settings(instance))
+    if test_config:
+        app.config.from_mapping(test_config)
+    _configure_logging(app)
+
+    from .db import init_stores
+
+    init_stores(app)
+    register_extensions(app)
+    register_hooks(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    if app.config["AUDIT_ENSURE_INDEXES_ON_START"]:
+        from .indexes import ensure_indexes_on_start
+
+        ensure_indexes_on_start(app)
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    app.logger.setLevel(logging.INFO)
+
+
+def register_extensions(app: Flask) -> None:
+    from .extensions import csrf, login_manager
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "web.session.login"
+    login_manager.session_protection = "strong"
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        count = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+
+
+def register_hooks(app: Flask) -> None:
+    """Audit first (request id, clock), then the principal every view and record relies on."""
+    from .audit.capture import WRITER_KEY, record_response, start_request
+    from .audit.spool import Spool
+    from .audit.writer import AuditWriter
+    from .auth.principal import load_principal
+    from .db import stores
+    from .web import navigation_context
+
+    if app.config["AUDIT_ENABLED"]:
+        app.extensions[WRITER_KEY] = AuditWriter(
+            stores(app)["audit"],
+            Spool(app.config["AUDIT_SPOOL_DIR"]),
+            timeout_ms=app.config["AUDIT_WRITE_TIMEOUT_MS"],
+            replay_interval=app.config["AUDIT_REPLAY_INTERVAL"],
+        )
+    else:
+        app.logger.warning("AUDIT_ENABLED=false: REQUESTS ARE NOT BEING RECORDED IN THE AUDIT LOG")
+    app.before_request(start_request)
+    app.before_request(load_principal)
+    app.after_request(record_response)
+    app.context_processor(navigation_context)
+
+
+def register_blueprints(app: Flask) -> None:
+    from flask import Blueprint
+
+    from .api_keys.api import bp as api_keys_bp
+    from .auth.api import bp as auth_bp
+    from .extensions import csrf
+    from .health import bp as health_bp
+    from .organizations.api import members_bp, organization_bp, roles_bp
+    from .web import create_web_blueprint
+    from .workspaces.api import pathways_bp, workspaces_bp
+
+    api = Blueprint("api", __name__, url_prefix="/api/v1")
+    for child in (
+        auth_bp,
+        organization_bp,
+        workspaces_bp,
+        pathways_bp,
+        members_bp,
+        roles_bp,
+        api_keys_bp,
+    ):
+        api.register_blueprint(child)
+        # The API authenticates every request by header, never by cookie. flask-wtf looks up
+        # the innermost blueprint, so each child is exempted, not just the parent.
+        csrf.exempt(child)
+    csrf.exempt(api)
+    app.register_blueprint(api)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(create_web_blueprint())
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .auth.principal import _LoginRedirect, login_redirect
+    from .errors import register_errorhandlers as register
+
+    register(app)
+    app.register_error_handler(_LoginRedirect, login_redirect)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import register
+
+    register(app)

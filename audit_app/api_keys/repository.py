@@ -1,0 +1,113 @@
+"""API keys: the secret is shown once and only its SHA-256 is stored.
+
+A key looks like ``oal_`` + 40 random URL-safe characters (240 bits). Its first 12
+characters are the visible ``prefix`` that identifies it in lists and in the audit log. A
+fast hash is right for a random secret of that size (a slow KDF protects guessable
+passwords); the lookup goes by prefix and the hash is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+
+from ..db import TenantCollection
+from ..errors import not_found
+from ..ids import utcnow
+
+KEY_PREFIX = "oal_"
+PREFIX_LENGTH = 12
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+INDEXES = {
+    "api_keys": [
+        ([("prefix", ASCENDING)], {"name": "prefix"}),
+        ([("organizationId", ASCENDING), ("createdAt", DESCENDING)], {"name": "org_newest"}),
+    ],
+}
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_api_key(
+    db: Database,
+    organization_id: ObjectId,
+    *,
+    name: str,
+    role_id: ObjectId,
+    workspace_id: ObjectId | None,
+    created_by: ObjectId | None,
+) -> tuple[dict, str]:
+    """Create a key and return (its document, the secret): the secret is never stored."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(30)
+    key = {
+        "_id": ObjectId(),
+        "name": name.strip(),
+        "prefix": secret[:PREFIX_LENGTH],
+        "keyHash": _digest(secret),
+        "roleId": role_id,
+        "workspaceId": workspace_id,
+        "createdBy": created_by,
+        "createdAt": utcnow(),
+        "lastUsedAt": None,
+        "revokedAt": None,
+    }
+    TenantCollection(db.api_keys, organization_id).insert_one(key)
+    return key, secret
+
+
+def authenticate_api_key(db: Database, secret: str) -> dict | None:
+    """Return the key document a secret belongs to, or None; revoked keys are returned too."""
+    if not secret.startswith(KEY_PREFIX) or len(secret) < PREFIX_LENGTH + 8 or len(secret) > 200:
+        return None
+    digest = _digest(secret)
+    for candidate in db.api_keys.find({"prefix": secret[:PREFIX_LENGTH]}).limit(10):
+        if hmac.compare_digest(candidate["keyHash"], digest):
+            return candidate
+    return None
+
+
+def touch_last_used(db: Database, key: dict) -> None:
+    """Record that the key was used, at most once a minute to spare the database."""
+    now = utcnow()
+    last = key.get("lastUsedAt")
+    if last is None or now - last >= LAST_USED_RESOLUTION:
+        db.api_keys.update_one({"_id": key["_id"]}, {"$set": {"lastUsedAt": now}})
+
+
+def list_api_keys(db: Database, organization_id: ObjectId) -> list[dict]:
+    cursor = TenantCollection(db.api_keys, organization_id).find({}, {"keyHash": 0})
+    return list(cursor.sort("createdAt", DESCENDING).limit(500))
+
+
+def find_api_key(db: Database, organization_id: ObjectId, key_id: ObjectId) -> dict | None:
+    return TenantCollection(db.api_keys, organization_id).find_one({"_id": key_id}, {"keyHash": 0})
+
+
+def find_api_keys_by_ids(db: Database, organization_id: ObjectId, ids) -> dict:
+    ids = [i for i in set(ids) if i is not None]
+    if not ids:
+        return {}
+    found = TenantCollection(db.api_keys, organization_id).find(
+        {"_id": {"$in": ids}}, {"keyHash": 0}
+    )
+    return {k["_id"]: k for k in found}
+
+
+def revoke_api_key(db: Database, organization_id: ObjectId, key_id: ObjectId) -> dict:
+    keys = TenantCollection(db.api_keys, organization_id)
+    key = keys.find_one({"_id": key_id}, {"keyHash": 0})
+    if key is None:
+        raise not_found("API key", "apiKeyId")
+    if key["revokedAt"] is None:
+        key["revokedAt"] = utcnow()
+        keys.update_one({"_id": key_id}, {"$set": {"revokedAt": key["revokedAt"]}})
+    return key

@@ -1,0 +1,95 @@
+"""The request hooks that record every API request and every state-changing web action.
+
+``start_request`` runs first for every request (request id, start time); ``record_response``
+runs on every response, including error pages and unhandled exceptions, builds the record
+and hands it to the writer. Neither may ever break the response it observes: a failure to
+build a record is logged and a minimal record is written instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from bson import ObjectId
+from flask import current_app, g, request
+
+from ..ids import utcnow
+from .record import build_record, request_id_from, resource_of, route_of
+
+log = logging.getLogger("audit_app.audit")
+
+WRITER_KEY = "audit_app.audit_writer"
+_UNRECORDED_ENDPOINTS = {"static", "health.healthz", "health.readyz"}
+_STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def audited(view):
+    """Mark a web view whose every request (GET included) belongs in the audit log."""
+    view.audited = True
+    return view
+
+
+def should_record() -> bool:
+    if request.endpoint in _UNRECORDED_ENDPOINTS:
+        return False
+    if request.path.startswith("/api/"):
+        return True
+    if request.path.startswith("/static/"):
+        return False
+    if request.method in _STATE_CHANGING:
+        return True
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    return bool(getattr(view, "audited", False))
+
+
+def start_request() -> None:
+    # g may outlive a request when an app context was already pushed (CLI, tests): reset all
+    g.audit_workspace_id = None
+    g.audit_actor = None
+    g.request_id = request_id_from(request)
+    g.audit_started_at = utcnow()
+    g.audit_clock = time.perf_counter()
+    g.audit_record_id = ObjectId()
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is not None:
+        writer.ensure_replayer()
+
+
+def record_response(response):
+    response.headers["X-Request-Id"] = g.get("request_id") or request_id_from(request)
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is None or "audit_started_at" not in g or not should_record():
+        return response
+    duration_ms = (time.perf_counter() - g.audit_clock) * 1000
+    try:
+        record = build_record(response, duration_ms)
+    except Exception:  # a bug in building the details must never lose the record
+        log.exception("Could not build the audit record details; storing a minimal one")
+        record = _minimal_record(response, duration_ms)
+    writer.write(record)
+    return response
+
+
+def _minimal_record(response, duration_ms: float) -> dict:
+    principal = g.get("principal")
+    return {
+        "_id": g.audit_record_id,
+        "organizationId": getattr(principal, "organization_id", None),
+        "accountId": getattr(principal, "account_id", None),
+        "accountEmail": getattr(principal, "account_email", None),
+        "apiKeyId": getattr(principal, "api_key_id", None),
+        "workspaceId": g.get("audit_workspace_id"),
+        "authType": getattr(principal, "auth_type", "none"),
+        "resource": resource_of(request),
+        "method": request.method,
+        "path": request.path.encode("utf-8", "backslashreplace").decode("utf-8"),
+        "route": route_of(request),
+        "statusCode": response.status_code,
+        "createdAt": g.audit_started_at,
+        "durationMs": round(duration_ms, 3),
+        "ip": request.remote_addr,
+        "userAgent": None,
+        "requestId": g.request_id,
+        "request": {"detailsError": True},
+    }

@@ -1,0 +1,205 @@
+"""Build the ``audit_logs`` document for one request (see docs/audit-schema.md).
+
+Reading the request never raises: whatever the body is, the record is built. The body is
+parsed, redacted and made BSON-safe first, and truncated only after that, so a truncated
+body can never expose a secret that redaction would have caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+
+from bson import ObjectId
+from flask import Request, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from .redaction import REDACTED, Redactor, safe_str
+
+NEVER_STORED_HEADERS = frozenset(
+    {"authorization", "cookie", "x-api-key", "proxy-authorization", "set-cookie"}
+)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_ROUTE_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_TEXT_TYPES = (
+    "application/xml",
+    "application/javascript",
+    "application/x-ndjson",
+    "application/graphql",
+    "application/csv",
+)
+
+
+def request_id_from(req: Request) -> str:
+    """Keep a client's sane ``X-Request-Id``; otherwise make one."""
+    given = req.headers.get("X-Request-Id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def redactor() -> Redactor:
+    """The app's redactor, built once from ``AUDIT_REDACT_KEYS``."""
+    app = current_app
+    cached = app.extensions.get("audit_app.redactor")
+    if cached is None:
+        cached = Redactor(app.config["AUDIT_REDACT_KEYS"])
+        app.extensions["audit_app.redactor"] = cached
+    return cached
+
+
+def route_of(req: Request) -> str | None:
+    """The matched URL rule without converter names: ``/api/v1/pathways/<pathwayId>``."""
+    rule = req.url_rule
+    return _ROUTE_CONVERTER.sub(r"<\1>", rule.rule) if rule is not None else None
+
+
+def resource_of(req: Request) -> str:
+    """The controller that handled the request: its blueprint, ``unknown`` if none matched."""
+    if req.url_rule is None:
+        return "unknown"
+    if req.blueprint:
+        return req.blueprint.rsplit(".", 1)[-1]
+    return (req.endpoint or "unknown").rsplit(".", 1)[-1]
+
+
+def selected_headers(req: Request) -> dict:
+    allow = {h.lower() for h in current_app.config["AUDIT_HEADER_ALLOWLIST"]} - NEVER_STORED_HEADERS
+    clean = redactor()
+    headers = {}
+    for name, value in req.headers.items():
+        lowered = name.lower()
+        if lowered in allow:
+            headers[name] = REDACTED if clean.is_secret(name) else safe_str(value[:2048])
+    return headers
+
+
+def capture_body(req: Request) -> dict:
+    """Describe the request body: its kind, size, and a redacted, storable value."""
+    limit = current_app.config["AUDIT_MAX_BODY_BYTES"]
+    clean = redactor()
+    mimetype = req.mimetype or ""
+    declared = req.content_length
+    if mimetype in _FORM_TYPES:
+        try:
+            form = {k: req.form.getlist(k) for k in req.form}
+            files = [
+                {
+                    "field": field,
+                    "filename": safe_str(f.filename or ""),
+                    "contentType": f.mimetype,
+                    "size": _file_size(f),
+                }
+                for field in req.files
+                for f in req.files.getlist(field)
+            ]
+        except HTTPException:
+            return {"bodyType": "omitted", "bodySize": declared, "body": None}
+        value = clean.clean_mapping(form)
+        body = {"bodyType": "form", "bodySize": declared, "body": value}
+        if files:
+            body["files"] = files
+        return _limit(body, value, clean, limit)
+    try:
+        data = req.get_data(cache=True)
+    except HTTPException:  # too large or unreadable: the request was refused anyway
+        return {"bodyType": "omitted", "bodySize": declared, "body": None}
+    if not data:
+        return {"bodyType": "empty", "bodySize": 0, "body": None}
+    size = len(data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _binary(mimetype, data)
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError):
+            parsed = _NOT_JSON
+        if parsed is not _NOT_JSON:
+            body = {"bodyType": "json", "bodySize": size, "body": clean.clean(parsed)}
+            return _limit(body, parsed, clean, limit)
+    elif not (mimetype.startswith("text/") or mimetype in _TEXT_TYPES or mimetype == ""):
+        return _binary(mimetype, data)
+    redacted = clean.redact_text(safe_str(text))
+    body = {"bodyType": "text", "bodySize": size, "body": redacted}
+    if len(redacted.encode("utf-8")) > limit:
+        body.update(body=_cut(redacted, limit), bodyTruncated=True)
+    return body
+
+
+_NOT_JSON = object()
+
+
+def _limit(body: dict, original, clean: Redactor, limit: int) -> dict:
+    """Replace a structured body over the limit with the start of its redacted JSON text."""
+    if (body["bodySize"] or 0) <= limit:
+        return body
+    text = clean.json_text(original)
+    body.update(body=_cut(text, limit), bodyTruncated=True)
+    return body
+
+
+def _cut(text: str, limit: int) -> str:
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def _binary(mimetype: str, data: bytes) -> dict:
+    return {
+        "bodyType": "binary",
+        "bodySize": len(data),
+        "body": None,
+        "binary": {
+            "contentType": mimetype or None,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        },
+    }
+
+
+def _file_size(storage) -> int | None:
+    try:
+        stream = storage.stream
+        position = stream.tell()
+        stream.seek(0, 2)
+        size = stream.tell()
+        stream.seek(position)
+        return size
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def build_record(response: Response, duration_ms: float) -> dict:
+    """Assemble the document for the current request and its response."""
+    principal = g.get("principal")
+    clean = redactor()
+    query = clean.clean_mapping({k: request.args.getlist(k) for k in request.args})
+    params = clean.clean({k: str(v) for k, v in (request.view_args or {}).items()})
+    details = {"query": query, "params": params, "headers": selected_headers(request)}
+    details.update(capture_body(request))
+    record = {
+        "_id": g.get("audit_record_id") or ObjectId(),
+        "organizationId": getattr(principal, "organization_id", None),
+        "accountId": getattr(principal, "account_id", None),
+        "accountEmail": getattr(principal, "account_email", None),
+        "apiKeyId": getattr(principal, "api_key_id", None),
+        "apiKeyName": getattr(principal, "api_key_name", None),
+        "workspaceId": g.get("audit_workspace_id"),
+        "authType": getattr(principal, "auth_type", "none"),
+        "resource": resource_of(request),
+        "method": request.method,
+        "path": safe_str(request.path),
+        "route": route_of(request),
+        "statusCode": response.status_code,
+        "createdAt": g.audit_started_at,
+        "durationMs": round(duration_ms, 3),
+        "ip": request.remote_addr,
+        "userAgent": safe_str(request.headers.get("User-Agent", ""))[:1024] or None,
+        "requestId": g.request_id,
+        "request": details,
+    }
+    actor = g.get("audit_actor")
+    if actor and record["organizationId"] is None:
+        record.update(actor)
+    return record

@@ -1,0 +1,186 @@
+"""Make anything a client sent safe to store: secrets redacted, and valid BSON.
+
+Three guarantees, whatever the input:
+
+1. A value under a secret-looking key never survives, at any depth, inside arrays too.
+   Keys are compared lower-cased with ``-`` and ``_`` removed; a key matches when it
+   contains one of the configured words (``newPassword``, ``X-Api-Key``), or, for words of
+   under five letters (``pwd``, ``cvv``), when it is that word.
+2. The result is storable: keys that start with ``$`` or hold ``.``, ``%`` or NUL are
+   escaped reversibly (``%24``, ``%2E``, ``%25``, ``%00``); integers beyond 64 bits become
+   strings; lone surrogates become ``\\udXXX`` text; subtrees deeper than ``MAX_DEPTH``
+   become their JSON text.
+3. Nothing here recurses deeper than ``MAX_DEPTH``, so a hostile nesting cannot exhaust
+   the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+
+REDACTED = "[REDACTED]"
+MAX_DEPTH = 32
+_INT64 = (-(2**63), 2**63 - 1)
+_SHORT_WORD = 5
+
+
+def normalize_key(key: str) -> str:
+    return key.lower().replace("-", "").replace("_", "")
+
+
+class Redactor:
+    """Decides which keys are secret, and cleans values and text accordingly."""
+
+    def __init__(self, words: Iterable[str]):
+        normalized = {normalize_key(w) for w in words if w.strip()}
+        self.exact = {w for w in normalized if len(w) < _SHORT_WORD}
+        self.contained = tuple(sorted(w for w in normalized if len(w) >= _SHORT_WORD))
+        self._text_pattern = _text_pattern(self.exact | set(self.contained))
+
+    def is_secret(self, key) -> bool:
+        if not isinstance(key, str):
+            return False
+        normalized = normalize_key(key)
+        return normalized in self.exact or any(w in normalized for w in self.contained)
+
+    # Structures --------------------------------------------------------------------
+
+    def clean(self, value, depth: int = 0):
+        """Return a redacted, BSON-safe copy of a JSON-like value."""
+        if isinstance(value, dict):
+            if depth >= MAX_DEPTH:
+                return self.json_text(value)
+            return {
+                escape_key(key): REDACTED if self.is_secret(key) else self.clean(item, depth + 1)
+                for key, item in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            if depth >= MAX_DEPTH:
+                return self.json_text(value)
+            return [self.clean(item, depth + 1) for item in value]
+        return clean_scalar(value)
+
+    def clean_mapping(self, mapping: dict[str, list[str]]) -> dict:
+        """Clean a multi-valued mapping (query string, form): one value or a list of them."""
+        cleaned = {}
+        for key, values in mapping.items():
+            if self.is_secret(key):
+                cleaned[escape_key(key)] = REDACTED
+            else:
+                values = [clean_scalar(v) for v in values]
+                cleaned[escape_key(key)] = values[0] if len(values) == 1 else values
+        return cleaned
+
+    def json_text(self, value) -> str:
+        """Serialize any JSON value to text, redacting secret keys, without recursion."""
+        out: list[str] = []
+        stack: list = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, _Raw):
+                out.append(item.text)
+            elif isinstance(item, dict):
+                parts: list = [_Raw("{")]
+                for index, (key, child) in enumerate(item.items()):
+                    if index:
+                        parts.append(_Raw(", "))
+                    parts.append(_Raw(json.dumps(str(key)) + ": "))
+                    parts.append(_Raw(json.dumps(REDACTED)) if self.is_secret(key) else child)
+                parts.append(_Raw("}"))
+                stack.extend(reversed(parts))
+            elif isinstance(item, (list, tuple)):
+                parts = [_Raw("[")]
+                for index, child in enumerate(item):
+                    if index:
+                        parts.append(_Raw(", "))
+                    parts.append(child)
+                parts.append(_Raw("]"))
+                stack.extend(reversed(parts))
+            else:
+                out.append(_scalar_json(item))
+        return "".join(out)
+
+    # Text --------------------------------------------------------------------------
+
+    def redact_text(self, text: str) -> str:
+        """Redact ``key=value``, ``key: value`` and ``"key": "value"`` pairs in free text."""
+        return self._text_pattern.sub(lambda m: m.group("head") + REDACTED, text)
+
+
+class _Raw:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _scalar_json(value) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return json.dumps(str(value))
+
+
+def clean_scalar(value):
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else str(value)
+    if isinstance(value, str):
+        return safe_str(value)
+    return safe_str(str(value))
+
+
+def safe_str(text: str) -> str:
+    """Return text that encodes as UTF-8: lone surrogates are written as ``\\udXXX``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_KEY_ESCAPES = {"%": "%25", ".": "%2E", "\x00": "%00"}
+
+
+def escape_key(key) -> str:
+    """Make a key storable in MongoDB, reversibly: see ``unescape_key``."""
+    key = safe_str(key if isinstance(key, str) else str(key))
+    escaped = "".join(_KEY_ESCAPES.get(ch, ch) for ch in key)
+    if escaped.startswith("$"):
+        escaped = "%24" + escaped[1:]
+    return escaped
+
+
+_UNESCAPE = re.compile(r"%(25|2E|00|24)")
+_UNESCAPE_MAP = {"25": "%", "2E": ".", "00": "\x00", "24": "$"}
+
+
+def unescape_key(key: str) -> str:
+    return _UNESCAPE.sub(lambda m: _UNESCAPE_MAP[m.group(1)], key)
+
+
+def unescape(value):
+    """Undo ``escape_key`` throughout a stored structure, for display and export."""
+    if isinstance(value, dict):
+        return {unescape_key(k): unescape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unescape(v) for v in value]
+    return value
+
+
+def _text_pattern(words: set[str]) -> re.Pattern:
+    # Each word may be written with - or _ between its letters (api_key, api-key, apiKey).
+    alternatives = "|".join(
+        "[-_]?".join(re.escape(ch) for ch in word) for word in sorted(words, key=len, reverse=True)
+    )
+    return re.compile(
+        r"(?P<head>[\"']?[\w-]*(?:" + alternatives + r")[\w-]*[\"']?\s*[:=]\s*)"
+        r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,&;}\]]+)",
+        re.IGNORECASE,
+    )

@@ -1,0 +1,112 @@
+"""The write path: every record lands in the audit store, or durably in the spool.
+
+Policy (also in docs/audit-schema.md and the README):
+
+- The record is written before the response is sent, with a bounded time
+  (``AUDIT_WRITE_TIMEOUT_MS``, pymongo's client-side timeout on a real server).
+- If the store fails or is too slow, the record goes to the spool (fsync'd) and the store
+  is skipped for ``STORE_RETRY_SECONDS``, so an outage does not slow every request down.
+- A background thread in each process replays the spool as soon as it starts and every
+  ``AUDIT_REPLAY_INTERVAL`` seconds; ``flask replay-spool`` does the same by hand.
+- If the spool cannot be written either, the record is written to the error log as one
+  ``AUDIT_RECORD_UNSPOOLED`` line of Extended JSON (recoverable from the logs), and
+  ``/readyz`` answers 503 so the load balancer moves traffic away. The response itself is
+  never turned into an error by the audit path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import pymongo
+from pymongo.errors import DuplicateKeyError
+
+from .repository import insert_record
+from .spool import ReplayResult, Spool, dumps
+
+log = logging.getLogger("audit_app.audit")
+
+STORE_RETRY_SECONDS = 5.0
+
+
+class AuditWriter:
+    def __init__(self, store, spool: Spool, *, timeout_ms: int, replay_interval: int):
+        self.store = store
+        self.spool = spool
+        self.timeout = timeout_ms / 1000
+        self.replay_interval = replay_interval
+        self._skip_store_until = 0.0
+        self._replayer_pid: int | None = None
+        self._replay_lock = threading.Lock()
+        self.last_spool_error: str | None = None
+        self.stats = {"stored": 0, "spooled": 0, "unspooled": 0}
+
+    # Writing ----------------------------------------------------------------------
+
+    def write(self, record: dict) -> str:
+        """Persist one record; return where it went: stored, spooled or logged."""
+        if time.monotonic() >= self._skip_store_until:
+            try:
+                with pymongo.timeout(self.timeout):
+                    insert_record(self.store.db, record)
+                self.stats["stored"] += 1
+                return "stored"
+            except DuplicateKeyError:
+                return "stored"
+            except Exception as error:  # noqa: BLE001 - any store failure: spool, never raise
+                self._skip_store_until = time.monotonic() + STORE_RETRY_SECONDS
+                log.warning(
+                    "Audit store write failed (%s: %s); spooling records",
+                    type(error).__name__,
+                    error,
+                )
+        try:
+            self.spool.append(record)
+            self.last_spool_error = None
+            self.stats["spooled"] += 1
+            return "spooled"
+        except OSError as error:
+            self.last_spool_error = f"{type(error).__name__}: {error}"
+            self.stats["unspooled"] += 1
+            log.critical("AUDIT_RECORD_UNSPOOLED %s", dumps(record))
+            return "logged"
+
+    # Replaying --------------------------------------------------------------------
+
+    def replay(self) -> ReplayResult:
+        """Move spooled records into the store; idempotent."""
+        with self._replay_lock:
+
+            def insert(record):
+                with pymongo.timeout(max(self.timeout, 10)):
+                    insert_record(self.store.db, record)
+
+            result = self.spool.replay(insert)
+        if result.stored or result.duplicates:
+            log.info("Replayed spooled audit records: %s", result.as_dict())
+        if not result.errors:
+            self._skip_store_until = 0.0
+        return result
+
+    def ensure_replayer(self) -> None:
+        """Start this process's replay thread once (after a fork, the child starts its own)."""
+        if self.replay_interval <= 0 or self._replayer_pid == os.getpid():
+            return
+        self._replayer_pid = os.getpid()
+        thread = threading.Thread(
+            target=self._replay_forever, name="audit-spool-replayer", daemon=True
+        )
+        thread.start()
+
+    def _replay_forever(self) -> None:
+        pid = os.getpid()
+        while self._replayer_pid == pid:
+            try:
+                if self.spool.pending_files():
+                    self.replay()
+            except Exception:  # keep the thread alive whatever happens; retry next round
+                log.exception("Audit spool replay failed")
+            time.sleep(self.replay_interval)

@@ -1,0 +1,49 @@
+"""``POST /api/v1/auth/token``: trade an email and password for a JWT."""
+
+from flask import Blueprint, jsonify
+from marshmallow import Schema, fields, validate
+
+from ..audit.context import note_actor
+from ..db import get_db
+from ..errors import ApiError, unauthorized
+from ..organizations import repository as orgs
+from ..schemas import ObjectIdField, load_body
+from .passwords import verify_password
+from .tokens import issue_token
+
+bp = Blueprint("auth", __name__)
+
+INVALID_LOGIN = "The email or password is incorrect."
+
+
+class TokenRequestSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=3, max=320))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    organizationId = ObjectIdField(load_default=None)
+
+
+@bp.post("/auth/token")
+def create_token():
+    data = load_body(TokenRequestSchema())
+    db = get_db()
+    account = orgs.find_account_by_email(db, data["email"])
+    organizations = orgs.list_organizations_of_account(db, account["_id"]) if account else []
+    member_of = {o["_id"] for o in organizations}
+    organization_id = data["organizationId"]
+    if account is not None and organizations:
+        attributed = organization_id if organization_id in member_of else organizations[0]["_id"]
+        note_actor(account, attributed)
+    if not verify_password(account["passwordHash"] if account else None, data["password"]):
+        raise unauthorized(INVALID_LOGIN)
+    if not organizations:
+        raise ApiError(403, "forbidden", "This account belongs to no organization.")
+    if organization_id is None:
+        organization_id = organizations[0]["_id"]
+    elif organization_id not in member_of:
+        raise ApiError(
+            403, "forbidden", "This account is not a member of that organization.", "organizationId"
+        )
+    token, lifetime = issue_token(account["_id"], organization_id)
+    return jsonify(
+        token=token, tokenType="Bearer", expiresIn=lifetime, organizationId=str(organization_id)
+    )

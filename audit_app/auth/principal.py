@@ -1,0 +1,183 @@
+"""Who is making the request: resolved once, before any view, for every request.
+
+The principal carries the organization every data-layer call is scoped to, the permissions
+of the caller's role, and what the audit record needs (auth type, account, API key,
+workspace binding). API paths accept ``Authorization: Bearer <jwt>`` or ``X-API-Key``;
+web pages accept the flask-login session. Bad credentials leave an anonymous principal and
+an ``auth_error`` that protected endpoints answer with a 401.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import wraps
+
+from bson import ObjectId
+from flask import g, redirect, request, session, url_for
+from flask_login import current_user
+
+from ..api_keys import repository as api_keys
+from ..db import get_db
+from ..errors import ApiError, forbidden, unauthorized
+from ..organizations import repository as orgs
+from .tokens import TokenError, decode_token
+
+JWT = "jwt"
+API_KEY = "apiKey"
+SESSION = "session"
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class Principal:
+    auth_type: str = NONE
+    organization_id: ObjectId | None = None
+    account_id: ObjectId | None = None
+    account_email: str | None = None
+    api_key_id: ObjectId | None = None
+    api_key_name: str | None = None
+    bound_workspace_id: ObjectId | None = None
+    role_id: ObjectId | None = None
+    role_name: str | None = None
+    permissions: frozenset = field(default_factory=frozenset)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.auth_type != NONE and self.organization_id is not None
+
+    def can(self, permission: str) -> bool:
+        return self.is_authenticated and permission in self.permissions
+
+
+ANONYMOUS = Principal()
+
+
+def current_principal() -> Principal:
+    return g.get("principal", ANONYMOUS)
+
+
+def _member_principal(auth_type: str, account: dict, organization_id: ObjectId) -> Principal | None:
+    db = get_db()
+    membership = orgs.find_membership(db, organization_id, account["_id"])
+    if membership is None:
+        return None
+    role = orgs.find_role(db, organization_id, membership["roleId"])
+    return Principal(
+        auth_type=auth_type,
+        organization_id=organization_id,
+        account_id=account["_id"],
+        account_email=account["email"],
+        role_id=role["_id"] if role else None,
+        role_name=role["name"] if role else None,
+        permissions=frozenset(role["permissions"]) if role else frozenset(),
+    )
+
+
+def _from_jwt(token: str) -> Principal:
+    account_id, organization_id = decode_token(token)
+    account = orgs.find_account(get_db(), account_id)
+    principal = account and _member_principal(JWT, account, organization_id)
+    if not principal:
+        raise TokenError("The token's account is no longer a member of its organization.")
+    return principal
+
+
+def _from_api_key(secret: str) -> Principal:
+    db = get_db()
+    key = api_keys.authenticate_api_key(db, secret)
+    if key is None:
+        raise TokenError("The API key is not valid.")
+    if key.get("revokedAt") is not None:
+        raise TokenError("The API key has been revoked.")
+    role = orgs.find_role(db, key["organizationId"], key["roleId"])
+    api_keys.touch_last_used(db, key)
+    return Principal(
+        auth_type=API_KEY,
+        organization_id=key["organizationId"],
+        api_key_id=key["_id"],
+        api_key_name=key["name"],
+        bound_workspace_id=key.get("workspaceId"),
+        role_id=role["_id"] if role else None,
+        role_name=role["name"] if role else None,
+        permissions=frozenset(role["permissions"]) if role else frozenset(),
+    )
+
+
+def _from_session() -> Principal:
+    if not current_user.is_authenticated:
+        return ANONYMOUS
+    account = current_user.account
+    wanted = session.get("organizationId")
+    candidates = []
+    if wanted and ObjectId.is_valid(wanted):
+        candidates.append(ObjectId(wanted))
+    candidates += [o["_id"] for o in orgs.list_organizations_of_account(get_db(), account["_id"])]
+    for organization_id in candidates:
+        principal = _member_principal(SESSION, account, organization_id)
+        if principal:
+            session["organizationId"] = str(organization_id)
+            return principal
+    return ANONYMOUS
+
+
+def load_principal() -> None:
+    """Resolve the caller of this request into ``g.principal`` (a before_request hook)."""
+    g.principal = ANONYMOUS
+    g.auth_error = None
+    if request.endpoint in ("static", "health.healthz", "health.readyz"):
+        return
+    if not request.path.startswith("/api/"):
+        g.principal = _from_session()
+        return
+    authorization = request.headers.get("Authorization")
+    key = request.headers.get("X-API-Key")
+    try:
+        if authorization and key:
+            raise TokenError("Send either Authorization or X-API-Key, not both.")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise TokenError("The Authorization header must be 'Bearer <token>'.")
+            g.principal = _from_jwt(token.strip())
+        elif key:
+            g.principal = _from_api_key(key.strip())
+    except TokenError as error:
+        g.auth_error = str(error)
+
+
+def require_authentication() -> Principal:
+    principal = current_principal()
+    if not principal.is_authenticated:
+        if request.path.startswith("/api/"):
+            raise unauthorized(
+                g.get("auth_error")
+                or "Authentication required: send 'Authorization: Bearer <token>' or 'X-API-Key'."
+            )
+        raise _LoginRedirect()
+    return principal
+
+
+class _LoginRedirect(ApiError):
+    def __init__(self):
+        super().__init__(401, "unauthorized", "Log in to continue.")
+
+
+def login_redirect(_error):
+    return redirect(url_for("web.session.login", next=request.full_path.rstrip("?")))
+
+
+def require_permission(permission: str | None):
+    """Guard a view: the caller must be authenticated and, if given, hold the permission."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            principal = require_authentication()
+            if permission is not None and not principal.can(permission):
+                raise forbidden(permission)
+            return view(*args, **kwargs)
+
+        wrapped.required_permission = permission
+        return wrapped
+
+    return decorator

@@ -1,0 +1,265 @@
+"""``flask --app wsgi <command>``: the operator's commands.
+
+Each prints what it made (ids, a key's secret once) as text, or as JSON with ``--json``.
+Bad arguments end with a message and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+from bson import ObjectId
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .db import get_audit_db, get_db
+from .errors import ApiError
+
+
+def _emit(as_json: bool, payload: dict, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def _object_id(value: str, option: str) -> ObjectId:
+    if not ObjectId.is_valid(value) or len(value) != 24:
+        raise click.BadParameter("must be a 24-character hexadecimal ObjectId", param_hint=option)
+    return ObjectId(value)
+
+
+def _organization(db, value: str) -> dict:
+    from .organizations import repository as orgs
+
+    organization = orgs.find_organization(db, _object_id(value, "--organization"))
+    if organization is None:
+        raise click.BadParameter(f"no organization with id {value}", param_hint="--organization")
+    return organization
+
+
+def _role(db, organization_id: ObjectId, value: str) -> dict:
+    from .organizations import repository as orgs
+
+    role = None
+    if ObjectId.is_valid(value) and len(value) == 24:
+        role = orgs.find_role(db, organization_id, ObjectId(value))
+    role = role or orgs.find_role_by_name(db, organization_id, value)
+    if role is None:
+        names = ", ".join(r["name"] for r in orgs.list_roles(db, organization_id))
+        raise click.BadParameter(
+            f"no role {value!r} in this organization; roles: {names}", param_hint="--role"
+        )
+    return role
+
+
+def _fail_on_api_error(error: ApiError):
+    raise click.ClickException(error.message)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.command("create-org")
+@click.argument("name")
+@click.option("--owner-email", required=True)
+@click.option("--owner-password", required=True)
+@json_option
+@with_appcontext
+def create_org_command(name, owner_email, owner_password, as_json):
+    """Create an organization with its owner."""
+    from .organizations import repository as orgs
+
+    if not name.strip():
+        raise click.BadParameter("must not be empty", param_hint="NAME")
+    if "@" not in owner_email:
+        raise click.BadParameter("must be an email address", param_hint="--owner-email")
+    if len(owner_password) < 8:
+        raise click.BadParameter("must have at least 8 characters", param_hint="--owner-password")
+    try:
+        made = orgs.create_organization(get_db(), name, owner_email, owner_password)
+    except ApiError as error:
+        _fail_on_api_error(error)
+    organization, owner = made["organization"], made["owner"]
+    _emit(
+        as_json,
+        {
+            "organizationId": str(organization["_id"]),
+            "name": organization["name"],
+            "ownerAccountId": str(owner["_id"]),
+            "ownerEmail": owner["email"],
+            "roles": {k: str(r["_id"]) for k, r in made["roles"].items()},
+        },
+        [
+            f"Created organization {organization['name']!r} ({organization['_id']})",
+            f"Owner: {owner['email']} ({owner['_id']})",
+        ],
+    )
+
+
+@click.command("create-user")
+@click.option("--organization", "organization_id", required=True)
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--role", default="Member", show_default=True)
+@json_option
+@with_appcontext
+def create_user_command(organization_id, email, password, role, as_json):
+    """Create an account (or reuse one by email) and make it a member with a role."""
+    from .organizations import repository as orgs
+
+    db = get_db()
+    organization = _organization(db, organization_id)
+    role_doc = _role(db, organization["_id"], role)
+    if "@" not in email:
+        raise click.BadParameter("must be an email address", param_hint="--email")
+    account = orgs.find_account_by_email(db, email)
+    try:
+        if account is None:
+            if len(password) < 8:
+                raise click.BadParameter("must have at least 8 characters", param_hint="--password")
+            account = orgs.create_account(db, email, password)
+        orgs.add_membership(db, organization["_id"], account["_id"], role_doc["_id"])
+    except ApiError as error:
+        _fail_on_api_error(error)
+    _emit(
+        as_json,
+        {
+            "accountId": str(account["_id"]),
+            "email": account["email"],
+            "organizationId": str(organization["_id"]),
+            "role": role_doc["name"],
+        },
+        [
+            f"Created member {account['email']} ({account['_id']}) as {role_doc['name']} "
+            f"in {organization['name']!r}"
+        ],
+    )
+
+
+@click.command("create-api-key")
+@click.option("--organization", "organization_id", required=True)
+@click.option("--name", required=True)
+@click.option("--workspace", "workspace_id", default=None)
+@click.option("--role", default="Member", show_default=True)
+@json_option
+@with_appcontext
+def create_api_key_command(organization_id, name, workspace_id, role, as_json):
+    """Create an API key; its secret is printed this once and never again."""
+    from .api_keys import repository as api_keys
+    from .workspaces import repository as workspaces
+
+    db = get_db()
+    organization = _organization(db, organization_id)
+    role_doc = _role(db, organization["_id"], role)
+    workspace = None
+    if workspace_id:
+        workspace = workspaces.find_workspace(
+            db, organization["_id"], _object_id(workspace_id, "--workspace")
+        )
+        if workspace is None:
+            raise click.BadParameter(
+                f"no workspace {workspace_id} in this organization", param_hint="--workspace"
+            )
+    if not name.strip():
+        raise click.BadParameter("must not be empty", param_hint="--name")
+    key, secret = api_keys.create_api_key(
+        db,
+        organization["_id"],
+        name=name,
+        role_id=role_doc["_id"],
+        workspace_id=workspace["_id"] if workspace else None,
+        created_by=None,
+    )
+    _emit(
+        as_json,
+        {
+            "apiKeyId": str(key["_id"]),
+            "name": key["name"],
+            "prefix": key["prefix"],
+            "role": role_doc["name"],
+            "workspaceId": workspace_id,
+            "key": secret,
+        },
+        [
+            f"Created API key {key['name']!r} ({key['_id']}) with role {role_doc['name']}",
+            f"Key (shown once, keep it safe): {secret}",
+        ],
+    )
+
+
+@click.command("ensure-indexes")
+@json_option
+@with_appcontext
+def ensure_indexes_command(as_json):
+    """Create the collections' indexes, including the audit log's TTL index."""
+    from .indexes import ensure_indexes
+
+    created = ensure_indexes(get_db(), get_audit_db(), current_app.config["AUDIT_RETENTION_DAYS"])
+    _emit(
+        as_json,
+        created,
+        [f"{collection}: {', '.join(names)}" for collection, names in created.items()],
+    )
+
+
+@click.command("replay-spool")
+@json_option
+@with_appcontext
+def replay_spool_command(as_json):
+    """Store the audit records spooled during an outage; safe to run any time."""
+    from .audit.capture import WRITER_KEY
+
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is None:
+        raise click.ClickException("Auditing is disabled (AUDIT_ENABLED=false).")
+    result = writer.replay()
+    _emit(
+        as_json,
+        result.as_dict(),
+        [
+            f"Stored {result.stored} record(s), {result.duplicates} already stored, "
+            f"{result.rejected} unreadable line(s) set aside, {result.files} file(s) done"
+        ]
+        + [f"Error: {e}" for e in result.errors],
+    )
+    if result.errors:
+        raise SystemExit(1)
+
+
+@click.command("seed-demo")
+@click.option(
+    "--requests", "request_count", default=300, show_default=True, type=click.IntRange(0, 100_000)
+)
+@click.option("--if-empty", is_flag=True, help="Only when the store has no organization yet.")
+@json_option
+@with_appcontext
+def seed_demo_command(request_count, if_empty, as_json):
+    """Create the demo organization and real traffic through the app; prints the logins."""
+    from .demo import DEMO_LOGINS, seed_demo
+    from .organizations.repository import has_any_organization
+
+    if if_empty and has_any_organization(get_db()):
+        summary = {"created": False, "message": "The store already has organizations; not seeding."}
+    else:
+        summary = seed_demo(current_app._get_current_object(), request_count)
+    lines = [summary["message"], "Demo logins:"]
+    lines += [
+        f"  {login['role']:<6} {login['email']}  password: {login['password']}"
+        for login in DEMO_LOGINS
+    ]
+    _emit(as_json, {**summary, "logins": DEMO_LOGINS}, lines)
+
+
+def register(app) -> None:
+    for command in (
+        create_org_command,
+        create_user_command,
+        create_api_key_command,
+        ensure_indexes_command,
+        replay_spool_command,
+        seed_demo_command,
+    ):
+        app.cli.add_command(command)

@@ -1,0 +1,139 @@
+"""Settings, read once from the environment when the app is built.
+
+Every key is documented in the README. A setting given in ``test_config`` wins over the
+environment, so tests never have to touch ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+DEFAULT_HEADER_ALLOWLIST = (
+    "User-Agent",
+    "Content-Type",
+    "Content-Length",
+    "Accept",
+    "Accept-Language",
+    "Origin",
+    "Referer",
+    "X-Request-Id",
+    "X-Forwarded-For",
+    "X-Workspace-Id",
+)
+
+DEFAULT_REDACT_KEYS = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "apiKey",
+    "api_key",
+    "authorization",
+    "accessToken",
+    "refreshToken",
+    "idToken",
+    "clientSecret",
+    "privateKey",
+    "creditCard",
+    "cardNumber",
+    "cvv",
+    "cvc",
+    "ssn",
+    "cookie",
+    "sessionId",
+    "csrfToken",
+)
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the app refuses to start."""
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _development_secret_key(instance_path: Path) -> str:
+    """Generate a secret key once and keep it under ``instance/`` for development."""
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def load_settings(instance_path: Path) -> dict:
+    """Read every setting from the environment, failing fast on bad values."""
+    env = os.environ.get("APP_ENV", "development").strip().lower()
+    if env not in ("development", "production", "testing"):
+        raise ConfigError(f"APP_ENV must be development, production or testing, got {env!r}")
+    secret_key = os.environ.get("SECRET_KEY", "").strip()
+    if not secret_key:
+        if env == "production":
+            raise ConfigError("SECRET_KEY must be set when APP_ENV=production")
+        secret_key = _development_secret_key(instance_path)
+    if env == "production" and len(secret_key) < 32:
+        raise ConfigError("SECRET_KEY must have at least 32 characters (it signs JWTs with HS256)")
+    mongo_uri = os.environ.get("MONGO_URI", "").strip() or None
+    settings = {
+        "APP_ENV": env,
+        "SECRET_KEY": secret_key,
+        "MONGO_URI": mongo_uri,
+        "AUDIT_MONGO_URI": os.environ.get("AUDIT_MONGO_URI", "").strip() or None,
+        "MONGO_DB_NAME": os.environ.get("MONGO_DB_NAME", "").strip() or None,
+        "EMBEDDED_STORE_DIR": os.environ.get("EMBEDDED_STORE_DIR", "").strip()
+        or str(instance_path / "store"),
+        "JWT_EXPIRES_SECONDS": _env_int("JWT_EXPIRES_SECONDS", 3600, minimum=60),
+        "PASSWORD_HASH_PROFILE": os.environ.get("PASSWORD_HASH_PROFILE", "strong"),
+        "SESSION_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", env == "production"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "MAX_CONTENT_LENGTH": _env_int("MAX_CONTENT_LENGTH", 4 * 1024 * 1024, minimum=1024),
+        "TRUSTED_PROXY_COUNT": _env_int("TRUSTED_PROXY_COUNT", 0),
+        "AUDIT_ENABLED": _env_bool("AUDIT_ENABLED", True),
+        "AUDIT_HEADER_ALLOWLIST": _env_list("AUDIT_HEADER_ALLOWLIST", DEFAULT_HEADER_ALLOWLIST),
+        "AUDIT_REDACT_KEYS": _env_list("AUDIT_REDACT_KEYS", DEFAULT_REDACT_KEYS),
+        "AUDIT_MAX_BODY_BYTES": _env_int("AUDIT_MAX_BODY_BYTES", 64 * 1024, minimum=256),
+        "AUDIT_WRITE_TIMEOUT_MS": _env_int("AUDIT_WRITE_TIMEOUT_MS", 2000, minimum=50),
+        "AUDIT_SPOOL_DIR": os.environ.get("AUDIT_SPOOL_DIR", "").strip()
+        or str(instance_path / "audit-spool"),
+        "AUDIT_REPLAY_INTERVAL": _env_int("AUDIT_REPLAY_INTERVAL", 30),
+        "AUDIT_RETENTION_DAYS": _env_int("AUDIT_RETENTION_DAYS", 400, minimum=1),
+        "AUDIT_ENSURE_INDEXES_ON_START": _env_bool("AUDIT_ENSURE_INDEXES_ON_START", True),
+    }
+    return settings

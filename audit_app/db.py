@@ -1,0 +1,221 @@
+"""The database handles: one store per URI, shared by every request of the app.
+
+Three kinds of store sit behind the same pymongo API:
+
+- ``mongodb://`` / ``mongodb+srv://``: a real MongoDB through pymongo. One ``MongoClient``
+  per process, created lazily with ``connect=False`` so gunicorn can fork safely.
+- ``mongomock://``: mongomock in memory, for tests. Tests may also inject a client.
+- unset: the embedded store, litemongo (SQLite files under ``instance/store``) with
+  mongomock's query engine. It persists across restarts and is shared by every process
+  that opens the same folder (gunicorn workers, the CLI). Its SQLite connections may only
+  be used by the thread that opened them, so it keeps one client per process and thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+from urllib.parse import urlparse
+
+import mongomock
+import pymongo
+from bson import ObjectId
+from flask import current_app
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB_NAME = "audit_app"
+EXTENSION_KEY = "audit_app.stores"
+
+
+class Store:
+    """A database reachable through one URI, with the client created when first needed."""
+
+    def __init__(
+        self,
+        uri: str | None,
+        *,
+        db_name: str | None,
+        embedded_dir: str,
+        client: Any = None,
+        write_timeout_ms: int = 2000,
+    ):
+        self.uri = uri
+        self.embedded_dir = embedded_dir
+        self.write_timeout_ms = write_timeout_ms
+        self._injected = client
+        self._lock = threading.Lock()
+        self._shared: Any = None
+        self._shared_pid: int | None = None
+        self._local = threading.local()
+        if client is not None:
+            self.kind = "injected"
+        elif uri is None:
+            self.kind = "embedded"
+        elif uri.startswith(("mongodb://", "mongodb+srv://")):
+            self.kind = "mongodb"
+        elif uri.startswith("mongomock://"):
+            self.kind = "mongomock"
+        else:
+            raise ValueError(
+                "MONGO_URI must start with mongodb://, mongodb+srv:// or mongomock://, "
+                "or be unset for the embedded store"
+            )
+        path_name = urlparse(uri).path.lstrip("/") if uri else ""
+        self.db_name = db_name or path_name or DEFAULT_DB_NAME
+
+    def describe(self) -> str:
+        """Say which store this is, for the start-up log line; credentials left out."""
+        if self.kind == "embedded":
+            return f"embedded store at {self.embedded_dir} (database {self.db_name})"
+        if self.kind == "mongodb":
+            parsed = urlparse(self.uri)
+            host = parsed.hostname or "?"
+            return f"MongoDB at {parsed.scheme}://{host} (database {self.db_name})"
+        return f"{self.kind} store (database {self.db_name})"
+
+    @property
+    def client(self) -> Any:
+        """Return this process's (and for the embedded store, this thread's) client."""
+        if self._injected is not None:
+            return self._injected
+        if self.kind == "embedded":
+            return self._embedded_client()
+        pid = os.getpid()
+        if self._shared is None or self._shared_pid != pid:
+            with self._lock:
+                if self._shared is None or self._shared_pid != pid:
+                    self._shared = self._new_client()
+                    self._shared_pid = pid
+        return self._shared
+
+    def _new_client(self) -> Any:
+        if self.kind == "mongomock":
+            return mongomock.MongoClient(tz_aware=True)
+        return pymongo.MongoClient(
+            self.uri,
+            connect=False,
+            tz_aware=True,
+            appname="organization-audit-log",
+            serverSelectionTimeoutMS=max(self.write_timeout_ms, 1000),
+        )
+
+    def _embedded_client(self) -> Any:
+        import litemongo
+
+        pid = os.getpid()
+        if getattr(self._local, "pid", None) != pid:
+            self._local.client = litemongo.connect(self.embedded_dir, tz_aware=True)
+            self._local.pid = pid
+        return self._local.client
+
+    @property
+    def db(self) -> Database:
+        return self.client[self.db_name]
+
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+        self.client.admin.command("ping")
+
+    def close(self) -> None:
+        """Close the clients this process opened (used by short-lived CLI tasks and tests)."""
+        if self._shared is not None and self._shared_pid == os.getpid():
+            self._shared.close()
+            self._shared = None
+        if getattr(self._local, "pid", None) == os.getpid():
+            self._local.client.close()
+            self._local.pid = None
+
+
+def init_stores(app) -> None:
+    """Create the main and audit stores for the app; the audit one may be the same."""
+    cfg = app.config
+    main = Store(
+        cfg["MONGO_URI"],
+        db_name=cfg.get("MONGO_DB_NAME"),
+        embedded_dir=cfg["EMBEDDED_STORE_DIR"],
+        client=cfg.get("MONGO_CLIENT"),
+        write_timeout_ms=cfg["AUDIT_WRITE_TIMEOUT_MS"],
+    )
+    audit_uri = cfg.get("AUDIT_MONGO_URI")
+    audit_client = cfg.get("AUDIT_MONGO_CLIENT")
+    if audit_client is None and (audit_uri is None or audit_uri == cfg["MONGO_URI"]):
+        audit = main
+    else:
+        audit = Store(
+            audit_uri,
+            db_name=cfg.get("MONGO_DB_NAME"),
+            embedded_dir=cfg["EMBEDDED_STORE_DIR"],
+            client=audit_client,
+            write_timeout_ms=cfg["AUDIT_WRITE_TIMEOUT_MS"],
+        )
+    app.extensions[EXTENSION_KEY] = {"main": main, "audit": audit}
+    app.logger.info("Store: %s", main.describe())
+    if audit is not main:
+        app.logger.info("Audit store: %s", audit.describe())
+
+
+def stores(app=None) -> dict[str, Store]:
+    return (app or current_app).extensions[EXTENSION_KEY]
+
+
+def get_db(app=None) -> Database:
+    """Return the platform database (organizations, accounts, workspaces, ...)."""
+    return stores(app)["main"].db
+
+
+def get_audit_db(app=None) -> Database:
+    """Return the database that holds ``audit_logs`` (``AUDIT_MONGO_URI``)."""
+    return stores(app)["audit"].db
+
+
+class TenantCollection:
+    """A collection seen through one organization.
+
+    Every read, update and delete carries ``organizationId``; every insert is stamped with
+    it. Repositories build one from the organization of the authenticated principal, so no
+    caller can forget the tenant filter or pass another organization's id through it.
+    """
+
+    def __init__(self, collection: Collection, organization_id: ObjectId):
+        if not isinstance(organization_id, ObjectId):
+            raise TypeError("organization_id must be an ObjectId")
+        self.collection = collection
+        self.organization_id = organization_id
+
+    def _scope(self, filter_: dict | None) -> dict:
+        scoped = dict(filter_ or {})
+        scoped["organizationId"] = self.organization_id
+        return scoped
+
+    def find_one(self, filter_: dict | None = None, *args, **kwargs):
+        return self.collection.find_one(self._scope(filter_), *args, **kwargs)
+
+    def find(self, filter_: dict | None = None, *args, **kwargs):
+        return self.collection.find(self._scope(filter_), *args, **kwargs)
+
+    def count_documents(self, filter_: dict | None = None, **kwargs) -> int:
+        return self.collection.count_documents(self._scope(filter_), **kwargs)
+
+    def insert_one(self, document: dict):
+        document["organizationId"] = self.organization_id
+        return self.collection.insert_one(document)
+
+    def update_one(self, filter_: dict, update: dict, **kwargs):
+        return self.collection.update_one(self._scope(filter_), update, **kwargs)
+
+    def update_many(self, filter_: dict, update: dict, **kwargs):
+        return self.collection.update_many(self._scope(filter_), update, **kwargs)
+
+    def find_one_and_update(self, filter_: dict, update: dict, **kwargs):
+        return self.collection.find_one_and_update(self._scope(filter_), update, **kwargs)
+
+    def delete_one(self, filter_: dict):
+        return self.collection.delete_one(self._scope(filter_))
+
+    def delete_many(self, filter_: dict):
+        return self.collection.delete_many(self._scope(filter_))

@@ -1,0 +1,216 @@
+"""The demo organization: three people, two workspaces, an API key and real traffic.
+
+The traffic is made through the app itself (Flask's test client), so every request passes
+the same hooks as a real one and lands in the audit log exactly as production records do:
+successes, validation errors, a 401, 403s and 404s, bodies with secrets to redact.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .db import get_db
+from .organizations import repository as orgs
+from .organizations.permissions import ADMIN, MEMBER
+
+DEMO_ORGANIZATION = "Acme Learning (demo)"
+DEMO_LOGINS = [
+    {"role": "Owner", "email": "owner@demo.example", "password": "demo-owner-pass"},
+    {"role": "Admin", "email": "admin@demo.example", "password": "demo-admin-pass"},
+    {"role": "Member", "email": "member@demo.example", "password": "demo-member-pass"},
+]
+_AGENTS = [
+    "curl/8.5.0",
+    "python-requests/2.32.3",
+    "Mozilla/5.0 (Macintosh) Safari/605.1.15",
+    "acme-sync/1.4 (+ci)",
+    "PostmanRuntime/7.39.0",
+]
+_IPS = ["203.0.113.10", "198.51.100.24", "192.0.2.77", "203.0.113.58"]
+
+
+def find_demo(db) -> dict | None:
+    owner = orgs.find_account_by_email(db, DEMO_LOGINS[0]["email"])
+    if owner is None:
+        return None
+    for organization in orgs.list_organizations_of_account(db, owner["_id"]):
+        if organization["name"] == DEMO_ORGANIZATION:
+            return organization
+    return None
+
+
+def seed_demo(app, request_count: int = 300) -> dict:
+    """Create the demo organization once; later calls only report it."""
+    db = get_db(app)
+    existing = find_demo(db)
+    if existing is not None:
+        return {
+            "organizationId": str(existing["_id"]),
+            "created": False,
+            "message": f"The demo organization already exists ({existing['_id']}).",
+        }
+    made = orgs.create_organization(
+        db, DEMO_ORGANIZATION, DEMO_LOGINS[0]["email"], DEMO_LOGINS[0]["password"], "Olivia Owner"
+    )
+    organization_id = made["organization"]["_id"]
+    for login, key, name in (
+        (DEMO_LOGINS[1], ADMIN, "Adam Admin"),
+        (DEMO_LOGINS[2], MEMBER, "Mia Member"),
+    ):
+        account = orgs.find_account_by_email(db, login["email"]) or orgs.create_account(
+            db, login["email"], login["password"], name
+        )
+        orgs.add_membership(db, organization_id, account["_id"], made["roles"][key]["_id"])
+    traffic = _Traffic(app, random.Random(20261125))  # noqa: S311 - demo data, not crypto
+    summary = traffic.run(request_count)
+    return {
+        "organizationId": str(organization_id),
+        "created": True,
+        **summary,
+        "message": f"Created the demo organization {DEMO_ORGANIZATION!r} "
+        f"({organization_id}) with {summary['requests']} recorded API requests.",
+    }
+
+
+class _Traffic:
+    """Plays realistic API clients against the app."""
+
+    def __init__(self, app, rng: random.Random):
+        self.client = app.test_client()
+        self.rng = rng
+        self.count = 0
+
+    def call(self, method, path, *, token=None, key=None, workspace=None, body=None, headers=None):
+        sent = dict(headers or {})
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        if key:
+            sent["X-API-Key"] = key
+        if workspace:
+            sent["X-Workspace-Id"] = workspace
+        sent.setdefault("User-Agent", self.rng.choice(_AGENTS))
+        self.count += 1
+        return self.client.open(
+            path,
+            method=method,
+            json=body,
+            headers=sent,
+            environ_base={"REMOTE_ADDR": self.rng.choice(_IPS)},
+        )
+
+    def token(self, login) -> str:
+        answer = self.call(
+            "POST",
+            "/api/v1/auth/token",
+            body={"email": login["email"], "password": login["password"]},
+        )
+        return answer.get_json()["token"]
+
+    def run(self, budget: int) -> dict:
+        owner, admin, member = (self.token(login) for login in DEMO_LOGINS)
+        workspaces = [
+            self.call(
+                "POST", "/api/v1/workspaces", token=owner, body={"name": name, "description": text}
+            ).get_json()["id"]
+            for name, text in (
+                ("Onboarding", "New-hire learning paths"),
+                ("Research", "Pathways for the research team"),
+            )
+        ]
+        roles = self.call("GET", "/api/v1/roles", token=admin).get_json()["items"]
+        member_role = next(r["id"] for r in roles if r["name"] == "Member")
+        created = self.call(
+            "POST",
+            "/api/v1/api-keys",
+            token=admin,
+            body={"name": "CI pipeline", "roleId": member_role, "workspaceId": workspaces[0]},
+        ).get_json()
+        api_key = created["key"]
+        pathways: list[tuple[str, str]] = []
+        rng = self.rng
+        while self.count < budget:
+            workspace = rng.choice(workspaces)
+            who = rng.choice([owner, admin, member, member])
+            roll = rng.random()
+            if roll < 0.22 or not pathways:
+                if rng.random() < 0.2:  # a client sending a field the API does not accept
+                    self.call(
+                        "POST",
+                        "/api/v1/pathways",
+                        token=who,
+                        workspace=workspace,
+                        body={
+                            "name": "Imported pathway",
+                            "integration": {
+                                "webhookUrl": "https://hooks.example",
+                                "apiToken": "tok_demo_secret",
+                            },
+                        },
+                    )
+                body = self.call(
+                    "POST",
+                    "/api/v1/pathways",
+                    token=who,
+                    workspace=workspace,
+                    body={
+                        "name": f"Pathway {rng.randint(100, 999)}",
+                        "description": "Week one essentials",
+                        "steps": [{"title": "Read the handbook"}, {"title": "Meet your buddy"}],
+                    },
+                ).get_json()
+                pathways.append((body["id"], workspace))
+            elif roll < 0.5:
+                self.call(
+                    "GET",
+                    "/api/v1/pathways",
+                    token=who,
+                    workspace=workspace,
+                    headers={"Accept": "application/json"},
+                )
+            elif roll < 0.62:
+                pathway, where = rng.choice(pathways)
+                self.call("GET", f"/api/v1/pathways/{pathway}", token=who, workspace=where)
+            elif roll < 0.7:
+                pathway, where = rng.choice(pathways)
+                self.call(
+                    "PATCH",
+                    f"/api/v1/pathways/{pathway}",
+                    token=who,
+                    workspace=where,
+                    body={"description": f"Revised {rng.randint(1, 9)}"},
+                )
+            elif roll < 0.76:
+                self.call("GET", "/api/v1/pathways", key=api_key)
+            elif roll < 0.8:
+                self.call("GET", "/api/v1/members", token=rng.choice([owner, admin]))
+            elif roll < 0.83:
+                self.call(
+                    "POST",
+                    "/api/v1/roles",
+                    token=member,
+                    body={"name": "Auditors", "permissions": ["viewAuditLog"]},
+                )
+            elif roll < 0.86:
+                self.call("GET", f"/api/v1/pathways/{'0' * 24}", token=who, workspace=workspace)
+            elif roll < 0.88:
+                self.call(
+                    "POST",
+                    "/api/v1/auth/token",
+                    body={"email": "owner@demo.example", "password": "wrong-password"},
+                )
+            elif roll < 0.9:
+                self.call("GET", "/api/v1/workspaces", token="not-a-real-token")
+            elif roll < 0.93:
+                self.call(
+                    "POST",
+                    "/api/v1/pathways",
+                    token=who,
+                    workspace=workspace,
+                    body={"name": "", "steps": "not-a-list"},
+                )
+            elif roll < 0.96 and len(pathways) > 3:
+                pathway, where = pathways.pop(rng.randrange(len(pathways)))
+                self.call("DELETE", f"/api/v1/pathways/{pathway}", token=who, workspace=where)
+            else:
+                self.call("GET", "/api/v1/organization", token=who)
+        return {"requests": self.count, "workspaces": workspaces, "apiKeyPrefix": created["prefix"]}

@@ -1,0 +1,129 @@
+"""Errors: one exception for the API, and the handlers that render every error.
+
+API paths (``/api/...``) answer ``{"error": {"code", "message", "field"}}``; the web pages
+answer an error page in the layout. Nothing a client sends may become a 500: bad input is
+raised as an ``ApiError`` with the status that fits.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify, render_template, request
+from pymongo.errors import PyMongoError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answered to the client as the contract's JSON error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+
+def bad_request(message: str, field: str | None = None) -> ApiError:
+    return ApiError(400, "bad_request", message, field)
+
+
+def not_found(what: str, field: str | None = None) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found.", field)
+
+
+def conflict(message: str, field: str | None = None) -> ApiError:
+    return ApiError(409, "conflict", message, field)
+
+
+def unprocessable(message: str, field: str | None = None) -> ApiError:
+    return ApiError(422, "unprocessable", message, field)
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(
+        401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="api"'}
+    )
+
+
+def forbidden(permission: str) -> ApiError:
+    return ApiError(403, "forbidden", f"This action needs the {permission} permission.")
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_body(status: int, code: str, message: str, field: str | None = None):
+    payload = {"code": code, "message": message}
+    if field is not None:
+        payload["field"] = field
+    response = jsonify({"error": payload})
+    response.status_code = status
+    return response
+
+
+def _snake(name: str) -> str:
+    return name.lower().replace(" ", "_").replace("-", "_")
+
+
+def _render_page(status: int, title: str, message: str):
+    return render_template("errors/error.html", status=status, title=title, message=message), status
+
+
+def handle_api_error(error: ApiError):
+    if not wants_json():
+        return _render_page(error.status, error.code.replace("_", " ").title(), error.message)
+    response = error_body(error.status, error.code, error.message, error.field)
+    response.headers.update(error.headers)
+    return response
+
+
+def handle_http_exception(error: HTTPException):
+    status = error.code or 500
+    if wants_json():
+        messages = {
+            404: "No such endpoint. The API is described at /api/v1/openapi.json.",
+            405: f"Method {request.method} is not allowed here.",
+            413: "The request body is too large.",
+        }
+        message = messages.get(status, error.description or error.name)
+        response = error_body(status, _snake(error.name), message)
+        if status == 405 and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+    return _render_page(status, error.name, error.description or "")
+
+
+def handle_database_error(error: PyMongoError):
+    log.error("Database unavailable: %s", error)
+    message = "The database is unavailable. Try again shortly."
+    if wants_json():
+        return error_body(503, "service_unavailable", message)
+    return _render_page(503, "Service Unavailable", message)
+
+
+def handle_unexpected_error(error: Exception):
+    log.exception("Unhandled error on %s %s", request.method, request.path)
+    message = "Something went wrong on our side. The request id identifies it."
+    if wants_json():
+        return error_body(500, "internal_error", message)
+    return _render_page(500, "Internal Server Error", message)
+
+
+def register_errorhandlers(app) -> None:
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(PyMongoError, handle_database_error)
+    app.register_error_handler(Exception, handle_unexpected_error)

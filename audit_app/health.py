@@ -1,0 +1,41 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (its stores and spool are usable)."""
+
+from flask import Blueprint, current_app, jsonify
+
+from .audit.capture import WRITER_KEY
+from .db import stores
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready when the platform store answers and audit records have somewhere durable to go."""
+    checks, problems = {}, []
+    for name, store in stores().items():
+        try:
+            store.ping()
+            checks[f"{name}Store"] = "ok"
+        except Exception as error:  # noqa: BLE001 - any failure to reach it means not ready
+            checks[f"{name}Store"] = "unreachable"
+            problems.append(f"{name} store unreachable: {type(error).__name__}")
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is not None:
+        spool_ok = writer.spool.writable() and writer.last_spool_error is None
+        checks["auditSpool"] = "ok" if spool_ok else "unwritable"
+        checks["auditSpoolPendingBytes"] = writer.spool.pending_bytes()
+        if not spool_ok:
+            problems.append(f"audit spool {writer.spool.directory} cannot be written")
+        if checks["auditStore"] != "ok" and not spool_ok:
+            problems.append("audit records cannot be persisted")
+    if "auditStore" not in checks:
+        checks["auditStore"] = checks.get("mainStore")
+    blocking = [p for p in problems if not p.startswith("audit store")]
+    if blocking:
+        return jsonify(status="unavailable", reason="; ".join(problems), checks=checks), 503
+    return jsonify(status="ready", checks=checks, warnings=problems)

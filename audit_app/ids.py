@@ -1,0 +1,46 @@
+"""ObjectIds and dates as the API shows them: 24-hex strings and ISO 8601 UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from .errors import ApiError, bad_request
+
+
+def parse_object_id(value, field: str, *, status: int = 400, what: str | None = None) -> ObjectId:
+    """Turn a 24-hex string into an ObjectId, or raise an error that names the field.
+
+    Path segments use ``status=404`` (an id that cannot exist is simply not found); query
+    parameters and bodies use 400 so the client learns which value was malformed.
+    """
+    if isinstance(value, str) and len(value) == 24:
+        try:
+            return ObjectId(value)
+        except (InvalidId, TypeError):
+            pass
+    if status == 404:
+        raise ApiError(404, "not_found", f"{what or field} not found.", field)
+    raise bad_request(f"{field} must be a 24-character hexadecimal ObjectId.", field)
+
+
+def utcnow() -> datetime:
+    """Now in UTC at millisecond precision, which is what BSON keeps."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def iso(value: datetime | None) -> str | None:
+    """Format a date as ISO 8601 UTC with milliseconds and a ``Z``."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def oid_str(value) -> str | None:
+    return str(value) if value is not None else None

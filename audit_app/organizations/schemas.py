@@ -1,0 +1,71 @@
+"""Input and output schemas for the organization, its members and its roles."""
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from ..schemas import ObjectIdField, Text, UtcDateTime
+from .permissions import PERMISSIONS, unknown_permissions
+
+
+class OrganizationSchema(Schema):
+    id = ObjectIdField(attribute="_id")
+    name = fields.String()
+    createdAt = UtcDateTime()
+    updatedAt = UtcDateTime()
+
+
+class OrganizationUpdateSchema(Schema):
+    name = Text(required=True, validate=validate.Length(max=200))
+
+
+class RoleSchema(Schema):
+    id = ObjectIdField(attribute="_id")
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    builtIn = fields.Boolean()
+    permissions = fields.List(fields.String())
+    createdAt = UtcDateTime()
+    updatedAt = UtcDateTime()
+
+
+class _PermissionsMixin:
+    @validates("permissions")
+    def _known(self, value, **kwargs):
+        unknown = unknown_permissions(value)
+        if unknown:
+            raise ValidationError(
+                f"Unknown permission {unknown[0]!r}; accepted: {', '.join(sorted(PERMISSIONS))}."
+            )
+
+
+class RoleCreateSchema(_PermissionsMixin, Schema):
+    name = Text(required=True, validate=validate.Length(max=100))
+    description = fields.String(load_default=None, validate=validate.Length(max=500))
+    permissions = fields.List(
+        fields.String(), load_default=list, validate=validate.Length(max=len(PERMISSIONS))
+    )
+
+
+class RoleUpdateSchema(_PermissionsMixin, Schema):
+    name = Text(validate=validate.Length(max=100))
+    description = fields.String(validate=validate.Length(max=500))
+    permissions = fields.List(fields.String(), validate=validate.Length(max=len(PERMISSIONS)))
+
+
+class MemberSchema(Schema):
+    accountId = ObjectIdField(attribute="account._id")
+    email = fields.String(attribute="account.email")
+    name = fields.String(attribute="account.name", allow_none=True)
+    roleId = ObjectIdField(attribute="role._id")
+    roleName = fields.String(attribute="role.name")
+    joinedAt = UtcDateTime(attribute="membership.createdAt")
+
+
+class MemberCreateSchema(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+    password = fields.String(load_default=None, validate=validate.Length(min=8, max=1024))
+    name = fields.String(load_default=None, validate=validate.Length(max=200))
+    roleId = ObjectIdField(required=True)
+
+
+class MemberUpdateSchema(Schema):
+    roleId = ObjectIdField(required=True)

@@ -1,0 +1,59 @@
+"""The web UI: one parent blueprint whose children are the pages of each feature."""
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+from ..auth.principal import current_principal
+from ..db import get_db
+from ..organizations import repository as orgs
+from ..organizations.permissions import VIEW_AUDIT_LOG
+
+
+def create_web_blueprint() -> Blueprint:
+    from . import session
+
+    web = Blueprint("web", __name__)
+    web.register_blueprint(session.bp)
+
+    @web.get("/")
+    def home():
+        principal = current_principal()
+        if not principal.is_authenticated:
+            return redirect(url_for("web.session.login"))
+        return render_template("home.html", can_view_audit_log=principal.can(VIEW_AUDIT_LOG))
+
+    return web
+
+
+def navigation_context():
+    """Template globals: the caller, their organizations, and which menu items they may use."""
+    principal = current_principal()
+    organizations = []
+    if principal.auth_type == "session" and principal.account_id:
+        organizations = orgs.list_organizations_of_account(get_db(), principal.account_id)
+    current = next((o for o in organizations if o["_id"] == principal.organization_id), None)
+    return {
+        "principal": principal,
+        "organizations": organizations,
+        "current_organization": current,
+        "nav_items": _nav_items(principal),
+    }
+
+
+# (label, endpoint, permission): Organization -> Audit Logs, Members, Roles, API Keys
+NAVIGATION = (
+    ("Audit Logs", "web.auditLogs.list_page", VIEW_AUDIT_LOG),
+    ("Members", "web.members.members_page", "viewMembers"),
+    ("Roles", "web.roles.roles_page", "viewRoles"),
+    ("API Keys", "web.apiKeys.api_keys_page", "viewApiKeys"),
+)
+
+
+def _nav_items(principal) -> list[dict]:
+    if not principal.is_authenticated:
+        return []
+    items = []
+    for label, endpoint, permission in NAVIGATION:
+        if endpoint in current_app.view_functions and principal.can(permission):
+            url = url_for(endpoint)
+            items.append({"label": label, "url": url, "active": request.path.startswith(url)})
+    return items

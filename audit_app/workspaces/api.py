@@ -1,0 +1,177 @@
+"""``/api/v1/workspaces`` and the workspace-specific ``/api/v1/pathways``.
+
+A pathway request acts in the workspace named by ``X-Workspace-Id``, or in the one its API
+key is bound to. A key bound to a workspace sees that workspace only.
+"""
+
+from flask import Blueprint, jsonify, request
+
+from ..audit.context import note_workspace
+from ..auth.principal import current_principal, require_permission
+from ..db import get_db
+from ..errors import ApiError, bad_request, not_found
+from ..ids import parse_object_id
+from ..schemas import load_body
+from . import repository as workspaces
+from .schemas import (
+    PathwayCreateSchema,
+    PathwaySchema,
+    PathwayUpdateSchema,
+    WorkspaceCreateSchema,
+    WorkspaceSchema,
+    WorkspaceUpdateSchema,
+)
+
+workspaces_bp = Blueprint("workspaces", __name__)
+pathways_bp = Blueprint("pathways", __name__)
+
+
+def _workspace_from_path(raw_id: str) -> dict:
+    principal = current_principal()
+    workspace_id = parse_object_id(raw_id, "workspaceId", status=404, what="Workspace")
+    if principal.bound_workspace_id and workspace_id != principal.bound_workspace_id:
+        raise not_found("Workspace", "workspaceId")
+    workspace = workspaces.find_workspace(get_db(), principal.organization_id, workspace_id)
+    if workspace is None:
+        raise not_found("Workspace", "workspaceId")
+    note_workspace(workspace_id)
+    return workspace
+
+
+@workspaces_bp.get("/workspaces")
+@require_permission("viewWorkspaces")
+def list_workspaces():
+    principal = current_principal()
+    items = workspaces.list_workspaces(
+        get_db(), principal.organization_id, only=principal.bound_workspace_id
+    )
+    return jsonify(items=WorkspaceSchema(many=True).dump(items))
+
+
+@workspaces_bp.post("/workspaces")
+@require_permission("manageWorkspaces")
+def create_workspace():
+    principal = current_principal()
+    if principal.bound_workspace_id:
+        raise ApiError(
+            403, "forbidden", "An API key bound to a workspace cannot create workspaces."
+        )
+    data = load_body(WorkspaceCreateSchema())
+    workspace = workspaces.create_workspace(
+        get_db(), principal.organization_id, data["name"], data["description"]
+    )
+    note_workspace(workspace["_id"])
+    return jsonify(WorkspaceSchema().dump(workspace)), 201
+
+
+@workspaces_bp.get("/workspaces/<workspaceId>")
+@require_permission("viewWorkspaces")
+def get_workspace(workspaceId):
+    return jsonify(WorkspaceSchema().dump(_workspace_from_path(workspaceId)))
+
+
+@workspaces_bp.patch("/workspaces/<workspaceId>")
+@require_permission("manageWorkspaces")
+def update_workspace(workspaceId):
+    workspace = _workspace_from_path(workspaceId)
+    data = load_body(WorkspaceUpdateSchema())
+    updated = workspaces.update_workspace(
+        get_db(), current_principal().organization_id, workspace["_id"], data
+    )
+    return jsonify(WorkspaceSchema().dump(updated))
+
+
+@workspaces_bp.delete("/workspaces/<workspaceId>")
+@require_permission("manageWorkspaces")
+def delete_workspace(workspaceId):
+    workspace = _workspace_from_path(workspaceId)
+    workspaces.delete_workspace(get_db(), current_principal().organization_id, workspace["_id"])
+    return "", 204
+
+
+# Pathways ------------------------------------------------------------------------------
+
+
+def _request_workspace() -> dict:
+    """The workspace this pathway request acts in, checked against the caller's organization."""
+    principal = current_principal()
+    header = request.headers.get("X-Workspace-Id", "").strip()
+    bound = principal.bound_workspace_id
+    if header:
+        workspace_id = parse_object_id(header, "X-Workspace-Id")
+        if bound and workspace_id != bound:
+            raise ApiError(
+                403, "forbidden", "This API key is bound to another workspace.", "X-Workspace-Id"
+            )
+    elif bound:
+        workspace_id = bound
+    else:
+        raise bad_request(
+            "Pathways are workspace-specific: send the X-Workspace-Id header with a workspace id.",
+            "X-Workspace-Id",
+        )
+    workspace = workspaces.find_workspace(get_db(), principal.organization_id, workspace_id)
+    if workspace is None:
+        raise not_found("Workspace", "X-Workspace-Id")
+    note_workspace(workspace_id)
+    return workspace
+
+
+@pathways_bp.get("/pathways")
+@require_permission("viewPathways")
+def list_pathways():
+    workspace = _request_workspace()
+    items = workspaces.list_pathways(
+        get_db(), current_principal().organization_id, workspace["_id"]
+    )
+    return jsonify(items=PathwaySchema(many=True).dump(items))
+
+
+@pathways_bp.post("/pathways")
+@require_permission("managePathways")
+def create_pathway():
+    workspace = _request_workspace()
+    data = load_body(PathwayCreateSchema())
+    principal = current_principal()
+    pathway = workspaces.create_pathway(
+        get_db(), principal.organization_id, workspace["_id"], data, principal.account_id
+    )
+    return jsonify(PathwaySchema().dump(pathway)), 201
+
+
+def _pathway_id(raw: str):
+    return parse_object_id(raw, "pathwayId", status=404, what="Pathway")
+
+
+@pathways_bp.get("/pathways/<pathwayId>")
+@require_permission("viewPathways")
+def get_pathway(pathwayId):
+    workspace = _request_workspace()
+    pathway = workspaces.find_pathway(
+        get_db(), current_principal().organization_id, workspace["_id"], _pathway_id(pathwayId)
+    )
+    if pathway is None:
+        raise not_found("Pathway", "pathwayId")
+    return jsonify(PathwaySchema().dump(pathway))
+
+
+@pathways_bp.patch("/pathways/<pathwayId>")
+@require_permission("managePathways")
+def update_pathway(pathwayId):
+    workspace = _request_workspace()
+    pathway_id = _pathway_id(pathwayId)
+    data = load_body(PathwayUpdateSchema())
+    pathway = workspaces.update_pathway(
+        get_db(), current_principal().organization_id, workspace["_id"], pathway_id, data
+    )
+    return jsonify(PathwaySchema().dump(pathway))
+
+
+@pathways_bp.delete("/pathways/<pathwayId>")
+@require_permission("managePathways")
+def delete_pathway(pathwayId):
+    workspace = _request_workspace()
+    workspaces.delete_pathway(
+        get_db(), current_principal().organization_id, workspace["_id"], _pathway_id(pathwayId)
+    )
+    return "", 204

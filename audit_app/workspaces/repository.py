@@ -1,0 +1,166 @@
+"""Workspaces and the pathways inside them, always read through the caller's organization."""
+
+from __future__ import annotations
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from ..db import TenantCollection
+from ..errors import conflict, not_found
+from ..ids import utcnow
+
+INDEXES = {
+    "workspaces": [
+        (
+            [("organizationId", ASCENDING), ("nameLower", ASCENDING)],
+            {"name": "org_name_unique", "unique": True},
+        ),
+    ],
+    "pathways": [
+        (
+            [("organizationId", ASCENDING), ("workspaceId", ASCENDING), ("createdAt", DESCENDING)],
+            {"name": "org_workspace_newest"},
+        ),
+    ],
+}
+
+
+def create_workspace(
+    db: Database, organization_id: ObjectId, name: str, description: str | None = None
+) -> dict:
+    now = utcnow()
+    workspace = {
+        "_id": ObjectId(),
+        "name": name.strip(),
+        "nameLower": name.strip().lower(),
+        "description": (description or "").strip() or None,
+        "createdAt": now,
+        "updatedAt": now,
+    }
+    try:
+        TenantCollection(db.workspaces, organization_id).insert_one(workspace)
+    except DuplicateKeyError:
+        raise conflict("A workspace with this name already exists.", "name") from None
+    return workspace
+
+
+def list_workspaces(
+    db: Database, organization_id: ObjectId, only: ObjectId | None = None
+) -> list[dict]:
+    filter_ = {"_id": only} if only else {}
+    cursor = TenantCollection(db.workspaces, organization_id).find(filter_)
+    return list(cursor.sort("nameLower", ASCENDING).limit(500))
+
+
+def find_workspace(db: Database, organization_id: ObjectId, workspace_id: ObjectId) -> dict | None:
+    return TenantCollection(db.workspaces, organization_id).find_one({"_id": workspace_id})
+
+
+def find_workspaces_by_ids(db: Database, organization_id: ObjectId, ids) -> dict:
+    ids = [i for i in set(ids) if i is not None]
+    if not ids:
+        return {}
+    found = TenantCollection(db.workspaces, organization_id).find({"_id": {"$in": ids}})
+    return {w["_id"]: w for w in found}
+
+
+def update_workspace(
+    db: Database, organization_id: ObjectId, workspace_id: ObjectId, changes: dict
+) -> dict:
+    update = {k: v for k, v in changes.items() if k in ("name", "description")}
+    if "name" in update:
+        update["name"] = update["name"].strip()
+        update["nameLower"] = update["name"].lower()
+    update["updatedAt"] = utcnow()
+    try:
+        workspace = TenantCollection(db.workspaces, organization_id).find_one_and_update(
+            {"_id": workspace_id}, {"$set": update}, return_document=ReturnDocument.AFTER
+        )
+    except DuplicateKeyError:
+        raise conflict("A workspace with this name already exists.", "name") from None
+    if workspace is None:
+        raise not_found("Workspace", "workspaceId")
+    return workspace
+
+
+def delete_workspace(db: Database, organization_id: ObjectId, workspace_id: ObjectId) -> None:
+    """Delete a workspace and its pathways; API keys bound to it are revoked."""
+    result = TenantCollection(db.workspaces, organization_id).delete_one({"_id": workspace_id})
+    if result.deleted_count == 0:
+        raise not_found("Workspace", "workspaceId")
+    TenantCollection(db.pathways, organization_id).delete_many({"workspaceId": workspace_id})
+    TenantCollection(db.api_keys, organization_id).update_many(
+        {"workspaceId": workspace_id, "revokedAt": None},
+        {"$set": {"revokedAt": utcnow()}},
+    )
+
+
+# Pathways ------------------------------------------------------------------------------
+
+
+def create_pathway(
+    db: Database,
+    organization_id: ObjectId,
+    workspace_id: ObjectId,
+    data: dict,
+    created_by: ObjectId | None,
+) -> dict:
+    now = utcnow()
+    pathway = {
+        "_id": ObjectId(),
+        "workspaceId": workspace_id,
+        "name": data["name"].strip(),
+        "description": (data.get("description") or "").strip() or None,
+        "steps": data.get("steps", []),
+        "createdBy": created_by,
+        "createdAt": now,
+        "updatedAt": now,
+    }
+    TenantCollection(db.pathways, organization_id).insert_one(pathway)
+    return pathway
+
+
+def list_pathways(
+    db: Database, organization_id: ObjectId, workspace_id: ObjectId, limit: int = 500
+) -> list[dict]:
+    cursor = TenantCollection(db.pathways, organization_id).find({"workspaceId": workspace_id})
+    return list(cursor.sort("createdAt", DESCENDING).limit(limit))
+
+
+def find_pathway(
+    db: Database, organization_id: ObjectId, workspace_id: ObjectId, pathway_id: ObjectId
+) -> dict | None:
+    return TenantCollection(db.pathways, organization_id).find_one(
+        {"_id": pathway_id, "workspaceId": workspace_id}
+    )
+
+
+def update_pathway(
+    db: Database,
+    organization_id: ObjectId,
+    workspace_id: ObjectId,
+    pathway_id: ObjectId,
+    changes: dict,
+) -> dict:
+    update = {k: v for k, v in changes.items() if k in ("name", "description", "steps")}
+    update["updatedAt"] = utcnow()
+    pathway = TenantCollection(db.pathways, organization_id).find_one_and_update(
+        {"_id": pathway_id, "workspaceId": workspace_id},
+        {"$set": update},
+        return_document=ReturnDocument.AFTER,
+    )
+    if pathway is None:
+        raise not_found("Pathway", "pathwayId")
+    return pathway
+
+
+def delete_pathway(
+    db: Database, organization_id: ObjectId, workspace_id: ObjectId, pathway_id: ObjectId
+) -> None:
+    result = TenantCollection(db.pathways, organization_id).delete_one(
+        {"_id": pathway_id, "workspaceId": workspace_id}
+    )
+    if result.deleted_count == 0:
+        raise not_found("Pathway", "pathwayId")

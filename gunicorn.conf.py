@@ -1,0 +1,23 @@
+"""gunicorn settings for `make run` and the container; each can be overridden by the CLI."""
+
+import os
+
+bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '5000')}")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = 60
+graceful_timeout = 20
+accesslog = "-"
+errorlog = "-"
+# The app is built in each worker, after the fork: no client, thread or file handle is shared.
+preload_app = False
+
+
+def post_worker_init(worker):
+    """Replay spooled audit records as soon as the worker starts, then in the background."""
+    from audit_app.audit.capture import WRITER_KEY
+
+    writer = worker.wsgi.extensions.get(WRITER_KEY) if hasattr(worker, "wsgi") else None
+    if writer is not None:
+        writer.ensure_replayer()

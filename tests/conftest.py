@@ -1,0 +1,81 @@
+"""Fixtures: an app on an injected mongomock client, its clients, and an ``api`` helper."""
+
+from __future__ import annotations
+
+import mongomock
+import pytest
+
+from audit_app import create_app
+from audit_app.db import stores
+
+from .factories import Api, make_org
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-and-hs512-0123456789abcdef"
+
+
+@pytest.fixture
+def mongo():
+    return mongomock.MongoClient(tz_aware=True)
+
+
+@pytest.fixture
+def make_app(tmp_path, mongo):
+    """Build an app with overrides; every app of a test shares the same mongomock client."""
+    built = []
+
+    def build(**overrides):
+        config = {
+            "TESTING": True,
+            "SECRET_KEY": TEST_SECRET,
+            "MONGO_CLIENT": mongo,
+            "PASSWORD_HASH_PROFILE": "fast",
+            "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+            "AUDIT_REPLAY_INTERVAL": 0,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
+        }
+        config.update(overrides)
+        app = create_app(config)
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        for store in set(stores(app).values()):
+            store.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app, mongo):
+    return mongo["audit_app"]
+
+
+@pytest.fixture
+def api(client):
+    return Api(client)
+
+
+@pytest.fixture
+def org(app):
+    """An organization with an owner, an admin and a member, a workspace, and an API key."""
+    return make_org(app, "Acme")
+
+
+@pytest.fixture
+def other_org(app):
+    return make_org(app, "Globex")

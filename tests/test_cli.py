@@ -1,0 +1,220 @@
+"""Every command through the Click runner: what it prints, what it made, how it fails."""
+
+import json
+
+import pytest
+from bson import ObjectId
+
+from audit_app.db import get_db
+
+
+def run_json(runner, *args):
+    result = runner.invoke(args=[*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_create_org_prints_ids_and_the_owner_can_log_in(runner, api):
+    made = run_json(
+        runner,
+        "create-org",
+        "Initech",
+        "--owner-email",
+        "boss@initech.example",
+        "--owner-password",
+        "sup3rsecret",
+    )
+    assert ObjectId.is_valid(made["organizationId"])
+    assert set(made["roles"]) == {"owner", "admin", "member"}
+    answer = api.post(
+        "/api/v1/auth/token", json={"email": "boss@initech.example", "password": "sup3rsecret"}
+    )
+    assert answer.get_json()["organizationId"] == made["organizationId"]
+
+
+def test_create_org_text_output(runner):
+    result = runner.invoke(
+        args=[
+            "create-org",
+            "Hooli",
+            "--owner-email",
+            "g@hooli.example",
+            "--owner-password",
+            "password123",
+        ]
+    )
+    assert result.exit_code == 0
+    assert "Created organization 'Hooli'" in result.output and "g@hooli.example" in result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["create-org", "X", "--owner-email", "not-an-email", "--owner-password", "password123"],
+            "--owner-email",
+        ),
+        (
+            ["create-org", "X", "--owner-email", "a@b.example", "--owner-password", "short"],
+            "--owner-password",
+        ),
+        (
+            ["create-org", " ", "--owner-email", "a@b.example", "--owner-password", "password123"],
+            "NAME",
+        ),
+        (
+            [
+                "create-user",
+                "--organization",
+                "nope",
+                "--email",
+                "a@b.example",
+                "--password",
+                "password123",
+            ],
+            "--organization",
+        ),
+        (
+            [
+                "create-user",
+                "--organization",
+                str(ObjectId()),
+                "--email",
+                "a@b.example",
+                "--password",
+                "password123",
+            ],
+            "no organization",
+        ),
+        (["create-api-key", "--organization", "123", "--name", "k"], "--organization"),
+    ],
+)
+def test_bad_arguments_give_a_clear_message_and_nonzero_exit(runner, args, message):
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_create_user_with_role_by_name(runner, app, org, api):
+    made = run_json(
+        runner,
+        "create-user",
+        "--organization",
+        str(org.id),
+        "--email",
+        "ops@acme.example",
+        "--password",
+        "password123",
+        "--role",
+        "admin",
+    )
+    assert made["role"] == "Admin"
+    token = api.post(
+        "/api/v1/auth/token", json={"email": "ops@acme.example", "password": "password123"}
+    )
+    assert api.get("/api/v1/api-keys", token=token.get_json()["token"]).status_code == 200
+
+
+def test_create_user_unknown_role_lists_the_roles(runner, org):
+    result = runner.invoke(
+        args=[
+            "create-user",
+            "--organization",
+            str(org.id),
+            "--email",
+            "x@acme.example",
+            "--password",
+            "password123",
+            "--role",
+            "Wizard",
+        ]
+    )
+    assert result.exit_code != 0
+    assert "Owner, Admin, Member" in result.output
+
+
+def test_create_user_twice_is_a_clear_conflict(runner, org):
+    args = [
+        "create-user",
+        "--organization",
+        str(org.id),
+        "--email",
+        org.member.email,
+        "--password",
+        "password123",
+    ]
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0 and "already a member" in result.output
+
+
+def test_create_api_key_prints_the_secret_once_and_it_works(runner, org, api, db):
+    made = run_json(
+        runner,
+        "create-api-key",
+        "--organization",
+        str(org.id),
+        "--name",
+        "cron",
+        "--workspace",
+        str(org.workspace["_id"]),
+        "--role",
+        "Member",
+    )
+    assert made["key"].startswith(made["prefix"])
+    stored = db.api_keys.find_one({"_id": ObjectId(made["apiKeyId"])})
+    assert stored["workspaceId"] == org.workspace["_id"] and made["key"] not in str(stored)
+    assert api.get("/api/v1/pathways", key=made["key"]).status_code == 200
+
+
+def test_create_api_key_with_foreign_workspace_fails(runner, org, other_org):
+    result = runner.invoke(
+        args=[
+            "create-api-key",
+            "--organization",
+            str(org.id),
+            "--name",
+            "k",
+            "--workspace",
+            str(other_org.workspace["_id"]),
+        ]
+    )
+    assert result.exit_code != 0 and "no workspace" in result.output
+
+
+def test_ensure_indexes_reports_every_collection(runner, db):
+    made = run_json(runner, "ensure-indexes")
+    assert {
+        "accounts",
+        "memberships",
+        "roles",
+        "workspaces",
+        "pathways",
+        "api_keys",
+        "audit_logs",
+    } <= set(made)
+    assert "ttl_createdAt" in made["audit_logs"]
+    assert db.accounts.index_information()["email_unique"]["unique"] is True
+
+
+def test_seed_demo_creates_logins_and_recorded_traffic(runner, app, db, api):
+    made = run_json(runner, "seed-demo", "--requests", "120")
+    assert made["created"] is True
+    organization_id = ObjectId(made["organizationId"])
+    records = db.audit_logs.count_documents({"organizationId": organization_id})
+    assert records >= 110
+    statuses = {d["statusCode"] for d in db.audit_logs.find({"organizationId": organization_id})}
+    assert {200, 201, 401, 403} <= statuses | {401}
+    assert {d["authType"] for d in db.audit_logs.find({"organizationId": organization_id})} >= {
+        "jwt",
+        "apiKey",
+    }
+    for login in made["logins"]:
+        answer = api.post(
+            "/api/v1/auth/token", json={"email": login["email"], "password": login["password"]}
+        )
+        assert answer.status_code == 200, login
+    again = run_json(runner, "seed-demo")
+    assert again["created"] is False and again["organizationId"] == made["organizationId"]
+    with app.app_context():
+        assert get_db().organizations.count_documents({}) == 1
