@@ -79,6 +79,7 @@ def register_hooks(app: Flask) -> None:
             Spool(app.config["AUDIT_SPOOL_DIR"]),
             timeout_ms=app.config["AUDIT_WRITE_TIMEOUT_MS"],
             replay_interval=app.config["AUDIT_REPLAY_INTERVAL"],
+            retention_days=app.config["AUDIT_RETENTION_DAYS"],
         )
     else:
         app.logger.warning("AUDIT_ENABLED=false: REQUESTS ARE NOT BEING RECORDED IN THE AUDIT LOG")

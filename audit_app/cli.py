@@ -195,9 +195,15 @@ def create_api_key_command(organization_id, name, workspace_id, role, as_json):
 @with_appcontext
 def ensure_indexes_command(as_json):
     """Create the collections' indexes, including the audit log's TTL index."""
+    from .db import stores
     from .indexes import ensure_indexes
 
-    created = ensure_indexes(get_db(), get_audit_db(), current_app.config["AUDIT_RETENTION_DAYS"])
+    created = ensure_indexes(
+        get_db(),
+        get_audit_db(),
+        current_app.config["AUDIT_RETENTION_DAYS"],
+        native_ttl=stores()["audit"].native_ttl,
+    )
     _emit(
         as_json,
         created,

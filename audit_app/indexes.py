@@ -11,14 +11,16 @@ from .workspaces.repository import INDEXES as WORKSPACE_INDEXES
 PLATFORM_INDEXES = {**ORGANIZATION_INDEXES, **WORKSPACE_INDEXES, **API_KEY_INDEXES}
 
 
-def ensure_indexes(main_db, audit_db, retention_days: int) -> dict[str, list[str]]:
+def ensure_indexes(
+    main_db, audit_db, retention_days: int, *, native_ttl: bool = True
+) -> dict[str, list[str]]:
     """Create all indexes (idempotent) and return their names by collection."""
     created: dict[str, list[str]] = {}
     for collection, specs in PLATFORM_INDEXES.items():
         created[collection] = [
             main_db[collection].create_index(keys, **options) for keys, options in specs
         ]
-    created["audit_logs"] = ensure_audit_indexes(audit_db, retention_days)
+    created["audit_logs"] = ensure_audit_indexes(audit_db, retention_days, native_ttl=native_ttl)
     return created
 
 
@@ -27,12 +29,19 @@ def ensure_indexes_on_start(app) -> None:
     main, audit = stores(app)["main"], stores(app)["audit"]
     try:
         if main.kind in ("injected", "mongomock"):
-            ensure_indexes(main.db, audit.db, app.config["AUDIT_RETENTION_DAYS"])
+            ensure_indexes(
+                main.db, audit.db, app.config["AUDIT_RETENTION_DAYS"], native_ttl=audit.native_ttl
+            )
             return
         temporary = [_twin(main)]
         temporary.append(temporary[0] if audit is main else _twin(audit))
         try:
-            ensure_indexes(temporary[0].db, temporary[1].db, app.config["AUDIT_RETENTION_DAYS"])
+            ensure_indexes(
+                temporary[0].db,
+                temporary[1].db,
+                app.config["AUDIT_RETENTION_DAYS"],
+                native_ttl=audit.native_ttl,
+            )
         finally:
             for store in set(temporary):
                 store.close()

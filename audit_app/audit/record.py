@@ -64,8 +64,17 @@ def resource_of(req: Request) -> str:
     return (req.endpoint or "unknown").rsplit(".", 1)[-1]
 
 
+def _allowed_headers() -> frozenset:
+    cached = current_app.extensions.get("audit_app.header_allowlist")
+    if cached is None:
+        configured = {h.lower() for h in current_app.config["AUDIT_HEADER_ALLOWLIST"]}
+        cached = frozenset(configured - NEVER_STORED_HEADERS)
+        current_app.extensions["audit_app.header_allowlist"] = cached
+    return cached
+
+
 def selected_headers(req: Request) -> dict:
-    allow = {h.lower() for h in current_app.config["AUDIT_HEADER_ALLOWLIST"]} - NEVER_STORED_HEADERS
+    allow = _allowed_headers()
     clean = redactor()
     headers = {}
     for name, value in req.headers.items():

@@ -4,8 +4,10 @@ Three guarantees, whatever the input:
 
 1. A value under a secret-looking key never survives, at any depth, inside arrays too.
    Keys are compared lower-cased with ``-`` and ``_`` removed; a key matches when it
-   contains one of the configured words (``newPassword``, ``X-Api-Key``), or, for words of
-   under five letters (``pwd``, ``cvv``), when it is that word.
+   contains one of the configured words (``newPassword``, ``X-Api-Key``). Words of under
+   five letters (``pwd``, ``cvv``) match only at the start or end of the key or as one of
+   its camelCase/snake_case words (``cardCvv``, ``ssn_last4``), so ``className`` is not
+   taken for an ``ssn``.
 2. The result is storable: keys that start with ``$`` or hold ``.``, ``%`` or NUL are
    escaped reversibly (``%24``, ``%2E``, ``%25``, ``%00``); integers beyond 64 bits become
    strings; lone surrogates become ``\\udXXX`` text; subtrees deeper than ``MAX_DEPTH``
@@ -25,6 +27,7 @@ REDACTED = "[REDACTED]"
 MAX_DEPTH = 32
 _INT64 = (-(2**63), 2**63 - 1)
 _SHORT_WORD = 5
+_TOKENS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
 def normalize_key(key: str) -> str:
@@ -44,7 +47,13 @@ class Redactor:
         if not isinstance(key, str):
             return False
         normalized = normalize_key(key)
-        return normalized in self.exact or any(w in normalized for w in self.contained)
+        if any(w in normalized for w in self.contained):
+            return True
+        if not self.exact:
+            return False
+        if any(normalized.startswith(w) or normalized.endswith(w) for w in self.exact):
+            return True
+        return any(token.lower() in self.exact for token in _TOKENS.findall(key))
 
     # Structures --------------------------------------------------------------------
 
@@ -106,8 +115,24 @@ class Redactor:
     # Text --------------------------------------------------------------------------
 
     def redact_text(self, text: str) -> str:
-        """Redact ``key=value``, ``key: value`` and ``"key": "value"`` pairs in free text."""
-        return self._text_pattern.sub(lambda m: m.group("head") + REDACTED, text)
+        """Redact ``key=value``, ``key: value`` and ``"key": <any JSON value>`` in free text.
+
+        The value runs to its closing quote, to its matching bracket (an array or object,
+        brackets inside strings ignored; unclosed means to the end), or to a delimiter.
+        """
+        out, position = [], 0
+        while True:
+            match = self._text_pattern.search(text, position)
+            if match is None:
+                out.append(text[position:])
+                return "".join(out)
+            start = match.end()
+            out.append(text[position:start])
+            out.append(REDACTED)
+            position = _value_end(text, start)
+            if position == start:  # nothing to redact here; move on by one character
+                out.append(text[start : start + 1])
+                position = start + 1
 
 
 class _Raw:
@@ -174,13 +199,52 @@ def unescape(value):
     return value
 
 
+_DELIMITERS = frozenset(" \t\r\n,&;}]")
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where the value that begins at ``start`` ends (exclusive)."""
+    if start >= len(text):
+        return start
+    first = text[start]
+    if first in "\"'":
+        index = start + 1
+        while index < len(text):
+            if text[index] == "\\" and first == '"':
+                index += 2
+                continue
+            if text[index] == first:
+                return index + 1
+            index += 1
+        return len(text)
+    if first in "[{":
+        depth, index, quote = 0, start, None
+        while index < len(text):
+            char = text[index]
+            if quote:
+                if char == "\\":
+                    index += 1
+                elif char == quote:
+                    quote = None
+            elif char == '"':
+                quote = char
+            elif char in "[{":
+                depth += 1
+            elif char in "]}":
+                depth -= 1
+                if depth == 0:
+                    return index + 1
+            index += 1
+        return len(text)
+    index = start
+    while index < len(text) and text[index] not in _DELIMITERS:
+        index += 1
+    return index
+
+
 def _text_pattern(words: set[str]) -> re.Pattern:
     # Each word may be written with - or _ between its letters (api_key, api-key, apiKey).
     alternatives = "|".join(
         "[-_]?".join(re.escape(ch) for ch in word) for word in sorted(words, key=len, reverse=True)
     )
-    return re.compile(
-        r"(?P<head>[\"']?[\w-]*(?:" + alternatives + r")[\w-]*[\"']?\s*[:=]\s*)"
-        r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,&;}\]]+)",
-        re.IGNORECASE,
-    )
+    return re.compile(r"[\"']?[\w-]*(?:" + alternatives + r")[\w-]*[\"']?\s*[:=]\s*", re.IGNORECASE)

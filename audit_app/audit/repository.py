@@ -10,10 +10,13 @@ is an index walk that stops after ``limit`` entries: no in-memory sort, no count
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
+
+from ..ids import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,30 @@ def insert_record(db: Database, record: dict) -> None:
     db[COLLECTION].insert_one(record)
 
 
-def ensure_audit_indexes(db: Database, retention_days: int) -> list[str]:
-    """Create the query indexes and the TTL index; a changed retention updates the TTL."""
+def purge_expired(db: Database, retention_days: int) -> int:
+    """Delete records older than the retention (for stores without a native TTL monitor)."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    return db[COLLECTION].delete_many({"createdAt": {"$lt": cutoff}}).deleted_count
+
+
+def ensure_audit_indexes(
+    db: Database, retention_days: int, *, native_ttl: bool = True
+) -> list[str]:
+    """Create the query indexes and the TTL index; a changed retention updates the TTL.
+
+    ``native_ttl=False`` is for the embedded store: its engine (mongomock's) emulates a TTL
+    index by decoding every document on every read and write, so there retention is
+    enforced by ``purge_expired`` instead, and any TTL index is removed.
+    """
     collection = db[COLLECTION]
     names = [collection.create_index(keys, **options) for keys, options in INDEXES]
     seconds = retention_days * 86400
     existing = collection.index_information().get(TTL_INDEX)
+    if not native_ttl:
+        if existing is not None:
+            collection.drop_index(TTL_INDEX)
+        purge_expired(db, retention_days)
+        return names
     if existing is not None and existing.get("expireAfterSeconds") != seconds:
         try:
             db.command(

@@ -24,20 +24,31 @@ import time
 import pymongo
 from pymongo.errors import DuplicateKeyError
 
-from .repository import insert_record
+from .repository import insert_record, purge_expired
 from .spool import ReplayResult, Spool, dumps
 
 log = logging.getLogger("audit_app.audit")
 
 STORE_RETRY_SECONDS = 5.0
+PURGE_INTERVAL_SECONDS = 3600.0
 
 
 class AuditWriter:
-    def __init__(self, store, spool: Spool, *, timeout_ms: int, replay_interval: int):
+    def __init__(
+        self,
+        store,
+        spool: Spool,
+        *,
+        timeout_ms: int,
+        replay_interval: int,
+        retention_days: int = 400,
+    ):
         self.store = store
         self.spool = spool
         self.timeout = timeout_ms / 1000
         self.replay_interval = replay_interval
+        self.retention_days = retention_days
+        self._next_purge = 0.0
         self._skip_store_until = 0.0
         self._replayer_pid: int | None = None
         self._replay_lock = threading.Lock()
@@ -91,6 +102,15 @@ class AuditWriter:
             self._skip_store_until = 0.0
         return result
 
+    def _purge_if_due(self) -> None:
+        """Enforce retention where the store has no native TTL monitor (the embedded one)."""
+        if self.store.native_ttl or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+        removed = purge_expired(self.store.db, self.retention_days)
+        if removed:
+            log.info("Removed %d audit record(s) older than %d days", removed, self.retention_days)
+
     def ensure_replayer(self) -> None:
         """Start this process's replay thread once (after a fork, the child starts its own)."""
         if self.replay_interval <= 0 or self._replayer_pid == os.getpid():
@@ -107,6 +127,7 @@ class AuditWriter:
             try:
                 if self.spool.pending_files():
                     self.replay()
+                self._purge_if_due()
             except Exception:  # keep the thread alive whatever happens; retry next round
                 log.exception("Audit spool replay failed")
             time.sleep(self.replay_interval)

@@ -1,0 +1,159 @@
+"""Benchmark: what auditing costs a request, and how fast the writer stores records.
+
+Prints, measured side by side in one run on the same build and store:
+- requests/s of the API with auditing on and off (alternating rounds, so drift in the
+  machine's speed hits both sides alike), and their ratio (goal: >= 0.9);
+- records/s that the audit writer sustains on the embedded store and on mongomock.
+
+Usage: python bench/capture.py [--requests N] [--rounds R] [--records M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import mongomock
+
+from audit_app import create_app
+from audit_app.audit.capture import WRITER_KEY
+from audit_app.audit.repository import ensure_audit_indexes
+from audit_app.audit.spool import Spool
+from audit_app.audit.writer import AuditWriter
+from audit_app.db import Store, get_db
+from audit_app.ids import utcnow
+
+SECRET = "bench-secret-key-0123456789-0123456789-0123456789"
+
+
+def build(store_dir: str, spool_dir: str, audited: bool):
+    return create_app(
+        {
+            "SECRET_KEY": SECRET,
+            "MONGO_URI": None,
+            "EMBEDDED_STORE_DIR": store_dir,
+            "AUDIT_SPOOL_DIR": spool_dir,
+            "AUDIT_ENABLED": audited,
+            "AUDIT_REPLAY_INTERVAL": 0,
+            "PASSWORD_HASH_PROFILE": "fast",
+            "INSTANCE_PATH": spool_dir,
+        }
+    )
+
+
+def seed(app) -> tuple[str, str]:
+    from audit_app.api_keys import repository as api_keys
+    from audit_app.organizations import repository as orgs
+    from audit_app.workspaces import repository as workspaces
+
+    with app.app_context():
+        db = get_db()
+        made = orgs.create_organization(db, "Bench", "bench@bench.example", "benchpassword")
+        workspace = workspaces.create_workspace(db, made["organization"]["_id"], "Bench ws")
+        _, key = api_keys.create_api_key(
+            db,
+            made["organization"]["_id"],
+            name="bench",
+            role_id=made["roles"]["admin"]["_id"],
+            workspace_id=None,
+            created_by=None,
+        )
+    return key, str(workspace["_id"])
+
+
+def run_requests(app, key: str, workspace: str, count: int) -> float:
+    """Requests per second for a mix of reads and writes through the whole stack."""
+    client = app.test_client()
+    headers = {"X-API-Key": key, "X-Workspace-Id": workspace, "User-Agent": "bench/1.0"}
+    started = time.perf_counter()
+    for index in range(count):
+        if index % 5 == 0:
+            answer = client.post(
+                "/api/v1/pathways",
+                headers=headers,
+                json={"name": f"p{index}", "steps": [{"title": "s"}], "secret": {"token": "x"}}
+                if index % 10 == 0
+                else {"name": f"p{index}", "steps": [{"title": "s"}]},
+            )
+        else:
+            answer = client.get("/api/v1/workspaces", headers=headers)
+        assert answer.status_code < 500
+    return count / (time.perf_counter() - started)
+
+
+def writer_rate(store: Store, spool_dir: str, count: int) -> float:
+    from bson import ObjectId
+
+    ensure_audit_indexes(store.db, 400, native_ttl=store.native_ttl)  # as in production
+    writer = AuditWriter(store, Spool(spool_dir), timeout_ms=2000, replay_interval=0)
+    org = ObjectId()
+    started = time.perf_counter()
+    for index in range(count):
+        writer.write(
+            {
+                "_id": ObjectId(),
+                "organizationId": org,
+                "accountId": ObjectId(),
+                "authType": "jwt",
+                "resource": "pathways",
+                "method": "GET",
+                "path": f"/api/v1/pathways/{index}",
+                "route": "/api/v1/pathways/<pathwayId>",
+                "statusCode": 200,
+                "createdAt": utcnow(),
+                "durationMs": 1.0,
+                "requestId": str(index),
+                "request": {"body": {"name": "x" * 200}, "query": {}, "params": {}, "headers": {}},
+            }
+        )
+    assert writer.stats["spooled"] == 0
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--records", type=int, default=2000, help="records for the writer rate")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store_dir, spool_dir = f"{tmp}/store", f"{tmp}/spool"
+        apps = {"on": build(store_dir, spool_dir, True), "off": build(store_dir, spool_dir, False)}
+        key, workspace = seed(apps["on"])
+        for app in apps.values():  # warm up both
+            run_requests(app, key, workspace, 20)
+        rates: dict[str, list[float]] = {"on": [], "off": []}
+        for round_index in range(args.rounds):
+            order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
+            for name in order:
+                rates[name].append(run_requests(apps[name], key, workspace, args.requests))
+        on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+        assert apps["on"].extensions[WRITER_KEY].stats["spooled"] == 0
+        print(
+            f"API requests/s, embedded store, {args.rounds} rounds x {args.requests} "
+            f"(median): audit on {on:8.1f}   audit off {off:8.1f}   ratio on/off {on / off:.3f}"
+        )
+        embedded = Store(None, db_name="bench_writer", embedded_dir=store_dir)
+        mocked = Store(
+            None,
+            db_name="bench_writer",
+            embedded_dir=store_dir,
+            client=mongomock.MongoClient(tz_aware=True),
+        )
+        rate_embedded = writer_rate(embedded, spool_dir, args.records)
+        rate_mock = writer_rate(mocked, spool_dir, args.records)
+        print(
+            f"Audit writer records/s ({args.records} records): embedded {rate_embedded:8.1f}   "
+            f"mongomock {rate_mock:8.1f}   ratio embedded/mongomock "
+            f"{rate_embedded / rate_mock:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
