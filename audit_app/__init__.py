@@ -87,15 +87,20 @@ def register_hooks(app: Flask) -> None:
     app.before_request(load_principal)
     app.after_request(record_response)
     app.context_processor(navigation_context)
+    from .ids import iso
+
+    app.add_template_filter(iso, "iso")
 
 
 def register_blueprints(app: Flask) -> None:
     from flask import Blueprint
 
     from .api_keys.api import bp as api_keys_bp
+    from .audit.api import bp as audit_logs_bp
     from .auth.api import bp as auth_bp
     from .extensions import csrf
     from .health import bp as health_bp
+    from .openapi import bp as openapi_bp
     from .organizations.api import members_bp, organization_bp, roles_bp
     from .web import create_web_blueprint
     from .workspaces.api import pathways_bp, workspaces_bp
@@ -109,6 +114,8 @@ def register_blueprints(app: Flask) -> None:
         members_bp,
         roles_bp,
         api_keys_bp,
+        audit_logs_bp,
+        openapi_bp,
     ):
         api.register_blueprint(child)
         # The API authenticates every request by header, never by cookie. flask-wtf looks up

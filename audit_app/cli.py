@@ -6,7 +6,10 @@ Bad arguments end with a message and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import getpass
 import json
+import sys
+import time
 
 import click
 from bson import ObjectId
@@ -259,6 +262,119 @@ def seed_demo_command(request_count, if_empty, as_json):
     _emit(as_json, {**summary, "logins": DEMO_LOGINS}, lines)
 
 
+@click.command("export")
+@click.option("--organization", "organization_id", required=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), required=True)
+@click.option("--q", help="search: an ObjectId (account, workspace, API key) or part of a path")
+@click.option("--path", help="part of the path")
+@click.option("--account-id")
+@click.option("--workspace-id")
+@click.option("--api-key-id")
+@click.option("--method")
+@click.option("--status-code", help="a code such as 404 or a class such as 4xx")
+@click.option("--auth-type")
+@click.option("--resource")
+@click.option("--from", "start", help="ISO 8601 date or date-time")
+@click.option("--to", "end", help="ISO 8601 date or date-time")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default="-",
+    show_default=True,
+    help="file to write; - for standard output",
+)
+@with_appcontext
+def export_command(organization_id, fmt, output, **filters):
+    """Export an organization's audit log (filtered) as CSV or NDJSON, streamed."""
+    from werkzeug.datastructures import MultiDict
+
+    from .audit import export
+    from .audit.query import AuditQuery, FilterSchema, parse_query
+    from .audit.repository import iter_records
+
+    organization = _organization(get_db(), organization_id)
+    names = {
+        "q": "q",
+        "path": "path",
+        "account_id": "accountId",
+        "workspace_id": "workspaceId",
+        "api_key_id": "apiKeyId",
+        "method": "method",
+        "status_code": "statusCode",
+        "auth_type": "authType",
+        "resource": "resource",
+        "start": "from",
+        "end": "to",
+    }
+    args = MultiDict({names[k]: v for k, v in filters.items() if v is not None})
+    try:
+        query = AuditQuery(filters=parse_query(args, FilterSchema()))
+    except ApiError as error:
+        options = {"from": "--from", "to": "--to", "q": "--q", "path": "--path"}
+        python_name = {v: k for k, v in names.items()}.get(error.field, "")
+        option = options.get(error.field) or "--" + python_name.replace("_", "-")
+        raise click.BadParameter(error.message.split(": ", 1)[-1], param_hint=option) from None
+    records = iter_records(get_audit_db(), organization["_id"], query.criteria())
+    written = 0
+    started = time.monotonic()
+    progress = output != "-" or not sys.stdout.isatty()
+    with click.open_file(output, "w", encoding="utf-8") as handle:
+        for chunk in export.chunks(fmt, records):
+            handle.write(chunk)
+            written += 1
+            if progress and written % 1000 == 0:
+                rate = written / max(time.monotonic() - started, 1e-6)
+                click.echo(f"\rExported {written:,} records ({rate:,.0f}/s)", err=True, nl=False)
+    count = written - 1 if fmt == "csv" else written
+    _record_cli_export(organization["_id"], fmt, args, count)
+    click.echo(
+        f"\rExported {count:,} records of {organization['name']!r} as {fmt}"
+        + ("" if output == "-" else f" to {output}"),
+        err=True,
+    )
+
+
+def _record_cli_export(organization_id, fmt: str, args, count: int) -> None:
+    """Exports are part of the log too: record this one as a CLI request."""
+    from .audit.capture import WRITER_KEY
+    from .ids import utcnow
+
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is None:
+        return
+    writer.write(
+        {
+            "_id": ObjectId(),
+            "organizationId": organization_id,
+            "accountId": None,
+            "accountEmail": None,
+            "apiKeyId": None,
+            "apiKeyName": None,
+            "workspaceId": None,
+            "authType": "none",
+            "resource": "auditLogs",
+            "method": "CLI",
+            "path": "flask export",
+            "route": None,
+            "statusCode": 200,
+            "createdAt": utcnow(),
+            "durationMs": 0.0,
+            "ip": None,
+            "userAgent": f"flask-cli (user {getpass.getuser()})",
+            "requestId": ObjectId().binary.hex(),
+            "request": {
+                "query": {"format": fmt, **args.to_dict()},
+                "params": {},
+                "headers": {},
+                "bodyType": "empty",
+                "body": None,
+                "bodySize": 0,
+                "exported": count,
+            },
+        }
+    )
+
+
 def register(app) -> None:
     for command in (
         create_org_command,
@@ -267,5 +383,6 @@ def register(app) -> None:
         ensure_indexes_command,
         replay_spool_command,
         seed_demo_command,
+        export_command,
     ):
         app.cli.add_command(command)

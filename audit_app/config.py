@@ -134,6 +134,7 @@ def load_settings(instance_path: Path) -> dict:
         or str(instance_path / "audit-spool"),
         "AUDIT_REPLAY_INTERVAL": _env_int("AUDIT_REPLAY_INTERVAL", 30),
         "AUDIT_RETENTION_DAYS": _env_int("AUDIT_RETENTION_DAYS", 400, minimum=1),
+        "AUDIT_QUERY_TIMEOUT_MS": _env_int("AUDIT_QUERY_TIMEOUT_MS", 5000, minimum=100),
         "AUDIT_ENSURE_INDEXES_ON_START": _env_bool("AUDIT_ENSURE_INDEXES_ON_START", True),
     }
     return settings

@@ -41,6 +41,11 @@ def find_demo(db) -> dict | None:
 
 def seed_demo(app, request_count: int = 300) -> dict:
     """Create the demo organization once; later calls only report it."""
+    with app.app_context():
+        return _seed(app, request_count)
+
+
+def _seed(app, request_count: int) -> dict:
     db = get_db(app)
     existing = find_demo(db)
     if existing is not None:

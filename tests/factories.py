@@ -123,3 +123,34 @@ class Api:
 
     def delete(self, path, **kw):
         return self.call("DELETE", path, **kw)
+
+
+def audit_record(organization_id, *, created_at=None, **fields) -> dict:
+    """A stored audit record with realistic defaults (for query tests)."""
+    from datetime import UTC, datetime
+
+    from bson import ObjectId
+
+    record = {
+        "_id": ObjectId(),
+        "organizationId": organization_id,
+        "accountId": None,
+        "accountEmail": None,
+        "apiKeyId": None,
+        "apiKeyName": None,
+        "workspaceId": None,
+        "authType": "jwt",
+        "resource": "pathways",
+        "method": "GET",
+        "path": "/api/v1/pathways",
+        "route": "/api/v1/pathways",
+        "statusCode": 200,
+        "createdAt": created_at or datetime.now(UTC).replace(microsecond=0),
+        "durationMs": 1.5,
+        "ip": "203.0.113.1",
+        "userAgent": "factory/1.0",
+        "requestId": ObjectId().binary.hex(),
+        "request": {"query": {}, "params": {}, "headers": {}, "bodyType": "empty", "body": None},
+    }
+    record.update(fields)
+    return record

@@ -10,12 +10,15 @@ is an index walk that stops after ``limit`` entries: no in-memory sort, no count
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
+from ..db import TenantCollection
 from ..ids import utcnow
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 COLLECTION = "audit_logs"
 TTL_INDEX = "ttl_createdAt"
 _NEWEST = [("createdAt", DESCENDING), ("_id", DESCENDING)]
+NEWEST_FIRST = _NEWEST
+OLDEST_FIRST = [("createdAt", ASCENDING), ("_id", ASCENDING)]
 
 INDEXES = [
     ([("organizationId", ASCENDING), *_NEWEST, ("path", ASCENDING)], {"name": "org_newest"}),
@@ -85,3 +90,55 @@ def ensure_audit_indexes(
         )
     )
     return names
+
+
+# Reading, always within one organization ------------------------------------------------
+
+LIST_PROJECTION = {"request": 0}
+
+
+def _scoped(db: Database, organization_id: ObjectId) -> TenantCollection:
+    return TenantCollection(db[COLLECTION], organization_id)
+
+
+def search_records(
+    db: Database,
+    organization_id: ObjectId,
+    criteria: dict,
+    limit: int,
+    max_time_ms: int,
+    *,
+    towards_newer: bool = False,
+) -> tuple[list[dict], bool]:
+    """One page without the heavy ``request`` part, and whether more follow.
+
+    Newest first. ``towards_newer`` walks the same index the other way (the page just
+    before a ``before`` position) and returns the page newest first all the same.
+    """
+    order = OLDEST_FIRST if towards_newer else NEWEST_FIRST
+    cursor = (
+        _scoped(db, organization_id)
+        .find(criteria, LIST_PROJECTION)
+        .sort(order)
+        .limit(limit + 1)
+        .max_time_ms(max_time_ms)
+    )
+    items = list(cursor)
+    more = len(items) > limit
+    items = items[:limit]
+    return (items[::-1] if towards_newer else items), more
+
+
+def find_record(db: Database, organization_id: ObjectId, record_id: ObjectId) -> dict | None:
+    return _scoped(db, organization_id).find_one({"_id": record_id})
+
+
+def iter_records(
+    db: Database, organization_id: ObjectId, criteria: dict, batch_size: int = 500
+) -> Iterator[dict]:
+    """Every matching record, newest first, fetched from the server a batch at a time."""
+    cursor = _scoped(db, organization_id).find(criteria).sort(NEWEST_FIRST).batch_size(batch_size)
+    try:
+        yield from cursor
+    finally:
+        cursor.close()

@@ -9,10 +9,14 @@ from ..organizations.permissions import VIEW_AUDIT_LOG
 
 
 def create_web_blueprint() -> Blueprint:
+    from ..api_keys.views import bp as api_keys_bp
+    from ..audit.views import bp as audit_logs_bp
+    from ..organizations.views import members_bp, roles_bp
     from . import session
 
     web = Blueprint("web", __name__)
-    web.register_blueprint(session.bp)
+    for child in (session.bp, audit_logs_bp, roles_bp, members_bp, api_keys_bp):
+        web.register_blueprint(child)
 
     @web.get("/")
     def home():

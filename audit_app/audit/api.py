@@ -1,0 +1,45 @@
+"""``/api/v1/audit-logs``: the list, one record, and the export, for ``viewAuditLog`` holders."""
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+
+from ..auth.principal import current_principal, require_permission
+from ..errors import not_found
+from ..ids import parse_object_id, utcnow
+from ..organizations.permissions import VIEW_AUDIT_LOG
+from . import export, service
+from .schemas import AuditLogDetailSchema, AuditLogSchema
+
+bp = Blueprint("auditLogs", __name__)
+
+
+@bp.get("/audit-logs")
+@require_permission(VIEW_AUDIT_LOG)
+def list_audit_logs():
+    page = service.list_page(current_principal(), request.args)
+    return jsonify(items=AuditLogSchema(many=True).dump(page.items), nextCursor=page.next_cursor)
+
+
+@bp.get("/audit-logs/export")
+@require_permission(VIEW_AUDIT_LOG)
+def export_audit_logs():
+    """Stream the filtered set; the app holds one batch of records at a time."""
+    fmt, query, records, organization = service.open_export(current_principal(), request.args)
+    name = export.file_name(
+        organization["name"], fmt, query.filters.get("from_"), query.filters.get("to"), utcnow()
+    )
+    body = stream_with_context(chunk.encode("utf-8") for chunk in export.chunks(fmt, records))
+    response = Response(body, mimetype=export.CONTENT_TYPES[fmt].split(";")[0])
+    response.headers["Content-Type"] = export.CONTENT_TYPES[fmt]
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/audit-logs/<auditLogId>")
+@require_permission(VIEW_AUDIT_LOG)
+def get_audit_log(auditLogId):
+    record_id = parse_object_id(auditLogId, "auditLogId", status=404, what="Audit log record")
+    record = service.get_record(current_principal(), record_id)
+    if record is None:
+        raise not_found("Audit log record", "auditLogId")
+    return jsonify(AuditLogDetailSchema().dump(record))

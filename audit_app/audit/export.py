@@ -1,0 +1,82 @@
+"""CSV and NDJSON exports, produced a record at a time so memory stays flat."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from ..ids import iso
+from .schemas import AuditLogDetailSchema
+
+CSV_COLUMNS = [
+    "id",
+    "createdAt",
+    "organizationId",
+    "accountId",
+    "accountEmail",
+    "apiKeyId",
+    "apiKeyName",
+    "workspaceId",
+    "authType",
+    "resource",
+    "method",
+    "path",
+    "route",
+    "statusCode",
+    "durationMs",
+    "ip",
+    "userAgent",
+    "requestId",
+    "request",
+]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson; charset=utf-8"}
+
+_detail = AuditLogDetailSchema()
+
+
+def neutralize(cell: str) -> str:
+    """Keep a spreadsheet from running a cell as a formula (OWASP CSV injection)."""
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
+def _csv_line(values: list) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()
+
+
+def csv_chunks(records: Iterable[dict]) -> Iterator[str]:
+    """A UTF-8 CSV (with a BOM, so spreadsheets read it as UTF-8), one row a record."""
+    yield "\ufeff" + _csv_line(CSV_COLUMNS)
+    for record in records:
+        row = _detail.dump(record)
+        cells = []
+        for column in CSV_COLUMNS:
+            value = row.get(column)
+            if column == "request":
+                value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+            cells.append("" if value is None else neutralize(str(value)))
+        yield _csv_line(cells)
+
+
+def ndjson_chunks(records: Iterable[dict]) -> Iterator[str]:
+    for record in records:
+        yield json.dumps(_detail.dump(record), ensure_ascii=False) + "\n"
+
+
+def chunks(fmt: str, records: Iterable[dict]) -> Iterator[str]:
+    return csv_chunks(records) if fmt == "csv" else ndjson_chunks(records)
+
+
+def file_name(
+    organization_name: str, fmt: str, start: datetime | None, end: datetime | None, now: datetime
+) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", organization_name.lower()).strip("-")[:40] or "organization"
+    first = iso(start)[:10] if start else "start"
+    last = iso(end or now)[:10]
+    return f"audit-log_{slug}_{first}_{last}.{fmt}"

@@ -1,0 +1,79 @@
+"""How audit records are shown: the list item, the full record, and JSON-safe values."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from bson import ObjectId
+from marshmallow import Schema, fields
+
+from ..ids import iso
+from ..schemas import ObjectIdField, UtcDateTime
+from .redaction import unescape
+
+
+def jsonable(value):
+    """Make a stored value plain JSON: ids and dates as text, NaN and infinities as text."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+class AuditLogSchema(Schema):
+    """A list item: everything but the request details."""
+
+    id = ObjectIdField(attribute="_id")
+    organizationId = ObjectIdField(allow_none=True)
+    accountId = ObjectIdField(allow_none=True)
+    accountEmail = fields.String(allow_none=True)
+    apiKeyId = ObjectIdField(allow_none=True)
+    apiKeyName = fields.String(allow_none=True)
+    workspaceId = ObjectIdField(allow_none=True)
+    authType = fields.String()
+    resource = fields.String()
+    method = fields.String()
+    path = fields.String()
+    route = fields.String(allow_none=True)
+    statusCode = fields.Integer()
+    createdAt = UtcDateTime()
+    durationMs = fields.Float(allow_none=True)
+    ip = fields.String(allow_none=True)
+    userAgent = fields.String(allow_none=True)
+    requestId = fields.String(allow_none=True)
+
+
+class RequestDetailsSchema(Schema):
+    body = fields.Raw(allow_none=True, metadata={"description": "the redacted body"})
+    bodyType = fields.String()
+    bodySize = fields.Integer(allow_none=True)
+    bodyTruncated = fields.Boolean()
+    query = fields.Dict()
+    params = fields.Dict()
+    headers = fields.Dict(keys=fields.String(), values=fields.String())
+    binary = fields.Dict()
+    files = fields.List(fields.Dict())
+
+
+class AuditLogDetailSchema(AuditLogSchema):
+    """One record with its full request details, keys shown as the client sent them."""
+
+    request = fields.Method("_request", metadata={"type": "object"})
+
+    def _request(self, record):
+        return jsonable(unescape(record.get("request") or {}))
+
+
+class AuditLogPageSchema(Schema):
+    items = fields.List(fields.Nested(AuditLogSchema))
+    nextCursor = fields.String(allow_none=True)

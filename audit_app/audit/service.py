@@ -1,0 +1,86 @@
+"""Reading the audit log for a principal: one place for the API, the export and the web UI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from pymongo.errors import ExecutionTimeout
+
+from ..auth.principal import Principal
+from ..db import get_audit_db, get_db
+from ..errors import ApiError
+from ..organizations.repository import find_organization
+from .query import AuditQuery, CursorCodec, ExportQuerySchema, ListQuerySchema, parse_query
+from .repository import find_record, iter_records, search_records
+
+
+@dataclass
+class Page:
+    items: list[dict]
+    next_cursor: str | None
+    query: AuditQuery
+    newer_cursor: str | None = None
+
+
+def _codec() -> CursorCodec:
+    return CursorCodec(current_app.config["SECRET_KEY"])
+
+
+def list_page(principal: Principal, args, *, schema=None) -> Page:
+    """Validate the parameters and return one page of the caller's organization's log.
+
+    ``cursor`` pages towards older records (the API's ``nextCursor``); the web list also
+    sends ``before`` to page towards newer ones.
+    """
+    loaded = parse_query(args, schema or ListQuerySchema())
+    limit = loaded.pop("limit")
+    cursor = loaded.pop("cursor", None)
+    before = loaded.pop("before", None)
+    query = AuditQuery(filters=loaded, limit=limit)
+    if cursor and before:
+        raise ApiError(400, "bad_request", "cursor: give cursor or before, not both.", "cursor")
+    codec = _codec()
+    if cursor:
+        query.after = codec.decode(cursor, principal.organization_id, query)
+    if before:
+        query.before = codec.decode(before, principal.organization_id, query, "before")
+    try:
+        items, more = search_records(
+            get_audit_db(),
+            principal.organization_id,
+            query.criteria(),
+            limit,
+            current_app.config["AUDIT_QUERY_TIMEOUT_MS"],
+            towards_newer=bool(before),
+        )
+    except ExecutionTimeout:
+        raise ApiError(
+            503,
+            "query_timeout",
+            "The search took too long; narrow it with a time range, an id or more filters.",
+        ) from None
+    if not items:
+        return Page(items, None, query)
+    older = more if not before else True
+    newer = bool(cursor) if not before else more
+    return Page(
+        items,
+        codec.encode(principal.organization_id, query, items[-1]) if older else None,
+        query,
+        codec.encode(principal.organization_id, query, items[0]) if newer else None,
+    )
+
+
+def get_record(principal: Principal, record_id) -> dict | None:
+    return find_record(get_audit_db(), principal.organization_id, record_id)
+
+
+def open_export(principal: Principal, args):
+    """Validate the export parameters; return (format, query, records, organization)."""
+    loaded = parse_query(args, ExportQuerySchema())
+    fmt = loaded.pop("format")
+    query = AuditQuery(filters=loaded)
+    records = iter_records(get_audit_db(), principal.organization_id, query.criteria())
+    organization = find_organization(get_db(), principal.organization_id)
+    return fmt, query, records, organization

@@ -1,0 +1,170 @@
+"""The web pages: Organization -> Audit Logs, View Details, and the export button."""
+
+from __future__ import annotations
+
+import json
+
+from flask import (
+    Blueprint,
+    Response,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+
+from ..api_keys.repository import find_api_keys_by_ids
+from ..auth.principal import current_principal, require_permission
+from ..db import get_db
+from ..errors import ApiError, not_found
+from ..ids import parse_object_id, utcnow
+from ..organizations.permissions import VIEW_AUDIT_LOG
+from ..workspaces.repository import find_workspaces_by_ids
+from . import export, service
+from .capture import audited
+from .query import AUTH_TYPES, METHODS, WebListQuerySchema
+from .redaction import unescape
+from .schemas import jsonable
+
+bp = Blueprint("auditLogs", __name__, url_prefix="/organization/audit-logs")
+
+PAGE_SIZES = (25, 50, 100)
+FILTER_NAMES = (
+    "q",
+    "method",
+    "statusCode",
+    "authType",
+    "resource",
+    "from",
+    "to",
+    "accountId",
+    "workspaceId",
+    "apiKeyId",
+    "path",
+)
+
+
+def _filters_from(args) -> dict:
+    """The filters of the current URL, as the form and the links need them."""
+    return {name: args.get(name, "") for name in FILTER_NAMES if args.get(name, "").strip()}
+
+
+def _clean_args(args):
+    """Empty form fields mean 'no filter'; drop them before validation."""
+    from werkzeug.datastructures import MultiDict
+
+    return MultiDict([(k, v) for k, v in args.items(multi=True) if v.strip()])
+
+
+def _names_for(items: list[dict]) -> tuple[dict, dict]:
+    principal = current_principal()
+    db = get_db()
+    workspaces = find_workspaces_by_ids(
+        db, principal.organization_id, [i.get("workspaceId") for i in items]
+    )
+    keys = find_api_keys_by_ids(db, principal.organization_id, [i.get("apiKeyId") for i in items])
+    return workspaces, keys
+
+
+@bp.get("")
+@require_permission(VIEW_AUDIT_LOG)
+@audited
+def list_page():
+    args = _clean_args(request.args)
+    filters = _filters_from(args)
+    limit = args.get("limit", "50")
+    context = {
+        "filters": filters,
+        "page_sizes": PAGE_SIZES,
+        "methods": METHODS[:-1],
+        "auth_types": AUTH_TYPES,
+        "limit": limit,
+        "error": None,
+        "items": [],
+        "workspaces": {},
+        "api_keys": {},
+        "older": None,
+        "newer": None,
+        "first": None,
+    }
+    try:
+        page = service.list_page(current_principal(), args, schema=WebListQuerySchema())
+    except ApiError as error:
+        if error.status != 400:
+            raise
+        context["error"] = error
+        return render_template("audit_logs/list.html", **context), 400
+    if args.get("before") and page.newer_cursor is None:
+        # the newest records are reached: show the first page, full
+        return redirect(url_for(".list_page", **filters, limit=limit))
+    workspaces, keys = _names_for(page.items)
+    base = {**filters, "limit": limit}
+    context.update(
+        items=page.items,
+        workspaces=workspaces,
+        api_keys=keys,
+        older=url_for(".list_page", **base, cursor=page.next_cursor) if page.next_cursor else None,
+        newer=url_for(".list_page", **base, before=page.newer_cursor)
+        if page.newer_cursor
+        else None,
+        first=url_for(".list_page", **base) if (args.get("cursor") or args.get("before")) else None,
+        export_csv=url_for(".export_file", **filters, format="csv"),
+        export_ndjson=url_for(".export_file", **filters, format="ndjson"),
+    )
+    return render_template("audit_logs/list.html", **context)
+
+
+@bp.get("/export")
+@require_permission(VIEW_AUDIT_LOG)
+@audited
+def export_file():
+    args = _clean_args(request.args)
+    fmt, query, records, organization = service.open_export(current_principal(), args)
+    name = export.file_name(
+        organization["name"], fmt, query.filters.get("from_"), query.filters.get("to"), utcnow()
+    )
+    body = stream_with_context(chunk.encode("utf-8") for chunk in export.chunks(fmt, records))
+    response = Response(body, mimetype=export.CONTENT_TYPES[fmt].split(";")[0])
+    response.headers["Content-Type"] = export.CONTENT_TYPES[fmt]
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/<auditLogId>")
+@require_permission(VIEW_AUDIT_LOG)
+@audited
+def detail_page(auditLogId):
+    record_id = parse_object_id(auditLogId, "auditLogId", status=404, what="Audit log record")
+    record = service.get_record(current_principal(), record_id)
+    if record is None:
+        raise not_found("Audit log record", "auditLogId")
+    workspaces, keys = _names_for([record])
+    details = jsonable(unescape(record.get("request") or {}))
+    sections = [
+        (
+            "Body",
+            details.get("body") if details.get("bodyType") != "binary" else details.get("binary"),
+        ),
+        ("Query parameters", details.get("query") or {}),
+        ("Path parameters", details.get("params") or {}),
+        ("Headers", details.get("headers") or {}),
+    ]
+    if details.get("files"):
+        sections.append(("Uploaded files", details["files"]))
+    pretty = [(title, _pretty(value)) for title, value in sections]
+    return render_template(
+        "audit_logs/detail.html",
+        record=record,
+        details=details,
+        sections=pretty,
+        workspaces=workspaces,
+        api_keys=keys,
+    )
+
+
+def _pretty(value) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,229 @@
+"""Organization -> Audit Logs in a real browser, as an admin and as support staff use it."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .conftest import log_in
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+COLUMNS = [
+    "Account",
+    "Workspace",
+    "Auth Type",
+    "Resource",
+    "Method",
+    "Path",
+    "Status Code",
+    "Created",
+    "Actions",
+]
+
+
+def open_audit_logs(page, live):
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit Logs").click()
+    page.wait_for_url(re.compile(r"/organization/audit-logs"))
+
+
+def column(page, name: str) -> list[str]:
+    return [cell.inner_text().strip() for cell in page.locator(f'td[data-label="{name}"]').all()]
+
+
+def search(page, text: str) -> None:
+    page.get_by_label("Search").fill(text)
+    page.get_by_label("Search").press("Enter")
+    page.wait_for_load_state("networkidle")
+
+
+def test_list_shows_the_columns_newest_first(page, live, tmp_path):
+    log_in(page, live, "owner")
+    open_audit_logs(page, live)
+    headers = [h.inner_text().strip() for h in page.locator("table.records th").all()]
+    assert headers == COLUMNS
+    times = [t.get_attribute("datetime") for t in page.locator("td[data-label=Created] time").all()]
+    assert len(times) == 50 and times == sorted(times, reverse=True)
+    # shown in the reader's time zone, exact UTC on hover
+    first = page.locator("td[data-label=Created] time").first
+    assert "UTC" in first.get_attribute("title") and "UTC" not in first.inner_text()
+    statuses = page.locator("td[data-label='Status Code'] .status").all()
+    assert any("status-4xx" in s.get_attribute("class") for s in statuses)
+    target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
+    page.screenshot(path=str(target / "audit-logs-list.png"), full_page=False)
+    assert (target / "audit-logs-list.png").stat().st_size > 10_000
+
+
+def test_search_by_part_of_a_path(page, live):
+    log_in(page, live, "admin")
+    open_audit_logs(page, live)
+    search(page, "v1/PATHWAYS/")
+    paths = column(page, "Path")
+    assert paths and all("/api/v1/pathways/" in p for p in paths)
+    assert "q=v1%2FPATHWAYS%2F" in page.url  # the filter lives in the URL
+
+
+def test_search_by_account_id_and_by_workspace_id(page, live):
+    log_in(page, live, "owner")
+    open_audit_logs(page, live)
+    member = live["people"]["member"]
+    search(page, str(member["_id"]))
+    accounts = set(column(page, "Account"))
+    assert accounts == {member["email"]}
+    workspace_id = live["summary"]["workspaces"][0]
+    search(page, workspace_id)
+    cells = page.locator("td[data-label=Workspace] span[title]").all()
+    assert cells and {c.get_attribute("title") for c in cells} == {workspace_id}
+    assert {c.inner_text() for c in cells} == {"Onboarding"}
+
+
+def test_each_filter(page, live):
+    log_in(page, live, "owner")
+    open_audit_logs(page, live)
+    page.get_by_label("Method").select_option("POST")
+    page.get_by_role("button", name="Apply").click()
+    assert set(column(page, "Method")) == {"POST"}
+    page.get_by_label("Method").select_option("")
+    page.get_by_label("Status").fill("4xx")
+    page.get_by_role("button", name="Apply").click()
+    assert column(page, "Status Code") and all(
+        s.startswith("4") for s in column(page, "Status Code")
+    )
+    page.get_by_label("Status").fill("")
+    page.get_by_label("Auth type").select_option("apiKey")
+    page.get_by_role("button", name="Apply").click()
+    accounts = column(page, "Account")
+    assert accounts and all(a.startswith("API key CI pipeline") for a in accounts)
+    page.get_by_label("Auth type").select_option("")
+    page.get_by_label("Resource").fill("members")
+    page.get_by_role("button", name="Apply").click()
+    assert set(column(page, "Resource")) == {"members"}
+    page.get_by_label("Resource").fill("")
+    page.get_by_label("From").fill("2099-01-01T00:00:00")
+    page.get_by_role("button", name="Apply").click()
+    assert page.get_by_text("No matching records.").is_visible()
+    page.get_by_role("link", name="Clear filters").click()
+    assert len(column(page, "Path")) == 50
+
+
+def test_invalid_filter_is_an_inline_message(page, live):
+    log_in(page, live, "owner")
+    page.goto(f"{live['url']}/organization/audit-logs?statusCode=99&accountId=nope")
+    alert = page.get_by_role("alert")
+    assert "cannot be used" in alert.inner_text()
+
+
+def test_pagination_older_and_newer(page, live):
+    log_in(page, live, "owner")
+    open_audit_logs(page, live)
+    page.get_by_label("Per page").select_option("25")
+    page.get_by_role("button", name="Apply").click()
+    first = page.locator("td[data-label=Created] time").first.get_attribute("datetime")
+    first_ids = [
+        a.get_attribute("href") for a in page.get_by_role("link", name="View Details").all()
+    ]
+    assert len(first_ids) == 25
+    page.get_by_role("link", name="Older →").click()
+    second_ids = [
+        a.get_attribute("href") for a in page.get_by_role("link", name="View Details").all()
+    ]
+    assert len(second_ids) == 25 and not set(first_ids) & set(second_ids)
+    assert page.locator("td[data-label=Created] time").first.get_attribute("datetime") <= first
+    page.get_by_role("link", name="← Newer").click()
+    back = [a.get_attribute("href") for a in page.get_by_role("link", name="View Details").all()]
+    assert set(first_ids) <= set(back) | set()  # the first page again (newer records may join)
+
+
+def test_view_details(page, live, tmp_path):
+    log_in(page, live, "owner")
+    open_audit_logs(page, live)
+    search(page, "/api/v1/pathways")
+    page.get_by_label("Method").select_option("POST")
+    page.get_by_role("button", name="Apply").click()
+    page.get_by_role("link", name="View Details").first.click()
+    page.wait_for_url(re.compile(r"/organization/audit-logs/[0-9a-f]{24}$"))
+    for title in ("Body", "Query parameters", "Path parameters", "Headers"):
+        assert page.get_by_role("heading", name=title, exact=True).is_visible()
+    body = page.locator("pre.payload").first.inner_text()
+    assert '"name"' in body and "\n  " in body  # pretty-printed JSON
+    assert page.get_by_role("link", name="All requests to this path").is_visible()
+    summary = page.locator("dl.summary").inner_text()
+    assert "Onboarding" in summary or "Research" in summary  # the workspace by name
+    target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
+    page.screenshot(path=str(target / "audit-log-details.png"), full_page=False)
+    page.get_by_role("link", name="All requests by this account").click()
+    assert "accountId=" in page.url and column(page, "Account")
+
+
+def test_member_gets_403_until_view_audit_log_is_granted(browser, live):
+    member_context = browser.new_context()
+    member = member_context.new_page()
+    log_in(member, live, "member")
+    nav = member.get_by_role("navigation", name="Main")
+    assert nav.get_by_role("link", name="Audit Logs").count() == 0
+    answer = member.goto(f"{live['url']}/organization/audit-logs")
+    assert answer.status == 403
+    assert "viewAuditLog" in member.content()
+    owner_context = browser.new_context()
+    owner = owner_context.new_page()
+    log_in(owner, live, "owner")
+    owner.goto(f"{live['url']}/organization/roles")
+    section = owner.locator("#role-member")
+    section.get_by_role("checkbox", name=re.compile("viewAuditLog")).check()
+    section.get_by_role("button", name="Save Member").click()
+    assert "Permissions of 'Member' saved." in owner.get_by_role("status").first.inner_text()
+    answer = member.goto(f"{live['url']}/organization/audit-logs")
+    assert answer.status == 200
+    assert (
+        member.get_by_role("navigation", name="Main").get_by_role("link", name="Audit Logs").count()
+        == 1
+    )
+    # and revoke it again, for the other tests
+    owner.goto(f"{live['url']}/organization/roles")
+    owner.locator("#role-member").get_by_role("checkbox", name=re.compile("viewAuditLog")).uncheck()
+    owner.locator("#role-member").get_by_role("button", name="Save Member").click()
+    assert member.goto(f"{live['url']}/organization/audit-logs").status == 403
+    member_context.close()
+    owner_context.close()
+
+
+def test_logged_script_payloads_render_as_text(page, live):
+    client = live["app"].test_client()
+    login = live["logins"]["owner"]
+    token = client.post(
+        "/api/v1/auth/token", json={"email": login["email"], "password": login["password"]}
+    ).get_json()["token"]
+    payload = "<script>window.__xss=1</script><img src=x onerror=window.__xss=2>"
+    client.post(
+        "/api/v1/workspaces?x=<script>window.__xss=3</script>",
+        json={"name": payload, "extra": payload},
+        headers={"Authorization": f"Bearer {token}", "User-Agent": payload},
+    )
+    log_in(page, live, "owner")
+    page.goto(f"{live['url']}/organization/audit-logs?path=%2Fapi%2Fv1%2Fworkspaces&method=POST")
+    page.get_by_role("link", name="View Details").first.click()
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert payload in page.locator("pre.payload").first.inner_text()
+    assert payload in page.locator("dl.summary").inner_text()
+    assert page.locator("img[src=x]").count() == 0
+
+
+def test_small_screen_layout_has_no_sideways_scroll(browser, live):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    log_in(page, live, "owner")
+    page.goto(f"{live['url']}/organization/audit-logs")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 392
+    assert page.locator("td[data-label=Path]").first.is_visible()
+    context.close()
+
+
+def test_keyboard_only_search(page, live):
+    log_in(page, live, "owner")
+    page.goto(f"{live['url']}/organization/audit-logs")
+    page.get_by_label("Search").focus()
+    page.keyboard.type("members")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"q=members"))
+    assert all("members" in p for p in column(page, "Path"))
