@@ -39,6 +39,7 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/bandit -q -r audit_app -ll
 
 format: install-dev
 	$(BIN)/ruff format .

@@ -52,7 +52,28 @@ def _configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from .extensions import csrf, login_manager
+    from .ratelimit import default_storage_uri, limiter
 
+    if not app.config.get("RATELIMIT_STORAGE_URI"):
+        app.config["RATELIMIT_STORAGE_URI"] = default_storage_uri(
+            app.config["MONGO_URI"], app.config["EMBEDDED_STORE_DIR"] + "-ratelimit"
+        )
+    if app.config.get("MONGO_CLIENT") is not None and app.config[
+        "RATELIMIT_STORAGE_URI"
+    ].startswith("sqlite"):
+        app.config["RATELIMIT_STORAGE_URI"] = "memory://"  # an injected test store
+    if app.config["RATELIMIT_STORAGE_URI"].startswith("mongodb"):
+        # a login must not hang on the limit store: fail fast (and open, see security.md)
+        app.config.setdefault(
+            "RATELIMIT_STORAGE_OPTIONS",
+            {
+                "serverSelectionTimeoutMS": 2000,
+                "connectTimeoutMS": 2000,
+                "socketTimeoutMS": 2000,
+                "appname": "organization-audit-log-ratelimit",
+            },
+        )
+    limiter.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "web.session.login"
@@ -85,6 +106,9 @@ def register_hooks(app: Flask) -> None:
         app.logger.warning("AUDIT_ENABLED=false: REQUESTS ARE NOT BEING RECORDED IN THE AUDIT LOG")
     app.before_request(start_request)
     app.before_request(load_principal)
+    from .security import set_security_headers
+
+    app.after_request(set_security_headers)
     app.after_request(record_response)
     app.context_processor(navigation_context)
     from .ids import iso

@@ -134,6 +134,12 @@ def load_settings(instance_path: Path) -> dict:
         or str(instance_path / "audit-spool"),
         "AUDIT_REPLAY_INTERVAL": _env_int("AUDIT_REPLAY_INTERVAL", 30),
         "AUDIT_RETENTION_DAYS": _env_int("AUDIT_RETENTION_DAYS", 400, minimum=1),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "").strip() or None,
+        "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "").strip()
+        or "10 per minute; 100 per hour",
+        "RATELIMIT_ENABLED": _env_bool("RATELIMIT_ENABLED", True),
+        # a broken limit store must not lock everyone out: count nothing and log it
+        "RATELIMIT_SWALLOW_ERRORS": True,
         "AUDIT_QUERY_TIMEOUT_MS": _env_int("AUDIT_QUERY_TIMEOUT_MS", 5000, minimum=100),
         "AUDIT_ENSURE_INDEXES_ON_START": _env_bool("AUDIT_ENSURE_INDEXES_ON_START", True),
     }

@@ -75,6 +75,7 @@ ERRORS = {
     413: "Body too large",
     415: "The body must be JSON",
     422: "Refers to something that does not exist in the organization",
+    429: "Too many attempts; retry after the Retry-After seconds",
     503: "The database is unavailable or the query took too long",
 }
 WORKSPACE_HEADER = {
@@ -94,7 +95,7 @@ OPERATIONS = [
         None,
         TokenRequestSchema,
         (200, TokenSchema),
-        (400, 401, 403, 415),
+        (400, 401, 403, 415, 429),
         {"security": []},
     ),
     (

@@ -33,6 +33,7 @@ def make_app(tmp_path, mongo):
             "AUDIT_REPLAY_INTERVAL": 0,
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
+            "RATELIMIT_STORAGE_URI": "memory://",  # the shared storages have their own tests
         }
         config.update(overrides)
         app = create_app(config)

@@ -7,6 +7,7 @@ from ..audit.context import note_actor
 from ..db import get_db
 from ..errors import ApiError, unauthorized
 from ..organizations import repository as orgs
+from ..ratelimit import limiter, login_email_key, login_limit
 from ..schemas import ObjectIdField, load_body
 from .passwords import verify_password
 from .tokens import issue_token
@@ -23,6 +24,8 @@ class TokenRequestSchema(Schema):
 
 
 @bp.post("/auth/token")
+@limiter.limit(login_limit)
+@limiter.limit(login_limit, key_func=login_email_key)
 def create_token():
     data = load_body(TokenRequestSchema())
     db = get_db()

@@ -14,6 +14,7 @@ from ..auth.principal import require_permission
 from ..db import get_db
 from ..extensions import login_manager
 from ..organizations import repository as orgs
+from ..ratelimit import limiter, login_email_key, login_limit
 from .forms import LoginForm, SwitchOrganizationForm
 
 bp = Blueprint("session", __name__)
@@ -46,6 +47,8 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(login_limit, methods=["POST"])
+@limiter.limit(login_limit, methods=["POST"], key_func=login_email_key)
 def login():
     form = LoginForm()
     if request.method == "GET":

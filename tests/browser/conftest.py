@@ -69,6 +69,7 @@ def live(tmp_path_factory):
             "PASSWORD_HASH_PROFILE": "fast",
             "AUDIT_SPOOL_DIR": str(tmp / "spool"),
             "AUDIT_REPLAY_INTERVAL": 0,
+            "RATELIMIT_LOGIN": "1000 per minute",  # many logins here; limits have their own tests
             "INSTANCE_PATH": str(tmp),
         }
     )
