@@ -86,7 +86,8 @@ def flask(env: dict, *args: str) -> str:
     ).stdout
 
 
-def setup(env: dict) -> tuple[str, str]:
+def setup(env: dict) -> tuple[str, str, str]:
+    """An organization, an Admin API key and one workspace, through the app's own CLI."""
     made = json.loads(
         flask(
             env,
@@ -112,7 +113,24 @@ def setup(env: dict) -> tuple[str, str]:
             "--json",
         )
     )
-    return made["organizationId"], key["key"]
+    script = (
+        "import sys; from wsgi import app; c = app.test_client();"
+        "print(c.post('/api/v1/workspaces', json={'name': 'Load'},"
+        " headers={'X-API-Key': sys.argv[1]}).get_json()['id'])"
+    )
+    workspace = (
+        subprocess.run(
+            [sys.executable, "-c", script, key["key"]],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    return made["organizationId"], key["key"], workspace
 
 
 def worker_pids(master: int) -> list[int]:
@@ -124,7 +142,7 @@ def run(workers: int, threads: int, requests: int, kill_worker: bool) -> LoadRes
     result = LoadResult()
     with tempfile.TemporaryDirectory() as tmp:
         env = environment(tmp)
-        organization_id, key = setup(env)
+        organization_id, key, workspace = setup(env)
         port = free_port()
         server = subprocess.Popen(
             [
@@ -159,14 +177,14 @@ def run(workers: int, threads: int, requests: int, kill_worker: bool) -> LoadRes
                         "X-API-Key": key,
                         "X-Request-Id": f"load-{index}-{number}",
                         "Content-Type": "application/json",
+                        "X-Workspace-Id": workspace,
                     }
                     body = None
                     method, path = "GET", "/api/v1/workspaces"
-                    if number % 10 == 0:
-                        method, path, body = (
-                            "POST",
-                            "/api/v1/workspaces",
-                            json.dumps({"name": f"w-{index}-{number}"}),
+                    if number % 10 == 0:  # writes go to one workspace; reads stay the same size
+                        method, path = "POST", "/api/v1/pathways"
+                        body = json.dumps(
+                            {"name": f"p-{index}-{number}", "steps": [{"title": "s"}]}
                         )
                     started = time.perf_counter()
                     try:
@@ -232,12 +250,13 @@ def _wait_ready(port: int) -> None:
 
 
 def _stored_request_ids(env: dict, organization_id: str) -> list[str]:
+    """The request ids of the load's records (the client numbered every request)."""
     script = (
         "import json, sys, litemongo; from bson import ObjectId;"
         "c = litemongo.connect(sys.argv[1]);"
-        "print(json.dumps([d['requestId'] for d in c['audit_app'].audit_logs.find("
-        "{'organizationId': ObjectId(sys.argv[2]), 'path': '/api/v1/workspaces'},"
-        " {'requestId': 1})]))"
+        "docs = c['audit_app'].audit_logs.find({'organizationId': ObjectId(sys.argv[2])},"
+        " {'requestId': 1});"
+        "print(json.dumps([d['requestId'] for d in docs if d['requestId'].startswith('load-')]))"
     )
     output = subprocess.run(
         [sys.executable, "-c", script, env["EMBEDDED_STORE_DIR"], organization_id],
