@@ -102,6 +102,10 @@ def register_hooks(app: Flask) -> None:
             replay_interval=app.config["AUDIT_REPLAY_INTERVAL"],
             retention_days=app.config["AUDIT_RETENTION_DAYS"],
         )
+        if app.config["AUDIT_SEAL_IN_BACKGROUND"]:
+            from .audit.sealing import background_sealer
+
+            app.extensions[WRITER_KEY].add_task(*background_sealer(app))
     else:
         app.logger.warning("AUDIT_ENABLED=false: REQUESTS ARE NOT BEING RECORDED IN THE AUDIT LOG")
     app.before_request(start_request)

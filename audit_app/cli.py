@@ -375,6 +375,98 @@ def _record_cli_export(organization_id, fmt: str, args, count: int) -> None:
     )
 
 
+@click.command("seal")
+@click.option("--organization", "organization_id", default=None, help="one organization only")
+@click.option(
+    "--now", "up_to_now", is_flag=True, help="also seal the open window, up to a few seconds ago"
+)
+@json_option
+@with_appcontext
+def seal_command(organization_id, up_to_now, as_json):
+    """Seal every closed window: signed, chained digests of the audit records."""
+    from .audit.sealing import seal_now
+
+    only = _organization(get_db(), organization_id)["_id"] if organization_id else None
+    written = seal_now(current_app._get_current_object(), only=only, up_to_now=up_to_now)
+    total = sum(written.values())
+    _emit(
+        as_json,
+        {"digests": written, "total": total},
+        [f"Sealed {total} window(s) across {len(written)} organization(s)"],
+    )
+
+
+def _date_option(value, option):
+    if value is None:
+        return None
+    from marshmallow import ValidationError
+
+    from .audit.query import IsoDateTime
+
+    try:
+        return IsoDateTime().deserialize(value)
+    except ValidationError:
+        raise click.BadParameter(
+            "must be an ISO 8601 date or date-time", param_hint=option
+        ) from None
+
+
+@click.command("verify")
+@click.option("--organization", "organization_id", required=True)
+@click.option("--from", "start", default=None, help="ISO 8601")
+@click.option("--to", "end", default=None, help="ISO 8601")
+@json_option
+@with_appcontext
+def verify_command(organization_id, start, end, as_json):
+    """Recompute the digests and the chain; exit non-zero if anything differs."""
+    from .audit.sealing import verify
+
+    organization = _organization(get_db(), organization_id)
+    report = verify(
+        organization["_id"], start=_date_option(start, "--from"), end=_date_option(end, "--to")
+    )
+    payload = report.as_dict()
+    lines = [
+        f"{len(report.windows)} window(s) checked; verified up to "
+        f"{payload['verifiedUpTo'] or 'nothing yet'}; {report.unsealed_records} record(s) "
+        "not sealed yet"
+    ]
+    for window in report.windows:
+        if window.status == "failed":
+            lines.append(f"FAILED window #{window.sequence} {payload_window(window)}:")
+            lines += [f"  {p['type']}: {p['message']}" for p in window.problems]
+    lines.append("OK: every window verified" if report.ok else "TAMPERING DETECTED")
+    _emit(as_json, payload, lines)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def payload_window(window) -> str:
+    from .ids import iso
+
+    return f"{iso(window.window_start)} .. {iso(window.window_end)}"
+
+
+@click.command("export-digests")
+@click.option("--organization", "organization_id", required=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-")
+@with_appcontext
+def export_digests_command(organization_id, output):
+    """Write an organization's digests as NDJSON, to keep in write-once storage."""
+    from .audit.integrity import DIGESTS
+    from .audit.schemas import jsonable
+    from .db import TenantCollection
+
+    organization = _organization(get_db(), organization_id)
+    digests = TenantCollection(get_audit_db()[DIGESTS], organization["_id"]).find({}, {"_id": 0})
+    count = 0
+    with click.open_file(output, "w", encoding="utf-8") as handle:
+        for digest in digests.sort("sequence", 1):
+            handle.write(json.dumps(jsonable(digest), sort_keys=True) + "\n")
+            count += 1
+    click.echo(f"Exported {count} digest(s)", err=True)
+
+
 def register(app) -> None:
     for command in (
         create_org_command,
@@ -384,5 +476,8 @@ def register(app) -> None:
         replay_spool_command,
         seed_demo_command,
         export_command,
+        seal_command,
+        verify_command,
+        export_digests_command,
     ):
         app.cli.add_command(command)

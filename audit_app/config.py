@@ -97,6 +97,19 @@ def _development_secret_key(instance_path: Path) -> str:
     return key
 
 
+def _development_signing_key(instance_path: Path) -> str:
+    """The audit signing key for development, generated once; never in the database."""
+    key_file = instance_path / "audit_signing_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
 def load_settings(instance_path: Path) -> dict:
     """Read every setting from the environment, failing fast on bad values."""
     env = os.environ.get("APP_ENV", "development").strip().lower()
@@ -109,6 +122,14 @@ def load_settings(instance_path: Path) -> dict:
         secret_key = _development_secret_key(instance_path)
     if env == "production" and len(secret_key) < 32:
         raise ConfigError("SECRET_KEY must have at least 32 characters (it signs JWTs with HS256)")
+    signing_key = os.environ.get("AUDIT_SIGNING_KEY", "").strip()
+    if not signing_key:
+        if env == "production":
+            raise ConfigError(
+                "AUDIT_SIGNING_KEY must be set when APP_ENV=production "
+                "(it signs the audit digests; keep it outside the database)"
+            )
+        signing_key = _development_signing_key(instance_path)
     mongo_uri = os.environ.get("MONGO_URI", "").strip() or None
     settings = {
         "APP_ENV": env,
@@ -140,6 +161,10 @@ def load_settings(instance_path: Path) -> dict:
         "RATELIMIT_ENABLED": _env_bool("RATELIMIT_ENABLED", True),
         # a broken limit store must not lock everyone out: count nothing and log it
         "RATELIMIT_SWALLOW_ERRORS": True,
+        "AUDIT_SIGNING_KEY": signing_key,
+        "AUDIT_SEAL_INTERVAL": _env_int("AUDIT_SEAL_INTERVAL", 60, minimum=1),
+        "AUDIT_SEAL_DELAY": _env_int("AUDIT_SEAL_DELAY", 120, minimum=0),
+        "AUDIT_SEAL_IN_BACKGROUND": _env_bool("AUDIT_SEAL_IN_BACKGROUND", True),
         "AUDIT_QUERY_TIMEOUT_MS": _env_int("AUDIT_QUERY_TIMEOUT_MS", 5000, minimum=100),
         "AUDIT_ENSURE_INDEXES_ON_START": _env_bool("AUDIT_ENSURE_INDEXES_ON_START", True),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .api_keys.repository import INDEXES as API_KEY_INDEXES
+from .audit.integrity import ensure_digest_indexes
 from .audit.repository import ensure_audit_indexes
 from .db import Store, stores
 from .organizations.repository import INDEXES as ORGANIZATION_INDEXES
@@ -21,6 +22,7 @@ def ensure_indexes(
             main_db[collection].create_index(keys, **options) for keys, options in specs
         ]
     created["audit_logs"] = ensure_audit_indexes(audit_db, retention_days, native_ttl=native_ttl)
+    created["audit_digests"] = ensure_digest_indexes(audit_db)
     return created
 
 

@@ -49,6 +49,22 @@ class ErrorSchema(Schema):
     error = fields.Nested(ErrorDetailSchema, required=True)
 
 
+class IntegrityProblemSchema(Schema):
+    sequence = fields.Integer()
+    windowStart = fields.String()
+    windowEnd = fields.String()
+    status = fields.String()
+    problems = fields.List(fields.Dict())
+
+
+class IntegritySchema(Schema):
+    state = fields.String(required=True, metadata={"enum": ["verified", "failed", "unsealed"]})
+    verifiedUpTo = fields.String(allow_none=True)
+    checkedWindows = fields.Integer()
+    unsealedRecords = fields.Integer()
+    problems = fields.List(fields.Nested(IntegrityProblemSchema))
+
+
 class TokenSchema(Schema):
     token = fields.String(required=True)
     tokenType = fields.String(required=True, metadata={"enum": ["Bearer"]})
@@ -357,6 +373,16 @@ OPERATIONS = [
         (200, "export"),
         (400, 401, 403),
         {"query": ExportQuerySchema},
+    ),
+    (
+        "get",
+        "/audit-logs/integrity",
+        "Whether the latest sealed windows of the organization's audit log verify",
+        "viewAuditLog",
+        None,
+        (200, IntegritySchema),
+        (401, 403),
+        {},
     ),
     (
         "get",

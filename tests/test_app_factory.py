@@ -23,6 +23,14 @@ def test_production_refuses_a_short_secret_key(monkeypatch, tmp_path):
         create_app({"INSTANCE_PATH": str(tmp_path)})
 
 
+def test_production_refuses_to_start_without_a_signing_key(monkeypatch, tmp_path):
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "s" * 40)
+    monkeypatch.delenv("AUDIT_SIGNING_KEY", raising=False)
+    with pytest.raises(ConfigError, match="AUDIT_SIGNING_KEY"):
+        create_app({"INSTANCE_PATH": str(tmp_path)})
+
+
 def test_development_generates_a_secret_key_once_under_instance(monkeypatch, tmp_path, mongo):
     monkeypatch.delenv("SECRET_KEY", raising=False)
     monkeypatch.delenv("APP_ENV", raising=False)

@@ -43,6 +43,7 @@ def test_document_lists_every_endpoint_with_auth_and_errors(client):
         "/audit-logs",
         "/audit-logs/export",
         "/audit-logs/{auditLogId}",
+        "/audit-logs/integrity",
     }
     assert set(document["paths"]) == expected
     schemes = document["components"]["securitySchemes"]

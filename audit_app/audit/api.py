@@ -35,6 +35,15 @@ def export_audit_logs():
     return response
 
 
+@bp.get("/audit-logs/integrity")
+@require_permission(VIEW_AUDIT_LOG)
+def audit_log_integrity():
+    """Whether the latest sealed windows of the caller's organization verify."""
+    from .sealing import integrity_state
+
+    return jsonify(integrity_state(current_principal().organization_id))
+
+
 @bp.get("/audit-logs/<auditLogId>")
 @require_permission(VIEW_AUDIT_LOG)
 def get_audit_log(auditLogId):

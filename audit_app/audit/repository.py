@@ -44,6 +44,11 @@ INDEXES = [
         {"name": "org_apikey_newest"},
     ),
     ([("organizationId", ASCENDING), ("route", ASCENDING), *_NEWEST], {"name": "org_route_newest"}),
+    # sealing reads each organization's records by the time they were stored
+    (
+        [("organizationId", ASCENDING), ("storedAt", ASCENDING), ("_id", ASCENDING)],
+        {"name": "org_stored"},
+    ),
 ]
 
 

@@ -87,6 +87,7 @@ def list_page():
         "older": None,
         "newer": None,
         "first": None,
+        "integrity": None,
     }
     try:
         page = service.list_page(current_principal(), args, schema=WebListQuerySchema())
@@ -95,6 +96,9 @@ def list_page():
             raise
         context["error"] = error
         return render_template("audit_logs/list.html", **context), 400
+    from .sealing import integrity_state
+
+    context["integrity"] = integrity_state(current_principal().organization_id)
     if args.get("before") and page.newer_cursor is None:
         # the newest records are reached: show the first page, full
         return redirect(url_for(".list_page", **filters, limit=limit))

@@ -24,6 +24,7 @@ import time
 import pymongo
 from pymongo.errors import DuplicateKeyError
 
+from ..ids import utcnow
 from .repository import insert_record, purge_expired
 from .spool import ReplayResult, Spool, dumps
 
@@ -49,6 +50,7 @@ class AuditWriter:
         self.replay_interval = replay_interval
         self.retention_days = retention_days
         self._next_purge = 0.0
+        self.tasks: list[list] = []  # [interval seconds, callable, next run]
         self._skip_store_until = 0.0
         self._replayer_pid: int | None = None
         self._replay_lock = threading.Lock()
@@ -60,6 +62,7 @@ class AuditWriter:
     def write(self, record: dict) -> str:
         """Persist one record; return where it went: stored, spooled or logged."""
         if time.monotonic() >= self._skip_store_until:
+            record["storedAt"] = utcnow()  # the sealing window this record belongs to
             try:
                 with pymongo.timeout(self.timeout):
                     insert_record(self.store.db, record)
@@ -92,6 +95,7 @@ class AuditWriter:
         with self._replay_lock:
 
             def insert(record):
+                record["storedAt"] = utcnow()  # a late record falls in a window still open
                 with pymongo.timeout(max(self.timeout, 10)):
                     insert_record(self.store.db, record)
 
@@ -111,6 +115,20 @@ class AuditWriter:
         if removed:
             log.info("Removed %d audit record(s) older than %d days", removed, self.retention_days)
 
+    def add_task(self, interval: float, task) -> None:
+        """Run ``task`` in this process's background thread every ``interval`` seconds."""
+        self.tasks.append([interval, task, 0.0])
+
+    def _run_due_tasks(self) -> None:
+        for entry in self.tasks:
+            interval, task, due = entry
+            if time.monotonic() >= due:
+                entry[2] = time.monotonic() + interval
+                try:
+                    task()
+                except Exception:  # a failed run is retried at the next interval
+                    log.exception("Background audit task %s failed", task)
+
     def ensure_replayer(self) -> None:
         """Start this process's replay thread once (after a fork, the child starts its own)."""
         if self.replay_interval <= 0 or self._replayer_pid == os.getpid():
@@ -128,6 +146,7 @@ class AuditWriter:
                 if self.spool.pending_files():
                     self.replay()
                 self._purge_if_due()
+                self._run_due_tasks()
             except Exception:  # keep the thread alive whatever happens; retry next round
                 log.exception("Audit spool replay failed")
             time.sleep(self.replay_interval)
