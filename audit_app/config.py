@@ -84,22 +84,9 @@ def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-def _development_secret_key(instance_path: Path) -> str:
-    """Generate a secret key once and keep it under ``instance/`` for development."""
-    key_file = instance_path / "secret_key"
-    if key_file.exists():
-        return key_file.read_text().strip()
-    instance_path.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
-    return key
-
-
-def _development_signing_key(instance_path: Path) -> str:
-    """The audit signing key for development, generated once; never in the database."""
-    key_file = instance_path / "audit_signing_key"
+def _generated_once(instance_path: Path, name: str) -> str:
+    """A random key for development, generated once and kept in ``instance/<name>`` (0600)."""
+    key_file = instance_path / name
     if key_file.exists():
         return key_file.read_text().strip()
     instance_path.mkdir(parents=True, exist_ok=True)
@@ -119,7 +106,7 @@ def load_settings(instance_path: Path) -> dict:
     if not secret_key:
         if env == "production":
             raise ConfigError("SECRET_KEY must be set when APP_ENV=production")
-        secret_key = _development_secret_key(instance_path)
+        secret_key = _generated_once(instance_path, "secret_key")
     if env == "production" and len(secret_key) < 32:
         raise ConfigError("SECRET_KEY must have at least 32 characters (it signs JWTs with HS256)")
     signing_key = os.environ.get("AUDIT_SIGNING_KEY", "").strip()
@@ -129,7 +116,7 @@ def load_settings(instance_path: Path) -> dict:
                 "AUDIT_SIGNING_KEY must be set when APP_ENV=production "
                 "(it signs the audit digests; keep it outside the database)"
             )
-        signing_key = _development_signing_key(instance_path)
+        signing_key = _generated_once(instance_path, "audit_signing_key")  # never in the DB
     mongo_uri = os.environ.get("MONGO_URI", "").strip() or None
     settings = {
         "APP_ENV": env,

@@ -1,10 +1,10 @@
 """``/api/v1/audit-logs``: the list, one record, and the export, for ``viewAuditLog`` holders."""
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, jsonify, request
 
 from ..auth.principal import current_principal, require_permission
 from ..errors import not_found
-from ..ids import parse_object_id, utcnow
+from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import export, service
 from .schemas import AuditLogDetailSchema, AuditLogSchema
@@ -24,15 +24,7 @@ def list_audit_logs():
 def export_audit_logs():
     """Stream the filtered set; the app holds one batch of records at a time."""
     fmt, query, records, organization = service.open_export(current_principal(), request.args)
-    name = export.file_name(
-        organization["name"], fmt, query.filters.get("from_"), query.filters.get("to"), utcnow()
-    )
-    body = stream_with_context(chunk.encode("utf-8") for chunk in export.chunks(fmt, records))
-    response = Response(body, mimetype=export.CONTENT_TYPES[fmt].split(";")[0])
-    response.headers["Content-Type"] = export.CONTENT_TYPES[fmt]
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return export.streamed_response(fmt, query, records, organization)
 
 
 @bp.get("/audit-logs/integrity")

@@ -10,7 +10,7 @@ Three guarantees, whatever the input:
    taken for an ``ssn``.
 2. The result is storable: keys that start with ``$`` or hold ``.``, ``%`` or NUL are
    escaped reversibly (``%24``, ``%2E``, ``%25``, ``%00``); integers beyond 64 bits become
-   strings; lone surrogates become ``\\udXXX`` text; subtrees deeper than ``MAX_DEPTH``
+   strings; lone surrogates become ``\\ud800``-style text; subtrees deeper than ``MAX_DEPTH``
    become their JSON text.
 3. Nothing here recurses deeper than ``MAX_DEPTH``, so a hostile nesting cannot exhaust
    the stack.
@@ -162,7 +162,7 @@ def clean_scalar(value):
 
 
 def safe_str(text: str) -> str:
-    """Return text that encodes as UTF-8: lone surrogates are written as ``\\udXXX``."""
+    """Return text that encodes as UTF-8: a lone surrogate is written as ``\\ud800`` text."""
     try:
         text.encode("utf-8")
         return text

@@ -6,11 +6,9 @@ import json
 
 from flask import (
     Blueprint,
-    Response,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 
@@ -18,7 +16,7 @@ from ..api_keys.repository import find_api_keys_by_ids
 from ..auth.principal import current_principal, require_permission
 from ..db import get_db
 from ..errors import ApiError, not_found
-from ..ids import parse_object_id, utcnow
+from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..workspaces.repository import find_workspaces_by_ids
 from . import export, service
@@ -125,15 +123,7 @@ def list_page():
 def export_file():
     args = _clean_args(request.args)
     fmt, query, records, organization = service.open_export(current_principal(), args)
-    name = export.file_name(
-        organization["name"], fmt, query.filters.get("from_"), query.filters.get("to"), utcnow()
-    )
-    body = stream_with_context(chunk.encode("utf-8") for chunk in export.chunks(fmt, records))
-    response = Response(body, mimetype=export.CONTENT_TYPES[fmt].split(";")[0])
-    response.headers["Content-Type"] = export.CONTENT_TYPES[fmt]
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return export.streamed_response(fmt, query, records, organization)
 
 
 @bp.get("/<auditLogId>")
