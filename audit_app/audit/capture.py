@@ -15,7 +15,7 @@ from bson import ObjectId
 from flask import current_app, g, request
 
 from ..ids import utcnow
-from .record import build_record, request_id_from, resource_of, route_of
+from .record import build_record, request_id_from, summary_fields
 
 log = logging.getLogger("audit_app.audit")
 
@@ -72,24 +72,4 @@ def record_response(response):
 
 
 def _minimal_record(response, duration_ms: float) -> dict:
-    principal = g.get("principal")
-    return {
-        "_id": g.audit_record_id,
-        "organizationId": getattr(principal, "organization_id", None),
-        "accountId": getattr(principal, "account_id", None),
-        "accountEmail": getattr(principal, "account_email", None),
-        "apiKeyId": getattr(principal, "api_key_id", None),
-        "workspaceId": g.get("audit_workspace_id"),
-        "authType": getattr(principal, "auth_type", "none"),
-        "resource": resource_of(request),
-        "method": request.method,
-        "path": request.path.encode("utf-8", "backslashreplace").decode("utf-8"),
-        "route": route_of(request),
-        "statusCode": response.status_code,
-        "createdAt": g.audit_started_at,
-        "durationMs": round(duration_ms, 3),
-        "ip": request.remote_addr,
-        "userAgent": None,
-        "requestId": g.request_id,
-        "request": {"detailsError": True},
-    }
+    return {**summary_fields(response, duration_ms), "request": {"detailsError": True}}

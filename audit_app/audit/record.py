@@ -181,12 +181,17 @@ def _file_size(storage) -> int | None:
 
 def build_record(response: Response, duration_ms: float) -> dict:
     """Assemble the document for the current request and its response."""
-    principal = g.get("principal")
     clean = redactor()
     query = clean.clean_mapping({k: request.args.getlist(k) for k in request.args})
     params = clean.clean({k: str(v) for k, v in (request.view_args or {}).items()})
     details = {"query": query, "params": params, "headers": selected_headers(request)}
     details.update(capture_body(request))
+    return {**summary_fields(response, duration_ms), "request": details}
+
+
+def summary_fields(response: Response, duration_ms: float) -> dict:
+    """Every top-level field of the record: who, what, when, how it ended."""
+    principal = g.get("principal")
     record = {
         "_id": g.get("audit_record_id") or ObjectId(),
         "organizationId": getattr(principal, "organization_id", None),
@@ -206,7 +211,6 @@ def build_record(response: Response, duration_ms: float) -> dict:
         "ip": request.remote_addr,
         "userAgent": safe_str(request.headers.get("User-Agent", ""))[:1024] or None,
         "requestId": g.request_id,
-        "request": details,
     }
     actor = g.get("audit_actor")
     if actor and record["organizationId"] is None:
