@@ -290,3 +290,13 @@ def test_the_walkthrough_on_the_demo_organization(app, runner, db):
     assert "FAILED window #" in failed.output
     db.audit_logs.update_one({"_id": target["_id"]}, {"$set": {"statusCode": 201}})
     assert runner.invoke(args=["verify", "--organization", organization]).exit_code == 0
+
+
+def test_reordered_digests_are_detected(db, org, sealed):
+    second = db.audit_digests.find_one({"organizationId": org.id, "sequence": 2})
+    third = db.audit_digests.find_one({"organizationId": org.id, "sequence": 3})
+    db.audit_digests.update_one({"_id": second["_id"]}, {"$set": {"sequence": -2}})
+    db.audit_digests.update_one({"_id": third["_id"]}, {"$set": {"sequence": 2}})
+    db.audit_digests.update_one({"_id": second["_id"]}, {"$set": {"sequence": 3}})
+    found = {p[1] for p in problems(verify(db, org))}
+    assert {"digestEdited", "brokenChain"} <= found
