@@ -453,15 +453,13 @@ def payload_window(window) -> str:
 @with_appcontext
 def export_digests_command(organization_id, output):
     """Write an organization's digests as NDJSON, to keep in write-once storage."""
-    from .audit.integrity import DIGESTS
+    from .audit.integrity import iter_digests
     from .audit.schemas import jsonable
-    from .db import TenantCollection
 
     organization = _organization(get_db(), organization_id)
-    digests = TenantCollection(get_audit_db()[DIGESTS], organization["_id"]).find({}, {"_id": 0})
     count = 0
     with click.open_file(output, "w", encoding="utf-8") as handle:
-        for digest in digests.sort("sequence", 1):
+        for digest in iter_digests(get_audit_db(), organization["_id"]):
             handle.write(json.dumps(jsonable(digest), sort_keys=True) + "\n")
             count += 1
     click.echo(f"Exported {count} digest(s)", err=True)

@@ -163,6 +163,12 @@ def seal_organization(
     return written
 
 
+def iter_digests(db: Database, organization_id: ObjectId):
+    """An organization's digests in chain order, for export to write-once storage."""
+    cursor = TenantCollection(db[DIGESTS], organization_id).find({}, {"_id": 0})
+    yield from cursor.sort("sequence", ASCENDING).batch_size(100)
+
+
 def seal_all(
     main_db: Database,
     audit_db: Database,
