@@ -76,7 +76,6 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
-    login_manager.login_view = "web.session.login"
     login_manager.session_protection = "strong"
     if app.config["TRUSTED_PROXY_COUNT"]:
         from werkzeug.middleware.proxy_fix import ProxyFix

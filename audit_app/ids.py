@@ -40,7 +40,3 @@ def iso(value: datetime | None) -> str | None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def oid_str(value) -> str | None:
-    return str(value) if value is not None else None

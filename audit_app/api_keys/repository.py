@@ -88,10 +88,6 @@ def list_api_keys(db: Database, organization_id: ObjectId) -> list[dict]:
     return list(cursor.sort("createdAt", DESCENDING).limit(500))
 
 
-def find_api_key(db: Database, organization_id: ObjectId, key_id: ObjectId) -> dict | None:
-    return TenantCollection(db.api_keys, organization_id).find_one({"_id": key_id}, {"keyHash": 0})
-
-
 def find_api_keys_by_ids(db: Database, organization_id: ObjectId, ids) -> dict:
     ids = [i for i in set(ids) if i is not None]
     if not ids:

@@ -53,18 +53,6 @@ class AuditLogSchema(Schema):
     requestId = fields.String(allow_none=True)
 
 
-class RequestDetailsSchema(Schema):
-    body = fields.Raw(allow_none=True, metadata={"description": "the redacted body"})
-    bodyType = fields.String()
-    bodySize = fields.Integer(allow_none=True)
-    bodyTruncated = fields.Boolean()
-    query = fields.Dict()
-    params = fields.Dict()
-    headers = fields.Dict(keys=fields.String(), values=fields.String())
-    binary = fields.Dict()
-    files = fields.List(fields.Dict())
-
-
 class AuditLogDetailSchema(AuditLogSchema):
     """One record with its full request details, keys shown as the client sent them."""
 

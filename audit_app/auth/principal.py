@@ -108,22 +108,34 @@ def _from_session() -> Principal:
         return ANONYMOUS
     account = current_user.account
     wanted = session.get("organizationId")
-    candidates = []
     if wanted and ObjectId.is_valid(wanted):
-        candidates.append(ObjectId(wanted))
-    candidates += [o["_id"] for o in orgs.list_organizations_of_account(get_db(), account["_id"])]
-    for organization_id in candidates:
-        principal = _member_principal(SESSION, account, organization_id)
+        principal = _member_principal(SESSION, account, ObjectId(wanted))
         if principal:
-            session["organizationId"] = str(organization_id)
+            return principal  # the usual case: one membership lookup, no listing
+    for organization in account_organizations(account["_id"]):
+        principal = _member_principal(SESSION, account, organization["_id"])
+        if principal:
+            session["organizationId"] = str(organization["_id"])
             return principal
     return ANONYMOUS
+
+
+def account_organizations(account_id: ObjectId) -> list[dict]:
+    """The account's organizations, read once per request (principal and navigation share it)."""
+    cached = g.get("account_organizations")
+    if cached is None or cached[0] != account_id:
+        cached = g.account_organizations = (
+            account_id,
+            orgs.list_organizations_of_account(get_db(), account_id),
+        )
+    return cached[1]
 
 
 def load_principal() -> None:
     """Resolve the caller of this request into ``g.principal`` (a before_request hook)."""
     g.principal = ANONYMOUS
     g.auth_error = None
+    g.account_organizations = None
     if request.endpoint in ("static", "health.healthz", "health.readyz"):
         return
     if not request.path.startswith("/api/"):

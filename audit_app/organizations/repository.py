@@ -320,17 +320,6 @@ def update_role(
         raise conflict("A role with this name already exists.", "name") from None
 
 
-def set_role_permission(
-    db: Database, organization_id: ObjectId, role_id: ObjectId, permission: str, granted: bool
-) -> dict:
-    role = find_role(db, organization_id, role_id)
-    if role is None:
-        raise not_found("Role", "roleId")
-    current = set(role["permissions"])
-    current = current | {permission} if granted else current - {permission}
-    return update_role(db, organization_id, role_id, permissions=sorted(current))
-
-
 def delete_role(db: Database, organization_id: ObjectId, role_id: ObjectId) -> None:
     roles = TenantCollection(db.roles, organization_id)
     role = roles.find_one({"_id": role_id})

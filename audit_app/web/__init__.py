@@ -2,9 +2,7 @@
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from ..auth.principal import current_principal
-from ..db import get_db
-from ..organizations import repository as orgs
+from ..auth.principal import account_organizations, current_principal
 from ..organizations.permissions import VIEW_AUDIT_LOG
 
 
@@ -33,7 +31,7 @@ def navigation_context():
     principal = current_principal()
     organizations = []
     if principal.auth_type == "session" and principal.account_id:
-        organizations = orgs.list_organizations_of_account(get_db(), principal.account_id)
+        organizations = account_organizations(principal.account_id)
     current = next((o for o in organizations if o["_id"] == principal.organization_id), None)
     return {
         "principal": principal,
