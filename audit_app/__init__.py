@@ -128,7 +128,7 @@ def register_blueprints(app: Flask) -> None:
     from .extensions import csrf
     from .health import bp as health_bp
     from .openapi import bp as openapi_bp
-    from .organizations.api import members_bp, organization_bp, roles_bp
+    from .organizations.api import invitations_bp, members_bp, organization_bp, roles_bp
     from .web import create_web_blueprint
     from .workspaces.api import pathways_bp, workspaces_bp
 
@@ -139,6 +139,7 @@ def register_blueprints(app: Flask) -> None:
         workspaces_bp,
         pathways_bp,
         members_bp,
+        invitations_bp,
         roles_bp,
         api_keys_bp,
         audit_logs_bp,

@@ -59,30 +59,44 @@ def _role(db, organization_id: ObjectId, value: str) -> dict:
 
 
 def _fail_on_api_error(error: ApiError):
-    raise click.ClickException(error.message)
+    hint = f" ({_OPTION_OF_FIELD.get(error.field, error.field)})" if error.field else ""
+    raise click.ClickException(error.message + hint)
+
+
+_OPTION_OF_FIELD = {
+    "ownerEmail": "--owner-email",
+    "ownerPassword": "--owner-password",
+    "email": "--email",
+    "password": "--password",
+    "name": "NAME",
+    "roleId": "--role",
+    "workspaceId": "--workspace",
+}
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
+def _password_note(made: dict) -> str:
+    if made["accountCreated"]:
+        return "a new account, with the password given"
+    return "an existing account: its password was left unchanged"
+
+
 @click.command("create-org")
 @click.argument("name")
 @click.option("--owner-email", required=True)
-@click.option("--owner-password", required=True)
+@click.option(
+    "--owner-password", default=None, help="Password of the owner, if the account is new."
+)
 @json_option
 @with_appcontext
 def create_org_command(name, owner_email, owner_password, as_json):
-    """Create an organization with its owner."""
-    from .organizations import repository as orgs
+    """Create an organization with its owner (an existing account keeps its password)."""
+    from .organizations import service as access
 
-    if not name.strip():
-        raise click.BadParameter("must not be empty", param_hint="NAME")
-    if "@" not in owner_email:
-        raise click.BadParameter("must be an email address", param_hint="--owner-email")
-    if len(owner_password) < 8:
-        raise click.BadParameter("must have at least 8 characters", param_hint="--owner-password")
     try:
-        made = orgs.create_organization(get_db(), name, owner_email, owner_password)
+        made = access.create_organization(name, owner_email, owner_password)
     except ApiError as error:
         _fail_on_api_error(error)
     organization, owner = made["organization"], made["owner"]
@@ -93,11 +107,13 @@ def create_org_command(name, owner_email, owner_password, as_json):
             "name": organization["name"],
             "ownerAccountId": str(owner["_id"]),
             "ownerEmail": owner["email"],
+            "accountCreated": made["accountCreated"],
+            "passwordChanged": False,
             "roles": {k: str(r["_id"]) for k, r in made["roles"].items()},
         },
         [
             f"Created organization {organization['name']!r} ({organization['_id']})",
-            f"Owner: {owner['email']} ({owner['_id']})",
+            f"Owner: {owner['email']} ({owner['_id']}), {_password_note(made)}",
         ],
     )
 
@@ -105,28 +121,22 @@ def create_org_command(name, owner_email, owner_password, as_json):
 @click.command("create-user")
 @click.option("--organization", "organization_id", required=True)
 @click.option("--email", required=True)
-@click.option("--password", required=True)
+@click.option("--password", default=None, help="Password of the account, if it is new.")
 @click.option("--role", default="Member", show_default=True)
 @json_option
 @with_appcontext
 def create_user_command(organization_id, email, password, role, as_json):
-    """Create an account (or reuse one by email) and make it a member with a role."""
-    from .organizations import repository as orgs
+    """Make an account a member with a role; a new account gets the password given."""
+    from .organizations import service as access
 
     db = get_db()
     organization = _organization(db, organization_id)
     role_doc = _role(db, organization["_id"], role)
-    if "@" not in email:
-        raise click.BadParameter("must be an email address", param_hint="--email")
-    account = orgs.find_account_by_email(db, email)
     try:
-        if account is None:
-            if len(password) < 8:
-                raise click.BadParameter("must have at least 8 characters", param_hint="--password")
-            account = orgs.create_account(db, email, password)
-        orgs.add_membership(db, organization["_id"], account["_id"], role_doc["_id"])
+        made = access.add_member_as_operator(organization["_id"], email, password, role_doc)
     except ApiError as error:
         _fail_on_api_error(error)
+    account = made["account"]
     _emit(
         as_json,
         {
@@ -134,10 +144,12 @@ def create_user_command(organization_id, email, password, role, as_json):
             "email": account["email"],
             "organizationId": str(organization["_id"]),
             "role": role_doc["name"],
+            "accountCreated": made["accountCreated"],
+            "passwordChanged": False,
         },
         [
-            f"Created member {account['email']} ({account['_id']}) as {role_doc['name']} "
-            f"in {organization['name']!r}"
+            f"Added {account['email']} ({account['_id']}) as {role_doc['name']} "
+            f"in {organization['name']!r}: {_password_note(made)}"
         ],
     )
 
@@ -151,31 +163,23 @@ def create_user_command(organization_id, email, password, role, as_json):
 @with_appcontext
 def create_api_key_command(organization_id, name, workspace_id, role, as_json):
     """Create an API key; its secret is printed this once and never again."""
-    from .api_keys import repository as api_keys
-    from .workspaces import repository as workspaces
+    from .api_keys import service as api_key_service
+    from .organizations.service import operator
 
     db = get_db()
     organization = _organization(db, organization_id)
     role_doc = _role(db, organization["_id"], role)
-    workspace = None
-    if workspace_id:
-        workspace = workspaces.find_workspace(
-            db, organization["_id"], _object_id(workspace_id, "--workspace")
-        )
-        if workspace is None:
-            raise click.BadParameter(
-                f"no workspace {workspace_id} in this organization", param_hint="--workspace"
-            )
     if not name.strip():
         raise click.BadParameter("must not be empty", param_hint="--name")
-    key, secret = api_keys.create_api_key(
-        db,
-        organization["_id"],
-        name=name,
-        role_id=role_doc["_id"],
-        workspace_id=workspace["_id"] if workspace else None,
-        created_by=None,
-    )
+    try:
+        key, secret = api_key_service.create_key(
+            operator(organization["_id"]),
+            name=name,
+            role_id=role_doc["_id"],
+            workspace_id=_object_id(workspace_id, "--workspace") if workspace_id else None,
+        )
+    except ApiError as error:
+        _fail_on_api_error(error)
     _emit(
         as_json,
         {

@@ -127,6 +127,8 @@ def load_settings(instance_path: Path) -> dict:
         "EMBEDDED_STORE_DIR": os.environ.get("EMBEDDED_STORE_DIR", "").strip()
         or str(instance_path / "store"),
         "JWT_EXPIRES_SECONDS": _env_int("JWT_EXPIRES_SECONDS", 3600, minimum=60),
+        "SESSION_LIFETIME_HOURS": _env_int("SESSION_LIFETIME_HOURS", 12, minimum=1),
+        "INVITATION_LIFETIME_HOURS": _env_int("INVITATION_LIFETIME_HOURS", 168, minimum=1),
         "PASSWORD_HASH_PROFILE": os.environ.get("PASSWORD_HASH_PROFILE", "strong"),
         "SESSION_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", env == "production"),
         "SESSION_COOKIE_HTTPONLY": True,

@@ -13,9 +13,12 @@ Three kinds of store sit behind the same pymongo API:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -126,6 +129,35 @@ class Store:
         """Raise if the store cannot be reached."""
         self.client.admin.command("ping")
 
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Run a read-check-write as one step on stores whose updates are not atomic.
+
+        On MongoDB a conditional update of one document is atomic, and callers rely on it,
+        so nothing is held. mongomock and the embedded store (mongomock's engine on SQLite)
+        match and write in two steps: there, the section holds a lock per name, across the
+        threads of the process and, for the embedded store, across every process that opens
+        the same folder (an ``flock`` on a file beside the store).
+        """
+        if self.kind == "mongodb":
+            yield
+            return
+        with _THREAD_LOCKS_GUARD:
+            lock = _THREAD_LOCKS.setdefault((self.embedded_dir, self.kind, name), threading.Lock())
+        with lock:
+            if self.kind != "embedded":
+                yield
+                return
+            directory = os.path.join(self.embedded_dir, "locks")
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, "".join(c if c.isalnum() else "_" for c in name))
+            with open(path + ".lock", "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
     def close(self) -> None:
         """Close the clients this process opened (used by short-lived CLI tasks and tests)."""
         if self._shared is not None and self._shared_pid == os.getpid():
@@ -134,6 +166,15 @@ class Store:
         if getattr(self._local, "pid", None) == os.getpid():
             self._local.client.close()
             self._local.pid = None
+
+
+_THREAD_LOCKS: dict[tuple, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def exclusive(name: str, app=None):
+    """``Store.exclusive`` on the platform store: see there."""
+    return stores(app)["main"].exclusive(name)
 
 
 def init_stores(app) -> None:

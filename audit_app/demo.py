@@ -11,6 +11,7 @@ import random
 
 from .db import get_db
 from .organizations import repository as orgs
+from .organizations import service as access
 from .organizations.permissions import ADMIN, MEMBER
 
 DEMO_ORGANIZATION = "Acme Learning (demo)"
@@ -54,18 +55,14 @@ def _seed(app, request_count: int) -> dict:
             "created": False,
             "message": f"The demo organization already exists ({existing['_id']}).",
         }
-    made = orgs.create_organization(
-        db, DEMO_ORGANIZATION, DEMO_LOGINS[0]["email"], DEMO_LOGINS[0]["password"], "Olivia Owner"
+    made = access.create_organization(
+        DEMO_ORGANIZATION, DEMO_LOGINS[0]["email"], DEMO_LOGINS[0]["password"]
     )
     organization_id = made["organization"]["_id"]
-    for login, key, name in (
-        (DEMO_LOGINS[1], ADMIN, "Adam Admin"),
-        (DEMO_LOGINS[2], MEMBER, "Mia Member"),
-    ):
-        account = orgs.find_account_by_email(db, login["email"]) or orgs.create_account(
-            db, login["email"], login["password"], name
+    for login, key in ((DEMO_LOGINS[1], ADMIN), (DEMO_LOGINS[2], MEMBER)):
+        access.add_member_as_operator(
+            organization_id, login["email"], login["password"], made["roles"][key]
         )
-        orgs.add_membership(db, organization_id, account["_id"], made["roles"][key]["_id"])
     traffic = _Traffic(app, random.Random(20261125))  # noqa: S311 - demo data, not crypto
     summary = traffic.run(request_count)
     return {

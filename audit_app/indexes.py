@@ -5,11 +5,17 @@ from __future__ import annotations
 from .api_keys.repository import INDEXES as API_KEY_INDEXES
 from .audit.integrity import ensure_digest_indexes
 from .audit.repository import ensure_audit_indexes
+from .auth.sessions import INDEXES as SESSION_INDEXES
 from .db import Store, stores
 from .organizations.repository import INDEXES as ORGANIZATION_INDEXES
 from .workspaces.repository import INDEXES as WORKSPACE_INDEXES
 
-PLATFORM_INDEXES = {**ORGANIZATION_INDEXES, **WORKSPACE_INDEXES, **API_KEY_INDEXES}
+PLATFORM_INDEXES = {
+    **ORGANIZATION_INDEXES,
+    **WORKSPACE_INDEXES,
+    **API_KEY_INDEXES,
+    **SESSION_INDEXES,
+}
 
 
 def ensure_indexes(

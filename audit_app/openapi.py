@@ -17,6 +17,10 @@ from .audit.query import ExportQuerySchema, IsoDateTime, ListQuerySchema
 from .audit.schemas import AuditLogDetailSchema, AuditLogPageSchema
 from .auth.api import TokenRequestSchema
 from .organizations.schemas import (
+    InvitationAcceptedSchema,
+    InvitationAcceptSchema,
+    InvitationCreatedSchema,
+    InvitationSchema,
     MemberCreateSchema,
     MemberSchema,
     MemberUpdateSchema,
@@ -79,13 +83,14 @@ def _list_of(name: str, item: type[Schema]) -> type[Schema]:
 WorkspaceListSchema = _list_of("WorkspaceList", WorkspaceSchema)
 PathwayListSchema = _list_of("PathwayList", PathwaySchema)
 MemberListSchema = _list_of("MemberList", MemberSchema)
+InvitationListSchema = _list_of("InvitationList", InvitationSchema)
 RoleListSchema = _list_of("RoleList", RoleSchema)
 ApiKeyListSchema = _list_of("ApiKeyList", ApiKeySchema)
 
 ERRORS = {
     400: "Bad input; `field` names it",
     401: "Missing or invalid credentials",
-    403: "Authenticated but lacking the permission",
+    403: "Authenticated but lacking the permission, or refused by the access rules",
     404: "Unknown, or another organization's",
     409: "Conflict with the current state",
     413: "Body too large",
@@ -247,12 +252,42 @@ OPERATIONS = [
     (
         "post",
         "/members",
-        "Add a member (a new account needs a password)",
+        "Invite someone by email; the one-time acceptUrl is in this answer only",
         "manageMembers",
         MemberCreateSchema,
-        (201, MemberSchema),
+        (201, InvitationCreatedSchema),
         (400, 401, 403, 409, 415, 422),
         {},
+    ),
+    (
+        "get",
+        "/invitations",
+        "List pending invitations",
+        "viewMembers",
+        None,
+        (200, InvitationListSchema),
+        (401, 403),
+        {},
+    ),
+    (
+        "delete",
+        "/invitations/{invitationId}",
+        "Revoke a pending invitation",
+        "manageMembers",
+        None,
+        (204, None),
+        (401, 403, 404),
+        {},
+    ),
+    (
+        "post",
+        "/invitations/accept",
+        "Accept an invitation: a new account sends its password, an existing one its JWT",
+        None,
+        InvitationAcceptSchema,
+        (200, InvitationAcceptedSchema),
+        (400, 401, 403, 404, 409, 415),
+        {"security": [{}, {"bearerAuth": []}]},
     ),
     (
         "patch",

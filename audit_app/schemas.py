@@ -13,6 +13,7 @@ from bson import ObjectId
 from flask import request
 from marshmallow import Schema, ValidationError, fields
 
+from .emails import InvalidEmail, clean_email
 from .errors import ApiError, bad_request
 from .ids import iso
 
@@ -29,6 +30,16 @@ class ObjectIdField(fields.Field):
         if isinstance(value, str) and len(value) == 24 and ObjectId.is_valid(value):
             return ObjectId(value)
         raise self.make_error("invalid")
+
+
+class EmailAddress(fields.String):
+    """An email address under the product's one rule (``emails.clean_email``)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return clean_email(value)
+        except InvalidEmail as error:
+            raise ValidationError(str(error)) from None
 
 
 class UtcDateTime(fields.Field):

@@ -5,6 +5,8 @@ script, no ``unsafe-inline``): logged data is rendered as text, and even a mista
 could not run a script.
 """
 
+from flask import request
+
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
@@ -32,4 +34,7 @@ HEADERS = {
 def set_security_headers(response):
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.endpoint != "static":
+        # tokens, key secrets, invitation links and tenant data: no cache may keep them
+        response.headers.setdefault("Cache-Control", "no-store")
     return response

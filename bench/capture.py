@@ -49,12 +49,12 @@ def build(store_dir: str, spool_dir: str, audited: bool):
 
 def seed(app) -> tuple[str, str]:
     from audit_app.api_keys import repository as api_keys
-    from audit_app.organizations import repository as orgs
+    from audit_app.organizations import service as access
     from audit_app.workspaces import repository as workspaces
 
     with app.app_context():
         db = get_db()
-        made = orgs.create_organization(db, "Bench", "bench@bench.example", "benchpassword")
+        made = access.create_organization("Bench", "bench@bench.example", "benchpassword")
         workspace = workspaces.create_workspace(db, made["organization"]["_id"], "Bench ws")
         _, key = api_keys.create_api_key(
             db,

@@ -89,7 +89,7 @@ def one(count: int, fmt: str) -> dict:
     from audit_app import create_app
     from audit_app.api_keys import repository as api_keys
     from audit_app.db import get_db
-    from audit_app.organizations import repository as orgs
+    from audit_app.organizations import service as access
 
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(
@@ -104,7 +104,7 @@ def one(count: int, fmt: str) -> dict:
             }
         )
         with app.app_context():
-            made = orgs.create_organization(get_db(), "Bench", "b@bench.example", "benchpassword")
+            made = access.create_organization("Bench", "b@bench.example", "benchpassword")
             _, key = api_keys.create_api_key(
                 get_db(),
                 made["organization"]["_id"],

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from audit_app.api_keys import repository as api_keys
 from audit_app.db import get_db
-from audit_app.organizations import repository as orgs
+from audit_app.organizations import service as access
 from audit_app.workspaces import repository as workspaces
 
 PASSWORD = "correct horse battery"
@@ -39,12 +39,13 @@ def make_org(app, name: str) -> Org:
     slug = name.lower()
     with app.app_context():
         db = get_db()
-        made = orgs.create_organization(db, name, f"owner@{slug}.example", PASSWORD)
+        made = access.create_organization(name, f"owner@{slug}.example", PASSWORD)
         org_id = made["organization"]["_id"]
         people = {"owner": Person(f"owner@{slug}.example", PASSWORD, made["owner"]["_id"], "Owner")}
         for key, role in (("admin", "admin"), ("member", "member")):
-            account = orgs.create_account(db, f"{key}@{slug}.example", PASSWORD)
-            orgs.add_membership(db, org_id, account["_id"], made["roles"][role]["_id"])
+            account = access.add_member_as_operator(
+                org_id, f"{key}@{slug}.example", PASSWORD, made["roles"][role]
+            )["account"]
             people[key] = Person(account["email"], PASSWORD, account["_id"], role)
         workspace = workspaces.create_workspace(db, org_id, f"{name} main")
         other = workspaces.create_workspace(db, org_id, f"{name} second")

@@ -179,7 +179,7 @@ def test_create_api_key_with_foreign_workspace_fails(runner, org, other_org):
             str(other_org.workspace["_id"]),
         ]
     )
-    assert result.exit_code != 0 and "no workspace" in result.output
+    assert result.exit_code != 0 and "no workspace" in result.output.lower()
 
 
 def test_ensure_indexes_reports_every_collection(runner, db):

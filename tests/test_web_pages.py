@@ -184,7 +184,7 @@ def test_owner_role_is_locked_in_the_page(owner_client, org, db):
         data={"csrf_token": token_of(owner_client), "permissions": ["viewAuditLog"]},
     )
     assert len(db.roles.find_one({"_id": org.roles["owner"]["_id"]})["permissions"]) > 1
-    assert "always holds every permission" in owner_client.get("/organization/roles").get_data(
+    assert "Owner role cannot be edited" in owner_client.get("/organization/roles").get_data(
         as_text=True
     )
 
@@ -250,6 +250,11 @@ def test_assign_roles_and_last_owner(owner_client, org, db):
         db.memberships.find_one({"accountId": org.owner.account_id})["roleId"]
         == org.roles["owner"]["_id"]
     )
+    assert "own role" in owner_client.get("/organization/members").get_data(as_text=True)
+    owner_client.post(
+        f"/organization/members/{org.owner.account_id}/remove", data={"csrf_token": token}
+    )
+    assert db.memberships.find_one({"accountId": org.owner.account_id})
     assert "last Owner" in owner_client.get("/organization/members").get_data(as_text=True)
     bad = owner_client.post(
         f"/organization/members/{org.member.account_id}", data={"csrf_token": token, "roleId": "x"}
@@ -264,21 +269,40 @@ def test_assign_roles_and_last_owner(owner_client, org, db):
     )
 
 
-def test_add_and_remove_member(owner_client, org, db):
+def test_invite_accept_and_remove_member(owner_client, web, org, db):
     token = token_of(owner_client, "/organization/members")
-    owner_client.post(
+    page = owner_client.post(
         "/organization/members",
         data={
             "csrf_token": token,
             "email": "new@acme.example",
-            "password": "longenough",
             "roleId": str(org.roles["member"]["_id"]),
         },
     )
+    assert page.status_code == 201 and page.headers["Cache-Control"] == "no-store"
+    url = re.search(r'id="accept-url">([^<]+)<', page.get_data(as_text=True)).group(1)
+    assert db.accounts.find_one({"emailLower": "new@acme.example"}) is None
+    assert "new@acme.example" in owner_client.get("/organization/members").get_data(as_text=True)
+    invitee = web.test_client()
+    path = url.split("localhost", 1)[1]
+    accept_page = invitee.get(path).get_data(as_text=True)
+    assert "Choose a password" in accept_page
+    answer = invitee.post(
+        path,
+        data={
+            "csrf_token": csrf_from(accept_page),
+            "password": "my own pw!",
+            "confirmPassword": "my own pw!",
+        },
+    )
+    assert answer.status_code == 302
+    assert "Acme" in invitee.get("/").get_data(as_text=True)
     account = db.accounts.find_one({"emailLower": "new@acme.example"})
     assert db.memberships.find_one({"accountId": account["_id"], "organizationId": org.id})
+    assert invitee.get(path).status_code == 404  # used once
     owner_client.post(f"/organization/members/{account['_id']}/remove", data={"csrf_token": token})
     assert db.memberships.find_one({"accountId": account["_id"]}) is None
+    assert invitee.get("/organization/members").status_code == 302  # their session ended
 
 
 def test_api_key_secret_shown_once_then_revoked(owner_client, org, db):

@@ -111,11 +111,17 @@ def test_error_pages_render_in_the_layout(csrf_app, org):
 
 
 def test_switch_organization(csrf_app, org, other_org, api):
-    api.post(
+    invited = api.post(
         "/api/v1/members",
         as_=other_org.owner,
         json={"email": org.owner.email, "roleId": str(other_org.roles["admin"]["_id"])},
+    ).get_json()
+    accepted = api.post(
+        "/api/v1/invitations/accept",
+        as_=org.owner,
+        json={"token": invited["acceptUrl"].rsplit("/", 1)[1]},
     )
+    assert accepted.status_code == 200, accepted.get_json()
     client = csrf_app.test_client()
     login(client, org.owner)
     home = client.get("/").get_data(as_text=True)

@@ -29,6 +29,7 @@ INDEXES = {
     "api_keys": [
         ([("prefix", ASCENDING)], {"name": "prefix"}),
         ([("organizationId", ASCENDING), ("createdAt", DESCENDING)], {"name": "org_newest"}),
+        ([("organizationId", ASCENDING), ("createdBy", ASCENDING)], {"name": "org_creator"}),
     ],
 }
 
@@ -45,6 +46,7 @@ def create_api_key(
     role_id: ObjectId,
     workspace_id: ObjectId | None,
     created_by: ObjectId | None,
+    created_by_api_key: ObjectId | None = None,
 ) -> tuple[dict, str]:
     """Create a key and return (its document, the secret): the secret is never stored."""
     secret = KEY_PREFIX + secrets.token_urlsafe(30)
@@ -56,6 +58,7 @@ def create_api_key(
         "roleId": role_id,
         "workspaceId": workspace_id,
         "createdBy": created_by,
+        "createdByApiKeyId": created_by_api_key,
         "createdAt": utcnow(),
         "lastUsedAt": None,
         "revokedAt": None,
@@ -107,3 +110,11 @@ def revoke_api_key(db: Database, organization_id: ObjectId, key_id: ObjectId) ->
         key["revokedAt"] = utcnow()
         keys.update_one({"_id": key_id}, {"$set": {"revokedAt": key["revokedAt"]}})
     return key
+
+
+def revoke_keys_created_by(db: Database, organization_id: ObjectId, account_id: ObjectId) -> int:
+    """Revoke every live key an account created (it is leaving the organization)."""
+    result = TenantCollection(db.api_keys, organization_id).update_many(
+        {"createdBy": account_id, "revokedAt": None}, {"$set": {"revokedAt": utcnow()}}
+    )
+    return result.modified_count

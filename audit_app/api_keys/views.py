@@ -12,6 +12,7 @@ from ..organizations import repository as orgs
 from ..web.forms import ActionForm, require_valid_form
 from ..workspaces import repository as workspaces
 from . import repository as api_keys
+from . import service
 
 bp = Blueprint("apiKeys", __name__, url_prefix="/organization/api-keys")
 
@@ -44,35 +45,22 @@ def api_keys_page():
 @require_permission("manageApiKeys")
 def create_key():
     require_valid_form()
-    principal = current_principal()
-    db = get_db()
     name = request.form.get("name", "").strip()
     try:
         if not name or len(name) > 200:
             raise ApiError(400, "bad_request", "A key needs a name of 1 to 200 characters.")
-        role = orgs.find_role(
-            db, principal.organization_id, parse_object_id(request.form.get("roleId", ""), "roleId")
-        )
-        if role is None:
-            raise ApiError(400, "bad_request", "Choose one of the roles.")
-        if not set(role["permissions"]) <= principal.permissions:
-            raise ApiError(403, "forbidden", "A key cannot hold permissions you lack.")
         workspace_id = None
         if request.form.get("workspaceId"):
             workspace_id = parse_object_id(request.form["workspaceId"], "workspaceId")
-            if workspaces.find_workspace(db, principal.organization_id, workspace_id) is None:
-                raise ApiError(400, "bad_request", "Choose one of the workspaces.")
+        key, secret = service.create_key(
+            current_principal(),
+            name=name,
+            role_id=parse_object_id(request.form.get("roleId", ""), "roleId"),
+            workspace_id=workspace_id,
+        )
     except ApiError as error:
         flash(error.message, "error")
         return redirect(url_for(".api_keys_page"))
-    key, secret = api_keys.create_api_key(
-        db,
-        principal.organization_id,
-        name=name,
-        role_id=role["_id"],
-        workspace_id=workspace_id,
-        created_by=principal.account_id,
-    )
     return _page(created=key, secret=secret, status=201)
 
 
@@ -81,6 +69,6 @@ def create_key():
 def revoke_key(apiKeyId):
     require_valid_form()
     key_id = parse_object_id(apiKeyId, "apiKeyId", status=404, what="API key")
-    key = api_keys.revoke_api_key(get_db(), current_principal().organization_id, key_id)
+    key = service.revoke_key(current_principal(), key_id)
     flash(f"API key {key['name']!r} revoked.")
     return redirect(url_for(".api_keys_page"))

@@ -189,6 +189,16 @@ def build_record(response: Response, duration_ms: float) -> dict:
     return {**summary_fields(response, duration_ms), "request": details}
 
 
+def redacted_path() -> str:
+    """The URL path, with path parameters that hold secrets (an invitation token) masked."""
+    path = safe_str(request.path)
+    clean = redactor()
+    for key, value in (request.view_args or {}).items():
+        if isinstance(value, str) and value and clean.is_secret(key):
+            path = path.replace(value, REDACTED)
+    return path
+
+
 def summary_fields(response: Response, duration_ms: float) -> dict:
     """Every top-level field of the record: who, what, when, how it ended."""
     principal = g.get("principal")
@@ -203,7 +213,7 @@ def summary_fields(response: Response, duration_ms: float) -> dict:
         "authType": getattr(principal, "auth_type", "none"),
         "resource": resource_of(request),
         "method": request.method,
-        "path": safe_str(request.path),
+        "path": redacted_path(),
         "route": route_of(request),
         "statusCode": response.status_code,
         "createdAt": g.audit_started_at,

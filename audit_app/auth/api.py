@@ -25,7 +25,7 @@ class TokenRequestSchema(Schema):
 
 @bp.post("/auth/token")
 @limiter.limit(login_limit)
-@limiter.limit(login_limit, key_func=login_email_key)
+@limiter.shared_limit(login_limit, scope="login-email", key_func=login_email_key)
 def create_token():
     data = load_body(TokenRequestSchema())
     db = get_db()
@@ -46,7 +46,7 @@ def create_token():
         raise ApiError(
             403, "forbidden", "This account is not a member of that organization.", "organizationId"
         )
-    token, lifetime = issue_token(account["_id"], organization_id)
+    token, lifetime = issue_token(account, organization_id)
     return jsonify(
         token=token, tokenType="Bearer", expiresIn=lifetime, organizationId=str(organization_id)
     )

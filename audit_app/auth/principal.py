@@ -20,12 +20,14 @@ from ..api_keys import repository as api_keys
 from ..db import get_db
 from ..errors import ApiError, forbidden, unauthorized
 from ..organizations import repository as orgs
-from .tokens import TokenError, decode_token
+from .tokens import TokenError, check_version, decode_token
 
 JWT = "jwt"
 API_KEY = "apiKey"
 SESSION = "session"
+OPERATOR_AUTH = "cli"
 NONE = "none"
+OWNER_ROLE_KEY = "owner"
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,18 @@ class Principal:
     bound_workspace_id: ObjectId | None = None
     role_id: ObjectId | None = None
     role_name: str | None = None
+    role_key: str | None = None
+    key_creator_id: ObjectId | None = None
     permissions: frozenset = field(default_factory=frozenset)
 
     @property
     def is_authenticated(self) -> bool:
         return self.auth_type != NONE and self.organization_id is not None
+
+    @property
+    def is_owner(self) -> bool:
+        """An Owner in person (or the operator); an API key never counts as one."""
+        return self.role_key == OWNER_ROLE_KEY and self.api_key_id is None
 
     def can(self, permission: str) -> bool:
         return self.is_authenticated and permission in self.permissions
@@ -69,14 +78,24 @@ def _member_principal(auth_type: str, account: dict, organization_id: ObjectId) 
         account_email=account["email"],
         role_id=role["_id"] if role else None,
         role_name=role["name"] if role else None,
+        role_key=role.get("key") if role else None,
         permissions=frozenset(role["permissions"]) if role else frozenset(),
     )
 
 
-def _from_jwt(token: str) -> Principal:
-    account_id, organization_id = decode_token(token)
+def account_of_token(token: str) -> tuple[dict, ObjectId]:
+    """The account a JWT speaks for, and the organization it was issued in; or TokenError."""
+    account_id, organization_id, version = decode_token(token)
     account = orgs.find_account(get_db(), account_id)
-    principal = account and _member_principal(JWT, account, organization_id)
+    if account is None:
+        raise TokenError("The token's account no longer exists.")
+    check_version(version, account)
+    return account, organization_id
+
+
+def _from_jwt(token: str) -> Principal:
+    account, organization_id = account_of_token(token)
+    principal = _member_principal(JWT, account, organization_id)
     if not principal:
         raise TokenError("The token's account is no longer a member of its organization.")
     return principal
@@ -90,6 +109,13 @@ def _from_api_key(secret: str) -> Principal:
     if key.get("revokedAt") is not None:
         raise TokenError("The API key has been revoked.")
     role = orgs.find_role(db, key["organizationId"], key["roleId"])
+    permissions = frozenset(role["permissions"]) if role else frozenset()
+    creator_id = key.get("createdBy")
+    if creator_id is not None:  # never more than its creator holds now
+        creator = _creator_permissions(key["organizationId"], creator_id)
+        if creator is None:
+            raise TokenError("The API key's creator is no longer a member; the key is revoked.")
+        permissions &= creator
     api_keys.touch_last_used(db, key)
     return Principal(
         auth_type=API_KEY,
@@ -99,8 +125,19 @@ def _from_api_key(secret: str) -> Principal:
         bound_workspace_id=key.get("workspaceId"),
         role_id=role["_id"] if role else None,
         role_name=role["name"] if role else None,
-        permissions=frozenset(role["permissions"]) if role else frozenset(),
+        role_key=role.get("key") if role else None,
+        key_creator_id=creator_id,
+        permissions=permissions,
     )
+
+
+def _creator_permissions(organization_id: ObjectId, account_id: ObjectId) -> frozenset | None:
+    db = get_db()
+    membership = orgs.find_membership(db, organization_id, account_id)
+    if membership is None:
+        return None
+    role = orgs.find_role(db, organization_id, membership["roleId"])
+    return frozenset(role["permissions"]) if role else frozenset()
 
 
 def _from_session() -> Principal:
@@ -178,18 +215,30 @@ def login_redirect(_error):
     return redirect(url_for("web.session.login", next=request.full_path.rstrip("?")))
 
 
-def require_permission(permission: str | None):
-    """Guard a view: the caller must be authenticated and, if given, hold the permission."""
+def require_permission(permission: str | None, *, workspace_scoped: bool = False):
+    """Guard a view: the caller must be authenticated and, if given, hold the permission.
+
+    An API key bound to a workspace acts only inside it: views that are not
+    ``workspace_scoped`` (members, roles, keys, the organization, its audit log) refuse it.
+    """
 
     def decorator(view):
         @wraps(view)
         def wrapped(*args, **kwargs):
             principal = require_authentication()
+            if principal.bound_workspace_id is not None and not workspace_scoped:
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    f"This API key is bound to workspace {principal.bound_workspace_id}: it "
+                    "acts only on that workspace and its pathways, not on the organization.",
+                )
             if permission is not None and not principal.can(permission):
                 raise forbidden(permission)
             return view(*args, **kwargs)
 
         wrapped.required_permission = permission
+        wrapped.workspace_scoped = workspace_scoped
         return wrapped
 
     return decorator

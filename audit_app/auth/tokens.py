@@ -1,4 +1,8 @@
-"""JSON Web Tokens for API clients: HS256 with ``SECRET_KEY``, nothing else accepted."""
+"""JSON Web Tokens for API clients: HS256 with ``SECRET_KEY``, nothing else accepted.
+
+A token carries the account's credential version (``ver``): changing the password bumps
+it, and every token issued before stops working.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,14 @@ class TokenError(Exception):
     """The token is not one this server issued, or no longer valid."""
 
 
-def issue_token(account_id: ObjectId, organization_id: ObjectId) -> tuple[str, int]:
+def issue_token(account: dict, organization_id: ObjectId) -> tuple[str, int]:
     """Return a signed token for the account acting in the organization, and its lifetime."""
     lifetime = current_app.config["JWT_EXPIRES_SECONDS"]
     now = datetime.now(UTC)
     claims = {
-        "sub": str(account_id),
+        "sub": str(account["_id"]),
         "org": str(organization_id),
+        "ver": credential_version(account),
         "iat": now,
         "nbf": now,
         "exp": now + timedelta(seconds=lifetime),
@@ -32,8 +37,18 @@ def issue_token(account_id: ObjectId, organization_id: ObjectId) -> tuple[str, i
     return token, lifetime
 
 
-def decode_token(token: str) -> tuple[ObjectId, ObjectId]:
-    """Verify a token and return (account id, organization id); raise TokenError otherwise."""
+def credential_version(account: dict) -> int:
+    return int(account.get("credentialVersion") or 0)
+
+
+def check_version(claims_version: int, account: dict) -> None:
+    """Refuse a token issued before the account's password last changed."""
+    if claims_version != credential_version(account):
+        raise TokenError("The token was issued before a password change; request a new one.")
+
+
+def decode_token(token: str) -> tuple[ObjectId, ObjectId, int]:
+    """Verify a token: return (account id, organization id, credential version) or raise."""
     try:
         claims = jwt.decode(
             token,
@@ -50,7 +65,10 @@ def decode_token(token: str) -> tuple[ObjectId, ObjectId]:
         raise TokenError(f"The token lacks the required claim {error.claim!r}.") from None
     except jwt.InvalidTokenError:
         raise TokenError("The token is malformed or its signature is invalid.") from None
+    version = claims.get("ver", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise TokenError("The token's ver claim must be an integer.")
     try:
-        return ObjectId(claims["sub"]), ObjectId(claims["org"])
+        return ObjectId(claims["sub"]), ObjectId(claims["org"]), version
     except (InvalidId, TypeError):  # a claim that is not an ObjectId string
         raise TokenError("The token's sub and org claims must be ObjectIds.") from None

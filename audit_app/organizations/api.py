@@ -1,14 +1,25 @@
-"""``/api/v1/organization``, ``/api/v1/members`` and ``/api/v1/roles``."""
+"""``/api/v1/organization``, ``/api/v1/members``, ``/api/v1/invitations`` and ``/api/v1/roles``.
 
-from flask import Blueprint, jsonify
+Each view parses its input, calls one function of ``service`` (where every access rule
+lives) and renders the answer.
+"""
 
-from ..auth.principal import current_principal, require_permission
+from flask import Blueprint, jsonify, request, url_for
+
+from ..audit.context import note_actor
+from ..auth.principal import account_of_token, current_principal, require_permission
+from ..auth.tokens import TokenError
 from ..db import get_db
-from ..errors import not_found, unprocessable
+from ..errors import ApiError, not_found, unauthorized
 from ..ids import parse_object_id
 from ..schemas import load_body
 from . import repository as orgs
+from . import service
 from .schemas import (
+    InvitationAcceptedSchema,
+    InvitationAcceptSchema,
+    InvitationCreatedSchema,
+    InvitationSchema,
     MemberCreateSchema,
     MemberSchema,
     MemberUpdateSchema,
@@ -21,6 +32,7 @@ from .schemas import (
 
 organization_bp = Blueprint("organization", __name__)
 members_bp = Blueprint("members", __name__)
+invitations_bp = Blueprint("invitations", __name__)
 roles_bp = Blueprint("roles", __name__)
 
 
@@ -44,13 +56,6 @@ def update_organization():
 # Members -------------------------------------------------------------------------------
 
 
-def _member(db, organization_id, account_id):
-    member = orgs.find_member(db, organization_id, account_id)
-    if member is None:
-        raise not_found("Member", "accountId")
-    return member
-
-
 @members_bp.get("/members")
 @require_permission("viewMembers")
 def list_members():
@@ -61,21 +66,16 @@ def list_members():
 @members_bp.post("/members")
 @require_permission("manageMembers")
 def add_member():
-    """Add a member by email; a new account needs a password, an existing one keeps its own."""
+    """Invite someone: the answer carries the one-time ``acceptUrl`` to pass on to them."""
     data = load_body(MemberCreateSchema())
-    db = get_db()
-    organization_id = current_principal().organization_id
-    if orgs.find_role(db, organization_id, data["roleId"]) is None:
-        raise unprocessable("No role with this id in the organization.", "roleId")
-    account = orgs.find_account_by_email(db, data["email"])
-    if account is None:
-        if not data["password"]:
-            raise unprocessable(
-                "A password of at least 8 characters is needed for a new account.", "password"
-            )
-        account = orgs.create_account(db, data["email"], data["password"], data["name"])
-    orgs.add_membership(db, organization_id, account["_id"], data["roleId"])
-    return jsonify(MemberSchema().dump(_member(db, organization_id, account["_id"]))), 201
+    invitation, token = service.invite(current_principal(), data["email"], data["roleId"])
+    return jsonify(
+        InvitationCreatedSchema().dump({**invitation, "acceptUrl": accept_url(token)})
+    ), 201
+
+
+def accept_url(token: str) -> str:
+    return url_for("web.invitations.accept_page", token=token, _external=True)
 
 
 @members_bp.patch("/members/<accountId>")
@@ -83,18 +83,66 @@ def add_member():
 def update_member(accountId):
     account_id = parse_object_id(accountId, "accountId", status=404, what="Member")
     data = load_body(MemberUpdateSchema())
-    db = get_db()
-    organization_id = current_principal().organization_id
-    orgs.change_member_role(db, organization_id, account_id, data["roleId"])
-    return jsonify(MemberSchema().dump(_member(db, organization_id, account_id)))
+    member = service.change_member_role(current_principal(), account_id, data["roleId"])
+    return jsonify(MemberSchema().dump(member))
 
 
 @members_bp.delete("/members/<accountId>")
 @require_permission("manageMembers")
 def remove_member(accountId):
     account_id = parse_object_id(accountId, "accountId", status=404, what="Member")
-    orgs.remove_member(get_db(), current_principal().organization_id, account_id)
+    service.remove_member(current_principal(), account_id)
     return "", 204
+
+
+# Invitations ---------------------------------------------------------------------------
+
+
+@invitations_bp.get("/invitations")
+@require_permission("viewMembers")
+def list_invitations():
+    items = service.list_invitations(current_principal())
+    return jsonify(items=InvitationSchema(many=True).dump(items))
+
+
+@invitations_bp.delete("/invitations/<invitationId>")
+@require_permission("manageMembers")
+def revoke_invitation(invitationId):
+    invitation_id = parse_object_id(invitationId, "invitationId", status=404, what="Invitation")
+    service.revoke_invitation(current_principal(), invitation_id)
+    return "", 204
+
+
+@invitations_bp.post("/invitations/accept")
+def accept_invitation():
+    """Accept with the token: a new account sends its password, an existing one its JWT."""
+    data = load_body(InvitationAcceptSchema())
+    account = None
+    authorization = request.headers.get("Authorization", "")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise TokenError("The Authorization header must be 'Bearer <token>'.")
+            account, _ = account_of_token(token.strip())
+        except TokenError as error:
+            raise unauthorized(str(error)) from None
+    try:
+        accepted = service.accept_invitation(
+            data["token"], account=account, password=data["password"]
+        )
+    except ApiError as error:
+        if error.status != 404:
+            _attribute_to_invitation(data["token"])
+        raise
+    note_actor(accepted["account"], accepted["organizationId"])
+    return jsonify(InvitationAcceptedSchema().dump(accepted))
+
+
+def _attribute_to_invitation(token: str) -> None:
+    invitation = orgs.find_pending_invitation(get_db(), token)
+    if invitation is not None:
+        note_actor({"_id": None, "email": invitation["email"]}, invitation["organizationId"])
 
 
 # Roles ---------------------------------------------------------------------------------
@@ -111,12 +159,8 @@ def list_roles():
 @require_permission("manageRoles")
 def create_role():
     data = load_body(RoleCreateSchema())
-    role = orgs.create_role(
-        get_db(),
-        current_principal().organization_id,
-        data["name"],
-        data["permissions"],
-        data["description"],
+    role = service.create_role(
+        current_principal(), data["name"], data["permissions"], data["description"]
     )
     return jsonify(RoleSchema().dump(role)), 201
 
@@ -136,7 +180,7 @@ def get_role(roleId):
 def update_role(roleId):
     role_id = parse_object_id(roleId, "roleId", status=404, what="Role")
     data = load_body(RoleUpdateSchema())
-    role = orgs.update_role(get_db(), current_principal().organization_id, role_id, **data)
+    role = service.update_role(current_principal(), role_id, **data)
     return jsonify(RoleSchema().dump(role))
 
 
@@ -144,5 +188,5 @@ def update_role(roleId):
 @require_permission("manageRoles")
 def delete_role(roleId):
     role_id = parse_object_id(roleId, "roleId", status=404, what="Role")
-    orgs.delete_role(get_db(), current_principal().organization_id, role_id)
+    service.delete_role(current_principal(), role_id)
     return "", 204

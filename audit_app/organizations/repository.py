@@ -7,6 +7,10 @@ organization with one role. Everything an organization owns is read through a
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from datetime import timedelta
+
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
@@ -14,9 +18,10 @@ from pymongo.errors import DuplicateKeyError
 
 from ..auth.passwords import hash_password
 from ..db import TenantCollection
-from ..errors import conflict, not_found, unprocessable
+from ..emails import email_key
+from ..errors import conflict, not_found
 from ..ids import utcnow
-from .permissions import BUILTIN_ROLES, OWNER, PERMISSIONS
+from .permissions import BUILTIN_ROLES, OWNER
 
 INDEXES = {
     "accounts": [([("emailLower", ASCENDING)], {"name": "email_unique", "unique": True})],
@@ -33,34 +38,32 @@ INDEXES = {
             {"name": "org_name_unique", "unique": True},
         ),
     ],
+    "invitations": [
+        ([("tokenHash", ASCENDING)], {"name": "token_unique", "unique": True}),
+        (
+            [("organizationId", ASCENDING), ("emailLower", ASCENDING)],
+            {"name": "org_email"},
+        ),
+        ([("organizationId", ASCENDING), ("createdAt", ASCENDING)], {"name": "org_oldest"}),
+    ],
 }
 
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
+INVITATION_PREFIX = "inv_"
 
 
 # Organizations -------------------------------------------------------------------------
 
 
-def create_organization(
-    db: Database,
-    name: str,
-    owner_email: str,
-    owner_password: str | None,
-    owner_name: str | None = None,
-) -> dict:
-    """Create an organization, its built-in roles and its first Owner.
-
-    The owner account is created when the email is new, or reused when it exists.
-    """
+def create_organization(db: Database, name: str, owner_account_id: ObjectId) -> dict:
+    """Create an organization, its built-in roles and its first Owner's membership."""
     now = utcnow()
-    organization = {"_id": ObjectId(), "name": name.strip(), "createdAt": now, "updatedAt": now}
-    account = find_account_by_email(db, owner_email)
-    if account is None:
-        if not owner_password:
-            raise unprocessable("A password is needed for a new account.", "password")
-        account = create_account(db, owner_email, owner_password, owner_name)
+    organization = {
+        "_id": ObjectId(),
+        "name": name.strip(),
+        "owners": [owner_account_id],
+        "createdAt": now,
+        "updatedAt": now,
+    }
     db.organizations.insert_one(organization)
     roles = {}
     for key, spec in BUILTIN_ROLES.items():
@@ -78,8 +81,8 @@ def create_organization(
         }
         db.roles.insert_one(role)
         roles[key] = role
-    add_membership(db, organization["_id"], account["_id"], roles[OWNER]["_id"])
-    return {"organization": organization, "owner": account, "roles": roles}
+    add_membership(db, organization["_id"], owner_account_id, roles[OWNER]["_id"])
+    return {"organization": organization, "roles": roles}
 
 
 def find_organization(db: Database, organization_id: ObjectId) -> dict | None:
@@ -108,17 +111,67 @@ def has_any_organization(db: Database) -> bool:
     return db.organizations.find_one({}, {"_id": 1}) is not None
 
 
+# The owners guard --------------------------------------------------------------------
+#
+# ``organizations.owners`` lists accounts that hold the Owner role, and never one that does
+# not: an Owner is added there only after the membership says Owner, and taken out before
+# the membership stops saying so. Taking one out is a single conditional update that needs
+# a second entry, so two Owners demoting each other at the same moment cannot both succeed:
+# the organization always keeps at least one Owner.
+
+
+def ensure_owner_guard(db: Database, organization_id: ObjectId) -> None:
+    """Fill ``owners`` for an organization made before the guard existed."""
+    if db.organizations.find_one({"_id": organization_id, "owners": {"$exists": True}}, {"_id": 1}):
+        return
+    owner = find_role_by_key(db, organization_id, OWNER)
+    holders = [
+        m["accountId"]
+        for m in TenantCollection(db.memberships, organization_id).find(
+            {"roleId": owner["_id"]} if owner else {"_id": None}, {"accountId": 1}
+        )
+    ]
+    db.organizations.update_one(
+        {"_id": organization_id, "owners": {"$exists": False}}, {"$set": {"owners": holders}}
+    )
+
+
+def take_owner_out(db: Database, organization_id: ObjectId, account_id: ObjectId) -> bool:
+    """Remove an Owner from the guard unless they are the last one; False when refused."""
+    ensure_owner_guard(db, organization_id)
+    result = db.organizations.update_one(
+        {"_id": organization_id, "owners": account_id, "owners.1": {"$exists": True}},
+        {"$pull": {"owners": account_id}},
+    )
+    return result.modified_count == 1
+
+
+def put_owner_in(db: Database, organization_id: ObjectId, account_id: ObjectId) -> None:
+    """Add an account to the guard once its membership holds the Owner role."""
+    ensure_owner_guard(db, organization_id)
+    db.organizations.update_one({"_id": organization_id}, {"$addToSet": {"owners": account_id}})
+
+
 # Accounts ------------------------------------------------------------------------------
 
 
-def create_account(db: Database, email: str, password: str, name: str | None = None) -> dict:
+def create_account(
+    db: Database,
+    email: str,
+    password: str,
+    name: str | None = None,
+    *,
+    account_id: ObjectId | None = None,
+) -> dict:
+    """Create an account for a checked email (``emails.clean_email``); 409 if it exists."""
     now = utcnow()
     account = {
-        "_id": ObjectId(),
-        "email": email.strip(),
-        "emailLower": normalize_email(email),
+        "_id": account_id or ObjectId(),
+        "email": email,
+        "emailLower": email_key(email),
         "name": (name or "").strip() or None,
         "passwordHash": hash_password(password),
+        "credentialVersion": 0,
         "createdAt": now,
         "updatedAt": now,
     }
@@ -134,7 +187,19 @@ def find_account(db: Database, account_id: ObjectId) -> dict | None:
 
 
 def find_account_by_email(db: Database, email: str) -> dict | None:
-    return db.accounts.find_one({"emailLower": normalize_email(email)})
+    return db.accounts.find_one({"emailLower": email_key(email)})
+
+
+def set_password(db: Database, account_id: ObjectId, password: str) -> dict:
+    """Store a new password and bump the version that every issued JWT must carry."""
+    return db.accounts.find_one_and_update(
+        {"_id": account_id},
+        {
+            "$set": {"passwordHash": hash_password(password), "updatedAt": utcnow()},
+            "$inc": {"credentialVersion": 1},
+        },
+        return_document=ReturnDocument.AFTER,
+    )
 
 
 # Memberships ---------------------------------------------------------------------------
@@ -187,53 +252,29 @@ def find_member(db: Database, organization_id: ObjectId, account_id: ObjectId) -
     return {"membership": membership, "account": account, "role": role}
 
 
-def _owner_count(db: Database, organization_id: ObjectId) -> int:
-    owner = find_role_by_key(db, organization_id, OWNER)
-    return TenantCollection(db.memberships, organization_id).count_documents(
-        {"roleId": owner["_id"]}
+def set_member_role(
+    db: Database,
+    organization_id: ObjectId,
+    account_id: ObjectId,
+    from_role_id: ObjectId,
+    to_role_id: ObjectId,
+) -> bool:
+    """Change a membership's role if it still holds ``from_role_id``; False otherwise."""
+    result = TenantCollection(db.memberships, organization_id).update_one(
+        {"accountId": account_id, "roleId": from_role_id},
+        {"$set": {"roleId": to_role_id, "updatedAt": utcnow()}},
     )
+    return result.modified_count == 1
 
 
-def _is_owner_membership(db: Database, organization_id: ObjectId, membership: dict) -> bool:
-    owner = find_role_by_key(db, organization_id, OWNER)
-    return membership["roleId"] == owner["_id"]
-
-
-def change_member_role(
+def delete_membership(
     db: Database, organization_id: ObjectId, account_id: ObjectId, role_id: ObjectId
-) -> dict:
-    memberships = TenantCollection(db.memberships, organization_id)
-    membership = memberships.find_one({"accountId": account_id})
-    if membership is None:
-        raise not_found("Member", "accountId")
-    if find_role(db, organization_id, role_id) is None:
-        raise unprocessable("No role with this id in the organization.", "roleId")
-    owner = find_role_by_key(db, organization_id, OWNER)
-    demoting_an_owner = membership["roleId"] == owner["_id"] and role_id != owner["_id"]
-    if demoting_an_owner and _owner_count(db, organization_id) <= 1:
-        raise conflict(
-            "The last Owner cannot be demoted; make another member Owner first.", "roleId"
-        )
-    return memberships.find_one_and_update(
-        {"accountId": account_id},
-        {"$set": {"roleId": role_id, "updatedAt": utcnow()}},
-        return_document=ReturnDocument.AFTER,
+) -> bool:
+    """Delete a membership if it still holds ``role_id``; False otherwise."""
+    result = TenantCollection(db.memberships, organization_id).delete_one(
+        {"accountId": account_id, "roleId": role_id}
     )
-
-
-def remove_member(db: Database, organization_id: ObjectId, account_id: ObjectId) -> None:
-    memberships = TenantCollection(db.memberships, organization_id)
-    membership = memberships.find_one({"accountId": account_id})
-    if membership is None:
-        raise not_found("Member", "accountId")
-    if (
-        _is_owner_membership(db, organization_id, membership)
-        and _owner_count(db, organization_id) <= 1
-    ):
-        raise conflict(
-            "The last Owner cannot be removed; make another member Owner first.", "accountId"
-        )
-    memberships.delete_one({"_id": membership["_id"]})
+    return result.deleted_count == 1
 
 
 # Roles ---------------------------------------------------------------------------------
@@ -283,55 +324,146 @@ def create_role(
     return role
 
 
-def update_role(
-    db: Database,
-    organization_id: ObjectId,
-    role_id: ObjectId,
-    *,
-    name: str | None = None,
-    permissions: list[str] | None = None,
-    description: str | None = None,
-) -> dict:
-    """Rename a custom role or change any role's permissions; the Owner role is locked."""
-    roles = TenantCollection(db.roles, organization_id)
-    role = roles.find_one({"_id": role_id})
-    if role is None:
-        raise not_found("Role", "roleId")
-    changes: dict = {}
-    if name is not None and name.strip() != role["name"]:
-        if role["builtIn"]:
-            raise conflict("Built-in roles cannot be renamed.", "name")
-        changes.update(name=name.strip(), nameLower=name.strip().lower())
-    if description is not None:
-        changes["description"] = description.strip() or None
-    if permissions is not None:
-        wanted = sorted(set(permissions))
-        if role.get("key") == OWNER and wanted != sorted(PERMISSIONS):
-            raise conflict("The Owner role always holds every permission.", "permissions")
-        changes["permissions"] = wanted
-    if not changes:
-        return role
+def update_role(db: Database, organization_id: ObjectId, role_id: ObjectId, changes: dict) -> dict:
+    """Apply checked changes (name, description, permissions) to a role."""
+    changes = dict(changes)
+    if "name" in changes:
+        changes["nameLower"] = changes["name"].lower()
     changes["updatedAt"] = utcnow()
     try:
-        return roles.find_one_and_update(
+        updated = TenantCollection(db.roles, organization_id).find_one_and_update(
             {"_id": role_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
         )
     except DuplicateKeyError:
         raise conflict("A role with this name already exists.", "name") from None
+    if updated is None:
+        raise not_found("Role", "roleId")
+    return updated
+
+
+def role_in_use(db: Database, organization_id: ObjectId, role_id: ObjectId) -> bool:
+    """Whether members, live API keys or pending invitations hold the role."""
+    return bool(
+        TenantCollection(db.memberships, organization_id).count_documents(
+            {"roleId": role_id}, limit=1
+        )
+        or TenantCollection(db.api_keys, organization_id).count_documents(
+            {"roleId": role_id, "revokedAt": None}, limit=1
+        )
+        or TenantCollection(db.invitations, organization_id).count_documents(
+            {
+                "roleId": role_id,
+                "acceptedAt": None,
+                "revokedAt": None,
+                "expiresAt": {"$gt": utcnow()},
+            },
+            limit=1,
+        )
+    )
 
 
 def delete_role(db: Database, organization_id: ObjectId, role_id: ObjectId) -> None:
-    roles = TenantCollection(db.roles, organization_id)
-    role = roles.find_one({"_id": role_id})
-    if role is None:
-        raise not_found("Role", "roleId")
-    if role["builtIn"]:
-        raise conflict("Built-in roles cannot be deleted.", "roleId")
-    in_use = TenantCollection(db.memberships, organization_id).count_documents(
-        {"roleId": role_id}, limit=1
-    ) or TenantCollection(db.api_keys, organization_id).count_documents(
-        {"roleId": role_id, "revokedAt": None}, limit=1
+    TenantCollection(db.roles, organization_id).delete_one({"_id": role_id})
+
+
+# Invitations ---------------------------------------------------------------------------
+#
+# The token is shown once, in the inviter's answer, and only its SHA-256 is stored: like an
+# API key it is a random 256-bit secret, so a fast hash is enough and lookups go by hash.
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _pending(now) -> dict:
+    return {"acceptedAt": None, "revokedAt": None, "expiresAt": {"$gt": now}}
+
+
+def create_invitation(
+    db: Database,
+    organization_id: ObjectId,
+    *,
+    email: str,
+    role_id: ObjectId,
+    invited_by: dict,
+    lifetime: timedelta,
+) -> tuple[dict, str]:
+    """Invite an email with a role, replacing its pending invitation; return (doc, token)."""
+    now = utcnow()
+    invitations = TenantCollection(db.invitations, organization_id)
+    invitations.update_many(
+        {"emailLower": email_key(email), **_pending(now)}, {"$set": {"revokedAt": now}}
     )
-    if in_use:
-        raise conflict("The role is held by members or API keys; reassign them first.", "roleId")
-    roles.delete_one({"_id": role_id})
+    token = INVITATION_PREFIX + secrets.token_urlsafe(32)
+    invitation = {
+        "_id": ObjectId(),
+        "email": email,
+        "emailLower": email_key(email),
+        "roleId": role_id,
+        "tokenHash": _token_hash(token),
+        "invitedBy": invited_by,
+        "createdAt": now,
+        "expiresAt": now + lifetime,
+        "acceptedAt": None,
+        "acceptedBy": None,
+        "revokedAt": None,
+    }
+    invitations.insert_one(invitation)
+    return invitation, token
+
+
+def list_pending_invitations(db: Database, organization_id: ObjectId, limit: int = 500) -> list:
+    cursor = TenantCollection(db.invitations, organization_id).find(
+        _pending(utcnow()), {"tokenHash": 0}
+    )
+    return list(cursor.sort("createdAt", ASCENDING).limit(limit))
+
+
+def find_pending_invitation(db: Database, token: str) -> dict | None:
+    """The pending invitation a token belongs to, in whichever organization it is."""
+    if not isinstance(token, str) or not token.startswith(INVITATION_PREFIX) or len(token) > 200:
+        return None
+    return db.invitations.find_one({"tokenHash": _token_hash(token), **_pending(utcnow())})
+
+
+def revoke_invitation(db: Database, organization_id: ObjectId, invitation_id: ObjectId) -> dict:
+    now = utcnow()
+    revoked = TenantCollection(db.invitations, organization_id).find_one_and_update(
+        {"_id": invitation_id, **_pending(now)},
+        {"$set": {"revokedAt": now}},
+        projection={"tokenHash": 0},
+        return_document=ReturnDocument.AFTER,
+    )
+    if revoked is None:
+        raise not_found("Pending invitation", "invitationId")
+    return revoked
+
+
+def revoke_invitations_by(db: Database, organization_id: ObjectId, account_id: ObjectId) -> int:
+    """Revoke the pending invitations an account sent (it is leaving the organization)."""
+    now = utcnow()
+    return (
+        TenantCollection(db.invitations, organization_id)
+        .update_many(
+            {"invitedBy.accountId": account_id, **_pending(now)}, {"$set": {"revokedAt": now}}
+        )
+        .modified_count
+    )
+
+
+def claim_invitation(db: Database, invitation: dict, account_id: ObjectId) -> bool:
+    """Mark a pending invitation accepted, once: False when another request was first."""
+    now = utcnow()
+    result = TenantCollection(db.invitations, invitation["organizationId"]).update_one(
+        {"_id": invitation["_id"], **_pending(now)},
+        {"$set": {"acceptedAt": now, "acceptedBy": account_id}},
+    )
+    return result.modified_count == 1
+
+
+def release_invitation(db: Database, invitation: dict) -> None:
+    """Undo a claim whose acceptance could not be completed."""
+    TenantCollection(db.invitations, invitation["organizationId"]).update_one(
+        {"_id": invitation["_id"]}, {"$set": {"acceptedAt": None, "acceptedBy": None}}
+    )

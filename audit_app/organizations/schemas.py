@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from ..schemas import ObjectIdField, Text, UtcDateTime
+from ..schemas import EmailAddress, ObjectIdField, Text, UtcDateTime
 from .permissions import PERMISSIONS, unknown_permissions
 
 
@@ -61,10 +61,46 @@ class MemberSchema(Schema):
 
 
 class MemberCreateSchema(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=320))
-    password = fields.String(load_default=None, validate=validate.Length(min=8, max=1024))
-    name = fields.String(load_default=None, validate=validate.Length(max=200))
+    """An invitation: the invited person chooses their own password when accepting."""
+
+    email = EmailAddress(required=True)
     roleId = ObjectIdField(required=True)
+    password = fields.Raw(
+        load_default=None,
+        metadata={"description": "Not accepted: the invited person chooses the password."},
+    )
+
+    @validates("password")
+    def _no_password(self, value, **kwargs):
+        if value is not None:
+            raise ValidationError(
+                "An organization cannot choose a member's password: the invited person "
+                "chooses it when accepting the invitation (acceptUrl)."
+            )
+
+
+class InvitationSchema(Schema):
+    invitationId = ObjectIdField(attribute="_id")
+    email = fields.String()
+    roleId = ObjectIdField()
+    createdAt = UtcDateTime()
+    expiresAt = UtcDateTime()
+
+
+class InvitationCreatedSchema(InvitationSchema):
+    acceptUrl = fields.String()
+
+
+class InvitationAcceptSchema(Schema):
+    token = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    password = fields.String(load_default=None, validate=validate.Length(min=8, max=1024))
+
+
+class InvitationAcceptedSchema(Schema):
+    organizationId = ObjectIdField()
+    accountId = ObjectIdField()
+    roleId = ObjectIdField()
+    accountCreated = fields.Boolean()
 
 
 class MemberUpdateSchema(Schema):

@@ -1,6 +1,12 @@
-"""The admin pages: Organization -> Roles and Members. Every form is CSRF-protected."""
+"""The admin pages: Organization -> Roles and Members. Every form is CSRF-protected.
+
+The pages parse the form, call ``service`` (the same rules as the API) and redirect back
+with a message; a refused change is flashed, an unknown id is a 404.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from bson import ObjectId
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -11,6 +17,8 @@ from ..errors import ApiError
 from ..ids import parse_object_id
 from ..web.forms import ActionForm, require_valid_form
 from . import repository as orgs
+from . import service
+from .api import accept_url
 from .permissions import OWNER, PERMISSIONS
 
 roles_bp = Blueprint("roles", __name__, url_prefix="/organization/roles")
@@ -29,6 +37,23 @@ def _object_id_or_404(raw: str, what: str) -> ObjectId:
     return parse_object_id(raw, what, status=404, what=what)
 
 
+def _attempt(change: Callable[[], str], page: str):
+    """Run a change from a form: flash its message, or the refusal; 404s stay 404s."""
+    require_valid_form()
+    try:
+        message = change()
+    except ApiError as error:
+        if error.status == 404:
+            raise
+        flash(error.message, "error")
+    else:
+        flash(message)
+    return redirect(url_for(page))
+
+
+# Roles ---------------------------------------------------------------------------------
+
+
 @roles_bp.get("")
 @require_permission("viewRoles")
 def roles_page():
@@ -41,137 +66,120 @@ def roles_page():
         can_manage=principal.can("manageRoles"),
         form=ActionForm(),
         owner_key=OWNER,
+        own_role_id=principal.role_id,
     )
 
 
 @roles_bp.post("")
 @require_permission("manageRoles")
 def create_role():
-    require_valid_form()
-    name = request.form.get("name", "").strip()
-    if not name or len(name) > 100:
-        flash("A role needs a name of 1 to 100 characters.", "error")
-        return redirect(url_for(".roles_page"))
-    try:
-        orgs.create_role(
-            get_db(), current_principal().organization_id, name, _checked_permissions()
-        )
-    except ApiError as error:
-        flash(error.message, "error")
-        return redirect(url_for(".roles_page"))
-    flash(f"Role {name!r} created.")
-    return redirect(url_for(".roles_page"))
+    def change():
+        name = request.form.get("name", "").strip()
+        if not name or len(name) > 100:
+            raise ApiError(400, "bad_request", "A role needs a name of 1 to 100 characters.")
+        service.create_role(current_principal(), name, _checked_permissions())
+        return f"Role {name!r} created."
+
+    return _attempt(change, ".roles_page")
 
 
 @roles_bp.post("/<roleId>")
 @require_permission("manageRoles")
 def update_role(roleId):
-    require_valid_form()
-    role_id = _object_id_or_404(roleId, "Role")
-    try:
-        role = orgs.update_role(
-            get_db(),
-            current_principal().organization_id,
-            role_id,
+    def change():
+        role = service.update_role(
+            current_principal(),
+            _object_id_or_404(roleId, "Role"),
             permissions=_checked_permissions(),
         )
-    except ApiError as error:
-        if error.status == 404:
-            raise
-        flash(error.message, "error")
-        return redirect(url_for(".roles_page"))
-    flash(f"Permissions of {role['name']!r} saved.")
-    return redirect(url_for(".roles_page"))
+        return f"Permissions of {role['name']!r} saved."
+
+    return _attempt(change, ".roles_page")
 
 
 @roles_bp.post("/<roleId>/delete")
 @require_permission("manageRoles")
 def delete_role(roleId):
-    require_valid_form()
-    try:
-        orgs.delete_role(
-            get_db(), current_principal().organization_id, _object_id_or_404(roleId, "Role")
-        )
-    except ApiError as error:
-        if error.status == 404:
-            raise
-        flash(error.message, "error")
-        return redirect(url_for(".roles_page"))
-    flash("Role deleted.")
-    return redirect(url_for(".roles_page"))
+    def change():
+        service.delete_role(current_principal(), _object_id_or_404(roleId, "Role"))
+        return "Role deleted."
+
+    return _attempt(change, ".roles_page")
+
+
+# Members and invitations ---------------------------------------------------------------
+
+
+def _members_page(invited=None, url=None, status=200):
+    principal = current_principal()
+    db = get_db()
+    roles = orgs.list_roles(db, principal.organization_id)
+    response = render_template(
+        "organization/members.html",
+        members=orgs.list_members(db, principal.organization_id),
+        roles=roles,
+        role_names={r["_id"]: r["name"] for r in roles},
+        invitations=service.list_invitations(principal),
+        can_manage=principal.can("manageMembers"),
+        own_account_id=principal.account_id,
+        form=ActionForm(),
+        invited=invited,
+        accept_url=url,
+    )
+    return response, status
 
 
 @members_bp.get("")
 @require_permission("viewMembers")
 def members_page():
-    principal = current_principal()
-    db = get_db()
-    return render_template(
-        "organization/members.html",
-        members=orgs.list_members(db, principal.organization_id),
-        roles=orgs.list_roles(db, principal.organization_id),
-        can_manage=principal.can("manageMembers"),
-        form=ActionForm(),
-    )
+    return _members_page()
 
 
 @members_bp.post("")
 @require_permission("manageMembers")
-def add_member():
+def invite_member():
+    """Invite by email: the page shows the one-time link to pass on, this once."""
     require_valid_form()
-    db = get_db()
-    organization_id = current_principal().organization_id
-    email = request.form.get("email", "").strip()
-    password = request.form.get("password", "")
-    role_id = request.form.get("roleId", "")
     try:
-        role = orgs.find_role(db, organization_id, parse_object_id(role_id, "roleId"))
-        if role is None or "@" not in email or len(email) > 320:
-            raise ApiError(400, "bad_request", "Give an email address and one of the roles.")
-        account = orgs.find_account_by_email(db, email)
-        if account is None:
-            if len(password) < 8:
-                raise ApiError(
-                    400, "bad_request", "A new account needs a password of at least 8 characters."
-                )
-            account = orgs.create_account(db, email, password)
-        orgs.add_membership(db, organization_id, account["_id"], role["_id"])
+        role_id = parse_object_id(request.form.get("roleId", ""), "roleId")
+        invitation, token = service.invite(
+            current_principal(), request.form.get("email", ""), role_id
+        )
     except ApiError as error:
         flash(error.message, "error")
         return redirect(url_for(".members_page"))
-    flash(f"{email} added as {role['name']}.")
-    return redirect(url_for(".members_page"))
+    return _members_page(invited=invitation, url=accept_url(token), status=201)
+
+
+@members_bp.post("/invitations/<invitationId>/revoke")
+@require_permission("manageMembers")
+def revoke_invitation(invitationId):
+    def change():
+        invitation = service.revoke_invitation(
+            current_principal(), _object_id_or_404(invitationId, "Invitation")
+        )
+        return f"Invitation of {invitation['email']} revoked."
+
+    return _attempt(change, ".members_page")
 
 
 @members_bp.post("/<accountId>")
 @require_permission("manageMembers")
 def change_role(accountId):
-    require_valid_form()
-    account_id = _object_id_or_404(accountId, "Member")
-    try:
+    def change():
+        account_id = _object_id_or_404(accountId, "Member")
         role_id = parse_object_id(request.form.get("roleId", ""), "roleId")
-        orgs.change_member_role(get_db(), current_principal().organization_id, account_id, role_id)
-    except ApiError as error:
-        if error.status == 404:
-            raise
-        flash(error.message, "error")
-        return redirect(url_for(".members_page"))
-    flash("Role changed.")
-    return redirect(url_for(".members_page"))
+        service.change_member_role(current_principal(), account_id, role_id)
+        return "Role changed."
+
+    return _attempt(change, ".members_page")
 
 
 @members_bp.post("/<accountId>/remove")
 @require_permission("manageMembers")
 def remove_member(accountId):
-    require_valid_form()
-    try:
-        orgs.remove_member(
-            get_db(), current_principal().organization_id, _object_id_or_404(accountId, "Member")
-        )
-    except ApiError as error:
-        if error.status == 404:
-            raise
-        flash(error.message, "error")
-        return redirect(url_for(".members_page"))
-    flash("Member removed.")
-    return redirect(url_for(".members_page"))
+    def change():
+        service.remove_member(current_principal(), _object_id_or_404(accountId, "Member"))
+        return "Member removed."
+
+    return _attempt(change, ".members_page")

@@ -10,10 +10,10 @@ def create_web_blueprint() -> Blueprint:
     from ..api_keys.views import bp as api_keys_bp
     from ..audit.views import bp as audit_logs_bp
     from ..organizations.views import members_bp, roles_bp
-    from . import session
+    from . import invitations, session
 
     web = Blueprint("web", __name__)
-    for child in (session.bp, audit_logs_bp, roles_bp, members_bp, api_keys_bp):
+    for child in (session.bp, invitations.bp, audit_logs_bp, roles_bp, members_bp, api_keys_bp):
         web.register_blueprint(child)
 
     @web.get("/")

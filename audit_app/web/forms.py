@@ -3,13 +3,36 @@
 from flask import abort
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=320)])
+    """Presence only: the one email rule (``emails``) is for making accounts, not logging in."""
+
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     next = HiddenField()
+
+
+class ChangePasswordForm(FlaskForm):
+    currentPassword = PasswordField("Current password", validators=[DataRequired()])
+    newPassword = PasswordField(
+        "New password", validators=[DataRequired(), Length(min=8, max=1024)]
+    )
+    confirmPassword = PasswordField(
+        "Repeat the new password",
+        validators=[DataRequired(), EqualTo("newPassword", message="The two passwords differ.")],
+    )
+
+
+class AcceptInvitationForm(FlaskForm):
+    """Accepting an invitation; a new account also chooses its password here."""
+
+    password = PasswordField("Choose a password", validators=[Length(max=1024)])
+    confirmPassword = PasswordField(
+        "Repeat the password",
+        validators=[EqualTo("password", message="The two passwords differ.")],
+    )
 
 
 class SwitchOrganizationForm(FlaskForm):

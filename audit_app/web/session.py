@@ -1,21 +1,42 @@
-"""Logging in and out of the web UI, and switching organization."""
+"""Logging in and out of the web UI, changing one's password, and switching organization.
+
+A login opens a session on the server (``auth.sessions``); the cookie only carries its
+token. The session ends on logout, on a password change and when the person loses a
+membership, in every process at once.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from bson import ObjectId
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import UserMixin, current_user, login_user, logout_user
 
 from ..audit.context import note_actor
+from ..auth import sessions
 from ..auth.passwords import verify_password
-from ..auth.principal import require_permission
+from ..auth.principal import current_principal, require_authentication, require_permission
 from ..db import get_db
+from ..errors import ApiError
 from ..extensions import login_manager
 from ..organizations import repository as orgs
+from ..organizations import service as access
 from ..ratelimit import limiter, login_email_key, login_limit
-from .forms import LoginForm, SwitchOrganizationForm
+from .forms import ChangePasswordForm, LoginForm, SwitchOrganizationForm
+
+SESSION_TOKEN = "sid"
 
 bp = Blueprint("session", __name__)
 
@@ -30,10 +51,33 @@ class SessionAccount(UserMixin):
 
 @login_manager.user_loader
 def load_account(user_id: str):
+    """The logged-in account, if its server-side session is still open."""
     if not ObjectId.is_valid(user_id):
         return None
-    account = orgs.find_account(get_db(), ObjectId(user_id))
+    db = get_db()
+    if not sessions.session_is_live(db, session.get(SESSION_TOKEN), ObjectId(user_id)):
+        session.clear()  # ended elsewhere (logout, password change, removal): forget it here
+        flash("Your session has ended; log in again.")
+        return None
+    account = orgs.find_account(db, ObjectId(user_id))
     return SessionAccount(account) if account else None
+
+
+def open_session(account: dict, organization_id: ObjectId | None) -> None:
+    """Log the browser in as the account: a fresh cookie session and a server-side session."""
+    sessions.end_session(get_db(), session.get(SESSION_TOKEN))  # one browser, one session
+    session.clear()  # no session fixation: nothing survives from before login
+    lifetime = timedelta(hours=current_app.config["SESSION_LIFETIME_HOURS"])
+    session[SESSION_TOKEN] = sessions.start_session(get_db(), account["_id"], lifetime)
+    login_user(SessionAccount(account))
+    if organization_id is not None:
+        session["organizationId"] = str(organization_id)
+
+
+def close_session() -> None:
+    sessions.end_session(get_db(), session.get(SESSION_TOKEN))
+    logout_user()
+    session.clear()
 
 
 def safe_next(target: str | None) -> str:
@@ -48,7 +92,7 @@ def safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(login_limit, methods=["POST"])
-@limiter.limit(login_limit, methods=["POST"], key_func=login_email_key)
+@limiter.shared_limit(login_limit, scope="login-email", key_func=login_email_key, methods=["POST"])
 def login():
     form = LoginForm()
     if request.method == "GET":
@@ -60,11 +104,10 @@ def login():
         if organizations:
             note_actor(account, organizations[0]["_id"])
         if verify_password(account["passwordHash"] if account else None, form.password.data):
-            if organizations:
-                target = safe_next(form.next.data)
-                session.clear()  # no session fixation: nothing survives from before login
-                login_user(SessionAccount(account))
-                session["organizationId"] = str(organizations[0]["_id"])
+            target = safe_next(form.next.data)
+            # an account with no organization yet may log in only to accept an invitation
+            if organizations or target.startswith("/invitations/"):
+                open_session(account, organizations[0]["_id"] if organizations else None)
                 return redirect(target)
             form.email.errors.append("This account belongs to no organization.")
         else:
@@ -76,9 +119,31 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    logout_user()
-    session.clear()
+    close_session()
+    flash("You are signed out.")
     return redirect(url_for("web.session.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+def change_password():
+    """Change one's own password; every other session of the account ends."""
+    require_authentication()
+    form = ChangePasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        account = current_user.account
+        try:
+            access.change_password(account, form.currentPassword.data, form.newPassword.data)
+        except ApiError as error:
+            form.currentPassword.errors.append(error.message)
+            status = 400
+        else:
+            open_session(account, current_principal().organization_id)
+            flash("Password changed. You were signed out everywhere else.")
+            return redirect(url_for("web.home"))
+    elif request.method == "POST":
+        status = 400
+    return render_template("session/password.html", form=form), status
 
 
 @bp.post("/organization/switch")

@@ -39,7 +39,7 @@ def _workspace_from_path(raw_id: str) -> dict:
 
 
 @workspaces_bp.get("/workspaces")
-@require_permission("viewWorkspaces")
+@require_permission("viewWorkspaces", workspace_scoped=True)
 def list_workspaces():
     principal = current_principal()
     items = workspaces.list_workspaces(
@@ -52,10 +52,6 @@ def list_workspaces():
 @require_permission("manageWorkspaces")
 def create_workspace():
     principal = current_principal()
-    if principal.bound_workspace_id:
-        raise ApiError(
-            403, "forbidden", "An API key bound to a workspace cannot create workspaces."
-        )
     data = load_body(WorkspaceCreateSchema())
     workspace = workspaces.create_workspace(
         get_db(), principal.organization_id, data["name"], data["description"]
@@ -65,7 +61,7 @@ def create_workspace():
 
 
 @workspaces_bp.get("/workspaces/<workspaceId>")
-@require_permission("viewWorkspaces")
+@require_permission("viewWorkspaces", workspace_scoped=True)
 def get_workspace(workspaceId):
     return jsonify(WorkspaceSchema().dump(_workspace_from_path(workspaceId)))
 
@@ -118,7 +114,7 @@ def _request_workspace() -> dict:
 
 
 @pathways_bp.get("/pathways")
-@require_permission("viewPathways")
+@require_permission("viewPathways", workspace_scoped=True)
 def list_pathways():
     workspace = _request_workspace()
     items = workspaces.list_pathways(
@@ -128,7 +124,7 @@ def list_pathways():
 
 
 @pathways_bp.post("/pathways")
-@require_permission("managePathways")
+@require_permission("managePathways", workspace_scoped=True)
 def create_pathway():
     workspace = _request_workspace()
     data = load_body(PathwayCreateSchema())
@@ -144,7 +140,7 @@ def _pathway_id(raw: str):
 
 
 @pathways_bp.get("/pathways/<pathwayId>")
-@require_permission("viewPathways")
+@require_permission("viewPathways", workspace_scoped=True)
 def get_pathway(pathwayId):
     workspace = _request_workspace()
     pathway = workspaces.find_pathway(
@@ -156,7 +152,7 @@ def get_pathway(pathwayId):
 
 
 @pathways_bp.patch("/pathways/<pathwayId>")
-@require_permission("managePathways")
+@require_permission("managePathways", workspace_scoped=True)
 def update_pathway(pathwayId):
     workspace = _request_workspace()
     pathway_id = _pathway_id(pathwayId)
@@ -168,7 +164,7 @@ def update_pathway(pathwayId):
 
 
 @pathways_bp.delete("/pathways/<pathwayId>")
-@require_permission("managePathways")
+@require_permission("managePathways", workspace_scoped=True)
 def delete_pathway(pathwayId):
     workspace = _request_workspace()
     workspaces.delete_pathway(

@@ -1,0 +1,62 @@
+"""API keys: who may create one with which role, and what becomes of them.
+
+A key never holds a permission its creator lacks: checked when it is made, and again on
+every request (its permissions are its role's, cut down to what its creator holds now).
+A key made by another key carries the same creator, the person at the root. Keys made by
+the operator on the command line have no creator and hold their role. When a member leaves
+the organization, the keys they created are revoked with the membership (docs/security.md).
+"""
+
+from __future__ import annotations
+
+from bson import ObjectId
+
+from ..auth.principal import Principal
+from ..db import get_db
+from ..errors import unprocessable
+from ..organizations import repository as orgs
+from ..organizations.permissions import MEMBER, OWNER
+from ..organizations.service import check_may_grant
+from ..workspaces import repository as workspaces
+from . import repository as api_keys
+
+
+def create_key(
+    actor: Principal,
+    *,
+    name: str,
+    role_id: ObjectId | None,
+    workspace_id: ObjectId | None,
+) -> tuple[dict, str]:
+    """Create a key with a role (Member by default); return it and its secret, shown once."""
+    db = get_db()
+    organization_id = actor.organization_id
+    if role_id is None:
+        role = orgs.find_role_by_key(db, organization_id, MEMBER)
+    else:
+        role = orgs.find_role(db, organization_id, role_id)
+    if role is None:
+        raise unprocessable("No role with this id in the organization.", "roleId")
+    check_may_grant(actor, role)
+    if role.get("key") == OWNER:
+        raise unprocessable(
+            "API keys cannot hold the Owner role; choose Admin or a custom role.", "roleId"
+        )
+    if (
+        workspace_id is not None
+        and workspaces.find_workspace(db, organization_id, workspace_id) is None
+    ):
+        raise unprocessable("No workspace with this id in the organization.", "workspaceId")
+    return api_keys.create_api_key(
+        db,
+        organization_id,
+        name=name,
+        role_id=role["_id"],
+        workspace_id=workspace_id,
+        created_by=actor.account_id or actor.key_creator_id,
+        created_by_api_key=actor.api_key_id,
+    )
+
+
+def revoke_key(actor: Principal, key_id: ObjectId) -> dict:
+    return api_keys.revoke_api_key(get_db(), actor.organization_id, key_id)

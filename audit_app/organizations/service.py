@@ -1,0 +1,402 @@
+"""Who may change access: every rule about members, roles and invitations, in one place.
+
+The API, the web pages and the CLI parse their input, call one function here with the
+acting ``Principal``, and render what it returns. The rules (PRODUCT.md, "Who may change
+access"):
+
+- nobody grants a permission they do not hold: not by editing a role, not by assigning a
+  role, not by inviting with a role (API keys: ``api_keys.service``);
+- nobody changes their own role, nor edits the role they hold;
+- nobody changes or removes a member whose role holds permissions they lack;
+- only an Owner gives or takes the Owner role; the Owner role cannot be edited;
+- an organization always keeps an Owner, also under concurrent changes (the owners guard
+  in the repository, one conditional update, run inside ``exclusive``);
+- an organization adds people by invitation; a password is only ever chosen by the person
+  who owns the account. The operator's CLI may create an account with a password; for an
+  existing account it adds the membership and leaves the password alone.
+
+Refusals are ``ApiError``s: 403 for what the actor may not do, 409 for a state that forbids
+it, 404 for what is not in the organization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bson import ObjectId
+from flask import current_app
+
+from ..api_keys import repository as api_keys
+from ..auth import sessions
+from ..auth.passwords import verify_password
+from ..auth.principal import OPERATOR_AUTH, Principal
+from ..db import exclusive, get_db
+from ..emails import InvalidEmail, clean_email
+from ..errors import ApiError, bad_request, conflict, not_found, unauthorized
+from . import repository as orgs
+from .permissions import OWNER, PERMISSIONS
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+
+def refused(message: str, field: str | None = None) -> ApiError:
+    return ApiError(403, "forbidden", message, field)
+
+
+def checked_email(text: object, field: str = "email") -> str:
+    """The one email rule, as the API's 400 naming the field."""
+    try:
+        return clean_email(text)
+    except InvalidEmail as error:
+        raise bad_request(str(error), field) from None
+
+
+def checked_password(password: object, field: str = "password") -> str:
+    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise bad_request(f"A password has {MIN_PASSWORD} to {MAX_PASSWORD} characters.", field)
+    return password
+
+
+def operator(organization_id: ObjectId) -> Principal:
+    """The operator at the server's command line: the CLI acts with every permission."""
+    return Principal(
+        auth_type=OPERATOR_AUTH,
+        organization_id=organization_id,
+        role_key=OWNER,
+        permissions=frozenset(PERMISSIONS),
+    )
+
+
+# The rules -----------------------------------------------------------------------------
+
+
+def _lacking(actor: Principal, permissions) -> list[str]:
+    return sorted(set(permissions) - actor.permissions)
+
+
+def check_may_grant(actor: Principal, role: dict, field: str = "roleId") -> None:
+    """Refuse giving ``role`` to anyone (a member, an invitee, a key) if the actor lacks any
+    of its permissions, or if it is the Owner role and the actor is no Owner."""
+    if role.get("key") == OWNER and not actor.is_owner:
+        raise refused("Only an Owner can give the Owner role.", field)
+    lacking = _lacking(actor, role["permissions"])
+    if lacking:
+        raise refused(f"You cannot grant permissions you do not hold: {', '.join(lacking)}.", field)
+
+
+def _check_may_manage_member(actor: Principal, member: dict, *, removing: bool) -> None:
+    account_id = member["account"]["_id"]
+    if account_id == actor.account_id and not removing:
+        raise refused("Nobody can change their own role; ask another administrator.", "roleId")
+    if account_id == actor.account_id:
+        return  # leaving the organization needs no power over oneself (the last Owner stays)
+    role = member["role"] or {"permissions": [], "key": None}
+    if role.get("key") == OWNER and not actor.is_owner:
+        raise refused("Only an Owner can change or remove an Owner.", "accountId")
+    lacking = _lacking(actor, role["permissions"])
+    if lacking:
+        raise refused(
+            "This member's role holds permissions you do not hold "
+            f"({', '.join(lacking)}); only someone who holds them can change it.",
+            "accountId",
+        )
+
+
+def _check_may_edit_role(actor: Principal, role: dict, new_permissions=()) -> None:
+    if role.get("key") == OWNER:
+        raise conflict("The Owner role cannot be edited or deleted.", "roleId")
+    if role["_id"] == actor.role_id:
+        raise refused("Nobody can edit the role they hold; ask another administrator.", "roleId")
+    lacking = _lacking(actor, set(role["permissions"]) | set(new_permissions))
+    if lacking:
+        raise refused(
+            f"You can only change roles within the permissions you hold; you lack "
+            f"{', '.join(lacking)}.",
+            "permissions",
+        )
+
+
+# Roles ---------------------------------------------------------------------------------
+
+
+def _role(organization_id: ObjectId, role_id: ObjectId, *, status: int = 404) -> dict:
+    role = orgs.find_role(get_db(), organization_id, role_id)
+    if role is None:
+        if status == 404:
+            raise not_found("Role", "roleId")
+        raise ApiError(
+            status, "unprocessable", "No role with this id in the organization.", "roleId"
+        )
+    return role
+
+
+def create_role(
+    actor: Principal, name: str, permissions: list[str], description: str | None = None
+) -> dict:
+    lacking = _lacking(actor, permissions)
+    if lacking:
+        raise refused(
+            f"You cannot grant permissions you do not hold: {', '.join(lacking)}.", "permissions"
+        )
+    return orgs.create_role(get_db(), actor.organization_id, name, permissions, description)
+
+
+def update_role(
+    actor: Principal,
+    role_id: ObjectId,
+    *,
+    name: str | None = None,
+    permissions: list[str] | None = None,
+    description: str | None = None,
+) -> dict:
+    role = _role(actor.organization_id, role_id)
+    _check_may_edit_role(actor, role, permissions or ())
+    changes: dict = {}
+    if name is not None and name.strip() != role["name"]:
+        if role["builtIn"]:
+            raise conflict("Built-in roles cannot be renamed.", "name")
+        changes["name"] = name.strip()
+    if description is not None:
+        changes["description"] = description.strip() or None
+    if permissions is not None:
+        changes["permissions"] = sorted(set(permissions))
+    if not changes:
+        return role
+    return orgs.update_role(get_db(), actor.organization_id, role_id, changes)
+
+
+def delete_role(actor: Principal, role_id: ObjectId) -> None:
+    role = _role(actor.organization_id, role_id)
+    _check_may_edit_role(actor, role)
+    if role["builtIn"]:
+        raise conflict("Built-in roles cannot be deleted.", "roleId")
+    if orgs.role_in_use(get_db(), actor.organization_id, role_id):
+        raise conflict(
+            "The role is held by members, API keys or pending invitations; reassign them first.",
+            "roleId",
+        )
+    orgs.delete_role(get_db(), actor.organization_id, role_id)
+
+
+# Members -------------------------------------------------------------------------------
+
+
+def _member(organization_id: ObjectId, account_id: ObjectId) -> dict:
+    member = orgs.find_member(get_db(), organization_id, account_id)
+    if member is None:
+        raise not_found("Member", "accountId")
+    return member
+
+
+def change_member_role(actor: Principal, account_id: ObjectId, role_id: ObjectId) -> dict:
+    """Give a member another role; the Owner guard keeps the last Owner in place."""
+    db = get_db()
+    organization_id = actor.organization_id
+    member = _member(organization_id, account_id)
+    _check_may_manage_member(actor, member, removing=False)
+    role = _role(organization_id, role_id, status=422)
+    check_may_grant(actor, role)
+    current = member["membership"]["roleId"]
+    if current == role_id:
+        return member
+    was_owner = member["role"] is not None and member["role"].get("key") == OWNER
+    with exclusive(f"owners-{organization_id}"):
+        if was_owner and not orgs.take_owner_out(db, organization_id, account_id):
+            raise conflict(
+                "The last Owner cannot be demoted; make another member Owner first.", "roleId"
+            )
+        if not orgs.set_member_role(db, organization_id, account_id, current, role_id):
+            if was_owner:
+                orgs.put_owner_in(db, organization_id, account_id)
+            raise conflict("The member's role changed meanwhile; reload and try again.", "roleId")
+        if role.get("key") == OWNER:
+            orgs.put_owner_in(db, organization_id, account_id)
+    return _member(organization_id, account_id)
+
+
+def remove_member(actor: Principal, account_id: ObjectId) -> None:
+    """Remove a member: their sessions end, their keys and pending invitations are revoked."""
+    db = get_db()
+    organization_id = actor.organization_id
+    member = _member(organization_id, account_id)
+    _check_may_manage_member(actor, member, removing=True)
+    role_id = member["membership"]["roleId"]
+    was_owner = member["role"] is not None and member["role"].get("key") == OWNER
+    with exclusive(f"owners-{organization_id}"):
+        if was_owner and not orgs.take_owner_out(db, organization_id, account_id):
+            raise conflict(
+                "The last Owner cannot be removed; make another member Owner first.", "accountId"
+            )
+        if not orgs.delete_membership(db, organization_id, account_id, role_id):
+            if was_owner:
+                orgs.put_owner_in(db, organization_id, account_id)
+            raise conflict("The member changed meanwhile; reload and try again.", "accountId")
+    sessions.end_account_sessions(db, account_id)
+    api_keys.revoke_keys_created_by(db, organization_id, account_id)
+    orgs.revoke_invitations_by(db, organization_id, account_id)
+
+
+# Invitations ---------------------------------------------------------------------------
+
+
+def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[dict, str]:
+    """Invite an email with a role; return the invitation and its one-time token.
+
+    The answer is the same whether or not the email has an account, so inviting cannot be
+    used to learn who has one. An email that is already a member of this organization is a
+    409: the inviter can see the members anyway.
+    """
+    db = get_db()
+    email = checked_email(email)
+    role = _role(actor.organization_id, role_id, status=422)
+    check_may_grant(actor, role)
+    account = orgs.find_account_by_email(db, email)
+    if account is not None and orgs.find_membership(db, actor.organization_id, account["_id"]):
+        raise conflict("This email is already a member of the organization.", "email")
+    invited_by = {"accountId": actor.account_id, "apiKeyId": actor.api_key_id}
+    return orgs.create_invitation(
+        db,
+        actor.organization_id,
+        email=email,
+        role_id=role["_id"],
+        invited_by=invited_by,
+        lifetime=timedelta(hours=current_app.config["INVITATION_LIFETIME_HOURS"]),
+    )
+
+
+def list_invitations(actor: Principal) -> list[dict]:
+    return orgs.list_pending_invitations(get_db(), actor.organization_id)
+
+
+def revoke_invitation(actor: Principal, invitation_id: ObjectId) -> dict:
+    return orgs.revoke_invitation(get_db(), actor.organization_id, invitation_id)
+
+
+@dataclass(frozen=True)
+class InvitationView:
+    """What the acceptance page shows about a pending invitation."""
+
+    invitation: dict
+    organization: dict
+    role: dict | None
+    account_exists: bool
+
+
+def find_invitation(token: str) -> InvitationView:
+    db = get_db()
+    invitation = orgs.find_pending_invitation(db, token)
+    if invitation is None:
+        raise not_found("Invitation (it may have expired, been revoked or used)", "token")
+    organization = orgs.find_organization(db, invitation["organizationId"]) or {
+        "_id": invitation["organizationId"],
+        "name": "(deleted organization)",
+    }
+    role = orgs.find_role(db, invitation["organizationId"], invitation["roleId"])
+    exists = orgs.find_account_by_email(db, invitation["email"]) is not None
+    return InvitationView(invitation, organization, role, exists)
+
+
+def accept_invitation(
+    token: str, *, account: dict | None = None, password: str | None = None
+) -> dict:
+    """Accept an invitation: as the logged-in account it names, or by creating that account.
+
+    ``account`` is the caller's account when logged in (a JWT or a web session). Returns
+    ``{"organizationId", "accountId", "roleId", "accountCreated"}``.
+    """
+    db = get_db()
+    view = find_invitation(token)
+    invitation = view.invitation
+    if view.role is None:
+        raise conflict("The role of this invitation no longer exists; ask for a new one.", "token")
+    existing = orgs.find_account_by_email(db, invitation["email"])
+    if account is not None and (existing is None or existing["_id"] != account["_id"]):
+        raise refused(
+            f"This invitation is for {invitation['email']}; you are logged in as "
+            f"{account['email']}. Log in as {invitation['email']} to accept it.",
+            "token",
+        )
+    if existing is not None and account is None:
+        raise unauthorized(
+            f"This invitation is for the existing account {invitation['email']}: accept it "
+            "logged in as that account (Authorization: Bearer <its token>), without a password."
+        )
+    if existing is not None and password is not None:
+        raise bad_request("An existing account keeps its own password; leave it out.", "password")
+    if existing is None:
+        checked_password(password)
+    claimant = existing["_id"] if existing else ObjectId()
+    if not orgs.claim_invitation(db, invitation, claimant):
+        raise not_found("Invitation (it may have expired, been revoked or used)", "token")
+    try:
+        if existing is None:
+            existing = orgs.create_account(db, invitation["email"], password, account_id=claimant)
+        with exclusive(f"owners-{invitation['organizationId']}"):
+            orgs.add_membership(
+                db, invitation["organizationId"], existing["_id"], invitation["roleId"]
+            )
+            if view.role.get("key") == OWNER:
+                orgs.put_owner_in(db, invitation["organizationId"], existing["_id"])
+    except ApiError:
+        orgs.release_invitation(db, invitation)
+        raise
+    return {
+        "organizationId": invitation["organizationId"],
+        "accountId": existing["_id"],
+        "roleId": invitation["roleId"],
+        "accountCreated": account is None,
+        "account": existing,
+    }
+
+
+# Accounts ------------------------------------------------------------------------------
+
+
+def change_password(account: dict, current: str, new: str) -> None:
+    """Change one's own password: every session and every JWT issued before it ends."""
+    if not verify_password(account["passwordHash"], current):
+        raise bad_request("The current password is incorrect.", "currentPassword")
+    checked_password(new, "newPassword")
+    db = get_db()
+    orgs.set_password(db, account["_id"], new)
+    sessions.end_account_sessions(db, account["_id"])
+
+
+def add_member_as_operator(
+    organization_id: ObjectId, email: str, password: str | None, role: dict
+) -> dict:
+    """The CLI's ``create-user``: a new account gets the password, an existing one keeps its.
+
+    Returns ``{"account", "accountCreated", "passwordChanged": False}``.
+    """
+    db = get_db()
+    email = checked_email(email)
+    account = orgs.find_account_by_email(db, email)
+    created = account is None
+    if created:
+        if password is None:
+            raise bad_request("A new account needs a password.", "password")
+        account = orgs.create_account(db, email, checked_password(password))
+    with exclusive(f"owners-{organization_id}"):
+        orgs.add_membership(db, organization_id, account["_id"], role["_id"])
+        if role.get("key") == OWNER:
+            orgs.put_owner_in(db, organization_id, account["_id"])
+    return {"account": account, "accountCreated": created, "passwordChanged": False}
+
+
+def create_organization(name: str, owner_email: str, owner_password: str | None) -> dict:
+    """The CLI's ``create-org`` (and the demo): an organization with its first Owner."""
+    db = get_db()
+    if not name or not name.strip():
+        raise bad_request("An organization needs a name.", "name")
+    email = checked_email(owner_email, "ownerEmail")
+    account = orgs.find_account_by_email(db, email)
+    created = account is None
+    if created:
+        if owner_password is None:
+            raise bad_request("A new account needs a password.", "ownerPassword")
+        account = orgs.create_account(db, email, checked_password(owner_password, "ownerPassword"))
+    made = orgs.create_organization(db, name, account["_id"])
+    return {**made, "owner": account, "accountCreated": created, "passwordChanged": False}

@@ -1,0 +1,57 @@
+"""``/invitations/<token>``: the page where an invited person accepts.
+
+A new account chooses its password here and is logged in; an existing account must be
+logged in as the invited email, and accepts with one click. The token is part of the path,
+so the audit record shows it redacted (``audit.record``) and the page is never cached.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_login import current_user
+
+from ..audit.context import note_actor
+from ..errors import ApiError
+from ..organizations import service as access
+from .forms import AcceptInvitationForm
+from .session import open_session
+
+bp = Blueprint("invitations", __name__, url_prefix="/invitations")
+
+
+def _render(view, form, status=200, error=None):
+    account = current_user.account if current_user.is_authenticated else None
+    return (
+        render_template(
+            "session/invitation.html",
+            view=view,
+            form=form,
+            account=account,
+            error=error,
+        ),
+        status,
+    )
+
+
+@bp.route("/<token>", methods=["GET", "POST"])
+def accept_page(token):
+    view = access.find_invitation(token)
+    note_actor({"_id": None, "email": view.invitation["email"]}, view.organization["_id"])
+    form = AcceptInvitationForm()
+    if not form.is_submitted():
+        return _render(view, form)
+    if not form.validate():
+        return _render(view, form, 400)
+    account = current_user.account if current_user.is_authenticated else None
+    try:
+        accepted = access.accept_invitation(
+            token,
+            account=account,
+            password=None if view.account_exists else (form.password.data or None),
+        )
+    except ApiError as error:
+        return _render(view, form, error.status if error.status != 401 else 403, error.message)
+    note_actor(accepted["account"], accepted["organizationId"])
+    open_session(accepted["account"], accepted["organizationId"])
+    flash(f"Welcome to {view.organization['name']}.")
+    return redirect(url_for("web.home"))
