@@ -255,7 +255,11 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[dict, str]:
     account = orgs.find_account_by_email(db, email)
     if account is not None and orgs.find_membership(db, actor.organization_id, account["_id"]):
         raise conflict("This email is already a member of the organization.", "email")
-    invited_by = {"accountId": actor.account_id, "apiKeyId": actor.api_key_id}
+    # a key invites on behalf of the person who made it: their leaving revokes this too
+    invited_by = {
+        "accountId": actor.account_id or actor.key_creator_id,
+        "apiKeyId": actor.api_key_id,
+    }
     return orgs.create_invitation(
         db,
         actor.organization_id,
