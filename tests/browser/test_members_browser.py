@@ -20,9 +20,10 @@ def test_invite_accept_and_sign_out(browser, page, live, tmp_path):
     page.get_by_role("button", name="Invite").click()
     link = page.locator("#accept-url").inner_text().strip()
     assert "/invitations/inv_" in link
-    assert "new.hire@corp.local" in page.get_by_role("heading", name="Pending invitations").locator(
-        "xpath=.."
-    ).inner_text()
+    assert (
+        "new.hire@corp.local"
+        in page.get_by_role("heading", name="Pending invitations").locator("xpath=..").inner_text()
+    )
     target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
     page.screenshot(path=str(target / "members-invite.png"), full_page=True)
 
