@@ -107,8 +107,9 @@ def register_hooks(app: Flask) -> None:
             app.extensions[WRITER_KEY].add_task(*background_sealer(app))
     else:
         app.logger.warning("AUDIT_ENABLED=false: REQUESTS ARE NOT BEING RECORDED IN THE AUDIT LOG")
-    app.before_request(start_request)
-    app.before_request(load_principal)
+    # first of all before_request hooks, so that a request refused by another one (CSRF
+    # protection, a rate limit) still has its clock, its id, its principal and its record
+    app.before_request_funcs.setdefault(None, [])[:0] = [start_request, load_principal]
     from .security import set_security_headers
 
     app.after_request(set_security_headers)

@@ -6,8 +6,8 @@ Bad arguments end with a message and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import getpass
 import json
+import os
 import sys
 import time
 
@@ -16,6 +16,7 @@ from bson import ObjectId
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .audit.capture import record_operator_command
 from .db import get_audit_db, get_db
 from .errors import ApiError
 
@@ -100,6 +101,12 @@ def create_org_command(name, owner_email, owner_password, as_json):
     except ApiError as error:
         _fail_on_api_error(error)
     organization, owner = made["organization"], made["owner"]
+    record_operator_command(
+        organization["_id"],
+        "create-org",
+        {"name": organization["name"], "ownerEmail": owner["email"]},
+        response={"id": organization["_id"], "accountCreated": made["accountCreated"]},
+    )
     _emit(
         as_json,
         {
@@ -137,6 +144,12 @@ def create_user_command(organization_id, email, password, role, as_json):
     except ApiError as error:
         _fail_on_api_error(error)
     account = made["account"]
+    record_operator_command(
+        organization["_id"],
+        "create-user",
+        {"email": account["email"], "role": role_doc["name"]},
+        response={"id": account["_id"], "accountCreated": made["accountCreated"]},
+    )
     _emit(
         as_json,
         {
@@ -180,6 +193,12 @@ def create_api_key_command(organization_id, name, workspace_id, role, as_json):
         )
     except ApiError as error:
         _fail_on_api_error(error)
+    record_operator_command(
+        organization["_id"],
+        "create-api-key",
+        {"name": key["name"], "role": role_doc["name"], "workspace": workspace_id},
+        response={"id": key["_id"], "prefix": key["prefix"]},
+    )
     _emit(
         as_json,
         {
@@ -319,63 +338,51 @@ def export_command(organization_id, fmt, output, **filters):
         option = options.get(error.field) or "--" + python_name.replace("_", "-")
         raise click.BadParameter(error.message.split(": ", 1)[-1], param_hint=option) from None
     records = iter_records(get_audit_db(), organization["_id"], query.criteria())
-    written = 0
-    started = time.monotonic()
+    options = {"format": fmt, "output": output, **args.to_dict()}
+    started = record_operator_command(
+        organization["_id"], "export", options, export={"format": fmt, "outcome": "started"}
+    )
+    written, completed = 0, False
+    begun = time.monotonic()
     progress = output != "-" or not sys.stdout.isatty()
-    with click.open_file(output, "w", encoding="utf-8") as handle:
-        for chunk in export.chunks(fmt, records):
-            handle.write(chunk)
-            written += 1
-            if progress and written % 1000 == 0:
-                rate = written / max(time.monotonic() - started, 1e-6)
-                click.echo(f"\rExported {written:,} records ({rate:,.0f}/s)", err=True, nl=False)
-    count = written - 1 if fmt == "csv" else written
-    _record_cli_export(organization["_id"], fmt, args, count)
+    try:
+        with click.open_file(output, "w", encoding="utf-8") as handle:
+            for chunk in export.chunks(fmt, records):
+                handle.write(chunk)
+                written += 1
+                if progress and written % 1000 == 0:
+                    rate = written / max(time.monotonic() - begun, 1e-6)
+                    click.echo(
+                        f"\rExported {written:,} records ({rate:,.0f}/s)", err=True, nl=False
+                    )
+        completed = True
+    except BrokenPipeError:
+        # the reader stopped early (`| head`): keep Python from failing on the closed stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        count = max(written - 1, 0) if fmt == "csv" else written
+        record_operator_command(
+            organization["_id"],
+            "export",
+            options,
+            export={
+                "format": fmt,
+                "rowsWritten": count,
+                "outcome": "completed" if completed else "interrupted",
+                "startRecordId": started,
+            },
+        )
+    if not completed:
+        click.echo(
+            f"\rExport interrupted after {count:,} records: the output was closed "
+            "(the export is recorded as interrupted).",
+            err=True,
+        )
+        raise SystemExit(1)
     click.echo(
         f"\rExported {count:,} records of {organization['name']!r} as {fmt}"
         + ("" if output == "-" else f" to {output}"),
         err=True,
-    )
-
-
-def _record_cli_export(organization_id, fmt: str, args, count: int) -> None:
-    """Exports are part of the log too: record this one as a CLI request."""
-    from .audit.capture import WRITER_KEY
-    from .ids import utcnow
-
-    writer = current_app.extensions.get(WRITER_KEY)
-    if writer is None:
-        return
-    writer.write(
-        {
-            "_id": ObjectId(),
-            "organizationId": organization_id,
-            "accountId": None,
-            "accountEmail": None,
-            "apiKeyId": None,
-            "apiKeyName": None,
-            "workspaceId": None,
-            "authType": "none",
-            "resource": "auditLogs",
-            "method": "CLI",
-            "path": "flask export",
-            "route": None,
-            "statusCode": 200,
-            "createdAt": utcnow(),
-            "durationMs": 0.0,
-            "ip": None,
-            "userAgent": f"flask-cli (user {getpass.getuser()})",
-            "requestId": ObjectId().binary.hex(),
-            "request": {
-                "query": {"format": fmt, **args.to_dict()},
-                "params": {},
-                "headers": {},
-                "bodyType": "empty",
-                "body": None,
-                "bodySize": 0,
-                "exported": count,
-            },
-        }
     )
 
 
@@ -430,6 +437,12 @@ def verify_command(organization_id, start, end, as_json):
         organization["_id"], start=_date_option(start, "--from"), end=_date_option(end, "--to")
     )
     payload = report.as_dict()
+    record_operator_command(
+        organization["_id"],
+        "verify",
+        {"from": start, "to": end},
+        verification={"ok": report.ok, "windows": len(report.windows)},
+    )
     lines = [
         f"{len(report.windows)} window(s) checked; verified up to "
         f"{payload['verifiedUpTo'] or 'nothing yet'}; {report.unsealed_records} record(s) "
@@ -466,6 +479,9 @@ def export_digests_command(organization_id, output):
         for digest in iter_digests(get_audit_db(), organization["_id"]):
             handle.write(json.dumps(jsonable(digest), sort_keys=True) + "\n")
             count += 1
+    record_operator_command(
+        organization["_id"], "export-digests", {"output": output}, digests=count
+    )
     click.echo(f"Exported {count} digest(s)", err=True)
 
 

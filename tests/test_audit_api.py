@@ -399,11 +399,21 @@ def test_cli_export(app, org, db, tmp_path):
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8").lstrip("\ufeff"))))
     assert len(rows) == 5 and {r["statusCode"] for r in rows} == {"500"}
     assert "Exported 5 records" in result.output
-    recorded = db.audit_logs.find_one({"method": "CLI"})
-    assert recorded["organizationId"] == org.id and recorded["request"]["exported"] == 5
+    started, ended = db.audit_logs.find({"method": "CLI"}).sort("createdAt", 1)
+    assert started["organizationId"] == ended["organizationId"] == org.id
+    assert started["authType"] == ended["authType"] == "cli"
+    assert started["request"]["params"]["statusCode"] == "5xx"
+    assert started["request"]["export"] == {"format": "csv", "outcome": "started"}
+    assert ended["request"]["export"] == {
+        "format": "csv",
+        "rowsWritten": 5,
+        "outcome": "completed",
+        "startRecordId": started["_id"],
+    }
     ndjson = runner.invoke(args=["export", "--organization", str(org.id), "--format", "ndjson"])
     assert ndjson.exit_code == 0
-    assert sum(1 for line in ndjson.stdout.splitlines() if line.startswith("{")) == 8
+    # the 7 seeded, the first export's two records, and this export's start
+    assert sum(1 for line in ndjson.stdout.splitlines() if line.startswith("{")) == 10
 
 
 @pytest.mark.parametrize(

@@ -73,3 +73,57 @@ def record_response(response):
 
 def _minimal_record(response, duration_ms: float) -> dict:
     return {**summary_fields(response, duration_ms), "request": {"detailsError": True}}
+
+
+def record_operator_command(organization_id, command: str, options: dict, **details):
+    """Write the record of an operator's command in the organization's log (the CLI).
+
+    Returns the record's id (None when auditing is off).
+    """
+    from .record import operator_record
+
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is None:
+        return None
+    record = operator_record(organization_id, command, options, details=details or None)
+    writer.write(record)
+    return record["_id"]
+
+
+class _Answered:
+    status_code = 200
+
+
+def record_export_outcome(fmt: str):
+    """A callback for ``export.tallied``: record how this request's export ended."""
+    started = time.perf_counter()
+
+    def on_end(rows: int, completed: bool) -> None:
+        writer = current_app.extensions.get(WRITER_KEY)
+        if writer is None or "audit_started_at" not in g:
+            return
+        try:
+            record = summary_fields(_Answered(), (time.perf_counter() - started) * 1000)
+            record["_id"] = ObjectId()
+            record["request"] = {
+                "query": {},
+                "params": {},
+                "headers": {},
+                "bodyType": "empty",
+                "body": None,
+                "export": _outcome(fmt, rows, completed),
+            }
+        except Exception:  # the stream is over: never raise into the server
+            log.exception("Could not build the export outcome record")
+            return
+        writer.write(record)
+
+    return on_end
+
+
+def _outcome(fmt: str, rows: int, completed: bool) -> dict:
+    return {
+        "format": fmt,
+        "rowsWritten": rows,
+        "outcome": "completed" if completed else "interrupted",
+    }

@@ -19,3 +19,12 @@ def note_actor(account: dict, organization_id) -> None:
         "accountEmail": account["email"],
         "organizationId": organization_id,
     }
+
+
+def note_former_credential(attribution: dict) -> None:
+    """Attribute a request refused for a credential that *was* valid to its owner.
+
+    A revoked or expired API key, the JWT of a removed member or of a changed password:
+    the organization sees these attempts by its former insiders in its own log.
+    """
+    g.audit_actor = attribution

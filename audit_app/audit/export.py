@@ -75,12 +75,32 @@ def chunks(fmt: str, records: Iterable[dict]) -> Iterator[str]:
     return csv_chunks(records) if fmt == "csv" else ndjson_chunks(records)
 
 
+def tallied(fmt: str, records: Iterable[dict], on_end) -> Iterator[str]:
+    """The export's chunks; ``on_end(rows, completed)`` runs however the export ends."""
+    written, completed = 0, False
+    try:
+        for chunk in chunks(fmt, records):
+            yield chunk
+            written += 1
+        completed = True
+    finally:
+        on_end(max(written - 1, 0) if fmt == "csv" else written, completed)
+
+
 def streamed_response(fmt: str, query, records: Iterable[dict], organization: dict) -> Response:
-    """The download: streamed from the cursor, named for the organization and the date range."""
+    """The download: streamed from the cursor, named for the organization and the date range.
+
+    The request's own record says an export started; when the stream ends (completed, or
+    cut short by the client) a second record with the same ``requestId`` says how it ended.
+    """
+    from .capture import record_export_outcome
+
     name = file_name(
         organization["name"], fmt, query.filters.get("from_"), query.filters.get("to"), utcnow()
     )
-    body = stream_with_context(chunk.encode("utf-8") for chunk in chunks(fmt, records))
+    body = stream_with_context(
+        chunk.encode("utf-8") for chunk in tallied(fmt, records, record_export_outcome(fmt))
+    )
     response = Response(body, mimetype=CONTENT_TYPES[fmt].split(";")[0])
     response.headers["Content-Type"] = CONTENT_TYPES[fmt]
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import uuid
 
@@ -16,6 +17,7 @@ from bson import ObjectId
 from flask import Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from ..ids import utcnow
 from .redaction import REDACTED, Redactor, safe_str
 
 NEVER_STORED_HEADERS = frozenset(
@@ -199,30 +201,109 @@ def redacted_path() -> str:
     return path
 
 
+RECORD_FIELDS = (
+    "_id",
+    "organizationId",
+    "accountId",
+    "accountEmail",
+    "apiKeyId",
+    "apiKeyName",
+    "workspaceId",
+    "authType",
+    "resource",
+    "method",
+    "path",
+    "route",
+    "statusCode",
+    "createdAt",
+    "durationMs",
+    "ip",
+    "userAgent",
+    "requestId",
+)
+
+
+def new_record(**fields) -> dict:
+    """The one builder of an ``audit_logs`` document, for HTTP requests and CLI commands.
+
+    Every top-level field is present (unknown ones are refused), so records of every origin
+    have the same shape; what is not given is null, or a fresh id and the current time.
+    """
+    unknown = set(fields) - set(RECORD_FIELDS) - {"request"}
+    if unknown:
+        raise TypeError(f"not audit record fields: {sorted(unknown)}")
+    record: dict = dict.fromkeys(RECORD_FIELDS)
+    record.update(
+        _id=ObjectId(),
+        authType="none",
+        createdAt=utcnow(),
+        durationMs=0.0,
+        requestId=uuid.uuid4().hex,
+        request={"query": {}, "params": {}, "headers": {}, "bodyType": "empty", "body": None},
+    )
+    record.update(fields)
+    return record
+
+
 def summary_fields(response: Response, duration_ms: float) -> dict:
     """Every top-level field of the record: who, what, when, how it ended."""
     principal = g.get("principal")
-    record = {
-        "_id": g.get("audit_record_id") or ObjectId(),
-        "organizationId": getattr(principal, "organization_id", None),
-        "accountId": getattr(principal, "account_id", None),
-        "accountEmail": getattr(principal, "account_email", None),
-        "apiKeyId": getattr(principal, "api_key_id", None),
-        "apiKeyName": getattr(principal, "api_key_name", None),
-        "workspaceId": g.get("audit_workspace_id"),
-        "authType": getattr(principal, "auth_type", "none"),
-        "resource": resource_of(request),
-        "method": request.method,
-        "path": redacted_path(),
-        "route": route_of(request),
-        "statusCode": response.status_code,
-        "createdAt": g.audit_started_at,
-        "durationMs": round(duration_ms, 3),
-        "ip": request.remote_addr,
-        "userAgent": safe_str(request.headers.get("User-Agent", ""))[:1024] or None,
-        "requestId": g.request_id,
-    }
+    record = new_record(
+        _id=g.get("audit_record_id") or ObjectId(),
+        organizationId=getattr(principal, "organization_id", None),
+        accountId=getattr(principal, "account_id", None),
+        accountEmail=getattr(principal, "account_email", None),
+        apiKeyId=getattr(principal, "api_key_id", None),
+        apiKeyName=getattr(principal, "api_key_name", None),
+        workspaceId=g.get("audit_workspace_id"),
+        authType=getattr(principal, "auth_type", "none"),
+        resource=resource_of(request),
+        method=request.method,
+        path=redacted_path(),
+        route=route_of(request),
+        statusCode=response.status_code,
+        createdAt=g.audit_started_at,
+        durationMs=round(duration_ms, 3),
+        ip=request.remote_addr,
+        userAgent=safe_str(request.headers.get("User-Agent", ""))[:1024] or None,
+        requestId=g.request_id,
+    )
+    del record["request"]
     actor = g.get("audit_actor")
     if actor and record["organizationId"] is None:
         record.update(actor)
     return record
+
+
+def operator_record(
+    organization_id, command: str, options: dict, *, details: dict | None = None
+) -> dict:
+    """The record of an operator's command on the server (``authType: "cli"``)."""
+    return new_record(
+        organizationId=organization_id,
+        authType="cli",
+        resource="cli",
+        method="CLI",
+        path=f"flask {command}",
+        route=command,
+        statusCode=200,
+        userAgent=f"flask-cli (user {_operator_name()})",
+        request={
+            "query": {},
+            "params": redactor().clean({k: v for k, v in options.items() if v is not None}),
+            "headers": {},
+            "bodyType": "empty",
+            "body": None,
+            "bodySize": 0,
+            **(details or {}),
+        },
+    )
+
+
+def _operator_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        return f"uid {os.getuid()}"

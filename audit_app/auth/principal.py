@@ -17,6 +17,7 @@ from flask import g, redirect, request, session, url_for
 from flask_login import current_user
 
 from ..api_keys import repository as api_keys
+from ..audit.context import note_former_credential
 from ..db import get_db
 from ..errors import ApiError, forbidden, unauthorized
 from ..organizations import repository as orgs
@@ -85,19 +86,46 @@ def _member_principal(auth_type: str, account: dict, organization_id: ObjectId) 
 
 def account_of_token(token: str) -> tuple[dict, ObjectId]:
     """The account a JWT speaks for, and the organization it was issued in; or TokenError."""
-    account_id, organization_id, version = decode_token(token)
+    try:
+        account_id, organization_id, version = decode_token(token)
+    except TokenError as error:
+        if error.attribution:  # expired, but ours: whose it was
+            account = orgs.find_account(get_db(), error.attribution["accountId"])
+            error.attribution = _former(JWT, error.attribution["organizationId"], account)
+        raise
     account = orgs.find_account(get_db(), account_id)
     if account is None:
         raise TokenError("The token's account no longer exists.")
-    check_version(version, account)
+    try:
+        check_version(version, account)
+    except TokenError as error:
+        error.attribution = _former(JWT, organization_id, account)
+        raise
     return account, organization_id
+
+
+def _former(auth_type: str, organization_id: ObjectId, account: dict | None = None, key=None):
+    """Who a refused credential belonged to, for the audit record of the refusal."""
+    if account is None and key is None:
+        return None
+    return {
+        "organizationId": organization_id,
+        "authType": auth_type,
+        "accountId": account["_id"] if account else None,
+        "accountEmail": account["email"] if account else None,
+        "apiKeyId": key["_id"] if key else None,
+        "apiKeyName": key["name"] if key else None,
+    }
 
 
 def _from_jwt(token: str) -> Principal:
     account, organization_id = account_of_token(token)
     principal = _member_principal(JWT, account, organization_id)
     if not principal:
-        raise TokenError("The token's account is no longer a member of its organization.")
+        raise TokenError(
+            "The token's account is no longer a member of its organization.",
+            _former(JWT, organization_id, account),
+        )
     return principal
 
 
@@ -107,14 +135,19 @@ def _from_api_key(secret: str) -> Principal:
     if key is None:
         raise TokenError("The API key is not valid.")
     if key.get("revokedAt") is not None:
-        raise TokenError("The API key has been revoked.")
+        raise TokenError(
+            "The API key has been revoked.", _former(API_KEY, key["organizationId"], key=key)
+        )
     role = orgs.find_role(db, key["organizationId"], key["roleId"])
     permissions = frozenset(role["permissions"]) if role else frozenset()
     creator_id = key.get("createdBy")
     if creator_id is not None:  # never more than its creator holds now
         creator = _creator_permissions(key["organizationId"], creator_id)
         if creator is None:
-            raise TokenError("The API key's creator is no longer a member; the key is revoked.")
+            raise TokenError(
+                "The API key's creator is no longer a member; the key is revoked.",
+                _former(API_KEY, key["organizationId"], key=key),
+            )
         permissions &= creator
     api_keys.touch_last_used(db, key)
     return Principal(
@@ -192,6 +225,8 @@ def load_principal() -> None:
             g.principal = _from_api_key(key.strip())
     except TokenError as error:
         g.auth_error = str(error)
+        if error.attribution:
+            note_former_credential(error.attribution)
 
 
 def require_authentication() -> Principal:

@@ -18,7 +18,15 @@ REQUIRED_CLAIMS = ["exp", "iat", "sub", "org"]
 
 
 class TokenError(Exception):
-    """The token is not one this server issued, or no longer valid."""
+    """The token is not one this server issued, or no longer valid.
+
+    ``attribution`` names whom a credential that *was* valid belonged to (its organization,
+    account or API key), so the refused request is recorded in that organization's log.
+    """
+
+    def __init__(self, message: str, attribution: dict | None = None):
+        super().__init__(message)
+        self.attribution = attribution
 
 
 def issue_token(account: dict, organization_id: ObjectId) -> tuple[str, int]:
@@ -58,7 +66,9 @@ def decode_token(token: str) -> tuple[ObjectId, ObjectId, int]:
             leeway=5,
         )
     except jwt.ExpiredSignatureError:
-        raise TokenError("The token has expired; request a new one.") from None
+        raise TokenError(
+            "The token has expired; request a new one.", _expired_claims(token)
+        ) from None
     except jwt.ImmatureSignatureError:
         raise TokenError("The token is not valid yet.") from None
     except jwt.MissingRequiredClaimError as error:
@@ -72,3 +82,17 @@ def decode_token(token: str) -> tuple[ObjectId, ObjectId, int]:
         return ObjectId(claims["sub"]), ObjectId(claims["org"]), version
     except (InvalidId, TypeError):  # a claim that is not an ObjectId string
         raise TokenError("The token's sub and org claims must be ObjectIds.") from None
+
+
+def _expired_claims(token: str) -> dict | None:
+    """The subject of a token whose signature is ours but whose time is up."""
+    try:
+        claims = jwt.decode(
+            token,
+            current_app.config["SECRET_KEY"],
+            algorithms=[ALGORITHM],
+            options={"verify_exp": False, "require": REQUIRED_CLAIMS},
+        )
+        return {"accountId": ObjectId(claims["sub"]), "organizationId": ObjectId(claims["org"])}
+    except (jwt.InvalidTokenError, InvalidId, TypeError):
+        return None
