@@ -10,6 +10,9 @@ timeout = 60
 graceful_timeout = 20
 accesslog = "-"
 errorlog = "-"
+# the access log goes through the audit log's redaction: no secret in a query, a path or a
+# Referer is written to disk (audit_app/accesslog.py)
+logger_class = "audit_app.accesslog.RedactingLogger"
 # The app is built in each worker, after the fork: no client, thread or file handle is shared.
 preload_app = False
 

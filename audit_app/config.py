@@ -45,7 +45,19 @@ DEFAULT_REDACT_KEYS = (
     "cookie",
     "sessionId",
     "csrfToken",
+    "passwort",
+    "passphrase",
+    "credential",
+    "signature",
+    "bearer",
+    "jwt",
+    "otp",
+    "dsn",
 )
+
+# Matched only as a whole word of a key (``pass``, ``user_pass``, ``passWord``), never
+# inside another word (``passenger``, ``author``, ``pinned``, ``inside``).
+DEFAULT_REDACT_WORDS = ("pass", "pw", "pin", "auth", "sid", "cred")
 
 
 class ConfigError(RuntimeError):
@@ -138,6 +150,7 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_ENABLED": _env_bool("AUDIT_ENABLED", True),
         "AUDIT_HEADER_ALLOWLIST": _env_list("AUDIT_HEADER_ALLOWLIST", DEFAULT_HEADER_ALLOWLIST),
         "AUDIT_REDACT_KEYS": _env_list("AUDIT_REDACT_KEYS", DEFAULT_REDACT_KEYS),
+        "AUDIT_REDACT_WORDS": _env_list("AUDIT_REDACT_WORDS", DEFAULT_REDACT_WORDS),
         "AUDIT_MAX_BODY_BYTES": _env_int("AUDIT_MAX_BODY_BYTES", 64 * 1024, minimum=256),
         "AUDIT_WRITE_TIMEOUT_MS": _env_int("AUDIT_WRITE_TIMEOUT_MS", 2000, minimum=50),
         "AUDIT_SPOOL_DIR": os.environ.get("AUDIT_SPOOL_DIR", "").strip()

@@ -34,6 +34,9 @@ HEADERS = {
 def set_security_headers(response):
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.path.startswith("/invitations/"):
+        # the token is in the URL: no Referer may carry it anywhere, not even to this site
+        response.headers["Referrer-Policy"] = "no-referrer"
     if request.endpoint != "static":
         # tokens, key secrets, invitation links and tenant data: no cache may keep them
         response.headers.setdefault("Cache-Control", "no-store")

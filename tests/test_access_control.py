@@ -396,3 +396,18 @@ def test_responses_with_secrets_are_never_cached(api, org):
     static = api.client.get("/static/app.css")
     assert static.headers.get("Cache-Control") != "no-store"
     static.close()
+
+
+def test_a_key_cannot_change_its_creators_role(api, db, org):
+    key = api.post(
+        "/api/v1/api-keys",
+        as_=org.admin,
+        json={"name": "mine", "roleId": str(org.roles["admin"]["_id"])},
+    ).get_json()
+    answer = api.patch(
+        f"/api/v1/members/{org.admin.account_id}",
+        key=key["key"],
+        json={"roleId": str(org.roles["member"]["_id"])},
+    )
+    assert answer.status_code == 403
+    assert _role_of(db, org, org.admin.account_id) == org.roles["admin"]["_id"]

@@ -279,3 +279,82 @@ def test_an_account_without_organization_can_log_in_to_accept(web, api, db, org,
     page = client.get(path).get_data(as_text=True)
     assert client.post(path, data={"csrf_token": csrf_from(page)}).status_code == 302
     assert "Globex" in client.get("/").get_data(as_text=True)
+
+
+# Found by an adversarial review --------------------------------------------------------
+
+
+def test_a_demoted_inviter_cannot_get_back_in_through_a_pending_invitation(api, db, org, app):
+    with app.app_context():
+        from audit_app.organizations import service as access
+
+        second = access.add_member_as_operator(
+            org.id, "owner2@acme.example", PASSWORD, org.roles["owner"]
+        )["account"]
+    owner2 = Person("owner2@acme.example", PASSWORD, second["_id"], "owner")
+    sock = _invite(api, org, "sock@evil.example", role="owner", who=owner2)
+    api.patch(
+        f"/api/v1/members/{owner2.account_id}",
+        as_=org.owner,
+        json={"roleId": str(org.roles["member"]["_id"])},
+    )
+    answer = api.client.post(
+        "/api/v1/invitations/accept", json={"token": _token(sock), "password": "sock-puppet-pw"}
+    )
+    assert answer.status_code == 403 and "no longer grant" in answer.get_json()["error"]["message"]
+    assert db.accounts.find_one({"emailLower": "sock@evil.example"}) is None
+
+
+def test_an_invitation_token_in_a_referer_or_a_login_form_is_not_stored(make_app, api, db, org):
+    web = make_app(WTF_CSRF_ENABLED=True)
+    token = _token(_invite(api, org, "hire@acme.example", role="admin"))
+    path = f"/invitations/{token}"
+    client = web.test_client()
+    page = client.get(path)
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    client.post(
+        path,
+        data={
+            "csrf_token": csrf_from(page.get_data(as_text=True)),
+            "password": "one-password",
+            "confirmPassword": "another-one",
+        },
+        headers={"Referer": f"http://localhost{path}"},
+    )
+    login_page = client.get(f"/login?next={path}")
+    client.post(
+        "/login",
+        data={
+            "email": org.member.email,
+            "password": "wrong",
+            "next": path,
+            "csrf_token": csrf_from(login_page.get_data(as_text=True)),
+        },
+    )
+    assert all(token not in repr(record) for record in db.audit_logs.find())
+
+
+def test_a_lone_surrogate_in_a_token_or_password_is_no_500(api, db, org):
+    invitation = _invite(api, org, "surrogate@acme.example")
+    raw = '{"token": "inv_\\ud800", "password": "whatever-pw"}'
+    answer = api.client.post(
+        "/api/v1/invitations/accept", data=raw, content_type="application/json"
+    )
+    assert answer.status_code == 404
+    login = api.client.post(
+        "/api/v1/auth/token",
+        data=f'{{"email": "{org.owner.email}", "password": "pw\\ud800"}}',
+        content_type="application/json",
+    )
+    assert login.status_code == 401
+    odd = f'{{"token": "{_token(invitation)}", "password": "odd-pw-\\ud800"}}'
+    accepted = api.client.post(
+        "/api/v1/invitations/accept", data=odd, content_type="application/json"
+    )
+    assert accepted.status_code == 200  # the password is kept as it was sent
+    created = api.client.post(
+        "/api/v1/auth/token",
+        data='{"email": "surrogate@acme.example", "password": "odd-pw-\\ud800"}',
+        content_type="application/json",
+    )
+    assert created.status_code == 200

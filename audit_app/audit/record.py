@@ -18,7 +18,7 @@ from flask import Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from ..ids import utcnow
-from .redaction import REDACTED, Redactor, safe_str
+from .redaction import REDACTED, Redactor, safe_str, scrub_values
 
 NEVER_STORED_HEADERS = frozenset(
     {"authorization", "cookie", "x-api-key", "proxy-authorization", "set-cookie"}
@@ -46,7 +46,7 @@ def redactor() -> Redactor:
     app = current_app
     cached = app.extensions.get("audit_app.redactor")
     if cached is None:
-        cached = Redactor(app.config["AUDIT_REDACT_KEYS"])
+        cached = Redactor(app.config["AUDIT_REDACT_KEYS"], app.config.get("AUDIT_REDACT_WORDS", ()))
         app.extensions["audit_app.redactor"] = cached
     return cached
 
@@ -82,7 +82,7 @@ def selected_headers(req: Request) -> dict:
     for name, value in req.headers.items():
         lowered = name.lower()
         if lowered in allow:
-            headers[name] = REDACTED if clean.is_secret(name) else safe_str(value[:2048])
+            headers[name] = REDACTED if clean.is_secret(name) else clean.text(value[:2048])
     return headers
 
 
@@ -133,7 +133,7 @@ def capture_body(req: Request) -> dict:
             return _limit(body, parsed, clean, limit)
     elif not (mimetype.startswith("text/") or mimetype in _TEXT_TYPES or mimetype == ""):
         return _binary(mimetype, data)
-    redacted = clean.redact_text(safe_str(text))
+    redacted = clean.text(text)
     body = {"bodyType": "text", "bodySize": size, "body": redacted}
     if len(redacted.encode("utf-8")) > limit:
         body.update(body=_cut(redacted, limit), bodyTruncated=True)
@@ -193,8 +193,8 @@ def build_record(response: Response, duration_ms: float) -> dict:
 
 def redacted_path() -> str:
     """The URL path, with path parameters that hold secrets (an invitation token) masked."""
-    path = safe_str(request.path)
     clean = redactor()
+    path = scrub_values(safe_str(request.path))
     for key, value in (request.view_args or {}).items():
         if isinstance(value, str) and value and clean.is_secret(key):
             path = path.replace(value, REDACTED)
@@ -265,7 +265,7 @@ def summary_fields(response: Response, duration_ms: float) -> dict:
         createdAt=g.audit_started_at,
         durationMs=round(duration_ms, 3),
         ip=request.remote_addr,
-        userAgent=safe_str(request.headers.get("User-Agent", ""))[:1024] or None,
+        userAgent=scrub_values(safe_str(request.headers.get("User-Agent", ""))[:1024]) or None,
         requestId=g.request_id,
     )
     del record["request"]

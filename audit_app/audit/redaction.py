@@ -1,13 +1,19 @@
 """Make anything a client sent safe to store: secrets redacted, and valid BSON.
 
-Three guarantees, whatever the input:
+Four guarantees, whatever the input:
 
 1. A value under a secret-looking key never survives, at any depth, inside arrays too.
    Keys are compared lower-cased with ``-`` and ``_`` removed; a key matches when it
    contains one of the configured words (``newPassword``, ``X-Api-Key``). Words of under
    five letters (``pwd``, ``cvv``) match only at the start or end of the key or as one of
    its camelCase/snake_case words (``cardCvv``, ``ssn_last4``), so ``className`` is not
-   taken for an ``ssn``.
+   taken for an ``ssn``. Whole words (``pass``, ``pin``, ``auth``) match only as one of
+   the key's words, so ``author`` and ``pinned`` stay readable.
+1b. A secret is recognised by its value too, wherever a string holds it (a value, a key,
+   free text, a header): this product's API keys and invitation tokens, JWTs (three
+   base64url segments whose header decodes to a JSON object), ``Bearer``/``Basic``
+   credentials, and the user and password of ``scheme://user:password@host``. Free text
+   also loses ``key=value``, ``"key": value`` and ``<key>value</key>`` for secret keys.
 2. The result is storable: keys that start with ``$`` or hold ``.``, ``%`` or NUL are
    escaped reversibly (``%24``, ``%2E``, ``%25``, ``%00``); integers beyond 64 bits become
    strings; lone surrogates become ``\\ud800``-style text; subtrees deeper than ``MAX_DEPTH``
@@ -18,10 +24,13 @@ Three guarantees, whatever the input:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 REDACTED = "[REDACTED]"
 MAX_DEPTH = 32
@@ -37,11 +46,13 @@ def normalize_key(key: str) -> str:
 class Redactor:
     """Decides which keys are secret, and cleans values and text accordingly."""
 
-    def __init__(self, words: Iterable[str]):
+    def __init__(self, words: Iterable[str], whole_words: Iterable[str] = ()):
         normalized = {normalize_key(w) for w in words if w.strip()}
         self.exact = {w for w in normalized if len(w) < _SHORT_WORD}
         self.contained = tuple(sorted(w for w in normalized if len(w) >= _SHORT_WORD))
-        self._text_pattern = _text_pattern(self.exact | set(self.contained))
+        self.whole = {normalize_key(w) for w in whole_words if w.strip()}
+        self._text_pattern = _text_pattern(self.exact | set(self.contained), self.whole)
+        self._xml_pattern = _xml_pattern(self.exact | set(self.contained), self.whole)
 
     def is_secret(self, key) -> bool:
         if not isinstance(key, str):
@@ -49,11 +60,12 @@ class Redactor:
         normalized = normalize_key(key)
         if any(w in normalized for w in self.contained):
             return True
-        if not self.exact:
-            return False
-        if any(normalized.startswith(w) or normalized.endswith(w) for w in self.exact):
+        if self.exact and any(
+            normalized.startswith(w) or normalized.endswith(w) for w in self.exact
+        ):
             return True
-        return any(token.lower() in self.exact for token in _TOKENS.findall(key))
+        words = self.exact | self.whole
+        return normalized in words or any(t.lower() in words for t in _TOKENS.findall(key))
 
     # Structures --------------------------------------------------------------------
 
@@ -63,13 +75,17 @@ class Redactor:
             if depth >= MAX_DEPTH:
                 return self.json_text(value)
             return {
-                escape_key(key): REDACTED if self.is_secret(key) else self.clean(item, depth + 1)
+                escape_key(self.text(key) if isinstance(key, str) else key): REDACTED
+                if self.is_secret(key)
+                else self.clean(item, depth + 1)
                 for key, item in value.items()
             }
         if isinstance(value, (list, tuple)):
             if depth >= MAX_DEPTH:
                 return self.json_text(value)
             return [self.clean(item, depth + 1) for item in value]
+        if isinstance(value, str):
+            return self.text(value)
         return clean_scalar(value)
 
     def clean_mapping(self, mapping: dict[str, list[str]]) -> dict:
@@ -77,10 +93,10 @@ class Redactor:
         cleaned = {}
         for key, values in mapping.items():
             if self.is_secret(key):
-                cleaned[escape_key(key)] = REDACTED
+                cleaned[escape_key(self.text(key))] = REDACTED
             else:
-                values = [clean_scalar(v) for v in values]
-                cleaned[escape_key(key)] = values[0] if len(values) == 1 else values
+                values = [self.text(v) if isinstance(v, str) else clean_scalar(v) for v in values]
+                cleaned[escape_key(self.text(key))] = values[0] if len(values) == 1 else values
         return cleaned
 
     def json_text(self, value) -> str:
@@ -96,7 +112,7 @@ class Redactor:
                 for index, (key, child) in enumerate(item.items()):
                     if index:
                         parts.append(_Raw(", "))
-                    parts.append(_Raw(json.dumps(str(key)) + ": "))
+                    parts.append(_Raw(json.dumps(self.text(str(key))) + ": "))
                     parts.append(_Raw(json.dumps(REDACTED)) if self.is_secret(key) else child)
                 parts.append(_Raw("}"))
                 stack.extend(reversed(parts))
@@ -108,11 +124,33 @@ class Redactor:
                     parts.append(child)
                 parts.append(_Raw("]"))
                 stack.extend(reversed(parts))
+            elif isinstance(item, str):
+                out.append(_scalar_json(self.text(item)))
             else:
                 out.append(_scalar_json(item))
         return "".join(out)
 
     # Text --------------------------------------------------------------------------
+
+    def text(self, text: str) -> str:
+        """Any string made safe: secret keys' values and secret-looking values redacted.
+
+        Percent-encoding cannot hide a secret (``?next=%20oal_...`` in a Referer): when the
+        decoded text holds one, the decoded text is kept, redacted.
+        """
+        text = self._text_once(safe_str(text))
+        if "%" in text:
+            decoded = safe_str(unquote(text))
+            if decoded != text:
+                cleaned = self._text_once(decoded)
+                if cleaned != decoded:
+                    return cleaned
+        return text
+
+    def _text_once(self, text: str) -> str:
+        text = self.redact_text(text)
+        text = self._xml_pattern.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+        return scrub_values(text)
 
     def redact_text(self, text: str) -> str:
         """Redact ``key=value``, ``key: value`` and ``"key": <any JSON value>`` in free text.
@@ -242,9 +280,72 @@ def _value_end(text: str, start: int) -> int:
     return index
 
 
-def _text_pattern(words: set[str]) -> re.Pattern:
+def _alternatives(words: set[str]) -> str:
     # Each word may be written with - or _ between its letters (api_key, api-key, apiKey).
-    alternatives = "|".join(
+    return "|".join(
         "[-_]?".join(re.escape(ch) for ch in word) for word in sorted(words, key=len, reverse=True)
     )
-    return re.compile(r"[\"']?[\w-]*(?:" + alternatives + r")[\w-]*[\"']?\s*[:=]\s*", re.IGNORECASE)
+
+
+def _key_pattern(words: set[str], whole: set[str]) -> str:
+    """A key, as written in text, that holds one of the words (whole ones as a word)."""
+    keys = [r"[\w-]*(?:" + _alternatives(words) + r")[\w-]*"] if words else []
+    if whole:
+        keys.append(r"(?:[\w-]*[-_])?(?:" + _alternatives(whole) + r")(?:[-_][\w-]*)?")
+    return "(?:" + "|".join(keys) + ")" if keys else "(?!)"
+
+
+def _text_pattern(words: set[str], whole: set[str] = frozenset()) -> re.Pattern:
+    key = _key_pattern(words, whole)
+    return re.compile(r"(?<![\w-])[\"']?" + key + r"[\"']?\s*[:=]\s*", re.IGNORECASE)
+
+
+def _xml_pattern(words: set[str], whole: set[str] = frozenset()) -> re.Pattern:
+    """``<password>x</password>`` and ``<ns:apiKey a="b">x</ns:apiKey>``."""
+    key = _key_pattern(words, whole)
+    return re.compile(r"(<(?:[\w-]+:)?" + key + r"(?:\s[^<>]*)?>)([^<]*)(</)", re.IGNORECASE)
+
+
+# Secrets recognised by their value ----------------------------------------------------
+
+# This product's API keys (oal_ + 40) and invitation tokens (inv_ + 43), whatever is around
+# them (a JSON escape such as \n may stand right before): 30 characters at least, so that an
+# identifier such as goal_completion_rate stays.
+_OWN_SECRETS = re.compile(r"(?:oal|inv)_[A-Za-z0-9_-]{30,}")
+# Bearer and Basic credentials, the scheme kept: also URL-encoded (Bearer%20...).
+_SCHEME_CREDENTIALS = re.compile(
+    r"(?i)(bearer|basic)(\s+|%20|\+)(?!\[REDACTED\])[A-Za-z0-9._~+/=%-]{6,}"
+)
+# The user and password of scheme://user:password@host (also URL-encoded ones).
+_URL_USERINFO = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.-]*:(?://|%2F%2F))[^\s/@?#]*?(?::|%3A)[^\s/@?#]*@"
+)
+# Three base64url segments: a JWT when the first decodes to a JSON object. The header of a
+# JWT starts with "ey" ('{"'); a letter glued before it (a JSON escape: \neyJ...) is skipped.
+_JWT_CANDIDATE = re.compile(r"([A-Za-z0-9_-]{3,})\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+
+
+def _is_jwt_header(segment: str) -> bool:
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return isinstance(json.loads(decoded), dict)
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
+        return False
+
+
+def _redact_jwt(match: re.Match) -> str:
+    header = match.group(1)
+    for start in [0] + [i for i in range(1, min(len(header), 4)) if header.startswith("ey", i)]:
+        if _is_jwt_header(header[start:]):
+            return match.group(0)[:start] + REDACTED
+    return match.group(0)
+
+
+def scrub_values(text: str) -> str:
+    """Redact every secret recognised by its value in a string."""
+    if not text or len(text) < 8:
+        return text
+    text = _OWN_SECRETS.sub(REDACTED, text)
+    text = _SCHEME_CREDENTIALS.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    text = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    return _JWT_CANDIDATE.sub(_redact_jwt, text)

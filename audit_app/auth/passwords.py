@@ -34,15 +34,20 @@ def _profile() -> str:
     return current_app.config.get("PASSWORD_HASH_PROFILE", "strong")
 
 
+def _bytes(password: str) -> bytes:
+    """The password as bytes; a lone surrogate (valid JSON, not UTF-8) is kept, not an error."""
+    return password.encode("utf-8", "surrogatepass")
+
+
 def hash_password(password: str) -> str:
-    return _hasher(_profile()).hash(password)
+    return _hasher(_profile()).hash(_bytes(password))
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Check a password; an unknown account costs the same work as a wrong password."""
     hasher = _hasher(_profile())
     try:
-        return hasher.verify(password_hash or _dummy_hash(_profile()), password) and bool(
+        return hasher.verify(password_hash or _dummy_hash(_profile()), _bytes(password)) and bool(
             password_hash
         )
     except (VerificationError, InvalidHashError):

@@ -422,7 +422,12 @@ def list_pending_invitations(db: Database, organization_id: ObjectId, limit: int
 
 def find_pending_invitation(db: Database, token: str) -> dict | None:
     """The pending invitation a token belongs to, in whichever organization it is."""
-    if not isinstance(token, str) or not token.startswith(INVITATION_PREFIX) or len(token) > 200:
+    if (
+        not isinstance(token, str)
+        or not token.isascii()
+        or not token.startswith(INVITATION_PREFIX)
+        or len(token) > 200
+    ):
         return None
     return db.invitations.find_one({"tokenHash": _token_hash(token), **_pending(utcnow())})
 

@@ -88,7 +88,8 @@ def check_may_grant(actor: Principal, role: dict, field: str = "roleId") -> None
 
 def _check_may_manage_member(actor: Principal, member: dict, *, removing: bool) -> None:
     account_id = member["account"]["_id"]
-    if account_id == actor.account_id and not removing:
+    themselves = account_id in (actor.account_id, actor.key_creator_id)  # a key speaks for them
+    if themselves and not removing:
         raise refused("Nobody can change their own role; ask another administrator.", "roleId")
     if account_id == actor.account_id:
         return  # leaving the organization needs no power over oneself (the last Owner stays)
@@ -331,6 +332,7 @@ def accept_invitation(
         raise bad_request("An existing account keeps its own password; leave it out.", "password")
     if existing is None:
         checked_password(password)
+    _check_inviter_still_may_grant(invitation, view.role)
     claimant = existing["_id"] if existing else ObjectId()
     if not orgs.claim_invitation(db, invitation, claimant):
         raise not_found("Invitation (it may have expired, been revoked or used)", "token")
@@ -343,7 +345,7 @@ def accept_invitation(
             )
             if view.role.get("key") == OWNER:
                 orgs.put_owner_in(db, invitation["organizationId"], existing["_id"])
-    except ApiError:
+    except Exception:  # not accepted after all: the link works again
         orgs.release_invitation(db, invitation)
         raise
     return {
@@ -353,6 +355,35 @@ def accept_invitation(
         "accountCreated": account is None,
         "account": existing,
     }
+
+
+def _check_inviter_still_may_grant(invitation: dict, role: dict) -> None:
+    """An invitation grants at most what its inviter holds *now*, as an API key does.
+
+    An Admin or Owner who sent an invitation and was then demoted or removed cannot get back
+    in through it: it is refused here, whatever happened to it before.
+    """
+    inviter_id = (invitation.get("invitedBy") or {}).get("accountId")
+    if inviter_id is None:
+        return  # sent by the operator or by a key the operator made
+    db = get_db()
+    organization_id = invitation["organizationId"]
+    membership = orgs.find_membership(db, organization_id, inviter_id)
+    inviter_role = membership and orgs.find_role(db, organization_id, membership["roleId"])
+    inviter = Principal(
+        auth_type="jwt",
+        organization_id=organization_id,
+        account_id=inviter_id,
+        role_key=inviter_role.get("key") if inviter_role else None,
+        permissions=frozenset(inviter_role["permissions"]) if inviter_role else frozenset(),
+    )
+    try:
+        check_may_grant(inviter, role, "token")
+    except ApiError:
+        raise refused(
+            "Whoever sent this invitation can no longer grant its role; ask for a new one.",
+            "token",
+        ) from None
 
 
 # Accounts ------------------------------------------------------------------------------
