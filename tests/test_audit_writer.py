@@ -1,5 +1,6 @@
 """The write path: a failing or unreachable audit store loses nothing and breaks nothing."""
 
+import errno
 import json
 import logging
 import os
@@ -201,3 +202,46 @@ def test_spool_file_is_private(tmp_path):
     spool = Spool(tmp_path / "s")
     spool.append({"_id": ObjectId()})
     assert os.stat(spool.active_path).st_mode & 0o077 == 0
+
+
+class _FailingDisk:
+    """os.write for the spool: short writes, then a full disk (ENOSPC) or an I/O error."""
+
+    def __init__(self, real, mode):
+        self.real, self.mode, self.calls = real, mode, 0
+
+    def __call__(self, fd, data):
+        self.calls += 1
+        if self.mode == "short" or self.calls % 2:
+            return self.real(fd, bytes(data[: max(1, len(data) // 3)]))  # a short write
+        raise OSError(errno.ENOSPC if self.mode == "enospc" else errno.EIO, self.mode)
+
+
+@pytest.mark.parametrize("mode", ["short", "enospc", "eio"])
+def test_every_answered_request_is_recoverable_by_its_request_id_whatever_the_disk_does(
+    flaky_app, flaky, org, caplog, monkeypatch, mode
+):
+    """The store down and the spool's disk failing: each record is spooled whole or logged."""
+    from audit_app.audit import spool as spool_module
+
+    api = Api(flaky_app.test_client())
+    token = api.token(org.admin)
+    flaky.down = True
+    caplog.set_level(logging.CRITICAL, logger="audit_app.audit")
+    monkeypatch.setattr(spool_module.os, "write", _FailingDisk(os.write, mode))
+    ids = [
+        api.get(f"/api/v1/{path}", token=token).headers["X-Request-Id"]
+        for path in ("organization", "nowhere", "members", "workspaces")
+    ]
+    monkeypatch.undo()
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    spool = flaky_app.extensions[WRITER_KEY].spool
+    lines = [line for p in spool.pending_files() for line in p.read_text().splitlines()]
+    spooled = {json.loads(line)["requestId"] for line in lines}  # every line whole
+    for request_id in ids:
+        assert request_id in spooled or f"AUDIT_RECORD_UNSPOOLED requestId={request_id}" in logged
+    if mode == "short":
+        assert spooled == set(ids)  # short writes are completed, not lost
+    flaky.down = False
+    result = flaky_app.extensions[WRITER_KEY].replay()
+    assert result.rejected == 0

@@ -14,9 +14,11 @@ torn by a crash is set aside in ``rejected-<uuid>.ndjson`` for a person to look 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -85,10 +87,17 @@ class Spool:
                     current = None
                 if current is None or current.st_ino != os.fstat(fd).st_ino:
                     continue  # a replayer renamed the file between our open and our lock
-                created = os.fstat(fd).st_size == 0
-                os.write(fd, line)
-                os.fsync(fd)
-                if created:
+                before = os.fstat(fd).st_size
+                try:
+                    _write_all(fd, line)
+                    os.fsync(fd)
+                except OSError:
+                    # no torn line is left behind: the whole record goes to the caller's
+                    # last resort (the CRITICAL log line) instead
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, before)
+                    raise
+                if before == 0:
                     self._fsync_directory()
                 return
             finally:
@@ -174,12 +183,31 @@ class Spool:
                 result.rejected += len(rejected)
                 kept = self.directory / f"rejected-{uuid.uuid4().hex}.ndjson"
                 kept.write_text("".join(rejected), encoding="utf-8")
-                log.error("Spool replay set aside %d unreadable line(s) in %s", len(rejected), kept)
+                ids = [m.group(1) for line in rejected if (m := _REQUEST_ID.search(line))]
+                log.error(
+                    "Spool replay set aside %d unreadable line(s) in %s (request ids: %s)",
+                    len(rejected),
+                    kept,
+                    ", ".join(ids) or "none readable",
+                )
             os.unlink(path)
             result.files += 1
             return True
         finally:
             os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte, or raise: a short write is retried, a write of nothing is ENOSPC."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "the spool accepted no more bytes")
+        view = view[written:]
+
+
+_REQUEST_ID = re.compile(r'"requestId"\s*:\s*"([^"]{1,128})"')
 
 
 def _only_duplicates(error: BulkWriteError) -> bool:

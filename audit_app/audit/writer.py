@@ -85,7 +85,9 @@ class AuditWriter:
         except OSError as error:
             self.last_spool_error = f"{type(error).__name__}: {error}"
             self.stats["unspooled"] += 1
-            log.critical("AUDIT_RECORD_UNSPOOLED %s", dumps(record))
+            log.critical(
+                "AUDIT_RECORD_UNSPOOLED requestId=%s %s", record.get("requestId"), dumps(record)
+            )
             return "logged"
 
     # Replaying --------------------------------------------------------------------
