@@ -399,12 +399,16 @@ def seal_command(organization_id, up_to_now, as_json):
 
     only = _organization(get_db(), organization_id)["_id"] if organization_id else None
     written = seal_now(current_app._get_current_object(), only=only, up_to_now=up_to_now)
-    total = sum(written.values())
+    failed = {k: v["error"] for k, v in written.items() if isinstance(v, dict)}
+    total = sum(v for v in written.values() if isinstance(v, int))
     _emit(
         as_json,
-        {"digests": written, "total": total},
-        [f"Sealed {total} window(s) across {len(written)} organization(s)"],
+        {"digests": written, "total": total, "failed": failed},
+        [f"Sealed {total} window(s) across {len(written)} organization(s)"]
+        + [f"Not sealed, organization {k}: {message}" for k, message in failed.items()],
     )
+    if failed:
+        raise SystemExit(1)
 
 
 def _date_option(value, option):

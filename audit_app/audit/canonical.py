@@ -1,6 +1,10 @@
-"""The canonical form of an audit record, and its hash (docs/integrity.md).
+"""The canonical forms of an audit record, and their hashes (docs/integrity.md).
 
-Deterministic across BSON round trips and drivers: keys sorted; ObjectIds as
+Version 2 (every digest sealed since it exists): every value tagged with its BSON type and
+documents kept in their stored key order, so an ObjectId and ``{"$oid": ...}``, a date and
+``{"$date": ...}``, int32, int64 and double, or two keys swapped, all hash differently.
+
+Version 1 (older digests, still verified): keys sorted; ObjectIds as
 ``{"$oid": hex}``; dates as ``{"$date": milliseconds since the epoch}`` (what BSON keeps);
 integers as JSON integers; doubles as ``{"$double": repr}`` (so 1 and 1.0 differ, as they do
 in BSON); Decimal128 as ``{"$decimal": text}``; binary as ``{"$binary": hex}``. Serialized as
@@ -49,3 +53,44 @@ def canonical_bytes(value) -> bytes:
 
 def record_hash(record: dict) -> str:
     return hashlib.sha256(canonical_bytes(record)).hexdigest()
+
+
+def tagged(value):
+    """Version 2: ``[type, payload]`` for every value, documents in their key order."""
+    if isinstance(value, dict):
+        return ["doc", [[str(k), tagged(v)] for k, v in value.items()]]
+    if isinstance(value, (list, tuple)):
+        return ["arr", [tagged(v) for v in value]]
+    if isinstance(value, ObjectId):
+        return ["oid", str(value)]
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return ["date", math.floor(value.timestamp() * 1000 + 1e-6)]
+    if isinstance(value, bool):
+        return ["bool", value]
+    if value is None:
+        return ["null"]
+    if isinstance(value, str):
+        return ["str", value]
+    if isinstance(value, Int64):
+        return ["i64", int(value)]
+    if isinstance(value, int):
+        return ["i32" if -(2**31) <= value < 2**31 else "i64", value]
+    if isinstance(value, float):
+        return ["dbl", repr(value)]
+    if isinstance(value, Decimal128):
+        return ["dec", str(value)]
+    if isinstance(value, Binary):
+        return ["bin", value.subtype, bytes(value).hex()]
+    if isinstance(value, bytes):
+        return ["bin", 0, value.hex()]
+    return [type(value).__name__, repr(value)]
+
+
+def record_hash_v2(record: dict) -> str:
+    text = json.dumps(tagged(record), separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+HASHES = {1: record_hash, 2: record_hash_v2}

@@ -8,14 +8,22 @@ window still open, so it is covered, not lost). Once a window has been closed fo
 hash, and is signed with HMAC-SHA256 under ``AUDIT_SIGNING_KEY``, a key that is not in the
 database. Empty windows are sealed too, so a missing digest is a visible gap.
 
-Verification recomputes everything and names what differs: a record modified, deleted or
-inserted after sealing, a digest edited or missing, a broken chain, a bad signature.
+Verification recomputes everything and names what differs: a record modified (its BSON
+type included), deleted or inserted after sealing, a digest edited or missing, a broken
+chain, a bad signature; with the anchor (``anchor.py``), also the newest digests or all of
+them deleted, and records left unsealed in time that should have been sealed.
+
+Since hash version 2 a digest does not list its records itself: the (id, hash, storedAt)
+entries are kept in chunks of ``CHUNK_SIZE`` in ``audit_digest_chunks`` and the digest signs
+the chunks' hashes, so a digest stays a few kilobytes whatever its window holds, and sealing
+and verifying stream the records, holding one chunk at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,17 +31,23 @@ from datetime import UTC, datetime, timedelta
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ..db import TenantCollection
 from ..ids import iso
-from .canonical import canonical_bytes, record_hash
+from .canonical import canonical_bytes, record_hash, record_hash_v2
 from .repository import COLLECTION
 
+log = logging.getLogger(__name__)
+
 DIGESTS = "audit_digests"
+CHUNKS = "audit_digest_chunks"
 ALGORITHM = "HMAC-SHA256"
+HASH_VERSION = 2
+CHUNK_SIZE = 5000  # entries per chunk: about 600 KB, far below MongoDB's 16 MiB
 MAX_WINDOWS_PER_RUN = 10_000
-RECORDS_BATCH_WINDOWS = 24  # windows whose records verification reads with one query
+MAX_PROBLEMS_PER_WINDOW = 100
+RECORDS_BATCH_WINDOWS = 24  # windows whose records verification reads with one query (v1)
 
 INDEXES = [
     (
@@ -45,6 +59,17 @@ INDEXES = [
         {"name": "org_window_unique", "unique": True},
     ),
 ]
+CHUNK_INDEXES = [
+    (
+        [("organizationId", ASCENDING), ("digestId", ASCENDING), ("index", ASCENDING)],
+        {"name": "org_digest_index_unique", "unique": True},
+    ),
+]
+
+
+class SealRefused(Exception):
+    """The chain in the database no longer reaches the anchored head: sealing would re-sign
+    whatever replaced the missing digests, so it stops until a person looks."""
 
 
 class Signer:
@@ -64,7 +89,8 @@ class Signer:
 
 
 def ensure_digest_indexes(db: Database) -> list[str]:
-    return [db[DIGESTS].create_index(keys, **options) for keys, options in INDEXES]
+    names = [db[DIGESTS].create_index(keys, **options) for keys, options in INDEXES]
+    return names + [db[CHUNKS].create_index(keys, **options) for keys, options in CHUNK_INDEXES]
 
 
 def _floor(moment: datetime, interval: timedelta) -> datetime:
@@ -72,10 +98,27 @@ def _floor(moment: datetime, interval: timedelta) -> datetime:
     return epoch + ((moment - epoch) // interval) * interval
 
 
-def _records_in(db: Database, organization_id: ObjectId, start: datetime, end: datetime):
+def _record_stream(db: Database, organization_id: ObjectId, start: datetime, end: datetime):
+    """The window's records in (storedAt, _id) order, read in batches (index org_stored)."""
     window = {"storedAt": {"$gte": start, "$lt": end}}
     cursor = TenantCollection(db[COLLECTION], organization_id).find(window)
-    return list(cursor.sort([("storedAt", ASCENDING), ("_id", ASCENDING)]))
+    return cursor.sort([("storedAt", ASCENDING), ("_id", ASCENDING)]).batch_size(1000)
+
+
+def _records_in(db: Database, organization_id: ObjectId, start: datetime, end: datetime):
+    return list(_record_stream(db, organization_id, start, end))
+
+
+def _ms(moment: datetime) -> int:
+    return int(_aware(moment).timestamp() * 1000 + 0.5)
+
+
+def _chunk_hash(entries: list) -> str:
+    return hashlib.sha256("\n".join(f"{i}:{h}:{t}" for i, h, t in entries).encode()).hexdigest()
+
+
+def _chunks_hash(chunk_hashes: list[str]) -> str:
+    return hashlib.sha256("\n".join(chunk_hashes).encode()).hexdigest()
 
 
 def _entries_hash(entries: list[list[str]]) -> str:
@@ -97,6 +140,8 @@ def digest_payload(digest: dict) -> dict:
             "previousDigestHash",
             "algorithm",
             "keyId",
+            "hashVersion",
+            "chunks",
         )
         if k in digest
     }
@@ -115,6 +160,8 @@ def seal_organization(
     delay: timedelta,
     signer: Signer,
     until: datetime | None = None,
+    *,
+    anchor=None,
 ) -> int:
     """Seal every closed window of one organization; return how many digests were written.
 
@@ -123,6 +170,8 @@ def seal_organization(
     """
     digests = TenantCollection(db[DIGESTS], organization_id)
     last = digests.find_one({}, sort=[("sequence", DESCENDING)])
+    if anchor is not None:
+        _check_reaches_anchor(digests, last, anchor.head(organization_id))
     start = last["windowEnd"] if last else _floor(since, interval)
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
@@ -136,17 +185,18 @@ def seal_organization(
             if until is None or start >= limit:
                 break
             end = limit
-        records = _records_in(db, organization_id, start, end)
-        entries = [[str(r["_id"]), record_hash(r)] for r in records]
+        digest_id = ObjectId()
+        count, chunk_hashes = _write_chunks(db, organization_id, digest_id, start, end)
         digest = {
-            "_id": ObjectId(),
+            "_id": digest_id,
             "organizationId": organization_id,
             "sequence": sequence,
             "windowStart": start,
             "windowEnd": end,
-            "count": len(entries),
-            "records": entries,
-            "recordsHash": _entries_hash(entries),
+            "count": count,
+            "hashVersion": HASH_VERSION,
+            "chunks": chunk_hashes,
+            "recordsHash": _chunks_hash(chunk_hashes),
             "previousDigestHash": previous,
             "algorithm": ALGORITHM,
             "keyId": signer.key_id,
@@ -156,11 +206,54 @@ def seal_organization(
         digest["createdAt"] = now
         try:
             digests.insert_one(digest)
-        except DuplicateKeyError:
-            return written  # another process sealed this window first
+        except DuplicateKeyError:  # another process sealed this window first
+            TenantCollection(db[CHUNKS], organization_id).delete_many({"digestId": digest_id})
+            return written
+        if anchor is not None:
+            anchor.append(organization_id, digest)
         previous, sequence, start = digest["digestHash"], sequence + 1, end
         written += 1
     return written
+
+
+def _check_reaches_anchor(digests: TenantCollection, last: dict | None, head) -> None:
+    if head is None:
+        return
+    sequence, anchored_hash = head
+    if last is None or last["sequence"] < sequence:
+        raise SealRefused(
+            f"The anchor says digest #{sequence} was sealed, but the database ends at "
+            f"#{last['sequence'] if last else 0}: digests were deleted. Not sealing; run verify."
+        )
+    at_head = digests.find_one({"sequence": sequence}, {"digestHash": 1})
+    if at_head is None or at_head.get("digestHash") != anchored_hash:
+        raise SealRefused(
+            f"Digest #{sequence} in the database is not the one anchored. Not sealing; run verify."
+        )
+
+
+def _write_chunks(db: Database, organization_id: ObjectId, digest_id: ObjectId, start, end):
+    """Hash the window's records, streamed, into chunks of entries; return (count, hashes)."""
+    chunks = TenantCollection(db[CHUNKS], organization_id)
+    hashes: list[str] = []
+    buffer: list[list] = []
+    count = 0
+
+    def flush():
+        hashes.append(_chunk_hash(buffer))
+        chunks.insert_one(
+            {"_id": ObjectId(), "digestId": digest_id, "index": len(hashes) - 1, "records": buffer}
+        )
+
+    for record in _record_stream(db, organization_id, start, end):
+        buffer.append([str(record["_id"]), record_hash_v2(record), _ms(record["storedAt"])])
+        count += 1
+        if len(buffer) == CHUNK_SIZE:
+            flush()
+            buffer = []
+    if buffer:
+        flush()
+    return count, hashes
 
 
 def iter_digests(db: Database, organization_id: ObjectId):
@@ -178,21 +271,32 @@ def seal_all(
     signer: Signer,
     only: ObjectId | None = None,
     until: datetime | None = None,
+    anchor=None,
 ) -> dict:
-    """Seal every organization (or one); return the number of digests written per organization."""
+    """Seal every organization (or one); return the digests written per organization.
+
+    One organization's failure (a refused chain, a store error) is logged and reported as
+    ``{"error": ...}`` for it; the others are sealed all the same.
+    """
     query = {"_id": only} if only else {}
-    written = {}
+    written: dict = {}
     for organization in main_db.organizations.find(query, {"createdAt": 1}):
-        written[str(organization["_id"])] = seal_organization(
-            audit_db,
-            organization["_id"],
-            organization["createdAt"],
-            now,
-            interval,
-            delay,
-            signer,
-            until=until,
-        )
+        key = str(organization["_id"])
+        try:
+            written[key] = seal_organization(
+                audit_db,
+                organization["_id"],
+                organization["createdAt"],
+                now,
+                interval,
+                delay,
+                signer,
+                until=until,
+                anchor=anchor,
+            )
+        except (SealRefused, PyMongoError, OSError) as error:
+            log.error("Sealing organization %s failed: %s", key, error)
+            written[key] = {"error": f"{type(error).__name__}: {error}"}
     return written
 
 
@@ -206,6 +310,10 @@ class WindowReport:
 
     def fail(self, kind: str, message: str, record_id: str | None = None) -> None:
         self.status = "failed"
+        if len(self.problems) >= MAX_PROBLEMS_PER_WINDOW:
+            if self.problems[-1]["type"] != "more":
+                self.problems.append({"type": "more", "message": "More problems not listed."})
+            return
         problem = {"type": kind, "message": message}
         if record_id:
             problem["recordId"] = record_id
@@ -225,10 +333,14 @@ class WindowReport:
 class VerifyReport:
     windows: list[WindowReport] = field(default_factory=list)
     unsealed_records: int = 0
+    chain_problems: list[dict] = field(default_factory=list)
+
+    def fail(self, kind: str, message: str) -> None:
+        self.chain_problems.append({"type": kind, "message": message})
 
     @property
     def ok(self) -> bool:
-        return all(w.status != "failed" for w in self.windows)
+        return not self.chain_problems and all(w.status != "failed" for w in self.windows)
 
     @property
     def verified_up_to(self) -> datetime | None:
@@ -247,6 +359,7 @@ class VerifyReport:
             "failedWindows": failed,
             "verifiedUpTo": iso(self.verified_up_to),
             "unsealedRecords": self.unsealed_records,
+            "chainProblems": self.chain_problems,
             "details": [w.as_dict() for w in self.windows],
         }
 
@@ -260,8 +373,17 @@ def verify_organization(
     start: datetime | None = None,
     end: datetime | None = None,
     last: int | None = None,
+    *,
+    anchor=None,
+    seal_interval: timedelta | None = None,
+    seal_delay: timedelta | None = None,
 ) -> VerifyReport:
-    """Recompute the digests of one organization (all, a time range, or the ``last`` N)."""
+    """Recompute the digests of one organization (all, a time range, or the ``last`` N).
+
+    With the ``anchor``, the chain must reach every anchored digest unchanged; with the
+    sealing interval and delay, records stored where a window should already be sealed but
+    is not are reported too.
+    """
     digests = TenantCollection(db[DIGESTS], organization_id)
     query: dict = {}
     if start:
@@ -280,8 +402,11 @@ def verify_organization(
     expired_before = now - timedelta(days=retention_days)
     for batch_start in range(0, len(chain), RECORDS_BATCH_WINDOWS):
         batch = chain[batch_start : batch_start + RECORDS_BATCH_WINDOWS]
-        hashes = _hashes_by_window(db, organization_id, batch)
-        for digest, actual in zip(batch, hashes, strict=True):
+        older = [d for d in batch if d.get("hashVersion", 1) == 1]
+        hashes = dict(
+            zip(map(id, older), _hashes_by_window(db, organization_id, older), strict=True)
+        )
+        for digest in batch:
             window = WindowReport(
                 digest["sequence"], _aware(digest["windowStart"]), _aware(digest["windowEnd"])
             )
@@ -290,15 +415,126 @@ def verify_organization(
             if window.window_end <= expired_before:
                 if window.status != "failed":
                     window.status = "expired"
+            elif id(digest) in hashes:
+                _check_records(digest, hashes[id(digest)], window)
             else:
-                _check_records(digest, actual, window)
+                _check_chunked_records(db, organization_id, digest, window, expired_before)
             previous = digest
-    if chain:
-        sealed_until = _aware(chain[-1]["windowEnd"])
-        report.unsealed_records = TenantCollection(db[COLLECTION], organization_id).count_documents(
+    sealed_until = _aware(chain[-1]["windowEnd"]) if chain else None
+    records = TenantCollection(db[COLLECTION], organization_id)
+    if sealed_until is not None:
+        report.unsealed_records = records.count_documents(
             {"storedAt": {"$gte": sealed_until}}, limit=100_000
         )
+    if anchor is not None:
+        _check_anchor(report, digests, chain, anchor.entries(organization_id), start, end, last)
+    if seal_interval is not None and seal_delay is not None and end is None:
+        due = now - seal_delay - seal_interval - max(timedelta(minutes=1), seal_interval / 4)
+        tail = {"$lt": due} if sealed_until is None else {"$gte": sealed_until, "$lt": due}
+        late = records.count_documents({"storedAt": tail}, limit=100_000)
+        if late and (last is None or sealed_until is not None):
+            report.fail(
+                "unsealed",
+                f"{late} record(s) stored before {iso(due)} are in windows that should have "
+                "been sealed but are not (sealing stopped, or its digests were deleted).",
+            )
     return report
+
+
+def _check_anchor(report, digests, chain, anchored: dict, start, end, last) -> None:
+    """Every anchored digest must still be in the database, unchanged."""
+    if not anchored:
+        return
+    if start is not None or end is not None or last is not None:
+        if not chain:
+            head = max(anchored)
+            anchored = {head: anchored[head]}
+        else:  # a part of the chain: its anchored digests, and the anchored head
+            first, final = chain[0]["sequence"], max(anchored)
+            anchored = {seq: h for seq, h in anchored.items() if seq >= first or seq == final}
+    stored = {
+        d["sequence"]: d.get("digestHash")
+        for d in digests.find(
+            {"sequence": {"$in": sorted(anchored)}}, {"sequence": 1, "digestHash": 1}
+        )
+    }
+    head = max(anchored)
+    if not stored and not chain:
+        report.fail(
+            "allDigestsDeleted",
+            f"The anchor holds {len(anchored)} digest(s) up to #{head}, the database none: "
+            "every digest was deleted.",
+        )
+        return
+    missing = sorted(seq for seq in anchored if seq not in stored)
+    if head in missing:
+        newest = max(stored) if stored else 0
+        report.fail(
+            "newestDigestsDeleted",
+            f"The anchor's newest digest is #{head}; the database's is #{newest}: the newest "
+            "digests were deleted.",
+        )
+    elif missing:
+        report.fail("missingDigest", f"Anchored digests {missing[:10]} are missing.")
+    changed = sorted(seq for seq, h in stored.items() if h != anchored[seq])
+    if changed:
+        report.fail(
+            "replacedDigest",
+            f"Digests {changed[:10]} are not the ones anchored: they were replaced.",
+        )
+
+
+def _sealed_entries(db: Database, organization_id: ObjectId, digest: dict, window):
+    """The (storedAt ms, id, hash) entries of a chunked digest, one chunk in memory."""
+    chunks = TenantCollection(db[CHUNKS], organization_id)
+    for index, expected in enumerate(digest.get("chunks", [])):
+        chunk = chunks.find_one({"digestId": digest["_id"], "index": index})
+        entries = chunk.get("records", []) if chunk else []
+        if chunk is None or _chunk_hash(entries) != expected:
+            window.fail(
+                "digestEdited",
+                f"Chunk {index} of the digest's record list is missing or was edited.",
+            )
+        for record_id, record_hash_, stored_ms in entries:
+            yield (stored_ms, record_id), record_hash_
+
+
+def _check_chunked_records(db, organization_id, digest, window, expired_before) -> None:
+    """Merge the sealed entries with the window's records, both in (storedAt, _id) order."""
+    if _chunks_hash(digest.get("chunks", [])) != digest.get("recordsHash"):
+        window.fail("digestEdited", "The digest's chunk list does not match its records hash.")
+    sealed = _sealed_entries(db, organization_id, digest, window)
+    actual = (
+        ((_ms(r["storedAt"]), str(r["_id"])), record_hash_v2(r))
+        for r in _record_stream(db, organization_id, window.window_start, window.window_end)
+    )
+    missing: dict[str, str] = {}
+    extra: set[str] = set()
+    s, a = next(sealed, None), next(actual, None)
+    while s is not None or a is not None:
+        if a is None or (s is not None and s[0] < a[0]):
+            missing[s[0][1]] = s[1]
+            s = next(sealed, None)
+        elif s is None or a[0] < s[0]:
+            extra.add(a[0][1])
+            a = next(actual, None)
+        else:
+            if s[1] != a[1]:
+                window.fail("modified", f"Record {s[0][1]} was modified after sealing.", s[0][1])
+            s, a = next(sealed, None), next(actual, None)
+        if len(missing) + len(extra) > 10 * MAX_PROBLEMS_PER_WINDOW:
+            window.fail("more", "Too many differences to list: the window was rewritten.")
+            break
+    for record_id in sorted(missing.keys() & extra):
+        window.fail("modified", f"Record {record_id} was modified after sealing.", record_id)
+    for record_id in sorted(missing.keys() - extra):
+        if ObjectId.is_valid(record_id) and ObjectId(record_id).generation_time <= expired_before:
+            continue  # removed by retention: its id says when it was made
+        window.fail(
+            "deleted", f"Record {record_id} was deleted (or moved out of the window).", record_id
+        )
+    for record_id in sorted(extra - missing.keys()):
+        window.fail("inserted", f"Record {record_id} was inserted after sealing.", record_id)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -9,6 +9,7 @@ from flask import current_app
 
 from ..db import get_audit_db, get_db
 from ..ids import utcnow
+from .anchor import Anchor
 from .integrity import Signer, VerifyReport, seal_all, verify_organization
 
 STATE_TTL_SECONDS = 60
@@ -17,6 +18,10 @@ RECENT_WINDOWS = 24
 
 def signer(app=None) -> Signer:
     return Signer((app or current_app).config["AUDIT_SIGNING_KEY"])
+
+
+def anchor(app=None) -> Anchor:
+    return Anchor((app or current_app).config["AUDIT_ANCHOR_DIR"])
 
 
 UP_TO_NOW_MARGIN = timedelta(seconds=5)
@@ -43,19 +48,24 @@ def seal_now(app, only=None, up_to_now: bool = False) -> dict:
             signer(app),
             only=only,
             until=now - delay if up_to_now else None,
+            anchor=anchor(app),
         )
 
 
 def verify(organization_id, *, start=None, end=None, last=None) -> VerifyReport:
+    config = current_app.config
     return verify_organization(
         get_audit_db(),
         organization_id,
         signer(),
         utcnow(),
-        current_app.config["AUDIT_RETENTION_DAYS"],
+        config["AUDIT_RETENTION_DAYS"],
         start=start,
         end=end,
         last=last,
+        anchor=anchor(),
+        seal_interval=timedelta(minutes=config["AUDIT_SEAL_INTERVAL"]),
+        seal_delay=timedelta(seconds=config["AUDIT_SEAL_DELAY"]),
     )
 
 

@@ -1,0 +1,279 @@
+"""Tamper evidence to the tail: types, the newest digests, all digests, unsealed time, size.
+
+Tried as someone with write access to the database: each change is detected and named by
+verify, and sealing refuses to re-sign what replaced deleted digests.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import bson
+import mongomock
+import pytest
+from bson import Int64, ObjectId
+
+from audit_app.audit.anchor import Anchor
+from audit_app.audit.integrity import (
+    CHUNK_SIZE,
+    SealRefused,
+    Signer,
+    seal_organization,
+    verify_organization,
+)
+
+from .factories import audit_record
+
+KEY = Signer("tamper-test-signing-key-0123456789")
+HOUR = timedelta(hours=1)
+DELAY = timedelta(minutes=2)
+START = datetime(2026, 11, 1, tzinfo=UTC)
+NOW = START + timedelta(hours=6)
+
+
+def stored(org_id, hour: float, **fields):
+    moment = START + timedelta(hours=hour)
+    return audit_record(
+        org_id, _id=ObjectId.from_datetime(moment), created_at=moment, storedAt=moment, **fields
+    )
+
+
+@pytest.fixture
+def anchor(tmp_path):
+    return Anchor(tmp_path / "anchor")
+
+
+@pytest.fixture
+def sealed(db, org, anchor):
+    records = [stored(org.id, h, path=f"/r/{h}", accountId=ObjectId()) for h in (0.1, 1.2, 3.7)]
+    db.audit_logs.insert_many(records)
+    assert seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor) == 5
+    return records
+
+
+def verify(db, org, anchor, now=NOW, **kw):
+    return verify_organization(
+        db,
+        org.id,
+        KEY,
+        now,
+        retention_days=4000,
+        anchor=anchor,
+        seal_interval=HOUR,
+        seal_delay=DELAY,
+        **kw,
+    )
+
+
+def kinds(report) -> set[str]:
+    found = {p["type"] for p in report.chain_problems}
+    return found | {p["type"] for w in report.windows for p in w.problems}
+
+
+def test_a_clean_chain_verifies_against_its_anchor(db, org, anchor, sealed):
+    report = verify(db, org, anchor)
+    assert report.ok, report.as_dict()
+    assert sorted(anchor.entries(org.id)) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    "field,change",
+    [
+        ("accountId", lambda v: {"$oid": str(v)}),  # an ObjectId turned into a look-alike
+        ("createdAt", lambda v: {"$date": int(v.timestamp() * 1000)}),  # a date likewise
+        ("statusCode", lambda v: Int64(v)),  # int32 -> int64
+        ("statusCode", lambda v: float(v)),  # int32 -> double
+        ("durationMs", lambda v: int(v)),  # double -> int32
+        ("path", lambda v: v.encode()),  # string -> binary
+    ],
+    ids=["oid", "date", "int64", "double", "int32", "binary"],
+)
+def test_a_change_of_bson_type_is_detected(db, org, anchor, sealed, field, change):
+    target = sealed[1]
+    current = db.audit_logs.find_one({"_id": target["_id"]})
+    db.audit_logs.update_one({"_id": target["_id"]}, {"$set": {field: change(current[field])}})
+    report = verify(db, org, anchor)
+    assert not report.ok
+    assert {
+        (w.sequence, p["type"], p.get("recordId")) for w in report.windows for p in w.problems
+    } == {(2, "modified", str(target["_id"]))}
+
+
+def test_swapping_two_keys_of_a_record_is_detected(db, org, anchor, sealed):
+    original = db.audit_logs.find_one({"_id": sealed[0]["_id"]})
+    keys = list(original)
+    keys[1], keys[2] = keys[2], keys[1]
+    db.audit_logs.replace_one({"_id": original["_id"]}, {k: original[k] for k in keys})
+    assert "modified" in kinds(verify(db, org, anchor))
+
+
+def test_deleting_the_newest_digest_and_editing_its_records_is_caught_and_not_resealed(
+    db, org, anchor, sealed
+):
+    db.audit_digests.delete_one({"organizationId": org.id, "sequence": 5})
+    db.audit_digests.delete_one({"organizationId": org.id, "sequence": 4})
+    db.audit_logs.update_one({"_id": sealed[2]["_id"]}, {"$set": {"path": "/forged"}})
+    report = verify(db, org, anchor)
+    assert "newestDigestsDeleted" in kinds(report) and not report.ok
+    with pytest.raises(SealRefused):
+        seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor)
+    assert db.audit_digests.count_documents({"organizationId": org.id}) == 3  # nothing re-signed
+    assert not verify(db, org, anchor, last=24).ok  # the page's view says so too
+
+
+def test_deleting_every_digest_is_caught(db, org, anchor, sealed):
+    db.audit_digests.delete_many({"organizationId": org.id})
+    db.audit_digest_chunks.delete_many({"organizationId": org.id})
+    report = verify(db, org, anchor)
+    assert not report.ok and "allDigestsDeleted" in kinds(report)
+    assert "unsealed" in kinds(report)
+
+
+def test_a_replaced_digest_is_caught_by_the_anchor(db, org, anchor, sealed, tmp_path):
+    """With the signing key stolen too, a rewritten chain still differs from the anchor."""
+    db.audit_digests.delete_many({"organizationId": org.id})
+    db.audit_logs.update_one({"_id": sealed[0]["_id"]}, {"$set": {"path": "/rewritten"}})
+    elsewhere = Anchor(tmp_path / "attackers-own-anchor")
+    seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=elsewhere)
+    assert verify(db, org, elsewhere).ok  # self-consistent...
+    report = verify(db, org, anchor)  # ...but not what was anchored
+    assert not report.ok and "replacedDigest" in kinds(report)
+
+
+def test_a_gap_in_the_sequence_is_named(db, org, anchor, sealed):
+    db.audit_digests.delete_one({"organizationId": org.id, "sequence": 3})
+    assert {"missingDigest"} <= kinds(verify(db, org, anchor))
+
+
+def test_records_left_unsealed_where_windows_should_be_sealed_are_reported(db, org, anchor):
+    db.audit_logs.insert_many([stored(org.id, h) for h in (0.5, 1.5)])
+    report = verify(db, org, anchor)  # sealing never ran
+    assert not report.ok and kinds(report) == {"unsealed"}
+    seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor)
+    assert verify(db, org, anchor).ok
+
+
+def test_retention_never_reads_as_tampering(db, org, anchor):
+    """A window straddling the retention cut-off loses its older records: not 'deleted'."""
+    early = audit_record(
+        org.id,
+        _id=ObjectId.from_datetime(START + timedelta(minutes=59, seconds=58)),
+        created_at=START + timedelta(minutes=59, seconds=58),
+        storedAt=START + timedelta(hours=1, seconds=1),  # stored in the next window
+    )
+    late = stored(org.id, 1.5)
+    db.audit_logs.insert_many([early, late])
+    seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor)
+    later = START + timedelta(days=30, hours=1)  # the cut-off: 1:00 on the first day
+    db.audit_logs.delete_one({"_id": early["_id"]})  # what the TTL index removes by createdAt
+    report = verify_organization(
+        db,
+        org.id,
+        KEY,
+        later,
+        retention_days=30,
+        anchor=anchor,
+        seal_interval=HOUR,
+        seal_delay=DELAY,
+    )
+    assert "deleted" not in kinds(report)
+    db.audit_logs.delete_one({"_id": late["_id"]})  # not yet due: that one is tampering
+    report = verify_organization(
+        db,
+        org.id,
+        KEY,
+        later,
+        retention_days=30,
+        anchor=anchor,
+        seal_interval=HOUR,
+        seal_delay=DELAY,
+    )
+    assert "deleted" in kinds(report)
+
+
+def test_two_sealers_racing_produce_one_chain(db, org, anchor):
+    db.audit_logs.insert_many([stored(org.id, h / 4) for h in range(20)])
+    barrier = threading.Barrier(2)
+    results = []
+
+    def seal():
+        barrier.wait(timeout=10)
+        try:
+            results.append(
+                seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor)
+            )
+        except SealRefused as error:  # the other one anchored first: also a correct outcome
+            results.append(str(error))
+
+    threads = [threading.Thread(target=seal) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    sequences = [d["sequence"] for d in db.audit_digests.find({"organizationId": org.id})]
+    assert sorted(sequences) == list(range(1, 6))
+    assert verify(db, org, anchor).ok
+    anchored = anchor.entries(org.id)
+    stored_hashes = {
+        d["sequence"]: d["digestHash"] for d in db.audit_digests.find({"organizationId": org.id})
+    }
+    assert anchored == stored_hashes
+
+
+@pytest.mark.slow
+def test_a_window_of_200k_records_keeps_every_document_far_below_16_mib(org, monkeypatch):
+    """Sealing streams the window: 200k records are read one batch at a time (generated here,
+    as a cursor would yield them) and every document written stays small."""
+    from audit_app.audit import integrity
+
+    db = mongomock.MongoClient(tz_aware=True)["big"]
+    moment = START + timedelta(minutes=10)
+
+    def two_hundred_thousand(db_, organization_id, start, end):
+        for index in range(200_000):
+            yield {
+                "_id": ObjectId(),
+                "organizationId": organization_id,
+                "storedAt": moment,
+                "createdAt": moment,
+                "path": f"/p/{index}",
+                "statusCode": 200,
+            }
+
+    monkeypatch.setattr(integrity, "_record_stream", two_hundred_thousand)
+    assert seal_organization(db, org.id, START, START + 2 * HOUR, HOUR, DELAY, KEY) == 1
+    digest = db.audit_digests.find_one({"organizationId": org.id, "sequence": 1})
+    assert digest["count"] == 200_000 and len(digest["chunks"]) == 200_000 // CHUNK_SIZE
+    chunks = list(db.audit_digest_chunks.find({"organizationId": org.id}))
+    assert sum(len(c["records"]) for c in chunks) == 200_000
+    largest = max(len(bson.encode(doc)) for doc in [digest, *chunks])
+    assert largest < 2 * 1024 * 1024  # 16 MiB is the limit
+    assert len(bson.encode(digest)) < 16 * 1024
+
+
+def test_a_window_over_many_chunks_names_each_change(db, org, monkeypatch):
+    from audit_app.audit import integrity
+
+    monkeypatch.setattr(integrity, "CHUNK_SIZE", 7)
+    records = [stored(org.id, 0.01 * i, path=f"/c/{i}") for i in range(50)]
+    db.audit_logs.insert_many(records)
+    assert seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY) == 5
+    digest = db.audit_digests.find_one({"organizationId": org.id, "sequence": 1})
+    assert digest["count"] == 50 and len(digest["chunks"]) == 8
+    db.audit_logs.update_one({"_id": records[20]["_id"]}, {"$set": {"statusCode": 201}})
+    db.audit_logs.delete_one({"_id": records[33]["_id"]})
+    forged = stored(org.id, 0.333, path="/forged")
+    db.audit_logs.insert_one(forged)
+    report = verify_organization(db, org.id, KEY, NOW, retention_days=4000)
+    assert sorted((p["type"], p["recordId"]) for p in report.windows[0].problems) == sorted(
+        [
+            ("modified", str(records[20]["_id"])),
+            ("deleted", str(records[33]["_id"])),
+            ("inserted", str(forged["_id"])),
+        ]
+    )
+    db.audit_digest_chunks.update_one(
+        {"digestId": digest["_id"], "index": 3}, {"$set": {"records": []}}
+    )
+    assert "digestEdited" in kinds(verify_organization(db, org.id, KEY, NOW, retention_days=4000))
