@@ -395,10 +395,13 @@ def export_command(organization_id, fmt, output, **filters):
 @with_appcontext
 def seal_command(organization_id, up_to_now, as_json):
     """Seal every closed window: signed, chained digests of the audit records."""
-    from .audit.sealing import seal_now
+    from .audit.sealing import RECENT_WINDOWS, seal_now, store_state, verify
 
     only = _organization(get_db(), organization_id)["_id"] if organization_id else None
     written = seal_now(current_app._get_current_object(), only=only, up_to_now=up_to_now)
+    for key, count in written.items():
+        if isinstance(count, int) and count:  # what the pages show: the newest windows
+            store_state(ObjectId(key), verify(ObjectId(key), last=RECENT_WINDOWS), "recent")
     failed = {k: v["error"] for k, v in written.items() if isinstance(v, dict)}
     total = sum(v for v in written.values() if isinstance(v, int))
     _emit(
@@ -434,13 +437,15 @@ def _date_option(value, option):
 @with_appcontext
 def verify_command(organization_id, start, end, as_json):
     """Recompute the digests and the chain; exit non-zero if anything differs."""
-    from .audit.sealing import verify
+    from .audit.sealing import store_state, verify
 
     organization = _organization(get_db(), organization_id)
     report = verify(
         organization["_id"], start=_date_option(start, "--from"), end=_date_option(end, "--to")
     )
     payload = report.as_dict()
+    if start is None and end is None:
+        store_state(organization["_id"], report, "full")
     record_operator_command(
         organization["_id"],
         "verify",

@@ -167,6 +167,7 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_SEAL_INTERVAL": _env_int("AUDIT_SEAL_INTERVAL", 60, minimum=1),
         "AUDIT_SEAL_DELAY": _env_int("AUDIT_SEAL_DELAY", 120, minimum=0),
         "AUDIT_SEAL_IN_BACKGROUND": _env_bool("AUDIT_SEAL_IN_BACKGROUND", True),
+        "AUDIT_VERIFY_INTERVAL": _env_int("AUDIT_VERIFY_INTERVAL", 86400, minimum=60),
         "AUDIT_ANCHOR_DIR": os.environ.get("AUDIT_ANCHOR_DIR", "").strip()
         or str(instance_path / "audit-anchor"),
         "AUDIT_QUERY_TIMEOUT_MS": _env_int("AUDIT_QUERY_TIMEOUT_MS", 5000, minimum=100),

@@ -277,3 +277,50 @@ def test_a_window_over_many_chunks_names_each_change(db, org, monkeypatch):
         {"digestId": digest["_id"], "index": 3}, {"$set": {"records": []}}
     )
     assert "digestEdited" in kinds(verify_organization(db, org.id, KEY, NOW, retention_days=4000))
+
+
+# One sealer at a time; pages read the stored verification ------------------------------
+
+
+def test_one_sealer_holds_the_lease_until_it_expires(app):
+    from audit_app.audit.sealing import acquire_lease, release_lease
+
+    with app.app_context():
+        assert acquire_lease("sealer", "host-a", 60)
+        assert not acquire_lease("sealer", "host-b", 60)
+        assert acquire_lease("sealer", "host-a", 60)  # renewing one's own
+        release_lease("sealer", "host-a")
+        assert acquire_lease("sealer", "host-b", 0.001)
+        import time
+
+        time.sleep(0.01)
+        assert acquire_lease("sealer", "host-c", 60)  # an expired lease is taken over
+
+
+def test_the_background_task_seals_verifies_and_stores_a_signed_state(app, api, db, org):
+    from audit_app.audit import integrity, sealing
+
+    recent = datetime.now(UTC) - timedelta(hours=3)
+    db.organizations.update_one({"_id": org.id}, {"$set": {"createdAt": recent - HOUR}})
+    db.audit_logs.insert_one(audit_record(org.id, created_at=recent, storedAt=recent))
+    assert sealing.seal_and_verify(app, "me")[str(org.id)] >= 3
+    with app.app_context():
+        assert sealing.acquire_lease("sealer", "someone-else", 60)  # released after the run
+        sealing.release_lease("sealer", "someone-else")
+    stored = db.audit_integrity.find_one({"_id": org.id})
+    assert stored["state"] == "verified" and stored["scope"] == "full"
+
+    def no_rehashing(*args, **kwargs):
+        raise AssertionError("a request re-hashed records")
+
+    original = integrity.verify_organization
+    sealing.verify_organization = no_rehashing
+    try:
+        answer = api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()
+    finally:
+        sealing.verify_organization = original
+    assert answer["state"] == "verified"
+    db.audit_integrity.update_one({"_id": org.id}, {"$set": {"state": "verified", "problems": []}})
+    db.audit_integrity.update_one({"_id": org.id}, {"$set": {"verifiedUpTo": "2999-01-01"}})
+    forged = api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()
+    assert forged["state"] == "failed" and forged["problems"][0]["type"] == "stateEdited"

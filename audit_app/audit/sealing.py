@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
+import hashlib
+import os
+import socket
+import uuid
+from datetime import UTC, timedelta
 
+from bson import ObjectId
 from flask import current_app
+from pymongo.errors import DuplicateKeyError
 
 from ..db import get_audit_db, get_db
-from ..ids import utcnow
+from ..ids import iso, utcnow
 from .anchor import Anchor
+from .canonical import canonical_bytes
 from .integrity import Signer, VerifyReport, seal_all, verify_organization
 
-STATE_TTL_SECONDS = 60
 RECENT_WINDOWS = 24
 
 
@@ -69,33 +74,126 @@ def verify(organization_id, *, start=None, end=None, last=None) -> VerifyReport:
     )
 
 
-def integrity_state(organization_id) -> dict:
-    """The state shown to viewAuditLog holders: the last windows verified, cached a minute."""
-    cache = current_app.extensions.setdefault("audit_app.integrity_state", {})
-    cached = cache.get(organization_id)
-    if cached and cached[0] > time.monotonic():
-        return cached[1]
-    report = verify(organization_id, last=RECENT_WINDOWS)
-    if not report.windows:
-        state = {"state": "unsealed", "verifiedUpTo": None, "checkedWindows": 0, "problems": []}
+STATES = "audit_integrity"
+LEASES = "audit_leases"
+
+
+def store_state(organization_id, report: VerifyReport, scope: str, app=None) -> dict:
+    """Keep the result of a verification, signed, for the pages and the API to read."""
+    if not report.windows and not report.chain_problems:
+        state = "unsealed"
     else:
-        failed = [w.as_dict() for w in report.windows if w.status == "failed"]
-        state = {
-            "state": "failed" if failed else "verified",
-            "verifiedUpTo": report.as_dict()["verifiedUpTo"],
-            "checkedWindows": len(report.windows),
-            "problems": failed,
-            "unsealedRecords": report.unsealed_records,
+        state = "failed" if not report.ok else "verified"
+    failed = [w.as_dict() for w in report.windows if w.status == "failed"]
+    document = {
+        "_id": organization_id,
+        "organizationId": organization_id,
+        "state": state,
+        "scope": scope,
+        "verifiedUpTo": report.as_dict()["verifiedUpTo"],
+        "checkedWindows": len(report.windows),
+        "problems": (report.chain_problems + failed)[:50],
+        "unsealedRecords": report.unsealed_records,
+        "checkedAt": iso(utcnow()),
+    }
+    document["signature"] = signer(app).sign(_state_hash(document))
+    get_audit_db(app)[STATES].replace_one({"_id": organization_id}, document, upsert=True)
+    return document
+
+
+def _state_hash(document: dict) -> str:
+    payload = {k: v for k, v in document.items() if k != "signature"}
+    return hashlib.sha256(canonical_bytes(payload)).hexdigest()
+
+
+def integrity_state(organization_id) -> dict:
+    """The state shown to viewAuditLog holders: the stored result of the last verification.
+
+    No request re-hashes records: the background task (and ``flask seal`` / ``verify``)
+    verifies and stores; this reads one document and checks its signature.
+    """
+    stored = get_audit_db()[STATES].find_one({"_id": organization_id})
+    if stored is None:
+        return {"state": "unsealed", "verifiedUpTo": None, "checkedWindows": 0, "problems": []}
+    if not signer().valid(_state_hash(stored), stored.get("signature")):
+        return {
+            "state": "failed",
+            "verifiedUpTo": None,
+            "checkedWindows": 0,
+            "problems": [{"type": "stateEdited", "message": "The stored verification was edited."}],
         }
-    cache[organization_id] = (time.monotonic() + STATE_TTL_SECONDS, state)
-    return state
+    return {k: v for k, v in stored.items() if k not in ("_id", "organizationId", "signature")}
+
+
+def acquire_lease(name: str, holder: str, seconds: float, app=None) -> bool:
+    """Hold a named lease for a while, across processes and hosts; False if another holds it."""
+    from ..db import stores
+
+    leases = get_audit_db(app)[LEASES]
+    now = utcnow()
+    lease = {"holder": holder, "expiresAt": now + timedelta(seconds=seconds)}
+    with stores(app)["audit"].exclusive(f"lease-{name}"):
+        try:
+            leases.insert_one({"_id": name, **lease})
+            return True
+        except DuplicateKeyError:
+            taken = leases.find_one_and_update(
+                {"_id": name, "$or": [{"expiresAt": {"$lte": now}}, {"holder": holder}]},
+                {"$set": lease},
+            )
+            return taken is not None
+
+
+def release_lease(name: str, holder: str, app=None) -> None:
+    get_audit_db(app)[LEASES].delete_one({"_id": name, "holder": holder})
+
+
+def seal_and_verify(app, holder: str) -> dict | None:
+    """One sealer at a time: seal what has closed, verify the newest windows of the
+    organizations that got digests, and now and then every window of every organization."""
+    config = app.config
+    interval = max(60.0, config["AUDIT_SEAL_INTERVAL"] * 60 / 4)
+    with app.app_context():
+        if not acquire_lease("sealer", holder, interval * 2, app):
+            return None
+        try:
+            written = seal_now(app)
+            full_due = _full_pass_due(app)
+            for key, count in written.items():
+                organization_id = ObjectId(key)
+                if full_due:
+                    store_state(organization_id, verify(organization_id), "full", app)
+                elif count or get_audit_db(app)[STATES].find_one({"_id": organization_id}) is None:
+                    store_state(
+                        organization_id, verify(organization_id, last=RECENT_WINDOWS), "recent", app
+                    )
+            if full_due:
+                get_audit_db(app)[LEASES].replace_one(
+                    {"_id": "full-verification"},
+                    {"_id": "full-verification", "at": utcnow()},
+                    upsert=True,
+                )
+            return written
+        finally:
+            release_lease("sealer", holder, app)
+
+
+def _full_pass_due(app) -> bool:
+    last = get_audit_db(app)[LEASES].find_one({"_id": "full-verification"})
+    every = timedelta(seconds=app.config["AUDIT_VERIFY_INTERVAL"])
+    return last is None or _aware(last["at"]) + every <= utcnow()
+
+
+def _aware(moment):
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def background_sealer(app):
-    """A task for each process's background thread: seal what has closed, at most every minute."""
+    """A task for each process's background thread: seal and verify under one lease."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def task():
-        seal_now(app)
+        seal_and_verify(app, holder)
 
     interval = max(60.0, app.config["AUDIT_SEAL_INTERVAL"] * 60 / 4)
     return interval, task
