@@ -44,18 +44,30 @@ class IsoDateTime(fields.Field):
             text = text[:-1] + "+00:00"
         try:
             parsed = datetime.fromisoformat(text)
-        except ValueError:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            parsed = parsed.astimezone(UTC)
+        except (ValueError, OverflowError):  # 0001-01-01T00:00+14:00 is before year 1
             raise self.make_error("invalid") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        if not 1970 <= parsed.year <= 9999:
+            raise ValidationError("Must be a date between the years 1970 and 9999.")
+        return parsed
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_controls(value: str) -> None:
+    """A NUL or another control character cannot be searched for (MongoDB refuses it)."""
+    if _CONTROLS.search(value):
+        raise ValidationError("Must not contain control characters (such as NUL or a newline).")
 
 
 class FilterSchema(Schema):
     """The filters shared by the list, the export and the web page."""
 
-    q = fields.String(validate=validate.Length(min=1, max=MAX_SEARCH_LENGTH))
-    path = fields.String(validate=validate.Length(min=1, max=MAX_SEARCH_LENGTH))
+    q = fields.String(validate=[validate.Length(min=1, max=MAX_SEARCH_LENGTH), _no_controls])
+    path = fields.String(validate=[validate.Length(min=1, max=MAX_SEARCH_LENGTH), _no_controls])
     accountId = ObjectIdField()
     workspaceId = ObjectIdField()
     apiKeyId = ObjectIdField()

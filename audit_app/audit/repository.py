@@ -123,7 +123,7 @@ def search_records(
     order = OLDEST_FIRST if towards_newer else NEWEST_FIRST
     cursor = (
         _scoped(db, organization_id)
-        .find(criteria, LIST_PROJECTION)
+        .find(criteria, dict(LIST_PROJECTION))  # a copy: drivers may change what they get
         .sort(order)
         .limit(limit + 1)
         .max_time_ms(max_time_ms)
