@@ -28,7 +28,9 @@ def ensure_indexes(
             main_db[collection].create_index(keys, **options) for keys, options in specs
         ]
     created["audit_logs"] = ensure_audit_indexes(audit_db, retention_days, native_ttl=native_ttl)
-    created["audit_digests"] = ensure_digest_indexes(audit_db)
+    created["audit_digests"] = ensure_digest_indexes(
+        audit_db, retention_days, native_ttl=native_ttl
+    )
     return created
 
 

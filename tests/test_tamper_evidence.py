@@ -324,3 +324,37 @@ def test_the_background_task_seals_verifies_and_stores_a_signed_state(app, api, 
     db.audit_integrity.update_one({"_id": org.id}, {"$set": {"verifiedUpTo": "2999-01-01"}})
     forged = api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()
     assert forged["state"] == "failed" and forged["problems"][0]["type"] == "stateEdited"
+
+
+def test_retention_takes_the_chunks_of_expired_windows_and_the_chain_still_verifies(
+    db, org, anchor, sealed
+):
+    from audit_app.audit.integrity import ensure_digest_indexes
+    from audit_app.audit.repository import purge_expired
+
+    assert "ttl_windowEnd" in ensure_digest_indexes(db, 30, native_ttl=True)
+    assert db.audit_digest_chunks.index_information()["ttl_windowEnd"]["expireAfterSeconds"] == (
+        30 * 86400
+    )
+    later = START + timedelta(days=31)
+    import audit_app.audit.repository as repository
+
+    original = repository.utcnow
+    repository.utcnow = lambda: later
+    try:
+        purge_expired(db, 30)
+    finally:
+        repository.utcnow = original
+    assert db.audit_digest_chunks.count_documents({"organizationId": org.id}) == 0
+    assert db.audit_logs.count_documents({"organizationId": org.id}) == 0
+    report = verify_organization(
+        db,
+        org.id,
+        KEY,
+        later,
+        retention_days=30,
+        anchor=anchor,
+        seal_interval=HOUR,
+        seal_delay=DELAY,
+    )
+    assert report.ok and {w.status for w in report.windows} == {"expired"}

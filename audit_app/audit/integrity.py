@@ -88,9 +88,37 @@ class Signer:
         return hmac.compare_digest(self.sign(digest_hash), signature or "")
 
 
-def ensure_digest_indexes(db: Database) -> list[str]:
+CHUNKS_TTL_INDEX = "ttl_windowEnd"
+
+
+def ensure_digest_indexes(
+    db: Database, retention_days: int | None = None, *, native_ttl: bool = True
+) -> list[str]:
+    """The digests' indexes; chunks of windows past retention expire with their records.
+
+    Digests themselves are kept (a few kilobytes each): the chain stays whole. A chunk's
+    entries are needed only while its window's records exist.
+    """
     names = [db[DIGESTS].create_index(keys, **options) for keys, options in INDEXES]
-    return names + [db[CHUNKS].create_index(keys, **options) for keys, options in CHUNK_INDEXES]
+    names += [db[CHUNKS].create_index(keys, **options) for keys, options in CHUNK_INDEXES]
+    if retention_days is None:
+        return names
+    seconds = retention_days * 86400
+    existing = db[CHUNKS].index_information().get(CHUNKS_TTL_INDEX)
+    if existing is not None and (not native_ttl or existing.get("expireAfterSeconds") != seconds):
+        db[CHUNKS].drop_index(CHUNKS_TTL_INDEX)  # chunks are few: a rebuild is cheap
+    if native_ttl:
+        names.append(
+            db[CHUNKS].create_index(
+                [("windowEnd", ASCENDING)], name=CHUNKS_TTL_INDEX, expireAfterSeconds=seconds
+            )
+        )
+    return names
+
+
+def purge_expired_chunks(db: Database, cutoff: datetime) -> int:
+    """Delete the chunks of windows past retention (stores without a native TTL monitor)."""
+    return db[CHUNKS].delete_many({"windowEnd": {"$lt": cutoff}}).deleted_count
 
 
 def _floor(moment: datetime, interval: timedelta) -> datetime:
@@ -242,7 +270,13 @@ def _write_chunks(db: Database, organization_id: ObjectId, digest_id: ObjectId, 
     def flush():
         hashes.append(_chunk_hash(buffer))
         chunks.insert_one(
-            {"_id": ObjectId(), "digestId": digest_id, "index": len(hashes) - 1, "records": buffer}
+            {
+                "_id": ObjectId(),
+                "digestId": digest_id,
+                "index": len(hashes) - 1,
+                "windowEnd": end,
+                "records": buffer,
+            }
         )
 
     for record in _record_stream(db, organization_id, start, end):

@@ -58,7 +58,10 @@ def insert_record(db: Database, record: dict) -> None:
 
 def purge_expired(db: Database, retention_days: int) -> int:
     """Delete records older than the retention (for stores without a native TTL monitor)."""
+    from .integrity import purge_expired_chunks
+
     cutoff = utcnow() - timedelta(days=retention_days)
+    purge_expired_chunks(db, cutoff)
     return db[COLLECTION].delete_many({"createdAt": {"$lt": cutoff}}).deleted_count
 
 
