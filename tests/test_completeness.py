@@ -189,3 +189,15 @@ def test_a_cli_export_whose_reader_stops_early_is_recorded_as_interrupted(make_a
     assert "Export interrupted" in stderr and "Traceback" not in stderr
     ended = audit_db.audit_logs.find_one({"request.export.outcome": "interrupted"})
     assert ended["authType"] == "cli" and 0 < ended["request"]["export"]["rowsWritten"] < 3000
+
+
+def test_throttled_and_csrf_refused_logins_are_in_the_accounts_organization(make_app, org, db):
+    app = make_app(RATELIMIT_LOGIN="2 per minute", WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    for _ in range(3):
+        client.post("/api/v1/auth/token", json={"email": org.admin.email, "password": "x"})
+    client.post("/login", data={"email": org.admin.email, "password": "x"})  # no CSRF token
+    throttled = db.audit_logs.find_one({"statusCode": 429})
+    refused = db.audit_logs.find_one({"path": "/login", "statusCode": 400})
+    for record in (throttled, refused):
+        assert record["organizationId"] == org.id and record["accountId"] == org.admin.account_id

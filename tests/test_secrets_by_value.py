@@ -285,3 +285,56 @@ def test_gunicorn_writes_no_secret_to_its_access_log(tmp_path):
     written = log.read_text()
     assert "/api/v1/workspaces?password=[REDACTED]" in written
     assert not [s for s in secrets if s in written], written
+
+
+# Found by an adversarial review --------------------------------------------------------
+
+KEY40 = "oal_" + "Zx9" * 13 + "Q"
+
+
+@pytest.mark.parametrize(
+    "how,hidden",
+    [
+        ({"headers": {"X-Request-Id": KEY40}}, KEY40),
+        ({"headers": {"User-Agent": "bot password=hunter2-ua"}}, "hunter2-ua"),
+        ({"headers": {"User-Agent": "bot " + KEY40.replace("_", "%5F")}}, KEY40[4:]),
+        ({"path": "/api/v1/workspaces/password=hunter2-path"}, "hunter2-path"),
+        ({"path": "/api/v1/workspaces/" + KEY40.replace("_", "%255F")}, KEY40[4:]),
+        ({"text": '{"pass\\u0077ord":"esc-pw-1",}'}, "esc-pw-1"),
+        ({"text": '{"k": "\\u006f' + KEY40[1:] + '",'}, KEY40[4:]),
+        ({"xml": "<password><![CDATA[cdata-pw]]></password>"}, "cdata-pw"),
+        ({"xml": "<password><value>nested-pw</value></password>"}, "nested-pw"),
+        ({"text": '"password" => "arrow-pw"'}, "arrow-pw"),
+        ({"text": "redis://:abc#hash-pw@cache:6379/0"}, "hash-pw"),
+        ({"file": ("report-" + KEY40 + ".txt", "upload")}, KEY40),
+        ({"file": ("a.txt", "password")}, None),
+    ],
+)
+def test_secrets_the_review_slipped_through_are_caught(api, db, org, how, hidden):
+    import io
+
+    headers = {"X-Request-Id": "slip-1", **how.get("headers", {})}
+    kwargs: dict = {}
+    if "text" in how:
+        kwargs.update(data=how["text"], content_type="application/json")
+    if "xml" in how:
+        kwargs.update(data=how["xml"], content_type="application/xml")
+    if "file" in how:
+        name, field = how["file"]
+        kwargs.update(data={field: (io.BytesIO(b"x"), name)}, content_type="multipart/form-data")
+    api.post(how.get("path", "/api/v1/workspaces"), as_=org.admin, headers=headers, **kwargs)
+    record = db.audit_logs.find_one(sort=[("_id", -1)])
+    stored = json.dumps(record, default=str)
+    if hidden is None:  # a secret-looking file field name keeps its upload, named redacted
+        assert record["request"]["files"][0]["field"] == "password"
+    else:
+        assert hidden not in stored
+
+
+def test_an_api_keys_name_and_readable_prose_are_kept_apart(api, db, org):
+    key = api.post("/api/v1/api-keys", as_=org.owner, json={"name": "ci " + KEY40}).get_json()
+    api.get("/api/v1/workspaces", key=key["key"], headers={"X-Request-Id": "named-1"})
+    assert KEY40 not in _stored(db, "named-1")
+    prose = {"title": "Basic workflow for onboarding", "goal_completion_rate_for_quarterly": 1}
+    api.post("/api/v1/workspaces", as_=org.admin, json=prose, headers={"X-Request-Id": "prose-1"})
+    assert json.loads(_stored(db, "prose-1"))["request"]["body"] == prose

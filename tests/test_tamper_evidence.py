@@ -358,3 +358,53 @@ def test_retention_takes_the_chunks_of_expired_windows_and_the_chain_still_verif
         seal_delay=DELAY,
     )
     assert report.ok and {w.status for w in report.windows} == {"expired"}
+
+
+# Found by an adversarial review --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stored_at",
+    [None, "2026-11-01T00:10:00Z", START - timedelta(days=3), NOW + timedelta(days=30)],
+    ids=["missing", "string", "before-the-chain", "future"],
+)
+def test_a_record_no_window_covers_is_reported(db, org, anchor, sealed, stored_at):
+    forged = audit_record(org.id, created_at=START + HOUR, path="/forged-evidence")
+    if stored_at is None:
+        forged.pop("storedAt", None)
+    else:
+        forged["storedAt"] = stored_at
+    db.audit_logs.insert_one(forged)
+    report = verify(db, org, anchor)
+    assert not report.ok and "inserted" in kinds(report)
+
+
+def test_poisoned_digests_and_chunks_are_named_not_crashing(db, org, anchor, sealed):
+    chunk = db.audit_digest_chunks.find_one({"organizationId": org.id})
+    entries = chunk["records"]
+    entries[0][2] = str(entries[0][2])  # same chunk hash (joined as text), another type
+    db.audit_digest_chunks.update_one({"_id": chunk["_id"]}, {"$set": {"records": entries}})
+    db.audit_digests.update_one(
+        {"organizationId": org.id, "sequence": 4}, {"$set": {"windowStart": "2026-11-01"}}
+    )
+    report = verify(db, org, anchor)
+    assert not report.ok and "digestEdited" in kinds(report)
+
+
+def test_an_old_or_deleted_stored_verification_does_not_read_as_verified(app, api, db, org):
+    from audit_app.audit import sealing
+
+    recent = datetime.now(UTC) - timedelta(hours=3)
+    db.organizations.update_one({"_id": org.id}, {"$set": {"createdAt": recent - HOUR}})
+    sealing.seal_and_verify(app, "me")
+    good = db.audit_integrity.find_one({"_id": org.id})
+    assert api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()["state"] == "verified"
+    with app.app_context():  # a signed result from long ago, put back
+        old = dict(good, checkedAt="2026-01-01T00:00:00.000Z")
+        old["signature"] = sealing.signer().sign(sealing._state_hash(old))
+    db.audit_integrity.replace_one({"_id": org.id}, old)
+    replayed = api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()
+    assert replayed["state"] == "failed" and replayed["problems"][0]["type"] == "stale"
+    db.audit_integrity.delete_one({"_id": org.id})
+    deleted = api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()
+    assert deleted["state"] == "failed" and deleted["problems"][0]["type"] == "stateMissing"

@@ -434,6 +434,10 @@ def verify_organization(
     if chain and chain[0]["sequence"] > 1:
         previous = digests.find_one({"sequence": chain[0]["sequence"] - 1})
     expired_before = now - timedelta(days=retention_days)
+    malformed = [d for d in chain if not _well_formed(d)]
+    for digest in malformed:  # a field of the wrong type: edited, and unreadable as a window
+        report.fail("digestEdited", f"Digest #{digest.get('sequence')} has malformed fields.")
+    chain = [d for d in chain if _well_formed(d)]
     for batch_start in range(0, len(chain), RECORDS_BATCH_WINDOWS):
         batch = chain[batch_start : batch_start + RECORDS_BATCH_WINDOWS]
         older = [d for d in batch if d.get("hashVersion", 1) == 1]
@@ -445,17 +449,22 @@ def verify_organization(
                 digest["sequence"], _aware(digest["windowStart"]), _aware(digest["windowEnd"])
             )
             report.windows.append(window)
-            _check_digest(digest, previous, signer, window, first_in_chain=previous is None)
-            if window.window_end <= expired_before:
-                if window.status != "failed":
-                    window.status = "expired"
-            elif id(digest) in hashes:
-                _check_records(digest, hashes[id(digest)], window)
-            else:
-                _check_chunked_records(db, organization_id, digest, window, expired_before)
+            try:
+                _check_digest(digest, previous, signer, window, first_in_chain=previous is None)
+                if window.window_end <= expired_before:
+                    if window.status != "failed":
+                        window.status = "expired"
+                elif id(digest) in hashes:
+                    _check_records(digest, hashes[id(digest)], window)
+                else:
+                    _check_chunked_records(db, organization_id, digest, window, expired_before)
+            except (TypeError, ValueError, KeyError, AttributeError) as error:
+                # whatever was edited into a digest or a chunk cannot stop verification
+                window.fail("digestEdited", f"The digest or its chunks were edited ({error}).")
             previous = digest
     sealed_until = _aware(chain[-1]["windowEnd"]) if chain else None
     records = TenantCollection(db[COLLECTION], organization_id)
+    _check_outside_windows(report, records, chain, now)
     if sealed_until is not None:
         report.unsealed_records = records.count_documents(
             {"storedAt": {"$gte": sealed_until}}, limit=100_000
@@ -473,6 +482,39 @@ def verify_organization(
                 "been sealed but are not (sealing stopped, or its digests were deleted).",
             )
     return report
+
+
+def _well_formed(digest: dict) -> bool:
+    return (
+        isinstance(digest.get("sequence"), int)
+        and isinstance(digest.get("windowStart"), datetime)
+        and isinstance(digest.get("windowEnd"), datetime)
+    )
+
+
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+def _check_outside_windows(report, records: TenantCollection, chain: list, now) -> None:
+    """Records no window can cover: without a stored time, before the chain, in the future."""
+    odd = records.count_documents({"storedAt": {"$not": {"$type": "date"}}}, limit=1000)
+    if odd:
+        report.fail(
+            "inserted",
+            f"{odd} record(s) have no storedAt date: no window covers them (inserted by hand).",
+        )
+    future = records.count_documents({"storedAt": {"$gt": now + FUTURE_SKEW}}, limit=1000)
+    if future:
+        report.fail("inserted", f"{future} record(s) are stored in the future (inserted by hand).")
+    if chain and chain[0]["sequence"] == 1:
+        before = records.count_documents(
+            {"storedAt": {"$lt": _aware(chain[0]["windowStart"])}}, limit=1000
+        )
+        if before:
+            report.fail(
+                "inserted",
+                f"{before} record(s) are stored before the chain's first window (inserted).",
+            )
 
 
 def _check_anchor(report, digests, chain, anchored: dict, start, end, last) -> None:
@@ -529,7 +571,17 @@ def _sealed_entries(db: Database, organization_id: ObjectId, digest: dict, windo
                 "digestEdited",
                 f"Chunk {index} of the digest's record list is missing or was edited.",
             )
-        for record_id, record_hash_, stored_ms in entries:
+        for entry in entries:
+            if not (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and isinstance(entry[0], str)
+                and isinstance(entry[1], str)
+                and type(entry[2]) is int
+            ):
+                window.fail("digestEdited", f"Chunk {index} holds a malformed entry.")
+                continue
+            record_id, record_hash_, stored_ms = entry
             yield (stored_ms, record_id), record_hash_
 
 

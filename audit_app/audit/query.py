@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -214,7 +214,7 @@ class CursorCodec:
 
     def encode(self, organization_id: ObjectId, query: AuditQuery, record: dict) -> str:
         at = record["createdAt"]
-        millis = int(at.timestamp() * 1000)
+        millis = round(at.timestamp() * 1000)  # int() truncated 9 ms to 8.999 -> 8
         payload = [str(organization_id), query.fingerprint(), millis, str(record["_id"])]
         return self._serializer.dumps(payload)
 
@@ -223,7 +223,7 @@ class CursorCodec:
     ):
         try:
             org, fingerprint, millis, record_id = self._serializer.loads(token)
-            at = datetime.fromtimestamp(int(millis) / 1000, UTC)
+            at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(millis))
             after = (at, ObjectId(record_id))
         except (BadSignature, ValueError, TypeError, OverflowError):
             raise bad_request(

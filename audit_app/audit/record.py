@@ -38,7 +38,9 @@ _TEXT_TYPES = (
 def request_id_from(req: Request) -> str:
     """Keep a client's sane ``X-Request-Id``; otherwise make one."""
     given = req.headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    if _REQUEST_ID.match(given) and scrub_values(given) == given:
+        return given
+    return uuid.uuid4().hex  # malformed, or a secret pasted where an id goes
 
 
 def redactor() -> Redactor:
@@ -97,8 +99,8 @@ def capture_body(req: Request) -> dict:
             form = {k: req.form.getlist(k) for k in req.form}
             files = [
                 {
-                    "field": field,
-                    "filename": safe_str(f.filename or ""),
+                    "field": clean.text(field),
+                    "filename": clean.text(f.filename or ""),
                     "contentType": f.mimetype,
                     "size": _file_size(f),
                 }
@@ -194,11 +196,11 @@ def build_record(response: Response, duration_ms: float) -> dict:
 def redacted_path() -> str:
     """The URL path, with path parameters that hold secrets (an invitation token) masked."""
     clean = redactor()
-    path = scrub_values(safe_str(request.path))
+    path = safe_str(request.path)
     for key, value in (request.view_args or {}).items():
         if isinstance(value, str) and value and clean.is_secret(key):
             path = path.replace(value, REDACTED)
-    return path
+    return clean.text(path)
 
 
 RECORD_FIELDS = (
@@ -245,6 +247,10 @@ def new_record(**fields) -> dict:
     return record
 
 
+def _clean_or_none(text: str | None) -> str | None:
+    return redactor().text(text) if text else None
+
+
 def summary_fields(response: Response, duration_ms: float) -> dict:
     """Every top-level field of the record: who, what, when, how it ended."""
     principal = g.get("principal")
@@ -254,7 +260,7 @@ def summary_fields(response: Response, duration_ms: float) -> dict:
         accountId=getattr(principal, "account_id", None),
         accountEmail=getattr(principal, "account_email", None),
         apiKeyId=getattr(principal, "api_key_id", None),
-        apiKeyName=getattr(principal, "api_key_name", None),
+        apiKeyName=_clean_or_none(getattr(principal, "api_key_name", None)),
         workspaceId=g.get("audit_workspace_id"),
         authType=getattr(principal, "auth_type", "none"),
         resource=resource_of(request),
@@ -265,13 +271,14 @@ def summary_fields(response: Response, duration_ms: float) -> dict:
         createdAt=g.audit_started_at,
         durationMs=round(duration_ms, 3),
         ip=request.remote_addr,
-        userAgent=scrub_values(safe_str(request.headers.get("User-Agent", ""))[:1024]) or None,
+        userAgent=_clean_or_none(request.headers.get("User-Agent", "")[:1024]),
         requestId=g.request_id,
     )
     del record["request"]
     actor = g.get("audit_actor")
     if actor and record["organizationId"] is None:
         record.update(actor)
+        record["apiKeyName"] = _clean_or_none(record.get("apiKeyName"))
     return record
 
 

@@ -139,8 +139,8 @@ class Redactor:
         decoded text holds one, the decoded text is kept, redacted.
         """
         text = self._text_once(safe_str(text))
-        if "%" in text:
-            decoded = safe_str(unquote(text))
+        for decode in (_percent_decoded, _json_unescaped):
+            decoded = decode(text)
             if decoded != text:
                 cleaned = self._text_once(decoded)
                 if cleaned != decoded:
@@ -149,7 +149,7 @@ class Redactor:
 
     def _text_once(self, text: str) -> str:
         text = self.redact_text(text)
-        text = self._xml_pattern.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+        text = self._xml_pattern.sub(lambda m: m.group(1) + REDACTED + m.group(4), text)
         return scrub_values(text)
 
     def redact_text(self, text: str) -> str:
@@ -297,13 +297,17 @@ def _key_pattern(words: set[str], whole: set[str]) -> str:
 
 def _text_pattern(words: set[str], whole: set[str] = frozenset()) -> re.Pattern:
     key = _key_pattern(words, whole)
-    return re.compile(r"(?<![\w-])[\"']?" + key + r"[\"']?\s*[:=]\s*", re.IGNORECASE)
+    return re.compile(r"(?<![\w-])[\"']?" + key + r"[\"']?\s*(?:=>|[:=])\s*", re.IGNORECASE)
 
 
 def _xml_pattern(words: set[str], whole: set[str] = frozenset()) -> re.Pattern:
     """``<password>x</password>`` and ``<ns:apiKey a="b">x</ns:apiKey>``."""
     key = _key_pattern(words, whole)
-    return re.compile(r"(<(?:[\w-]+:)?" + key + r"(?:\s[^<>]*)?>)([^<]*)(</)", re.IGNORECASE)
+    # the element's whole content, to its own closing tag: text, CDATA or nested elements
+    return re.compile(
+        r"(<((?:[\w-]+:)?" + key + r")(?:\s[^<>]*)?>)(.*?)(</\2\s*>|$)",
+        re.IGNORECASE | re.DOTALL,
+    )
 
 
 # Secrets recognised by their value ----------------------------------------------------
@@ -311,14 +315,15 @@ def _xml_pattern(words: set[str], whole: set[str] = frozenset()) -> re.Pattern:
 # This product's API keys (oal_ + 40) and invitation tokens (inv_ + 43), whatever is around
 # them (a JSON escape such as \n may stand right before): 30 characters at least, so that an
 # identifier such as goal_completion_rate stays.
-_OWN_SECRETS = re.compile(r"(?:oal|inv)_[A-Za-z0-9_-]{30,}")
+_OWN_SECRETS = re.compile(r"(?:(?<![A-Za-z0-9])|(?<=\\[ntrbf]))(?:oal|inv)_[A-Za-z0-9_-]{30,}")
 # Bearer and Basic credentials, the scheme kept: also URL-encoded (Bearer%20...).
 _SCHEME_CREDENTIALS = re.compile(
-    r"(?i)(bearer|basic)(\s+|%20|\+)(?!\[REDACTED\])[A-Za-z0-9._~+/=%-]{6,}"
+    r"(?i)(?:(?<![A-Za-z0-9])|(?<=\\[ntrbf]))(bearer|basic)(\s+|%20|\+)"
+    r"(?!\[REDACTED\])([A-Za-z0-9._~+/=%-]{6,})"
 )
 # The user and password of scheme://user:password@host (also URL-encoded ones).
 _URL_USERINFO = re.compile(
-    r"(?i)\b([a-z][a-z0-9+.-]*:(?://|%2F%2F))[^\s/@?#]*?(?::|%3A)[^\s/@?#]*@"
+    r"(?i)\b([a-z][a-z0-9+.-]*:(?://|%2F%2F))(?=[^\s/?]*?(?::|%3A)[^\s/?]*@)[^\s/?]*@"
 )
 # Three base64url segments: a JWT when the first decodes to a JSON object. The header of a
 # JWT starts with "ey" ('{"'); a letter glued before it (a JSON escape: \neyJ...) is skipped.
@@ -341,11 +346,43 @@ def _redact_jwt(match: re.Match) -> str:
     return match.group(0)
 
 
+def _looks_like_a_credential(token: str) -> bool:
+    """A credential's shape: a digit or a symbol, or mixed case over 12 characters.
+
+    So "Basic workflow" and "bearer instructions" stay readable."""
+    if any(c.isdigit() or c in "._~+/=%-" for c in token):
+        return True
+    return len(token) >= 12 and not token.islower() and not token.isupper()
+
+
+def _redact_credential(match: re.Match) -> str:
+    if not _looks_like_a_credential(match.group(3)):
+        return match.group(0)
+    return match.group(1) + match.group(2) + REDACTED
+
+
+def _percent_decoded(text: str) -> str:
+    if "%" not in text:
+        return text
+    once = safe_str(unquote(text))
+    return safe_str(unquote(once)) if "%" in once else once  # double encoding too
+
+
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _json_unescaped(text: str) -> str:
+    """``\u006fal_`` in text that is JSON but not valid JSON: read as its characters."""
+    if "\\u" not in text:
+        return text
+    return safe_str(_JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text))
+
+
 def scrub_values(text: str) -> str:
     """Redact every secret recognised by its value in a string."""
     if not text or len(text) < 8:
         return text
     text = _OWN_SECRETS.sub(REDACTED, text)
-    text = _SCHEME_CREDENTIALS.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    text = _SCHEME_CREDENTIALS.sub(_redact_credential, text)
     text = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
     return _JWT_CANDIDATE.sub(_redact_jwt, text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import uuid
@@ -16,7 +17,9 @@ from ..db import get_audit_db, get_db
 from ..ids import iso, utcnow
 from .anchor import Anchor
 from .canonical import canonical_bytes
-from .integrity import Signer, VerifyReport, seal_all, verify_organization
+from .integrity import DIGESTS, Signer, VerifyReport, seal_all, verify_organization
+
+log = logging.getLogger(__name__)
 
 RECENT_WINDOWS = 24
 
@@ -112,9 +115,12 @@ def integrity_state(organization_id) -> dict:
     No request re-hashes records: the background task (and ``flask seal`` / ``verify``)
     verifies and stores; this reads one document and checks its signature.
     """
-    stored = get_audit_db()[STATES].find_one({"_id": organization_id})
+    db = get_audit_db()
+    stored = db[STATES].find_one({"_id": organization_id})
     if stored is None:
-        return {"state": "unsealed", "verifiedUpTo": None, "checkedWindows": 0, "problems": []}
+        if db[DIGESTS].find_one({"organizationId": organization_id}, {"_id": 1}) is None:
+            return {"state": "unsealed", "verifiedUpTo": None, "checkedWindows": 0, "problems": []}
+        return _unverified("stateMissing", "The stored verification is missing (deleted?).")
     if not signer().valid(_state_hash(stored), stored.get("signature")):
         return {
             "state": "failed",
@@ -122,7 +128,37 @@ def integrity_state(organization_id) -> dict:
             "checkedWindows": 0,
             "problems": [{"type": "stateEdited", "message": "The stored verification was edited."}],
         }
-    return {k: v for k, v in stored.items() if k not in ("_id", "organizationId", "signature")}
+    state = {k: v for k, v in stored.items() if k not in ("_id", "organizationId", "signature")}
+    checked = _parse_iso(stored.get("checkedAt"))
+    if state["state"] == "verified" and (checked is None or checked + _freshness() < utcnow()):
+        # an old signed result put back (or sealing stopped): not a proof of anything now
+        return _unverified("stale", f"The last verification is from {stored.get('checkedAt')}.")
+    return state
+
+
+def _unverified(kind: str, message: str) -> dict:
+    return {
+        "state": "failed",
+        "verifiedUpTo": None,
+        "checkedWindows": 0,
+        "problems": [{"type": kind, "message": message}],
+    }
+
+
+def _freshness() -> timedelta:
+    """How old a stored 'verified' may be: sealing (hence verifying) runs every window."""
+    config = current_app.config
+    interval = timedelta(minutes=config["AUDIT_SEAL_INTERVAL"])
+    return 2 * (interval + timedelta(seconds=config["AUDIT_SEAL_DELAY"])) + interval / 4
+
+
+def _parse_iso(text):
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def acquire_lease(name: str, holder: str, seconds: float, app=None) -> bool:
@@ -161,12 +197,20 @@ def seal_and_verify(app, holder: str) -> dict | None:
             full_due = _full_pass_due(app)
             for key, count in written.items():
                 organization_id = ObjectId(key)
-                if full_due:
-                    store_state(organization_id, verify(organization_id), "full", app)
-                elif count or get_audit_db(app)[STATES].find_one({"_id": organization_id}) is None:
-                    store_state(
-                        organization_id, verify(organization_id, last=RECENT_WINDOWS), "recent", app
-                    )
+                try:
+                    if full_due:
+                        store_state(organization_id, verify(organization_id), "full", app)
+                    elif (
+                        count
+                        or get_audit_db(app)[STATES].find_one({"_id": organization_id}) is None
+                    ):
+                        report = verify(organization_id, last=RECENT_WINDOWS)
+                        store_state(organization_id, report, "recent", app)
+                except Exception as error:
+                    log.exception("Verifying organization %s failed", key)
+                    failed = VerifyReport()
+                    failed.fail("verifyError", f"Verification could not run: {error}")
+                    store_state(organization_id, failed, "error", app)
             if full_due:
                 get_audit_db(app)[LEASES].replace_one(
                     {"_id": "full-verification"},

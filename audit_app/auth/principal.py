@@ -17,7 +17,7 @@ from flask import g, redirect, request, session, url_for
 from flask_login import current_user
 
 from ..api_keys import repository as api_keys
-from ..audit.context import note_former_credential
+from ..audit.context import note_actor, note_former_credential
 from ..db import get_db
 from ..errors import ApiError, forbidden, unauthorized
 from ..organizations import repository as orgs
@@ -208,6 +208,8 @@ def load_principal() -> None:
     g.account_organizations = None
     if request.endpoint in ("static", "health.healthz", "health.readyz"):
         return
+    if request.method == "POST" and request.endpoint in _LOGIN_ENDPOINTS:
+        _attribute_login_attempt()  # before a rate limit or CSRF refuses it
     if not request.path.startswith("/api/"):
         g.principal = _from_session()
         return
@@ -227,6 +229,23 @@ def load_principal() -> None:
         g.auth_error = str(error)
         if error.attribution:
             note_former_credential(error.attribution)
+
+
+_LOGIN_ENDPOINTS = frozenset({"api.auth.create_token", "web.session.login"})
+
+
+def _attribute_login_attempt() -> None:
+    """A login attempt for a known account belongs in its organization's log, refused or not."""
+    from ..ratelimit import login_email_key
+
+    email = login_email_key().partition(":")[2]
+    if not email:
+        return
+    db = get_db()
+    account = orgs.find_account_by_email(db, email)
+    organizations = orgs.list_organizations_of_account(db, account["_id"]) if account else []
+    if organizations:
+        note_actor(account, organizations[0]["_id"])
 
 
 def require_authentication() -> Principal:
