@@ -63,10 +63,14 @@ def register_extensions(app: Flask) -> None:
     ].startswith("sqlite"):
         app.config["RATELIMIT_STORAGE_URI"] = "memory://"  # an injected test store
     if app.config["RATELIMIT_STORAGE_URI"].startswith("mongodb"):
-        # a login must not hang on the limit store: fail fast (and open, see security.md)
+        # a login must not hang on the limit store: fail fast (and open, see security.md);
+        # the counters live in the app's own database (a user scoped to it can write there)
+        from .db import stores
+
         app.config.setdefault(
             "RATELIMIT_STORAGE_OPTIONS",
             {
+                "database_name": stores(app)["main"].db_name,
                 "serverSelectionTimeoutMS": 2000,
                 "connectTimeoutMS": 2000,
                 "socketTimeoutMS": 2000,
@@ -87,6 +91,7 @@ def register_extensions(app: Flask) -> None:
 def register_hooks(app: Flask) -> None:
     """Audit first (request id, clock), then the principal every view and record relies on."""
     from .audit.capture import WRITER_KEY, record_response, start_request
+    from .audit.repository import audit_write_concern
     from .audit.spool import Spool
     from .audit.writer import AuditWriter
     from .auth.principal import load_principal
@@ -100,6 +105,9 @@ def register_hooks(app: Flask) -> None:
             timeout_ms=app.config["AUDIT_WRITE_TIMEOUT_MS"],
             replay_interval=app.config["AUDIT_REPLAY_INTERVAL"],
             retention_days=app.config["AUDIT_RETENTION_DAYS"],
+            write_concern=audit_write_concern(
+                app.config["AUDIT_WRITE_CONCERN"], app.config["AUDIT_WRITE_JOURNAL"]
+            ),
         )
         if app.config["AUDIT_SEAL_IN_BACKGROUND"]:
             from .audit.sealing import background_sealer

@@ -109,6 +109,15 @@ def _generated_once(instance_path: Path, name: str) -> str:
     return key
 
 
+def _write_concern_setting() -> str:
+    value = os.environ.get("AUDIT_WRITE_CONCERN", "").strip() or "majority"
+    if value != "majority" and not value.isdigit():
+        raise ConfigError(
+            f"AUDIT_WRITE_CONCERN must be 'majority' or a number of members, got {value!r}"
+        )
+    return value
+
+
 def load_settings(instance_path: Path) -> dict:
     """Read every setting from the environment, failing fast on bad values."""
     env = os.environ.get("APP_ENV", "development").strip().lower()
@@ -153,6 +162,8 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_REDACT_WORDS": _env_list("AUDIT_REDACT_WORDS", DEFAULT_REDACT_WORDS),
         "AUDIT_MAX_BODY_BYTES": _env_int("AUDIT_MAX_BODY_BYTES", 64 * 1024, minimum=256),
         "AUDIT_WRITE_TIMEOUT_MS": _env_int("AUDIT_WRITE_TIMEOUT_MS", 2000, minimum=50),
+        "AUDIT_WRITE_CONCERN": _write_concern_setting(),
+        "AUDIT_WRITE_JOURNAL": _env_bool("AUDIT_WRITE_JOURNAL", True),
         "AUDIT_SPOOL_DIR": os.environ.get("AUDIT_SPOOL_DIR", "").strip()
         or str(instance_path / "audit-spool"),
         "AUDIT_REPLAY_INTERVAL": _env_int("AUDIT_REPLAY_INTERVAL", 30),

@@ -15,8 +15,10 @@ from datetime import timedelta
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
+from pymongo.write_concern import WriteConcern
 
 from ..db import TenantCollection
 from ..ids import utcnow
@@ -52,8 +54,19 @@ INDEXES = [
 ]
 
 
-def insert_record(db: Database, record: dict) -> None:
-    db[COLLECTION].insert_one(record)
+def insert_record(db: Database, record: dict, write_concern: WriteConcern | None = None) -> None:
+    """Store one record, acknowledged as ``write_concern`` (``AUDIT_WRITE_CONCERN``) says."""
+    collection = db[COLLECTION]
+    if write_concern is not None and isinstance(collection, Collection):
+        # MongoDB only: mongomock and the embedded store acknowledge on their own terms
+        collection = collection.with_options(write_concern=write_concern)
+    collection.insert_one(record)
+
+
+def audit_write_concern(setting: str, journal: bool) -> WriteConcern:
+    """``majority`` (the default) or a number of members, journaled unless told otherwise."""
+    w: str | int = setting if setting == "majority" else int(setting)
+    return WriteConcern(w=w, j=journal if w != 0 else None)
 
 
 def purge_expired(db: Database, retention_days: int) -> int:

@@ -43,12 +43,14 @@ class AuditWriter:
         timeout_ms: int,
         replay_interval: int,
         retention_days: int = 400,
+        write_concern=None,
     ):
         self.store = store
         self.spool = spool
         self.timeout = timeout_ms / 1000
         self.replay_interval = replay_interval
         self.retention_days = retention_days
+        self.write_concern = write_concern
         self._next_purge = 0.0
         self.tasks: list[list] = []  # [interval seconds, callable, next run]
         self._skip_store_until = 0.0
@@ -65,7 +67,7 @@ class AuditWriter:
             record["storedAt"] = utcnow()  # the sealing window this record belongs to
             try:
                 with pymongo.timeout(self.timeout):
-                    insert_record(self.store.db, record)
+                    insert_record(self.store.db, record, self.write_concern)
                 self.stats["stored"] += 1
                 return "stored"
             except DuplicateKeyError:
@@ -99,7 +101,7 @@ class AuditWriter:
             def insert(record):
                 record["storedAt"] = utcnow()  # a late record falls in a window still open
                 with pymongo.timeout(max(self.timeout, 10)):
-                    insert_record(self.store.db, record)
+                    insert_record(self.store.db, record, self.write_concern)
 
             result = self.spool.replay(insert)
         if result.stored or result.duplicates:
