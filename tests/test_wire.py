@@ -73,3 +73,47 @@ def test_the_login_limiter_keeps_its_counters_in_the_apps_database(server, wired
     app = wired(RATELIMIT_STORAGE_URI=None, RATELIMIT_ENABLED=False)
     assert app.config["RATELIMIT_STORAGE_URI"].startswith("mongodb://")
     assert app.config["RATELIMIT_STORAGE_OPTIONS"]["database_name"] == "auditdb"
+
+
+def test_a_retention_change_without_collmod_rights_never_drops_the_ttl_index(server):
+    """Unauthorized on collMod (a readWrite user): log it, keep the index; no rebuild over
+    what may be a billion documents."""
+    import pymongo
+
+    from audit_app.audit.repository import TTL_INDEX, ensure_audit_indexes
+
+    listed = {
+        "id": 0,
+        "ns": "auditdb.audit_logs",
+        "firstBatch": [
+            {"v": 2, "key": {"_id": 1}, "name": "_id_"},
+            {"v": 2, "key": {"createdAt": 1}, "name": TTL_INDEX, "expireAfterSeconds": 400 * 86400},
+        ],
+    }
+    seen: list[str] = []
+
+    def serve(until_quiet: float) -> None:
+        """Answer as a server would; collMod is refused as for a readWrite user."""
+        while True:
+            try:
+                request = server.receives(timeout=until_quiet)
+            except AssertionError:  # nothing more came
+                return
+            name = next(iter(request.doc))
+            seen.append(name if name != "createIndexes" else request.doc["indexes"][0]["name"])
+            if name == "listIndexes":
+                request.ok(cursor=listed)
+            elif name == "collMod":
+                request.command_err(code=13, errmsg="not authorized on auditdb to run collMod")
+            else:
+                request.ok()
+
+    client = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=5000)
+    try:
+        with going(ensure_audit_indexes, client["auditdb"], 30) as names:
+            serve(until_quiet=2)
+        assert "collMod" in seen
+        assert "dropIndexes" not in seen and TTL_INDEX not in seen
+        assert TTL_INDEX not in names()
+    finally:
+        client.close()

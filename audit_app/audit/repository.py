@@ -101,9 +101,20 @@ def ensure_audit_indexes(
             db.command(
                 {"collMod": COLLECTION, "index": {"name": TTL_INDEX, "expireAfterSeconds": seconds}}
             )
-        except (OperationFailure, NotImplementedError, TypeError):
-            # mongomock and the embedded store have no collMod: rebuild the index instead
+        except (NotImplementedError, TypeError):
+            # mongomock and the embedded store have no collMod: rebuild the (emulated) index
             collection.drop_index(TTL_INDEX)
+        except OperationFailure as error:
+            # never drop and rebuild a TTL index over a real collection (a billion documents,
+            # raced by every worker): a user without collMod rights gets a clear message
+            log.error(
+                "Could not change the audit retention to %d days (%s); the TTL index keeps "
+                "%s seconds. Run 'flask ensure-indexes' as a user allowed to run collMod.",
+                retention_days,
+                error,
+                existing.get("expireAfterSeconds"),
+            )
+            return names
         log.info("Audit retention set to %d days", retention_days)
     names.append(
         collection.create_index(
