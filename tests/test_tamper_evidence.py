@@ -52,13 +52,13 @@ def sealed(db, org, anchor):
     return records
 
 
-def verify(db, org, anchor, now=NOW, **kw):
+def verify(db, org, anchor, now=NOW, retention_days=4000, **kw):
     return verify_organization(
         db,
         org.id,
         KEY,
         now,
-        retention_days=4000,
+        retention_days=retention_days,
         anchor=anchor,
         seal_interval=HOUR,
         seal_delay=DELAY,
@@ -167,28 +167,10 @@ def test_retention_never_reads_as_tampering(db, org, anchor):
     seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor)
     later = START + timedelta(days=30, hours=1)  # the cut-off: 1:00 on the first day
     db.audit_logs.delete_one({"_id": early["_id"]})  # what the TTL index removes by createdAt
-    report = verify_organization(
-        db,
-        org.id,
-        KEY,
-        later,
-        retention_days=30,
-        anchor=anchor,
-        seal_interval=HOUR,
-        seal_delay=DELAY,
-    )
+    report = verify(db, org, anchor, now=later, retention_days=30)
     assert "deleted" not in kinds(report)
     db.audit_logs.delete_one({"_id": late["_id"]})  # not yet due: that one is tampering
-    report = verify_organization(
-        db,
-        org.id,
-        KEY,
-        later,
-        retention_days=30,
-        anchor=anchor,
-        seal_interval=HOUR,
-        seal_delay=DELAY,
-    )
+    report = verify(db, org, anchor, now=later, retention_days=30)
     assert "deleted" in kinds(report)
 
 
@@ -347,16 +329,7 @@ def test_retention_takes_the_chunks_of_expired_windows_and_the_chain_still_verif
         repository.utcnow = original
     assert db.audit_digest_chunks.count_documents({"organizationId": org.id}) == 0
     assert db.audit_logs.count_documents({"organizationId": org.id}) == 0
-    report = verify_organization(
-        db,
-        org.id,
-        KEY,
-        later,
-        retention_days=30,
-        anchor=anchor,
-        seal_interval=HOUR,
-        seal_delay=DELAY,
-    )
+    report = verify(db, org, anchor, now=later, retention_days=30)
     assert report.ok and {w.status for w in report.windows} == {"expired"}
 
 

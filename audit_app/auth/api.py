@@ -4,12 +4,11 @@ from flask import Blueprint, jsonify
 from marshmallow import Schema, fields, validate
 
 from ..audit.context import note_actor
-from ..db import get_db
 from ..errors import ApiError, unauthorized
-from ..organizations import repository as orgs
 from ..ratelimit import limiter, login_email_key, login_limit
 from ..schemas import ObjectIdField, load_body
 from .passwords import verify_password
+from .principal import login_account
 from .tokens import issue_token
 
 bp = Blueprint("auth", __name__)
@@ -28,9 +27,7 @@ class TokenRequestSchema(Schema):
 @limiter.shared_limit(login_limit, scope="login-email", key_func=login_email_key)
 def create_token():
     data = load_body(TokenRequestSchema())
-    db = get_db()
-    account = orgs.find_account_by_email(db, data["email"])
-    organizations = orgs.list_organizations_of_account(db, account["_id"]) if account else []
+    account, organizations = login_account(data["email"])
     member_of = {o["_id"] for o in organizations}
     organization_id = data["organizationId"]
     if account is not None and organizations:

@@ -205,6 +205,7 @@ def load_principal() -> None:
     """Resolve the caller of this request into ``g.principal`` (a before_request hook)."""
     g.principal = ANONYMOUS
     g.auth_error = None
+    g.login_account = None
     g.account_organizations = None
     if request.endpoint in ("static", "health.healthz", "health.readyz"):
         return
@@ -241,11 +242,22 @@ def _attribute_login_attempt() -> None:
     email = login_email_key().partition(":")[2]
     if not email:
         return
-    db = get_db()
-    account = orgs.find_account_by_email(db, email)
-    organizations = orgs.list_organizations_of_account(db, account["_id"]) if account else []
+    account, organizations = login_account(email)
     if organizations:
         note_actor(account, organizations[0]["_id"])
+
+
+def login_account(email: str) -> tuple[dict | None, list[dict]]:
+    """The account a login names and its organizations, looked up once per request (the
+    hook that attributes the attempt and the login view share it)."""
+    key = email.strip().lower()
+    cached = g.get("login_account")
+    if cached is None or cached[0] != key:
+        db = get_db()
+        account = orgs.find_account_by_email(db, key)
+        organizations = orgs.list_organizations_of_account(db, account["_id"]) if account else []
+        cached = g.login_account = (key, account, organizations)
+    return cached[1], cached[2]
 
 
 def require_authentication() -> Principal:

@@ -27,7 +27,12 @@ from flask_login import UserMixin, current_user, login_user, logout_user
 from ..audit.context import note_actor
 from ..auth import sessions
 from ..auth.passwords import verify_password
-from ..auth.principal import current_principal, require_authentication, require_permission
+from ..auth.principal import (
+    current_principal,
+    login_account,
+    require_authentication,
+    require_permission,
+)
 from ..db import get_db
 from ..errors import ApiError
 from ..extensions import login_manager
@@ -98,9 +103,7 @@ def login():
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
     if form.validate_on_submit():
-        db = get_db()
-        account = orgs.find_account_by_email(db, form.email.data)
-        organizations = orgs.list_organizations_of_account(db, account["_id"]) if account else []
+        account, organizations = login_account(form.email.data)
         if organizations:
             note_actor(account, organizations[0]["_id"])
         if verify_password(account["passwordHash"] if account else None, form.password.data):
