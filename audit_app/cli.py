@@ -313,7 +313,7 @@ def export_command(organization_id, fmt, output, **filters):
 
     from .audit import export
     from .audit.query import AuditQuery, FilterSchema, parse_query
-    from .audit.repository import iter_records
+    from .audit.service import export_records
 
     organization = _organization(get_db(), organization_id)
     names = {
@@ -337,7 +337,6 @@ def export_command(organization_id, fmt, output, **filters):
         python_name = {v: k for k, v in names.items()}.get(error.field, "")
         option = options.get(error.field) or "--" + python_name.replace("_", "-")
         raise click.BadParameter(error.message.split(": ", 1)[-1], param_hint=option) from None
-    records = iter_records(get_audit_db(), organization["_id"], query.criteria())
     options = {"format": fmt, "output": output, **args.to_dict()}
     started = record_operator_command(
         organization["_id"], "export", options, export={"format": fmt, "outcome": "started"}
@@ -346,6 +345,7 @@ def export_command(organization_id, fmt, output, **filters):
     begun = time.monotonic()
     progress = output != "-" or not sys.stdout.isatty()
     try:
+        records = export_records(organization["_id"], query)
         with click.open_file(output, "w", encoding="utf-8") as handle:
             for chunk in export.chunks(fmt, records):
                 handle.write(chunk)
@@ -359,6 +359,8 @@ def export_command(organization_id, fmt, output, **filters):
     except BrokenPipeError:
         # the reader stopped early (`| head`): keep Python from failing on the closed stdout
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except ApiError as error:  # the server's time budget ran out before the first batch
+        _fail_on_api_error(error)
     finally:
         count = max(written - 1, 0) if fmt == "csv" else written
         record_operator_command(

@@ -182,6 +182,7 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_ANCHOR_DIR": os.environ.get("AUDIT_ANCHOR_DIR", "").strip()
         or str(instance_path / "audit-anchor"),
         "AUDIT_QUERY_TIMEOUT_MS": _env_int("AUDIT_QUERY_TIMEOUT_MS", 5000, minimum=100),
+        "AUDIT_EXPORT_TIMEOUT_MS": _env_int("AUDIT_EXPORT_TIMEOUT_MS", 120000, minimum=100),
         "AUDIT_ENSURE_INDEXES_ON_START": _env_bool("AUDIT_ENSURE_INDEXES_ON_START", True),
     }
     return settings

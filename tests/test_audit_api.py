@@ -203,7 +203,9 @@ def test_search_is_literal(api, org, db):
     assert found("?q=.*") == []
 
 
-def test_object_id_search_matches_account_workspace_key_and_path(api, org, db):
+def test_object_id_search_matches_account_workspace_and_key_and_path_finds_the_path(api, org, db):
+    """A 24-hex search is an id (three index walks merged); the path parameter finds it in
+    paths. The two are never OR-ed: that would scan every key of the organization."""
     target = ObjectId()
     db.audit_logs.insert_many(
         [
@@ -221,7 +223,13 @@ def test_object_id_search_matches_account_workspace_key_and_path(api, org, db):
         ]
     )
     found = [i["path"] for i in listing(api, org, f"?q={target}").get_json()["items"]]
-    assert found == [f"/api/v1/pathways/{target}", "/c", "/b", "/a"]
+    assert found == ["/c", "/b", "/a"]
+    found = [i["path"] for i in listing(api, org, f"?path={target}").get_json()["items"]]
+    assert found == [f"/api/v1/pathways/{target}"]
+    paged = listing(api, org, f"?q={target}&limit=2").get_json()
+    assert [i["path"] for i in paged["items"]] == ["/c", "/b"]
+    rest = listing(api, org, f"?q={target}&limit=2&cursor={paged['nextCursor']}").get_json()
+    assert [i["path"] for i in rest["items"]] == ["/a"] and rest["nextCursor"] is None
 
 
 def test_pages_have_no_gap_and_no_overlap_while_records_keep_arriving(api, org, db):

@@ -219,7 +219,10 @@ def test_ttl_index_and_query_indexes(app, db):
         ("org_account_newest", "accountId"),
         ("org_workspace_newest", "workspaceId"),
         ("org_apikey_newest", "apiKeyId"),
-        ("org_route_newest", "route"),
+        ("org_status_newest", "statusCode"),
+        ("org_method_newest", "method"),
+        ("org_authtype_newest", "authType"),
+        ("org_resource_newest", "resource"),
     ):
         assert info[name]["key"] == [
             ("organizationId", 1),
@@ -227,6 +230,17 @@ def test_ttl_index_and_query_indexes(app, db):
             ("createdAt", -1),
             ("_id", -1),
         ]
+
+
+def test_an_index_nothing_queries_any_more_is_dropped(make_app, mongo):
+    """Each index costs every insert: the route index of earlier versions goes."""
+    make_app()
+    mongo["audit_app"].audit_logs.create_index(
+        [("organizationId", 1), ("route", 1), ("createdAt", -1), ("_id", -1)],
+        name="org_route_newest",
+    )
+    make_app()
+    assert "org_route_newest" not in mongo["audit_app"].audit_logs.index_information()
 
 
 def test_changing_retention_updates_the_ttl_index(make_app, mongo):

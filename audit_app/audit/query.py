@@ -115,47 +115,87 @@ class ExportQuerySchema(FilterSchema):
     )
 
 
+ID_FIELDS = ("accountId", "workspaceId", "apiKeyId")
+EQUALITY_FIELDS = (*ID_FIELDS, "method", "authType", "resource")
+
+
 @dataclass
 class AuditQuery:
-    """Validated filters; ``criteria()`` is the MongoDB filter without the organization."""
+    """Validated filters and the keyset position of a page.
+
+    ``branches()`` is the MongoDB filter (without the organization, which the repository
+    adds) as one or more branches, each answerable by walking one index newest first:
+
+    - the equality filters (ids, method, auth type, resource, status code or class) stay
+      at the top level, where the repository picks the index to walk (ESR: equality,
+      then the sort on ``createdAt, _id``, then the range);
+    - ``createdAt`` is one top-level range holding the date filters *and* the keyset
+      position, so a page N walks from its cursor, not from the newest record; the
+      tie-break on ``_id`` for records of the same millisecond sits beside it;
+    - a 24-hex search is an id: one branch per id field (account, workspace, API key),
+      each an equality on its own index; the repository merges the branches, each
+      stopped after ``limit + 1`` entries. It is never OR-ed with a path regex, which
+      would make the server scan every key of the organization.
+    """
 
     filters: dict = field(default_factory=dict)
     limit: int = DEFAULT_LIMIT
     after: tuple[datetime, ObjectId] | None = None
     before: tuple[datetime, ObjectId] | None = None
 
-    def criteria(self) -> dict:
+    def branches(self) -> list[dict]:
+        """The filter branches; an empty list when the filters cannot match anything."""
         f = self.filters
-        clauses: list[dict] = []
-        for name in ("accountId", "workspaceId", "apiKeyId", "method", "authType", "resource"):
-            if name in f:
-                clauses.append({name: f[name]})
-        if "path" in f:
-            clauses.append({"path": literal_regex(f["path"])})
-        if "q" in f:
-            clauses.append(search_clause(f["q"]))
+        base: dict = {name: f[name] for name in EQUALITY_FIELDS if name in f}
         if "statusCode" in f:
-            clauses.append({"statusCode": status_clause(f["statusCode"])})
-        created = {}
-        if f.get("from_"):
-            created["$gte"] = f["from_"]
-        if f.get("to"):
-            created["$lte"] = f["to"]
+            base["statusCode"] = status_clause(f["statusCode"])
+        created = self._created_range()
         if created:
-            clauses.append({"createdAt": created})
+            base["createdAt"] = created
+        others: list[dict] = []
+        tie_break = self._tie_break()
+        if tie_break:
+            others.append(tie_break)
+        if "path" in f:
+            others.append({"path": literal_regex(f["path"])})
+        search = f.get("q", "").strip()
+        searched_id = _as_id(search)
+        if search and searched_id is None:
+            others.append({"path": literal_regex(search)})
+        if others:
+            base["$and"] = others
+        if searched_id is None:
+            return [base]
+        branches = []
+        for name in ID_FIELDS:
+            if name in base and base[name] != searched_id:
+                continue  # accountId=A and q=B: this branch cannot match
+            branches.append({name: searched_id, **{k: v for k, v in base.items() if k != name}})
+        return branches
+
+    def _created_range(self) -> dict:
+        f = self.filters
+        lower, upper = f.get("from_"), f.get("to")
+        if self.after is not None:
+            upper = self.after[0] if upper is None else min(upper, self.after[0])
+        if self.before is not None:
+            lower = self.before[0] if lower is None else max(lower, self.before[0])
+        created = {}
+        if lower is not None:
+            created["$gte"] = lower
+        if upper is not None:
+            created["$lte"] = upper
+        return created
+
+    def _tie_break(self) -> dict | None:
+        """Within the position's millisecond, only records past its ``_id``."""
         if self.after is not None:
             at, record_id = self.after
-            clauses.append(
-                {"$or": [{"createdAt": {"$lt": at}}, {"createdAt": at, "_id": {"$lt": record_id}}]}
-            )
+            return {"$or": [{"createdAt": {"$lt": at}}, {"_id": {"$lt": record_id}}]}
         if self.before is not None:
             at, record_id = self.before
-            clauses.append(
-                {"$or": [{"createdAt": {"$gt": at}}, {"createdAt": at, "_id": {"$gt": record_id}}]}
-            )
-        if not clauses:
-            return {}
-        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+            return {"$or": [{"createdAt": {"$gt": at}}, {"_id": {"$gt": record_id}}]}
+        return None
 
     def fingerprint(self) -> str:
         """A short hash of the filters, so a cursor cannot be reused with other filters."""
@@ -163,30 +203,24 @@ class AuditQuery:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _as_id(text: str) -> ObjectId | None:
+    return ObjectId(text) if len(text) == 24 and ObjectId.is_valid(text) else None
+
+
 def literal_regex(text: str) -> dict:
     return {"$regex": re.escape(text), "$options": "i"}
 
 
-def search_clause(text: str) -> dict:
-    """The search bar: an ObjectId finds account, workspace, API key or path; text, the path."""
-    text = text.strip()
-    if len(text) == 24 and ObjectId.is_valid(text):
-        oid = ObjectId(text)
-        return {
-            "$or": [
-                {"accountId": oid},
-                {"workspaceId": oid},
-                {"apiKeyId": oid},
-                {"path": literal_regex(text)},
-            ]
-        }
-    return {"path": literal_regex(text)}
-
-
 def status_clause(value: str):
+    """An exact code, or a class as the list of its codes.
+
+    A class is ``$in`` of its 100 codes, not a range: with the status index that is 100
+    point intervals before the sort key, which MongoDB merges in order ("explode for
+    sort", up to 200 points) instead of sorting every matching record in memory.
+    """
     if value[1:].lower() == "xx":
         base = int(value[0]) * 100
-        return {"$gte": base, "$lt": base + 100}
+        return {"$in": list(range(base, base + 100))}
     return int(value)
 
 

@@ -9,6 +9,8 @@ is an index walk that stops after ``limit`` entries: no in-memory sort, no count
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -31,27 +33,55 @@ _NEWEST = [("createdAt", DESCENDING), ("_id", DESCENDING)]
 NEWEST_FIRST = _NEWEST
 OLDEST_FIRST = [("createdAt", ASCENDING), ("_id", ASCENDING)]
 
+
+def _by(field: str, name: str) -> tuple[list, dict]:
+    return [("organizationId", ASCENDING), (field, ASCENDING), *_NEWEST], {"name": name}
+
+
 INDEXES = [
+    # the unfiltered view, date ranges, and path searches (the regex is matched on the
+    # index keys, so a search reads each key once and fetches only the matches)
     ([("organizationId", ASCENDING), *_NEWEST, ("path", ASCENDING)], {"name": "org_newest"}),
-    (
-        [("organizationId", ASCENDING), ("accountId", ASCENDING), *_NEWEST],
-        {"name": "org_account_newest"},
-    ),
-    (
-        [("organizationId", ASCENDING), ("workspaceId", ASCENDING), *_NEWEST],
-        {"name": "org_workspace_newest"},
-    ),
-    (
-        [("organizationId", ASCENDING), ("apiKeyId", ASCENDING), *_NEWEST],
-        {"name": "org_apikey_newest"},
-    ),
-    ([("organizationId", ASCENDING), ("route", ASCENDING), *_NEWEST], {"name": "org_route_newest"}),
+    # one per filter a page is asked for, each walked in order from the keyset position
+    _by("accountId", "org_account_newest"),
+    _by("apiKeyId", "org_apikey_newest"),
+    _by("workspaceId", "org_workspace_newest"),
+    _by("statusCode", "org_status_newest"),
+    _by("method", "org_method_newest"),
+    _by("authType", "org_authtype_newest"),
+    _by("resource", "org_resource_newest"),
     # sealing reads each organization's records by the time they were stored
     (
         [("organizationId", ASCENDING), ("storedAt", ASCENDING), ("_id", ASCENDING)],
         {"name": "org_stored"},
     ),
 ]
+# indexes earlier versions created that nothing queries any more: each one costs every
+# insert, so ``ensure-indexes`` drops them
+OBSOLETE_INDEXES = ("org_route_newest",)
+# which index walks a branch, by its most selective top-level equality (first match wins)
+_HINTS = (
+    ("accountId", "org_account_newest"),
+    ("apiKeyId", "org_apikey_newest"),
+    ("workspaceId", "org_workspace_newest"),
+    ("statusCode", "org_status_newest"),
+    ("method", "org_method_newest"),
+    ("authType", "org_authtype_newest"),
+    ("resource", "org_resource_newest"),
+)
+
+
+def index_for(branch: dict) -> str:
+    """The index a query branch walks: named, so the plan is the same for every tenant.
+
+    Without a hint the planner races candidate plans and caches the winner per query
+    shape, for every organization alike: the plan that won on a small tenant can be the
+    one that scans a large one.
+    """
+    for name, index in _HINTS:
+        if name in branch:
+            return index
+    return "org_newest"
 
 
 def insert_record(db: Database, record: dict, write_concern: WriteConcern | None = None) -> None:
@@ -89,8 +119,13 @@ def ensure_audit_indexes(
     """
     collection = db[COLLECTION]
     names = [collection.create_index(keys, **options) for keys, options in INDEXES]
+    present = collection.index_information()
+    for obsolete in OBSOLETE_INDEXES:
+        if obsolete in present:
+            collection.drop_index(obsolete)
+            log.info("Dropped the index %s, which nothing queries any more", obsolete)
     seconds = retention_days * 86400
-    existing = collection.index_information().get(TTL_INDEX)
+    existing = present.get(TTL_INDEX)
     if not native_ttl:
         if existing is not None:
             collection.drop_index(TTL_INDEX)
@@ -133,10 +168,26 @@ def _scoped(db: Database, organization_id: ObjectId) -> TenantCollection:
     return TenantCollection(db[COLLECTION], organization_id)
 
 
+def _position(record: dict) -> tuple:
+    return record["createdAt"], record["_id"]
+
+
+def _merged(streams: list[Iterator[dict]], *, newest_first: bool) -> Iterator[dict]:
+    """Records of several branches in one order, each record once."""
+    if len(streams) == 1:
+        yield from streams[0]
+        return
+    last = None
+    for record in heapq.merge(*streams, key=_position, reverse=newest_first):
+        if record["_id"] != last:
+            last = record["_id"]
+            yield record
+
+
 def search_records(
     db: Database,
     organization_id: ObjectId,
-    criteria: dict,
+    branches: list[dict],
     limit: int,
     max_time_ms: int,
     *,
@@ -144,18 +195,24 @@ def search_records(
 ) -> tuple[list[dict], bool]:
     """One page without the heavy ``request`` part, and whether more follow.
 
-    Newest first. ``towards_newer`` walks the same index the other way (the page just
-    before a ``before`` position) and returns the page newest first all the same.
+    Newest first. Each branch walks its own index (``index_for``) and stops after
+    ``limit + 1`` entries; several branches are merged. ``towards_newer`` walks the same
+    indexes the other way (the page just before a ``before`` position) and returns the
+    page newest first all the same.
     """
     order = OLDEST_FIRST if towards_newer else NEWEST_FIRST
-    cursor = (
-        _scoped(db, organization_id)
-        .find(criteria, dict(LIST_PROJECTION))  # a copy: drivers may change what they get
-        .sort(order)
-        .limit(limit + 1)
-        .max_time_ms(max_time_ms)
-    )
-    items = list(cursor)
+    pages = [
+        list(
+            _scoped(db, organization_id)
+            .find(branch, dict(LIST_PROJECTION))  # a copy: drivers may change what they get
+            .sort(order)
+            .hint(index_for(branch))
+            .limit(limit + 1)
+            .max_time_ms(max_time_ms)
+        )
+        for branch in branches
+    ]
+    items = list(itertools.islice(_merged(pages, newest_first=not towards_newer), limit + 1))
     more = len(items) > limit
     items = items[:limit]
     return (items[::-1] if towards_newer else items), more
@@ -166,11 +223,28 @@ def find_record(db: Database, organization_id: ObjectId, record_id: ObjectId) ->
 
 
 def iter_records(
-    db: Database, organization_id: ObjectId, criteria: dict, batch_size: int = 500
+    db: Database,
+    organization_id: ObjectId,
+    branches: list[dict],
+    max_time_ms: int,
+    batch_size: int = 500,
 ) -> Iterator[dict]:
-    """Every matching record, newest first, fetched from the server a batch at a time."""
-    cursor = _scoped(db, organization_id).find(criteria).sort(NEWEST_FIRST).batch_size(batch_size)
+    """Every matching record, newest first, fetched from the server a batch at a time.
+
+    ``max_time_ms`` bounds the server's work on each cursor as a whole (MongoDB counts it
+    across the cursor's batches, not the time the client spends writing them out).
+    """
+    cursors = [
+        _scoped(db, organization_id)
+        .find(branch)
+        .sort(NEWEST_FIRST)
+        .hint(index_for(branch))
+        .max_time_ms(max_time_ms)
+        .batch_size(batch_size)
+        for branch in branches
+    ]
     try:
-        yield from cursor
+        yield from _merged(cursors, newest_first=True)
     finally:
-        cursor.close()
+        for cursor in cursors:
+            cursor.close()

@@ -1,0 +1,211 @@
+"""Every audit log query shape as a MongoDB server receives it from the real driver.
+
+Each test sends one request over HTTP to an app whose ``MONGO_URI`` points at a scripted
+mockupdb server (``tests/wire.py``) and asserts the ``find`` the server received: the
+filter, the sort, the index named by ``hint``, ``limit``, ``maxTimeMS`` and the
+projection. ``docs/scaling.md`` lists each shape with its expected plan and the test here
+that pins its command.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from bson import ObjectId
+
+from audit_app import create_app
+from audit_app.auth.tokens import issue_token
+from audit_app.db import stores
+
+from .conftest import TEST_SECRET
+from .factories import audit_record
+from .wire import ScriptedServer, member_documents
+
+NEWEST = {"createdAt": -1, "_id": -1}
+
+
+@pytest.fixture
+def server():
+    scripted = ScriptedServer().start()
+    yield scripted
+    scripted.stop()
+
+
+@pytest.fixture
+def wired(server, tmp_path):
+    """An app on the scripted server, and a JWT of an Admin of its one organization."""
+    documents, organization_id = member_documents(["viewAuditLog"])
+    server.documents.update(documents)
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": TEST_SECRET,
+            "MONGO_URI": server.uri + "/auditdb",
+            "AUDIT_ENSURE_INDEXES_ON_START": False,
+            "AUDIT_SEAL_IN_BACKGROUND": False,
+            "AUDIT_REPLAY_INTERVAL": 0,
+            "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
+    with app.app_context():
+        token, _ = issue_token(documents["accounts"][0], organization_id)
+    client = app.test_client()
+
+    def get(path: str):
+        return client.get(path, headers={"Authorization": f"Bearer {token}"})
+
+    get.organization_id = organization_id
+    get.app = app
+    yield get
+    for store in set(stores(app).values()):
+        store.close()
+
+
+def finds(server) -> list[dict]:
+    return server.sent("find", "audit_logs")
+
+
+def test_the_first_page_walks_org_newest_and_stops_after_limit_plus_one(server, wired):
+    answer = wired("/api/v1/audit-logs?limit=20")
+    assert answer.status_code == 200, answer.get_json()
+    [find] = finds(server)
+    assert find["filter"] == {"organizationId": wired.organization_id}
+    assert find["sort"] == NEWEST
+    assert find["hint"] == "org_newest"
+    assert find["limit"] == 21
+    assert find["maxTimeMS"] == 5000
+    assert find["projection"] == {"request": 0}
+
+
+def test_the_next_page_is_bounded_by_its_cursor_at_the_top_level(server, wired):
+    base = datetime(2026, 11, 20, tzinfo=UTC)
+    page = [
+        audit_record(wired.organization_id, created_at=base - timedelta(seconds=i))
+        for i in range(3)
+    ]
+    for record in page:
+        record.pop("request")
+    server.documents["audit_logs"] = page
+    first = wired("/api/v1/audit-logs?limit=2").get_json()
+    last = page[1]
+    answer = wired(f"/api/v1/audit-logs?limit=2&cursor={first['nextCursor']}")
+    assert answer.status_code == 200
+    find = finds(server)[-1]
+    assert find["filter"]["createdAt"] == {"$lte": last["createdAt"].replace(tzinfo=None)}
+    assert find["filter"]["$and"] == [
+        {
+            "$or": [
+                {"createdAt": {"$lt": last["createdAt"].replace(tzinfo=None)}},
+                {"_id": {"$lt": last["_id"]}},
+            ]
+        }
+    ]
+    assert find["hint"] == "org_newest" and find["sort"] == NEWEST and find["limit"] == 3
+
+
+@pytest.mark.parametrize(
+    "query,equality,index",
+    [
+        ("accountId={id}", {"accountId": "id"}, "org_account_newest"),
+        ("workspaceId={id}", {"workspaceId": "id"}, "org_workspace_newest"),
+        ("apiKeyId={id}", {"apiKeyId": "id"}, "org_apikey_newest"),
+        ("statusCode=404", {"statusCode": 404}, "org_status_newest"),
+        ("statusCode=4xx", {"statusCode": {"$in": list(range(400, 500))}}, "org_status_newest"),
+        ("method=DELETE", {"method": "DELETE"}, "org_method_newest"),
+        ("authType=apiKey", {"authType": "apiKey"}, "org_authtype_newest"),
+        ("resource=pathways", {"resource": "pathways"}, "org_resource_newest"),
+        # two filters: the most selective one's index, the other checked on the way
+        ("method=GET&accountId={id}", {"accountId": "id", "method": "GET"}, "org_account_newest"),
+    ],
+)
+def test_each_filter_walks_the_index_made_for_it(server, wired, query, equality, index):
+    some_id = ObjectId()
+    answer = wired("/api/v1/audit-logs?" + query.format(id=some_id))
+    assert answer.status_code == 200, answer.get_json()
+    [find] = finds(server)
+    expected = {k: (some_id if v == "id" else v) for k, v in equality.items()}
+    assert find["filter"] == {**expected, "organizationId": wired.organization_id}
+    assert find["hint"] == index and find["sort"] == NEWEST and find["limit"] == 51
+
+
+def test_a_date_range_is_one_range_on_created_at(server, wired):
+    answer = wired("/api/v1/audit-logs?from=2026-11-01&to=2026-11-02T12:00:00Z")
+    assert answer.status_code == 200
+    [find] = finds(server)
+    assert find["filter"]["createdAt"] == {
+        "$gte": datetime(2026, 11, 1),
+        "$lte": datetime(2026, 11, 2, 12),
+    }
+    assert find["hint"] == "org_newest"
+
+
+def test_a_path_search_matches_the_keys_of_org_newest(server, wired):
+    answer = wired("/api/v1/audit-logs?q=pathways/(x")
+    assert answer.status_code == 200
+    [find] = finds(server)
+    assert find["filter"]["$and"] == [{"path": {"$regex": r"pathways/\(x", "$options": "i"}}]
+    assert find["hint"] == "org_newest"
+
+
+def test_an_id_search_is_three_equality_walks_never_a_path_regex(server, wired):
+    target = ObjectId()
+    newest = datetime(2026, 11, 20, tzinfo=UTC)
+    by_field = {
+        "accountId": audit_record(wired.organization_id, created_at=newest, accountId=target),
+        "workspaceId": audit_record(
+            wired.organization_id, created_at=newest - timedelta(seconds=2), workspaceId=target
+        ),
+        "apiKeyId": audit_record(
+            wired.organization_id, created_at=newest - timedelta(seconds=1), apiKeyId=target
+        ),
+    }
+
+    def answer(find):
+        field = next(name for name in by_field if name in find["filter"])
+        return [by_field[field]]
+
+    server.documents["audit_logs"] = answer
+    response = wired(f"/api/v1/audit-logs?q={target}")
+    assert response.status_code == 200
+    sent = finds(server)
+    assert [(f["hint"], f["limit"]) for f in sent] == [
+        ("org_account_newest", 51),
+        ("org_workspace_newest", 51),
+        ("org_apikey_newest", 51),
+    ]
+    for find, field in zip(sent, ("accountId", "workspaceId", "apiKeyId"), strict=True):
+        assert find["filter"] == {field: target, "organizationId": wired.organization_id}
+    assert "$regex" not in repr(sent)
+    ids = [item["id"] for item in response.get_json()["items"]]
+    assert ids == [str(by_field[f]["_id"]) for f in ("accountId", "apiKeyId", "workspaceId")]
+
+
+def test_a_query_the_server_stops_at_max_time_ms_is_a_503_saying_what_to_do(server, wired):
+    server.fail("find", "audit_logs", code=50, errmsg="operation exceeded time limit")
+    answer = wired("/api/v1/audit-logs?q=rare")
+    assert answer.status_code == 503
+    error = answer.get_json()["error"]
+    assert error["code"] == "query_timeout" and "narrow" in error["message"]
+    # and the refused request has its audit record, written after the answer
+    [insert] = server.sent("insert", "audit_logs")
+    assert insert["documents"][0]["statusCode"] == 503
+
+
+def test_the_export_has_its_own_time_budget_and_walks_the_same_index(server, wired):
+    wired.app.config["AUDIT_EXPORT_TIMEOUT_MS"] = 60000
+    answer = wired("/api/v1/audit-logs/export?format=ndjson&method=DELETE")
+    assert answer.status_code == 200
+    [find] = finds(server)
+    assert find["filter"] == {"method": "DELETE", "organizationId": wired.organization_id}
+    assert find["hint"] == "org_method_newest" and find["sort"] == NEWEST
+    assert find["maxTimeMS"] == 60000 and "limit" not in find
+
+
+def test_an_export_the_server_stops_before_its_first_batch_is_a_503(server, wired):
+    server.fail("find", "audit_logs", code=50, errmsg="operation exceeded time limit")
+    answer = wired("/api/v1/audit-logs/export?format=csv")
+    assert answer.status_code == 503
+    assert answer.get_json()["error"]["code"] == "query_timeout"
