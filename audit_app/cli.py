@@ -220,20 +220,30 @@ def create_api_key_command(organization_id, name, workspace_id, role, as_json):
 @json_option
 @with_appcontext
 def ensure_indexes_command(as_json):
-    """Create the collections' indexes, including the audit log's TTL index."""
+    """Create the collections' indexes, including the audit log's TTL index.
+
+    On MongoDB this is a deploy step: run it before the app serves (docker compose runs it
+    as a one-shot service). An index that exists with another key or options is reported
+    and the command fails; the others are still built.
+    """
     from .db import stores
     from .indexes import ensure_indexes
 
-    created = ensure_indexes(
+    report = ensure_indexes(
         get_db(),
         get_audit_db(),
         current_app.config["AUDIT_RETENTION_DAYS"],
         native_ttl=stores()["audit"].native_ttl,
     )
+    if report.conflicts:
+        raise click.ClickException(
+            "Some indexes exist with another key or other options; drop them (or rename "
+            "them) and run ensure-indexes again: " + "; ".join(report.conflicts)
+        )
     _emit(
         as_json,
-        created,
-        [f"{collection}: {', '.join(names)}" for collection, names in created.items()],
+        report.created,
+        [f"{collection}: {', '.join(names)}" for collection, names in report.created.items()],
     )
 
 

@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, jsonify
 
 from .audit.capture import WRITER_KEY
 from .db import stores
+from .indexes import check_indexes
 
 bp = Blueprint("health", __name__)
 
@@ -35,6 +36,14 @@ def readyz():
             problems.append("audit records cannot be persisted")
     if "auditStore" not in checks:
         checks["auditStore"] = checks.get("mainStore")
+    if any(store.kind == "mongodb" for store in stores().values()) and not problems:
+        missing = check_indexes(current_app._get_current_object(), max_age=60)
+        checks["indexes"] = "unknown" if missing is None else (missing or "ok")
+        if missing:
+            problems.append(
+                "indexes missing or different (run 'flask --app wsgi ensure-indexes'): "
+                + "; ".join(missing)
+            )
     blocking = [p for p in problems if not p.startswith("audit store")]
     if blocking:
         return jsonify(status="unavailable", reason="; ".join(problems), checks=checks), 503

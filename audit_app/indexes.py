@@ -1,14 +1,34 @@
-"""Every index of the app, declared beside its data and created here in one go."""
+"""Every index of the app: declared beside its data, built here, and checked at start.
+
+On MongoDB indexes are built by ``flask --app wsgi ensure-indexes``, a deploy step (docker
+compose runs it as a one-shot service before the app): a build over a large collection
+takes longer than a gunicorn worker may spend booting. The app only checks, at start and
+from ``/readyz``, that every index it relies on exists with the declared key and options;
+the unique ones are what keep a digest chain from forking, and every query names its
+index in a ``hint``. On the embedded store and mongomock the app builds them at start,
+where that is cheap.
+
+A conflict (an index of the same name with another key or other options) is reported,
+never swallowed: ``ensure-indexes`` lists it and fails.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass, field
+
+from pymongo.errors import OperationFailure, PyMongoError
+
 from .api_keys.repository import INDEXES as API_KEY_INDEXES
-from .audit.integrity import ensure_digest_indexes
-from .audit.repository import ensure_audit_indexes
+from .audit import integrity
+from .audit import repository as audit_repository
 from .auth.sessions import INDEXES as SESSION_INDEXES
 from .db import Store, stores
 from .organizations.repository import INDEXES as ORGANIZATION_INDEXES
 from .workspaces.repository import INDEXES as WORKSPACE_INDEXES
+
+log = logging.getLogger(__name__)
 
 PLATFORM_INDEXES = {
     **ORGANIZATION_INDEXES,
@@ -16,46 +36,82 @@ PLATFORM_INDEXES = {
     **API_KEY_INDEXES,
     **SESSION_INDEXES,
 }
+AUDIT_INDEXES = {
+    audit_repository.COLLECTION: audit_repository.INDEXES,
+    integrity.DIGESTS: integrity.INDEXES,
+    integrity.CHUNKS: integrity.CHUNK_INDEXES,
+}
+# server error codes for "an index of that name or key exists with other options"
+_CONFLICT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict
+_CHECKED_OPTIONS = ("unique", "sparse", "partialFilterExpression")
+EXTENSION_KEY = "audit_app.index_check"
+RECHECK_MISSING_SECONDS = 5.0  # how long /readyz keeps a "missing" answer
+
+
+@dataclass
+class IndexReport:
+    """What ``ensure_indexes`` built and what it could not."""
+
+    created: dict[str, list[str]] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
 
 
 def ensure_indexes(
     main_db, audit_db, retention_days: int, *, native_ttl: bool = True
-) -> dict[str, list[str]]:
-    """Create all indexes (idempotent) and return their names by collection."""
-    created: dict[str, list[str]] = {}
-    for collection, specs in PLATFORM_INDEXES.items():
-        created[collection] = [
-            main_db[collection].create_index(keys, **options) for keys, options in specs
-        ]
-    created["audit_logs"] = ensure_audit_indexes(audit_db, retention_days, native_ttl=native_ttl)
-    created["audit_digests"] = ensure_digest_indexes(
+) -> IndexReport:
+    """Create every index (idempotent); conflicts are collected, the rest still built."""
+    report = IndexReport()
+    for db, declared in ((main_db, PLATFORM_INDEXES), (audit_db, AUDIT_INDEXES)):
+        for collection, specs in declared.items():
+            names = report.created.setdefault(collection, [])
+            for keys, options in specs:
+                try:
+                    names.append(db[collection].create_index(keys, **options))
+                except OperationFailure as error:
+                    if error.code not in _CONFLICT_CODES:
+                        raise
+                    message = (error.details or {}).get("errmsg") or str(error)
+                    report.conflicts.append(f"{collection}.{options['name']}: {message}")
+    report.created[audit_repository.COLLECTION] += audit_repository.ensure_ttl(
         audit_db, retention_days, native_ttl=native_ttl
     )
-    return created
+    report.created[integrity.CHUNKS] += integrity.ensure_chunk_ttl(
+        audit_db, retention_days, native_ttl=native_ttl
+    )
+    return report
+
+
+def missing_indexes(main_db, audit_db) -> list[str]:
+    """Each declared index that is absent, or present with another key or options."""
+    problems = []
+    for db, declared in ((main_db, PLATFORM_INDEXES), (audit_db, AUDIT_INDEXES)):
+        for collection, specs in declared.items():
+            present = {index["name"]: index for index in db[collection].list_indexes()}
+            for keys, options in specs:
+                name = options["name"]
+                index = present.get(name)
+                if index is None:
+                    problems.append(f"{collection}.{name} is missing")
+                elif list(index["key"].items()) != [(k, v) for k, v in keys] or any(
+                    index.get(option) != options.get(option)
+                    for option in _CHECKED_OPTIONS
+                    if option in options or option in index
+                ):
+                    problems.append(f"{collection}.{name} differs from its declaration")
+    return problems
 
 
 def ensure_indexes_on_start(app) -> None:
-    """Create the indexes at start with short-lived clients, so no client outlives a fork."""
+    """The embedded store and mongomock build their indexes; MongoDB's are only checked."""
     main, audit = stores(app)["main"], stores(app)["audit"]
+    if main.kind == "mongodb" or audit.kind == "mongodb":
+        check_indexes(app)
+        return
     try:
-        if main.kind in ("injected", "mongomock"):
-            ensure_indexes(
-                main.db, audit.db, app.config["AUDIT_RETENTION_DAYS"], native_ttl=audit.native_ttl
-            )
-            return
-        temporary = [_twin(main)]
-        temporary.append(temporary[0] if audit is main else _twin(audit))
-        try:
-            ensure_indexes(
-                temporary[0].db,
-                temporary[1].db,
-                app.config["AUDIT_RETENTION_DAYS"],
-                native_ttl=audit.native_ttl,
-            )
-        finally:
-            for store in set(temporary):
-                store.close()
-    except Exception as error:  # noqa: BLE001 - store down at start: serve, spool audits
+        ensure_indexes(
+            main.db, audit.db, app.config["AUDIT_RETENTION_DAYS"], native_ttl=audit.native_ttl
+        )
+    except Exception as error:  # noqa: BLE001 - store unusable at start: serve, spool audits
         app.logger.error(
             "Could not ensure indexes at start (%s); run 'flask ensure-indexes' "
             "once the store is reachable",
@@ -63,7 +119,42 @@ def ensure_indexes_on_start(app) -> None:
         )
 
 
+def check_indexes(app, *, max_age: float = 0.0) -> list[str] | None:
+    """The declared indexes missing on MongoDB (``[]`` when all are there), or ``None``
+    when the store could not be asked. The answer is kept ``max_age`` seconds (a missing
+    index is asked about again sooner, so ``/readyz`` turns ready soon after the deploy
+    step ran)."""
+    kept = app.extensions.get(EXTENSION_KEY)
+    now = time.monotonic()
+    if kept is not None:
+        checked_at, problems = kept
+        fresh_for = max_age if problems == [] else min(max_age, RECHECK_MISSING_SECONDS)
+        if now - checked_at < fresh_for:
+            return problems
+    main, audit = stores(app)["main"], stores(app)["audit"]
+    temporary = [_twin(main)]  # short-lived clients: none outlives a gunicorn fork
+    temporary.append(temporary[0] if audit is main else _twin(audit))
+    try:
+        problems: list[str] | None = missing_indexes(temporary[0].db, temporary[1].db)
+    except PyMongoError as error:
+        app.logger.error("Could not check the indexes (%s)", error)
+        problems = None
+    finally:
+        for store in set(temporary) - {main, audit}:
+            store.close()
+    if problems:
+        app.logger.error(
+            "Indexes missing or different: %s. Run 'flask --app wsgi ensure-indexes' "
+            "(a deploy step) before serving.",
+            "; ".join(problems),
+        )
+    app.extensions[EXTENSION_KEY] = (now, problems)
+    return problems
+
+
 def _twin(store: Store) -> Store:
+    if store.kind != "mongodb":
+        return store
     return Store(
         store.uri,
         db_name=store.db_name,

@@ -23,6 +23,8 @@ class ScriptedServer:
         self.mock = MockupDB(auto_ismaster={"maxWireVersion": 21, "minWireVersion": 0})
         self.documents: dict[str, list[dict] | Callable] = {}
         self.failures: list[tuple[str, str, dict]] = []
+        # listIndexes answers from here; createIndexes adds to it
+        self.indexes: dict[str, list[dict]] = {}
         self.requests: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -77,6 +79,16 @@ class ScriptedServer:
                 request.ok(n=len(doc.get("documents", doc.get("deletes", []))))
             elif command == "update":
                 request.ok(n=1, nModified=1)
+            elif command == "listIndexes":
+                if target not in self.indexes:
+                    request.command_err(code=26, errmsg=f"ns does not exist: {target}")
+                    continue
+                namespace = f"{doc['$db']}.{target}"
+                request.ok(cursor={"id": 0, "ns": namespace, "firstBatch": self.indexes[target]})
+            elif command == "createIndexes":
+                present = self.indexes.setdefault(target, [{"key": {"_id": 1}, "name": "_id_"}])
+                present.extend(index for index in doc["indexes"] if index not in present)
+                request.ok()
             elif command == "findAndModify":
                 request.ok(value=None)
             else:

@@ -91,29 +91,34 @@ class Signer:
 CHUNKS_TTL_INDEX = "ttl_windowEnd"
 
 
-def ensure_digest_indexes(
-    db: Database, retention_days: int | None = None, *, native_ttl: bool = True
-) -> list[str]:
-    """The digests' indexes; chunks of windows past retention expire with their records.
+def ensure_chunk_ttl(db: Database, retention_days: int, *, native_ttl: bool = True) -> list[str]:
+    """Chunks of windows past retention expire with their records.
 
     Digests themselves are kept (a few kilobytes each): the chain stays whole. A chunk's
     entries are needed only while its window's records exist.
     """
-    names = [db[DIGESTS].create_index(keys, **options) for keys, options in INDEXES]
-    names += [db[CHUNKS].create_index(keys, **options) for keys, options in CHUNK_INDEXES]
-    if retention_days is None:
-        return names
     seconds = retention_days * 86400
     existing = db[CHUNKS].index_information().get(CHUNKS_TTL_INDEX)
     if existing is not None and (not native_ttl or existing.get("expireAfterSeconds") != seconds):
         db[CHUNKS].drop_index(CHUNKS_TTL_INDEX)  # chunks are few: a rebuild is cheap
-    if native_ttl:
-        names.append(
-            db[CHUNKS].create_index(
-                [("windowEnd", ASCENDING)], name=CHUNKS_TTL_INDEX, expireAfterSeconds=seconds
-            )
+    if not native_ttl:
+        return []
+    return [
+        db[CHUNKS].create_index(
+            [("windowEnd", ASCENDING)], name=CHUNKS_TTL_INDEX, expireAfterSeconds=seconds
         )
-    return names
+    ]
+
+
+def ensure_digest_indexes(
+    db: Database, retention_days: int | None = None, *, native_ttl: bool = True
+) -> list[str]:
+    """The digests' and chunks' indexes (tests build just these)."""
+    names = [db[DIGESTS].create_index(keys, **options) for keys, options in INDEXES]
+    names += [db[CHUNKS].create_index(keys, **options) for keys, options in CHUNK_INDEXES]
+    if retention_days is None:
+        return names
+    return names + ensure_chunk_ttl(db, retention_days, native_ttl=native_ttl)
 
 
 def purge_expired_chunks(db: Database, cutoff: datetime) -> int:

@@ -108,17 +108,15 @@ def purge_expired(db: Database, retention_days: int) -> int:
     return db[COLLECTION].delete_many({"createdAt": {"$lt": cutoff}}).deleted_count
 
 
-def ensure_audit_indexes(
-    db: Database, retention_days: int, *, native_ttl: bool = True
-) -> list[str]:
-    """Create the query indexes and the TTL index; a changed retention updates the TTL.
+def ensure_ttl(db: Database, retention_days: int, *, native_ttl: bool = True) -> list[str]:
+    """Keep the TTL index at the retention, and drop the indexes nothing queries any more.
 
+    The query indexes (``INDEXES``) are built by ``indexes.ensure_indexes``.
     ``native_ttl=False`` is for the embedded store: its engine (mongomock's) emulates a TTL
     index by decoding every document on every read and write, so there retention is
     enforced by ``purge_expired`` instead, and any TTL index is removed.
     """
     collection = db[COLLECTION]
-    names = [collection.create_index(keys, **options) for keys, options in INDEXES]
     present = collection.index_information()
     for obsolete in OBSOLETE_INDEXES:
         if obsolete in present:
@@ -130,7 +128,7 @@ def ensure_audit_indexes(
         if existing is not None:
             collection.drop_index(TTL_INDEX)
         purge_expired(db, retention_days)
-        return names
+        return []
     if existing is not None and existing.get("expireAfterSeconds") != seconds:
         try:
             db.command(
@@ -149,14 +147,21 @@ def ensure_audit_indexes(
                 error,
                 existing.get("expireAfterSeconds"),
             )
-            return names
+            return []
         log.info("Audit retention set to %d days", retention_days)
-    names.append(
+    return [
         collection.create_index(
             [("createdAt", ASCENDING)], name=TTL_INDEX, expireAfterSeconds=seconds
         )
-    )
-    return names
+    ]
+
+
+def ensure_audit_indexes(
+    db: Database, retention_days: int, *, native_ttl: bool = True
+) -> list[str]:
+    """The records' query indexes and their TTL (benchmarks and tests build just these)."""
+    names = [db[COLLECTION].create_index(keys, **options) for keys, options in INDEXES]
+    return names + ensure_ttl(db, retention_days, native_ttl=native_ttl)
 
 
 # Reading, always within one organization ------------------------------------------------

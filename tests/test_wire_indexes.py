@@ -1,0 +1,133 @@
+"""Indexes on MongoDB, at the wire: built by the deploy step, checked by the app.
+
+A gunicorn worker that builds indexes over a large collection in its boot is killed by
+its timeout, in a loop; so on MongoDB the app never sends ``createIndexes``, it lists the
+indexes and ``/readyz`` names what is missing. ``flask ensure-indexes`` builds them and
+reports a conflicting index instead of swallowing it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audit_app import create_app, indexes
+from audit_app.db import stores
+
+from .conftest import TEST_SECRET
+from .wire import ScriptedServer
+
+
+@pytest.fixture
+def server():
+    scripted = ScriptedServer().start()
+    yield scripted
+    scripted.stop()
+
+
+@pytest.fixture
+def build(server, tmp_path):
+    built = []
+
+    def make(**overrides):
+        app = create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": TEST_SECRET,
+                "MONGO_URI": server.uri + "/auditdb",
+                "AUDIT_SEAL_IN_BACKGROUND": False,
+                "AUDIT_REPLAY_INTERVAL": 0,
+                "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+                "INSTANCE_PATH": str(tmp_path / "instance"),
+                "RATELIMIT_STORAGE_URI": "memory://",
+                **overrides,
+            }
+        )
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        for store in set(stores(app).values()):
+            store.close()
+
+
+def test_the_app_never_builds_indexes_on_mongodb_and_readyz_names_the_missing(
+    server, build, monkeypatch
+):
+    monkeypatch.setattr(indexes, "RECHECK_MISSING_SECONDS", 0.0)
+    app = build()
+    assert server.sent("createIndexes") == []
+    assert {doc["listIndexes"] for doc in server.sent("listIndexes")} >= {
+        "audit_logs",
+        "audit_digests",
+        "accounts",
+    }
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 503
+    body = answer.get_json()
+    assert "audit_logs.org_newest is missing" in body["checks"]["indexes"]
+    assert "audit_digests.org_sequence_unique is missing" in body["checks"]["indexes"]
+    assert "ensure-indexes" in body["reason"]
+    assert server.sent("createIndexes") == []
+
+    # the deploy step runs: the same app turns ready without a restart
+    result = app.test_cli_runner().invoke(args=["ensure-indexes", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["checks"]["indexes"] == "ok"
+
+
+def test_ensure_indexes_sends_each_declared_index_with_its_options(server, build):
+    app = build(AUDIT_RETENTION_DAYS=30)
+    result = app.test_cli_runner().invoke(args=["ensure-indexes", "--json"])
+    assert result.exit_code == 0, result.output
+    sent = {
+        (doc["createIndexes"], index["name"]): index
+        for doc in server.sent("createIndexes")
+        for index in doc["indexes"]
+    }
+    assert sent[("audit_digests", "org_sequence_unique")]["unique"] is True
+    assert list(sent[("audit_logs", "org_status_newest")]["key"].items()) == [
+        ("organizationId", 1),
+        ("statusCode", 1),
+        ("createdAt", -1),
+        ("_id", -1),
+    ]
+    assert sent[("audit_logs", "ttl_createdAt")]["expireAfterSeconds"] == 30 * 86400
+    assert ("audit_logs", "org_route_newest") not in sent
+    assert "org_newest" in json.loads(result.output)["audit_logs"]
+
+
+def test_a_conflicting_index_is_reported_and_the_others_still_built(server, build):
+    app = build()
+    server.fail(
+        "createIndexes",
+        "audit_digests",
+        code=85,
+        errmsg="Index with name: org_sequence_unique already exists with different options",
+    )
+    result = app.test_cli_runner().invoke(args=["ensure-indexes"])
+    assert result.exit_code == 1
+    assert "audit_digests.org_sequence_unique" in result.output
+    assert "already exists with different options" in result.output
+    built = {index["name"] for doc in server.sent("createIndexes") for index in doc["indexes"]}
+    assert {"org_window_unique", "org_newest", "org_digest_index_unique"} <= built
+
+
+def test_an_index_with_the_right_name_but_not_unique_is_not_ready(server, build, monkeypatch):
+    """A non-unique index under the unique one's name would let digest chains fork."""
+    monkeypatch.setattr(indexes, "RECHECK_MISSING_SECONDS", 0.0)
+    app = build()
+    assert app.test_cli_runner().invoke(args=["ensure-indexes"]).exit_code == 0
+    for index in server.indexes["audit_digests"]:
+        if index["name"] == "org_sequence_unique":
+            del index["unique"]
+    app.extensions.pop(indexes.EXTENSION_KEY)
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 503
+    assert answer.get_json()["checks"]["indexes"] == [
+        "audit_digests.org_sequence_unique differs from its declaration"
+    ]
