@@ -117,3 +117,91 @@ def test_a_retention_change_without_collmod_rights_never_drops_the_ttl_index(ser
         assert TTL_INDEX not in names()
     finally:
         client.close()
+
+
+# The write path against a scripted server ------------------------------------------------
+
+NOT_PRIMARY = {"code": 10107, "errmsg": "not primary"}
+
+
+@pytest.fixture
+def scripted(tmp_path):
+    from .wire import ScriptedServer
+
+    server = ScriptedServer().start()
+    apps: list = []
+
+    def build(**overrides):
+        app = create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": TEST_SECRET,
+                "MONGO_URI": server.uri + "/auditdb",
+                "AUDIT_ENSURE_INDEXES_ON_START": False,
+                "AUDIT_SEAL_IN_BACKGROUND": False,
+                "AUDIT_REPLAY_INTERVAL": 0,
+                "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+                "INSTANCE_PATH": str(tmp_path / "instance"),
+                "RATELIMIT_STORAGE_URI": "memory://",
+                **overrides,
+            }
+        )
+        apps.append(app)
+        return app
+
+    yield server, build
+    for app in apps:
+        for store in set(stores(app).values()):
+            store.close()
+    server.stop()
+
+
+def _spooled_lines(tmp_path) -> int:
+    return sum(len(path.read_text().splitlines()) for path in (tmp_path / "spool").glob("*.ndjson"))
+
+
+def test_a_record_the_primary_refuses_is_spooled_then_stored_exactly_once(scripted, tmp_path):
+    server, build = scripted
+    app = build()
+    server.fail("insert", "audit_logs", **NOT_PRIMARY)  # (a standalone: no driver retry)
+    answer = app.test_client().get("/api/v1/no-such-thing")
+    assert answer.status_code == 404  # the response is not turned into an error
+    attempts = server.sent("insert", "audit_logs")
+    assert len(attempts) == 1 and _spooled_lines(tmp_path) == 1
+    record_id = attempts[0]["documents"][0]["_id"]
+
+    result = app.test_cli_runner().invoke(args=["replay-spool", "--json"])
+    assert result.exit_code == 0, result.output
+    replayed = server.sent("insert", "audit_logs")[1:]
+    assert [doc["documents"][0]["_id"] for doc in replayed] == [record_id]
+    assert replayed[0]["writeConcern"] == {"w": "majority", "j": True}
+    assert _spooled_lines(tmp_path) == 0
+    again = app.test_cli_runner().invoke(args=["replay-spool", "--json"])
+    assert again.exit_code == 0 and len(server.sent("insert", "audit_logs")) == 2
+
+
+def test_a_duplicate_on_replay_leaves_the_spool_only_once_a_majority_holds_it(scripted, tmp_path):
+    """A copy acknowledged with w:1 before a failover can still be rolled back: the spool
+    entry is the only other copy, so it goes only after a majority read finds the record."""
+    server, build = scripted
+    app = build()
+    server.fail("insert", "audit_logs", **NOT_PRIMARY)
+    app.test_client().get("/api/v1/no-such-thing")
+    record_id = server.sent("insert", "audit_logs")[0]["documents"][0]["_id"]
+    duplicate = {"writeErrors": [{"index": 0, "code": 11000, "errmsg": "E11000 duplicate key"}]}
+
+    server.answer("insert", "audit_logs", n=0, **duplicate)
+    server.documents["audit_logs"] = []  # the majority read does not see it (yet)
+    result = app.test_cli_runner().invoke(args=["replay-spool", "--json"])
+    assert result.exit_code == 1 and "not yet majority-committed" in result.output
+    [read] = server.sent("find", "audit_logs")
+    assert read["filter"] == {"_id": record_id}
+    assert read["readConcern"] == {"level": "majority"}
+    assert _spooled_lines(tmp_path) == 1  # kept
+
+    server.answer("insert", "audit_logs", n=0, **duplicate)
+    server.documents["audit_logs"] = [{"_id": record_id}]  # replicated now
+    result = app.test_cli_runner().invoke(args=["replay-spool", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"duplicates": 1' in result.output
+    assert _spooled_lines(tmp_path) == 0

@@ -45,7 +45,11 @@ class ScriptedServer:
 
     def fail(self, command: str, collection: str, **error) -> None:
         """The next ``command`` on ``collection`` is answered with this error."""
-        self.failures.append((command, collection, error))
+        self.failures.append((command, collection, {"error": error}))
+
+    def answer(self, command: str, collection: str, **fields) -> None:
+        """The next ``command`` on ``collection`` is answered ``ok`` with these fields."""
+        self.failures.append((command, collection, {"ok": fields}))
 
     def sent(self, command: str, collection: str | None = None) -> list[dict]:
         """The documents of the commands received, in order."""
@@ -68,7 +72,10 @@ class ScriptedServer:
             failure = next((f for f in self.failures if f[0] == command and f[1] == target), None)
             if failure is not None:
                 self.failures.remove(failure)
-                request.command_err(**failure[2])
+                if "error" in failure[2]:
+                    request.command_err(**failure[2]["error"])
+                else:
+                    request.ok(**failure[2]["ok"])
                 continue
             if command == "find":
                 scripted = self.documents.get(target, [])

@@ -20,6 +20,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
+from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from ..db import TenantCollection
@@ -91,6 +92,19 @@ def insert_record(db: Database, record: dict, write_concern: WriteConcern | None
         # MongoDB only: mongomock and the embedded store acknowledge on their own terms
         collection = collection.with_options(write_concern=write_concern)
     collection.insert_one(record)
+
+
+def confirm_stored(db: Database, record_id: ObjectId) -> bool:
+    """Whether a record is in the store for good: on MongoDB, read with majority concern.
+
+    A duplicate key on replay means *a* copy exists, not that it survives a failover: one
+    acknowledged with ``w: 1`` (or not yet replicated) can still be rolled back, and then
+    its spool entry would be the only copy left.
+    """
+    collection = db[COLLECTION]
+    if isinstance(collection, Collection):
+        collection = collection.with_options(read_concern=ReadConcern("majority"))
+    return collection.find_one({"_id": record_id}, {"_id": 1}) is not None
 
 
 def audit_write_concern(setting: str, journal: bool) -> WriteConcern:

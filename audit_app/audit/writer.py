@@ -25,13 +25,20 @@ import pymongo
 from pymongo.errors import DuplicateKeyError
 
 from ..ids import utcnow
-from .repository import insert_record, purge_expired
+from .repository import confirm_stored, insert_record, purge_expired
 from .spool import ReplayResult, Spool, dumps
 
 log = logging.getLogger("audit_app.audit")
 
 STORE_RETRY_SECONDS = 5.0
 PURGE_INTERVAL_SECONDS = 3600.0
+
+
+class NotYetDurable(Exception):
+    """A spooled record is in the store, but not yet on a majority: keep its spool entry."""
+
+    def __init__(self, record_id):
+        super().__init__(f"record {record_id} is stored but not yet majority-committed")
 
 
 class AuditWriter:
@@ -101,7 +108,13 @@ class AuditWriter:
             def insert(record):
                 record["storedAt"] = utcnow()  # a late record falls in a window still open
                 with pymongo.timeout(max(self.timeout, 10)):
-                    insert_record(self.store.db, record, self.write_concern)
+                    try:
+                        insert_record(self.store.db, record, self.write_concern)
+                    except DuplicateKeyError:
+                        # stored before; the entry goes only once a majority holds it
+                        if not confirm_stored(self.store.db, record["_id"]):
+                            raise NotYetDurable(record["_id"]) from None
+                        raise
 
             result = self.spool.replay(insert)
         if result.stored or result.duplicates:
