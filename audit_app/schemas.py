@@ -89,12 +89,52 @@ def load_body(schema: Schema, *, partial: bool = False) -> dict:
     if not isinstance(data, dict):
         raise bad_request("The body must be a JSON object.", "body")
     try:
-        return schema.load(data, partial=partial)
+        loaded = schema.load(data, partial=partial)
     except ValidationError as error:
         field, message = first_error(error.messages)
         if message == "Unknown field.":
             message = f"Unknown field {field!r}; accepted fields: {', '.join(_accepted(schema))}."
         raise bad_request(message if field in message else f"{field}: {message}", field) from None
+    unstorable = _lone_surrogate(loaded)
+    if unstorable is not None:
+        raise bad_request(
+            f"{unstorable}: contains a lone surrogate (such as \\ud800), which is not text "
+            "and cannot be stored; send valid Unicode.",
+            unstorable,
+        )
+    return loaded
+
+
+def _lone_surrogate(value, path: str = "") -> str | None:
+    """The dotted path of the first string that UTF-8 (and so BSON) cannot hold, if any.
+
+    JSON can escape half a surrogate pair (``"\\ud800"``); Python keeps it, and storing it
+    fails deep in the driver. Passwords and tokens are exempt: they are compared as bytes,
+    never stored as text.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key)
+            child = f"{path}.{name}" if path else name
+            if _lone_surrogate(name, child) is not None:
+                return child
+            if "password" in name.lower() or name == "token":
+                continue
+            found = _lone_surrogate(item, child)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            found = _lone_surrogate(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 def _accepted(schema: Schema) -> list[str]:
