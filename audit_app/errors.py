@@ -8,6 +8,7 @@ raised as an ``ApiError`` with the status that fits.
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from flask import jsonify, render_template, request
 from pymongo.errors import PyMongoError
@@ -114,6 +115,24 @@ def handle_database_error(error: PyMongoError):
     return _render_page(503, "Service Unavailable", message)
 
 
+def handle_embedded_store_error(error: sqlite3.Error):
+    """The embedded store (SQLite files) cannot read or write: a full disk, a file-size
+    limit, a disk error, or a lock held too long. The operator must act; the client may
+    retry later. The request's audit record goes to the spool like any store failure."""
+    log.critical("Embedded store failed: %s: %s", type(error).__name__, error)
+    text = str(error).lower()
+    if "full" in text or "i/o" in text:
+        message = (
+            "The database cannot write: its disk is full or failing. Try again later; "
+            "the operator has to free space."
+        )
+    else:
+        message = "The database is unavailable. Try again shortly."
+    if wants_json():
+        return error_body(503, "service_unavailable", message)
+    return _render_page(503, "Service Unavailable", message)
+
+
 def handle_unexpected_error(error: Exception):
     log.exception("Unhandled error on %s %s", request.method, request.path)
     message = "Something went wrong on our side. The request id identifies it."
@@ -126,4 +145,5 @@ def register_errorhandlers(app) -> None:
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(PyMongoError, handle_database_error)
+    app.register_error_handler(sqlite3.Error, handle_embedded_store_error)
     app.register_error_handler(Exception, handle_unexpected_error)

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import sqlite3
 from datetime import timedelta
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from ..db import TenantCollection
 from ..errors import not_found
 from ..ids import utcnow
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "oal_"
 PREFIX_LENGTH = 12
@@ -79,11 +84,18 @@ def authenticate_api_key(db: Database, secret: str) -> dict | None:
 
 
 def touch_last_used(db: Database, key: dict) -> None:
-    """Record that the key was used, at most once a minute to spare the database."""
+    """Record that the key was used, at most once a minute to spare the database.
+
+    Best effort: a store that cannot write (a full disk, a failover) must not make the
+    key's request unauthenticated, which would also leave its audit record unattributed.
+    """
     now = utcnow()
     last = key.get("lastUsedAt")
     if last is None or now - last >= LAST_USED_RESOLUTION:
-        db.api_keys.update_one({"_id": key["_id"]}, {"$set": {"lastUsedAt": now}})
+        try:
+            db.api_keys.update_one({"_id": key["_id"]}, {"$set": {"lastUsedAt": now}})
+        except (PyMongoError, sqlite3.Error) as error:
+            log.warning("Could not record when API key %s was last used: %s", key["_id"], error)
 
 
 def list_api_keys(db: Database, organization_id: ObjectId) -> list[dict]:
