@@ -38,3 +38,31 @@ def test_the_spool_and_the_anchor_live_on_volumes():
         assert mounts[environment[setting]] in compose["volumes"]
     assert app["depends_on"]["mongo"]["condition"] == "service_healthy"
     assert "/readyz" in " ".join(app["healthcheck"]["test"])
+
+
+def test_mongodb_runs_as_a_one_member_replica_set_the_app_connects_to():
+    """Majority writes, the majority read of replay and failover need a replica set."""
+    compose = _compose()
+    mongo = compose["services"]["mongo"]
+    command = mongo["command"]
+    replica_set = command[command.index("--replSet") + 1]
+    check = " ".join(mongo["healthcheck"]["test"])
+    assert f"_id: '{replica_set}'" in check and "host: 'mongo:27017'" in check
+    assert "isWritablePrimary" in check  # healthy only once there is a primary
+    for name in ("app", "indexes"):
+        uri = compose["services"][name]["environment"]["MONGO_URI"]
+        assert uri.startswith("mongodb://mongo:27017/") and f"replicaSet={replica_set}" in uri
+
+
+def test_indexes_are_built_by_a_one_shot_step_the_app_waits_for():
+    compose = _compose()
+    indexes, app = compose["services"]["indexes"], compose["services"]["app"]
+    assert indexes["command"] == ["flask", "--app", "wsgi", "ensure-indexes"]
+    assert indexes["restart"] == "no"
+    assert indexes["depends_on"]["mongo"]["condition"] == "service_healthy"
+    assert app["depends_on"]["indexes"]["condition"] == "service_completed_successfully"
+    assert app["depends_on"]["mongo"]["condition"] == "service_healthy"
+    # the step runs with the app's settings (same database, same keys)
+    shared = {k: v for k, v in indexes["environment"].items() if k in app["environment"]}
+    assert shared == app["environment"]
+    assert indexes.get("build") == app.get("build")
