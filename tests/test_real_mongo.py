@@ -73,3 +73,224 @@ def test_odd_keys_and_deep_bodies_are_accepted_by_the_server(real_app):
     api.post("/api/v1/workspaces", as_=org.admin, json={"$where": 1, "a.b": deep})
     writer = real_app.extensions[WRITER_KEY]
     assert writer.stats["spooled"] == 0 and writer.stats["stored"] >= 2
+
+
+# Query plans on 200k records -------------------------------------------------------------
+# Every find the app sends for a shape is captured (a pymongo command listener) and asked
+# back to the server as ``explain`` with executionStats: the plan must walk the hinted
+# index in order (no blocking SORT) and stop after limit + 1 documents.
+
+RECORDS = 200_000
+RARE_ACCOUNT, RARE_KEY, RARE_WORKSPACE = ObjectId(), ObjectId(), ObjectId()
+
+
+class _Finds:
+    """Records each ``find`` on audit_logs as sent (a pymongo command listener)."""
+
+    def __init__(self):
+        self.commands: list[dict] = []
+
+    def started(self, event):
+        if event.command_name == "find" and event.command.get("find") == "audit_logs":
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+@pytest.fixture(scope="module")
+def finds():
+    from pymongo import monitoring
+
+    listener = _Finds()
+    monitoring.register(listener)  # clients created from here on report to it
+    return listener
+
+
+@pytest.fixture
+def big(real_app, finds):
+    """One organization holding RECORDS records, a few of them rare in each filter."""
+    from datetime import UTC, datetime, timedelta
+
+    from .factories import audit_record
+
+    org = make_org(real_app, "Big")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    methods = ["GET"] * 8 + ["POST", "PATCH"]
+    with real_app.app_context():
+        collection = get_audit_db().audit_logs
+        batch = []
+        for i in range(RECORDS):
+            rare = i % 20_000 == 7
+            batch.append(
+                audit_record(
+                    org.id,
+                    created_at=start + timedelta(milliseconds=250 * i),
+                    accountId=RARE_ACCOUNT if rare else org.admin.account_id,
+                    apiKeyId=RARE_KEY if rare else None,
+                    workspaceId=RARE_WORKSPACE if rare else org.workspace["_id"],
+                    method="DELETE" if rare else methods[i % 10],
+                    statusCode=418 if rare else (404 if i % 50 == 0 else 200),
+                    authType="apiKey" if rare else "jwt",
+                    resource="members" if rare else "pathways",
+                    path=f"/api/v1/pathways/{ObjectId()}",
+                )
+            )
+            if len(batch) == 10_000:
+                collection.insert_many(batch, ordered=False)
+                batch = []
+    finds.commands.clear()
+    return org
+
+
+def _stages(stage: dict):
+    yield stage
+    for child in [stage.get("inputStage"), *stage.get("inputStages", [])]:
+        if child:
+            yield from _stages(child)
+
+
+def _explain(real_app, command: dict) -> dict:
+    keep = ("find", "filter", "sort", "hint", "limit", "projection", "maxTimeMS")
+    with real_app.app_context():
+        db = get_audit_db()
+        return db.command(
+            "explain", {k: command[k] for k in keep if k in command}, verbosity="executionStats"
+        )["executionStats"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "accountId={account}",
+        "apiKeyId={key}",
+        "workspaceId={workspace}",
+        "method=DELETE",
+        "statusCode=418",
+        "statusCode=4xx",
+        "authType=apiKey",
+        "resource=members",
+        "from=2026-01-01T01:00:00Z&to=2026-01-01T02:00:00Z",
+        "q={account}",
+    ],
+)
+def test_each_shape_is_an_index_walk_that_stops_after_limit_plus_one(big, real_app, finds, query):
+    url = "/api/v1/audit-logs?limit=5&" + query.format(
+        account=RARE_ACCOUNT, key=RARE_KEY, workspace=RARE_WORKSPACE
+    )
+    answer = Api(real_app.test_client()).get(url, as_=big.admin)
+    assert answer.status_code == 200, answer.get_json()
+    assert finds.commands
+    for command in finds.commands:
+        stats = _explain(real_app, command)
+        stages = list(_stages(stats["executionStages"]))
+        assert "SORT" not in {s["stage"] for s in stages}, command
+        assert {s["indexName"] for s in stages if s["stage"] == "IXSCAN"} == {command["hint"]}
+        assert stats["totalDocsExamined"] <= 6, (command, stats["totalDocsExamined"])
+        assert stats["totalKeysExamined"] <= 6 + 100, (command, stats["totalKeysExamined"])
+
+
+def test_page_fifty_costs_what_page_one_costs(big, real_app, finds):
+    api, cursor = Api(real_app.test_client()), None
+    for _ in range(50):
+        url = "/api/v1/audit-logs?limit=20" + (f"&cursor={cursor}" if cursor else "")
+        cursor = api.get(url, as_=big.admin).get_json()["nextCursor"]
+    stats = _explain(real_app, finds.commands[-1])
+    assert stats["totalKeysExamined"] <= 22 and stats["totalDocsExamined"] <= 21
+
+
+def test_a_path_search_fetches_only_matching_documents(big, real_app, finds):
+    answer = Api(real_app.test_client()).get("/api/v1/audit-logs?q=/members", as_=big.admin)
+    assert answer.status_code == 200
+    stats = _explain(real_app, finds.commands[-1])
+    stages = {s["stage"] for s in _stages(stats["executionStages"])}
+    assert "SORT" not in stages  # the regex is tested on index keys, in order
+    assert stats["totalDocsExamined"] == stats["nReturned"]
+
+
+# Fail points (a server started with --setParameter enableTestCommands=1) ----------------
+
+
+def _fail_point(real_app, **command):
+    from pymongo.errors import OperationFailure
+
+    with real_app.app_context():
+        admin = get_audit_db().client.admin
+        try:
+            admin.command({"configureFailPoint": command.pop("name"), **command})
+        except OperationFailure as error:  # test commands are off on this server
+            pytest.skip(f"fail points need enableTestCommands=1: {error}")
+
+
+def test_max_time_expired_is_a_503_query_timeout(real_app):
+    org = make_org(real_app, "Slow")
+    _fail_point(real_app, name="maxTimeAlwaysTimeOut", mode="alwaysOn")
+    try:
+        answer = Api(real_app.test_client()).get("/api/v1/audit-logs", as_=org.admin)
+    finally:
+        _fail_point(real_app, name="maxTimeAlwaysTimeOut", mode="off")
+    assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "query_timeout"
+
+
+def test_an_insert_the_server_holds_too_long_is_spooled_then_stored_once(make_app):
+    base = URI.rsplit("/", 1)[0] if URI.count("/") > 2 else URI
+    name = f"audit_test_{uuid.uuid4().hex[:8]}"
+    app = make_app(MONGO_CLIENT=None, MONGO_URI=f"{base}/{name}", AUDIT_WRITE_TIMEOUT_MS=300)
+    org = make_org(app, "Held")
+    _fail_point(
+        app,
+        name="failCommand",
+        mode={"times": 1},
+        data={
+            "failCommands": ["insert"],
+            "blockConnection": True,
+            "blockTimeMS": 2000,
+            "appName": "organization-audit-log",
+        },
+    )
+    answer = Api(app.test_client()).get("/api/v1/organization", as_=org.admin)
+    assert answer.status_code == 200
+    writer = app.extensions[WRITER_KEY]
+    assert writer.stats["spooled"] == 1
+    import time
+
+    time.sleep(2.5)  # the held insert may still land: replay must not duplicate it
+    assert writer.replay().errors == []
+    with app.app_context():
+        stored = get_audit_db().audit_logs.count_documents({"path": "/api/v1/organization"})
+    assert stored == 1
+    from audit_app.db import stores
+
+    stores(app)["main"].client.drop_database(name)
+
+
+def test_a_read_write_user_keeps_the_ttl_index_and_the_limiter_works(real_app):
+    """A user scoped to the app's database (readWrite) cannot collMod: the TTL index is
+    kept, not rebuilt; the limiter keeps its counters in that database."""
+    from pymongo import MongoClient
+    from pymongo.errors import OperationFailure
+
+    from audit_app.audit.repository import TTL_INDEX, ensure_ttl
+
+    with real_app.app_context():
+        db = get_audit_db()
+        user, password = f"rw_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+        db.command("createUser", user, pwd=password, roles=["readWrite"])
+        scoped = MongoClient(URI, username=user, password=password, authSource=db.name)
+        try:
+            try:  # a harmless command a readWrite user lacks the right for
+                scoped[db.name].command("serverStatus")
+                pytest.skip("this server does not enforce access control (--auth)")
+            except OperationFailure:
+                pass
+            before = db.audit_logs.index_information()[TTL_INDEX]
+            assert ensure_ttl(scoped[db.name], 30) == []
+            assert db.audit_logs.index_information()[TTL_INDEX] == before
+            scoped[db.name].limiter_probe.insert_one({"ok": 1})  # readWrite suffices
+        finally:
+            scoped.close()
+            db.command("dropUser", user)
