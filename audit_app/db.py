@@ -55,6 +55,7 @@ class Store:
         self._shared: Any = None
         self._shared_pid: int | None = None
         self._local = threading.local()
+        self._audit_table: Any = None
         if client is not None:
             self.kind = "injected"
         elif uri is None:
@@ -123,7 +124,24 @@ class Store:
 
     @property
     def db(self) -> Database:
+        if self.kind == "embedded":
+            return self._embedded_database()
         return self.client[self.db_name]
+
+    def _embedded_database(self) -> Any:
+        from .audit.embedded import AuditTable, EmbeddedDatabase, move_legacy_records
+
+        if self._audit_table is None:
+            with self._lock:
+                if self._audit_table is None:
+                    path = os.path.join(self.embedded_dir, f"{self.db_name}.audit_logs.sqlite3")
+                    table = AuditTable(path)
+                    with self.exclusive("legacy-audit-records"):
+                        moved = move_legacy_records(self.client[self.db_name], table)
+                    if moved:
+                        log.info("Moved %d audit records into %s", moved, path)
+                    self._audit_table = table
+        return EmbeddedDatabase(self.client[self.db_name], self._audit_table)
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
@@ -166,6 +184,8 @@ class Store:
         if getattr(self._local, "pid", None) == os.getpid():
             self._local.client.close()
             self._local.pid = None
+        if self._audit_table is not None:
+            self._audit_table.close()
 
 
 _THREAD_LOCKS: dict[tuple, threading.Lock] = {}

@@ -252,9 +252,9 @@ def _wait_ready(port: int) -> None:
 def _stored_request_ids(env: dict, organization_id: str) -> list[str]:
     """The request ids of the load's records (the client numbered every request)."""
     script = (
-        "import json, sys, litemongo; from bson import ObjectId;"
-        "c = litemongo.connect(sys.argv[1]);"
-        "docs = c['audit_app'].audit_logs.find({'organizationId': ObjectId(sys.argv[2])},"
+        "import json, sys; from bson import ObjectId; from audit_app.db import Store;"
+        "db = Store(None, db_name='audit_app', embedded_dir=sys.argv[1]).db;"
+        "docs = db.audit_logs.find({'organizationId': ObjectId(sys.argv[2])},"
         " {'requestId': 1});"
         "print(json.dumps([d['requestId'] for d in docs if d['requestId'].startswith('load-')]))"
     )

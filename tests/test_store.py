@@ -97,8 +97,9 @@ def test_a_cli_process_and_a_running_app_share_the_embedded_store(embedded, tmp_
         [
             sys.executable,
             "-c",
-            "import litemongo,sys; c=litemongo.connect(sys.argv[1]);"
-            "print(c['audit_app'].audit_logs.count_documents({'path': '/api/v1/auth/token'}))",
+            "import sys; from audit_app.db import Store;"
+            "db = Store(None, db_name='audit_app', embedded_dir=sys.argv[1]).db;"
+            "print(db.audit_logs.count_documents({'path': '/api/v1/auth/token'}))",
             str(tmp_path / "store"),
         ],
         cwd=ROOT,

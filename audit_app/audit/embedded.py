@@ -1,0 +1,708 @@
+"""The embedded store's audit log: one SQLite table with real indexes.
+
+The platform collections of the embedded store stay in litemongo (mongomock's engine on
+SQLite files): they hold thousands of documents. ``audit_logs`` holds millions, and
+there every page must be an index walk, as on MongoDB. So on the embedded store it is a
+table with a typed column for each field that is filtered or sorted, the record's exact
+BSON as a blob (types round-trip exactly, so digests hash the same as on MongoDB), and one
+index per query shape, mirroring ``repository.INDEXES``.
+
+``AuditLogCollection`` gives the table the part of pymongo's ``Collection`` API that the
+repositories use, so the app has one set of repository functions whatever the store:
+
+- the query shapes the app sends (``AuditQuery.branches()``, the sealing reads, the
+  retention purge, a record by id) are recognised and answered by SQL walking the index
+  the ``hint`` names (``INDEXED BY``), sorted by the index, stopped by ``LIMIT``;
+- anything else (an operator's or a test's ad-hoc filter, an update) is answered by
+  mongomock's engine over the candidate rows: correct, and as slow as the embedded store
+  always was. Nothing in the request path takes that road (tests assert it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import bson
+import mongomock
+from bson import ObjectId
+from bson.codec_options import CodecOptions
+from bson.datetime_ms import _datetime_to_millis
+from pymongo.errors import BulkWriteError, DuplicateKeyError, ExecutionTimeout, OperationFailure
+
+from . import repository
+
+COLLECTION = repository.COLLECTION
+CODEC = CodecOptions(tz_aware=True, tzinfo=UTC)
+BUSY_TIMEOUT_MS = 10_000
+
+# the organization's newest-first order, with the tie-break on _id
+_NEWEST = "created_at DESC, id DESC"
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS audit_logs (
+    rowid INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,          -- the _id, type-tagged (see _key)
+    organization_id BLOB,             -- ObjectId bytes, NULL when not an ObjectId
+    created_at INTEGER,               -- milliseconds since the epoch, NULL when not a date
+    stored_at INTEGER,
+    account_id BLOB,
+    workspace_id BLOB,
+    api_key_id BLOB,
+    status_code NUMERIC,
+    status_class INTEGER,             -- statusCode // 100 for integral codes
+    method TEXT,
+    auth_type TEXT,
+    resource TEXT,
+    path_fold TEXT,                   -- the path case-folded as a case-insensitive regex sees it
+    doc BLOB NOT NULL                 -- the record's exact BSON
+);
+CREATE INDEX IF NOT EXISTS org_newest ON audit_logs (organization_id, {_NEWEST}, path_fold);
+CREATE INDEX IF NOT EXISTS org_account_newest
+    ON audit_logs (organization_id, account_id, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_apikey_newest
+    ON audit_logs (organization_id, api_key_id, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_workspace_newest
+    ON audit_logs (organization_id, workspace_id, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_status_newest
+    ON audit_logs (organization_id, status_code, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_statusclass_newest
+    ON audit_logs (organization_id, status_class, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_method_newest ON audit_logs (organization_id, method, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_authtype_newest
+    ON audit_logs (organization_id, auth_type, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_resource_newest ON audit_logs (organization_id, resource, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_stored ON audit_logs (organization_id, stored_at, id);
+CREATE INDEX IF NOT EXISTS created ON audit_logs (created_at);
+"""
+SQL_INDEXES = frozenset(re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", SCHEMA))
+_EQUALITY_COLUMNS = {
+    "accountId": "account_id",
+    "workspaceId": "workspace_id",
+    "apiKeyId": "api_key_id",
+    "method": "method",
+    "authType": "auth_type",
+    "resource": "resource",
+}
+_ID_FIELDS = {"accountId", "workspaceId", "apiKeyId"}
+# how many finds took mongomock's road since the process started (tests assert the app's
+# own queries never do)
+FALLBACKS = [0]
+_TEXT_FIELDS = {"method", "authType", "resource"}
+
+
+# Case folding ------------------------------------------------------------------------------
+
+try:  # characters Python's regex engine also treats as equal ignoring case (s and long s)
+    from re._casefix import _EXTRA_CASES
+except ImportError:  # pragma: no cover - another Python: plain lowercase
+    _EXTRA_CASES = {}
+_FOLDED: dict[str, str] = {}
+
+
+def _fold_char(char: str) -> str:
+    folded = _FOLDED.get(char)
+    if folded is None:
+        lower = char.lower()
+        code = ord(lower) if len(lower) == 1 else ord(char)
+        folded = chr(min((code, *_EXTRA_CASES.get(code, ()))))
+        _FOLDED[char] = folded
+    return folded
+
+
+def fold(text: str) -> str:
+    """One character for each character, equal exactly when a case-insensitive regex (the
+    ``i`` option, as mongomock and Python apply it) would call them equal; so a literal
+    case-insensitive search is a plain substring search of folded texts."""
+    return "".join(_fold_char(char) for char in text)
+
+
+# Encoding ----------------------------------------------------------------------------------
+
+
+def _key(value: Any) -> bytes:
+    """The ``_id`` as a sortable blob: ObjectIds by their bytes, anything else after them."""
+    if isinstance(value, ObjectId):
+        return b"\x07" + value.binary
+    return b"\xff" + bson.encode({"v": value})
+
+
+def _oid(value: Any) -> bytes | None:
+    return value.binary if isinstance(value, ObjectId) else None
+
+
+def _millis(value: Any) -> int | None:
+    return _datetime_to_millis(value) if isinstance(value, datetime) else None
+
+
+def _number(value: Any):
+    if isinstance(value, bool) or not isinstance(value, int | float | bson.Int64):
+        return None
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _row(document: dict) -> tuple:
+    status = _number(document.get("statusCode"))
+    path = document.get("path")
+    return (
+        _key(document["_id"]),
+        _oid(document.get("organizationId")),
+        _millis(document.get("createdAt")),
+        _millis(document.get("storedAt")),
+        _oid(document.get("accountId")),
+        _oid(document.get("workspaceId")),
+        _oid(document.get("apiKeyId")),
+        status,
+        int(status) // 100 if status is not None and float(status).is_integer() else None,
+        _text(document.get("method")),
+        _text(document.get("authType")),
+        _text(document.get("resource")),
+        fold(path) if isinstance(path, str) else None,
+        bson.encode(document),
+    )
+
+
+_INSERT = (
+    "INSERT INTO audit_logs (id, organization_id, created_at, stored_at, account_id, "
+    "workspace_id, api_key_id, status_code, status_class, method, auth_type, resource, "
+    "path_fold, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _decode(blob: bytes) -> dict:
+    return bson.decode(blob, codec_options=CODEC)
+
+
+# The table ---------------------------------------------------------------------------------
+
+
+class AuditTable:
+    """The SQLite file: one connection per process and thread, WAL, a busy timeout."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._local = threading.local()
+
+    def connection(self) -> sqlite3.Connection:
+        pid = os.getpid()
+        if getattr(self._local, "pid", None) != pid:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            # as the rest of the embedded store: a commit survives a crash of the process;
+            # the spool and MongoDB are the answer to a lost disk
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(SCHEMA)
+            self._local.connection, self._local.pid = connection, pid
+        return self._local.connection
+
+    def close(self) -> None:
+        if getattr(self._local, "pid", None) == os.getpid():
+            self._local.connection.close()
+            self._local.pid = None
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken at once (no lock upgrade to deadlock on)."""
+        connection = self.connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+
+def _timed(connection: sqlite3.Connection, budget: list, step):
+    """Run one step of a statement within what is left of its time budget.
+
+    As MongoDB's ``maxTimeMS``, the budget counts the store's work on the query across all
+    its batches, not the time the caller spends between them; past it the statement stops
+    with ExecutionTimeout (the API's 503 ``query_timeout``).
+    """
+    if budget[0] is None:
+        return step()
+    started = time.monotonic()
+    deadline = started + budget[0]
+    connection.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+    try:
+        return step()
+    except sqlite3.OperationalError as error:
+        if "interrupted" in str(error):
+            raise ExecutionTimeout("operation exceeded time limit", 50) from None
+        raise
+    finally:
+        connection.set_progress_handler(None, 0)
+        budget[0] -= time.monotonic() - started
+
+
+# The collection ----------------------------------------------------------------------------
+
+
+class _Result:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+        self.acknowledged = True
+
+
+class AuditLogCollection:
+    """``audit_logs`` on the embedded store, with pymongo's API (the part the app uses)."""
+
+    name = COLLECTION
+
+    def __init__(self, table: AuditTable):
+        self.table = table
+        self.full_name = f"embedded.{COLLECTION}"
+
+    def with_options(self, **_options) -> AuditLogCollection:
+        return self
+
+    # writing
+
+    def insert_one(self, document: dict, *args, **kwargs) -> _Result:
+        document.setdefault("_id", ObjectId())
+        try:
+            with self.table.write() as connection:
+                connection.execute(_INSERT, _row(document))
+        except sqlite3.IntegrityError:
+            raise DuplicateKeyError(
+                f"E11000 duplicate key error collection: {COLLECTION} index: _id_",
+                11000,
+            ) from None
+        return _Result(inserted_id=document["_id"])
+
+    def insert_many(self, documents, ordered: bool = True, *args, **kwargs) -> _Result:
+        documents = list(documents)
+        inserted, errors = [], []
+        with self.table.write() as connection:
+            for index, document in enumerate(documents):
+                document.setdefault("_id", ObjectId())
+                try:
+                    connection.execute(_INSERT, _row(document))
+                    inserted.append(document["_id"])
+                except sqlite3.IntegrityError:
+                    errors.append({"index": index, "code": 11000, "errmsg": "E11000 duplicate"})
+                    if ordered:
+                        break
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "nInserted": len(inserted)})
+        return _Result(inserted_ids=inserted)
+
+    def delete_many(self, filter_: dict, *args, **kwargs) -> _Result:
+        cutoff = _purge_cutoff(filter_)
+        if cutoff is not None:
+            with self.table.write() as connection:
+                count = connection.execute(
+                    "DELETE FROM audit_logs WHERE created_at < ?", (cutoff,)
+                ).rowcount
+            return _Result(deleted_count=count)
+        return self._delete(filter_, many=True)
+
+    def delete_one(self, filter_: dict, *args, **kwargs) -> _Result:
+        return self._delete(filter_, many=False)
+
+    def _delete(self, filter_: dict, *, many: bool) -> _Result:
+        ids = [doc["_id"] for doc in self.find(filter_, limit=0 if many else 1)]
+        with self.table.write() as connection:
+            for record_id in ids:
+                connection.execute("DELETE FROM audit_logs WHERE id = ?", (_key(record_id),))
+        return _Result(deleted_count=len(ids))
+
+    def update_one(self, filter_, update, upsert=False, *args, **kwargs) -> _Result:
+        return self._update(filter_, update, many=False, replace=False)
+
+    def update_many(self, filter_, update, upsert=False, *args, **kwargs) -> _Result:
+        return self._update(filter_, update, many=True, replace=False)
+
+    def replace_one(self, filter_, replacement, upsert=False, *args, **kwargs) -> _Result:
+        return self._update(filter_, replacement, many=False, replace=True)
+
+    def _update(self, filter_, update, *, many: bool, replace: bool) -> _Result:
+        """Updates are for operators and tests, never the app: mongomock applies them."""
+        changed = 0
+        for document in list(self.find(filter_, limit=0 if many else 1)):
+            scratch = mongomock.MongoClient(tz_aware=True).db.scratch
+            scratch.insert_one(document)
+            if replace:
+                scratch.replace_one({"_id": document["_id"]}, update)
+            else:
+                scratch.update_one({"_id": document["_id"]}, update)
+            after = scratch.find_one({"_id": document["_id"]})
+            with self.table.write() as connection:
+                connection.execute("DELETE FROM audit_logs WHERE id = ?", (_key(document["_id"]),))
+                connection.execute(_INSERT, _row(after))
+            changed += 1
+        return _Result(matched_count=changed, modified_count=changed, upserted_id=None)
+
+    # reading
+
+    def find(self, filter_=None, projection=None, *args, **kwargs) -> AuditLogCursor:
+        cursor = AuditLogCursor(self, filter_ or {}, projection)
+        if kwargs.get("limit"):
+            cursor.limit(kwargs["limit"])
+        if kwargs.get("sort"):
+            cursor.sort(kwargs["sort"])
+        return cursor
+
+    def find_one(self, filter_=None, projection=None, *args, **kwargs) -> dict | None:
+        if filter_ is not None and not isinstance(filter_, dict):
+            filter_ = {"_id": filter_}
+        for document in self.find(filter_, projection, **kwargs).limit(1):
+            return document
+        return None
+
+    def count_documents(self, filter_: dict, limit: int | None = None, **kwargs) -> int:
+        count = 0
+        cursor = self.find(filter_, {"_id": 1})
+        if limit:
+            cursor.limit(limit)
+        for _ in cursor:
+            count += 1
+        return count
+
+    def estimated_document_count(self, **kwargs) -> int:
+        row = self.table.connection().execute("SELECT max(rowid) FROM audit_logs").fetchone()
+        return row[0] or 0
+
+    # indexes: the table's indexes are its schema; these answer as MongoDB would
+
+    def create_index(self, keys, **options) -> str:
+        return options.get("name") or "_".join(f"{k}_{v}" for k, v in keys)
+
+    def drop_index(self, name: str) -> None:
+        return None
+
+    def index_information(self) -> dict:
+        info = {"_id_": {"key": [("_id", 1)]}}
+        for keys, options in repository.INDEXES:
+            info[options["name"]] = {"key": list(keys)}
+        return info
+
+    def list_indexes(self):
+        return iter(
+            [
+                {"name": name, "key": dict(spec["key"])}
+                for name, spec in self.index_information().items()
+            ]
+        )
+
+
+class AuditLogCursor:
+    """A lazy find: SQL over an index for the shapes the app sends, mongomock otherwise."""
+
+    def __init__(self, collection: AuditLogCollection, filter_: dict, projection):
+        self.collection = collection
+        self.filter = filter_
+        self.projection = projection
+        self._sort: list[tuple[str, int]] = []
+        self._limit = 0
+        self._skip = 0
+        self._hint: str | None = None
+        self._max_time_ms: int | None = None
+        self._batch = 500
+        self.used_sql: bool | None = None  # for tests: which road the last run took
+
+    def sort(self, key_or_list, direction=None) -> AuditLogCursor:
+        if isinstance(key_or_list, str):
+            self._sort = [(key_or_list, direction or 1)]
+        else:
+            self._sort = [(k, v) for k, v in key_or_list]
+        return self
+
+    def limit(self, count: int) -> AuditLogCursor:
+        self._limit = count
+        return self
+
+    def skip(self, count: int) -> AuditLogCursor:
+        self._skip = count
+        return self
+
+    def hint(self, index) -> AuditLogCursor:
+        self._hint = index if isinstance(index, str) else None
+        return self
+
+    def max_time_ms(self, millis: int) -> AuditLogCursor:
+        self._max_time_ms = millis
+        return self
+
+    def batch_size(self, size: int) -> AuditLogCursor:
+        self._batch = max(size, 1)
+        return self
+
+    def close(self) -> None:
+        return None
+
+    def __iter__(self) -> Iterator[dict]:
+        plan = None if self._skip else plan_sql(self.filter, self._sort, self._hint)
+        self.used_sql = plan is not None
+        if plan is None:
+            yield from self._fallback()
+            return
+        sql, parameters = plan
+        if self._limit:
+            sql += f" LIMIT {int(self._limit)}"
+        connection = self.collection.table.connection()
+        budget = [self._max_time_ms / 1000 if self._max_time_ms else None]
+        rows = _timed(connection, budget, lambda: connection.execute(sql, parameters))
+        while True:
+            batch = _timed(connection, budget, lambda: rows.fetchmany(self._batch))
+            if not batch:
+                return
+            for (blob,) in batch:
+                yield _project(_decode(blob), self.projection)
+
+    def _fallback(self) -> Iterator[dict]:
+        """Any other filter: mongomock's engine over the organization's rows (or all)."""
+        FALLBACKS[0] += 1
+        organization = self.filter.get("organizationId")
+        sql, parameters = "SELECT doc FROM audit_logs", ()
+        if isinstance(organization, ObjectId):
+            sql, parameters = sql + " WHERE organization_id = ?", (organization.binary,)
+        scratch = mongomock.MongoClient(tz_aware=True).db.scratch
+        rows = self.collection.table.connection().execute(sql, parameters)
+        documents = [_decode(blob) for (blob,) in rows]
+        if documents:
+            scratch.insert_many(documents)
+        cursor = scratch.find(self.filter, self.projection)
+        if self._sort:
+            cursor = cursor.sort(self._sort)
+        if self._skip:
+            cursor = cursor.skip(self._skip)
+        if self._limit:
+            cursor = cursor.limit(self._limit)
+        yield from cursor
+
+
+def _project(document: dict, projection) -> dict:
+    if not projection:
+        return document
+    if all(value in (0, False) for value in projection.values()):
+        for name in projection:
+            document.pop(name, None)
+        return document
+    kept = {name for name, value in projection.items() if value not in (0, False)}
+    return {
+        k: v for k, v in document.items() if k in kept or (k == "_id" and projection.get("_id", 1))
+    }
+
+
+# Recognising the query shapes --------------------------------------------------------------
+
+_ORDERS = {
+    (("createdAt", -1), ("_id", -1)): f"ORDER BY {_NEWEST}",
+    (("createdAt", 1), ("_id", 1)): "ORDER BY created_at ASC, id ASC",
+    (("storedAt", 1), ("_id", 1)): "ORDER BY stored_at ASC, id ASC",
+    (): "",
+}
+_RANGE_OPERATORS = {"$gte": ">=", "$gt": ">", "$lte": "<=", "$lt": "<"}
+
+
+class _NotAShape(Exception):
+    """The filter is not one the SQL plans answer: mongomock will."""
+
+
+def plan_sql(filter_: dict, sort: list, hint: str | None) -> tuple[str, tuple] | None:
+    """The SQL for a filter the app sends, walking the index ``hint`` names; else None."""
+    order = _ORDERS.get(tuple(sort))
+    if order is None or not _projection_free(filter_):
+        return None
+    try:
+        where, parameters, index = _where(filter_)
+    except _NotAShape:
+        return None
+    if hint is not None:
+        if hint not in SQL_INDEXES:
+            raise OperationFailure(f"hint provided does not correspond to an index: {hint}", 2)
+        index = index or hint
+    # every part is a fixed string of this module (index names from SCHEMA, columns, "?"
+    # placeholders); values only ever travel as parameters
+    indexed = f" INDEXED BY {index}" if index and hint else ""
+    sql = "SELECT doc FROM audit_logs" + indexed  # noqa: S608  # nosec B608
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return (sql + " " + order).strip(), tuple(parameters)
+
+
+def _projection_free(filter_: dict) -> bool:
+    return isinstance(filter_, dict)
+
+
+def _where(filter_: dict) -> tuple[list[str], list, str | None]:
+    where: list[str] = []
+    parameters: list = []
+    index: str | None = None
+    for name, value in filter_.items():
+        if name == "organizationId":
+            _require(isinstance(value, ObjectId))
+            where.append("organization_id = ?")
+            parameters.append(value.binary)
+        elif name == "_id":
+            _require(isinstance(value, ObjectId))
+            where.append("id = ?")
+            parameters.append(_key(value))
+        elif name in _EQUALITY_COLUMNS:
+            kind_ok = isinstance(value, ObjectId) if name in _ID_FIELDS else isinstance(value, str)
+            _require(kind_ok)
+            where.append(f"{_EQUALITY_COLUMNS[name]} = ?")
+            parameters.append(value.binary if isinstance(value, ObjectId) else value)
+        elif name == "statusCode":
+            index = _status(value, where, parameters) or index
+        elif name in ("createdAt", "storedAt"):
+            _range(name, value, where, parameters)
+        elif name == "$and":
+            _require(isinstance(value, list))
+            for clause in value:
+                _and_clause(clause, where, parameters)
+        else:
+            raise _NotAShape(name)
+    return where, parameters, index
+
+
+def _require(condition: bool) -> None:
+    if not condition:
+        raise _NotAShape
+
+
+def _status(value, where: list, parameters: list) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        where.append("status_code = ?")
+        parameters.append(value)
+        return None
+    _require(isinstance(value, dict) and list(value) == ["$in"])
+    codes = value["$in"]
+    _require(
+        isinstance(codes, list)
+        and len(codes) == 100
+        and all(isinstance(c, int) and not isinstance(c, bool) for c in codes)
+        and codes[0] % 100 == 0
+        and codes == list(range(codes[0], codes[0] + 100))
+    )
+    where.append("status_class = ?")  # exactly the integral codes of one class
+    parameters.append(codes[0] // 100)
+    return "org_statusclass_newest"
+
+
+def _range(name: str, value, where: list, parameters: list) -> None:
+    column = "created_at" if name == "createdAt" else "stored_at"
+    _require(isinstance(value, dict) and value)
+    if list(value) == ["$not"]:
+        _require(value["$not"] == {"$type": "date"} and name == "storedAt")
+        where.append("stored_at IS NULL")
+        return
+    for operator, bound in value.items():
+        _require(operator in _RANGE_OPERATORS and isinstance(bound, datetime))
+        where.append(f"{column} {_RANGE_OPERATORS[operator]} ?")
+        parameters.append(_datetime_to_millis(bound))
+
+
+def _and_clause(clause, where: list, parameters: list) -> None:
+    _require(isinstance(clause, dict) and len(clause) == 1)
+    [(name, value)] = clause.items()
+    if name == "path":
+        where.append("instr(path_fold, ?) > 0")
+        parameters.append(fold(_literal(value)))
+        return
+    _require(name == "$or" and isinstance(value, list) and len(value) == 2)
+    first, second = value
+    _require(list(first) == ["createdAt"] and list(second) == ["_id"])
+    [(operator, at)] = first["createdAt"].items()
+    [(id_operator, record_id)] = second["_id"].items()
+    _require(
+        operator == id_operator
+        and operator in ("$lt", "$gt")
+        and isinstance(at, datetime)
+        and isinstance(record_id, ObjectId)
+    )
+    # with createdAt bounded at `at` on the same side, (createdAt, _id) past the position
+    where.append(
+        f"(created_at {_RANGE_OPERATORS[operator]} ? OR id {_RANGE_OPERATORS[operator]} ?)"
+    )
+    parameters.extend([_datetime_to_millis(at), _key(record_id)])
+
+
+def _literal(value) -> str:
+    """The text of a literal case-insensitive regex as ``literal_regex`` builds it."""
+    _require(isinstance(value, dict) and value.get("$options") == "i" and len(value) == 2)
+    pattern = value.get("$regex")
+    _require(isinstance(pattern, str))
+    text = re.sub(r"\\(.)", r"\1", pattern, flags=re.DOTALL)
+    _require(re.escape(text) == pattern)
+    return text
+
+
+def _purge_cutoff(filter_: dict) -> int | None:
+    if list(filter_) == ["createdAt"]:
+        value = filter_["createdAt"]
+        if (
+            isinstance(value, dict)
+            and list(value) == ["$lt"]
+            and isinstance(value["$lt"], datetime)
+        ):
+            return _datetime_to_millis(value["$lt"])
+    return None
+
+
+class EmbeddedDatabase:
+    """litemongo's database, with ``audit_logs`` answered by the SQLite table."""
+
+    def __init__(self, database, table: AuditTable):
+        self._database = database
+        self._audit = AuditLogCollection(table)
+
+    def __getitem__(self, name: str):
+        return self._audit if name == COLLECTION else self._database[name]
+
+    def __getattr__(self, name: str):
+        if name == COLLECTION:
+            return self._audit
+        return getattr(self._database, name)
+
+    def get_collection(self, name: str, *args, **kwargs):
+        return self[name]
+
+    def list_collection_names(self, *args, **kwargs) -> list[str]:
+        names = self._database.list_collection_names(*args, **kwargs)
+        return sorted({*names, COLLECTION})
+
+
+def move_legacy_records(database, table: AuditTable) -> int:
+    """Move records an earlier version kept in litemongo's ``audit_logs`` into the table.
+
+    Runs once per store (the legacy collection is dropped after the copy; an interrupted
+    move resumes, duplicates skipped), under the caller's cross-process lock.
+    """
+    if COLLECTION not in database.list_collection_names():
+        return 0
+    legacy = database[COLLECTION]
+    moved = 0
+    batch: list[dict] = []
+    for document in legacy.find({}):
+        batch.append(document)
+        if len(batch) == 1000:
+            moved += _insert_missing(table, batch)
+            batch = []
+    moved += _insert_missing(table, batch)
+    legacy.drop()
+    return moved
+
+
+def _insert_missing(table: AuditTable, documents: list[dict]) -> int:
+    with table.write() as connection:
+        before = connection.total_changes
+        connection.executemany(
+            _INSERT.replace("INSERT", "INSERT OR IGNORE", 1), map(_row, documents)
+        )
+        return connection.total_changes - before
