@@ -351,7 +351,7 @@ def export_command(organization_id, fmt, output, **filters):
     started = record_operator_command(
         organization["_id"], "export", options, export={"format": fmt, "outcome": "started"}
     )
-    written, completed = 0, False
+    written, outcome = 0, "interrupted"
     begun = time.monotonic()
     progress = output != "-" or not sys.stdout.isatty()
     try:
@@ -365,7 +365,9 @@ def export_command(organization_id, fmt, output, **filters):
                     click.echo(
                         f"\rExported {written:,} records ({rate:,.0f}/s)", err=True, nl=False
                     )
-        completed = True
+        outcome = "completed"
+    except export.ExportTimedOut as stopped:  # the file ends with a line saying so
+        outcome, written = "timedOut", stopped.rows + (1 if fmt == "csv" else 0)
     except BrokenPipeError:
         # the reader stopped early (`| head`): keep Python from failing on the closed stdout
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -380,11 +382,17 @@ def export_command(organization_id, fmt, output, **filters):
             export={
                 "format": fmt,
                 "rowsWritten": count,
-                "outcome": "completed" if completed else "interrupted",
+                "outcome": outcome,
                 "startRecordId": started,
             },
         )
-    if not completed:
+    if outcome == "timedOut":
+        raise click.ClickException(
+            f"The export stopped after {count:,} records: the search took too long "
+            "(AUDIT_EXPORT_TIMEOUT_MS). The output ends with a line saying it is incomplete; "
+            "narrow the search with --from/--to or more filters and export again."
+        )
+    if outcome != "completed":
         click.echo(
             f"\rExport interrupted after {count:,} records: the output was closed "
             "(the export is recorded as interrupted).",

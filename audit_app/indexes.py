@@ -72,12 +72,19 @@ def ensure_indexes(
                         raise
                     message = (error.details or {}).get("errmsg") or str(error)
                     report.conflicts.append(f"{collection}.{options['name']}: {message}")
-    report.created[audit_repository.COLLECTION] += audit_repository.ensure_ttl(
-        audit_db, retention_days, native_ttl=native_ttl
-    )
-    report.created[integrity.CHUNKS] += integrity.ensure_chunk_ttl(
-        audit_db, retention_days, native_ttl=native_ttl
-    )
+    for collection, ensure_ttl in (
+        (audit_repository.COLLECTION, audit_repository.ensure_ttl),
+        (integrity.CHUNKS, integrity.ensure_chunk_ttl),
+    ):
+        try:
+            report.created[collection] += ensure_ttl(
+                audit_db, retention_days, native_ttl=native_ttl
+            )
+        except OperationFailure as error:
+            if error.code not in _CONFLICT_CODES:
+                raise
+            message = (error.details or {}).get("errmsg") or str(error)
+            report.conflicts.append(f"{collection} TTL index: {message}")
     return report
 
 

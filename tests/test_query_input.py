@@ -12,6 +12,8 @@ import pytest
         ("to=0001-01-01T00:00:00%2B14:00", "to"),
         ("from=9999-12-31T23:59:59-14:00", "from"),
         ("from=1969-12-31", "from"),
+        ("statusCode=4xx%0A", "statusCode"),  # "$" also matches before a final newline
+        ("resource=pathways%0A", "resource"),
     ],
 )
 def test_unsearchable_input_is_a_400_naming_the_parameter(api, org, query, field):

@@ -195,7 +195,7 @@ def test_a_duplicate_on_replay_leaves_the_spool_only_once_a_majority_holds_it(sc
     result = app.test_cli_runner().invoke(args=["replay-spool", "--json"])
     assert result.exit_code == 1 and "not yet majority-committed" in result.output
     [read] = server.sent("find", "audit_logs")
-    assert read["filter"] == {"_id": record_id}
+    assert read["filter"] == {"_id": record_id, "organizationId": None}  # (unattributed 404)
     assert read["readConcern"] == {"level": "majority"}
     assert _spooled_lines(tmp_path) == 1  # kept
 

@@ -9,12 +9,14 @@ that pins its command.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from bson import ObjectId
 
 from audit_app import create_app
+from audit_app.audit.export import ExportTimedOut
 from audit_app.auth.tokens import issue_token
 from audit_app.db import stores
 
@@ -171,12 +173,13 @@ def test_an_id_search_is_three_equality_walks_never_a_path_regex(server, wired):
     response = wired(f"/api/v1/audit-logs?q={target}")
     assert response.status_code == 200
     sent = finds(server)
-    assert [(f["hint"], f["limit"]) for f in sent] == [
-        ("org_account_newest", 51),
-        ("org_workspace_newest", 51),
-        ("org_apikey_newest", 51),
+    # the request's 5000 ms budget is shared by its three walks
+    assert [(f["hint"], f["limit"], f["maxTimeMS"]) for f in sent] == [
+        ("org_account_newest", 51, 1666),
+        ("org_apikey_newest", 51, 1666),
+        ("org_workspace_newest", 51, 1666),
     ]
-    for find, field in zip(sent, ("accountId", "workspaceId", "apiKeyId"), strict=True):
+    for find, field in zip(sent, ("accountId", "apiKeyId", "workspaceId"), strict=True):
         assert find["filter"] == {field: target, "organizationId": wired.organization_id}
     assert "$regex" not in repr(sent)
     ids = [item["id"] for item in response.get_json()["items"]]
@@ -209,3 +212,58 @@ def test_an_export_the_server_stops_before_its_first_batch_is_a_503(server, wire
     answer = wired("/api/v1/audit-logs/export?format=csv")
     assert answer.status_code == 503
     assert answer.get_json()["error"]["code"] == "query_timeout"
+
+
+def test_an_id_search_the_filters_already_pin_is_one_walk(server, wired):
+    """q=A with accountId=A: the other branches are subsets of the account's records, and
+    walking them by the account index would read all of it for nothing."""
+    target = ObjectId()
+    assert wired(f"/api/v1/audit-logs?q={target}&accountId={target}").status_code == 200
+    [find] = finds(server)
+    assert find["filter"] == {"accountId": target, "organizationId": wired.organization_id}
+    assert find["hint"] == "org_account_newest" and find["maxTimeMS"] == 5000
+
+
+def test_each_id_branch_walks_the_index_of_the_id_it_searches(server, wired):
+    searched, workspace = ObjectId(), ObjectId()
+    assert wired(f"/api/v1/audit-logs?q={searched}&workspaceId={workspace}").status_code == 200
+    sent = finds(server)
+    assert [
+        (f["hint"], f["filter"].get("accountId"), f["filter"].get("apiKeyId")) for f in sent
+    ] == [
+        ("org_account_newest", searched, None),
+        ("org_apikey_newest", None, searched),
+    ]
+    assert all(f["filter"]["workspaceId"] == workspace for f in sent)
+
+
+def test_a_mongos_time_limit_is_a_503_query_timeout_too(server, wired):
+    # ExceededTimeLimit is retryable for reads: the driver tries once more
+    for _ in range(2):
+        server.fail("find", "audit_logs", code=262, errmsg="operation exceeded time limit")
+    answer = wired("/api/v1/audit-logs?q=rare")
+    assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "query_timeout"
+
+
+def test_an_export_cut_by_its_budget_says_so_in_the_file_and_in_its_record(server, wired):
+    """Past the first batch the 200 is sent: the file itself must say it is cut, and the
+    export's outcome record says the budget (not the client) ended it."""
+    server.documents["audit_logs"] = [audit_record(wired.organization_id) for _ in range(2)]
+    server.cursor_ids["audit_logs"] = 42  # the first batch says more follow ...
+    server.fail("getMore", 42, code=50, errmsg="operation exceeded time limit")  # ... not
+    answer = wired("/api/v1/audit-logs/export?format=ndjson")
+    assert answer.status_code == 200
+    received = []
+    with pytest.raises(ExportTimedOut):  # the stream is cut after the marker line
+        for chunk in answer.response:
+            received.append(chunk)
+    lines = [json.loads(line) for line in b"".join(received).splitlines()]
+    assert len(lines) == 3 and "exportIncomplete" in lines[-1]
+    assert lines[-1]["exportIncomplete"]["rowsWritten"] == 2
+    answer.close()
+    outcomes = [
+        doc["documents"][0]["request"].get("export")
+        for doc in server.sent("insert", "audit_logs")
+        if doc["documents"][0]["request"].get("export")
+    ]
+    assert outcomes == [{"format": "ndjson", "rowsWritten": 2, "outcome": "timedOut"}]

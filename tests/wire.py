@@ -25,6 +25,8 @@ class ScriptedServer:
         self.failures: list[tuple[str, str, dict]] = []
         # listIndexes answers from here; createIndexes adds to it
         self.indexes: dict[str, list[dict]] = {}
+        # a find on a collection named here answers with this cursor id (more to come)
+        self.cursor_ids: dict[str, int] = {}
         self.requests: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -81,7 +83,11 @@ class ScriptedServer:
                 scripted = self.documents.get(target, [])
                 batch = scripted(doc) if callable(scripted) else scripted
                 namespace = f"{doc['$db']}.{target}"
-                request.ok(cursor={"id": 0, "ns": namespace, "firstBatch": batch})
+                cursor_id = self.cursor_ids.pop(target, 0)
+                request.ok(cursor={"id": cursor_id, "ns": namespace, "firstBatch": batch})
+            elif command == "getMore":
+                namespace = f"{doc['$db']}.{doc['collection']}"
+                request.ok(cursor={"id": 0, "ns": namespace, "nextBatch": []})
             elif command in ("insert", "delete"):
                 request.ok(n=len(doc.get("documents", doc.get("deletes", []))))
             elif command == "update":

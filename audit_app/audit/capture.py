@@ -98,7 +98,7 @@ def record_export_outcome(fmt: str):
     """A callback for ``export.tallied``: record how this request's export ended."""
     started = time.perf_counter()
 
-    def on_end(rows: int, completed: bool) -> None:
+    def on_end(rows: int, outcome: str) -> None:
         writer = current_app.extensions.get(WRITER_KEY)
         if writer is None or "audit_started_at" not in g:
             return
@@ -111,7 +111,7 @@ def record_export_outcome(fmt: str):
                 "headers": {},
                 "bodyType": "empty",
                 "body": None,
-                "export": _outcome(fmt, rows, completed),
+                "export": {"format": fmt, "rowsWritten": rows, "outcome": outcome},
             }
         except Exception:  # the stream is over: never raise into the server
             log.exception("Could not build the export outcome record")
@@ -119,11 +119,3 @@ def record_export_outcome(fmt: str):
         writer.write(record)
 
     return on_end
-
-
-def _outcome(fmt: str, rows: int, completed: bool) -> dict:
-    return {
-        "format": fmt,
-        "rowsWritten": rows,
-        "outcome": "completed" if completed else "interrupted",
-    }

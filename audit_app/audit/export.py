@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from flask import Response, stream_with_context
+from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from ..ids import iso, utcnow
 from .schemas import AuditLogDetailSchema
@@ -71,20 +72,59 @@ def ndjson_chunks(records: Iterable[dict]) -> Iterator[str]:
         yield json.dumps(_detail.dump(record), ensure_ascii=False) + "\n"
 
 
+class ExportTimedOut(Exception):
+    """The store stopped the export at its time budget after some rows were sent."""
+
+    def __init__(self, rows: int):
+        super().__init__(f"the export stopped at its time budget after {rows} rows")
+        self.rows = rows
+
+
 def chunks(fmt: str, records: Iterable[dict]) -> Iterator[str]:
-    return csv_chunks(records) if fmt == "csv" else ndjson_chunks(records)
+    """The export's text; if the store's time budget runs out midway, a last line says the
+    file is incomplete (a reader must not take a cut file for the whole log), then
+    ``ExportTimedOut``."""
+    rows = 0
+    try:
+        for chunk in csv_chunks(records) if fmt == "csv" else ndjson_chunks(records):
+            yield chunk
+            rows += 1
+    except (ExecutionTimeout, OperationFailure) as error:
+        if isinstance(error, OperationFailure) and not is_time_limit(error):
+            raise
+        rows = max(rows - 1, 0) if fmt == "csv" else rows
+        message = (
+            f"EXPORT INCOMPLETE: the search took too long after {rows} records; narrow it "
+            "with a time range or more filters and export again."
+        )
+        if fmt == "csv":
+            yield _csv_line(["# " + message] + [""] * (len(CSV_COLUMNS) - 1))
+        else:
+            marker = {"exportIncomplete": {"code": "query_timeout", "rowsWritten": rows}}
+            marker["exportIncomplete"]["message"] = message
+            yield json.dumps(marker) + "\n"
+        raise ExportTimedOut(rows) from None
+
+
+def is_time_limit(error: OperationFailure) -> bool:
+    """MaxTimeMSExpired (50) from a server, ExceededTimeLimit (262) from a mongos."""
+    return error.code in (50, 262)
 
 
 def tallied(fmt: str, records: Iterable[dict], on_end) -> Iterator[str]:
-    """The export's chunks; ``on_end(rows, completed)`` runs however the export ends."""
-    written, completed = 0, False
+    """The export's chunks; ``on_end(rows, outcome)`` runs however the export ends:
+    ``completed``, ``interrupted`` (the client went away) or ``timedOut``."""
+    written, outcome = 0, "interrupted"
     try:
         for chunk in chunks(fmt, records):
             yield chunk
             written += 1
-        completed = True
+        outcome = "completed"
+    except ExportTimedOut as stopped:
+        outcome, written = "timedOut", stopped.rows + (1 if fmt == "csv" else 0)
+        raise  # the connection is cut too, so an HTTP/1.1 client sees a failed download
     finally:
-        on_end(max(written - 1, 0) if fmt == "csv" else written, completed)
+        on_end(max(written - 1, 0) if fmt == "csv" else written, outcome)
 
 
 def streamed_response(fmt: str, query, records: Iterable[dict], organization: dict) -> Response:

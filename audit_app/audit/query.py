@@ -80,12 +80,12 @@ class FilterSchema(Schema):
 
     @validates("statusCode")
     def _status(self, value, **kwargs):
-        if not _STATUS.match(value):
+        if not _STATUS.fullmatch(value):
             raise ValidationError("Must be a status code such as 404 or a class such as 4xx.")
 
     @validates("resource")
     def _resource(self, value, **kwargs):
-        if not _RESOURCE.match(value):
+        if not _RESOURCE.fullmatch(value):
             raise ValidationError("Must be a controller name such as pathways or apiKeys.")
 
     @validates_schema
@@ -115,7 +115,7 @@ class ExportQuerySchema(FilterSchema):
     )
 
 
-ID_FIELDS = ("accountId", "workspaceId", "apiKeyId")
+ID_FIELDS = ("accountId", "apiKeyId", "workspaceId")  # also the order of index preference
 EQUALITY_FIELDS = (*ID_FIELDS, "method", "authType", "resource")
 
 
@@ -166,12 +166,11 @@ class AuditQuery:
             base["$and"] = others
         if searched_id is None:
             return [base]
-        branches = []
-        for name in ID_FIELDS:
-            if name in base and base[name] != searched_id:
-                continue  # accountId=A and q=B: this branch cannot match
-            branches.append({name: searched_id, **{k: v for k, v in base.items() if k != name}})
-        return branches
+        if any(base.get(name) == searched_id for name in ID_FIELDS):
+            return [base]  # a filter pins the searched id already: the rest are subsets
+        # one branch per id field the filters leave free, led by the searched field (the
+        # repository walks the index of a branch's leading id)
+        return [{name: searched_id, **base} for name in ID_FIELDS if name not in base]
 
     def _created_range(self) -> dict:
         f = self.filters

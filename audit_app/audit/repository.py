@@ -77,8 +77,14 @@ def index_for(branch: dict) -> str:
 
     Without a hint the planner races candidate plans and caches the winner per query
     shape, for every organization alike: the plan that won on a small tenant can be the
-    one that scans a large one.
+    one that scans a large one. A branch that leads with an id field (an id search's
+    branch leads with the id it searches) walks that field's index; otherwise the most
+    selective equality's.
     """
+    leading = next(iter(branch), None)
+    for name, index in _HINTS[:3]:
+        if name == leading:
+            return index
     for name, index in _HINTS:
         if name in branch:
             return index
@@ -94,7 +100,7 @@ def insert_record(db: Database, record: dict, write_concern: WriteConcern | None
     collection.insert_one(record)
 
 
-def confirm_stored(db: Database, record_id: ObjectId) -> bool:
+def confirm_stored(db: Database, record: dict) -> bool:
     """Whether a record is in the store for good: on MongoDB, read with majority concern.
 
     A duplicate key on replay means *a* copy exists, not that it survives a failover: one
@@ -104,7 +110,11 @@ def confirm_stored(db: Database, record_id: ObjectId) -> bool:
     collection = db[COLLECTION]
     if isinstance(collection, Collection):
         collection = collection.with_options(read_concern=ReadConcern("majority"))
-    return collection.find_one({"_id": record_id}, {"_id": 1}) is not None
+    # with the organization, the read is targeted on a cluster sharded by it
+    found = collection.find_one(
+        {"_id": record["_id"], "organizationId": record.get("organizationId")}, {"_id": 1}
+    )
+    return found is not None
 
 
 def audit_write_concern(setting: str, journal: bool) -> WriteConcern:
@@ -220,6 +230,7 @@ def search_records(
     page newest first all the same.
     """
     order = OLDEST_FIRST if towards_newer else NEWEST_FIRST
+    max_time_ms = _share(max_time_ms, branches)
     pages = [
         list(
             _scoped(db, organization_id)
@@ -235,6 +246,12 @@ def search_records(
     more = len(items) > limit
     items = items[:limit]
     return (items[::-1] if towards_newer else items), more
+
+
+def _share(max_time_ms: int, branches: list) -> int:
+    """The request's time budget split between its branches: the budget bounds the
+    request, not each of its walks."""
+    return max(1, max_time_ms // max(len(branches), 1))
 
 
 def find_record(db: Database, organization_id: ObjectId, record_id: ObjectId) -> dict | None:
@@ -253,6 +270,7 @@ def iter_records(
     ``max_time_ms`` bounds the server's work on each cursor as a whole (MongoDB counts it
     across the cursor's batches, not the time the client spends writing them out).
     """
+    max_time_ms = _share(max_time_ms, branches)
     cursors = [
         _scoped(db, organization_id)
         .find(branch)

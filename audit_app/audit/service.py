@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from flask import current_app
-from pymongo.errors import ExecutionTimeout
+from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from ..auth.principal import Principal
 from ..db import get_audit_db, get_db
 from ..errors import ApiError
 from ..organizations.repository import find_organization
+from .export import is_time_limit
 from .query import AuditQuery, CursorCodec, ExportQuerySchema, ListQuerySchema, parse_query
 from .repository import find_record, iter_records, search_records
 
@@ -108,7 +109,9 @@ def _time_budget():
     """A query the server stopped at its ``maxTimeMS`` is a 503 that says what to do."""
     try:
         yield
-    except ExecutionTimeout:
+    except (ExecutionTimeout, OperationFailure) as error:
+        if isinstance(error, OperationFailure) and not is_time_limit(error):
+            raise
         raise ApiError(
             503,
             "query_timeout",

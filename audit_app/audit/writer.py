@@ -112,7 +112,7 @@ class AuditWriter:
                         insert_record(self.store.db, record, self.write_concern)
                     except DuplicateKeyError:
                         # stored before; the entry goes only once a majority holds it
-                        if not confirm_stored(self.store.db, record["_id"]):
+                        if not confirm_stored(self.store.db, record):
                             raise NotYetDurable(record["_id"]) from None
                         raise
 
