@@ -356,3 +356,22 @@ def test_non_ascii_case_insensitive_search_matches_mongodb_s_engine(tmp_path, te
         assert found["sql"] == found["mock"], found
         assert found["sql"] or text == "STRASSE"  # ß is not "ss" to a regex
     both.table.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    drop=st.sets(st.sampled_from(["route", "ip", "accountEmail", "durationMs", "request"])),
+    text=st.text(max_size=10),
+    number=st.integers(100, 599),
+    duration=st.one_of(st.none(), st.floats(0, 1e6, allow_nan=False)),
+)
+def test_the_fast_presenter_gives_what_the_schemas_give(drop, text, number, duration):
+    from audit_app.audit.schemas import AuditLogDetailSchema, AuditLogSchema, present
+
+    record = _record(1, ORG, 0, 1, None, number, "GET", "pathways", "jwt")
+    record.update(ip=text, accountEmail=None, durationMs=duration, route=text or None)
+    record["request"] = {"body": {"k": text, "at": BASE, "id": IDS[0]}, "query": {}}
+    for name in drop:
+        record.pop(name)
+    assert present(record) == AuditLogSchema().dump(record)
+    assert present(record, details=True) == AuditLogDetailSchema().dump(record)

@@ -7,7 +7,7 @@ from ..errors import not_found
 from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import export, service
-from .schemas import AuditLogDetailSchema, AuditLogSchema
+from .schemas import AuditLogDetailSchema, present
 
 bp = Blueprint("auditLogs", __name__)
 
@@ -16,7 +16,7 @@ bp = Blueprint("auditLogs", __name__)
 @require_permission(VIEW_AUDIT_LOG)
 def list_audit_logs():
     page = service.list_page(current_principal(), request.args)
-    return jsonify(items=AuditLogSchema(many=True).dump(page.items), nextCursor=page.next_cursor)
+    return jsonify(items=[present(item) for item in page.items], nextCursor=page.next_cursor)
 
 
 @bp.get("/audit-logs/export")

@@ -1,0 +1,232 @@
+"""Benchmark: the embedded store at 10k, 100k and 1M audit records, over the API.
+
+Fills a fresh embedded store with one organization's records (bulk, not HTTP: the
+records a year of traffic leaves), serves it with gunicorn on 127.0.0.1 (one worker, as
+``make run`` would), and prints per size the median and p95 of each query shape over
+HTTP, an export's rate, and the worker's resident memory. Background sealing is off
+during the measurement (it would compete for the two cores); ``--seal`` times sealing the
+whole backlog once at the end.
+
+Usage: python -m bench.scale [--sizes 10000,100000,1000000] [--repeat 21]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+
+from bson import ObjectId
+
+from bench.load import ROOT, _wait_ready, environment, flask, free_port, setup, worker_pids
+
+ACCOUNTS = [ObjectId() for _ in range(50)]
+WORKSPACES = [ObjectId() for _ in range(10)]
+KEYS = [ObjectId() for _ in range(20)]
+START = datetime.now(UTC) - timedelta(days=390)  # within the default retention
+SPAN = timedelta(days=389)
+PATHS = ["pathways", "workspaces", "members", "roles", "api-keys", "audit-logs"]
+RESOURCES = {"api-keys": "apiKeys", "audit-logs": "auditLogs"}
+
+
+def _record(organization: ObjectId, index: int, total: int, rng: random.Random) -> dict:
+    at = START + SPAN * (index / total)
+    by_key = rng.random() < 0.3
+    path = rng.choices(PATHS, weights=[60, 20, 8, 4, 5, 3])[0]
+    method = rng.choices(["GET", "POST", "PATCH", "DELETE"], weights=[70, 15, 10, 5])[0]
+    status = rng.choices(
+        [200, 201, 204, 400, 403, 404, 409, 500], weights=[70, 8, 4, 5, 3, 6, 2, 2]
+    )[0]
+    account = None if by_key else ACCOUNTS[min(int(rng.paretovariate(1.2)) - 1, 49)]
+    return {
+        "_id": ObjectId(),
+        "organizationId": organization,
+        "accountId": account,
+        "accountEmail": None if by_key else f"user{ACCOUNTS.index(account)}@scale.example",
+        "apiKeyId": rng.choice(KEYS) if by_key else None,
+        "apiKeyName": "ci" if by_key else None,
+        "workspaceId": rng.choice(WORKSPACES) if path == "pathways" else None,
+        "authType": "apiKey" if by_key else "jwt",
+        "resource": RESOURCES.get(path, path),
+        "method": method,
+        "path": f"/api/v1/{path}/{ObjectId()}" if method != "POST" else f"/api/v1/{path}",
+        "route": f"/api/v1/{path}/<id>",
+        "statusCode": status,
+        "createdAt": at,
+        "storedAt": at,
+        "durationMs": round(rng.uniform(1, 40), 2),
+        "ip": f"203.0.113.{rng.randint(1, 254)}",
+        "userAgent": "scale/1.0",
+        "requestId": ObjectId().binary.hex(),
+        "request": {
+            "query": {},
+            "params": {},
+            "headers": {"User-Agent": "scale/1.0"},
+            "bodyType": "json" if method in ("POST", "PATCH") else "empty",
+            "body": {"name": "x" * 40, "steps": [{"title": "s"}]} if method != "GET" else None,
+        },
+    }
+
+
+def fill(env: dict, organization_id: str, start: int, end: int, total: int) -> float:
+    """Insert records start..end (of a log that will hold ``total``); records/s."""
+    script = f"""
+import random, sys, time
+from bson import ObjectId
+sys.path.insert(0, {str(ROOT)!r})
+from bench.scale import _record
+from audit_app.db import Store
+db = Store(None, db_name="audit_app", embedded_dir={env["EMBEDDED_STORE_DIR"]!r}).db
+rng = random.Random({start})
+organization = ObjectId({organization_id!r})
+began = time.perf_counter()
+for first in range({start}, {end}, 10000):
+    db.audit_logs.insert_many(
+        [_record(organization, i, {total}, rng) for i in range(first, min(first + 10000, {end}))]
+    )
+print(({end} - {start}) / (time.perf_counter() - began))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _get(port: int, key: str, path: str) -> tuple[float, dict | None]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    started = time.perf_counter()
+    connection.request("GET", path, headers={"X-API-Key": key})
+    answer = connection.getresponse()
+    body = answer.read()
+    elapsed = time.perf_counter() - started
+    connection.close()
+    if answer.status != 200:
+        raise RuntimeError(f"{path}: {answer.status} {body[:300]!r}")
+    return elapsed, json.loads(body) if body.startswith(b"{") else None
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(port: int, key: str, total: int, repeat: int) -> dict:
+    base = "/api/v1/audit-logs?limit=50"
+    first = _get(port, key, base)[1]
+    day = (START + SPAN / 2).date().isoformat()
+    shapes = {
+        "first page": base,
+        "next page": f"{base}&cursor={first['nextCursor']}",
+        "account": f"{base}&accountId={ACCOUNTS[20]}",
+        "workspace": f"{base}&workspaceId={WORKSPACES[3]}",
+        "API key": f"{base}&apiKeyId={KEYS[5]}",
+        "status 5xx": f"{base}&statusCode=5xx",
+        "method DELETE": f"{base}&method=DELETE",
+        "auth apiKey": f"{base}&authType=apiKey",
+        "date range": f"{base}&from={day}T00:00:00Z&to={day}T23:59:59Z",
+        "path search": f"{base}&q=roles",
+        "id search": f"{base}&q={ACCOUNTS[20]}",
+    }
+    figures = {}
+    for name, path in shapes.items():
+        _get(port, key, path)  # warm
+        times = sorted(_get(port, key, path)[0] * 1000 for _ in range(repeat))
+        figures[name] = (statistics.median(times), times[int(0.95 * (len(times) - 1))])
+    return figures
+
+
+def export_rate(port: int, key: str) -> tuple[float, int]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    started = time.perf_counter()
+    connection.request("GET", "/api/v1/audit-logs/export?format=ndjson", headers={"X-API-Key": key})
+    answer = connection.getresponse()
+    lines = 0
+    while chunk := answer.read(1 << 20):
+        lines += chunk.count(b"\n")
+    connection.close()
+    return lines / (time.perf_counter() - started), lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--seal", action="store_true", help="time sealing the backlog at the end")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = environment(tmp)
+        env.update(AUDIT_SEAL_IN_BACKGROUND="false", AUDIT_REPLAY_INTERVAL="30")
+        organization_id, key, _ = setup(env)
+        filled = 0
+        for size in sizes:
+            rate = fill(env, organization_id, filled, size, sizes[-1])
+            print(f"filled to {size:,} records ({rate:,.0f} records/s)", flush=True)
+            filled = size
+            port = free_port()
+            server = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--config",
+                    "gunicorn.conf.py",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "1",
+                    "--access-logfile",
+                    "/dev/null",
+                    "wsgi:app",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                _wait_ready(port)
+                [worker] = worker_pids(server.pid)
+                figures = measure(port, key, size, args.repeat)
+                rss = _rss_mb(worker)
+                exported = export_rate(port, key) if not args.no_export else (0.0, 0)
+                peak = _rss_mb(worker)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=60)
+            results[size] = figures
+            print(f"\n{size:,} records (median / p95 ms over HTTP, {args.repeat} runs each)")
+            for name, (median, p95) in figures.items():
+                print(f"  {name:<14} {median:8.1f} {p95:8.1f}")
+            print(f"  worker RSS after the queries {rss:.0f} MB; after the export {peak:.0f} MB")
+            if exported[1]:
+                print(
+                    f"  export NDJSON: {exported[1]:,} rows at {exported[0]:,.0f} rows/s",
+                    flush=True,
+                )
+        if len(sizes) > 1:
+            small, large = sizes[0], sizes[-1]
+            print(f"\ngrowth {small:,} -> {large:,} records (median ratio)")
+            for name in results[small]:
+                print(f"  {name:<14} {results[large][name][0] / results[small][name][0]:6.2f}x")
+        if args.seal:
+            began = time.perf_counter()
+            flask(env, "seal", "--organization", organization_id)
+            print(f"\nsealing the whole backlog: {time.perf_counter() - began:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
