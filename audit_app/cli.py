@@ -514,6 +514,99 @@ def export_digests_command(organization_id, output):
     click.echo(f"Exported {count} digest(s)", err=True)
 
 
+@click.command("migrate-store")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    help="where to copy: mongodb://... (a replica set or cluster) or embedded:PATH",
+)
+@click.option(
+    "--from",
+    "source",
+    default=None,
+    help="where to copy from (default: this installation's stores)",
+)
+@click.option("--verify/--no-verify", default=True, show_default=True, help="verify on the target")
+@json_option
+@with_appcontext
+def migrate_store_command(target, source, verify, as_json):
+    """Copy this installation (platform data, audit records, digests) to another store.
+
+    Ids, dates and types are kept, so the digests verify there; safe to run again: what
+    the target already holds is skipped, so an interrupted copy continues where it
+    stopped. Then point MONGO_URI at the target.
+    """
+    from .audit.sealing import anchor, signer
+    from .db import stores
+    from .migration import migrate, verify_target
+
+    config = current_app.config
+    if source is None:
+        source_main, source_audit = stores()["main"], stores()["audit"]
+    else:
+        source_main = source_audit = _store_option(source, "--from", config)
+    target_store = _store_option(target, "--to", config, config.get("MIGRATE_TARGET_CLIENT"))
+    if (target_store.uri, target_store.embedded_dir) in {
+        (source_main.uri, source_main.embedded_dir),
+        (source_audit.uri, source_audit.embedded_dir),
+    } and target_store.kind != "injected":
+        raise click.BadParameter("the target is the store being copied", param_hint="--to")
+    shown = {"name": None}
+
+    def progress(name: str, done: int, total: int) -> None:
+        if as_json:
+            return
+        end = "\n" if done >= total else ""
+        if shown["name"] != name or end or done % 10_000 == 0:
+            click.echo(f"\r{name}: {done:,} of {total:,}", err=True, nl=False)
+            click.echo(end, err=True, nl=False)
+        shown["name"] = name
+
+    try:
+        report = migrate(
+            source_main.db,
+            source_audit.db,
+            target_store.db,
+            target_store.db,
+            retention_days=config["AUDIT_RETENTION_DAYS"],
+            native_ttl=target_store.native_ttl,
+            progress=progress,
+        )
+        if verify:
+            report.verified = verify_target(
+                target_store.db, target_store.db, signer(), anchor(), config
+            )
+    finally:
+        if target_store.kind != "injected":
+            target_store.close()
+    failed = [organization for organization, ok in report.verified.items() if not ok]
+    lines = [
+        f"{copy.name}: {copy.copied:,} copied, {copy.present:,} already there (of {copy.source:,})"
+        for copy in report.collections
+    ]
+    if verify:
+        lines.append(
+            f"verify on the target: {len(report.verified) - len(failed)} of "
+            f"{len(report.verified)} organization(s) OK"
+            + (f"; FAILED: {', '.join(failed)}" if failed else "")
+        )
+    _emit(as_json, report.as_dict(), lines)
+    if failed:
+        raise SystemExit(1)
+
+
+def _store_option(value: str, option: str, config, client=None):
+    from .migration import store_for
+
+    try:
+        return store_for(value, db_name=config.get("MONGO_DB_NAME"), client=client)
+    except ValueError as error:
+        raise click.BadParameter(
+            f"{error}; or embedded:PATH for an embedded store", param_hint=option
+        ) from None
+
+
 def register(app) -> None:
     for command in (
         create_org_command,
@@ -526,5 +619,6 @@ def register(app) -> None:
         seal_command,
         verify_command,
         export_digests_command,
+        migrate_store_command,
     ):
         app.cli.add_command(command)

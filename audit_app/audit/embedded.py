@@ -365,6 +365,9 @@ class AuditLogCollection:
         return None
 
     def count_documents(self, filter_: dict, limit: int | None = None, **kwargs) -> int:
+        if not filter_:
+            (total,) = self.table.connection().execute("SELECT count(*) FROM audit_logs").fetchone()
+            return min(total, limit) if limit else total
         count = 0
         cursor = self.find(filter_, {"_id": 1})
         if limit:
@@ -505,6 +508,7 @@ _ORDERS = {
     (("createdAt", -1), ("_id", -1)): f"ORDER BY {_NEWEST}",
     (("createdAt", 1), ("_id", 1)): "ORDER BY created_at ASC, id ASC",
     (("storedAt", 1), ("_id", 1)): "ORDER BY stored_at ASC, id ASC",
+    (("_id", 1),): "ORDER BY id ASC",  # a copy of the whole table (migrate-store)
     (): "",
 }
 _RANGE_OPERATORS = {"$gte": ">=", "$gt": ">", "$lte": "<=", "$lt": "<"}

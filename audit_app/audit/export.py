@@ -40,7 +40,6 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson; charset=utf-8"}
 
 
-
 def neutralize(cell: str) -> str:
     """Keep a spreadsheet from running a cell as a formula (OWASP CSV injection)."""
     return "'" + cell if cell.startswith(_FORMULA_START) else cell

@@ -1,0 +1,146 @@
+"""Copy an installation from one store to another: ``flask migrate-store``.
+
+The main case is outgrowing the embedded store: copy everything into a MongoDB cluster,
+switch ``MONGO_URI``, check. Every collection of the platform database and of the audit
+database is copied document by document with its ``_id``, dates and BSON types unchanged,
+so digests computed on the source verify on the target (the chain's anchor is a
+directory outside the database: the target uses the same one).
+
+Idempotent and resumable: a document whose ``_id`` is already in the target is left as it
+is, so a second run copies nothing and an interrupted run, run again, copies what is
+missing. The target's indexes are built first (``ensure_indexes``), so its unique
+constraints hold while it fills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from pymongo.errors import BulkWriteError
+
+from .audit import integrity
+from .audit.repository import COLLECTION as AUDIT_LOGS
+from .db import Store
+from .ids import utcnow
+from .indexes import ensure_indexes
+
+BATCH = 1000
+# collections that belong to a running installation, not to its data
+SKIPPED = frozenset({"audit_leases"})
+AUDIT_COLLECTIONS = (AUDIT_LOGS, integrity.DIGESTS, integrity.CHUNKS, "audit_integrity")
+
+
+@dataclass
+class CollectionCopy:
+    name: str
+    source: int = 0
+    copied: int = 0
+    present: int = 0  # already in the target (an earlier run, or the same store)
+
+
+@dataclass
+class MigrationReport:
+    collections: list[CollectionCopy] = field(default_factory=list)
+    verified: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def copied(self) -> int:
+        return sum(c.copied for c in self.collections)
+
+    def as_dict(self) -> dict:
+        return {
+            "collections": {
+                c.name: {"source": c.source, "copied": c.copied, "alreadyThere": c.present}
+                for c in self.collections
+            },
+            "copied": self.copied,
+            "verified": self.verified,
+        }
+
+
+def store_for(uri: str, *, db_name: str | None, client=None) -> Store:
+    """A store from a ``--to``/``--from`` value: a MongoDB URI, ``mongomock://``, or
+    ``embedded:PATH`` (the folder of an embedded store)."""
+    if uri.startswith("embedded:"):
+        path = uri.removeprefix("embedded:").removeprefix("//") or "instance/store"
+        return Store(None, db_name=db_name, embedded_dir=path)
+    return Store(uri, db_name=db_name, embedded_dir="", client=client)
+
+
+def plan(source_main, source_audit) -> list[tuple[str, object]]:
+    """(collection, source database) for every collection to copy, audit log last."""
+    platform = sorted(
+        name
+        for name in source_main.list_collection_names()
+        if name not in SKIPPED and name not in AUDIT_COLLECTIONS and not name.startswith("system.")
+    )
+    return [(name, source_main) for name in platform] + [
+        (name, source_audit) for name in reversed(AUDIT_COLLECTIONS)
+    ]
+
+
+def migrate(
+    source_main,
+    source_audit,
+    target_main,
+    target_audit,
+    *,
+    retention_days: int,
+    native_ttl: bool,
+    progress: Callable[[str, int, int], None] = lambda name, done, total: None,
+) -> MigrationReport:
+    """Copy every collection; ``progress(collection, documents done, total)`` as it goes."""
+    ensure_indexes(target_main, target_audit, retention_days, native_ttl=native_ttl)
+    report = MigrationReport()
+    for name, source in plan(source_main, source_audit):
+        target = target_audit if name in AUDIT_COLLECTIONS else target_main
+        copy = CollectionCopy(name, source=source[name].count_documents({}))
+        report.collections.append(copy)
+        for batch in _batches(source[name].find({}).sort("_id", 1)):
+            inserted = _insert_missing(target[name], batch)
+            copy.copied += inserted
+            copy.present += len(batch) - inserted
+            progress(name, copy.copied + copy.present, copy.source)
+    return report
+
+
+def verify_target(target_main, target_audit, signer, anchor, config) -> dict[str, bool]:
+    """Verify every organization's chain on the target, as ``verify`` would there."""
+    results = {}
+    for organization in target_main.organizations.find({}, {"_id": 1}):
+        report = integrity.verify_organization(
+            target_audit,
+            organization["_id"],
+            signer,
+            utcnow(),
+            config["AUDIT_RETENTION_DAYS"],
+            anchor=anchor,
+            seal_interval=timedelta(minutes=config["AUDIT_SEAL_INTERVAL"]),
+            seal_delay=timedelta(seconds=config["AUDIT_SEAL_DELAY"]),
+        )
+        results[str(organization["_id"])] = report.ok
+    return results
+
+
+def _batches(cursor) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for document in cursor:
+        batch.append(document)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _insert_missing(collection, documents: list[dict]) -> int:
+    """Insert what the target lacks; documents already there (same ``_id``) stay."""
+    try:
+        return len(collection.insert_many(documents, ordered=False).inserted_ids)
+    except BulkWriteError as error:
+        codes = {e.get("code") for e in error.details.get("writeErrors", [])}
+        if codes - {11000}:
+            raise
+        return error.details.get("nInserted", 0)
