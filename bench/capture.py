@@ -5,7 +5,9 @@ Prints, measured side by side in one run on the same build and store:
   machine's speed hits both sides alike), and their ratio (goal: >= 0.9);
 - records/s that the audit writer sustains on the embedded store and on mongomock.
 
-Usage: python bench/capture.py [--requests N] [--rounds R] [--records M]
+- the same ratio for concurrent clients against gunicorn (``--concurrent``, default 8).
+
+Usage: python -m bench.capture [--requests N] [--rounds R] [--records M] [--concurrent C]
 """
 
 from __future__ import annotations
@@ -125,6 +127,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--records", type=int, default=2000, help="records for the writer rate")
+    parser.add_argument(
+        "--concurrent", type=int, default=8, help="clients for the gunicorn ratio (0: skip)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store_dir, spool_dir = f"{tmp}/store", f"{tmp}/spool"
@@ -158,6 +163,95 @@ def main() -> None:
             f"{rate_embedded / rate_mock:.3f}"
         )
         index_cost(store_dir, spool_dir, args.records)
+    if args.concurrent:
+        concurrent_ratio(args.concurrent, args.rounds)
+
+
+def concurrent_ratio(clients: int, rounds: int, requests: int = 150) -> None:
+    """The same mix from ``clients`` threads against gunicorn, audit on and off."""
+    import http.client
+    import json
+    import signal
+    import subprocess
+    import threading
+
+    from bench.load import ROOT, _wait_ready, environment, free_port, setup
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = environment(tmp)
+        env.update(AUDIT_SEAL_IN_BACKGROUND="false")
+        _, key, workspace = setup(env)
+        servers, ports = {}, {}
+        for name, audited in (("on", "true"), ("off", "false")):
+            ports[name] = free_port()
+            servers[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--config",
+                    "gunicorn.conf.py",
+                    "--bind",
+                    f"127.0.0.1:{ports[name]}",
+                    "--workers",
+                    "2",
+                    "--access-logfile",
+                    "/dev/null",
+                    "wsgi:app",
+                ],
+                cwd=ROOT,
+                env={**env, "AUDIT_ENABLED": audited, "GUNICORN_THREADS": "4"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        try:
+            for port in ports.values():
+                _wait_ready(port)
+
+            def load(port: int) -> float:
+                def client() -> None:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                    headers = {
+                        "X-API-Key": key,
+                        "X-Workspace-Id": workspace,
+                        "Content-Type": "application/json",
+                    }
+                    for index in range(requests):
+                        if index % 5 == 0:
+                            body = json.dumps({"name": f"p{index}", "steps": [{"title": "s"}]})
+                            connection.request("POST", "/api/v1/pathways", body, headers)
+                        else:
+                            connection.request("GET", "/api/v1/workspaces", headers=headers)
+                        answer = connection.getresponse()
+                        answer.read()
+                        assert answer.status < 500, answer.status
+                    connection.close()
+
+                threads = [threading.Thread(target=client) for _ in range(clients)]
+                started = time.perf_counter()
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                return clients * requests / (time.perf_counter() - started)
+
+            for name in ports:
+                load(ports[name])  # warm up
+            rates: dict[str, list[float]] = {"on": [], "off": []}
+            for round_index in range(rounds):
+                order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
+                for name in order:
+                    rates[name].append(load(ports[name]))
+        finally:
+            for server in servers.values():
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=60)
+        on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+        print(
+            f"API requests/s, gunicorn (2 workers x 4 threads), {clients} concurrent clients, "
+            f"{rounds} rounds (median): audit on {on:8.1f}   audit off {off:8.1f}   "
+            f"ratio on/off {on / off:.3f}"
+        )
 
 
 def index_cost(store_dir: str, spool_dir: str, count: int) -> None:

