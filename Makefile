@@ -46,7 +46,7 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 
 bench: install-dev
-	$(BIN)/python bench/capture.py
+	$(BIN)/python -m bench.capture
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
