@@ -93,26 +93,32 @@ def register_hooks(app: Flask) -> None:
     from .audit.capture import WRITER_KEY, record_response, start_request
     from .audit.repository import audit_write_concern
     from .audit.spool import Spool
-    from .audit.writer import AuditWriter
+    from .audit.writer import PURGE_INTERVAL_SECONDS, AuditWriter
     from .auth.principal import load_principal
+    from .background import EXTENSION_KEY as BACKGROUND_KEY
+    from .background import BackgroundRunner
     from .db import stores
     from .web import navigation_context
 
+    runner = app.extensions[BACKGROUND_KEY] = BackgroundRunner()
     if app.config["AUDIT_ENABLED"]:
-        app.extensions[WRITER_KEY] = AuditWriter(
+        writer = app.extensions[WRITER_KEY] = AuditWriter(
             stores(app)["audit"],
             Spool(app.config["AUDIT_SPOOL_DIR"]),
             timeout_ms=app.config["AUDIT_WRITE_TIMEOUT_MS"],
-            replay_interval=app.config["AUDIT_REPLAY_INTERVAL"],
             retention_days=app.config["AUDIT_RETENTION_DAYS"],
             write_concern=audit_write_concern(
                 app.config["AUDIT_WRITE_CONCERN"], app.config["AUDIT_WRITE_JOURNAL"]
             ),
         )
+        if app.config["AUDIT_REPLAY_INTERVAL"] > 0:
+            runner.add("replay", app.config["AUDIT_REPLAY_INTERVAL"], writer.replay_if_pending)
+        if not stores(app)["audit"].native_ttl:
+            runner.add("purge", PURGE_INTERVAL_SECONDS, writer.purge)
         if app.config["AUDIT_SEAL_IN_BACKGROUND"]:
             from .audit.sealing import background_sealer
 
-            app.extensions[WRITER_KEY].add_task(*background_sealer(app))
+            runner.add("seal", *background_sealer(app))
     else:
         app.logger.warning("AUDIT_ENABLED=false: REQUESTS ARE NOT BEING RECORDED IN THE AUDIT LOG")
     # first of all before_request hooks, so that a request refused by another one (CSRF

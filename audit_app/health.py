@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, jsonify
 
 from .audit.capture import WRITER_KEY
+from .background import EXTENSION_KEY as BACKGROUND_KEY
 from .db import stores
 from .indexes import check_indexes
 
@@ -34,6 +35,9 @@ def readyz():
             problems.append(f"audit spool {writer.spool.directory} cannot be written")
         if checks["auditStore"] != "ok" and not spool_ok:
             problems.append("audit records cannot be persisted")
+    runner = current_app.extensions.get(BACKGROUND_KEY)
+    if runner is not None and runner.tasks:
+        checks["background"] = runner.status()
     if "auditStore" not in checks:
         checks["auditStore"] = checks.get("mainStore")
     if any(store.kind == "mongodb" for store in stores().values()) and not problems:

@@ -97,7 +97,7 @@ def writer_rate(store: Store, spool_dir: str, count: int, indexes=None) -> float
     else:
         for keys, options in indexes:
             store.db.audit_logs.create_index(keys, **options)
-    writer = AuditWriter(store, Spool(spool_dir), timeout_ms=2000, replay_interval=0)
+    writer = AuditWriter(store, Spool(spool_dir), timeout_ms=2000)
     org = ObjectId()
     started = time.perf_counter()
     for index in range(count):

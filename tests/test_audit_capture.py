@@ -261,6 +261,6 @@ def test_embedded_store_enforces_retention_by_purge_instead_of_ttl(make_app, tmp
         assert "ttl_createdAt" not in audit.index_information()
         old = audit.insert_one({"createdAt": utcnow() - timedelta(days=31)}).inserted_id
         new = audit.insert_one({"createdAt": utcnow() - timedelta(days=29)}).inserted_id
-        app.extensions[WRITER_KEY]._purge_if_due()
+        app.extensions[WRITER_KEY].purge()
         assert [d["_id"] for d in audit.find()] == [new]
         assert old != new

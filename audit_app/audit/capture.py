@@ -14,6 +14,7 @@ import time
 from bson import ObjectId
 from flask import current_app, g, request
 
+from ..background import EXTENSION_KEY as BACKGROUND_KEY
 from ..ids import utcnow
 from .record import build_record, request_id_from, summary_fields
 
@@ -51,9 +52,9 @@ def start_request() -> None:
     g.audit_started_at = utcnow()
     g.audit_clock = time.perf_counter()
     g.audit_record_id = ObjectId()
-    writer = current_app.extensions.get(WRITER_KEY)
-    if writer is not None:
-        writer.ensure_replayer()
+    runner = current_app.extensions.get(BACKGROUND_KEY)
+    if runner is not None:
+        runner.ensure_started()  # the first request after a fork starts the process's own
 
 
 def record_response(response):

@@ -6,8 +6,9 @@ Policy (also in docs/audit-schema.md and the README):
   (``AUDIT_WRITE_TIMEOUT_MS``, pymongo's client-side timeout on a real server).
 - If the store fails or is too slow, the record goes to the spool (fsync'd) and the store
   is skipped for ``STORE_RETRY_SECONDS``, so an outage does not slow every request down.
-- A background thread in each process replays the spool as soon as it starts and every
-  ``AUDIT_REPLAY_INTERVAL`` seconds; ``flask replay-spool`` does the same by hand.
+- Each process's background runner (``background.py``) replays the spool as soon as it
+  starts and every ``AUDIT_REPLAY_INTERVAL`` seconds; ``flask replay-spool`` does the same
+  by hand.
 - If the spool cannot be written either, the record is written to the error log as one
   ``AUDIT_RECORD_UNSPOOLED`` line of Extended JSON (recoverable from the logs), and
   ``/readyz`` answers 503 so the load balancer moves traffic away. The response itself is
@@ -17,7 +18,6 @@ Policy (also in docs/audit-schema.md and the README):
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -31,7 +31,7 @@ from .spool import ReplayResult, Spool, dumps
 log = logging.getLogger("audit_app.audit")
 
 STORE_RETRY_SECONDS = 5.0
-PURGE_INTERVAL_SECONDS = 3600.0
+PURGE_INTERVAL_SECONDS = 3600.0  # the embedded store's retention purge (background task)
 
 
 class NotYetDurable(Exception):
@@ -48,20 +48,15 @@ class AuditWriter:
         spool: Spool,
         *,
         timeout_ms: int,
-        replay_interval: int,
         retention_days: int = 400,
         write_concern=None,
     ):
         self.store = store
         self.spool = spool
         self.timeout = timeout_ms / 1000
-        self.replay_interval = replay_interval
         self.retention_days = retention_days
         self.write_concern = write_concern
-        self._next_purge = 0.0
-        self.tasks: list[list] = []  # [interval seconds, callable, next run]
         self._skip_store_until = 0.0
-        self._replayer_pid: int | None = None
         self._replay_lock = threading.Lock()
         self.last_spool_error: str | None = None
         self.stats = {"stored": 0, "spooled": 0, "unspooled": 0}
@@ -123,47 +118,13 @@ class AuditWriter:
             self._skip_store_until = 0.0
         return result
 
-    def _purge_if_due(self) -> None:
+    def purge(self) -> int:
         """Enforce retention where the store has no native TTL monitor (the embedded one)."""
-        if self.store.native_ttl or time.monotonic() < self._next_purge:
-            return
-        self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
         removed = purge_expired(self.store.db, self.retention_days)
         if removed:
             log.info("Removed %d audit record(s) older than %d days", removed, self.retention_days)
+        return removed
 
-    def add_task(self, interval: float, task) -> None:
-        """Run ``task`` in this process's background thread every ``interval`` seconds."""
-        self.tasks.append([interval, task, 0.0])
-
-    def _run_due_tasks(self) -> None:
-        for entry in self.tasks:
-            interval, task, due = entry
-            if time.monotonic() >= due:
-                entry[2] = time.monotonic() + interval
-                try:
-                    task()
-                except Exception:  # a failed run is retried at the next interval
-                    log.exception("Background audit task %s failed", task)
-
-    def ensure_replayer(self) -> None:
-        """Start this process's replay thread once (after a fork, the child starts its own)."""
-        if self.replay_interval <= 0 or self._replayer_pid == os.getpid():
-            return
-        self._replayer_pid = os.getpid()
-        thread = threading.Thread(
-            target=self._replay_forever, name="audit-spool-replayer", daemon=True
-        )
-        thread.start()
-
-    def _replay_forever(self) -> None:
-        pid = os.getpid()
-        while self._replayer_pid == pid:
-            try:
-                if self.spool.pending_files():
-                    self.replay()
-                self._purge_if_due()
-                self._run_due_tasks()
-            except Exception:  # keep the thread alive whatever happens; retry next round
-                log.exception("Audit spool replay failed")
-            time.sleep(self.replay_interval)
+    def replay_if_pending(self) -> None:
+        if self.spool.pending_files():
+            self.replay()
