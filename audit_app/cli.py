@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 import time
 
@@ -15,10 +16,63 @@ import click
 from bson import ObjectId
 from flask import current_app
 from flask.cli import with_appcontext
+from pymongo.errors import PyMongoError
 
 from .audit.capture import record_operator_command
 from .db import get_audit_db, get_db
 from .errors import ApiError
+
+
+class CommandError(click.ClickException):
+    """An error of a command run with ``--json``: one JSON object on stderr, as the API's
+    ``{"error": {"code", "message", "field"}}``, and the same exit code as in text."""
+
+    def __init__(self, error: click.ClickException):
+        super().__init__(error.format_message())
+        self.exit_code = error.exit_code
+        self.code = "usage_error" if isinstance(error, click.UsageError) else "error"
+        hint = getattr(error, "param_hint", None)
+        self.field = hint if isinstance(hint, str) else None
+
+    def show(self, file=None) -> None:
+        payload = {"code": self.code, "message": self.message}
+        if self.field:
+            payload["field"] = self.field
+        click.echo(json.dumps({"error": payload}), err=True)
+
+
+class AppCommand(click.Command):
+    """Every command: no traceback for what an operator can cause, JSON errors with --json.
+
+    A file that cannot be written, a store that cannot be reached or a closed pipe end in
+    one line naming what was wrong; with ``--json`` every error, usage errors included,
+    is a JSON object on stderr.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        wants_json = "--json" in args
+        try:
+            return super().make_context(info_name, list(args), parent=parent, **extra)
+        except click.ClickException as error:
+            raise (CommandError(error) if wants_json else error) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as error:
+            raise (CommandError(error) if ctx.params.get("as_json") else error) from None
+        except OSError as error:  # a path the operator gave: missing, not writable, full
+            failure = click.ClickException(
+                f"{error.filename or 'output'}: {error.strerror or error}"
+            )
+            raise (CommandError(failure) if ctx.params.get("as_json") else failure) from None
+        except (PyMongoError, sqlite3.Error) as error:
+            failure = click.ClickException(f"The store is unavailable: {error}")
+            raise (CommandError(failure) if ctx.params.get("as_json") else failure) from None
+
+
+def command(name: str):
+    return click.command(name, cls=AppCommand)
 
 
 def _emit(as_json: bool, payload: dict, lines: list[str]) -> None:
@@ -84,7 +138,7 @@ def _password_note(made: dict) -> str:
     return "an existing account: its password was left unchanged"
 
 
-@click.command("create-org")
+@command("create-org")
 @click.argument("name")
 @click.option("--owner-email", required=True)
 @click.option(
@@ -125,7 +179,7 @@ def create_org_command(name, owner_email, owner_password, as_json):
     )
 
 
-@click.command("create-user")
+@command("create-user")
 @click.option("--organization", "organization_id", required=True)
 @click.option("--email", required=True)
 @click.option("--password", default=None, help="Password of the account, if it is new.")
@@ -167,7 +221,7 @@ def create_user_command(organization_id, email, password, role, as_json):
     )
 
 
-@click.command("create-api-key")
+@command("create-api-key")
 @click.option("--organization", "organization_id", required=True)
 @click.option("--name", required=True)
 @click.option("--workspace", "workspace_id", default=None)
@@ -216,7 +270,7 @@ def create_api_key_command(organization_id, name, workspace_id, role, as_json):
     )
 
 
-@click.command("ensure-indexes")
+@command("ensure-indexes")
 @json_option
 @with_appcontext
 def ensure_indexes_command(as_json):
@@ -247,7 +301,7 @@ def ensure_indexes_command(as_json):
     )
 
 
-@click.command("replay-spool")
+@command("replay-spool")
 @json_option
 @with_appcontext
 def replay_spool_command(as_json):
@@ -271,7 +325,7 @@ def replay_spool_command(as_json):
         raise SystemExit(1)
 
 
-@click.command("seed-demo")
+@command("seed-demo")
 @click.option(
     "--requests", "request_count", default=300, show_default=True, type=click.IntRange(0, 100_000)
 )
@@ -280,22 +334,24 @@ def replay_spool_command(as_json):
 @with_appcontext
 def seed_demo_command(request_count, if_empty, as_json):
     """Create the demo organization and real traffic through the app; prints the logins."""
-    from .demo import DEMO_LOGINS, seed_demo
+    from .demo import DEMO_LOGINS, find_demo, seed_demo
     from .organizations.repository import has_any_organization
 
     if if_empty and has_any_organization(get_db()):
         summary = {"created": False, "message": "The store already has organizations; not seeding."}
     else:
         summary = seed_demo(current_app._get_current_object(), request_count)
-    lines = [summary["message"], "Demo logins:"]
+    logins = DEMO_LOGINS if find_demo(get_db()) is not None else []
+    if not logins:  # other organizations, no demo: its logins would not work
+        summary["message"] += " There is no demo organization: log in with your own accounts."
+    lines = [summary["message"]] + (["Demo logins:"] if logins else [])
     lines += [
-        f"  {login['role']:<6} {login['email']}  password: {login['password']}"
-        for login in DEMO_LOGINS
+        f"  {login['role']:<6} {login['email']}  password: {login['password']}" for login in logins
     ]
-    _emit(as_json, {**summary, "logins": DEMO_LOGINS}, lines)
+    _emit(as_json, {**summary, "logins": logins}, lines)
 
 
-@click.command("export")
+@command("export")
 @click.option("--organization", "organization_id", required=True)
 @click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), required=True)
 @click.option("--q", help="search: an ObjectId (account, workspace, API key) or part of a path")
@@ -316,8 +372,9 @@ def seed_demo_command(request_count, if_empty, as_json):
     show_default=True,
     help="file to write; - for standard output",
 )
+@json_option
 @with_appcontext
-def export_command(organization_id, fmt, output, **filters):
+def export_command(organization_id, fmt, output, as_json, **filters):
     """Export an organization's audit log (filtered) as CSV or NDJSON, streamed."""
     from werkzeug.datastructures import MultiDict
 
@@ -392,6 +449,13 @@ def export_command(organization_id, fmt, output, **filters):
             "(AUDIT_EXPORT_TIMEOUT_MS). The output ends with a line saying it is incomplete; "
             "narrow the search with --from/--to or more filters and export again."
         )
+    summary = {"organizationId": str(organization["_id"]), "format": fmt, "output": output}
+    summary.update(rowsWritten=count, outcome=outcome)
+    if as_json:  # stdout may be the export itself: the summary goes to stderr
+        click.echo(json.dumps(summary), err=True)
+        if outcome != "completed":
+            raise SystemExit(1)
+        return
     if outcome != "completed":
         click.echo(
             f"\rExport interrupted after {count:,} records: the output was closed "
@@ -406,7 +470,7 @@ def export_command(organization_id, fmt, output, **filters):
     )
 
 
-@click.command("seal")
+@command("seal")
 @click.option("--organization", "organization_id", default=None, help="one organization only")
 @click.option(
     "--now", "up_to_now", is_flag=True, help="also seal the open window, up to a few seconds ago"
@@ -449,7 +513,7 @@ def _date_option(value, option):
         ) from None
 
 
-@click.command("verify")
+@command("verify")
 @click.option("--organization", "organization_id", required=True)
 @click.option("--from", "start", default=None, help="ISO 8601")
 @click.option("--to", "end", default=None, help="ISO 8601")
@@ -493,11 +557,12 @@ def payload_window(window) -> str:
     return f"{iso(window.window_start)} .. {iso(window.window_end)}"
 
 
-@click.command("export-digests")
+@command("export-digests")
 @click.option("--organization", "organization_id", required=True)
 @click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-")
+@json_option
 @with_appcontext
-def export_digests_command(organization_id, output):
+def export_digests_command(organization_id, output, as_json):
     """Write an organization's digests as NDJSON, to keep in write-once storage."""
     from .audit.integrity import iter_digests
     from .audit.schemas import jsonable
@@ -511,10 +576,13 @@ def export_digests_command(organization_id, output):
     record_operator_command(
         organization["_id"], "export-digests", {"output": output}, digests=count
     )
-    click.echo(f"Exported {count} digest(s)", err=True)
+    if as_json:  # stdout may be the digests themselves: the summary goes to stderr
+        click.echo(json.dumps({"digests": count, "output": output}), err=True)
+    else:
+        click.echo(f"Exported {count} digest(s)", err=True)
 
 
-@click.command("migrate-store")
+@command("migrate-store")
 @click.option(
     "--to",
     "target",

@@ -218,3 +218,85 @@ def test_seed_demo_creates_logins_and_recorded_traffic(runner, app, db, api):
     assert again["created"] is False and again["organizationId"] == made["organizationId"]
     with app.app_context():
         assert get_db().organizations.count_documents({}) == 1
+
+
+# The command line as users meet it -----------------------------------------------------
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line_not_a_traceback(runner, org, tmp_path):
+    missing = tmp_path / "no-such-dir" / "x.csv"
+    args = ["export", "--organization", str(org.id), "--format", "csv", "--output", str(missing)]
+    text = runner.invoke(args=args)
+    assert text.exit_code == 1 and "Traceback" not in text.output
+    assert f"{missing}: No such file or directory" in text.output
+    as_json = runner.invoke(args=[*args, "--json"])
+    assert as_json.exit_code == 1
+    error = json.loads(as_json.stderr.strip().splitlines()[-1])["error"]
+    assert str(missing) in error["message"]
+
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["create-user", "--organization", "nothex", "--email", "x@y.example"], "--organization"),
+        (["create-user", "--bogus"], None),
+        (["export", "--organization", "0" * 24, "--format", "xml"], "'--format'"),
+    ],
+)
+def test_with_json_every_error_is_a_json_object_on_stderr(runner, args, field):
+    result = runner.invoke(args=[*args, "--json"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+    assert error["code"] == "usage_error" and error["message"]
+    assert error.get("field") == field or (field and field.strip("'") in error["message"])
+
+
+def test_export_and_export_digests_take_json(runner, org):
+    exported = runner.invoke(
+        args=["export", "--organization", str(org.id), "--format", "ndjson", "--json"]
+    )
+    assert exported.exit_code == 0
+    summary = json.loads(exported.stderr.strip().splitlines()[-1])
+    assert summary["outcome"] == "completed" and summary["rowsWritten"] >= 0
+    assert all(json.loads(line) for line in exported.stdout.splitlines())  # the export itself
+    digests = runner.invoke(args=["export-digests", "--organization", str(org.id), "--json"])
+    assert digests.exit_code == 0
+    assert json.loads(digests.stderr.strip().splitlines()[-1])["digests"] >= 0
+
+
+def test_seed_demo_if_empty_never_shows_logins_that_do_not_exist(runner, org):
+    result = runner.invoke(args=["seed-demo", "--if-empty", "--json"])
+    assert result.exit_code == 0
+    summary = json.loads(result.output)
+    assert summary["created"] is False and summary["logins"] == []
+    assert "no demo organization" in summary["message"]
+
+
+def test_a_bad_setting_is_one_line_naming_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "AUDIT_RETENTION_DAYS": "abc",
+        "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
+        "SECRET_KEY": "k" * 40,
+    }
+    env.pop("MONGO_URI", None)
+    for extra in ([], ["--json"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "ensure-indexes", *extra],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert "AUDIT_RETENTION_DAYS must be a whole number, got 'abc'" in done.stderr
+        if extra:
+            assert json.loads(done.stderr)["error"]["code"] == "config_error"
