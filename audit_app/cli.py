@@ -83,18 +83,30 @@ def _emit(as_json: bool, payload: dict, lines: list[str]) -> None:
             click.echo(line)
 
 
-def _object_id(value: str, option: str) -> ObjectId:
-    if not ObjectId.is_valid(value) or len(value) != 24:
-        raise click.BadParameter("must be a 24-character hexadecimal ObjectId", param_hint=option)
-    return ObjectId(value)
+class ObjectIdParam(click.ParamType):
+    """An option that takes an ObjectId: parsed (and refused) in one place."""
+
+    name = "objectid"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, ObjectId):
+            return value
+        if isinstance(value, str) and len(value) == 24 and ObjectId.is_valid(value):
+            return ObjectId(value)
+        self.fail("must be a 24-character hexadecimal ObjectId", param, ctx)
 
 
-def _organization(db, value: str) -> dict:
+OBJECT_ID = ObjectIdParam()
+
+
+def _organization(db, organization_id: ObjectId) -> dict:
     from .organizations import repository as orgs
 
-    organization = orgs.find_organization(db, _object_id(value, "--organization"))
+    organization = orgs.find_organization(db, organization_id)
     if organization is None:
-        raise click.BadParameter(f"no organization with id {value}", param_hint="--organization")
+        raise click.BadParameter(
+            f"no organization with id {organization_id}", param_hint="--organization"
+        )
     return organization
 
 
@@ -180,7 +192,7 @@ def create_org_command(name, owner_email, owner_password, as_json):
 
 
 @command("create-user")
-@click.option("--organization", "organization_id", required=True)
+@click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
 @click.option("--email", required=True)
 @click.option("--password", default=None, help="Password of the account, if it is new.")
 @click.option("--role", default="Member", show_default=True)
@@ -222,9 +234,9 @@ def create_user_command(organization_id, email, password, role, as_json):
 
 
 @command("create-api-key")
-@click.option("--organization", "organization_id", required=True)
+@click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
 @click.option("--name", required=True)
-@click.option("--workspace", "workspace_id", default=None)
+@click.option("--workspace", "workspace_id", type=OBJECT_ID, default=None)
 @click.option("--role", default="Member", show_default=True)
 @json_option
 @with_appcontext
@@ -243,7 +255,7 @@ def create_api_key_command(organization_id, name, workspace_id, role, as_json):
             operator(organization["_id"]),
             name=name,
             role_id=role_doc["_id"],
-            workspace_id=_object_id(workspace_id, "--workspace") if workspace_id else None,
+            workspace_id=workspace_id,
         )
     except ApiError as error:
         _fail_on_api_error(error)
@@ -352,7 +364,7 @@ def seed_demo_command(request_count, if_empty, as_json):
 
 
 @command("export")
-@click.option("--organization", "organization_id", required=True)
+@click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
 @click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), required=True)
 @click.option("--q", help="search: an ObjectId (account, workspace, API key) or part of a path")
 @click.option("--path", help="part of the path")
@@ -471,7 +483,9 @@ def export_command(organization_id, fmt, output, as_json, **filters):
 
 
 @command("seal")
-@click.option("--organization", "organization_id", default=None, help="one organization only")
+@click.option(
+    "--organization", "organization_id", type=OBJECT_ID, default=None, help="one organization only"
+)
 @click.option(
     "--now", "up_to_now", is_flag=True, help="also seal the open window, up to a few seconds ago"
 )
@@ -514,7 +528,7 @@ def _date_option(value, option):
 
 
 @command("verify")
-@click.option("--organization", "organization_id", required=True)
+@click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
 @click.option("--from", "start", default=None, help="ISO 8601")
 @click.option("--to", "end", default=None, help="ISO 8601")
 @json_option
@@ -558,7 +572,7 @@ def payload_window(window) -> str:
 
 
 @command("export-digests")
-@click.option("--organization", "organization_id", required=True)
+@click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
 @click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-")
 @json_option
 @with_appcontext

@@ -118,3 +118,11 @@ def test_custom_role_holds_exactly_what_it_is_granted(api, org, method, path, pe
 def test_unauthenticated_is_401_everywhere(api, org, method, path, permission, body):
     answer = api.call(method, _fill(path, org), json=_fill(body, org))
     assert answer.status_code == 401
+
+
+def test_a_permission_that_does_not_exist_fails_when_the_view_is_declared():
+    from audit_app.auth.principal import require_permission
+
+    with pytest.raises(ValueError, match=r"viewAuditLogs.*no such permission"):
+        require_permission("viewAuditLogs")
+    assert require_permission("viewAuditLog") and require_permission(None)

@@ -21,6 +21,7 @@ from ..audit.context import note_actor, note_former_credential
 from ..db import get_db
 from ..errors import ApiError, forbidden, unauthorized
 from ..organizations import repository as orgs
+from ..organizations.permissions import PERMISSIONS
 from .tokens import TokenError, check_version, decode_token
 
 JWT = "jwt"
@@ -286,7 +287,14 @@ def require_permission(permission: str | None, *, workspace_scoped: bool = False
 
     An API key bound to a workspace acts only inside it: views that are not
     ``workspace_scoped`` (members, roles, keys, the organization, its audit log) refuse it.
+    A permission name that does not exist fails at import time: a typo would otherwise
+    lock everyone out of the view, silently.
     """
+    if permission is not None and permission not in PERMISSIONS:
+        raise ValueError(
+            f"require_permission({permission!r}): no such permission; "
+            f"known: {', '.join(sorted(PERMISSIONS))}"
+        )
 
     def decorator(view):
         @wraps(view)
