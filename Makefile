@@ -40,6 +40,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/bandit -q -r audit_app -ll
+	$(BIN)/mypy
 
 format: install-dev
 	$(BIN)/ruff format .

@@ -18,9 +18,9 @@ preload_app = False
 
 
 def post_worker_init(worker):
-    """Replay spooled audit records as soon as the worker starts, then in the background."""
-    from audit_app.audit.capture import WRITER_KEY
+    """Start the worker's background tasks (spool replay, sealing, purge) at once."""
+    from audit_app.background import EXTENSION_KEY
 
-    writer = worker.wsgi.extensions.get(WRITER_KEY) if hasattr(worker, "wsgi") else None
-    if writer is not None:
-        writer.ensure_replayer()
+    runner = worker.wsgi.extensions.get(EXTENSION_KEY) if hasattr(worker, "wsgi") else None
+    if runner is not None:
+        runner.ensure_started()

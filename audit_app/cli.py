@@ -29,7 +29,7 @@ class CommandError(click.ClickException):
 
     def __init__(self, error: click.ClickException):
         super().__init__(error.format_message())
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click reads it per instance
         self.code = "usage_error" if isinstance(error, click.UsageError) else "error"
         hint = getattr(error, "param_hint", None)
         self.field = hint if isinstance(hint, str) else None

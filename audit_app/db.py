@@ -32,6 +32,8 @@ from pymongo.database import Database
 log = logging.getLogger(__name__)
 
 DEFAULT_DB_NAME = "audit_app"
+# an index as declared beside its data: its keys and create_index's options (its name ...)
+IndexSpec = tuple[list[tuple[str, Any]], dict[str, Any]]
 EXTENSION_KEY = "audit_app.stores"
 
 
@@ -82,7 +84,7 @@ class Store:
         if self.kind == "embedded":
             return f"embedded store at {self.embedded_dir} (database {self.db_name})"
         if self.kind == "mongodb":
-            parsed = urlparse(self.uri)
+            parsed = urlparse(self.uri or "")
             host = parsed.hostname or "?"
             return f"MongoDB at {parsed.scheme}://{host} (database {self.db_name})"
         return f"{self.kind} store (database {self.db_name})"

@@ -101,8 +101,9 @@ def handle_http_exception(error: HTTPException):
         }
         message = messages.get(status, error.description or error.name)
         response = error_body(status, _snake(error.name), message)
-        if status == 405 and error.valid_methods:
-            response.headers["Allow"] = ", ".join(error.valid_methods)
+        allowed = getattr(error, "valid_methods", None)  # MethodNotAllowed's
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
     return _render_page(status, error.name, error.description or "")
 

@@ -24,19 +24,19 @@ from .api_keys.repository import INDEXES as API_KEY_INDEXES
 from .audit import integrity
 from .audit import repository as audit_repository
 from .auth.sessions import INDEXES as SESSION_INDEXES
-from .db import Store, stores
+from .db import IndexSpec, Store, stores
 from .organizations.repository import INDEXES as ORGANIZATION_INDEXES
 from .workspaces.repository import INDEXES as WORKSPACE_INDEXES
 
 log = logging.getLogger(__name__)
 
-PLATFORM_INDEXES = {
+PLATFORM_INDEXES: dict[str, list[IndexSpec]] = {
     **ORGANIZATION_INDEXES,
     **WORKSPACE_INDEXES,
     **API_KEY_INDEXES,
     **SESSION_INDEXES,
 }
-AUDIT_INDEXES = {
+AUDIT_INDEXES: dict[str, list[IndexSpec]] = {
     audit_repository.COLLECTION: audit_repository.INDEXES,
     integrity.DIGESTS: integrity.INDEXES,
     integrity.CHUNKS: integrity.CHUNK_INDEXES,
@@ -134,10 +134,10 @@ def check_indexes(app, *, max_age: float = 0.0) -> list[str] | None:
     kept = app.extensions.get(EXTENSION_KEY)
     now = time.monotonic()
     if kept is not None:
-        checked_at, problems = kept
-        fresh_for = max_age if problems == [] else min(max_age, RECHECK_MISSING_SECONDS)
+        checked_at, known = kept
+        fresh_for = max_age if known == [] else min(max_age, RECHECK_MISSING_SECONDS)
         if now - checked_at < fresh_for:
-            return problems
+            return known
     main, audit = stores(app)["main"], stores(app)["audit"]
     temporary = [_twin(main)]  # short-lived clients: none outlives a gunicorn fork
     temporary.append(temporary[0] if audit is main else _twin(audit))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from pymongo.errors import BulkWriteError
 
@@ -69,7 +70,7 @@ def store_for(uri: str, *, db_name: str | None, client=None) -> Store:
     return Store(uri, db_name=db_name, embedded_dir="", client=client)
 
 
-def plan(source_main, source_audit) -> list[tuple[str, object]]:
+def plan(source_main, source_audit) -> list[tuple[str, Any]]:
     """(collection, source database) for every collection to copy, audit log last."""
     platform = sorted(
         name

@@ -7,6 +7,8 @@ views load and dump.
 
 from __future__ import annotations
 
+from typing import Any
+
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
@@ -67,6 +69,8 @@ class IntegritySchema(Schema):
     checkedWindows = fields.Integer()
     unsealedRecords = fields.Integer()
     problems = fields.List(fields.Nested(IntegrityProblemSchema))
+    scope = fields.String(metadata={"enum": ["full", "recent", "error"]})
+    checkedAt = fields.String(metadata={"format": "date-time"})
 
 
 class TokenSchema(Schema):
@@ -108,7 +112,7 @@ WORKSPACE_HEADER = {
 }
 
 # method, path, summary, permission, body schema, (status, response schema), errors, extra
-OPERATIONS = [
+OPERATIONS: list[tuple[Any, ...]] = [
     (
         "post",
         "/auth/token",
@@ -455,6 +459,7 @@ def build_spec(version: str = "1.0.0") -> dict:
     plugin.map_to_openapi_type(UtcDateTime, "string", "date-time")
     plugin.map_to_openapi_type(IsoDateTime, "string", None)
     plugin.map_to_openapi_type(Text, "string", None)
+    assert plugin.converter is not None  # (set when the plugin joined the spec)
     plugin.converter.add_attribute_function(_object_id_pattern)
     spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

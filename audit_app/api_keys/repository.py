@@ -20,7 +20,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from ..db import TenantCollection
+from ..db import IndexSpec, TenantCollection
 from ..errors import not_found
 from ..ids import utcnow
 
@@ -30,7 +30,7 @@ KEY_PREFIX = "oal_"
 PREFIX_LENGTH = 12
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
-INDEXES = {
+INDEXES: dict[str, list[IndexSpec]] = {
     "api_keys": [
         ([("prefix", ASCENDING)], {"name": "prefix"}),
         ([("organizationId", ASCENDING), ("createdAt", DESCENDING)], {"name": "org_newest"}),

@@ -30,7 +30,7 @@ def create_key(
 ) -> tuple[dict, str]:
     """Create a key with a role (Member by default); return it and its secret, shown once."""
     db = get_db()
-    organization_id = actor.organization_id
+    organization_id = actor.org
     if role_id is None:
         role = orgs.find_role_by_key(db, organization_id, MEMBER)
     else:
@@ -59,4 +59,4 @@ def create_key(
 
 
 def revoke_key(actor: Principal, key_id: ObjectId) -> dict:
-    return api_keys.revoke_api_key(get_db(), actor.organization_id, key_id)
+    return api_keys.revoke_api_key(get_db(), actor.org, key_id)

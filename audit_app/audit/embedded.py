@@ -40,7 +40,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, ExecutionTimeout, 
 from . import repository
 
 COLLECTION = repository.COLLECTION
-CODEC = CodecOptions(tz_aware=True, tzinfo=UTC)
+CODEC: CodecOptions = CodecOptions(tz_aware=True, tzinfo=UTC)
 BUSY_TIMEOUT_MS = 10_000
 
 # the organization's newest-first order, with the tie-break on _id
@@ -337,13 +337,15 @@ class AuditLogCollection:
         """Updates are for operators and tests, never the app: mongomock applies them."""
         changed = 0
         for document in list(self.find(filter_, limit=0 if many else 1)):
-            scratch = mongomock.MongoClient(tz_aware=True).db.scratch
+            scratch: Any = mongomock.MongoClient(tz_aware=True).db.scratch
             scratch.insert_one(document)
             if replace:
                 scratch.replace_one({"_id": document["_id"]}, update)
             else:
                 scratch.update_one({"_id": document["_id"]}, update)
             after = scratch.find_one({"_id": document["_id"]})
+            if after is None:  # the update replaced the _id: refused, as MongoDB refuses it
+                raise OperationFailure("the _id of a record cannot change", 66)
             with self.table.write() as connection:
                 connection.execute("DELETE FROM audit_logs WHERE id = ?", (_key(document["_id"]),))
                 connection.execute(_INSERT, _row(after))
@@ -474,10 +476,10 @@ class AuditLogCursor:
         """Any other filter: mongomock's engine over the organization's rows (or all)."""
         FALLBACKS[0] += 1
         organization = self.filter.get("organizationId")
-        sql, parameters = "SELECT doc FROM audit_logs", ()
+        sql, parameters = "SELECT doc FROM audit_logs", tuple[bytes, ...]()
         if isinstance(organization, ObjectId):
             sql, parameters = sql + " WHERE organization_id = ?", (organization.binary,)
-        scratch = mongomock.MongoClient(tz_aware=True).db.scratch
+        scratch: Any = mongomock.MongoClient(tz_aware=True).db.scratch
         rows = self.collection.table.connection().execute(sql, parameters)
         documents = [_decode(blob) for (blob,) in rows]
         if documents:
@@ -604,7 +606,7 @@ def _status(value, where: list, parameters: list) -> str | None:
 
 def _range(name: str, value, where: list, parameters: list) -> None:
     column = "created_at" if name == "createdAt" else "stored_at"
-    _require(isinstance(value, dict) and value)
+    _require(isinstance(value, dict) and bool(value))
     if list(value) == ["$not"]:
         _require(value["$not"] == {"$type": "date"} and name == "storedAt")
         where.append("stored_at IS NULL")

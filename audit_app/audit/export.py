@@ -178,6 +178,6 @@ def file_name(
     organization_name: str, fmt: str, start: datetime | None, end: datetime | None, now: datetime
 ) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", organization_name.lower()).strip("-")[:40] or "organization"
-    first = iso(start)[:10] if start else "start"
-    last = iso(end or now)[:10]
+    first = (iso(start) or "")[:10] if start else "start"
+    last = (iso(end or now) or "")[:10]
     return f"audit-log_{slug}_{first}_{last}.{fmt}"

@@ -33,7 +33,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from ..db import TenantCollection
+from ..db import IndexSpec, TenantCollection
 from ..ids import iso
 from .canonical import canonical_bytes, record_hash, record_hash_v2
 from .repository import COLLECTION
@@ -49,7 +49,7 @@ MAX_WINDOWS_PER_RUN = 10_000
 MAX_PROBLEMS_PER_WINDOW = 100
 RECORDS_BATCH_WINDOWS = 24  # windows whose records verification reads with one query (v1)
 
-INDEXES = [
+INDEXES: list[IndexSpec] = [
     (
         [("organizationId", ASCENDING), ("sequence", ASCENDING)],
         {"name": "org_sequence_unique", "unique": True},
@@ -59,7 +59,7 @@ INDEXES = [
         {"name": "org_window_unique", "unique": True},
     ),
 ]
-CHUNK_INDEXES = [
+CHUNK_INDEXES: list[IndexSpec] = [
     (
         [("organizationId", ASCENDING), ("digestId", ASCENDING), ("index", ASCENDING)],
         {"name": "org_digest_index_unique", "unique": True},
@@ -604,6 +604,7 @@ def _check_chunked_records(db, organization_id, digest, window, expired_before) 
     s, a = next(sealed, None), next(actual, None)
     while s is not None or a is not None:
         if a is None or (s is not None and s[0] < a[0]):
+            assert s is not None  # (a is None, so s is not: the loop runs while either is)
             missing[s[0][1]] = s[1]
             s = next(sealed, None)
         elif s is None or a[0] < s[0]:
@@ -637,7 +638,7 @@ def _check_digest(
 ) -> None:
     if digest_hash(digest) != digest.get("digestHash"):
         window.fail("digestEdited", "The digest's content does not match its hash: it was edited.")
-    elif not signer.valid(digest["digestHash"], digest.get("signature")):
+    elif not signer.valid(digest["digestHash"], digest.get("signature") or ""):
         window.fail(
             "badSignature",
             "The signature is not valid for this key "

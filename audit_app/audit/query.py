@@ -231,7 +231,8 @@ def parse_query(args, schema: Schema) -> dict:
     try:
         return schema.load(args.to_dict())
     except ValidationError as error:
-        name, messages = next(iter(error.messages.items()))
+        errors = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        name, messages = next(iter(errors.items()))
         message = messages[0] if isinstance(messages, list) else str(messages)
         if message == "Unknown field.":
             accepted = sorted(f.data_key or n for n, f in schema.load_fields.items())

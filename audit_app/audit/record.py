@@ -12,6 +12,7 @@ import json
 import os
 import re
 import uuid
+from typing import Any
 
 from bson import ObjectId
 from flask import Request, Response, current_app, g, request
@@ -110,7 +111,7 @@ def capture_body(req: Request) -> dict:
         except HTTPException:
             return {"bodyType": "omitted", "bodySize": declared, "body": None}
         value = clean.clean_mapping(form)
-        body = {"bodyType": "form", "bodySize": declared, "body": value}
+        body: dict[str, Any] = {"bodyType": "form", "bodySize": declared, "body": value}
         if files:
             body["files"] = files
         return _limit(body, value, clean, limit)
@@ -251,7 +252,7 @@ def _clean_or_none(text: str | None) -> str | None:
     return redactor().text(text) if text else None
 
 
-def summary_fields(response: Response, duration_ms: float) -> dict:
+def summary_fields(response: Response | Any, duration_ms: float) -> dict:
     """Every top-level field of the record: who, what, when, how it ended."""
     principal = g.get("principal")
     record = new_record(

@@ -90,13 +90,13 @@ class Redactor:
 
     def clean_mapping(self, mapping: dict[str, list[str]]) -> dict:
         """Clean a multi-valued mapping (query string, form): one value or a list of them."""
-        cleaned = {}
+        cleaned: dict = {}
         for key, values in mapping.items():
             if self.is_secret(key):
                 cleaned[escape_key(self.text(key))] = REDACTED
             else:
-                values = [self.text(v) if isinstance(v, str) else clean_scalar(v) for v in values]
-                cleaned[escape_key(self.text(key))] = values[0] if len(values) == 1 else values
+                kept = [self.text(v) if isinstance(v, str) else clean_scalar(v) for v in values]
+                cleaned[escape_key(self.text(key))] = kept[0] if len(kept) == 1 else kept
         return cleaned
 
     def json_text(self, value) -> str:
@@ -280,14 +280,14 @@ def _value_end(text: str, start: int) -> int:
     return index
 
 
-def _alternatives(words: set[str]) -> str:
+def _alternatives(words: frozenset[str] | set[str]) -> str:
     # Each word may be written with - or _ between its letters (api_key, api-key, apiKey).
     return "|".join(
         "[-_]?".join(re.escape(ch) for ch in word) for word in sorted(words, key=len, reverse=True)
     )
 
 
-def _key_pattern(words: set[str], whole: set[str]) -> str:
+def _key_pattern(words: set[str], whole: frozenset[str] | set[str]) -> str:
     """A key, as written in text, that holds one of the words (whole ones as a word)."""
     keys = [r"[\w-]*(?:" + _alternatives(words) + r")[\w-]*"] if words else []
     if whole:
@@ -295,12 +295,12 @@ def _key_pattern(words: set[str], whole: set[str]) -> str:
     return "(?:" + "|".join(keys) + ")" if keys else "(?!)"
 
 
-def _text_pattern(words: set[str], whole: set[str] = frozenset()) -> re.Pattern:
+def _text_pattern(words: set[str], whole: frozenset[str] | set[str] = frozenset()) -> re.Pattern:
     key = _key_pattern(words, whole)
     return re.compile(r"(?<![\w-])[\"']?" + key + r"[\"']?\s*(?:=>|[:=])\s*", re.IGNORECASE)
 
 
-def _xml_pattern(words: set[str], whole: set[str] = frozenset()) -> re.Pattern:
+def _xml_pattern(words: set[str], whole: frozenset[str] | set[str] = frozenset()) -> re.Pattern:
     """``<password>x</password>`` and ``<ns:apiKey a="b">x</ns:apiKey>``."""
     key = _key_pattern(words, whole)
     # the element's whole content, to its own closing tag: text, CDATA or nested elements

@@ -23,7 +23,7 @@ from pymongo.errors import OperationFailure
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from ..db import TenantCollection
+from ..db import IndexSpec, TenantCollection
 from ..ids import utcnow
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,11 @@ NEWEST_FIRST = _NEWEST
 OLDEST_FIRST = [("createdAt", ASCENDING), ("_id", ASCENDING)]
 
 
-def _by(field: str, name: str) -> tuple[list, dict]:
+def _by(field: str, name: str) -> IndexSpec:
     return [("organizationId", ASCENDING), (field, ASCENDING), *_NEWEST], {"name": name}
 
 
-INDEXES = [
+INDEXES: list[IndexSpec] = [
     # the unfiltered view, date ranges, and path searches (the regex is matched on the
     # index keys, so a search reads each key once and fetches only the matches)
     ([("organizationId", ASCENDING), *_NEWEST, ("path", ASCENDING)], {"name": "org_newest"}),
@@ -242,7 +242,8 @@ def search_records(
         )
         for branch in branches
     ]
-    items = list(itertools.islice(_merged(pages, newest_first=not towards_newer), limit + 1))
+    streams = [iter(page) for page in pages]
+    items = list(itertools.islice(_merged(streams, newest_first=not towards_newer), limit + 1))
     more = len(items) > limit
     items = items[:limit]
     return (items[::-1] if towards_newer else items), more

@@ -46,13 +46,13 @@ def list_page(principal: Principal, args, *, schema=None) -> Page:
         raise ApiError(400, "bad_request", "cursor: give cursor or before, not both.", "cursor")
     codec = _codec()
     if cursor:
-        query.after = codec.decode(cursor, principal.organization_id, query)
+        query.after = codec.decode(cursor, principal.org, query)
     if before:
-        query.before = codec.decode(before, principal.organization_id, query, "before")
+        query.before = codec.decode(before, principal.org, query, "before")
     with _time_budget():
         items, more = search_records(
             get_audit_db(),
-            principal.organization_id,
+            principal.org,
             query.branches(),
             limit,
             current_app.config["AUDIT_QUERY_TIMEOUT_MS"],
@@ -64,14 +64,14 @@ def list_page(principal: Principal, args, *, schema=None) -> Page:
     newer = bool(cursor) if not before else more
     return Page(
         items,
-        codec.encode(principal.organization_id, query, items[-1]) if older else None,
+        codec.encode(principal.org, query, items[-1]) if older else None,
         query,
-        codec.encode(principal.organization_id, query, items[0]) if newer else None,
+        codec.encode(principal.org, query, items[0]) if newer else None,
     )
 
 
 def get_record(principal: Principal, record_id) -> dict | None:
-    return find_record(get_audit_db(), principal.organization_id, record_id)
+    return find_record(get_audit_db(), principal.org, record_id)
 
 
 def open_export(principal: Principal, args):
@@ -79,8 +79,8 @@ def open_export(principal: Principal, args):
     loaded = parse_query(args, ExportQuerySchema())
     fmt = loaded.pop("format")
     query = AuditQuery(filters=loaded)
-    records = export_records(principal.organization_id, query)
-    organization = find_organization(get_db(), principal.organization_id)
+    records = export_records(principal.org, query)
+    organization = find_organization(get_db(), principal.org)
     return fmt, query, records, organization
 
 

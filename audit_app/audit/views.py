@@ -58,10 +58,8 @@ def _clean_args(args):
 def _names_for(items: list[dict]) -> tuple[dict, dict]:
     principal = current_principal()
     db = get_db()
-    workspaces = find_workspaces_by_ids(
-        db, principal.organization_id, [i.get("workspaceId") for i in items]
-    )
-    keys = find_api_keys_by_ids(db, principal.organization_id, [i.get("apiKeyId") for i in items])
+    workspaces = find_workspaces_by_ids(db, principal.org, [i.get("workspaceId") for i in items])
+    keys = find_api_keys_by_ids(db, principal.org, [i.get("apiKeyId") for i in items])
     return workspaces, keys
 
 

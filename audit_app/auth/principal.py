@@ -48,6 +48,13 @@ class Principal:
     permissions: frozenset = field(default_factory=frozenset)
 
     @property
+    def org(self) -> ObjectId:
+        """The organization of an authenticated principal (services act for no one else)."""
+        if self.organization_id is None:
+            raise RuntimeError("no organization: the principal is not authenticated")
+        return self.organization_id
+
+    @property
     def is_authenticated(self) -> bool:
         return self.auth_type != NONE and self.organization_id is not None
 
@@ -244,7 +251,7 @@ def _attribute_login_attempt() -> None:
     if not email:
         return
     account, organizations = login_account(email)
-    if organizations:
+    if account is not None and organizations:
         note_actor(account, organizations[0]["_id"])
 
 

@@ -16,9 +16,10 @@ from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.database import Database
 
+from ..db import IndexSpec
 from ..ids import utcnow
 
-INDEXES = {
+INDEXES: dict[str, list[IndexSpec]] = {
     "sessions": [
         ([("tokenHash", ASCENDING)], {"name": "token_unique", "unique": True}),
         ([("accountId", ASCENDING)], {"name": "account"}),

@@ -17,13 +17,13 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from ..auth.passwords import hash_password
-from ..db import TenantCollection
+from ..db import IndexSpec, TenantCollection
 from ..emails import email_key
 from ..errors import conflict, not_found
 from ..ids import utcnow
 from .permissions import BUILTIN_ROLES, OWNER
 
-INDEXES = {
+INDEXES: dict[str, list[IndexSpec]] = {
     "accounts": [([("emailLower", ASCENDING)], {"name": "email_unique", "unique": True})],
     "memberships": [
         (
@@ -57,8 +57,9 @@ INVITATION_PREFIX = "inv_"
 def create_organization(db: Database, name: str, owner_account_id: ObjectId) -> dict:
     """Create an organization, its built-in roles and its first Owner's membership."""
     now = utcnow()
+    organization_id = ObjectId()
     organization = {
-        "_id": ObjectId(),
+        "_id": organization_id,
         "name": name.strip(),
         "owners": [owner_account_id],
         "createdAt": now,
@@ -81,7 +82,7 @@ def create_organization(db: Database, name: str, owner_account_id: ObjectId) -> 
         }
         db.roles.insert_one(role)
         roles[key] = role
-    add_membership(db, organization["_id"], owner_account_id, roles[OWNER]["_id"])
+    add_membership(db, organization_id, owner_account_id, roles[OWNER]["_id"])
     return {"organization": organization, "roles": roles}
 
 
@@ -89,7 +90,7 @@ def find_organization(db: Database, organization_id: ObjectId) -> dict | None:
     return db.organizations.find_one({"_id": organization_id})
 
 
-def rename_organization(db: Database, organization_id: ObjectId, name: str) -> dict:
+def rename_organization(db: Database, organization_id: ObjectId, name: str) -> dict | None:
     return db.organizations.find_one_and_update(
         {"_id": organization_id},
         {"$set": {"name": name.strip(), "updatedAt": utcnow()}},
@@ -190,7 +191,7 @@ def find_account_by_email(db: Database, email: str) -> dict | None:
     return db.accounts.find_one({"emailLower": email_key(email)})
 
 
-def set_password(db: Database, account_id: ObjectId, password: str) -> dict:
+def set_password(db: Database, account_id: ObjectId, password: str) -> dict | None:
     """Store a new password and bump the version that every issued JWT must carry."""
     return db.accounts.find_one_and_update(
         {"_id": account_id},
@@ -245,8 +246,8 @@ def list_members(db: Database, organization_id: ObjectId, limit: int = 500) -> l
 def find_member(db: Database, organization_id: ObjectId, account_id: ObjectId) -> dict | None:
     """One member with their account and role, in the shape ``list_members`` returns."""
     membership = find_membership(db, organization_id, account_id)
-    account = membership and find_account(db, account_id)
-    if not account:
+    account = find_account(db, account_id) if membership else None
+    if membership is None or account is None:
         return None
     role = find_role(db, organization_id, membership["roleId"])
     return {"membership": membership, "account": account, "role": role}

@@ -141,7 +141,7 @@ def create_role(
         raise refused(
             f"You cannot grant permissions you do not hold: {', '.join(lacking)}.", "permissions"
         )
-    return orgs.create_role(get_db(), actor.organization_id, name, permissions, description)
+    return orgs.create_role(get_db(), actor.org, name, permissions, description)
 
 
 def update_role(
@@ -152,7 +152,7 @@ def update_role(
     permissions: list[str] | None = None,
     description: str | None = None,
 ) -> dict:
-    role = _role(actor.organization_id, role_id)
+    role = _role(actor.org, role_id)
     _check_may_edit_role(actor, role, permissions or ())
     changes: dict = {}
     if name is not None and name.strip() != role["name"]:
@@ -165,20 +165,20 @@ def update_role(
         changes["permissions"] = sorted(set(permissions))
     if not changes:
         return role
-    return orgs.update_role(get_db(), actor.organization_id, role_id, changes)
+    return orgs.update_role(get_db(), actor.org, role_id, changes)
 
 
 def delete_role(actor: Principal, role_id: ObjectId) -> None:
-    role = _role(actor.organization_id, role_id)
+    role = _role(actor.org, role_id)
     _check_may_edit_role(actor, role)
     if role["builtIn"]:
         raise conflict("Built-in roles cannot be deleted.", "roleId")
-    if orgs.role_in_use(get_db(), actor.organization_id, role_id):
+    if orgs.role_in_use(get_db(), actor.org, role_id):
         raise conflict(
             "The role is held by members, API keys or pending invitations; reassign them first.",
             "roleId",
         )
-    orgs.delete_role(get_db(), actor.organization_id, role_id)
+    orgs.delete_role(get_db(), actor.org, role_id)
 
 
 # Members -------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def _member(organization_id: ObjectId, account_id: ObjectId) -> dict:
 def change_member_role(actor: Principal, account_id: ObjectId, role_id: ObjectId) -> dict:
     """Give a member another role; the Owner guard keeps the last Owner in place."""
     db = get_db()
-    organization_id = actor.organization_id
+    organization_id = actor.org
     member = _member(organization_id, account_id)
     _check_may_manage_member(actor, member, removing=False)
     role = _role(organization_id, role_id, status=422)
@@ -220,7 +220,7 @@ def change_member_role(actor: Principal, account_id: ObjectId, role_id: ObjectId
 def remove_member(actor: Principal, account_id: ObjectId) -> None:
     """Remove a member: their sessions end, their keys and pending invitations are revoked."""
     db = get_db()
-    organization_id = actor.organization_id
+    organization_id = actor.org
     member = _member(organization_id, account_id)
     _check_may_manage_member(actor, member, removing=True)
     role_id = member["membership"]["roleId"]
@@ -251,10 +251,10 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[dict, str]:
     """
     db = get_db()
     email = checked_email(email)
-    role = _role(actor.organization_id, role_id, status=422)
+    role = _role(actor.org, role_id, status=422)
     check_may_grant(actor, role)
     account = orgs.find_account_by_email(db, email)
-    if account is not None and orgs.find_membership(db, actor.organization_id, account["_id"]):
+    if account is not None and orgs.find_membership(db, actor.org, account["_id"]):
         raise conflict("This email is already a member of the organization.", "email")
     # a key invites on behalf of the person who made it: their leaving revokes this too
     invited_by = {
@@ -263,7 +263,7 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[dict, str]:
     }
     return orgs.create_invitation(
         db,
-        actor.organization_id,
+        actor.org,
         email=email,
         role_id=role["_id"],
         invited_by=invited_by,
@@ -272,11 +272,11 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[dict, str]:
 
 
 def list_invitations(actor: Principal) -> list[dict]:
-    return orgs.list_pending_invitations(get_db(), actor.organization_id)
+    return orgs.list_pending_invitations(get_db(), actor.org)
 
 
 def revoke_invitation(actor: Principal, invitation_id: ObjectId) -> dict:
-    return orgs.revoke_invitation(get_db(), actor.organization_id, invitation_id)
+    return orgs.revoke_invitation(get_db(), actor.org, invitation_id)
 
 
 @dataclass(frozen=True)
@@ -330,15 +330,17 @@ def accept_invitation(
         )
     if existing is not None and password is not None:
         raise bad_request("An existing account keeps its own password; leave it out.", "password")
-    if existing is None:
-        checked_password(password)
+    new_password = checked_password(password) if existing is None else None
     _check_inviter_still_may_grant(invitation, view.role)
     claimant = existing["_id"] if existing else ObjectId()
     if not orgs.claim_invitation(db, invitation, claimant):
         raise not_found("Invitation (it may have expired, been revoked or used)", "token")
     try:
         if existing is None:
-            existing = orgs.create_account(db, invitation["email"], password, account_id=claimant)
+            assert new_password is not None  # (checked above for a new account)
+            existing = orgs.create_account(
+                db, invitation["email"], new_password, account_id=claimant
+            )
         with exclusive(f"owners-{invitation['organizationId']}"):
             orgs.add_membership(
                 db, invitation["organizationId"], existing["_id"], invitation["roleId"]
@@ -410,7 +412,7 @@ def add_member_as_operator(
     email = checked_email(email)
     account = orgs.find_account_by_email(db, email)
     created = account is None
-    if created:
+    if account is None:
         if password is None:
             raise bad_request("A new account needs a password.", "password")
         account = orgs.create_account(db, email, checked_password(password))
@@ -429,7 +431,7 @@ def create_organization(name: str, owner_email: str, owner_password: str | None)
     email = checked_email(owner_email, "ownerEmail")
     account = orgs.find_account_by_email(db, email)
     created = account is None
-    if created:
+    if account is None:
         if owner_password is None:
             raise bad_request("A new account needs a password.", "ownerPassword")
         account = orgs.create_account(db, email, checked_password(owner_password, "ownerPassword"))

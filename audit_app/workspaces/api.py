@@ -31,7 +31,7 @@ def _workspace_from_path(raw_id: str) -> dict:
     workspace_id = parse_object_id(raw_id, "workspaceId", status=404, what="Workspace")
     if principal.bound_workspace_id and workspace_id != principal.bound_workspace_id:
         raise not_found("Workspace", "workspaceId")
-    workspace = workspaces.find_workspace(get_db(), principal.organization_id, workspace_id)
+    workspace = workspaces.find_workspace(get_db(), principal.org, workspace_id)
     if workspace is None:
         raise not_found("Workspace", "workspaceId")
     note_workspace(workspace_id)
@@ -42,9 +42,7 @@ def _workspace_from_path(raw_id: str) -> dict:
 @require_permission("viewWorkspaces", workspace_scoped=True)
 def list_workspaces():
     principal = current_principal()
-    items = workspaces.list_workspaces(
-        get_db(), principal.organization_id, only=principal.bound_workspace_id
-    )
+    items = workspaces.list_workspaces(get_db(), principal.org, only=principal.bound_workspace_id)
     return jsonify(items=WorkspaceSchema(many=True).dump(items))
 
 
@@ -54,7 +52,7 @@ def create_workspace():
     principal = current_principal()
     data = load_body(WorkspaceCreateSchema())
     workspace = workspaces.create_workspace(
-        get_db(), principal.organization_id, data["name"], data["description"]
+        get_db(), principal.org, data["name"], data["description"]
     )
     note_workspace(workspace["_id"])
     return jsonify(WorkspaceSchema().dump(workspace)), 201
@@ -106,7 +104,7 @@ def _request_workspace() -> dict:
             "Pathways are workspace-specific: send the X-Workspace-Id header with a workspace id.",
             "X-Workspace-Id",
         )
-    workspace = workspaces.find_workspace(get_db(), principal.organization_id, workspace_id)
+    workspace = workspaces.find_workspace(get_db(), principal.org, workspace_id)
     if workspace is None:
         raise not_found("Workspace", "X-Workspace-Id")
     note_workspace(workspace_id)
@@ -130,7 +128,7 @@ def create_pathway():
     data = load_body(PathwayCreateSchema())
     principal = current_principal()
     pathway = workspaces.create_pathway(
-        get_db(), principal.organization_id, workspace["_id"], data, principal.account_id
+        get_db(), principal.org, workspace["_id"], data, principal.account_id
     )
     return jsonify(PathwaySchema().dump(pathway)), 201
 

@@ -7,11 +7,11 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from ..db import TenantCollection
+from ..db import IndexSpec, TenantCollection
 from ..errors import conflict, not_found
 from ..ids import utcnow
 
-INDEXES = {
+INDEXES: dict[str, list[IndexSpec]] = {
     "workspaces": [
         (
             [("organizationId", ASCENDING), ("nameLower", ASCENDING)],
