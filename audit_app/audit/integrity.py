@@ -582,12 +582,13 @@ def _sealed_entries(db: Database, organization_id: ObjectId, digest: dict, windo
                 and len(entry) == 3
                 and isinstance(entry[0], str)
                 and isinstance(entry[1], str)
-                and type(entry[2]) is int
+                and isinstance(entry[2], int)  # an int64 reads back as bson.Int64
+                and not isinstance(entry[2], bool)
             ):
                 window.fail("digestEdited", f"Chunk {index} holds a malformed entry.")
                 continue
             record_id, record_hash_, stored_ms = entry
-            yield (stored_ms, record_id), record_hash_
+            yield (int(stored_ms), record_id), record_hash_
 
 
 def _check_chunked_records(db, organization_id, digest, window, expired_before) -> None:
