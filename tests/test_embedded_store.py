@@ -411,3 +411,40 @@ def test_a_sealed_window_with_records_verifies_on_the_embedded_store(make_app, t
     assert verified.exit_code == 0, verified.output
     report = json.loads(verified.output)
     assert report["ok"] is True and report["windows"] >= 1, report
+
+
+def test_a_write_while_this_thread_streams_an_export_does_not_fail(tmp_path):
+    """The export's cursor holds a snapshot; another process commits; this thread's
+    record of the request must still be stored, not refused as "database is locked"."""
+    import threading
+
+    table = AuditTable(str(tmp_path / "snapshot.sqlite3"))
+    collection = AuditLogCollection(table)
+    collection.insert_many(
+        [_record(i, ORG, None, None, None, 200, "GET", "pathways", "jwt") for i in range(600)]
+    )
+    records = iter_records({"audit_logs": collection}, ORG, [{}], 5000, batch_size=500)
+    next(records)  # the first batch is read: a read snapshot is open on this thread
+
+    def elsewhere():
+        other = AuditLogCollection(AuditTable(str(tmp_path / "snapshot.sqlite3")))
+        other.insert_one(_record(900, ORG, None, None, None, 200, "GET", "pathways", "jwt"))
+        other.table.close()
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    collection.insert_one(_record(901, ORG, None, None, None, 201, "GET", "pathways", "jwt"))
+    assert sum(1 for _ in records) == 599
+    assert collection.count_documents({}) == 602
+    table.close()
+
+
+def test_retention_purges_in_small_transactions(tmp_path):
+    table = AuditTable(str(tmp_path / "purge.sqlite3"))
+    collection = AuditLogCollection(table)
+    old = [_record(i, ORG, None, None, None, 200, "GET", "pathways", "jwt") for i in range(4500)]
+    collection.insert_many(old)
+    removed = collection.delete_many({"createdAt": {"$lt": BASE + timedelta(days=1)}})
+    assert removed.deleted_count == 4500 and collection.count_documents({}) == 0
+    table.close()

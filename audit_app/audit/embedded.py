@@ -41,7 +41,7 @@ from . import repository
 
 COLLECTION = repository.COLLECTION
 CODEC: CodecOptions = CodecOptions(tz_aware=True, tzinfo=UTC)
-BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT_MS = 5_000  # as docs/audit-schema.md says; past it, the record is spooled
 
 # the organization's newest-first order, with the tie-break on _id
 _NEWEST = "created_at DESC, id DESC"
@@ -187,39 +187,63 @@ def _decode(blob: bytes) -> dict:
 
 
 class AuditTable:
-    """The SQLite file: one connection per process and thread, WAL, a busy timeout."""
+    """The SQLite file: per process and thread, one connection for reads and one for
+    writes (WAL, a busy timeout).
+
+    Two, because a read that streams (an export's cursor) holds a snapshot of the file:
+    a write on the same connection while another process has committed since would fail
+    at once ("database is locked", SQLITE_BUSY_SNAPSHOT) instead of waiting.
+    """
 
     def __init__(self, path: str):
         self.path = path
         self._local = threading.local()
 
-    def connection(self) -> sqlite3.Connection:
+    def _open(self) -> sqlite3.Connection:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        connection = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        # as the rest of the embedded store: a commit survives a crash of the process;
+        # the spool and MongoDB are the answer to a lost disk
+        connection.execute("PRAGMA synchronous=NORMAL")
+        # each record's commit writes the pages of its dozen index entries to the WAL;
+        # checkpointing every ~40 MB instead of 4 MB takes a quarter off an insert
+        connection.execute("PRAGMA wal_autocheckpoint=10000")
+        connection.executescript(SCHEMA)
+        return connection
+
+    def _connections(self) -> dict[str, sqlite3.Connection]:
         pid = os.getpid()
         if getattr(self._local, "pid", None) != pid:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
-            )
-            connection.execute("PRAGMA journal_mode=WAL")
-            # as the rest of the embedded store: a commit survives a crash of the process;
-            # the spool and MongoDB are the answer to a lost disk
-            connection.execute("PRAGMA synchronous=NORMAL")
-            # each record's commit writes the pages of its dozen index entries to the WAL;
-            # checkpointing every ~40 MB instead of 4 MB takes a quarter off an insert
-            connection.execute("PRAGMA wal_autocheckpoint=10000")
-            connection.executescript(SCHEMA)
-            self._local.connection, self._local.pid = connection, pid
-        return self._local.connection
+            self._local.connections, self._local.pid = {}, pid
+        return self._local.connections
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection for reads."""
+        connections = self._connections()
+        if "read" not in connections:
+            connections["read"] = self._open()
+        return connections["read"]
+
+    def writer(self) -> sqlite3.Connection:
+        """This thread's connection for writes."""
+        connections = self._connections()
+        if "write" not in connections:
+            connections["write"] = self._open()
+        return connections["write"]
 
     def close(self) -> None:
         if getattr(self._local, "pid", None) == os.getpid():
-            self._local.connection.close()
+            for connection in self._local.connections.values():
+                connection.close()
             self._local.pid = None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction, taken at once (no lock upgrade to deadlock on)."""
-        connection = self.connection()
+        connection = self.writer()
         connection.execute("BEGIN IMMEDIATE")
         try:
             yield connection
@@ -279,7 +303,7 @@ class AuditLogCollection:
         document.setdefault("_id", ObjectId())
         row = _row(document)
         try:  # one statement: its own transaction, committed before it returns
-            self.table.connection().execute(_INSERT, row)
+            self.table.writer().execute(_INSERT, row)
         except sqlite3.IntegrityError:
             raise DuplicateKeyError(
                 f"E11000 duplicate key error collection: {COLLECTION} index: _id_",
@@ -306,12 +330,18 @@ class AuditLogCollection:
 
     def delete_many(self, filter_: dict, *args, **kwargs) -> _Result:
         cutoff = _purge_cutoff(filter_)
-        if cutoff is not None:
-            with self.table.write() as connection:
-                count = connection.execute(
-                    "DELETE FROM audit_logs WHERE created_at < ?", (cutoff,)
-                ).rowcount
-            return _Result(deleted_count=count)
+        if cutoff is not None:  # retention: in small transactions, so writers get a turn
+            count = 0
+            while True:
+                with self.table.write() as connection:
+                    deleted = connection.execute(
+                        "DELETE FROM audit_logs WHERE rowid IN (SELECT rowid FROM audit_logs "
+                        "WHERE created_at < ? LIMIT 2000)",
+                        (cutoff,),
+                    ).rowcount
+                count += deleted
+                if deleted < 2000:
+                    return _Result(deleted_count=count)
         return self._delete(filter_, many=True)
 
     def delete_one(self, filter_: dict, *args, **kwargs) -> _Result:
