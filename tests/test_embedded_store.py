@@ -448,3 +448,69 @@ def test_retention_purges_in_small_transactions(tmp_path):
     removed = collection.delete_many({"createdAt": {"$lt": BASE + timedelta(days=1)}})
     assert removed.deleted_count == 4500 and collection.count_documents({}) == 0
     table.close()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE audit_logs SET method = 'GET', status_code = 200, status_class = 2 WHERE id = ?",
+        "UPDATE audit_logs SET account_id = NULL, path_fold = '/x' WHERE id = ?",
+        "UPDATE audit_logs SET created_at = 0 WHERE id = ?",
+        "UPDATE audit_logs SET doc = CAST(x'ffff0000' || substr(doc, 5) AS BLOB) WHERE id = ?",
+    ],
+)
+def test_editing_the_table_s_columns_to_hide_a_record_is_caught_by_verify(make_app, tmp_path, edit):
+    """Filters read the columns, verification the BSON: a full verification checks that
+    they agree, so an edit that makes searches miss a sealed record is reported."""
+    import json
+
+    from audit_app.db import get_audit_db
+    from audit_app.ids import utcnow
+
+    from .factories import make_org
+
+    store = tmp_path / "store"
+    app = make_app(
+        MONGO_CLIENT=None,
+        MONGO_URI=None,
+        EMBEDDED_STORE_DIR=str(store),
+        AUDIT_SEAL_IN_BACKGROUND=False,
+    )
+    org = make_org(app, "Hidden")
+    earlier = utcnow() - timedelta(seconds=30)
+    target = _record(1, org.id, 0, None, None, 403, "DELETE", "members", "jwt") | {
+        "createdAt": earlier,
+        "storedAt": earlier,
+    }
+    with app.app_context():
+        get_audit_db().audit_logs.insert_one(dict(target))
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["seal", "--organization", str(org.id), "--now"]).exit_code == 0
+    clean = runner.invoke(args=["verify", "--organization", str(org.id), "--json"])
+    assert clean.exit_code == 0, clean.output
+    database = sqlite3.connect(str(store / "audit_app.audit_logs.sqlite3"))
+    database.execute(edit, (embedded._key(target["_id"]),))
+    database.commit()
+    database.close()
+    tampered = runner.invoke(args=["verify", "--organization", str(org.id), "--json"])
+    assert tampered.exit_code == 1, tampered.output
+    assert "Traceback" not in tampered.output
+    report = json.loads(tampered.output)
+    assert report["ok"] is False
+
+
+def test_a_record_whose_bson_was_destroyed_is_listed_not_a_500(make_app, tmp_path):
+    from .factories import Api, make_org
+
+    store = tmp_path / "store"
+    app = make_app(MONGO_CLIENT=None, MONGO_URI=None, EMBEDDED_STORE_DIR=str(store))
+    org = make_org(app, "Broken")
+    api = Api(app.test_client())
+    api.get("/api/v1/organization", as_=org.admin)
+    database = sqlite3.connect(str(store / "audit_app.audit_logs.sqlite3"))
+    database.execute("UPDATE audit_logs SET doc = x'ffff0000'")
+    database.commit()
+    database.close()
+    answer = api.get("/api/v1/audit-logs?limit=1", as_=org.admin)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["items"] and answer.get_json()["nextCursor"]

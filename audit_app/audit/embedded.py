@@ -179,8 +179,31 @@ _INSERT = (
 )
 
 
+_SELECT = "SELECT doc, id, organization_id, created_at, stored_at FROM audit_logs"
+
+
 def _decode(blob: bytes) -> dict:
     return bson.decode(blob, codec_options=CODEC)
+
+
+def _document(row: tuple) -> dict:
+    """A row's record; a blob that is no BSON (edited in the file) becomes a stub built
+    from the columns and marked ``unreadable``: shown, and reported by verification,
+    rather than failing every page that holds it."""
+    blob, key, organization, created, stored = row
+    try:
+        return _decode(blob)
+    except Exception:  # noqa: BLE001 - whatever was written there, it is not a record
+        stub: dict = {"_id": ObjectId(bytes(key)[1:]) if bytes(key)[:1] == b"\x07" else None}
+        stub["organizationId"] = ObjectId(bytes(organization)) if organization else None
+        stub["createdAt"] = _from_millis(created)
+        stub["storedAt"] = _from_millis(stored)
+        stub["unreadable"] = True
+        return stub
+
+
+def _from_millis(value) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
 
 
 # The table ---------------------------------------------------------------------------------
@@ -415,6 +438,31 @@ class AuditLogCollection:
         row = self.table.connection().execute("SELECT max(rowid) FROM audit_logs").fetchone()
         return row[0] or 0
 
+    def column_mismatches(self, organization_id: ObjectId, limit: int = 100) -> list[str]:
+        """Records whose typed columns disagree with their sealed BSON (the columns were
+        edited: filters would no longer find what the record says), or whose BSON cannot
+        be read at all. Verification runs this; MongoDB has no such second copy."""
+        found: list[str] = []
+        rows = self.table.connection().execute(
+            "SELECT id, organization_id, created_at, stored_at, account_id, workspace_id, "
+            "api_key_id, status_code, status_class, method, auth_type, resource, path_fold, "
+            "doc FROM audit_logs WHERE organization_id = ? OR organization_id IS NULL",
+            (organization_id.binary,),
+        )
+        for row in rows:
+            try:
+                document = _decode(row[-1])
+                expected = _row(document)[:-1]
+            except Exception:  # noqa: BLE001 - an unreadable record is what is reported
+                found.append(f"unreadable row {bytes(row[0]).hex()}")
+            else:
+                belongs = document.get("organizationId") == organization_id
+                if (belongs or row[1] == organization_id.binary) and tuple(row[:-1]) != expected:
+                    found.append(str(document.get("_id")))
+            if len(found) >= limit:
+                break
+        return found
+
     # indexes: the table's indexes are its schema; these answer as MongoDB would
 
     def create_index(self, keys, **options) -> str:
@@ -499,19 +547,19 @@ class AuditLogCursor:
             batch = _timed(connection, budget, lambda: rows.fetchmany(self._batch))
             if not batch:
                 return
-            for (blob,) in batch:
-                yield _project(_decode(blob), self.projection)
+            for row in batch:
+                yield _project(_document(row), self.projection)
 
     def _fallback(self) -> Iterator[dict]:
         """Any other filter: mongomock's engine over the organization's rows (or all)."""
         FALLBACKS[0] += 1
         organization = self.filter.get("organizationId")
-        sql, parameters = "SELECT doc FROM audit_logs", tuple[bytes, ...]()
+        sql, parameters = _SELECT, tuple[bytes, ...]()
         if isinstance(organization, ObjectId):
             sql, parameters = sql + " WHERE organization_id = ?", (organization.binary,)
         scratch: Any = mongomock.MongoClient(tz_aware=True).db.scratch
         rows = self.collection.table.connection().execute(sql, parameters)
-        documents = [_decode(blob) for (blob,) in rows]
+        documents = [_document(row) for row in rows]
         if documents:
             scratch.insert_many(documents)
         cursor = scratch.find(self.filter, self.projection)
@@ -569,7 +617,7 @@ def plan_sql(filter_: dict, sort: list, hint: str | None) -> tuple[str, tuple] |
     # every part is a fixed string of this module (index names from SCHEMA, columns, "?"
     # placeholders); values only ever travel as parameters
     indexed = f" INDEXED BY {index}" if index and hint else ""
-    sql = "SELECT doc FROM audit_logs" + indexed  # noqa: S608  # nosec B608
+    sql = _SELECT + indexed
     if where:
         sql += " WHERE " + " AND ".join(where)
     return (sql + " " + order).strip(), tuple(parameters)

@@ -36,7 +36,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from ..db import IndexSpec, TenantCollection
 from ..ids import iso
 from .canonical import canonical_bytes, record_hash, record_hash_v2
-from .repository import COLLECTION
+from .repository import COLLECTION, index_mismatches
 
 log = logging.getLogger(__name__)
 
@@ -470,6 +470,14 @@ def verify_organization(
     sealed_until = _aware(chain[-1]["windowEnd"]) if chain else None
     records = TenantCollection(db[COLLECTION], organization_id)
     _check_outside_windows(report, records, chain, now)
+    if start is None and end is None and last is None:  # a full pass: the stored copies too
+        edited = index_mismatches(db, organization_id)
+        if edited:
+            report.fail(
+                "modified",
+                f"{len(edited)} record(s) have stored index fields that disagree with the "
+                f"sealed record, so searches miss or misfile them: {', '.join(edited[:10])}.",
+            )
     if sealed_until is not None:
         report.unsealed_records = records.count_documents(
             {"storedAt": {"$gte": sealed_until}}, limit=100_000

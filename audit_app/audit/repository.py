@@ -117,6 +117,14 @@ def confirm_stored(db: Database, record: dict) -> bool:
     return found is not None
 
 
+def index_mismatches(db: Database, organization_id: ObjectId) -> list[str]:
+    """Records whose store-side index copy disagrees with the record (the embedded store
+    keeps filtered fields in columns beside the BSON; MongoDB indexes the document itself,
+    so there nothing can disagree)."""
+    check = getattr(db[COLLECTION], "column_mismatches", None)
+    return check(organization_id) if check is not None else []
+
+
 def audit_write_concern(setting: str, journal: bool) -> WriteConcern:
     """``majority`` (the default) or a number of members, journaled unless told otherwise."""
     w: str | int = setting if setting == "majority" else int(setting)
