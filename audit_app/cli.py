@@ -629,10 +629,7 @@ def migrate_store_command(target, source, verify, as_json):
     else:
         source_main = source_audit = _store_option(source, "--from", config)
     target_store = _store_option(target, "--to", config, config.get("MIGRATE_TARGET_CLIENT"))
-    if (target_store.uri, target_store.embedded_dir) in {
-        (source_main.uri, source_main.embedded_dir),
-        (source_audit.uri, source_audit.embedded_dir),
-    } and target_store.kind != "injected":
+    if _same_store(target_store, source_main) or _same_store(target_store, source_audit):
         raise click.BadParameter("the target is the store being copied", param_hint="--to")
     shown = {"name": None}
 
@@ -664,7 +661,9 @@ def migrate_store_command(target, source, verify, as_json):
             target_store.close()
     failed = [organization for organization, ok in report.verified.items() if not ok]
     lines = [
-        f"{copy.name}: {copy.copied:,} copied, {copy.present:,} already there (of {copy.source:,})"
+        f"{copy.name}: {copy.copied:,} copied, {copy.updated:,} updated, {copy.deleted:,} "
+        f"deleted, {copy.present:,} already there (of {copy.source:,})"
+        + (f"; CONFLICTS (differ on the target): {len(copy.conflicts)}" if copy.conflicts else "")
         for copy in report.collections
     ]
     if verify:
@@ -674,8 +673,17 @@ def migrate_store_command(target, source, verify, as_json):
             + (f"; FAILED: {', '.join(failed)}" if failed else "")
         )
     _emit(as_json, report.as_dict(), lines)
-    if failed:
+    if failed or report.conflicts:
         raise SystemExit(1)
+
+
+def _same_store(one, other) -> bool:
+    """The same store however it is spelled (``dir``, ``dir/``, ``x/../dir``)."""
+    if "injected" in (one.kind, other.kind) or one.kind != other.kind:
+        return False
+    if one.kind == "embedded":
+        return os.path.realpath(one.embedded_dir) == os.path.realpath(other.embedded_dir)
+    return one.uri == other.uri
 
 
 def _store_option(value: str, option: str, config, client=None):

@@ -6,10 +6,17 @@ database is copied document by document with its ``_id``, dates and BSON types u
 so digests computed on the source verify on the target (the chain's anchor is a
 directory outside the database: the target uses the same one).
 
-Idempotent and resumable: a document whose ``_id`` is already in the target is left as it
-is, so a second run copies nothing and an interrupted run, run again, copies what is
-missing. The target's indexes are built first (``ensure_indexes``), so its unique
-constraints hold while it fills.
+Idempotent and resumable, and a second run brings the target up to date:
+
+- platform documents (accounts, members, keys, sessions, ...) change: one that differs
+  from the source is replaced, one the source no longer has is deleted, so a key revoked
+  or a member removed since the first run is revoked or removed on the target too;
+- the audit log, its digests and their chunks are append-only: what is missing is
+  copied; a document that exists on both sides with different content is a conflict (a
+  sealed record cannot have two versions), reported, and the command fails.
+
+The target's indexes are built first (``ensure_indexes``), so its unique constraints hold
+while it fills.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import bson
 from pymongo.errors import BulkWriteError
 
 from .audit import integrity
@@ -31,6 +39,7 @@ BATCH = 1000
 # collections that belong to a running installation, not to its data
 SKIPPED = frozenset({"audit_leases"})
 AUDIT_COLLECTIONS = (AUDIT_LOGS, integrity.DIGESTS, integrity.CHUNKS, "audit_integrity")
+APPEND_ONLY = frozenset({AUDIT_LOGS, integrity.DIGESTS, integrity.CHUNKS})
 
 
 @dataclass
@@ -38,7 +47,10 @@ class CollectionCopy:
     name: str
     source: int = 0
     copied: int = 0
-    present: int = 0  # already in the target (an earlier run, or the same store)
+    present: int = 0  # already in the target, the same (an earlier run)
+    updated: int = 0  # replaced: changed on the source since
+    deleted: int = 0  # gone from the source since
+    conflicts: list[str] = field(default_factory=list)  # append-only, yet different
 
 
 @dataclass
@@ -48,15 +60,27 @@ class MigrationReport:
 
     @property
     def copied(self) -> int:
-        return sum(c.copied for c in self.collections)
+        return sum(c.copied + c.updated + c.deleted for c in self.collections)
+
+    @property
+    def conflicts(self) -> list[str]:
+        return [f"{c.name} {i}" for c in self.collections for i in c.conflicts]
 
     def as_dict(self) -> dict:
         return {
             "collections": {
-                c.name: {"source": c.source, "copied": c.copied, "alreadyThere": c.present}
+                c.name: {
+                    "source": c.source,
+                    "copied": c.copied,
+                    "alreadyThere": c.present,
+                    "updated": c.updated,
+                    "deleted": c.deleted,
+                    "conflicts": c.conflicts[:20],
+                }
                 for c in self.collections
             },
             "copied": self.copied,
+            "conflicts": len(self.conflicts),
             "verified": self.verified,
         }
 
@@ -99,12 +123,35 @@ def migrate(
         target = target_audit if name in AUDIT_COLLECTIONS else target_main
         copy = CollectionCopy(name, source=source[name].count_documents({}))
         report.collections.append(copy)
+        seen: set = set()
         for batch in _batches(source[name].find({}).sort("_id", 1)):
-            inserted = _insert_missing(target[name], batch)
-            copy.copied += inserted
-            copy.present += len(batch) - inserted
-            progress(name, copy.copied + copy.present, copy.source)
+            _sync_batch(target[name], batch, copy, append_only=name in APPEND_ONLY)
+            if name not in APPEND_ONLY:
+                seen.update(document["_id"] for document in batch)
+            progress(name, copy.copied + copy.present + copy.updated, copy.source)
+        if name not in APPEND_ONLY:  # what the source no longer has
+            gone = [d["_id"] for d in target[name].find({}, {"_id": 1}) if d["_id"] not in seen]
+            for record_id in gone:
+                target[name].delete_one({"_id": record_id})
+            copy.deleted = len(gone)
     return report
+
+
+def _sync_batch(collection, batch: list[dict], copy: CollectionCopy, *, append_only: bool):
+    there = {d["_id"]: d for d in collection.find({"_id": {"$in": [d["_id"] for d in batch]}})}
+    missing = [document for document in batch if document["_id"] not in there]
+    copy.copied += _insert_missing(collection, missing) if missing else 0
+    for document in batch:
+        existing = there.get(document["_id"])
+        if existing is None:
+            continue
+        if bson.encode(existing) == bson.encode(document):
+            copy.present += 1
+        elif append_only:
+            copy.conflicts.append(str(document["_id"]))
+        else:
+            collection.replace_one({"_id": document["_id"]}, document)
+            copy.updated += 1
 
 
 def verify_target(target_main, target_audit, signer, anchor, config) -> dict[str, bool]:

@@ -116,11 +116,11 @@ def test_and_back_from_mongodb_to_an_embedded_store_that_verifies(source, make_a
         store.close()
 
 
-def test_a_target_that_is_the_source_is_refused(source, tmp_path):
+@pytest.mark.parametrize("spelling", ["{d}", "{d}/", "{d}/./", "{d}/../source"])
+def test_a_target_that_is_the_source_is_refused(source, tmp_path, spelling):
     app, _ = source
-    result = app.test_cli_runner().invoke(
-        args=["migrate-store", "--to", f"embedded:{tmp_path / 'source'}"]
-    )
+    target = spelling.format(d=tmp_path / "source")
+    result = app.test_cli_runner().invoke(args=["migrate-store", "--to", f"embedded:{target}"])
     assert result.exit_code == 2 and "the target is the store being copied" in result.output
 
 
@@ -128,3 +128,44 @@ def test_a_target_that_is_not_a_store_is_a_clear_error(source):
     app, _ = source
     result = app.test_cli_runner().invoke(args=["migrate-store", "--to", "postgres://x"])
     assert result.exit_code == 2 and "--to" in result.output and "embedded:PATH" in result.output
+
+
+def test_a_second_run_brings_changes_and_removals_to_the_target(source):
+    """A key revoked, or a member removed, after the first run must not live on there."""
+    app, org = source
+    target = mongomock.MongoClient(tz_aware=True)
+    assert _migrate(app, target).exit_code == 0
+    api = Api(app.test_client())
+    assert api.delete(f"/api/v1/api-keys/{org.api_key_id}", as_=org.owner).status_code == 204
+    assert api.delete(f"/api/v1/members/{org.member.account_id}", as_=org.owner).status_code == 204
+    result = _migrate(app, target)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)["collections"]
+    assert report["api_keys"]["updated"] >= 1 and report["memberships"]["deleted"] == 1
+    key = target["audit_app"].api_keys.find_one({"_id": org.api_key_id})
+    assert key["revokedAt"] is not None
+    on_target = mongomock_app(app, target)
+    assert (
+        on_target.get("/api/v1/organization", headers={"X-API-Key": org.api_key}).status_code == 401
+    )
+
+
+def test_a_sealed_record_that_differs_on_the_target_is_a_conflict(source):
+    app, _ = source
+    target = mongomock.MongoClient(tz_aware=True)
+    assert _migrate(app, target).exit_code == 0
+    record = target["audit_app"].audit_logs.find_one({})
+    target["audit_app"].audit_logs.update_one({"_id": record["_id"]}, {"$set": {"path": "/x"}})
+    result = _migrate(app, target)
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["conflicts"] == 1
+    assert report["collections"]["audit_logs"]["conflicts"] == [str(record["_id"])]
+    assert target["audit_app"].audit_logs.find_one({"_id": record["_id"]})["path"] == "/x"
+
+
+def mongomock_app(app, client):
+    from audit_app import create_app
+
+    other = create_app({**app.config, "MONGO_CLIENT": client, "MONGO_URI": None})
+    return other.test_client()

@@ -99,9 +99,16 @@ _TEXT_FIELDS = {"method", "authType", "resource"}
 
 # Case folding ------------------------------------------------------------------------------
 
-try:  # characters Python's regex engine also treats as equal ignoring case (s and long s)
+try:  # the regex engine's own lowercase (one character for one, e.g. dotted I to i), and
+    # the characters it also treats as equal ignoring case (s and long s)
+    from _sre import unicode_tolower as _tolower
     from re._casefix import _EXTRA_CASES
 except ImportError:  # pragma: no cover - another Python: plain lowercase
+
+    def _tolower(code: int) -> int:
+        lower = chr(code).lower()
+        return ord(lower) if len(lower) == 1 else code
+
     _EXTRA_CASES = {}
 _FOLDED: dict[str, str] = {}
 
@@ -109,8 +116,7 @@ _FOLDED: dict[str, str] = {}
 def _fold_char(char: str) -> str:
     folded = _FOLDED.get(char)
     if folded is None:
-        lower = char.lower()
-        code = ord(lower) if len(lower) == 1 else ord(char)
+        code = _tolower(ord(char))
         folded = chr(min((code, *_EXTRA_CASES.get(code, ()))))
         _FOLDED[char] = folded
     return folded
@@ -613,7 +619,8 @@ def plan_sql(filter_: dict, sort: list, hint: str | None) -> tuple[str, tuple] |
     if hint is not None:
         if hint not in SQL_INDEXES:
             raise OperationFailure(f"hint provided does not correspond to an index: {hint}", 2)
-        index = index or hint
+        # the index asked for; a class of codes walks its own index in place of the codes'
+        index = index if hint == "org_status_newest" and index else hint
     # every part is a fixed string of this module (index names from SCHEMA, columns, "?"
     # placeholders); values only ever travel as parameters
     indexed = f" INDEXED BY {index}" if index and hint else ""
@@ -636,6 +643,12 @@ def _where(filter_: dict) -> tuple[list[str], list, str | None]:
             _require(isinstance(value, ObjectId))
             where.append("organization_id = ?")
             parameters.append(value.binary)
+        elif name == "_id" and isinstance(value, dict):  # a batch by id (migrate-store)
+            _require(list(value) == ["$in"] and isinstance(value["$in"], list))
+            keys = value["$in"]
+            _require(0 < len(keys) <= 1000 and all(isinstance(k, ObjectId) for k in keys))
+            where.append("id IN (" + ", ".join("?" * len(keys)) + ")")
+            parameters.extend(_key(key) for key in keys)
         elif name == "_id":
             _require(isinstance(value, ObjectId))
             where.append("id = ?")

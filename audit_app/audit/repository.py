@@ -121,8 +121,10 @@ def index_mismatches(db: Database, organization_id: ObjectId) -> list[str]:
     """Records whose store-side index copy disagrees with the record (the embedded store
     keeps filtered fields in columns beside the BSON; MongoDB indexes the document itself,
     so there nothing can disagree)."""
-    check = getattr(db[COLLECTION], "column_mismatches", None)
-    return check(organization_id) if check is not None else []
+    collection = db[COLLECTION]
+    # looked up on the class: a pymongo Collection answers any attribute with a collection
+    check = getattr(type(collection), "column_mismatches", None)
+    return check(collection, organization_id) if check is not None else []
 
 
 def audit_write_concern(setting: str, journal: bool) -> WriteConcern:
