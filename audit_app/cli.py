@@ -99,6 +99,24 @@ class ObjectIdParam(click.ParamType):
 OBJECT_ID = ObjectIdParam()
 
 
+def _password(given: str | None, from_stdin: bool, email: str, option: str) -> str | None:
+    """The password from the option, from standard input, or from a hidden prompt when a
+    new account needs one and a person is at the terminal; None leaves it to the service
+    (an existing account keeps its own; a new one without a password is refused)."""
+    from .organizations.repository import find_account_by_email
+
+    if from_stdin:
+        if given is not None:
+            raise click.BadParameter("give the password once", param_hint=option)
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise click.BadParameter("standard input held no password", param_hint=option)
+        return line
+    if given is None and sys.stdin.isatty() and find_account_by_email(get_db(), email) is None:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return given
+
+
 def _organization(db, organization_id: ObjectId) -> dict:
     from .organizations import repository as orgs
 
@@ -156,12 +174,20 @@ def _password_note(made: dict) -> str:
 @click.option(
     "--owner-password", default=None, help="Password of the owner, if the account is new."
 )
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
 @json_option
 @with_appcontext
-def create_org_command(name, owner_email, owner_password, as_json):
-    """Create an organization with its owner (an existing account keeps its password)."""
+def create_org_command(name, owner_email, owner_password, password_stdin, as_json):
+    """Create an organization with its owner (an existing account keeps its password).
+
+    A new owner's password comes from --owner-password, --password-stdin, or (at a
+    terminal) a hidden prompt, so it need not appear on the command line.
+    """
     from .organizations import service as access
 
+    owner_password = _password(owner_password, password_stdin, owner_email, "--owner-password")
     try:
         made = access.create_organization(name, owner_email, owner_password)
     except ApiError as error:
@@ -195,13 +221,18 @@ def create_org_command(name, owner_email, owner_password, as_json):
 @click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
 @click.option("--email", required=True)
 @click.option("--password", default=None, help="Password of the account, if it is new.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
 @click.option("--role", default="Member", show_default=True)
 @json_option
 @with_appcontext
-def create_user_command(organization_id, email, password, role, as_json):
-    """Make an account a member with a role; a new account gets the password given."""
+def create_user_command(organization_id, email, password, password_stdin, role, as_json):
+    """Make an account a member with a role; a new account gets the password given
+    (--password, --password-stdin, or a hidden prompt at a terminal)."""
     from .organizations import service as access
 
+    password = _password(password, password_stdin, email, "--password")
     db = get_db()
     organization = _organization(db, organization_id)
     role_doc = _role(db, organization["_id"], role)

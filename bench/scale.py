@@ -81,7 +81,6 @@ def fill(env: dict, organization_id: str, start: int, end: int, total: int) -> f
     script = f"""
 import random, sys, time
 from bson import ObjectId
-sys.path.insert(0, {str(ROOT)!r})
 from bench.scale import _record
 from audit_app.db import Store
 db = Store(None, db_name="audit_app", embedded_dir={env["EMBEDDED_STORE_DIR"]!r}).db

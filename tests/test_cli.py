@@ -300,3 +300,49 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path):
         assert "AUDIT_RETENTION_DAYS must be a whole number, got 'abc'" in done.stderr
         if extra:
             assert json.loads(done.stderr)["error"]["code"] == "config_error"
+
+
+def test_a_password_can_come_from_standard_input(runner, api, org):
+    created = runner.invoke(
+        args=[
+            "create-org",
+            "Piped",
+            "--owner-email",
+            "piped@acme.example",
+            "--password-stdin",
+            "--json",
+        ],
+        input="piped-password-1\n",
+    )
+    assert created.exit_code == 0, created.output
+    assert "piped-password-1" not in created.output
+    token = api.client.post(
+        "/api/v1/auth/token", json={"email": "piped@acme.example", "password": "piped-password-1"}
+    )
+    assert token.status_code == 200
+    member = runner.invoke(
+        args=[
+            "create-user",
+            "--organization",
+            str(org.id),
+            "--email",
+            "m2@acme.example",
+            "--password-stdin",
+        ],
+        input="member-password-2\n",
+    )
+    assert member.exit_code == 0, member.output
+    empty = runner.invoke(
+        args=[
+            "create-user",
+            "--organization",
+            str(org.id),
+            "--email",
+            "m3@acme.example",
+            "--password-stdin",
+            "--json",
+        ],
+        input="",
+    )
+    assert empty.exit_code == 2
+    assert "standard input held no password" in empty.stderr
