@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 
@@ -169,10 +168,9 @@ def concurrent_ratio(clients: int, rounds: int, requests: int = 150) -> None:
     import http.client
     import json
     import signal
-    import subprocess
     import threading
 
-    from bench.load import ROOT, _wait_ready, environment, free_port, setup
+    from bench.load import _wait_ready, environment, free_port, gunicorn, setup
 
     with tempfile.TemporaryDirectory() as tmp:
         env = environment(tmp)
@@ -181,25 +179,8 @@ def concurrent_ratio(clients: int, rounds: int, requests: int = 150) -> None:
         servers, ports = {}, {}
         for name, audited in (("on", "true"), ("off", "false")):
             ports[name] = free_port()
-            servers[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "--config",
-                    "gunicorn.conf.py",
-                    "--bind",
-                    f"127.0.0.1:{ports[name]}",
-                    "--workers",
-                    "2",
-                    "--access-logfile",
-                    "/dev/null",
-                    "wsgi:app",
-                ],
-                cwd=ROOT,
-                env={**env, "AUDIT_ENABLED": audited, "GUNICORN_THREADS": "4"},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            servers[name] = gunicorn(
+                {**env, "AUDIT_ENABLED": audited, "GUNICORN_THREADS": "4"}, ports[name], 2
             )
         try:
             for port in ports.values():

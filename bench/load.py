@@ -138,32 +138,39 @@ def worker_pids(master: int) -> list[int]:
     return [int(p) for p in children.read_text().split()] if children.exists() else []
 
 
+def gunicorn(
+    env: dict, port: int, workers: int = 1, access_log: str = "/dev/null"
+) -> subprocess.Popen:
+    """The app under gunicorn on 127.0.0.1:``port``, as ``make run`` serves it."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--access-logfile",
+            access_log,
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def run(workers: int, threads: int, requests: int, kill_worker: bool) -> LoadResult:
     result = LoadResult()
     with tempfile.TemporaryDirectory() as tmp:
         env = environment(tmp)
         organization_id, key, workspace = setup(env)
         port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(workers),
-                "--access-logfile",
-                "/dev/null",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env={**env, "GUNICORN_THREADS": "4"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server = gunicorn({**env, "GUNICORN_THREADS": "4"}, port, workers)
         try:
             _wait_ready(port)
             lock = threading.Lock()

@@ -26,7 +26,15 @@ from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 
-from bench.load import ROOT, _wait_ready, environment, flask, free_port, setup, worker_pids
+from bench.load import (
+    _wait_ready,
+    environment,
+    flask,
+    free_port,
+    gunicorn,
+    setup,
+    worker_pids,
+)
 
 ACCOUNTS = [ObjectId() for _ in range(50)]
 WORKSPACES = [ObjectId() for _ in range(10)]
@@ -176,26 +184,7 @@ def main() -> None:
             print(f"filled to {size:,} records ({rate:,.0f} records/s)", flush=True)
             filled = size
             port = free_port()
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "--config",
-                    "gunicorn.conf.py",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    "1",
-                    "--access-logfile",
-                    "/dev/null",
-                    "wsgi:app",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            server = gunicorn(env, port)
             try:
                 _wait_ready(port)
                 [worker] = worker_pids(server.pid)

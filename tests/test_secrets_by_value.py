@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import urllib.parse
 from pathlib import Path
 
@@ -234,7 +232,7 @@ def test_the_access_log_atoms_never_hold_a_secret(data, kind):
 
 @pytest.mark.slow
 def test_gunicorn_writes_no_secret_to_its_access_log(tmp_path):
-    from bench.load import _wait_ready, free_port
+    from bench.load import _wait_ready, free_port, gunicorn
 
     port = free_port()
     log = tmp_path / "access.log"
@@ -246,26 +244,7 @@ def test_gunicorn_writes_no_secret_to_its_access_log(tmp_path):
         "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
         "AUDIT_SEAL_IN_BACKGROUND": "false",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--access-logfile",
-            str(log),
-            "wsgi:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = gunicorn(env, port, access_log=str(log))
     secrets = ["hunter2-pw", "oal_" + "K" * 40, "tok-" + "z" * 20, "refpw-77"]
     try:
         _wait_ready(port)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from mockupdb import MockupDB, OpMsg, going
 
-from audit_app import create_app
 from audit_app.db import stores
 
-from .conftest import TEST_SECRET
+from .wire import app_on
 
 
 @pytest.fixture
@@ -23,19 +22,7 @@ def server():
 @pytest.fixture
 def wired(server, tmp_path):
     def build(**overrides):
-        config = {
-            "TESTING": True,
-            "SECRET_KEY": TEST_SECRET,
-            "MONGO_URI": server.uri + "/auditdb",
-            "AUDIT_ENSURE_INDEXES_ON_START": False,
-            "AUDIT_SEAL_IN_BACKGROUND": False,
-            "AUDIT_REPLAY_INTERVAL": 0,
-            "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "RATELIMIT_STORAGE_URI": "memory://",
-            **overrides,
-        }
-        app = create_app(config)
+        app = app_on(server.uri, tmp_path, **overrides)
         built.append(app)
         return app
 
@@ -132,20 +119,7 @@ def scripted(tmp_path):
     apps: list = []
 
     def build(**overrides):
-        app = create_app(
-            {
-                "TESTING": True,
-                "SECRET_KEY": TEST_SECRET,
-                "MONGO_URI": server.uri + "/auditdb",
-                "AUDIT_ENSURE_INDEXES_ON_START": False,
-                "AUDIT_SEAL_IN_BACKGROUND": False,
-                "AUDIT_REPLAY_INTERVAL": 0,
-                "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-                "RATELIMIT_STORAGE_URI": "memory://",
-                **overrides,
-            }
-        )
+        app = app_on(server.uri, tmp_path, **overrides)
         apps.append(app)
         return app
 

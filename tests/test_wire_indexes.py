@@ -12,11 +12,10 @@ import json
 
 import pytest
 
-from audit_app import create_app, indexes
+from audit_app import indexes
 from audit_app.db import stores
 
-from .conftest import TEST_SECRET
-from .wire import ScriptedServer
+from .wire import ScriptedServer, app_on
 
 
 @pytest.fixture
@@ -31,19 +30,7 @@ def build(server, tmp_path):
     built = []
 
     def make(**overrides):
-        app = create_app(
-            {
-                "TESTING": True,
-                "SECRET_KEY": TEST_SECRET,
-                "MONGO_URI": server.uri + "/auditdb",
-                "AUDIT_SEAL_IN_BACKGROUND": False,
-                "AUDIT_REPLAY_INTERVAL": 0,
-                "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-                "RATELIMIT_STORAGE_URI": "memory://",
-                **overrides,
-            }
-        )
+        app = app_on(server.uri, tmp_path, AUDIT_ENSURE_INDEXES_ON_START=True, **overrides)
         built.append(app)
         return app
 

@@ -15,14 +15,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bson import ObjectId
 
-from audit_app import create_app
 from audit_app.audit.export import ExportTimedOut
 from audit_app.auth.tokens import issue_token
 from audit_app.db import stores
 
-from .conftest import TEST_SECRET
 from .factories import audit_record
-from .wire import ScriptedServer, member_documents
+from .wire import ScriptedServer, app_on, member_documents
 
 NEWEST = {"createdAt": -1, "_id": -1}
 
@@ -39,19 +37,7 @@ def wired(server, tmp_path):
     """An app on the scripted server, and a JWT of an Admin of its one organization."""
     documents, organization_id = member_documents(["viewAuditLog"])
     server.documents.update(documents)
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": TEST_SECRET,
-            "MONGO_URI": server.uri + "/auditdb",
-            "AUDIT_ENSURE_INDEXES_ON_START": False,
-            "AUDIT_SEAL_IN_BACKGROUND": False,
-            "AUDIT_REPLAY_INTERVAL": 0,
-            "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "RATELIMIT_STORAGE_URI": "memory://",
-        }
-    )
+    app = app_on(server.uri, tmp_path)
     with app.app_context():
         token, _ = issue_token(documents["accounts"][0], organization_id)
     client = app.test_client()

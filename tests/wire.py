@@ -108,6 +108,28 @@ class ScriptedServer:
                 request.ok()
 
 
+def app_on(server_uri: str, tmp_path, **overrides):
+    """An app whose MONGO_URI is the scripted server, with nothing in the background."""
+    from audit_app import create_app
+
+    from .conftest import TEST_SECRET
+
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": TEST_SECRET,
+            "MONGO_URI": server_uri + "/auditdb",
+            "AUDIT_ENSURE_INDEXES_ON_START": False,
+            "AUDIT_SEAL_IN_BACKGROUND": False,
+            "AUDIT_REPLAY_INTERVAL": 0,
+            "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "RATELIMIT_STORAGE_URI": "memory://",
+            **overrides,
+        }
+    )
+
+
 def member_documents(permissions: list[str]) -> tuple[dict, ObjectId]:
     """The platform documents a JWT of an Admin resolves through; returns them and the org."""
     organization_id, account_id, role_id = ObjectId(), ObjectId(), ObjectId()
