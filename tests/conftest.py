@@ -80,3 +80,13 @@ def org(app):
 @pytest.fixture
 def other_org(app):
     return make_org(app, "Globex")
+
+
+@pytest.fixture
+def server():
+    """A scripted MongoDB (mockupdb) on 127.0.0.1 for the real driver: tests/wire.py."""
+    from .wire import ScriptedServer
+
+    scripted = ScriptedServer().start()
+    yield scripted
+    scripted.stop()

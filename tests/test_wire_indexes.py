@@ -15,14 +15,7 @@ import pytest
 from audit_app import indexes
 from audit_app.db import stores
 
-from .wire import ScriptedServer, app_on
-
-
-@pytest.fixture
-def server():
-    scripted = ScriptedServer().start()
-    yield scripted
-    scripted.stop()
+from .wire import app_on
 
 
 @pytest.fixture

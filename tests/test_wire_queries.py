@@ -20,16 +20,9 @@ from audit_app.auth.tokens import issue_token
 from audit_app.db import stores
 
 from .factories import audit_record
-from .wire import ScriptedServer, app_on, member_documents
+from .wire import app_on, member_documents
 
 NEWEST = {"createdAt": -1, "_id": -1}
-
-
-@pytest.fixture
-def server():
-    scripted = ScriptedServer().start()
-    yield scripted
-    scripted.stop()
 
 
 @pytest.fixture
