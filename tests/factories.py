@@ -127,19 +127,16 @@ class Api:
 
 
 def audit_record(organization_id, *, created_at=None, **fields) -> dict:
-    """A stored audit record with realistic defaults (for query tests)."""
+    """A stored audit record with realistic defaults (for query tests), built by the app's
+    one record builder, so a test record has exactly the shape of a real one."""
     from datetime import UTC, datetime
 
     from bson import ObjectId
 
-    record = {
-        "_id": ObjectId(),
+    from audit_app.audit.record import new_record
+
+    defaults = {
         "organizationId": organization_id,
-        "accountId": None,
-        "accountEmail": None,
-        "apiKeyId": None,
-        "apiKeyName": None,
-        "workspaceId": None,
         "authType": "jwt",
         "resource": "pathways",
         "method": "GET",
@@ -151,7 +148,6 @@ def audit_record(organization_id, *, created_at=None, **fields) -> dict:
         "ip": "203.0.113.1",
         "userAgent": "factory/1.0",
         "requestId": ObjectId().binary.hex(),
-        "request": {"query": {}, "params": {}, "headers": {}, "bodyType": "empty", "body": None},
     }
-    record.update(fields)
-    return record
+    stored = {k: fields.pop(k) for k in ("storedAt",) if k in fields}  # set by the writer
+    return {**new_record(**{**defaults, **fields}), **stored}
