@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 from ..audit.context import note_workspace
 from ..auth.principal import current_principal, require_permission
 from ..db import get_db
-from ..errors import ApiError, bad_request, not_found
+from ..errors import bad_request, not_found
 from ..ids import parse_object_id
 from ..schemas import load_body
 from . import repository as workspaces
@@ -21,21 +21,15 @@ from .schemas import (
     WorkspaceSchema,
     WorkspaceUpdateSchema,
 )
+from .service import workspace_in_scope
 
 workspaces_bp = Blueprint("workspaces", __name__)
 pathways_bp = Blueprint("pathways", __name__)
 
 
 def _workspace_from_path(raw_id: str) -> dict:
-    principal = current_principal()
     workspace_id = parse_object_id(raw_id, "workspaceId", status=404, what="Workspace")
-    if principal.bound_workspace_id and workspace_id != principal.bound_workspace_id:
-        raise not_found("Workspace", "workspaceId")
-    workspace = workspaces.find_workspace(get_db(), principal.org, workspace_id)
-    if workspace is None:
-        raise not_found("Workspace", "workspaceId")
-    note_workspace(workspace_id)
-    return workspace
+    return workspace_in_scope(current_principal(), workspace_id, "workspaceId")
 
 
 @workspaces_bp.get("/workspaces")
@@ -69,9 +63,7 @@ def get_workspace(workspaceId):
 def update_workspace(workspaceId):
     workspace = _workspace_from_path(workspaceId)
     data = load_body(WorkspaceUpdateSchema())
-    updated = workspaces.update_workspace(
-        get_db(), current_principal().organization_id, workspace["_id"], data
-    )
+    updated = workspaces.update_workspace(get_db(), current_principal().org, workspace["_id"], data)
     return jsonify(WorkspaceSchema().dump(updated))
 
 
@@ -79,7 +71,7 @@ def update_workspace(workspaceId):
 @require_permission("manageWorkspaces")
 def delete_workspace(workspaceId):
     workspace = _workspace_from_path(workspaceId)
-    workspaces.delete_workspace(get_db(), current_principal().organization_id, workspace["_id"])
+    workspaces.delete_workspace(get_db(), current_principal().org, workspace["_id"])
     return "", 204
 
 
@@ -90,25 +82,16 @@ def _request_workspace() -> dict:
     """The workspace this pathway request acts in, checked against the caller's organization."""
     principal = current_principal()
     header = request.headers.get("X-Workspace-Id", "").strip()
-    bound = principal.bound_workspace_id
     if header:
         workspace_id = parse_object_id(header, "X-Workspace-Id")
-        if bound and workspace_id != bound:
-            raise ApiError(
-                403, "forbidden", "This API key is bound to another workspace.", "X-Workspace-Id"
-            )
-    elif bound:
-        workspace_id = bound
+    elif principal.bound_workspace_id is not None:
+        workspace_id = principal.bound_workspace_id
     else:
         raise bad_request(
             "Pathways are workspace-specific: send the X-Workspace-Id header with a workspace id.",
             "X-Workspace-Id",
         )
-    workspace = workspaces.find_workspace(get_db(), principal.org, workspace_id)
-    if workspace is None:
-        raise not_found("Workspace", "X-Workspace-Id")
-    note_workspace(workspace_id)
-    return workspace
+    return workspace_in_scope(principal, workspace_id, "X-Workspace-Id", refuse_other=True)
 
 
 @pathways_bp.get("/pathways")
