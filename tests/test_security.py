@@ -7,9 +7,10 @@ import sys
 import pytest
 from bson import ObjectId
 
-from audit_app.openapi import OPERATIONS
+from audit_app.openapi import api_views
 
 from .factories import audit_record
+from .test_openapi import document_app
 from .test_web_session import csrf_from, login
 
 # Rate limits ------------------------------------------------------------------------------
@@ -133,9 +134,9 @@ VALID_BODIES = {
 }
 INJECTIONS = [
     (method, path, name)
-    for method, path, _, _, body, *_ in OPERATIONS
-    if body is not None
-    for name in body().load_fields
+    for path, method, view in api_views(document_app())
+    if view.openapi.body is not None
+    for name in view.openapi.body().load_fields
 ]
 
 

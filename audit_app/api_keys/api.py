@@ -3,6 +3,7 @@
 from flask import Blueprint, jsonify
 from marshmallow import Schema, fields, validate
 
+from ..apidoc import list_of, operation
 from ..auth.principal import current_principal, require_permission
 from ..db import get_db
 from ..ids import parse_object_id
@@ -35,7 +36,13 @@ class ApiKeyCreateSchema(Schema):
     workspaceId = ObjectIdField(load_default=None)
 
 
+ApiKeyListSchema = list_of("ApiKeyList", ApiKeySchema)
+
+
 @bp.get("/api-keys")
+@operation(
+    "List API keys (never their secrets)", response=(200, ApiKeyListSchema), errors=(401, 403)
+)
 @require_permission("viewApiKeys")
 def list_keys():
     items = api_keys.list_api_keys(get_db(), current_principal().organization_id)
@@ -43,6 +50,12 @@ def list_keys():
 
 
 @bp.post("/api-keys")
+@operation(
+    "Create an API key; the secret is in this answer only",
+    body=ApiKeyCreateSchema,
+    response=(201, ApiKeyCreatedSchema),
+    errors=(400, 401, 403, 415, 422),
+)
 @require_permission("manageApiKeys")
 def create_key():
     """Create a key acting with a role's permissions (Member by default)."""
@@ -57,6 +70,7 @@ def create_key():
 
 
 @bp.delete("/api-keys/<apiKeyId>")
+@operation("Revoke an API key", response=(204, None), errors=(401, 403, 404))
 @require_permission("manageApiKeys")
 def revoke_key(apiKeyId):
     key_id = parse_object_id(apiKeyId, "apiKeyId", status=404, what="API key")

@@ -2,17 +2,25 @@
 
 from flask import Blueprint, jsonify, request
 
+from ..apidoc import EXPORT, operation
 from ..auth.principal import current_principal, require_permission
 from ..errors import not_found
 from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import export, service
-from .schemas import AuditLogDetailSchema, present
+from .query import ExportQuerySchema, ListQuerySchema
+from .schemas import AuditLogDetailSchema, AuditLogPageSchema, IntegritySchema, present
 
 bp = Blueprint("auditLogs", __name__)
 
 
 @bp.get("/audit-logs")
+@operation(
+    "The audit log, newest first, a page at a time",
+    response=(200, AuditLogPageSchema),
+    errors=(400, 401, 403, 503),
+    query=ListQuerySchema,
+)
 @require_permission(VIEW_AUDIT_LOG)
 def list_audit_logs():
     page = service.list_page(current_principal(), request.args)
@@ -20,6 +28,12 @@ def list_audit_logs():
 
 
 @bp.get("/audit-logs/export")
+@operation(
+    "The filtered audit log as CSV or NDJSON, streamed",
+    response=(200, EXPORT),
+    errors=(400, 401, 403),
+    query=ExportQuerySchema,
+)
 @require_permission(VIEW_AUDIT_LOG)
 def export_audit_logs():
     """Stream the filtered set; the app holds one batch of records at a time."""
@@ -28,6 +42,11 @@ def export_audit_logs():
 
 
 @bp.get("/audit-logs/integrity")
+@operation(
+    "Whether the latest sealed windows of the organization's audit log verify",
+    response=(200, IntegritySchema),
+    errors=(401, 403),
+)
 @require_permission(VIEW_AUDIT_LOG)
 def audit_log_integrity():
     """Whether the latest sealed windows of the caller's organization verify."""
@@ -37,6 +56,11 @@ def audit_log_integrity():
 
 
 @bp.get("/audit-logs/<auditLogId>")
+@operation(
+    "One audit record with its request details",
+    response=(200, AuditLogDetailSchema),
+    errors=(401, 403, 404),
+)
 @require_permission(VIEW_AUDIT_LOG)
 def get_audit_log(auditLogId):
     record_id = parse_object_id(auditLogId, "auditLogId", status=404, what="Audit log record")

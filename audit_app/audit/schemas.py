@@ -99,3 +99,23 @@ def present(record: dict, *, details: bool = False) -> dict:
     if details:
         shown["request"] = jsonable(unescape(record.get("request") or {}))
     return shown
+
+
+class IntegrityProblemSchema(Schema):
+    sequence = fields.Integer()
+    windowStart = fields.String()
+    windowEnd = fields.String()
+    status = fields.String()
+    problems = fields.List(fields.Dict())
+
+
+class IntegritySchema(Schema):
+    """The state of the tamper evidence, as ``sealing.integrity_state`` returns it."""
+
+    state = fields.String(required=True, metadata={"enum": ["verified", "failed", "unsealed"]})
+    verifiedUpTo = fields.String(allow_none=True)
+    checkedWindows = fields.Integer()
+    unsealedRecords = fields.Integer()
+    problems = fields.List(fields.Nested(IntegrityProblemSchema))
+    scope = fields.String(metadata={"enum": ["full", "recent", "error"]})
+    checkedAt = fields.String(metadata={"format": "date-time"})

@@ -3,6 +3,7 @@
 from flask import Blueprint, jsonify
 from marshmallow import Schema, fields, validate
 
+from ..apidoc import operation
 from ..audit.context import note_actor
 from ..errors import ApiError, unauthorized
 from ..ratelimit import limiter, login_email_key, login_limit
@@ -22,7 +23,21 @@ class TokenRequestSchema(Schema):
     organizationId = ObjectIdField(load_default=None)
 
 
+class TokenSchema(Schema):
+    token = fields.String(required=True)
+    tokenType = fields.String(required=True, metadata={"enum": ["Bearer"]})
+    expiresIn = fields.Integer(required=True)
+    organizationId = ObjectIdField(required=True)
+
+
 @bp.post("/auth/token")
+@operation(
+    "Exchange an email and password for a JWT",
+    body=TokenRequestSchema,
+    response=(200, TokenSchema),
+    errors=(400, 401, 403, 415, 429),
+    security=[],
+)
 @limiter.limit(login_limit)
 @limiter.shared_limit(login_limit, scope="login-email", key_func=login_email_key)
 def create_token():

@@ -6,6 +6,7 @@ lives) and renders the answer.
 
 from flask import Blueprint, jsonify, request, url_for
 
+from ..apidoc import operation
 from ..audit.context import note_actor
 from ..auth.principal import account_of_token, current_principal, require_permission
 from ..auth.tokens import TokenError
@@ -19,13 +20,16 @@ from .schemas import (
     InvitationAcceptedSchema,
     InvitationAcceptSchema,
     InvitationCreatedSchema,
+    InvitationListSchema,
     InvitationSchema,
     MemberCreateSchema,
+    MemberListSchema,
     MemberSchema,
     MemberUpdateSchema,
     OrganizationSchema,
     OrganizationUpdateSchema,
     RoleCreateSchema,
+    RoleListSchema,
     RoleSchema,
     RoleUpdateSchema,
 )
@@ -37,6 +41,7 @@ roles_bp = Blueprint("roles", __name__)
 
 
 @organization_bp.get("/organization")
+@operation("The caller's organization", response=(200, OrganizationSchema), errors=(401,))
 @require_permission(None)
 def get_organization():
     organization = orgs.find_organization(get_db(), current_principal().organization_id)
@@ -44,6 +49,12 @@ def get_organization():
 
 
 @organization_bp.patch("/organization")
+@operation(
+    "Rename the organization",
+    body=OrganizationUpdateSchema,
+    response=(200, OrganizationSchema),
+    errors=(400, 401, 403, 415),
+)
 @require_permission("manageOrganization")
 def update_organization():
     data = load_body(OrganizationUpdateSchema())
@@ -57,6 +68,7 @@ def update_organization():
 
 
 @members_bp.get("/members")
+@operation("List members and their roles", response=(200, MemberListSchema), errors=(401, 403))
 @require_permission("viewMembers")
 def list_members():
     members = orgs.list_members(get_db(), current_principal().organization_id)
@@ -64,6 +76,12 @@ def list_members():
 
 
 @members_bp.post("/members")
+@operation(
+    "Invite someone by email; the one-time acceptUrl is in this answer only",
+    body=MemberCreateSchema,
+    response=(201, InvitationCreatedSchema),
+    errors=(400, 401, 403, 409, 415, 422),
+)
 @require_permission("manageMembers")
 def add_member():
     """Invite someone: the answer carries the one-time ``acceptUrl`` to pass on to them."""
@@ -79,6 +97,12 @@ def accept_url(token: str) -> str:
 
 
 @members_bp.patch("/members/<accountId>")
+@operation(
+    "Change a member's role",
+    body=MemberUpdateSchema,
+    response=(200, MemberSchema),
+    errors=(400, 401, 403, 404, 409, 415, 422),
+)
 @require_permission("manageMembers")
 def update_member(accountId):
     account_id = parse_object_id(accountId, "accountId", status=404, what="Member")
@@ -88,6 +112,7 @@ def update_member(accountId):
 
 
 @members_bp.delete("/members/<accountId>")
+@operation("Remove a member", response=(204, None), errors=(401, 403, 404, 409))
 @require_permission("manageMembers")
 def remove_member(accountId):
     account_id = parse_object_id(accountId, "accountId", status=404, what="Member")
@@ -99,6 +124,7 @@ def remove_member(accountId):
 
 
 @invitations_bp.get("/invitations")
+@operation("List pending invitations", response=(200, InvitationListSchema), errors=(401, 403))
 @require_permission("viewMembers")
 def list_invitations():
     items = service.list_invitations(current_principal())
@@ -106,6 +132,7 @@ def list_invitations():
 
 
 @invitations_bp.delete("/invitations/<invitationId>")
+@operation("Revoke a pending invitation", response=(204, None), errors=(401, 403, 404))
 @require_permission("manageMembers")
 def revoke_invitation(invitationId):
     invitation_id = parse_object_id(invitationId, "invitationId", status=404, what="Invitation")
@@ -114,6 +141,13 @@ def revoke_invitation(invitationId):
 
 
 @invitations_bp.post("/invitations/accept")
+@operation(
+    "Accept an invitation: a new account sends its password, an existing one its JWT",
+    body=InvitationAcceptSchema,
+    response=(200, InvitationAcceptedSchema),
+    errors=(400, 401, 403, 404, 409, 415),
+    security=[{}, {"bearerAuth": []}],
+)
 def accept_invitation():
     """Accept with the token: a new account sends its password, an existing one its JWT."""
     data = load_body(InvitationAcceptSchema())
@@ -149,6 +183,7 @@ def _attribute_to_invitation(token: str) -> None:
 
 
 @roles_bp.get("/roles")
+@operation("List roles and their permissions", response=(200, RoleListSchema), errors=(401, 403))
 @require_permission("viewRoles")
 def list_roles():
     roles = orgs.list_roles(get_db(), current_principal().organization_id)
@@ -156,6 +191,12 @@ def list_roles():
 
 
 @roles_bp.post("/roles")
+@operation(
+    "Create a custom role",
+    body=RoleCreateSchema,
+    response=(201, RoleSchema),
+    errors=(400, 401, 403, 409, 415),
+)
 @require_permission("manageRoles")
 def create_role():
     data = load_body(RoleCreateSchema())
@@ -166,6 +207,7 @@ def create_role():
 
 
 @roles_bp.get("/roles/<roleId>")
+@operation("Read a role", response=(200, RoleSchema), errors=(401, 403, 404))
 @require_permission("viewRoles")
 def get_role(roleId):
     role_id = parse_object_id(roleId, "roleId", status=404, what="Role")
@@ -176,6 +218,12 @@ def get_role(roleId):
 
 
 @roles_bp.patch("/roles/<roleId>")
+@operation(
+    "Rename a custom role or change permissions",
+    body=RoleUpdateSchema,
+    response=(200, RoleSchema),
+    errors=(400, 401, 403, 404, 409, 415),
+)
 @require_permission("manageRoles")
 def update_role(roleId):
     role_id = parse_object_id(roleId, "roleId", status=404, what="Role")
@@ -185,6 +233,7 @@ def update_role(roleId):
 
 
 @roles_bp.delete("/roles/<roleId>")
+@operation("Delete an unused custom role", response=(204, None), errors=(401, 403, 404, 409))
 @require_permission("manageRoles")
 def delete_role(roleId):
     role_id = parse_object_id(roleId, "roleId", status=404, what="Role")

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from ..apidoc import list_of
 from ..schemas import EmailAddress, ObjectIdField, Text, UtcDateTime
 from .permissions import PERMISSIONS, unknown_permissions
 
@@ -105,3 +106,8 @@ class InvitationAcceptedSchema(Schema):
 
 class MemberUpdateSchema(Schema):
     roleId = ObjectIdField(required=True)
+
+
+MemberListSchema = list_of("MemberList", MemberSchema)
+InvitationListSchema = list_of("InvitationList", InvitationSchema)
+RoleListSchema = list_of("RoleList", RoleSchema)

@@ -6,6 +6,7 @@ key is bound to. A key bound to a workspace sees that workspace only.
 
 from flask import Blueprint, jsonify, request
 
+from ..apidoc import operation
 from ..audit.context import note_workspace
 from ..auth.principal import current_principal, require_permission
 from ..db import get_db
@@ -15,9 +16,11 @@ from ..schemas import load_body
 from . import repository as workspaces
 from .schemas import (
     PathwayCreateSchema,
+    PathwayListSchema,
     PathwaySchema,
     PathwayUpdateSchema,
     WorkspaceCreateSchema,
+    WorkspaceListSchema,
     WorkspaceSchema,
     WorkspaceUpdateSchema,
 )
@@ -33,6 +36,7 @@ def _workspace_from_path(raw_id: str) -> dict:
 
 
 @workspaces_bp.get("/workspaces")
+@operation("List workspaces", response=(200, WorkspaceListSchema), errors=(401, 403))
 @require_permission("viewWorkspaces", workspace_scoped=True)
 def list_workspaces():
     principal = current_principal()
@@ -41,6 +45,12 @@ def list_workspaces():
 
 
 @workspaces_bp.post("/workspaces")
+@operation(
+    "Create a workspace",
+    body=WorkspaceCreateSchema,
+    response=(201, WorkspaceSchema),
+    errors=(400, 401, 403, 409, 415),
+)
 @require_permission("manageWorkspaces")
 def create_workspace():
     principal = current_principal()
@@ -53,12 +63,19 @@ def create_workspace():
 
 
 @workspaces_bp.get("/workspaces/<workspaceId>")
+@operation("Read a workspace", response=(200, WorkspaceSchema), errors=(401, 403, 404))
 @require_permission("viewWorkspaces", workspace_scoped=True)
 def get_workspace(workspaceId):
     return jsonify(WorkspaceSchema().dump(_workspace_from_path(workspaceId)))
 
 
 @workspaces_bp.patch("/workspaces/<workspaceId>")
+@operation(
+    "Rename or describe a workspace",
+    body=WorkspaceUpdateSchema,
+    response=(200, WorkspaceSchema),
+    errors=(400, 401, 403, 404, 409, 415),
+)
 @require_permission("manageWorkspaces")
 def update_workspace(workspaceId):
     workspace = _workspace_from_path(workspaceId)
@@ -68,6 +85,11 @@ def update_workspace(workspaceId):
 
 
 @workspaces_bp.delete("/workspaces/<workspaceId>")
+@operation(
+    "Delete a workspace, its pathways and bound keys",
+    response=(204, None),
+    errors=(401, 403, 404),
+)
 @require_permission("manageWorkspaces")
 def delete_workspace(workspaceId):
     workspace = _workspace_from_path(workspaceId)
@@ -95,6 +117,12 @@ def _request_workspace() -> dict:
 
 
 @pathways_bp.get("/pathways")
+@operation(
+    "List the workspace's pathways",
+    response=(200, PathwayListSchema),
+    errors=(400, 401, 403, 404),
+    workspace=True,
+)
 @require_permission("viewPathways", workspace_scoped=True)
 def list_pathways():
     workspace = _request_workspace()
@@ -105,6 +133,13 @@ def list_pathways():
 
 
 @pathways_bp.post("/pathways")
+@operation(
+    "Create a pathway in the workspace",
+    body=PathwayCreateSchema,
+    response=(201, PathwaySchema),
+    errors=(400, 401, 403, 404, 415),
+    workspace=True,
+)
 @require_permission("managePathways", workspace_scoped=True)
 def create_pathway():
     workspace = _request_workspace()
@@ -121,6 +156,12 @@ def _pathway_id(raw: str):
 
 
 @pathways_bp.get("/pathways/<pathwayId>")
+@operation(
+    "Read a pathway",
+    response=(200, PathwaySchema),
+    errors=(400, 401, 403, 404),
+    workspace=True,
+)
 @require_permission("viewPathways", workspace_scoped=True)
 def get_pathway(pathwayId):
     workspace = _request_workspace()
@@ -133,6 +174,13 @@ def get_pathway(pathwayId):
 
 
 @pathways_bp.patch("/pathways/<pathwayId>")
+@operation(
+    "Edit a pathway",
+    body=PathwayUpdateSchema,
+    response=(200, PathwaySchema),
+    errors=(400, 401, 403, 404, 415),
+    workspace=True,
+)
 @require_permission("managePathways", workspace_scoped=True)
 def update_pathway(pathwayId):
     workspace = _request_workspace()
@@ -145,6 +193,12 @@ def update_pathway(pathwayId):
 
 
 @pathways_bp.delete("/pathways/<pathwayId>")
+@operation(
+    "Delete a pathway",
+    response=(204, None),
+    errors=(400, 401, 403, 404),
+    workspace=True,
+)
 @require_permission("managePathways", workspace_scoped=True)
 def delete_pathway(pathwayId):
     workspace = _request_workspace()

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
+from ..apidoc import list_of
 from ..schemas import ObjectIdField, Text, UtcDateTime
 
 
@@ -55,3 +56,7 @@ class PathwayUpdateSchema(Schema):
     name = Text(validate=validate.Length(max=200))
     description = fields.String(allow_none=True, validate=validate.Length(max=5000))
     steps = fields.List(fields.Nested(StepSchema), validate=validate.Length(max=100))
+
+
+WorkspaceListSchema = list_of("WorkspaceList", WorkspaceSchema)
+PathwayListSchema = list_of("PathwayList", PathwaySchema)
