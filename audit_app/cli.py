@@ -16,11 +16,28 @@ import click
 from bson import ObjectId
 from flask import current_app
 from flask.cli import with_appcontext
+from marshmallow import ValidationError
 from pymongo.errors import PyMongoError
+from werkzeug.datastructures import MultiDict
 
-from .audit.capture import record_operator_command
-from .db import get_audit_db, get_db
+from .api_keys import service as api_key_service
+from .audit import export
+from .audit.capture import WRITER_KEY, record_operator_command
+from .audit.integrity import iter_digests
+from .audit.query import AuditQuery, FilterSchema, IsoDateTime, parse_query
+from .audit.schemas import jsonable
+from .audit.sealing import RECENT_WINDOWS, anchor, seal_now, signer, store_state, verify
+from .audit.service import export_records
+from .db import get_audit_db, get_db, stores
+from .demo import DEMO_LOGINS, find_demo, seed_demo
 from .errors import ApiError
+from .ids import iso
+from .indexes import ensure_indexes
+from .migration import migrate, store_for, verify_target
+from .organizations import repository as orgs
+from .organizations import service as access
+from .organizations.repository import find_account_by_email, has_any_organization
+from .organizations.service import operator
 
 
 class CommandError(click.ClickException):
@@ -103,7 +120,6 @@ def _password(given: str | None, from_stdin: bool, email: str, option: str) -> s
     """The password from the option, from standard input, or from a hidden prompt when a
     new account needs one and a person is at the terminal; None leaves it to the service
     (an existing account keeps its own; a new one without a password is refused)."""
-    from .organizations.repository import find_account_by_email
 
     if from_stdin:
         if given is not None:
@@ -118,7 +134,6 @@ def _password(given: str | None, from_stdin: bool, email: str, option: str) -> s
 
 
 def _organization(db, organization_id: ObjectId) -> dict:
-    from .organizations import repository as orgs
 
     organization = orgs.find_organization(db, organization_id)
     if organization is None:
@@ -129,7 +144,6 @@ def _organization(db, organization_id: ObjectId) -> dict:
 
 
 def _role(db, organization_id: ObjectId, value: str) -> dict:
-    from .organizations import repository as orgs
 
     role = None
     if ObjectId.is_valid(value) and len(value) == 24:
@@ -185,7 +199,6 @@ def create_org_command(name, owner_email, owner_password, password_stdin, as_jso
     A new owner's password comes from --owner-password, --password-stdin, or (at a
     terminal) a hidden prompt, so it need not appear on the command line.
     """
-    from .organizations import service as access
 
     owner_password = _password(owner_password, password_stdin, owner_email, "--owner-password")
     try:
@@ -230,7 +243,6 @@ def create_org_command(name, owner_email, owner_password, password_stdin, as_jso
 def create_user_command(organization_id, email, password, password_stdin, role, as_json):
     """Make an account a member with a role; a new account gets the password given
     (--password, --password-stdin, or a hidden prompt at a terminal)."""
-    from .organizations import service as access
 
     password = _password(password, password_stdin, email, "--password")
     db = get_db()
@@ -273,8 +285,6 @@ def create_user_command(organization_id, email, password, password_stdin, role, 
 @with_appcontext
 def create_api_key_command(organization_id, name, workspace_id, role, as_json):
     """Create an API key; its secret is printed this once and never again."""
-    from .api_keys import service as api_key_service
-    from .organizations.service import operator
 
     db = get_db()
     organization = _organization(db, organization_id)
@@ -323,8 +333,6 @@ def ensure_indexes_command(as_json):
     as a one-shot service). An index that exists with another key or options is reported
     and the command fails; the others are still built.
     """
-    from .db import stores
-    from .indexes import ensure_indexes
 
     report = ensure_indexes(
         get_db(),
@@ -349,7 +357,6 @@ def ensure_indexes_command(as_json):
 @with_appcontext
 def replay_spool_command(as_json):
     """Store the audit records spooled during an outage; safe to run any time."""
-    from .audit.capture import WRITER_KEY
 
     writer = current_app.extensions.get(WRITER_KEY)
     if writer is None:
@@ -377,8 +384,6 @@ def replay_spool_command(as_json):
 @with_appcontext
 def seed_demo_command(request_count, if_empty, as_json):
     """Create the demo organization and real traffic through the app; prints the logins."""
-    from .demo import DEMO_LOGINS, find_demo, seed_demo
-    from .organizations.repository import has_any_organization
 
     if if_empty and has_any_organization(get_db()):
         summary = {"created": False, "message": "The store already has organizations; not seeding."}
@@ -419,11 +424,6 @@ def seed_demo_command(request_count, if_empty, as_json):
 @with_appcontext
 def export_command(organization_id, fmt, output, as_json, **filters):
     """Export an organization's audit log (filtered) as CSV or NDJSON, streamed."""
-    from werkzeug.datastructures import MultiDict
-
-    from .audit import export
-    from .audit.query import AuditQuery, FilterSchema, parse_query
-    from .audit.service import export_records
 
     organization = _organization(get_db(), organization_id)
     names = {
@@ -524,7 +524,6 @@ def export_command(organization_id, fmt, output, as_json, **filters):
 @with_appcontext
 def seal_command(organization_id, up_to_now, as_json):
     """Seal every closed window: signed, chained digests of the audit records."""
-    from .audit.sealing import RECENT_WINDOWS, seal_now, store_state, verify
 
     only = _organization(get_db(), organization_id)["_id"] if organization_id else None
     written = seal_now(current_app._get_current_object(), only=only, up_to_now=up_to_now)
@@ -546,9 +545,6 @@ def seal_command(organization_id, up_to_now, as_json):
 def _date_option(value, option):
     if value is None:
         return None
-    from marshmallow import ValidationError
-
-    from .audit.query import IsoDateTime
 
     try:
         return IsoDateTime().deserialize(value)
@@ -566,7 +562,6 @@ def _date_option(value, option):
 @with_appcontext
 def verify_command(organization_id, start, end, as_json):
     """Recompute the digests and the chain; exit non-zero if anything differs."""
-    from .audit.sealing import store_state, verify
 
     organization = _organization(get_db(), organization_id)
     report = verify(
@@ -597,7 +592,6 @@ def verify_command(organization_id, start, end, as_json):
 
 
 def payload_window(window) -> str:
-    from .ids import iso
 
     return f"{iso(window.window_start)} .. {iso(window.window_end)}"
 
@@ -609,8 +603,6 @@ def payload_window(window) -> str:
 @with_appcontext
 def export_digests_command(organization_id, output, as_json):
     """Write an organization's digests as NDJSON, to keep in write-once storage."""
-    from .audit.integrity import iter_digests
-    from .audit.schemas import jsonable
 
     organization = _organization(get_db(), organization_id)
     count = 0
@@ -650,9 +642,6 @@ def migrate_store_command(target, source, verify, as_json):
     the target already holds is skipped, so an interrupted copy continues where it
     stopped. Then point MONGO_URI at the target.
     """
-    from .audit.sealing import anchor, signer
-    from .db import stores
-    from .migration import migrate, verify_target
 
     config = current_app.config
     if source is None:
@@ -718,7 +707,6 @@ def _same_store(one, other) -> bool:
 
 
 def _store_option(value: str, option: str, config, client=None):
-    from .migration import store_for
 
     try:
         return store_for(value, db_name=config.get("MONGO_DB_NAME"), client=client)
