@@ -37,7 +37,12 @@ def readyz():
             problems.append("audit records cannot be persisted")
     runner = current_app.extensions.get(BACKGROUND_KEY)
     if runner is not None and runner.tasks:
-        checks["background"] = runner.status()
+        # unauthenticated: each task's error by its kind only (the message, which may name
+        # hosts or paths, is in the log)
+        checks["background"] = {
+            name: {**task, "lastError": (task["lastError"] or "").split(":")[0] or None}
+            for name, task in runner.status().items()
+        }
     if "auditStore" not in checks:
         checks["auditStore"] = checks.get("mainStore")
     if any(store.kind == "mongodb" for store in stores().values()) and not problems:

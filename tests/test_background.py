@@ -64,3 +64,18 @@ def test_the_runner_thread_runs_tasks_and_stops_cleanly():
     count = len(ran)
     time.sleep(0.1)
     assert count >= 3 and len(ran) == count
+
+
+def test_readyz_names_a_failing_task_by_kind_only(make_app):
+    """/readyz answers anyone: an error message may name hosts or paths, so only its kind."""
+    app = make_app()
+    runner = app.extensions[EXTENSION_KEY]
+
+    def failing():
+        raise OSError("cannot write /srv/secret-place/x")
+
+    runner.add("probe", 3600, failing)
+    runner.run_due()
+    checks = app.test_client().get("/readyz").get_json()["checks"]
+    assert checks["background"]["probe"]["lastError"] == "OSError"
+    assert "secret-place" not in str(checks)
