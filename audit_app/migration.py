@@ -121,14 +121,18 @@ def migrate(
     report = MigrationReport()
     for name, source in plan(source_main, source_audit):
         target = target_audit if name in AUDIT_COLLECTIONS else target_main
-        copy = CollectionCopy(name, source=source[name].count_documents({}))
+        copy = CollectionCopy(name)
         report.collections.append(copy)
+        # for the progress line only: the collection's metadata, not a count over a billion
+        # records (the report counts what it read)
+        total = source[name].estimated_document_count()
         seen: set = set()
         for batch in _batches(source[name].find({}).sort("_id", 1)):
+            copy.source += len(batch)
             _sync_batch(target[name], batch, copy, append_only=name in APPEND_ONLY)
             if name not in APPEND_ONLY:
                 seen.update(document["_id"] for document in batch)
-            progress(name, copy.copied + copy.present + copy.updated, copy.source)
+            progress(name, copy.source, max(total, copy.source))
         if name not in APPEND_ONLY:  # what the source no longer has
             gone = [d["_id"] for d in target[name].find({}, {"_id": 1}) if d["_id"] not in seen]
             for record_id in gone:
