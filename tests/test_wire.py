@@ -179,3 +179,32 @@ def test_a_duplicate_on_replay_leaves_the_spool_only_once_a_majority_holds_it(sc
     assert result.exit_code == 0, result.output
     assert '"duplicates": 1' in result.output
     assert _spooled_lines(tmp_path) == 0
+
+
+def test_migrate_store_reads_and_writes_a_mongodb_target_by_id_only(make_app):
+    """Against MongoDB, the copy asks the target by _id (its index) in batches, inserts
+    unordered, and never counts a collection: the same commands at a billion records."""
+    from .factories import make_org
+    from .wire import ScriptedServer
+
+    target = ScriptedServer().start()
+    try:
+        app = make_app()
+        make_org(app, "Moving")
+        app.test_client().get("/api/v1/no-such-thing")  # an audit record to copy
+        result = app.test_cli_runner().invoke(
+            args=["migrate-store", "--to", target.uri + "/auditdb", "--no-verify", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        finds = [d for d in target.sent("find") if d["find"] != "audit_leases"]
+        lookups = [d for d in finds if set(d["filter"]) == {"_id"}]
+        assert lookups and all(list(d["filter"]["_id"]) == ["$in"] for d in lookups)
+        assert all(len(d["filter"]["_id"]["$in"]) <= 1000 for d in lookups)
+        others = [d for d in finds if d not in lookups]
+        assert all(d["filter"] == {} and d.get("projection") == {"_id": 1} for d in others)
+        inserts = target.sent("insert")
+        assert inserts and all(d["ordered"] is False for d in inserts)
+        assert target.sent("aggregate") == [] and target.sent("count") == []
+        assert {d["insert"] for d in inserts} >= {"organizations", "accounts", "audit_logs"}
+    finally:
+        target.stop()
