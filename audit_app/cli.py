@@ -26,7 +26,8 @@ from .audit.capture import WRITER_KEY, record_operator_command
 from .audit.integrity import iter_digests
 from .audit.query import AuditQuery, FilterSchema, IsoDateTime, parse_query
 from .audit.schemas import jsonable
-from .audit.sealing import RECENT_WINDOWS, anchor, seal_now, signer, store_state, verify
+from .audit.sealing import RECENT_WINDOWS, seal_now, store_state, verify
+from .audit.sealing import policy as sealing_policy
 from .audit.service import export_records
 from .db import get_audit_db, get_db, stores
 from .demo import DEMO_LOGINS, find_demo, seed_demo
@@ -673,9 +674,7 @@ def migrate_store_command(target, source, verify, as_json):
             progress=progress,
         )
         if verify:
-            report.verified = verify_target(
-                target_store.db, target_store.db, signer(), anchor(), config
-            )
+            report.verified = verify_target(target_store.db, target_store.db, sealing_policy())
     finally:
         if target_store.kind != "injected":
             target_store.close()

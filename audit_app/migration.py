@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import bson
@@ -158,20 +157,11 @@ def _sync_batch(collection, batch: list[dict], copy: CollectionCopy, *, append_o
             copy.updated += 1
 
 
-def verify_target(target_main, target_audit, signer, anchor, config) -> dict[str, bool]:
+def verify_target(target_main, target_audit, policy: integrity.SealPolicy) -> dict[str, bool]:
     """Verify every organization's chain on the target, as ``verify`` would there."""
     results = {}
     for organization in target_main.organizations.find({}, {"_id": 1}):
-        report = integrity.verify_organization(
-            target_audit,
-            organization["_id"],
-            signer,
-            utcnow(),
-            config["AUDIT_RETENTION_DAYS"],
-            anchor=anchor,
-            seal_interval=timedelta(minutes=config["AUDIT_SEAL_INTERVAL"]),
-            seal_delay=timedelta(seconds=config["AUDIT_SEAL_DELAY"]),
-        )
+        report = integrity.verify_organization(target_audit, organization["_id"], utcnow(), policy)
         results[str(organization["_id"])] = report.ok
     return results
 

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import bson
@@ -10,7 +11,7 @@ from bson import ObjectId
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from audit_app.audit.integrity import Signer, seal_organization, verify_organization
+from audit_app.audit.integrity import SealPolicy, Signer, seal_organization, verify_organization
 
 from .factories import audit_record
 
@@ -18,6 +19,7 @@ KEY = Signer("integrity-test-signing-key-0123456789")
 HOUR = timedelta(hours=1)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=6)
+POLICY = SealPolicy(KEY, HOUR, timedelta(minutes=2), retention_days=4000)
 
 
 def stored(org_id, hour: float, **fields):
@@ -30,13 +32,13 @@ def sealed(db, org):
     """Records in hours 0, 1 and 3 (hour 2 is empty), sealed up to hour 5."""
     records = [stored(org.id, h, path=f"/r/{h}") for h in (0.1, 0.5, 1.2, 3.7)]
     db.audit_logs.insert_many(records)
-    written = seal_organization(db, org.id, START, NOW, HOUR, timedelta(minutes=2), KEY)
+    written = seal_organization(db, org.id, START, NOW, POLICY)
     assert written == 5
     return records
 
 
 def verify(db, org, key=KEY, **kw):
-    return verify_organization(db, org.id, key, NOW, retention_days=4000, **kw)
+    return verify_organization(db, org.id, NOW, replace(POLICY, signer=key), **kw)
 
 
 def entry_ids(db, digest) -> list[str]:
@@ -61,15 +63,10 @@ def test_clean_chain_verifies_and_empty_windows_are_sealed(db, org, sealed):
 
 
 def test_sealing_again_is_idempotent_and_waits_for_the_delay(db, org, sealed):
-    assert seal_organization(db, org.id, START, NOW, HOUR, timedelta(minutes=2), KEY) == 0
+    assert seal_organization(db, org.id, START, NOW, POLICY) == 0
     later = NOW + timedelta(minutes=1)  # the 5:00-6:00 window closed a minute ago: within the delay
-    assert seal_organization(db, org.id, START, later, HOUR, timedelta(minutes=2), KEY) == 0
-    assert (
-        seal_organization(
-            db, org.id, START, later + timedelta(minutes=2), HOUR, timedelta(minutes=2), KEY
-        )
-        == 1
-    )
+    assert seal_organization(db, org.id, START, later, POLICY) == 0
+    assert seal_organization(db, org.id, START, later + timedelta(minutes=2), POLICY) == 1
 
 
 def test_a_modified_field_is_named(db, org, sealed):
@@ -138,7 +135,9 @@ def test_a_range_is_checked_with_its_link_to_the_previous_digest(db, org, sealed
 
 def test_windows_past_retention_report_expired_not_deleted(db, org, sealed):
     db.audit_logs.delete_many({})
-    report = verify_organization(db, org.id, KEY, START + timedelta(days=40), retention_days=30)
+    report = verify_organization(
+        db, org.id, START + timedelta(days=40), replace(POLICY, retention_days=30)
+    )
     assert report.ok and {w.status for w in report.windows} == {"expired"}
 
 
@@ -271,13 +270,16 @@ def test_sealing_up_to_now_ends_with_a_partial_window_and_the_chain_continues(db
     db.audit_logs.insert_many([stored(org.id, h) for h in (0.2, 1.5, 2.1)])
     cut = START + timedelta(hours=1, minutes=45)
     assert (
-        seal_organization(db, org.id, START, NOW, HOUR, timedelta(seconds=5), KEY, until=cut) == 2
+        seal_organization(
+            db, org.id, START, NOW, replace(POLICY, delay=timedelta(seconds=5)), until=cut
+        )
+        == 2
     )
     partial = db.audit_digests.find_one({"organizationId": org.id, "sequence": 2})
     assert partial["windowEnd"].replace(tzinfo=UTC) == cut and partial["count"] == 1
     late = stored(org.id, 1.9)  # stored after the cut, in the rest of that hour
     db.audit_logs.insert_one(late)
-    assert seal_organization(db, org.id, START, NOW, HOUR, timedelta(minutes=2), KEY) == 4
+    assert seal_organization(db, org.id, START, NOW, POLICY) == 4
     following = db.audit_digests.find_one({"organizationId": org.id, "sequence": 3})
     assert following["windowStart"].replace(tzinfo=UTC) == cut
     assert following["windowEnd"].replace(tzinfo=UTC) == START + 2 * HOUR

@@ -7,6 +7,7 @@ verify, and sealing refuses to re-sign what replaced deleted digests.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import bson
@@ -17,6 +18,7 @@ from bson import Int64, ObjectId
 from audit_app.audit.anchor import Anchor
 from audit_app.audit.integrity import (
     CHUNK_SIZE,
+    SealPolicy,
     SealRefused,
     Signer,
     seal_organization,
@@ -30,6 +32,7 @@ HOUR = timedelta(hours=1)
 DELAY = timedelta(minutes=2)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=6)
+POLICY = SealPolicy(KEY, HOUR, DELAY, retention_days=4000)
 
 
 def stored(org_id, hour: float, **fields):
@@ -48,22 +51,13 @@ def anchor(tmp_path):
 def sealed(db, org, anchor):
     records = [stored(org.id, h, path=f"/r/{h}", accountId=ObjectId()) for h in (0.1, 1.2, 3.7)]
     db.audit_logs.insert_many(records)
-    assert seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor) == 5
+    assert seal_organization(db, org.id, START, NOW, replace(POLICY, anchor=anchor)) == 5
     return records
 
 
 def verify(db, org, anchor, now=NOW, retention_days=4000, **kw):
-    return verify_organization(
-        db,
-        org.id,
-        KEY,
-        now,
-        retention_days=retention_days,
-        anchor=anchor,
-        seal_interval=HOUR,
-        seal_delay=DELAY,
-        **kw,
-    )
+    policy = replace(POLICY, retention_days=retention_days, anchor=anchor)
+    return verify_organization(db, org.id, now, policy, **kw)
 
 
 def kinds(report) -> set[str]:
@@ -117,7 +111,7 @@ def test_deleting_the_newest_digest_and_editing_its_records_is_caught_and_not_re
     report = verify(db, org, anchor)
     assert "newestDigestsDeleted" in kinds(report) and not report.ok
     with pytest.raises(SealRefused):
-        seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor)
+        seal_organization(db, org.id, START, NOW, replace(POLICY, anchor=anchor))
     assert db.audit_digests.count_documents({"organizationId": org.id}) == 3  # nothing re-signed
     assert not verify(db, org, anchor, last=24).ok  # the page's view says so too
 
@@ -135,7 +129,7 @@ def test_a_replaced_digest_is_caught_by_the_anchor(db, org, anchor, sealed, tmp_
     db.audit_digests.delete_many({"organizationId": org.id})
     db.audit_logs.update_one({"_id": sealed[0]["_id"]}, {"$set": {"path": "/rewritten"}})
     elsewhere = Anchor(tmp_path / "attackers-own-anchor")
-    seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=elsewhere)
+    seal_organization(db, org.id, START, NOW, replace(POLICY, anchor=elsewhere))
     assert verify(db, org, elsewhere).ok  # self-consistent...
     report = verify(db, org, anchor)  # ...but not what was anchored
     assert not report.ok and "replacedDigest" in kinds(report)
@@ -150,7 +144,7 @@ def test_records_left_unsealed_where_windows_should_be_sealed_are_reported(db, o
     db.audit_logs.insert_many([stored(org.id, h) for h in (0.5, 1.5)])
     report = verify(db, org, anchor)  # sealing never ran
     assert not report.ok and kinds(report) == {"unsealed"}
-    seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor)
+    seal_organization(db, org.id, START, NOW, replace(POLICY, anchor=anchor))
     assert verify(db, org, anchor).ok
 
 
@@ -164,7 +158,7 @@ def test_retention_never_reads_as_tampering(db, org, anchor):
     )
     late = stored(org.id, 1.5)
     db.audit_logs.insert_many([early, late])
-    seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor)
+    seal_organization(db, org.id, START, NOW, replace(POLICY, anchor=anchor))
     later = START + timedelta(days=30, hours=1)  # the cut-off: 1:00 on the first day
     db.audit_logs.delete_one({"_id": early["_id"]})  # what the TTL index removes by createdAt
     report = verify(db, org, anchor, now=later, retention_days=30)
@@ -183,7 +177,7 @@ def test_two_sealers_racing_produce_one_chain(db, org, anchor):
         barrier.wait(timeout=10)
         try:
             results.append(
-                seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY, anchor=anchor)
+                seal_organization(db, org.id, START, NOW, replace(POLICY, anchor=anchor))
             )
         except SealRefused as error:  # the other one anchored first: also a correct outcome
             results.append(str(error))
@@ -224,7 +218,7 @@ def test_a_window_of_200k_records_keeps_every_document_far_below_16_mib(org, mon
             }
 
     monkeypatch.setattr(integrity, "_record_stream", two_hundred_thousand)
-    assert seal_organization(db, org.id, START, START + 2 * HOUR, HOUR, DELAY, KEY) == 1
+    assert seal_organization(db, org.id, START, START + 2 * HOUR, POLICY) == 1
     digest = db.audit_digests.find_one({"organizationId": org.id, "sequence": 1})
     assert digest["count"] == 200_000 and len(digest["chunks"]) == 200_000 // CHUNK_SIZE
     chunks = list(db.audit_digest_chunks.find({"organizationId": org.id}))
@@ -240,14 +234,14 @@ def test_a_window_over_many_chunks_names_each_change(db, org, monkeypatch):
     monkeypatch.setattr(integrity, "CHUNK_SIZE", 7)
     records = [stored(org.id, 0.01 * i, path=f"/c/{i}") for i in range(50)]
     db.audit_logs.insert_many(records)
-    assert seal_organization(db, org.id, START, NOW, HOUR, DELAY, KEY) == 5
+    assert seal_organization(db, org.id, START, NOW, POLICY) == 5
     digest = db.audit_digests.find_one({"organizationId": org.id, "sequence": 1})
     assert digest["count"] == 50 and len(digest["chunks"]) == 8
     db.audit_logs.update_one({"_id": records[20]["_id"]}, {"$set": {"statusCode": 201}})
     db.audit_logs.delete_one({"_id": records[33]["_id"]})
     forged = stored(org.id, 0.333, path="/forged")
     db.audit_logs.insert_one(forged)
-    report = verify_organization(db, org.id, KEY, NOW, retention_days=4000)
+    report = verify_organization(db, org.id, NOW, POLICY)
     assert sorted((p["type"], p["recordId"]) for p in report.windows[0].problems) == sorted(
         [
             ("modified", str(records[20]["_id"])),
@@ -258,7 +252,7 @@ def test_a_window_over_many_chunks_names_each_change(db, org, monkeypatch):
     db.audit_digest_chunks.update_one(
         {"digestId": digest["_id"], "index": 3}, {"$set": {"records": []}}
     )
-    assert "digestEdited" in kinds(verify_organization(db, org.id, KEY, NOW, retention_days=4000))
+    assert "digestEdited" in kinds(verify_organization(db, org.id, NOW, POLICY))
 
 
 # One sealer at a time; pages read the stored verification ------------------------------

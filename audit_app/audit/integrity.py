@@ -35,6 +35,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ..db import IndexSpec, TenantCollection
 from ..ids import iso
+from .anchor import Anchor
 from .canonical import canonical_bytes, record_hash, record_hash_v2
 from .repository import COLLECTION, index_mismatches
 
@@ -89,6 +90,21 @@ class Signer:
 
 
 CHUNKS_TTL_INDEX = "ttl_windowEnd"
+
+
+@dataclass(frozen=True)
+class SealPolicy:
+    """How an installation seals and verifies: its windows, its key, its anchor, its retention.
+
+    Built from the settings by ``sealing.policy(app)``; ``dataclasses.replace`` gives a
+    variant (a shorter delay for ``flask seal --now``, another key for a migration target).
+    """
+
+    signer: Signer
+    interval: timedelta
+    delay: timedelta
+    retention_days: int
+    anchor: Anchor | None = None
 
 
 def ensure_chunk_ttl(db: Database, retention_days: int, *, native_ttl: bool = True) -> list[str]:
@@ -189,18 +205,15 @@ def seal_organization(
     organization_id: ObjectId,
     since: datetime,
     now: datetime,
-    interval: timedelta,
-    delay: timedelta,
-    signer: Signer,
+    policy: SealPolicy,
     until: datetime | None = None,
-    *,
-    anchor=None,
 ) -> int:
     """Seal every closed window of one organization; return how many digests were written.
 
     Windows are aligned to ``interval``; with ``until``, the last one may end early, at
     ``until`` (never later than ``now - delay``), and aligned windows resume from there.
     """
+    interval, delay, signer, anchor = policy.interval, policy.delay, policy.signer, policy.anchor
     digests = TenantCollection(db[DIGESTS], organization_id)
     last = digests.find_one({}, sort=[("sequence", DESCENDING)])
     if anchor is not None:
@@ -305,12 +318,9 @@ def seal_all(
     main_db: Database,
     audit_db: Database,
     now: datetime,
-    interval: timedelta,
-    delay: timedelta,
-    signer: Signer,
+    policy: SealPolicy,
     only: ObjectId | None = None,
     until: datetime | None = None,
-    anchor=None,
 ) -> dict:
     """Seal every organization (or one); return the digests written per organization.
 
@@ -323,15 +333,7 @@ def seal_all(
         key = str(organization["_id"])
         try:
             written[key] = seal_organization(
-                audit_db,
-                organization["_id"],
-                organization["createdAt"],
-                now,
-                interval,
-                delay,
-                signer,
-                until=until,
-                anchor=anchor,
+                audit_db, organization["_id"], organization["createdAt"], now, policy, until
             )
         except (SealRefused, PyMongoError, OSError) as error:
             log.error("Sealing organization %s failed: %s", key, error)
@@ -406,23 +408,20 @@ class VerifyReport:
 def verify_organization(
     db: Database,
     organization_id: ObjectId,
-    signer: Signer,
     now: datetime,
-    retention_days: int,
+    policy: SealPolicy,
+    *,
     start: datetime | None = None,
     end: datetime | None = None,
     last: int | None = None,
-    *,
-    anchor=None,
-    seal_interval: timedelta | None = None,
-    seal_delay: timedelta | None = None,
 ) -> VerifyReport:
     """Recompute the digests of one organization (all, a time range, or the ``last`` N).
 
-    With the ``anchor``, the chain must reach every anchored digest unchanged; with the
-    sealing interval and delay, records stored where a window should already be sealed but
-    is not are reported too.
+    With the policy's ``anchor``, the chain must reach every anchored digest unchanged;
+    records stored where a window should already be sealed (by the policy's interval and
+    delay) but is not are reported too.
     """
+    signer, anchor = policy.signer, policy.anchor
     digests = TenantCollection(db[DIGESTS], organization_id)
     query: dict = {}
     if start:
@@ -438,7 +437,7 @@ def verify_organization(
     previous = None
     if chain and chain[0]["sequence"] > 1:
         previous = digests.find_one({"sequence": chain[0]["sequence"] - 1})
-    expired_before = now - timedelta(days=retention_days)
+    expired_before = now - timedelta(days=policy.retention_days)
     malformed = [d for d in chain if not _well_formed(d)]
     for digest in malformed:  # a field of the wrong type: edited, and unreadable as a window
         report.fail("digestEdited", f"Digest #{digest.get('sequence')} has malformed fields.")
@@ -484,8 +483,9 @@ def verify_organization(
         )
     if anchor is not None:
         _check_anchor(report, digests, chain, anchor.entries(organization_id), start, end, last)
-    if seal_interval is not None and seal_delay is not None and end is None:
-        due = now - seal_delay - seal_interval - max(timedelta(minutes=1), seal_interval / 4)
+    if end is None:
+        interval = policy.interval
+        due = now - policy.delay - interval - max(timedelta(minutes=1), interval / 4)
         tail = {"$lt": due} if sealed_until is None else {"$gte": sealed_until, "$lt": due}
         late = records.count_documents({"storedAt": tail}, limit=100_000)
         if late and (last is None or sealed_until is not None):

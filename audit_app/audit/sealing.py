@@ -7,17 +7,25 @@ import logging
 import os
 import socket
 import uuid
-from datetime import UTC, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 from flask import current_app
 from pymongo.errors import DuplicateKeyError
 
-from ..db import get_audit_db, get_db
+from ..db import get_audit_db, get_db, stores
 from ..ids import iso, utcnow
 from .anchor import Anchor
 from .canonical import canonical_bytes
-from .integrity import DIGESTS, Signer, VerifyReport, seal_all, verify_organization
+from .integrity import (
+    DIGESTS,
+    SealPolicy,
+    Signer,
+    VerifyReport,
+    seal_all,
+    verify_organization,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,18 @@ def anchor(app=None) -> Anchor:
     return Anchor((app or current_app).config["AUDIT_ANCHOR_DIR"])
 
 
+def policy(app=None) -> SealPolicy:
+    """The installation's sealing policy, from its settings."""
+    config = (app or current_app).config
+    return SealPolicy(
+        signer=signer(app),
+        interval=timedelta(minutes=config["AUDIT_SEAL_INTERVAL"]),
+        delay=timedelta(seconds=config["AUDIT_SEAL_DELAY"]),
+        retention_days=config["AUDIT_RETENTION_DAYS"],
+        anchor=anchor(app),
+    )
+
+
 UP_TO_NOW_MARGIN = timedelta(seconds=5)
 
 
@@ -42,38 +62,17 @@ def seal_now(app, only=None, up_to_now: bool = False) -> dict:
     for a walkthrough or before a hand-over; a record still in flight could then miss it.
     """
     with app.app_context():
-        config = app.config
         now = utcnow()
-        delay = timedelta(seconds=config["AUDIT_SEAL_DELAY"])
+        sealing = policy(app)
         if up_to_now:
-            delay = min(delay, UP_TO_NOW_MARGIN)
-        return seal_all(
-            get_db(),
-            get_audit_db(),
-            now,
-            timedelta(minutes=config["AUDIT_SEAL_INTERVAL"]),
-            delay,
-            signer(app),
-            only=only,
-            until=now - delay if up_to_now else None,
-            anchor=anchor(app),
-        )
+            sealing = replace(sealing, delay=min(sealing.delay, UP_TO_NOW_MARGIN))
+        until = now - sealing.delay if up_to_now else None
+        return seal_all(get_db(), get_audit_db(), now, sealing, only=only, until=until)
 
 
 def verify(organization_id, *, start=None, end=None, last=None) -> VerifyReport:
-    config = current_app.config
     return verify_organization(
-        get_audit_db(),
-        organization_id,
-        signer(),
-        utcnow(),
-        config["AUDIT_RETENTION_DAYS"],
-        start=start,
-        end=end,
-        last=last,
-        anchor=anchor(),
-        seal_interval=timedelta(minutes=config["AUDIT_SEAL_INTERVAL"]),
-        seal_delay=timedelta(seconds=config["AUDIT_SEAL_DELAY"]),
+        get_audit_db(), organization_id, utcnow(), policy(), start=start, end=end, last=last
     )
 
 
@@ -153,8 +152,6 @@ def _freshness() -> timedelta:
 
 
 def _parse_iso(text):
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
@@ -163,8 +160,6 @@ def _parse_iso(text):
 
 def acquire_lease(name: str, holder: str, seconds: float, app=None) -> bool:
     """Hold a named lease for a while, across processes and hosts; False if another holds it."""
-    from ..db import stores
-
     leases = get_audit_db(app)[LEASES]
     now = utcnow()
     lease = {"holder": holder, "expiresAt": now + timedelta(seconds=seconds)}
