@@ -262,8 +262,16 @@ def test_api_and_list_page_show_the_integrity_state(app, api, org, db, runner):
     # no request re-hashes records: the page shows the last stored verification...
     assert api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()["state"] == "verified"
     runner.invoke(args=["verify", "--organization", str(org.id)])  # ...until the next one runs
-    assert api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()["state"] == "failed"
-    assert "Integrity warning" in client.get("/organization/audit-logs").get_data(as_text=True)
+    state = api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()
+    assert state["state"] == "failed" and state["problems"] == []
+    [window] = state["failedWindows"]  # the window, what changed in it, the record concerned
+    edited = db.audit_logs.find_one({"organizationId": org.id, "storedAt": recent})
+    assert window["status"] == "failed" and window["windowStart"] < window["windowEnd"]
+    assert [(p["type"], p["recordId"]) for p in window["problems"]] == [
+        ("modified", str(edited["_id"]))
+    ]
+    page = client.get("/organization/audit-logs").get_data(as_text=True)
+    assert "Integrity warning" in page and "1 sealed window(s) no longer match" in page
 
 
 def test_sealing_up_to_now_ends_with_a_partial_window_and_the_chain_continues(db, org):

@@ -10,6 +10,7 @@ from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import export, service
 from .query import ExportQuerySchema, ListQuerySchema
 from .schemas import AuditLogDetailSchema, AuditLogPageSchema, IntegritySchema, present
+from .sealing import integrity_state
 
 bp = Blueprint("auditLogs", __name__)
 
@@ -50,9 +51,7 @@ def export_audit_logs():
 @require_permission(VIEW_AUDIT_LOG)
 def audit_log_integrity():
     """Whether the latest sealed windows of the caller's organization verify."""
-    from .sealing import integrity_state
-
-    return jsonify(integrity_state(current_principal().organization_id))
+    return jsonify(IntegritySchema().dump(integrity_state(current_principal().organization_id)))
 
 
 @bp.get("/audit-logs/<auditLogId>")

@@ -102,11 +102,17 @@ def present(record: dict, *, details: bool = False) -> dict:
 
 
 class IntegrityProblemSchema(Schema):
-    sequence = fields.Integer()
-    windowStart = fields.String()
-    windowEnd = fields.String()
-    status = fields.String()
-    problems = fields.List(fields.Dict())
+    type = fields.String(required=True)
+    message = fields.String(required=True)
+    recordId = fields.String()
+
+
+class FailedWindowSchema(Schema):
+    sequence = fields.Integer(required=True)
+    windowStart = fields.String(required=True, metadata={"format": "date-time"})
+    windowEnd = fields.String(required=True, metadata={"format": "date-time"})
+    status = fields.String(required=True, metadata={"enum": ["failed"]})
+    problems = fields.List(fields.Nested(IntegrityProblemSchema), required=True)
 
 
 class IntegritySchema(Schema):
@@ -116,6 +122,13 @@ class IntegritySchema(Schema):
     verifiedUpTo = fields.String(allow_none=True)
     checkedWindows = fields.Integer()
     unsealedRecords = fields.Integer()
-    problems = fields.List(fields.Nested(IntegrityProblemSchema))
+    problems = fields.List(
+        fields.Nested(IntegrityProblemSchema),
+        metadata={"description": "problems of the chain as a whole (a digest deleted, ...)"},
+    )
+    failedWindows = fields.List(
+        fields.Nested(FailedWindowSchema),
+        metadata={"description": "sealed windows whose records no longer match their digest"},
+    )
     scope = fields.String(metadata={"enum": ["full", "recent", "error"]})
     checkedAt = fields.String(metadata={"format": "date-time"})

@@ -94,7 +94,8 @@ def store_state(organization_id, report: VerifyReport, scope: str, app=None) -> 
         "scope": scope,
         "verifiedUpTo": report.as_dict()["verifiedUpTo"],
         "checkedWindows": len(report.windows),
-        "problems": (report.chain_problems + failed)[:50],
+        "problems": report.chain_problems[:50],
+        "failedWindows": failed[:50],
         "unsealedRecords": report.unsealed_records,
         "checkedAt": iso(utcnow()),
     }
@@ -118,7 +119,13 @@ def integrity_state(organization_id) -> dict:
     stored = db[STATES].find_one({"_id": organization_id})
     if stored is None:
         if db[DIGESTS].find_one({"organizationId": organization_id}, {"_id": 1}) is None:
-            return {"state": "unsealed", "verifiedUpTo": None, "checkedWindows": 0, "problems": []}
+            return {
+                "state": "unsealed",
+                "verifiedUpTo": None,
+                "checkedWindows": 0,
+                "problems": [],
+                "failedWindows": [],
+            }
         return _unverified("stateMissing", "The stored verification is missing (deleted?).")
     if not signer().valid(_state_hash(stored), stored.get("signature")):
         return {
@@ -126,6 +133,7 @@ def integrity_state(organization_id) -> dict:
             "verifiedUpTo": None,
             "checkedWindows": 0,
             "problems": [{"type": "stateEdited", "message": "The stored verification was edited."}],
+            "failedWindows": [],
         }
     state = {k: v for k, v in stored.items() if k not in ("_id", "organizationId", "signature")}
     checked = _parse_iso(stored.get("checkedAt"))
@@ -141,6 +149,7 @@ def _unverified(kind: str, message: str) -> dict:
         "verifiedUpTo": None,
         "checkedWindows": 0,
         "problems": [{"type": kind, "message": message}],
+        "failedWindows": [],
     }
 
 

@@ -59,6 +59,5 @@ def create_token():
             403, "forbidden", "This account is not a member of that organization.", "organizationId"
         )
     token, lifetime = issue_token(account, organization_id)
-    return jsonify(
-        token=token, tokenType="Bearer", expiresIn=lifetime, organizationId=str(organization_id)
-    )
+    answer = {"token": token, "expiresIn": lifetime, "organizationId": organization_id}
+    return jsonify(TokenSchema().dump({**answer, "tokenType": "Bearer"}))
