@@ -5,9 +5,33 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask
+from flask import Blueprint, Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import cli, errors
+from .api_keys.api import bp as api_keys_bp
+from .audit.api import bp as audit_logs_bp
+from .audit.capture import WRITER_KEY, record_response, start_request
+from .audit.repository import audit_write_concern
+from .audit.sealing import background_sealer
+from .audit.spool import Spool
+from .audit.writer import PURGE_INTERVAL_SECONDS, AuditWriter
+from .auth.api import bp as auth_bp
+from .auth.principal import _LoginRedirect, load_principal, login_redirect
+from .background import EXTENSION_KEY as BACKGROUND_KEY
+from .background import BackgroundRunner
 from .config import load_settings
+from .db import init_stores, stores
+from .extensions import csrf, login_manager
+from .health import bp as health_bp
+from .ids import iso
+from .indexes import ensure_indexes_on_start
+from .openapi import bp as openapi_bp
+from .organizations.api import invitations_bp, members_bp, organization_bp, roles_bp
+from .ratelimit import default_storage_uri, limiter
+from .security import set_security_headers
+from .web import create_web_blueprint, navigation_context
+from .workspaces.api import pathways_bp, workspaces_bp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,9 +50,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     _configure_logging(app)
-
-    from .db import init_stores
-
     init_stores(app)
     register_extensions(app)
     register_hooks(app)
@@ -36,8 +57,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_errorhandlers(app)
     register_commands(app)
     if app.config["AUDIT_ENSURE_INDEXES_ON_START"]:
-        from .indexes import ensure_indexes_on_start
-
         ensure_indexes_on_start(app)
     return app
 
@@ -51,9 +70,6 @@ def _configure_logging(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from .extensions import csrf, login_manager
-    from .ratelimit import default_storage_uri, limiter
-
     if not app.config.get("RATELIMIT_STORAGE_URI"):
         app.config["RATELIMIT_STORAGE_URI"] = default_storage_uri(
             app.config["MONGO_URI"], app.config["EMBEDDED_STORE_DIR"] + "-ratelimit"
@@ -65,8 +81,6 @@ def register_extensions(app: Flask) -> None:
     if app.config["RATELIMIT_STORAGE_URI"].startswith("mongodb"):
         # a login must not hang on the limit store: fail fast (and open, see security.md);
         # the counters live in the app's own database (a user scoped to it can write there)
-        from .db import stores
-
         app.config.setdefault(
             "RATELIMIT_STORAGE_OPTIONS",
             {
@@ -82,8 +96,6 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.session_protection = "strong"
     if app.config["TRUSTED_PROXY_COUNT"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         count = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # Flask's documented way
             app.wsgi_app, x_for=count, x_proto=count, x_host=count
@@ -92,16 +104,6 @@ def register_extensions(app: Flask) -> None:
 
 def register_hooks(app: Flask) -> None:
     """Audit first (request id, clock), then the principal every view and record relies on."""
-    from .audit.capture import WRITER_KEY, record_response, start_request
-    from .audit.repository import audit_write_concern
-    from .audit.spool import Spool
-    from .audit.writer import PURGE_INTERVAL_SECONDS, AuditWriter
-    from .auth.principal import load_principal
-    from .background import EXTENSION_KEY as BACKGROUND_KEY
-    from .background import BackgroundRunner
-    from .db import stores
-    from .web import navigation_context
-
     runner = app.extensions[BACKGROUND_KEY] = BackgroundRunner()
     if app.config["AUDIT_ENABLED"]:
         writer = app.extensions[WRITER_KEY] = AuditWriter(
@@ -118,37 +120,19 @@ def register_hooks(app: Flask) -> None:
         if not stores(app)["audit"].native_ttl:
             runner.add("purge", PURGE_INTERVAL_SECONDS, writer.purge)
         if app.config["AUDIT_SEAL_IN_BACKGROUND"]:
-            from .audit.sealing import background_sealer
-
             runner.add("seal", *background_sealer(app))
     else:
         app.logger.warning("AUDIT_ENABLED=false: REQUESTS ARE NOT BEING RECORDED IN THE AUDIT LOG")
     # first of all before_request hooks, so that a request refused by another one (CSRF
     # protection, a rate limit) still has its clock, its id, its principal and its record
     app.before_request_funcs.setdefault(None, [])[:0] = [start_request, load_principal]
-    from .security import set_security_headers
-
     app.after_request(set_security_headers)
     app.after_request(record_response)
     app.context_processor(navigation_context)
-    from .ids import iso
-
     app.add_template_filter(iso, "iso")
 
 
 def register_blueprints(app: Flask) -> None:
-    from flask import Blueprint
-
-    from .api_keys.api import bp as api_keys_bp
-    from .audit.api import bp as audit_logs_bp
-    from .auth.api import bp as auth_bp
-    from .extensions import csrf
-    from .health import bp as health_bp
-    from .openapi import bp as openapi_bp
-    from .organizations.api import invitations_bp, members_bp, organization_bp, roles_bp
-    from .web import create_web_blueprint
-    from .workspaces.api import pathways_bp, workspaces_bp
-
     api = Blueprint("api", __name__, url_prefix="/api/v1")
     for child in (
         auth_bp,
@@ -173,14 +157,9 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from .auth.principal import _LoginRedirect, login_redirect
-    from .errors import register_errorhandlers as register
-
-    register(app)
+    errors.register_errorhandlers(app)
     app.register_error_handler(_LoginRedirect, login_redirect)
 
 
 def register_commands(app: Flask) -> None:
-    from .cli import register
-
-    register(app)
+    cli.register(app)

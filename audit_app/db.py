@@ -116,7 +116,7 @@ class Store:
         )
 
     def _embedded_client(self) -> Any:
-        import litemongo
+        import litemongo  # the embedded engine: not loaded by a MongoDB deployment
 
         pid = os.getpid()
         if getattr(self._local, "pid", None) != pid:
@@ -131,7 +131,11 @@ class Store:
         return self.client[self.db_name]
 
     def _embedded_database(self) -> Any:
-        from .audit.embedded import AuditTable, EmbeddedDatabase, move_legacy_records
+        from .audit.embedded import (  # here: embedded.py builds on this module
+            AuditTable,
+            EmbeddedDatabase,
+            move_legacy_records,
+        )
 
         if self._audit_table is None:
             with self._lock:

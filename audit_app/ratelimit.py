@@ -15,7 +15,7 @@ import threading
 import time
 from urllib.parse import urlparse
 
-from flask import request
+from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits.storage import Storage
@@ -24,8 +24,6 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enable
 
 
 def login_limit() -> str:
-    from flask import current_app
-
     return current_app.config["RATELIMIT_LOGIN"]
 
 

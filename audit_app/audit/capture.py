@@ -16,7 +16,7 @@ from flask import current_app, g, request
 
 from ..background import EXTENSION_KEY as BACKGROUND_KEY
 from ..ids import utcnow
-from .record import build_record, request_id_from, summary_fields
+from .record import build_record, operator_record, request_id_from, summary_fields
 
 log = logging.getLogger("audit_app.audit")
 
@@ -81,8 +81,6 @@ def record_operator_command(organization_id, command: str, options: dict, **deta
 
     Returns the record's id (None when auditing is off).
     """
-    from .record import operator_record
-
     writer = current_app.extensions.get(WRITER_KEY)
     if writer is None:
         return None

@@ -13,6 +13,7 @@ from flask import Response, stream_with_context
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from ..ids import iso, utcnow
+from .capture import record_export_outcome
 from .schemas import present
 
 CSV_COLUMNS = [
@@ -131,8 +132,6 @@ def streamed_response(fmt: str, query, records: Iterable[dict], organization: di
     The request's own record says an export started; when the stream ends (completed, or
     cut short by the client) a second record with the same ``requestId`` says how it ended.
     """
-    from .capture import record_export_outcome
-
     name = file_name(
         organization["name"], fmt, query.filters.get("from_"), query.filters.get("to"), utcnow()
     )

@@ -7,6 +7,7 @@ body can never expose a secret that redaction would have caught.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
@@ -309,8 +310,6 @@ def operator_record(
 
 
 def _operator_name() -> str:
-    import getpass
-
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry for the uid (containers)

@@ -135,7 +135,7 @@ def audit_write_concern(setting: str, journal: bool) -> WriteConcern:
 
 def purge_expired(db: Database, retention_days: int) -> int:
     """Delete records older than the retention (for stores without a native TTL monitor)."""
-    from .integrity import purge_expired_chunks
+    from .integrity import purge_expired_chunks  # here: integrity.py builds on this module
 
     cutoff = utcnow() - timedelta(days=retention_days)
     purge_expired_chunks(db, cutoff)

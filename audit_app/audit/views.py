@@ -11,6 +11,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.datastructures import MultiDict
 
 from ..api_keys.repository import find_api_keys_by_ids
 from ..auth.principal import current_principal, require_permission
@@ -24,6 +25,7 @@ from .capture import audited
 from .query import AUTH_TYPES, METHODS, WebListQuerySchema
 from .redaction import unescape
 from .schemas import jsonable
+from .sealing import integrity_state
 
 bp = Blueprint("auditLogs", __name__, url_prefix="/organization/audit-logs")
 
@@ -50,8 +52,6 @@ def _filters_from(args) -> dict:
 
 def _clean_args(args):
     """Empty form fields mean 'no filter'; drop them before validation."""
-    from werkzeug.datastructures import MultiDict
-
     return MultiDict([(k, v) for k, v in args.items(multi=True) if v.strip()])
 
 
@@ -92,8 +92,6 @@ def list_page():
             raise
         context["error"] = error
         return render_template("audit_logs/list.html", **context), 400
-    from .sealing import integrity_state
-
     context["integrity"] = integrity_state(current_principal().organization_id)
     if args.get("before") and page.newer_cursor is None:
         # the newest records are reached: show the first page, full

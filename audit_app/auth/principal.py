@@ -22,6 +22,7 @@ from ..db import get_db
 from ..errors import ApiError, forbidden, unauthorized
 from ..organizations import repository as orgs
 from ..organizations.permissions import PERMISSIONS
+from ..ratelimit import login_email_key
 from .tokens import TokenError, check_version, decode_token
 
 JWT = "jwt"
@@ -245,8 +246,6 @@ _LOGIN_ENDPOINTS = frozenset({"api.auth.create_token", "web.session.login"})
 
 def _attribute_login_attempt() -> None:
     """A login attempt for a known account belongs in its organization's log, refused or not."""
-    from ..ratelimit import login_email_key
-
     email = login_email_key().partition(":")[2]
     if not email:
         return

@@ -2,16 +2,15 @@
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
+from ..api_keys.views import bp as api_keys_bp
+from ..audit.views import bp as audit_logs_bp
 from ..auth.principal import account_organizations, current_principal
 from ..organizations.permissions import VIEW_AUDIT_LOG
+from ..organizations.views import members_bp, roles_bp
+from . import invitations, session
 
 
 def create_web_blueprint() -> Blueprint:
-    from ..api_keys.views import bp as api_keys_bp
-    from ..audit.views import bp as audit_logs_bp
-    from ..organizations.views import members_bp, roles_bp
-    from . import invitations, session
-
     web = Blueprint("web", __name__)
     for child in (session.bp, invitations.bp, audit_logs_bp, roles_bp, members_bp, api_keys_bp):
         web.register_blueprint(child)
