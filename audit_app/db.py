@@ -18,20 +18,28 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 import mongomock
 import pymongo
 from bson import ObjectId
-from flask import current_app
+from flask import Flask, current_app
 from pymongo.collection import Collection
+from pymongo.cursor import Cursor
 from pymongo.database import Database
+from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
+
+if TYPE_CHECKING:
+    from .audit.embedded import EmbeddedDatabase
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DB_NAME = "audit_app"
+# a BSON document as pymongo reads and writes it: a record, a filter, an update
+Document = dict[str, Any]
 # an index as declared beside its data: its keys and create_index's options (its name ...)
 IndexSpec = tuple[list[tuple[str, Any]], dict[str, Any]]
 EXTENSION_KEY = "audit_app.stores"
@@ -48,7 +56,7 @@ class Store:
         embedded_dir: str,
         client: Any = None,
         write_timeout_ms: int = 2000,
-    ):
+    ) -> None:
         self.uri = uri
         self.embedded_dir = embedded_dir
         self.write_timeout_ms = write_timeout_ms
@@ -125,12 +133,14 @@ class Store:
         return self._local.client
 
     @property
-    def db(self) -> Database:
+    def db(self) -> Database[Document]:
+        """The store's database. Only MongoDB's is a pymongo ``Database``: mongomock's and
+        the embedded store's offer the part of its API the app uses, and go by its type."""
         if self.kind == "embedded":
-            return self._embedded_database()
-        return self.client[self.db_name]
+            return cast("Database[Document]", self._embedded_database())
+        return cast("Database[Document]", self.client[self.db_name])
 
-    def _embedded_database(self) -> Any:
+    def _embedded_database(self) -> EmbeddedDatabase:
         from .audit.embedded import (  # here: embedded.py builds on this module
             AuditTable,
             EmbeddedDatabase,
@@ -194,16 +204,16 @@ class Store:
             self._audit_table.close()
 
 
-_THREAD_LOCKS: dict[tuple, threading.Lock] = {}
+_THREAD_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 
-def exclusive(name: str, app=None):
+def exclusive(name: str, app: Flask | None = None) -> AbstractContextManager[None]:
     """``Store.exclusive`` on the platform store: see there."""
     return stores(app)["main"].exclusive(name)
 
 
-def init_stores(app) -> None:
+def init_stores(app: Flask) -> None:
     """Create the main and audit stores for the app; the audit one may be the same."""
     cfg = app.config
     main = Store(
@@ -231,16 +241,16 @@ def init_stores(app) -> None:
         app.logger.info("Audit store: %s", audit.describe())
 
 
-def stores(app=None) -> dict[str, Store]:
-    return (app or current_app).extensions[EXTENSION_KEY]
+def stores(app: Flask | None = None) -> dict[str, Store]:
+    return cast("dict[str, Store]", (app or current_app).extensions[EXTENSION_KEY])
 
 
-def get_db(app=None) -> Database:
+def get_db(app: Flask | None = None) -> Database[Document]:
     """Return the platform database (organizations, accounts, workspaces, ...)."""
     return stores(app)["main"].db
 
 
-def get_audit_db(app=None) -> Database:
+def get_audit_db(app: Flask | None = None) -> Database[Document]:
     """Return the database that holds ``audit_logs`` (``AUDIT_MONGO_URI``)."""
     return stores(app)["audit"].db
 
@@ -253,41 +263,51 @@ class TenantCollection:
     caller can forget the tenant filter or pass another organization's id through it.
     """
 
-    def __init__(self, collection: Collection, organization_id: ObjectId):
+    def __init__(self, collection: Collection[Document], organization_id: ObjectId) -> None:
         if not isinstance(organization_id, ObjectId):
             raise TypeError("organization_id must be an ObjectId")
         self.collection = collection
         self.organization_id = organization_id
 
-    def _scope(self, filter_: dict | None) -> dict:
+    def _scope(self, filter_: Mapping[str, Any] | None) -> Document:
         scoped = dict(filter_ or {})
         scoped["organizationId"] = self.organization_id
         return scoped
 
-    def find_one(self, filter_: dict | None = None, *args, **kwargs):
+    def find_one(
+        self, filter_: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
+    ) -> Document | None:
         return self.collection.find_one(self._scope(filter_), *args, **kwargs)
 
-    def find(self, filter_: dict | None = None, *args, **kwargs):
+    def find(
+        self, filter_: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
+    ) -> Cursor[Document]:
         return self.collection.find(self._scope(filter_), *args, **kwargs)
 
-    def count_documents(self, filter_: dict | None = None, **kwargs) -> int:
+    def count_documents(self, filter_: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
         return self.collection.count_documents(self._scope(filter_), **kwargs)
 
-    def insert_one(self, document: dict):
+    def insert_one(self, document: Document) -> InsertOneResult:
         document["organizationId"] = self.organization_id
         return self.collection.insert_one(document)
 
-    def update_one(self, filter_: dict, update: dict, **kwargs):
+    def update_one(
+        self, filter_: Mapping[str, Any], update: Mapping[str, Any], **kwargs: Any
+    ) -> UpdateResult:
         return self.collection.update_one(self._scope(filter_), update, **kwargs)
 
-    def update_many(self, filter_: dict, update: dict, **kwargs):
+    def update_many(
+        self, filter_: Mapping[str, Any], update: Mapping[str, Any], **kwargs: Any
+    ) -> UpdateResult:
         return self.collection.update_many(self._scope(filter_), update, **kwargs)
 
-    def find_one_and_update(self, filter_: dict, update: dict, **kwargs):
+    def find_one_and_update(
+        self, filter_: Mapping[str, Any], update: Mapping[str, Any], **kwargs: Any
+    ) -> Document | None:
         return self.collection.find_one_and_update(self._scope(filter_), update, **kwargs)
 
-    def delete_one(self, filter_: dict):
+    def delete_one(self, filter_: Mapping[str, Any]) -> DeleteResult:
         return self.collection.delete_one(self._scope(filter_))
 
-    def delete_many(self, filter_: dict):
+    def delete_many(self, filter_: Mapping[str, Any]) -> DeleteResult:
         return self.collection.delete_many(self._scope(filter_))

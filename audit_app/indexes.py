@@ -17,14 +17,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
+from flask import Flask
+from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
 from .api_keys.repository import INDEXES as API_KEY_INDEXES
 from .audit import integrity
 from .audit import repository as audit_repository
 from .auth.sessions import INDEXES as SESSION_INDEXES
-from .db import IndexSpec, Store, stores
+from .db import Document, IndexSpec, Store, stores
 from .organizations.repository import INDEXES as ORGANIZATION_INDEXES
 from .workspaces.repository import INDEXES as WORKSPACE_INDEXES
 
@@ -57,7 +60,11 @@ class IndexReport:
 
 
 def ensure_indexes(
-    main_db, audit_db, retention_days: int, *, native_ttl: bool = True
+    main_db: Database[Document],
+    audit_db: Database[Document],
+    retention_days: int,
+    *,
+    native_ttl: bool = True,
 ) -> IndexReport:
     """Create every index (idempotent); conflicts are collected, the rest still built."""
     report = IndexReport()
@@ -88,9 +95,9 @@ def ensure_indexes(
     return report
 
 
-def missing_indexes(main_db, audit_db) -> list[str]:
+def missing_indexes(main_db: Database[Document], audit_db: Database[Document]) -> list[str]:
     """Each declared index that is absent, or present with another key or options."""
-    problems = []
+    problems: list[str] = []
     for db, declared in ((main_db, PLATFORM_INDEXES), (audit_db, AUDIT_INDEXES)):
         for collection, specs in declared.items():
             present = {index["name"]: index for index in db[collection].list_indexes()}
@@ -108,7 +115,7 @@ def missing_indexes(main_db, audit_db) -> list[str]:
     return problems
 
 
-def ensure_indexes_on_start(app) -> None:
+def ensure_indexes_on_start(app: Flask) -> None:
     """The embedded store and mongomock build their indexes; MongoDB's are only checked."""
     main, audit = stores(app)["main"], stores(app)["audit"]
     if main.kind == "mongodb" or audit.kind == "mongodb":
@@ -126,12 +133,12 @@ def ensure_indexes_on_start(app) -> None:
         )
 
 
-def check_indexes(app, *, max_age: float = 0.0) -> list[str] | None:
+def check_indexes(app: Flask, *, max_age: float = 0.0) -> list[str] | None:
     """The declared indexes missing on MongoDB (``[]`` when all are there), or ``None``
     when the store could not be asked. The answer is kept ``max_age`` seconds (a missing
     index is asked about again sooner, so ``/readyz`` turns ready soon after the deploy
     step ran)."""
-    kept = app.extensions.get(EXTENSION_KEY)
+    kept = cast("tuple[float, list[str] | None] | None", app.extensions.get(EXTENSION_KEY))
     now = time.monotonic()
     if kept is not None:
         checked_at, known = kept

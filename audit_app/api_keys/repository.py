@@ -13,14 +13,16 @@ import hmac
 import logging
 import secrets
 import sqlite3
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
+from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from ..db import IndexSpec, TenantCollection
+from ..db import Document, IndexSpec, TenantCollection
 from ..errors import not_found
 from ..ids import utcnow
 
@@ -44,7 +46,7 @@ def _digest(secret: str) -> str:
 
 
 def create_api_key(
-    db: Database,
+    db: Database[Document],
     organization_id: ObjectId,
     *,
     name: str,
@@ -52,10 +54,10 @@ def create_api_key(
     workspace_id: ObjectId | None,
     created_by: ObjectId | None,
     created_by_api_key: ObjectId | None = None,
-) -> tuple[dict, str]:
+) -> tuple[Document, str]:
     """Create a key and return (its document, the secret): the secret is never stored."""
     secret = KEY_PREFIX + secrets.token_urlsafe(30)
-    key = {
+    key: Document = {
         "_id": ObjectId(),
         "name": name.strip(),
         "prefix": secret[:PREFIX_LENGTH],
@@ -72,7 +74,7 @@ def create_api_key(
     return key, secret
 
 
-def authenticate_api_key(db: Database, secret: str) -> dict | None:
+def authenticate_api_key(db: Database[Document], secret: str) -> Document | None:
     """Return the key document a secret belongs to, or None; revoked keys are returned too."""
     if not secret.startswith(KEY_PREFIX) or len(secret) < PREFIX_LENGTH + 8 or len(secret) > 200:
         return None
@@ -83,7 +85,7 @@ def authenticate_api_key(db: Database, secret: str) -> dict | None:
     return None
 
 
-def touch_last_used(db: Database, key: dict) -> None:
+def touch_last_used(db: Database[Document], key: Mapping[str, Any]) -> None:
     """Record that the key was used, at most once a minute to spare the database.
 
     Best effort: a store that cannot write (a full disk, a failover) must not make the
@@ -98,12 +100,14 @@ def touch_last_used(db: Database, key: dict) -> None:
             log.warning("Could not record when API key %s was last used: %s", key["_id"], error)
 
 
-def list_api_keys(db: Database, organization_id: ObjectId) -> list[dict]:
+def list_api_keys(db: Database[Document], organization_id: ObjectId) -> list[Document]:
     cursor = TenantCollection(db.api_keys, organization_id).find({}, {"keyHash": 0})
     return list(cursor.sort("createdAt", DESCENDING).limit(500))
 
 
-def find_api_keys_by_ids(db: Database, organization_id: ObjectId, ids) -> dict:
+def find_api_keys_by_ids(
+    db: Database[Document], organization_id: ObjectId, ids: Iterable[ObjectId | None]
+) -> dict[ObjectId, Document]:
     ids = [i for i in set(ids) if i is not None]
     if not ids:
         return {}
@@ -113,7 +117,7 @@ def find_api_keys_by_ids(db: Database, organization_id: ObjectId, ids) -> dict:
     return {k["_id"]: k for k in found}
 
 
-def revoke_api_key(db: Database, organization_id: ObjectId, key_id: ObjectId) -> dict:
+def revoke_api_key(db: Database[Document], organization_id: ObjectId, key_id: ObjectId) -> Document:
     keys = TenantCollection(db.api_keys, organization_id)
     key = keys.find_one({"_id": key_id}, {"keyHash": 0})
     if key is None:
@@ -124,7 +128,9 @@ def revoke_api_key(db: Database, organization_id: ObjectId, key_id: ObjectId) ->
     return key
 
 
-def revoke_keys_created_by(db: Database, organization_id: ObjectId, account_id: ObjectId) -> int:
+def revoke_keys_created_by(
+    db: Database[Document], organization_id: ObjectId, account_id: ObjectId
+) -> int:
     """Revoke every live key an account created (it is leaving the organization)."""
     result = TenantCollection(db.api_keys, organization_id).update_many(
         {"createdBy": account_id, "revokedAt": None}, {"$set": {"revokedAt": utcnow()}}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from bson import ObjectId
 
 from ..auth.principal import Principal
-from ..db import get_db
+from ..db import Document, get_db
 from ..errors import unprocessable
 from ..organizations import repository as orgs
 from ..organizations.permissions import MEMBER, OWNER
@@ -27,7 +27,7 @@ def create_key(
     name: str,
     role_id: ObjectId | None,
     workspace_id: ObjectId | None,
-) -> tuple[dict, str]:
+) -> tuple[Document, str]:
     """Create a key with a role (Member by default); return it and its secret, shown once."""
     db = get_db()
     organization_id = actor.org
@@ -58,5 +58,5 @@ def create_key(
     )
 
 
-def revoke_key(actor: Principal, key_id: ObjectId) -> dict:
+def revoke_key(actor: Principal, key_id: ObjectId) -> Document:
     return api_keys.revoke_api_key(get_db(), actor.org, key_id)

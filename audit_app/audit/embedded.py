@@ -26,9 +26,9 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import bson
 import mongomock
@@ -37,10 +37,11 @@ from bson.codec_options import CodecOptions
 from bson.datetime_ms import _datetime_to_millis
 from pymongo.errors import BulkWriteError, DuplicateKeyError, ExecutionTimeout, OperationFailure
 
+from ..db import Document
 from . import repository
 
 COLLECTION = repository.COLLECTION
-CODEC: CodecOptions = CodecOptions(tz_aware=True, tzinfo=UTC)
+CODEC: CodecOptions[Document] = CodecOptions(tz_aware=True, tzinfo=UTC)
 BUSY_TIMEOUT_MS = 5_000  # as docs/audit-schema.md says; past it, the record is spooled
 
 # the organization's newest-first order, with the tie-break on _id
@@ -95,6 +96,9 @@ _ID_FIELDS = {"accountId", "workspaceId", "apiKeyId"}
 # own queries never do)
 FALLBACKS = [0]
 _TEXT_FIELDS = {"method", "authType", "resource"}
+# what a column holds, and what a statement's parameters may be
+SqlValue = bytes | int | float | str | None
+_T = TypeVar("_T")
 
 
 # Case folding ------------------------------------------------------------------------------
@@ -147,7 +151,7 @@ def _millis(value: Any) -> int | None:
     return _datetime_to_millis(value) if isinstance(value, datetime) else None
 
 
-def _number(value: Any):
+def _number(value: Any) -> int | float | None:
     if isinstance(value, bool) or not isinstance(value, int | float | bson.Int64):
         return None
     return value
@@ -157,7 +161,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _row(document: dict) -> tuple:
+def _row(document: Mapping[str, Any]) -> tuple[SqlValue, ...]:
     status = _number(document.get("statusCode"))
     path = document.get("path")
     return (
@@ -188,11 +192,11 @@ _INSERT = (
 _SELECT = "SELECT doc, id, organization_id, created_at, stored_at FROM audit_logs"
 
 
-def _decode(blob: bytes) -> dict:
+def _decode(blob: bytes) -> Document:
     return bson.decode(blob, codec_options=CODEC)
 
 
-def _document(row: tuple) -> dict:
+def _document(row: Sequence[Any]) -> Document:
     """A row's record; a blob that is no BSON (edited in the file) becomes a stub built
     from the columns and marked ``unreadable``: shown, and reported by verification,
     rather than failing every page that holds it."""
@@ -200,7 +204,7 @@ def _document(row: tuple) -> dict:
     try:
         return _decode(blob)
     except Exception:  # noqa: BLE001 - whatever was written there, it is not a record
-        stub: dict = {"_id": ObjectId(bytes(key)[1:]) if bytes(key)[:1] == b"\x07" else None}
+        stub: Document = {"_id": ObjectId(bytes(key)[1:]) if bytes(key)[:1] == b"\x07" else None}
         stub["organizationId"] = ObjectId(bytes(organization)) if organization else None
         stub["createdAt"] = _from_millis(created)
         stub["storedAt"] = _from_millis(stored)
@@ -208,11 +212,18 @@ def _document(row: tuple) -> dict:
         return stub
 
 
-def _from_millis(value) -> datetime | None:
+def _from_millis(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
 
 
 # The table ---------------------------------------------------------------------------------
+
+
+class _ThreadConnections(threading.local):
+    """A thread's connections, and the process that opened them."""
+
+    pid: int | None
+    connections: dict[str, sqlite3.Connection]
 
 
 class AuditTable:
@@ -224,9 +235,9 @@ class AuditTable:
     at once ("database is locked", SQLITE_BUSY_SNAPSHOT) instead of waiting.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
+        self._local = _ThreadConnections()
 
     def _open(self) -> sqlite3.Connection:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
@@ -282,7 +293,9 @@ class AuditTable:
         connection.execute("COMMIT")
 
 
-def _timed(connection: sqlite3.Connection, budget: list, step):
+def _timed(
+    connection: sqlite3.Connection, budget: list[float | None], step: Callable[[], _T]
+) -> _T:
     """Run one step of a statement within what is left of its time budget.
 
     As MongoDB's ``maxTimeMS``, the budget counts the store's work on the query across all
@@ -309,7 +322,7 @@ def _timed(connection: sqlite3.Connection, budget: list, step):
 
 
 class _Result:
-    def __init__(self, **fields):
+    def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
         self.acknowledged = True
 
@@ -319,16 +332,16 @@ class AuditLogCollection:
 
     name = COLLECTION
 
-    def __init__(self, table: AuditTable):
+    def __init__(self, table: AuditTable) -> None:
         self.table = table
         self.full_name = f"embedded.{COLLECTION}"
 
-    def with_options(self, **_options) -> AuditLogCollection:
+    def with_options(self, **_options: Any) -> AuditLogCollection:
         return self
 
     # writing
 
-    def insert_one(self, document: dict, *args, **kwargs) -> _Result:
+    def insert_one(self, document: Document, *args: Any, **kwargs: Any) -> _Result:
         document.setdefault("_id", ObjectId())
         row = _row(document)
         try:  # one statement: its own transaction, committed before it returns
@@ -340,9 +353,12 @@ class AuditLogCollection:
             ) from None
         return _Result(inserted_id=document["_id"])
 
-    def insert_many(self, documents, ordered: bool = True, *args, **kwargs) -> _Result:
+    def insert_many(
+        self, documents: Iterable[Document], ordered: bool = True, *args: Any, **kwargs: Any
+    ) -> _Result:
         documents = list(documents)
-        inserted, errors = [], []
+        inserted: list[Any] = []
+        errors: list[dict[str, Any]] = []
         with self.table.write() as connection:
             for index, document in enumerate(documents):
                 document.setdefault("_id", ObjectId())
@@ -357,7 +373,7 @@ class AuditLogCollection:
             raise BulkWriteError({"writeErrors": errors, "nInserted": len(inserted)})
         return _Result(inserted_ids=inserted)
 
-    def delete_many(self, filter_: dict, *args, **kwargs) -> _Result:
+    def delete_many(self, filter_: Mapping[str, Any], *args: Any, **kwargs: Any) -> _Result:
         cutoff = _purge_cutoff(filter_)
         if cutoff is not None:  # retention: in small transactions, so writers get a turn
             count = 0
@@ -373,26 +389,49 @@ class AuditLogCollection:
                     return _Result(deleted_count=count)
         return self._delete(filter_, many=True)
 
-    def delete_one(self, filter_: dict, *args, **kwargs) -> _Result:
+    def delete_one(self, filter_: Mapping[str, Any], *args: Any, **kwargs: Any) -> _Result:
         return self._delete(filter_, many=False)
 
-    def _delete(self, filter_: dict, *, many: bool) -> _Result:
+    def _delete(self, filter_: Mapping[str, Any], *, many: bool) -> _Result:
         ids = [doc["_id"] for doc in self.find(filter_, limit=0 if many else 1)]
         with self.table.write() as connection:
             for record_id in ids:
                 connection.execute("DELETE FROM audit_logs WHERE id = ?", (_key(record_id),))
         return _Result(deleted_count=len(ids))
 
-    def update_one(self, filter_, update, upsert=False, *args, **kwargs) -> _Result:
+    def update_one(
+        self,
+        filter_: Mapping[str, Any],
+        update: Mapping[str, Any],
+        upsert: bool = False,
+        *args: Any,
+        **kwargs: Any,
+    ) -> _Result:
         return self._update(filter_, update, many=False, replace=False)
 
-    def update_many(self, filter_, update, upsert=False, *args, **kwargs) -> _Result:
+    def update_many(
+        self,
+        filter_: Mapping[str, Any],
+        update: Mapping[str, Any],
+        upsert: bool = False,
+        *args: Any,
+        **kwargs: Any,
+    ) -> _Result:
         return self._update(filter_, update, many=True, replace=False)
 
-    def replace_one(self, filter_, replacement, upsert=False, *args, **kwargs) -> _Result:
+    def replace_one(
+        self,
+        filter_: Mapping[str, Any],
+        replacement: Mapping[str, Any],
+        upsert: bool = False,
+        *args: Any,
+        **kwargs: Any,
+    ) -> _Result:
         return self._update(filter_, replacement, many=False, replace=True)
 
-    def _update(self, filter_, update, *, many: bool, replace: bool) -> _Result:
+    def _update(
+        self, filter_: Mapping[str, Any], update: Mapping[str, Any], *, many: bool, replace: bool
+    ) -> _Result:
         """Updates are for operators and tests, never the app: mongomock applies them."""
         changed = 0
         for document in list(self.find(filter_, limit=0 if many else 1)):
@@ -413,7 +452,13 @@ class AuditLogCollection:
 
     # reading
 
-    def find(self, filter_=None, projection=None, *args, **kwargs) -> AuditLogCursor:
+    def find(
+        self,
+        filter_: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> AuditLogCursor:
         cursor = AuditLogCursor(self, filter_ or {}, projection)
         if kwargs.get("limit"):
             cursor.limit(kwargs["limit"])
@@ -421,16 +466,27 @@ class AuditLogCollection:
             cursor.sort(kwargs["sort"])
         return cursor
 
-    def find_one(self, filter_=None, projection=None, *args, **kwargs) -> dict | None:
+    def find_one(
+        self,
+        filter_: Any = None,
+        projection: Mapping[str, Any] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Document | None:
         if filter_ is not None and not isinstance(filter_, dict):
             filter_ = {"_id": filter_}
         for document in self.find(filter_, projection, **kwargs).limit(1):
             return document
         return None
 
-    def count_documents(self, filter_: dict, limit: int | None = None, **kwargs) -> int:
+    def count_documents(
+        self, filter_: Mapping[str, Any], limit: int | None = None, **kwargs: Any
+    ) -> int:
         if not filter_:
-            (total,) = self.table.connection().execute("SELECT count(*) FROM audit_logs").fetchone()
+            (total,) = cast(
+                "tuple[int]",
+                self.table.connection().execute("SELECT count(*) FROM audit_logs").fetchone(),
+            )
             return min(total, limit) if limit else total
         count = 0
         cursor = self.find(filter_, {"_id": 1})
@@ -440,9 +496,9 @@ class AuditLogCollection:
             count += 1
         return count
 
-    def estimated_document_count(self, **kwargs) -> int:
+    def estimated_document_count(self, **kwargs: Any) -> int:
         row = self.table.connection().execute("SELECT max(rowid) FROM audit_logs").fetchone()
-        return row[0] or 0
+        return cast("int | None", row[0]) or 0
 
     def column_mismatches(self, organization_id: ObjectId, limit: int = 100) -> list[str]:
         """Records whose typed columns disagree with their sealed BSON (the columns were
@@ -471,19 +527,19 @@ class AuditLogCollection:
 
     # indexes: the table's indexes are its schema; these answer as MongoDB would
 
-    def create_index(self, keys, **options) -> str:
+    def create_index(self, keys: Sequence[tuple[str, Any]], **options: Any) -> str:
         return options.get("name") or "_".join(f"{k}_{v}" for k, v in keys)
 
     def drop_index(self, name: str) -> None:
         return None
 
-    def index_information(self) -> dict:
-        info = {"_id_": {"key": [("_id", 1)]}}
+    def index_information(self) -> dict[str, dict[str, Any]]:
+        info: dict[str, dict[str, Any]] = {"_id_": {"key": [("_id", 1)]}}
         for keys, options in repository.INDEXES:
             info[options["name"]] = {"key": list(keys)}
         return info
 
-    def list_indexes(self):
+    def list_indexes(self) -> Iterator[dict[str, Any]]:
         return iter(
             [
                 {"name": name, "key": dict(spec["key"])}
@@ -495,7 +551,12 @@ class AuditLogCollection:
 class AuditLogCursor:
     """A lazy find: SQL over an index for the shapes the app sends, mongomock otherwise."""
 
-    def __init__(self, collection: AuditLogCollection, filter_: dict, projection):
+    def __init__(
+        self,
+        collection: AuditLogCollection,
+        filter_: Mapping[str, Any],
+        projection: Mapping[str, Any] | None,
+    ) -> None:
         self.collection = collection
         self.filter = filter_
         self.projection = projection
@@ -506,7 +567,9 @@ class AuditLogCursor:
         self._max_time_ms: int | None = None
         self._batch = 500
 
-    def sort(self, key_or_list, direction=None) -> AuditLogCursor:
+    def sort(
+        self, key_or_list: str | Iterable[tuple[str, int]], direction: int | None = None
+    ) -> AuditLogCursor:
         if isinstance(key_or_list, str):
             self._sort = [(key_or_list, direction or 1)]
         else:
@@ -521,7 +584,7 @@ class AuditLogCursor:
         self._skip = count
         return self
 
-    def hint(self, index) -> AuditLogCursor:
+    def hint(self, index: str | Sequence[tuple[str, Any]] | None) -> AuditLogCursor:
         self._hint = index if isinstance(index, str) else None
         return self
 
@@ -536,7 +599,7 @@ class AuditLogCursor:
     def close(self) -> None:
         return None
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[Document]:
         plan = None if self._skip else plan_sql(self.filter, self._sort, self._hint)
         if plan is None:
             yield from self._fallback()
@@ -554,7 +617,7 @@ class AuditLogCursor:
             for row in batch:
                 yield _project(_document(row), self.projection)
 
-    def _fallback(self) -> Iterator[dict]:
+    def _fallback(self) -> Iterator[Document]:
         """Any other filter: mongomock's engine over the organization's rows (or all)."""
         FALLBACKS[0] += 1
         organization = self.filter.get("organizationId")
@@ -576,7 +639,7 @@ class AuditLogCursor:
         yield from cursor
 
 
-def _project(document: dict, projection) -> dict:
+def _project(document: Document, projection: Mapping[str, Any] | None) -> Document:
     if not projection:
         return document
     if all(value in (0, False) for value in projection.values()):
@@ -591,7 +654,7 @@ def _project(document: dict, projection) -> dict:
 
 # Recognising the query shapes --------------------------------------------------------------
 
-_ORDERS = {
+_ORDERS: dict[tuple[tuple[str, int], ...], str] = {
     (("createdAt", -1), ("_id", -1)): f"ORDER BY {_NEWEST}",
     (("createdAt", 1), ("_id", 1)): "ORDER BY created_at ASC, id ASC",
     (("storedAt", 1), ("_id", 1)): "ORDER BY stored_at ASC, id ASC",
@@ -605,7 +668,9 @@ class _NotAShape(Exception):
     """The filter is not one the SQL plans answer: mongomock will."""
 
 
-def plan_sql(filter_: dict, sort: list, hint: str | None) -> tuple[str, tuple] | None:
+def plan_sql(
+    filter_: Mapping[str, Any], sort: Sequence[tuple[str, int]], hint: str | None
+) -> tuple[str, tuple[SqlValue, ...]] | None:
     """The SQL for a filter the app sends, walking the index ``hint`` names; else None."""
     order = _ORDERS.get(tuple(sort))
     if order is None or not isinstance(filter_, dict):
@@ -628,9 +693,9 @@ def plan_sql(filter_: dict, sort: list, hint: str | None) -> tuple[str, tuple] |
     return (sql + " " + order).strip(), tuple(parameters)
 
 
-def _where(filter_: dict) -> tuple[list[str], list, str | None]:
+def _where(filter_: Mapping[str, Any]) -> tuple[list[str], list[SqlValue], str | None]:
     where: list[str] = []
-    parameters: list = []
+    parameters: list[SqlValue] = []
     index: str | None = None
     for name, value in filter_.items():
         if name == "organizationId":
@@ -670,7 +735,7 @@ def _require(condition: bool) -> None:
         raise _NotAShape
 
 
-def _status(value, where: list, parameters: list) -> str | None:
+def _status(value: Any, where: list[str], parameters: list[SqlValue]) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         where.append("status_code = ?")
         parameters.append(value)
@@ -689,7 +754,7 @@ def _status(value, where: list, parameters: list) -> str | None:
     return "org_statusclass_newest"
 
 
-def _range(name: str, value, where: list, parameters: list) -> None:
+def _range(name: str, value: Any, where: list[str], parameters: list[SqlValue]) -> None:
     column = "created_at" if name == "createdAt" else "stored_at"
     _require(isinstance(value, dict) and bool(value))
     if list(value) == ["$not"]:
@@ -702,7 +767,7 @@ def _range(name: str, value, where: list, parameters: list) -> None:
         parameters.append(_datetime_to_millis(bound))
 
 
-def _and_clause(clause, where: list, parameters: list) -> None:
+def _and_clause(clause: Any, where: list[str], parameters: list[SqlValue]) -> None:
     _require(isinstance(clause, dict) and len(clause) == 1)
     [(name, value)] = clause.items()
     if name == "path":
@@ -727,7 +792,7 @@ def _and_clause(clause, where: list, parameters: list) -> None:
     parameters.extend([_datetime_to_millis(at), _key(record_id)])
 
 
-def _literal(value) -> str:
+def _literal(value: Any) -> str:
     """The text of a literal case-insensitive regex as ``literal_regex`` builds it."""
     _require(isinstance(value, dict) and value.get("$options") == "i" and len(value) == 2)
     pattern = value.get("$regex")
@@ -737,7 +802,7 @@ def _literal(value) -> str:
     return text
 
 
-def _purge_cutoff(filter_: dict) -> int | None:
+def _purge_cutoff(filter_: Mapping[str, Any]) -> int | None:
     if list(filter_) == ["createdAt"]:
         value = filter_["createdAt"]
         if (
@@ -750,29 +815,32 @@ def _purge_cutoff(filter_: dict) -> int | None:
 
 
 class EmbeddedDatabase:
-    """litemongo's database, with ``audit_logs`` answered by the SQLite table."""
+    """litemongo's database, with ``audit_logs`` answered by the SQLite table.
 
-    def __init__(self, database, table: AuditTable):
+    litemongo ships no types: its database, and what it answers, are ``Any`` here.
+    """
+
+    def __init__(self, database: Any, table: AuditTable) -> None:
         self._database = database
         self._audit = AuditLogCollection(table)
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Any:
         return self._audit if name == COLLECTION else self._database[name]
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         if name == COLLECTION:
             return self._audit
         return getattr(self._database, name)
 
-    def get_collection(self, name: str, *args, **kwargs):
+    def get_collection(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self[name]
 
-    def list_collection_names(self, *args, **kwargs) -> list[str]:
+    def list_collection_names(self, *args: Any, **kwargs: Any) -> list[str]:
         names = self._database.list_collection_names(*args, **kwargs)
         return sorted({*names, COLLECTION})
 
 
-def move_legacy_records(database, table: AuditTable) -> int:
+def move_legacy_records(database: Any, table: AuditTable) -> int:
     """Move records an earlier version kept in litemongo's ``audit_logs`` into the table.
 
     Runs once per store (the legacy collection is dropped after the copy; an interrupted
@@ -782,7 +850,7 @@ def move_legacy_records(database, table: AuditTable) -> int:
         return 0
     legacy = database[COLLECTION]
     moved = 0
-    batch: list[dict] = []
+    batch: list[Document] = []
     for document in legacy.find({}):
         batch.append(document)
         if len(batch) == 1000:
@@ -793,7 +861,7 @@ def move_legacy_records(database, table: AuditTable) -> int:
     return moved
 
 
-def _insert_missing(table: AuditTable, documents: list[dict]) -> int:
+def _insert_missing(table: AuditTable, documents: Iterable[Mapping[str, Any]]) -> int:
     with table.write() as connection:
         before = connection.total_changes
         connection.executemany(

@@ -85,7 +85,7 @@ class Signer:
     def sign(self, digest_hash: str) -> str:
         return hmac.new(self._key, digest_hash.encode("ascii"), hashlib.sha256).hexdigest()
 
-    def valid(self, digest_hash: str, signature: str) -> bool:
+    def valid(self, digest_hash: str, signature: str | None) -> bool:
         return hmac.compare_digest(self.sign(digest_hash), signature or "")
 
 

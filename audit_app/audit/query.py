@@ -10,13 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from bson import ObjectId
 from itsdangerous import BadSignature, URLSafeSerializer
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+from werkzeug.datastructures import MultiDict
 
+from ..db import Document
 from ..errors import bad_request
 from ..schemas import ObjectIdField
 
@@ -29,14 +33,16 @@ _STATUS = re.compile(r"^(?:[1-5][0-9]{2}|[1-5]xx)$", re.IGNORECASE)
 _RESOURCE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
 
 
-class IsoDateTime(fields.Field):
+class IsoDateTime(fields.Field[datetime]):
     """An ISO 8601 date or date-time; without an offset it is taken as UTC."""
 
     default_error_messages = {
         "invalid": "Must be an ISO 8601 date or date-time, e.g. 2026-11-25 or 2026-11-25T17:00:00Z."
     }
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> datetime:
         if not isinstance(value, str) or not 10 <= len(value) <= 40:
             raise self.make_error("invalid")
         text = value.strip().replace("z", "Z")
@@ -79,17 +85,17 @@ class FilterSchema(Schema):
     to = IsoDateTime()
 
     @validates("statusCode")
-    def _status(self, value, **kwargs):
+    def _status(self, value: str, **kwargs: Any) -> None:
         if not _STATUS.fullmatch(value):
             raise ValidationError("Must be a status code such as 404 or a class such as 4xx.")
 
     @validates("resource")
-    def _resource(self, value, **kwargs):
+    def _resource(self, value: str, **kwargs: Any) -> None:
         if not _RESOURCE.fullmatch(value):
             raise ValidationError("Must be a controller name such as pathways or apiKeys.")
 
     @validates_schema
-    def _range(self, data, **kwargs):
+    def _range(self, data: Mapping[str, Any], **kwargs: Any) -> None:
         if data.get("from_") and data.get("to") and data["from_"] > data["to"]:
             raise ValidationError("Must not be after 'to'.", "from")
 
@@ -138,21 +144,21 @@ class AuditQuery:
       would make the server scan every key of the organization.
     """
 
-    filters: dict = field(default_factory=dict)
+    filters: dict[str, Any] = field(default_factory=dict)
     limit: int = DEFAULT_LIMIT
     after: tuple[datetime, ObjectId] | None = None
     before: tuple[datetime, ObjectId] | None = None
 
-    def branches(self) -> list[dict]:
+    def branches(self) -> list[Document]:
         """The filter branches; an empty list when the filters cannot match anything."""
         f = self.filters
-        base: dict = {name: f[name] for name in EQUALITY_FIELDS if name in f}
+        base: Document = {name: f[name] for name in EQUALITY_FIELDS if name in f}
         if "statusCode" in f:
             base["statusCode"] = status_clause(f["statusCode"])
         created = self._created_range()
         if created:
             base["createdAt"] = created
-        others: list[dict] = []
+        others: list[Document] = []
         tie_break = self._tie_break()
         if tie_break:
             others.append(tie_break)
@@ -172,21 +178,21 @@ class AuditQuery:
         # repository walks the index of a branch's leading id)
         return [{name: searched_id, **base} for name in ID_FIELDS if name not in base]
 
-    def _created_range(self) -> dict:
+    def _created_range(self) -> dict[str, datetime]:
         f = self.filters
         lower, upper = f.get("from_"), f.get("to")
         if self.after is not None:
             upper = self.after[0] if upper is None else min(upper, self.after[0])
         if self.before is not None:
             lower = self.before[0] if lower is None else max(lower, self.before[0])
-        created = {}
+        created: dict[str, datetime] = {}
         if lower is not None:
             created["$gte"] = lower
         if upper is not None:
             created["$lte"] = upper
         return created
 
-    def _tie_break(self) -> dict | None:
+    def _tie_break(self) -> Document | None:
         """Within the position's millisecond, only records past its ``_id``."""
         if self.after is not None:
             at, record_id = self.after
@@ -206,11 +212,11 @@ def _as_id(text: str) -> ObjectId | None:
     return ObjectId(text) if len(text) == 24 and ObjectId.is_valid(text) else None
 
 
-def literal_regex(text: str) -> dict:
+def literal_regex(text: str) -> dict[str, str]:
     return {"$regex": re.escape(text), "$options": "i"}
 
 
-def status_clause(value: str):
+def status_clause(value: str) -> int | dict[str, list[int]]:
     """An exact code, or a class as the list of its codes.
 
     A class is ``$in`` of its 100 codes, not a range: with the status index that is 100
@@ -223,13 +229,13 @@ def status_clause(value: str):
     return int(value)
 
 
-def parse_query(args, schema: Schema) -> dict:
+def parse_query(args: MultiDict[str, str], schema: Schema) -> dict[str, Any]:
     """Validate query parameters (a MultiDict) or raise a 400 that names the parameter."""
     repeated = [key for key in args if len(args.getlist(key)) > 1]
     if repeated:
         raise bad_request(f"{repeated[0]}: give this parameter once.", repeated[0])
     try:
-        return schema.load(args.to_dict())
+        return cast("dict[str, Any]", schema.load(args.to_dict()))
     except ValidationError as error:
         errors = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
         name, messages = next(iter(errors.items()))
@@ -243,10 +249,12 @@ def parse_query(args, schema: Schema) -> dict:
 class CursorCodec:
     """Opaque, signed page cursors bound to one organization and one set of filters."""
 
-    def __init__(self, secret_key: str):
+    def __init__(self, secret_key: str) -> None:
         self._serializer = URLSafeSerializer(secret_key, salt="audit-log-cursor")
 
-    def encode(self, organization_id: ObjectId, query: AuditQuery, record: dict) -> str:
+    def encode(
+        self, organization_id: ObjectId, query: AuditQuery, record: Mapping[str, Any]
+    ) -> str:
         at = record["createdAt"]
         millis = round(at.timestamp() * 1000)  # int() truncated 9 ms to 8.999 -> 8
         payload = [str(organization_id), query.fingerprint(), millis, str(record["_id"])]
@@ -254,7 +262,7 @@ class CursorCodec:
 
     def decode(
         self, token: str, organization_id: ObjectId, query: AuditQuery, field_name: str = "cursor"
-    ):
+    ) -> tuple[datetime, ObjectId]:
         try:
             org, fingerprint, millis, record_id = self._serializer.loads(token)
             at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(millis))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
@@ -23,7 +24,7 @@ from pymongo.errors import OperationFailure
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from ..db import IndexSpec, TenantCollection
+from ..db import Document, IndexSpec, TenantCollection
 from ..ids import utcnow
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ _HINTS = (
 )
 
 
-def index_for(branch: dict) -> str:
+def index_for(branch: Mapping[str, Any]) -> str:
     """The index a query branch walks: named, so the plan is the same for every tenant.
 
     Without a hint the planner races candidate plans and caches the winner per query
@@ -91,7 +92,9 @@ def index_for(branch: dict) -> str:
     return "org_newest"
 
 
-def insert_record(db: Database, record: dict, write_concern: WriteConcern | None = None) -> None:
+def insert_record(
+    db: Database[Document], record: Document, write_concern: WriteConcern | None = None
+) -> None:
     """Store one record, acknowledged as ``write_concern`` (``AUDIT_WRITE_CONCERN``) says."""
     collection = db[COLLECTION]
     if write_concern is not None and isinstance(collection, Collection):
@@ -100,7 +103,7 @@ def insert_record(db: Database, record: dict, write_concern: WriteConcern | None
     collection.insert_one(record)
 
 
-def confirm_stored(db: Database, record: dict) -> bool:
+def confirm_stored(db: Database[Document], record: Mapping[str, Any]) -> bool:
     """Whether a record is in the store for good: on MongoDB, read with majority concern.
 
     A duplicate key on replay means *a* copy exists, not that it survives a failover: one
@@ -117,7 +120,7 @@ def confirm_stored(db: Database, record: dict) -> bool:
     return found is not None
 
 
-def index_mismatches(db: Database, organization_id: ObjectId) -> list[str]:
+def index_mismatches(db: Database[Document], organization_id: ObjectId) -> list[str]:
     """Records whose store-side index copy disagrees with the record (the embedded store
     keeps filtered fields in columns beside the BSON; MongoDB indexes the document itself,
     so there nothing can disagree)."""
@@ -133,7 +136,7 @@ def audit_write_concern(setting: str, journal: bool) -> WriteConcern:
     return WriteConcern(w=w, j=journal if w != 0 else None)
 
 
-def purge_expired(db: Database, retention_days: int) -> int:
+def purge_expired(db: Database[Document], retention_days: int) -> int:
     """Delete records older than the retention (for stores without a native TTL monitor)."""
     from .integrity import purge_expired_chunks  # here: integrity.py builds on this module
 
@@ -142,7 +145,9 @@ def purge_expired(db: Database, retention_days: int) -> int:
     return db[COLLECTION].delete_many({"createdAt": {"$lt": cutoff}}).deleted_count
 
 
-def ensure_ttl(db: Database, retention_days: int, *, native_ttl: bool = True) -> list[str]:
+def ensure_ttl(
+    db: Database[Document], retention_days: int, *, native_ttl: bool = True
+) -> list[str]:
     """Keep the TTL index at the retention, and drop the indexes nothing queries any more.
 
     The query indexes (``INDEXES``) are built by ``indexes.ensure_indexes``.
@@ -191,7 +196,7 @@ def ensure_ttl(db: Database, retention_days: int, *, native_ttl: bool = True) ->
 
 
 def ensure_audit_indexes(
-    db: Database, retention_days: int, *, native_ttl: bool = True
+    db: Database[Document], retention_days: int, *, native_ttl: bool = True
 ) -> list[str]:
     """The records' query indexes and their TTL (benchmarks and tests build just these)."""
     names = [db[COLLECTION].create_index(keys, **options) for keys, options in INDEXES]
@@ -203,15 +208,15 @@ def ensure_audit_indexes(
 LIST_PROJECTION = {"request": 0}
 
 
-def _scoped(db: Database, organization_id: ObjectId) -> TenantCollection:
+def _scoped(db: Database[Document], organization_id: ObjectId) -> TenantCollection:
     return TenantCollection(db[COLLECTION], organization_id)
 
 
-def _position(record: dict) -> tuple:
+def _position(record: Mapping[str, Any]) -> tuple[Any, Any]:
     return record["createdAt"], record["_id"]
 
 
-def _merged(streams: list[Iterator[dict]], *, newest_first: bool) -> Iterator[dict]:
+def _merged(streams: Sequence[Iterable[Document]], *, newest_first: bool) -> Iterator[Document]:
     """Records of several branches in one order, each record once."""
     if len(streams) == 1:
         yield from streams[0]
@@ -224,14 +229,14 @@ def _merged(streams: list[Iterator[dict]], *, newest_first: bool) -> Iterator[di
 
 
 def search_records(
-    db: Database,
+    db: Database[Document],
     organization_id: ObjectId,
-    branches: list[dict],
+    branches: Sequence[Mapping[str, Any]],
     limit: int,
     max_time_ms: int,
     *,
     towards_newer: bool = False,
-) -> tuple[list[dict], bool]:
+) -> tuple[list[Document], bool]:
     """One page without the heavy ``request`` part, and whether more follow.
 
     Newest first. Each branch walks its own index (``index_for``) and stops after
@@ -259,23 +264,25 @@ def search_records(
     return (items[::-1] if towards_newer else items), more
 
 
-def _share(max_time_ms: int, branches: list) -> int:
+def _share(max_time_ms: int, branches: Sequence[object]) -> int:
     """The request's time budget split between its branches: the budget bounds the
     request, not each of its walks."""
     return max(1, max_time_ms // max(len(branches), 1))
 
 
-def find_record(db: Database, organization_id: ObjectId, record_id: ObjectId) -> dict | None:
+def find_record(
+    db: Database[Document], organization_id: ObjectId, record_id: ObjectId
+) -> Document | None:
     return _scoped(db, organization_id).find_one({"_id": record_id})
 
 
 def iter_records(
-    db: Database,
+    db: Database[Document],
     organization_id: ObjectId,
-    branches: list[dict],
+    branches: Sequence[Mapping[str, Any]],
     max_time_ms: int,
     batch_size: int = 500,
-) -> Iterator[dict]:
+) -> Iterator[Document]:
     """Every matching record, newest first, fetched from the server a batch at a time.
 
     ``max_time_ms`` bounds the server's work on each cursor as a whole (MongoDB counts it

@@ -7,11 +7,14 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from bson import ObjectId
 from flask import current_app
+from marshmallow import Schema
 from pymongo.errors import ExecutionTimeout, OperationFailure
+from werkzeug.datastructures import MultiDict
 
 from ..auth.principal import Principal
-from ..db import get_audit_db, get_db
+from ..db import Document, get_audit_db, get_db
 from ..errors import ApiError
 from ..organizations.repository import find_organization
 from .export import is_time_limit
@@ -21,7 +24,7 @@ from .repository import find_record, iter_records, search_records
 
 @dataclass
 class Page:
-    items: list[dict]
+    items: list[Document]
     next_cursor: str | None
     query: AuditQuery
     newer_cursor: str | None = None
@@ -31,7 +34,9 @@ def _codec() -> CursorCodec:
     return CursorCodec(current_app.config["SECRET_KEY"])
 
 
-def list_page(principal: Principal, args, *, schema=None) -> Page:
+def list_page(
+    principal: Principal, args: MultiDict[str, str], *, schema: Schema | None = None
+) -> Page:
     """Validate the parameters and return one page of the caller's organization's log.
 
     ``cursor`` pages towards older records (the API's ``nextCursor``); the web list also
@@ -70,11 +75,13 @@ def list_page(principal: Principal, args, *, schema=None) -> Page:
     )
 
 
-def get_record(principal: Principal, record_id) -> dict | None:
+def get_record(principal: Principal, record_id: ObjectId) -> Document | None:
     return find_record(get_audit_db(), principal.org, record_id)
 
 
-def open_export(principal: Principal, args):
+def open_export(
+    principal: Principal, args: MultiDict[str, str]
+) -> tuple[str, AuditQuery, Iterator[Document], Document | None]:
     """Validate the export parameters; return (format, query, records, organization)."""
     loaded = parse_query(args, ExportQuerySchema())
     fmt = loaded.pop("format")
@@ -84,7 +91,7 @@ def open_export(principal: Principal, args):
     return fmt, query, records, organization
 
 
-def export_records(organization_id, query: AuditQuery) -> Iterator[dict]:
+def export_records(organization_id: ObjectId, query: AuditQuery) -> Iterator[Document]:
     """The records of an export, within ``AUDIT_EXPORT_TIMEOUT_MS`` of server time.
 
     The first batch is read here, so a search the server cannot answer in time is a 503
@@ -105,7 +112,7 @@ def export_records(organization_id, query: AuditQuery) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
-def _time_budget():
+def _time_budget() -> Iterator[None]:
     """A query the server stopped at its ``maxTimeMS`` is a 503 that says what to do."""
     try:
         yield

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
@@ -17,7 +19,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from ..auth.passwords import hash_password
-from ..db import IndexSpec, TenantCollection
+from ..db import Document, IndexSpec, TenantCollection
 from ..emails import email_key
 from ..errors import conflict, not_found
 from ..ids import utcnow
@@ -54,11 +56,13 @@ INVITATION_PREFIX = "inv_"
 # Organizations -------------------------------------------------------------------------
 
 
-def create_organization(db: Database, name: str, owner_account_id: ObjectId) -> dict:
+def create_organization(
+    db: Database[Document], name: str, owner_account_id: ObjectId
+) -> dict[str, Any]:
     """Create an organization, its built-in roles and its first Owner's membership."""
     now = utcnow()
     organization_id = ObjectId()
-    organization = {
+    organization: Document = {
         "_id": organization_id,
         "name": name.strip(),
         "owners": [owner_account_id],
@@ -66,9 +70,9 @@ def create_organization(db: Database, name: str, owner_account_id: ObjectId) -> 
         "updatedAt": now,
     }
     db.organizations.insert_one(organization)
-    roles = {}
+    roles: dict[str, Document] = {}
     for key, spec in BUILTIN_ROLES.items():
-        role = {
+        role: Document = {
             "_id": ObjectId(),
             "organizationId": organization["_id"],
             "key": key,
@@ -86,11 +90,13 @@ def create_organization(db: Database, name: str, owner_account_id: ObjectId) -> 
     return {"organization": organization, "roles": roles}
 
 
-def find_organization(db: Database, organization_id: ObjectId) -> dict | None:
+def find_organization(db: Database[Document], organization_id: ObjectId) -> Document | None:
     return db.organizations.find_one({"_id": organization_id})
 
 
-def rename_organization(db: Database, organization_id: ObjectId, name: str) -> dict | None:
+def rename_organization(
+    db: Database[Document], organization_id: ObjectId, name: str
+) -> Document | None:
     return db.organizations.find_one_and_update(
         {"_id": organization_id},
         {"$set": {"name": name.strip(), "updatedAt": utcnow()}},
@@ -98,7 +104,7 @@ def rename_organization(db: Database, organization_id: ObjectId, name: str) -> d
     )
 
 
-def list_organizations_of_account(db: Database, account_id: ObjectId) -> list[dict]:
+def list_organizations_of_account(db: Database[Document], account_id: ObjectId) -> list[Document]:
     """The organizations an account belongs to, oldest membership first."""
     memberships = list(
         db.memberships.find({"accountId": account_id}).sort("createdAt", ASCENDING).limit(200)
@@ -108,7 +114,7 @@ def list_organizations_of_account(db: Database, account_id: ObjectId) -> list[di
     return [by_id[i] for i in ids if i in by_id]
 
 
-def has_any_organization(db: Database) -> bool:
+def has_any_organization(db: Database[Document]) -> bool:
     return db.organizations.find_one({}, {"_id": 1}) is not None
 
 
@@ -121,7 +127,7 @@ def has_any_organization(db: Database) -> bool:
 # the organization always keeps at least one Owner.
 
 
-def ensure_owner_guard(db: Database, organization_id: ObjectId) -> None:
+def ensure_owner_guard(db: Database[Document], organization_id: ObjectId) -> None:
     """Fill ``owners`` for an organization made before the guard existed."""
     if db.organizations.find_one({"_id": organization_id, "owners": {"$exists": True}}, {"_id": 1}):
         return
@@ -137,7 +143,7 @@ def ensure_owner_guard(db: Database, organization_id: ObjectId) -> None:
     )
 
 
-def take_owner_out(db: Database, organization_id: ObjectId, account_id: ObjectId) -> bool:
+def take_owner_out(db: Database[Document], organization_id: ObjectId, account_id: ObjectId) -> bool:
     """Remove an Owner from the guard unless they are the last one; False when refused."""
     ensure_owner_guard(db, organization_id)
     result = db.organizations.update_one(
@@ -147,7 +153,7 @@ def take_owner_out(db: Database, organization_id: ObjectId, account_id: ObjectId
     return result.modified_count == 1
 
 
-def put_owner_in(db: Database, organization_id: ObjectId, account_id: ObjectId) -> None:
+def put_owner_in(db: Database[Document], organization_id: ObjectId, account_id: ObjectId) -> None:
     """Add an account to the guard once its membership holds the Owner role."""
     ensure_owner_guard(db, organization_id)
     db.organizations.update_one({"_id": organization_id}, {"$addToSet": {"owners": account_id}})
@@ -157,16 +163,16 @@ def put_owner_in(db: Database, organization_id: ObjectId, account_id: ObjectId) 
 
 
 def create_account(
-    db: Database,
+    db: Database[Document],
     email: str,
     password: str,
     name: str | None = None,
     *,
     account_id: ObjectId | None = None,
-) -> dict:
+) -> Document:
     """Create an account for a checked email (``emails.clean_email``); 409 if it exists."""
     now = utcnow()
-    account = {
+    account: Document = {
         "_id": account_id or ObjectId(),
         "email": email,
         "emailLower": email_key(email),
@@ -183,15 +189,15 @@ def create_account(
     return account
 
 
-def find_account(db: Database, account_id: ObjectId) -> dict | None:
+def find_account(db: Database[Document], account_id: ObjectId) -> Document | None:
     return db.accounts.find_one({"_id": account_id})
 
 
-def find_account_by_email(db: Database, email: str) -> dict | None:
+def find_account_by_email(db: Database[Document], email: str) -> Document | None:
     return db.accounts.find_one({"emailLower": email_key(email)})
 
 
-def set_password(db: Database, account_id: ObjectId, password: str) -> dict | None:
+def set_password(db: Database[Document], account_id: ObjectId, password: str) -> Document | None:
     """Store a new password and bump the version that every issued JWT must carry."""
     return db.accounts.find_one_and_update(
         {"_id": account_id},
@@ -207,9 +213,9 @@ def set_password(db: Database, account_id: ObjectId, password: str) -> dict | No
 
 
 def add_membership(
-    db: Database, organization_id: ObjectId, account_id: ObjectId, role_id: ObjectId
-) -> dict:
-    membership = {
+    db: Database[Document], organization_id: ObjectId, account_id: ObjectId, role_id: ObjectId
+) -> Document:
+    membership: Document = {
         "_id": ObjectId(),
         "accountId": account_id,
         "roleId": role_id,
@@ -222,11 +228,15 @@ def add_membership(
     return membership
 
 
-def find_membership(db: Database, organization_id: ObjectId, account_id: ObjectId) -> dict | None:
+def find_membership(
+    db: Database[Document], organization_id: ObjectId, account_id: ObjectId
+) -> Document | None:
     return TenantCollection(db.memberships, organization_id).find_one({"accountId": account_id})
 
 
-def list_members(db: Database, organization_id: ObjectId, limit: int = 500) -> list[dict]:
+def list_members(
+    db: Database[Document], organization_id: ObjectId, limit: int = 500
+) -> list[dict[str, Any]]:
     """Members with their account and role, oldest first."""
     memberships = list(
         TenantCollection(db.memberships, organization_id).find().sort("createdAt", 1).limit(limit)
@@ -243,7 +253,9 @@ def list_members(db: Database, organization_id: ObjectId, limit: int = 500) -> l
     ]
 
 
-def find_member(db: Database, organization_id: ObjectId, account_id: ObjectId) -> dict | None:
+def find_member(
+    db: Database[Document], organization_id: ObjectId, account_id: ObjectId
+) -> dict[str, Any] | None:
     """One member with their account and role, in the shape ``list_members`` returns."""
     membership = find_membership(db, organization_id, account_id)
     account = find_account(db, account_id) if membership else None
@@ -254,7 +266,7 @@ def find_member(db: Database, organization_id: ObjectId, account_id: ObjectId) -
 
 
 def set_member_role(
-    db: Database,
+    db: Database[Document],
     organization_id: ObjectId,
     account_id: ObjectId,
     from_role_id: ObjectId,
@@ -269,7 +281,7 @@ def set_member_role(
 
 
 def delete_membership(
-    db: Database, organization_id: ObjectId, account_id: ObjectId, role_id: ObjectId
+    db: Database[Document], organization_id: ObjectId, account_id: ObjectId, role_id: ObjectId
 ) -> bool:
     """Delete a membership if it still holds ``role_id``; False otherwise."""
     result = TenantCollection(db.memberships, organization_id).delete_one(
@@ -281,33 +293,39 @@ def delete_membership(
 # Roles ---------------------------------------------------------------------------------
 
 
-def list_roles(db: Database, organization_id: ObjectId) -> list[dict]:
+def list_roles(db: Database[Document], organization_id: ObjectId) -> list[Document]:
     roles = list(TenantCollection(db.roles, organization_id).find().limit(500))
-    order = {"owner": 0, "admin": 1, "member": 2}
+    order: dict[str | None, int] = {"owner": 0, "admin": 1, "member": 2}
     return sorted(roles, key=lambda r: (order.get(r.get("key"), 3), r["nameLower"]))
 
 
-def find_role(db: Database, organization_id: ObjectId, role_id: ObjectId) -> dict | None:
+def find_role(
+    db: Database[Document], organization_id: ObjectId, role_id: ObjectId
+) -> Document | None:
     return TenantCollection(db.roles, organization_id).find_one({"_id": role_id})
 
 
-def find_role_by_key(db: Database, organization_id: ObjectId, key: str) -> dict | None:
+def find_role_by_key(
+    db: Database[Document], organization_id: ObjectId, key: str
+) -> Document | None:
     return TenantCollection(db.roles, organization_id).find_one({"key": key})
 
 
-def find_role_by_name(db: Database, organization_id: ObjectId, name: str) -> dict | None:
+def find_role_by_name(
+    db: Database[Document], organization_id: ObjectId, name: str
+) -> Document | None:
     return TenantCollection(db.roles, organization_id).find_one({"nameLower": name.strip().lower()})
 
 
 def create_role(
-    db: Database,
+    db: Database[Document],
     organization_id: ObjectId,
     name: str,
     permissions: list[str],
     description: str | None = None,
-) -> dict:
+) -> Document:
     now = utcnow()
-    role = {
+    role: Document = {
         "_id": ObjectId(),
         "key": None,
         "name": name.strip(),
@@ -325,7 +343,9 @@ def create_role(
     return role
 
 
-def update_role(db: Database, organization_id: ObjectId, role_id: ObjectId, changes: dict) -> dict:
+def update_role(
+    db: Database[Document], organization_id: ObjectId, role_id: ObjectId, changes: Mapping[str, Any]
+) -> Document:
     """Apply checked changes (name, description, permissions) to a role."""
     changes = dict(changes)
     if "name" in changes:
@@ -342,7 +362,7 @@ def update_role(db: Database, organization_id: ObjectId, role_id: ObjectId, chan
     return updated
 
 
-def role_in_use(db: Database, organization_id: ObjectId, role_id: ObjectId) -> bool:
+def role_in_use(db: Database[Document], organization_id: ObjectId, role_id: ObjectId) -> bool:
     """Whether members, live API keys or pending invitations hold the role."""
     return bool(
         TenantCollection(db.memberships, organization_id).count_documents(
@@ -363,7 +383,7 @@ def role_in_use(db: Database, organization_id: ObjectId, role_id: ObjectId) -> b
     )
 
 
-def delete_role(db: Database, organization_id: ObjectId, role_id: ObjectId) -> None:
+def delete_role(db: Database[Document], organization_id: ObjectId, role_id: ObjectId) -> None:
     TenantCollection(db.roles, organization_id).delete_one({"_id": role_id})
 
 
@@ -377,19 +397,19 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _pending(now) -> dict:
+def _pending(now: datetime) -> Document:
     return {"acceptedAt": None, "revokedAt": None, "expiresAt": {"$gt": now}}
 
 
 def create_invitation(
-    db: Database,
+    db: Database[Document],
     organization_id: ObjectId,
     *,
     email: str,
     role_id: ObjectId,
-    invited_by: dict,
+    invited_by: Mapping[str, Any],
     lifetime: timedelta,
-) -> tuple[dict, str]:
+) -> tuple[Document, str]:
     """Invite an email with a role, replacing its pending invitation; return (doc, token)."""
     now = utcnow()
     invitations = TenantCollection(db.invitations, organization_id)
@@ -397,7 +417,7 @@ def create_invitation(
         {"emailLower": email_key(email), **_pending(now)}, {"$set": {"revokedAt": now}}
     )
     token = INVITATION_PREFIX + secrets.token_urlsafe(32)
-    invitation = {
+    invitation: Document = {
         "_id": ObjectId(),
         "email": email,
         "emailLower": email_key(email),
@@ -414,14 +434,16 @@ def create_invitation(
     return invitation, token
 
 
-def list_pending_invitations(db: Database, organization_id: ObjectId, limit: int = 500) -> list:
+def list_pending_invitations(
+    db: Database[Document], organization_id: ObjectId, limit: int = 500
+) -> list[Document]:
     cursor = TenantCollection(db.invitations, organization_id).find(
         _pending(utcnow()), {"tokenHash": 0}
     )
     return list(cursor.sort("createdAt", ASCENDING).limit(limit))
 
 
-def find_pending_invitation(db: Database, token: str) -> dict | None:
+def find_pending_invitation(db: Database[Document], token: str) -> Document | None:
     """The pending invitation a token belongs to, in whichever organization it is."""
     if (
         not isinstance(token, str)
@@ -433,7 +455,9 @@ def find_pending_invitation(db: Database, token: str) -> dict | None:
     return db.invitations.find_one({"tokenHash": _token_hash(token), **_pending(utcnow())})
 
 
-def revoke_invitation(db: Database, organization_id: ObjectId, invitation_id: ObjectId) -> dict:
+def revoke_invitation(
+    db: Database[Document], organization_id: ObjectId, invitation_id: ObjectId
+) -> Document:
     now = utcnow()
     revoked = TenantCollection(db.invitations, organization_id).find_one_and_update(
         {"_id": invitation_id, **_pending(now)},
@@ -446,7 +470,9 @@ def revoke_invitation(db: Database, organization_id: ObjectId, invitation_id: Ob
     return revoked
 
 
-def revoke_invitations_by(db: Database, organization_id: ObjectId, account_id: ObjectId) -> int:
+def revoke_invitations_by(
+    db: Database[Document], organization_id: ObjectId, account_id: ObjectId
+) -> int:
     """Revoke the pending invitations an account sent (it is leaving the organization)."""
     now = utcnow()
     return (
@@ -458,7 +484,9 @@ def revoke_invitations_by(db: Database, organization_id: ObjectId, account_id: O
     )
 
 
-def claim_invitation(db: Database, invitation: dict, account_id: ObjectId) -> bool:
+def claim_invitation(
+    db: Database[Document], invitation: Mapping[str, Any], account_id: ObjectId
+) -> bool:
     """Mark a pending invitation accepted, once: False when another request was first."""
     now = utcnow()
     result = TenantCollection(db.invitations, invitation["organizationId"]).update_one(
@@ -468,7 +496,7 @@ def claim_invitation(db: Database, invitation: dict, account_id: ObjectId) -> bo
     return result.modified_count == 1
 
 
-def release_invitation(db: Database, invitation: dict) -> None:
+def release_invitation(db: Database[Document], invitation: Mapping[str, Any]) -> None:
     """Undo a claim whose acceptance could not be completed."""
     TenantCollection(db.invitations, invitation["organizationId"]).update_one(
         {"_id": invitation["_id"]}, {"$set": {"acceptedAt": None, "acceptedBy": None}}

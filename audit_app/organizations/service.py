@@ -21,8 +21,10 @@ it, 404 for what is not in the organization.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from bson import ObjectId
 from flask import current_app
@@ -31,7 +33,7 @@ from ..api_keys import repository as api_keys
 from ..auth import sessions
 from ..auth.passwords import verify_password
 from ..auth.principal import OPERATOR_AUTH, Principal
-from ..db import exclusive, get_db
+from ..db import Document, exclusive, get_db
 from ..emails import InvalidEmail, clean_email
 from ..errors import ApiError, bad_request, conflict, not_found, unauthorized
 from . import repository as orgs
@@ -72,11 +74,11 @@ def operator(organization_id: ObjectId) -> Principal:
 # The rules -----------------------------------------------------------------------------
 
 
-def _lacking(actor: Principal, permissions) -> list[str]:
+def _lacking(actor: Principal, permissions: Iterable[str]) -> list[str]:
     return sorted(set(permissions) - actor.permissions)
 
 
-def check_may_grant(actor: Principal, role: dict, field: str = "roleId") -> None:
+def check_may_grant(actor: Principal, role: Mapping[str, Any], field: str = "roleId") -> None:
     """Refuse giving ``role`` to anyone (a member, an invitee, a key) if the actor lacks any
     of its permissions, or if it is the Owner role and the actor is no Owner."""
     if role.get("key") == OWNER and not actor.is_owner:
@@ -86,7 +88,9 @@ def check_may_grant(actor: Principal, role: dict, field: str = "roleId") -> None
         raise refused(f"You cannot grant permissions you do not hold: {', '.join(lacking)}.", field)
 
 
-def _check_may_manage_member(actor: Principal, member: dict, *, removing: bool) -> None:
+def _check_may_manage_member(
+    actor: Principal, member: Mapping[str, Any], *, removing: bool
+) -> None:
     account_id = member["account"]["_id"]
     themselves = account_id in (actor.account_id, actor.key_creator_id)  # a key speaks for them
     if themselves and not removing:
@@ -105,7 +109,9 @@ def _check_may_manage_member(actor: Principal, member: dict, *, removing: bool) 
         )
 
 
-def _check_may_edit_role(actor: Principal, role: dict, new_permissions=()) -> None:
+def _check_may_edit_role(
+    actor: Principal, role: Mapping[str, Any], new_permissions: Iterable[str] = ()
+) -> None:
     if role.get("key") == OWNER:
         raise conflict("The Owner role cannot be edited or deleted.", "roleId")
     if role["_id"] == actor.role_id:
@@ -122,7 +128,7 @@ def _check_may_edit_role(actor: Principal, role: dict, new_permissions=()) -> No
 # Roles ---------------------------------------------------------------------------------
 
 
-def _role(organization_id: ObjectId, role_id: ObjectId, *, status: int = 404) -> dict:
+def _role(organization_id: ObjectId, role_id: ObjectId, *, status: int = 404) -> Document:
     role = orgs.find_role(get_db(), organization_id, role_id)
     if role is None:
         if status == 404:
@@ -135,7 +141,7 @@ def _role(organization_id: ObjectId, role_id: ObjectId, *, status: int = 404) ->
 
 def create_role(
     actor: Principal, name: str, permissions: list[str], description: str | None = None
-) -> dict:
+) -> Document:
     lacking = _lacking(actor, permissions)
     if lacking:
         raise refused(
@@ -151,10 +157,10 @@ def update_role(
     name: str | None = None,
     permissions: list[str] | None = None,
     description: str | None = None,
-) -> dict:
+) -> Document:
     role = _role(actor.org, role_id)
     _check_may_edit_role(actor, role, permissions or ())
-    changes: dict = {}
+    changes: dict[str, Any] = {}
     if name is not None and name.strip() != role["name"]:
         if role["builtIn"]:
             raise conflict("Built-in roles cannot be renamed.", "name")
@@ -184,14 +190,14 @@ def delete_role(actor: Principal, role_id: ObjectId) -> None:
 # Members -------------------------------------------------------------------------------
 
 
-def _member(organization_id: ObjectId, account_id: ObjectId) -> dict:
+def _member(organization_id: ObjectId, account_id: ObjectId) -> dict[str, Any]:
     member = orgs.find_member(get_db(), organization_id, account_id)
     if member is None:
         raise not_found("Member", "accountId")
     return member
 
 
-def change_member_role(actor: Principal, account_id: ObjectId, role_id: ObjectId) -> dict:
+def change_member_role(actor: Principal, account_id: ObjectId, role_id: ObjectId) -> dict[str, Any]:
     """Give a member another role; the Owner guard keeps the last Owner in place."""
     db = get_db()
     organization_id = actor.org
@@ -242,7 +248,7 @@ def remove_member(actor: Principal, account_id: ObjectId) -> None:
 # Invitations ---------------------------------------------------------------------------
 
 
-def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[dict, str]:
+def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[Document, str]:
     """Invite an email with a role; return the invitation and its one-time token.
 
     The answer is the same whether or not the email has an account, so inviting cannot be
@@ -271,11 +277,11 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[dict, str]:
     )
 
 
-def list_invitations(actor: Principal) -> list[dict]:
+def list_invitations(actor: Principal) -> list[Document]:
     return orgs.list_pending_invitations(get_db(), actor.org)
 
 
-def revoke_invitation(actor: Principal, invitation_id: ObjectId) -> dict:
+def revoke_invitation(actor: Principal, invitation_id: ObjectId) -> Document:
     return orgs.revoke_invitation(get_db(), actor.org, invitation_id)
 
 
@@ -283,9 +289,9 @@ def revoke_invitation(actor: Principal, invitation_id: ObjectId) -> dict:
 class InvitationView:
     """What the acceptance page shows about a pending invitation."""
 
-    invitation: dict
-    organization: dict
-    role: dict | None
+    invitation: Document
+    organization: Document
+    role: Document | None
     account_exists: bool
 
 
@@ -304,8 +310,8 @@ def find_invitation(token: str) -> InvitationView:
 
 
 def accept_invitation(
-    token: str, *, account: dict | None = None, password: str | None = None
-) -> dict:
+    token: str, *, account: Mapping[str, Any] | None = None, password: str | None = None
+) -> dict[str, Any]:
     """Accept an invitation: as the logged-in account it names, or by creating that account.
 
     ``account`` is the caller's account when logged in (a JWT or a web session). Returns
@@ -359,7 +365,7 @@ def accept_invitation(
     }
 
 
-def _check_inviter_still_may_grant(invitation: dict, role: dict) -> None:
+def _check_inviter_still_may_grant(invitation: Mapping[str, Any], role: Mapping[str, Any]) -> None:
     """An invitation grants at most what its inviter holds *now*, as an API key does.
 
     An Admin or Owner who sent an invitation and was then demoted or removed cannot get back
@@ -391,7 +397,7 @@ def _check_inviter_still_may_grant(invitation: dict, role: dict) -> None:
 # Accounts ------------------------------------------------------------------------------
 
 
-def change_password(account: dict, current: str, new: str) -> None:
+def change_password(account: Mapping[str, Any], current: str, new: str) -> None:
     """Change one's own password: every session and every JWT issued before it ends."""
     if not verify_password(account["passwordHash"], current):
         raise bad_request("The current password is incorrect.", "currentPassword")
@@ -402,8 +408,8 @@ def change_password(account: dict, current: str, new: str) -> None:
 
 
 def add_member_as_operator(
-    organization_id: ObjectId, email: str, password: str | None, role: dict
-) -> dict:
+    organization_id: ObjectId, email: str, password: str | None, role: Mapping[str, Any]
+) -> dict[str, Any]:
     """The CLI's ``create-user``: a new account gets the password, an existing one keeps its.
 
     Returns ``{"account", "accountCreated", "passwordChanged": False}``.
@@ -423,7 +429,7 @@ def add_member_as_operator(
     return {"account": account, "accountCreated": created, "passwordChanged": False}
 
 
-def create_organization(name: str, owner_email: str, owner_password: str | None) -> dict:
+def create_organization(name: str, owner_email: str, owner_password: str | None) -> dict[str, Any]:
     """The CLI's ``create-org`` (and the demo): an organization with its first Owner."""
     db = get_db()
     if not name or not name.strip():

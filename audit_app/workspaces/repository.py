@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from ..db import IndexSpec, TenantCollection
+from ..db import Document, IndexSpec, TenantCollection
 from ..errors import conflict, not_found
 from ..ids import utcnow
 
@@ -28,10 +31,10 @@ INDEXES: dict[str, list[IndexSpec]] = {
 
 
 def create_workspace(
-    db: Database, organization_id: ObjectId, name: str, description: str | None = None
-) -> dict:
+    db: Database[Document], organization_id: ObjectId, name: str, description: str | None = None
+) -> Document:
     now = utcnow()
-    workspace = {
+    workspace: Document = {
         "_id": ObjectId(),
         "name": name.strip(),
         "nameLower": name.strip().lower(),
@@ -47,18 +50,22 @@ def create_workspace(
 
 
 def list_workspaces(
-    db: Database, organization_id: ObjectId, only: ObjectId | None = None
-) -> list[dict]:
+    db: Database[Document], organization_id: ObjectId, only: ObjectId | None = None
+) -> list[Document]:
     filter_ = {"_id": only} if only else {}
     cursor = TenantCollection(db.workspaces, organization_id).find(filter_)
     return list(cursor.sort("nameLower", ASCENDING).limit(500))
 
 
-def find_workspace(db: Database, organization_id: ObjectId, workspace_id: ObjectId) -> dict | None:
+def find_workspace(
+    db: Database[Document], organization_id: ObjectId, workspace_id: ObjectId
+) -> Document | None:
     return TenantCollection(db.workspaces, organization_id).find_one({"_id": workspace_id})
 
 
-def find_workspaces_by_ids(db: Database, organization_id: ObjectId, ids) -> dict:
+def find_workspaces_by_ids(
+    db: Database[Document], organization_id: ObjectId, ids: Iterable[ObjectId | None]
+) -> dict[ObjectId, Document]:
     ids = [i for i in set(ids) if i is not None]
     if not ids:
         return {}
@@ -67,8 +74,11 @@ def find_workspaces_by_ids(db: Database, organization_id: ObjectId, ids) -> dict
 
 
 def update_workspace(
-    db: Database, organization_id: ObjectId, workspace_id: ObjectId, changes: dict
-) -> dict:
+    db: Database[Document],
+    organization_id: ObjectId,
+    workspace_id: ObjectId,
+    changes: Mapping[str, Any],
+) -> Document:
     update = {k: v for k, v in changes.items() if k in ("name", "description")}
     if "name" in update:
         update["name"] = update["name"].strip()
@@ -85,7 +95,9 @@ def update_workspace(
     return workspace
 
 
-def delete_workspace(db: Database, organization_id: ObjectId, workspace_id: ObjectId) -> None:
+def delete_workspace(
+    db: Database[Document], organization_id: ObjectId, workspace_id: ObjectId
+) -> None:
     """Delete a workspace and its pathways; API keys bound to it are revoked."""
     result = TenantCollection(db.workspaces, organization_id).delete_one({"_id": workspace_id})
     if result.deleted_count == 0:
@@ -101,14 +113,14 @@ def delete_workspace(db: Database, organization_id: ObjectId, workspace_id: Obje
 
 
 def create_pathway(
-    db: Database,
+    db: Database[Document],
     organization_id: ObjectId,
     workspace_id: ObjectId,
-    data: dict,
+    data: Mapping[str, Any],
     created_by: ObjectId | None,
-) -> dict:
+) -> Document:
     now = utcnow()
-    pathway = {
+    pathway: Document = {
         "_id": ObjectId(),
         "workspaceId": workspace_id,
         "name": data["name"].strip(),
@@ -123,27 +135,27 @@ def create_pathway(
 
 
 def list_pathways(
-    db: Database, organization_id: ObjectId, workspace_id: ObjectId, limit: int = 500
-) -> list[dict]:
+    db: Database[Document], organization_id: ObjectId, workspace_id: ObjectId, limit: int = 500
+) -> list[Document]:
     cursor = TenantCollection(db.pathways, organization_id).find({"workspaceId": workspace_id})
     return list(cursor.sort("createdAt", DESCENDING).limit(limit))
 
 
 def find_pathway(
-    db: Database, organization_id: ObjectId, workspace_id: ObjectId, pathway_id: ObjectId
-) -> dict | None:
+    db: Database[Document], organization_id: ObjectId, workspace_id: ObjectId, pathway_id: ObjectId
+) -> Document | None:
     return TenantCollection(db.pathways, organization_id).find_one(
         {"_id": pathway_id, "workspaceId": workspace_id}
     )
 
 
 def update_pathway(
-    db: Database,
+    db: Database[Document],
     organization_id: ObjectId,
     workspace_id: ObjectId,
     pathway_id: ObjectId,
-    changes: dict,
-) -> dict:
+    changes: Mapping[str, Any],
+) -> Document:
     update = {k: v for k, v in changes.items() if k in ("name", "description", "steps")}
     update["updatedAt"] = utcnow()
     pathway = TenantCollection(db.pathways, organization_id).find_one_and_update(
@@ -157,7 +169,7 @@ def update_pathway(
 
 
 def delete_pathway(
-    db: Database, organization_id: ObjectId, workspace_id: ObjectId, pathway_id: ObjectId
+    db: Database[Document], organization_id: ObjectId, workspace_id: ObjectId, pathway_id: ObjectId
 ) -> None:
     result = TenantCollection(db.pathways, organization_id).delete_one(
         {"_id": pathway_id, "workspaceId": workspace_id}

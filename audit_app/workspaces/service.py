@@ -6,14 +6,14 @@ from bson import ObjectId
 
 from ..audit.context import note_workspace
 from ..auth.principal import Principal
-from ..db import get_db
+from ..db import Document, get_db
 from ..errors import ApiError, not_found
 from . import repository as workspaces
 
 
 def workspace_in_scope(
     principal: Principal, workspace_id: ObjectId, field: str, *, refuse_other: bool = False
-) -> dict:
+) -> Document:
     """The workspace, if the principal may act in it; noted for the request's record.
 
     It must belong to the principal's organization, and a key bound to a workspace acts
