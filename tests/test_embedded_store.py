@@ -396,7 +396,7 @@ def test_a_sealed_window_with_records_verifies_on_the_embedded_store(make_app, t
     MongoDB): verify once called every such window tampered."""
     import json
 
-    from audit_app.db import get_audit_db
+    from audit_app.db import get_audit_db, get_db
     from audit_app.ids import utcnow
 
     from .factories import make_org
@@ -410,6 +410,11 @@ def test_a_sealed_window_with_records_verifies_on_the_embedded_store(make_app, t
     org = make_org(app, "Sealed")
     with app.app_context():
         earlier = utcnow() - timedelta(seconds=30)
+        # windows start at the organization's creation, floored to the hour: created two
+        # hours ago, so a run just after an hour boundary still has a window to seal
+        get_db().organizations.update_one(
+            {"_id": org.id}, {"$set": {"createdAt": earlier - timedelta(hours=2)}}
+        )
         get_audit_db().audit_logs.insert_many(
             [
                 _record(i, org.id, 0, None, None, 200, "GET", "pathways", "jwt")
