@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import cli, errors
 from .api_keys.api import bp as api_keys_bp
+from .audit.actions import label as action_label
 from .audit.api import bp as audit_logs_bp
 from .audit.capture import WRITER_KEY, record_response, start_request
 from .audit.repository import audit_write_concern
@@ -130,6 +131,7 @@ def register_hooks(app: Flask) -> None:
     app.after_request(record_response)
     app.context_processor(navigation_context)
     app.add_template_filter(iso, "iso")
+    app.add_template_filter(action_label, "action_label")
 
 
 def register_blueprints(app: Flask) -> None:

@@ -14,7 +14,7 @@ import time
 
 import click
 from bson import ObjectId
-from flask import current_app
+from flask import current_app, has_app_context
 from flask.cli import with_appcontext
 from marshmallow import ValidationError
 from pymongo.errors import PyMongoError
@@ -22,13 +22,15 @@ from werkzeug.datastructures import MultiDict
 
 from .api_keys import service as api_key_service
 from .audit import export
+from .audit.actions import declare
 from .audit.capture import WRITER_KEY, record_operator_command
+from .audit.context import begin as begin_notes
 from .audit.integrity import iter_digests
-from .audit.query import AuditQuery, FilterSchema, IsoDateTime, parse_query
+from .audit.query import FilterSchema, IsoDateTime, parse_query
 from .audit.schemas import jsonable
 from .audit.sealing import RECENT_WINDOWS, seal_now, store_state, verify
 from .audit.sealing import policy as sealing_policy
-from .audit.service import export_records
+from .audit.service import build_query, export_records
 from .db import get_audit_db, get_db, stores
 from .demo import DEMO_LOGINS, find_demo, seed_demo
 from .errors import ApiError
@@ -59,6 +61,18 @@ class CommandError(click.ClickException):
         click.echo(json.dumps({"error": payload}), err=True)
 
 
+# the actions of the records commands write (docs/audit-schema.md)
+CREATE_ORG, ADD_MEMBER, CREATE_KEY, EXPORT, EXPORT_ENDED, VERIFY, EXPORT_DIGESTS = declare(
+    "organization.create",
+    "member.add",
+    "apiKey.create",
+    "auditLog.export",
+    "auditLog.exportEnded",
+    "auditLog.verify",
+    "auditLog.exportDigests",
+)
+
+
 class AppCommand(click.Command):
     """Every command: no traceback for what an operator can cause, JSON errors with --json.
 
@@ -75,6 +89,8 @@ class AppCommand(click.Command):
             raise (CommandError(error) if wants_json else error) from None
 
     def invoke(self, ctx):
+        if has_app_context():
+            begin_notes()  # what this command's services note goes in its own record
         try:
             return super().invoke(ctx)
         except click.ClickException as error:
@@ -211,7 +227,8 @@ def create_org_command(name, owner_email, owner_password, password_stdin, as_jso
         organization["_id"],
         "create-org",
         {"name": organization["name"], "ownerEmail": owner["email"]},
-        response={"id": organization["_id"], "accountCreated": made["accountCreated"]},
+        action=CREATE_ORG,
+        result={"id": organization["_id"], "accountCreated": made["accountCreated"]},
     )
     _emit(
         as_json,
@@ -258,7 +275,8 @@ def create_user_command(organization_id, email, password, password_stdin, role, 
         organization["_id"],
         "create-user",
         {"email": account["email"], "role": role_doc["name"]},
-        response={"id": account["_id"], "accountCreated": made["accountCreated"]},
+        action=ADD_MEMBER,
+        result={"id": account["_id"], "accountCreated": made["accountCreated"]},
     )
     _emit(
         as_json,
@@ -305,7 +323,8 @@ def create_api_key_command(organization_id, name, workspace_id, role, as_json):
         organization["_id"],
         "create-api-key",
         {"name": key["name"], "role": role_doc["name"], "workspace": workspace_id},
-        response={"id": key["_id"], "prefix": key["prefix"]},
+        action=CREATE_KEY,
+        result={"id": key["_id"], "prefix": key["prefix"]},
     )
     _emit(
         as_json,
@@ -442,7 +461,7 @@ def export_command(organization_id, fmt, output, as_json, **filters):
     }
     args = MultiDict({names[k]: v for k, v in filters.items() if v is not None})
     try:
-        query = AuditQuery(filters=parse_query(args, FilterSchema()))
+        query = build_query(organization["_id"], parse_query(args, FilterSchema()))
     except ApiError as error:
         options = {"from": "--from", "to": "--to", "q": "--q", "path": "--path"}
         python_name = {v: k for k, v in names.items()}.get(error.field, "")
@@ -450,7 +469,11 @@ def export_command(organization_id, fmt, output, as_json, **filters):
         raise click.BadParameter(error.message.split(": ", 1)[-1], param_hint=option) from None
     options = {"format": fmt, "output": output, **args.to_dict()}
     started = record_operator_command(
-        organization["_id"], "export", options, export={"format": fmt, "outcome": "started"}
+        organization["_id"],
+        "export",
+        options,
+        action=EXPORT,
+        export={"format": fmt, "outcome": "started"},
     )
     written, outcome = 0, "interrupted"
     begun = time.monotonic()
@@ -480,6 +503,7 @@ def export_command(organization_id, fmt, output, as_json, **filters):
             organization["_id"],
             "export",
             options,
+            action=EXPORT_ENDED,
             export={
                 "format": fmt,
                 "rowsWritten": count,
@@ -575,6 +599,7 @@ def verify_command(organization_id, start, end, as_json):
         organization["_id"],
         "verify",
         {"from": start, "to": end},
+        action=VERIFY,
         verification={"ok": report.ok, "windows": len(report.windows)},
     )
     lines = [
@@ -612,7 +637,11 @@ def export_digests_command(organization_id, output, as_json):
             handle.write(json.dumps(jsonable(digest), sort_keys=True) + "\n")
             count += 1
     record_operator_command(
-        organization["_id"], "export-digests", {"output": output}, digests=count
+        organization["_id"],
+        "export-digests",
+        {"output": output},
+        action=EXPORT_DIGESTS,
+        digests=count,
     )
     if as_json:  # stdout may be the digests themselves: the summary goes to stderr
         click.echo(json.dumps({"digests": count, "output": output}), err=True)

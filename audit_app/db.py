@@ -306,6 +306,9 @@ class TenantCollection:
     ) -> Document | None:
         return self.collection.find_one_and_update(self._scope(filter_), update, **kwargs)
 
+    def find_one_and_delete(self, filter_: Mapping[str, Any], **kwargs: Any) -> Document | None:
+        return self.collection.find_one_and_delete(self._scope(filter_), **kwargs)
+
     def delete_one(self, filter_: Mapping[str, Any]) -> DeleteResult:
         return self.collection.delete_one(self._scope(filter_))
 

@@ -14,6 +14,8 @@ from flask import jsonify, render_template, request
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import HTTPException
 
+from .audit.context import note_error
+
 log = logging.getLogger(__name__)
 
 
@@ -67,6 +69,7 @@ def wants_json() -> bool:
 
 
 def error_body(status: int, code: str, message: str, field: str | None = None):
+    note_error(code, message)
     payload = {"code": code, "message": message}
     if field is not None:
         payload["field"] = field
@@ -79,13 +82,15 @@ def _snake(name: str) -> str:
     return name.lower().replace(" ", "_").replace("-", "_")
 
 
-def _render_page(status: int, title: str, message: str):
+def _render_page(status: int, title: str, message: str, code: str | None = None):
+    note_error(code or _snake(title), message)
     return render_template("errors/error.html", status=status, title=title, message=message), status
 
 
 def handle_api_error(error: ApiError):
     if not wants_json():
-        return _render_page(error.status, error.code.replace("_", " ").title(), error.message)
+        title = error.code.replace("_", " ").title()
+        return _render_page(error.status, title, error.message, error.code)
     response = error_body(error.status, error.code, error.message, error.field)
     response.headers.update(error.headers)
     return response

@@ -16,6 +16,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
 
 from .apidoc import ERRORS, EXPORT, ErrorSchema, Operation
+from .audit.capture import audit_action
 from .audit.query import IsoDateTime
 from .schemas import ObjectIdField, Text, UtcDateTime
 
@@ -87,6 +88,12 @@ def api_views(app):
 
 def _operation(path: str, view, declared: Operation) -> dict:
     operation: dict = {"summary": declared.summary, "responses": {}}
+    action = getattr(view, "audit_action", None)
+    if action:  # what its audit records say it did (and say when it failed, if not that)
+        operation["x-audit-action"] = action
+        failed = getattr(view, "audit_action_failed", None)
+        if failed:
+            operation["x-audit-action-failed"] = failed
     permission = getattr(view, "required_permission", None)
     if permission:
         operation["description"] = f"Needs the `{permission}` permission."
@@ -136,6 +143,7 @@ def _path_names(path: str) -> list[str]:
 
 
 @bp.get("/openapi.json")
+@audit_action("apiDocs.view")
 def openapi_document():
     cached = current_app.extensions.get("audit_app.openapi")
     if cached is None:

@@ -32,7 +32,7 @@ def wired(server, tmp_path):
     server.documents.update(documents)
     app = app_on(server.uri, tmp_path)
     with app.app_context():
-        token, _ = issue_token(documents["accounts"][0], organization_id)
+        token = issue_token(documents["accounts"][0], organization_id).token
     client = app.test_client()
 
     def get(path: str):

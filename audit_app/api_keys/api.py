@@ -4,6 +4,7 @@ from flask import Blueprint, jsonify
 from marshmallow import Schema, fields, validate
 
 from ..apidoc import list_of, operation
+from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..db import get_db
 from ..ids import parse_object_id
@@ -40,6 +41,7 @@ ApiKeyListSchema = list_of("ApiKeyList", ApiKeySchema)
 
 
 @bp.get("/api-keys")
+@audit_action("apiKey.list")
 @operation(
     "List API keys (never their secrets)", response=(200, ApiKeyListSchema), errors=(401, 403)
 )
@@ -50,6 +52,7 @@ def list_keys():
 
 
 @bp.post("/api-keys")
+@audit_action("apiKey.create")
 @operation(
     "Create an API key; the secret is in this answer only",
     body=ApiKeyCreateSchema,
@@ -70,6 +73,7 @@ def create_key():
 
 
 @bp.delete("/api-keys/<apiKeyId>")
+@audit_action("apiKey.revoke")
 @operation("Revoke an API key", response=(204, None), errors=(401, 403, 404))
 @require_permission("manageApiKeys")
 def revoke_key(apiKeyId):

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
@@ -117,15 +117,24 @@ def find_api_keys_by_ids(
     return {k["_id"]: k for k in found}
 
 
-def revoke_api_key(db: Database[Document], organization_id: ObjectId, key_id: ObjectId) -> Document:
+def revoke_api_key(
+    db: Database[Document], organization_id: ObjectId, key_id: ObjectId
+) -> tuple[Document, bool]:
+    """Revoke a key (again is fine); return it and whether this call revoked it."""
     keys = TenantCollection(db.api_keys, organization_id)
+    now = utcnow()
+    before = keys.find_one_and_update(
+        {"_id": key_id, "revokedAt": None},
+        {"$set": {"revokedAt": now}},
+        projection={"keyHash": 0},
+        return_document=ReturnDocument.BEFORE,
+    )
+    if before is not None:
+        return {**before, "revokedAt": now}, True
     key = keys.find_one({"_id": key_id}, {"keyHash": 0})
     if key is None:
         raise not_found("API key", "apiKeyId")
-    if key["revokedAt"] is None:
-        key["revokedAt"] = utcnow()
-        keys.update_one({"_id": key_id}, {"$set": {"revokedAt": key["revokedAt"]}})
-    return key
+    return key, False
 
 
 def revoke_keys_created_by(

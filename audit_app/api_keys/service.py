@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from bson import ObjectId
 
+from ..audit.changes import record_changes
+from ..audit.context import note_created
 from ..auth.principal import Principal
 from ..db import Document, get_db
 from ..errors import unprocessable
@@ -19,6 +21,8 @@ from ..organizations.permissions import MEMBER, OWNER
 from ..organizations.service import check_may_grant
 from ..workspaces import repository as workspaces
 from . import repository as api_keys
+
+KEY_FIELDS = ("name", "role", "roleId", "workspace", "workspaceId")  # as ``changes`` shows
 
 
 def create_key(
@@ -42,12 +46,12 @@ def create_key(
         raise unprocessable(
             "API keys cannot hold the Owner role; choose Admin or a custom role.", "roleId"
         )
-    if (
-        workspace_id is not None
-        and workspaces.find_workspace(db, organization_id, workspace_id) is None
-    ):
-        raise unprocessable("No workspace with this id in the organization.", "workspaceId")
-    return api_keys.create_api_key(
+    workspace = None
+    if workspace_id is not None:
+        workspace = workspaces.find_workspace(db, organization_id, workspace_id)
+        if workspace is None:
+            raise unprocessable("No workspace with this id in the organization.", "workspaceId")
+    key, secret = api_keys.create_api_key(
         db,
         organization_id,
         name=name,
@@ -56,7 +60,15 @@ def create_key(
         created_by=actor.account_id or actor.key_creator_id,
         created_by_api_key=actor.api_key_id,
     )
+    note_created(key["_id"])
+    shown = {**key, "role": role["name"], "workspace": workspace["name"] if workspace else None}
+    record_changes(None, shown, KEY_FIELDS)
+    return key, secret
 
 
 def revoke_key(actor: Principal, key_id: ObjectId) -> Document:
-    return api_keys.revoke_api_key(get_db(), actor.org, key_id)
+    """Revoke a key; revoking one already revoked changes nothing and says so in no record."""
+    key, revoked_now = api_keys.revoke_api_key(get_db(), actor.org, key_id)
+    if revoked_now:
+        record_changes({"name": key["name"], "revokedAt": None}, key, ("revokedAt",))
+    return key

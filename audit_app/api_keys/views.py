@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..db import get_db
 from ..errors import ApiError
@@ -42,6 +43,7 @@ def api_keys_page():
 
 
 @bp.post("")
+@audit_action("apiKey.create")
 @require_permission("manageApiKeys")
 def create_key():
     require_valid_form()
@@ -65,6 +67,7 @@ def create_key():
 
 
 @bp.post("/<apiKeyId>/revoke")
+@audit_action("apiKey.revoke")
 @require_permission("manageApiKeys")
 def revoke_key(apiKeyId):
     require_valid_form()

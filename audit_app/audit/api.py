@@ -8,6 +8,7 @@ from ..errors import not_found
 from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import export, service
+from .capture import audit_action
 from .query import ExportQuerySchema, ListQuerySchema
 from .schemas import AuditLogDetailSchema, AuditLogPageSchema, IntegritySchema, present
 from .sealing import integrity_state
@@ -16,6 +17,7 @@ bp = Blueprint("auditLogs", __name__)
 
 
 @bp.get("/audit-logs")
+@audit_action("auditLog.list")
 @operation(
     "The audit log, newest first, a page at a time",
     response=(200, AuditLogPageSchema),
@@ -29,6 +31,7 @@ def list_audit_logs():
 
 
 @bp.get("/audit-logs/export")
+@audit_action("auditLog.export")
 @operation(
     "The filtered audit log as CSV or NDJSON, streamed",
     response=(200, EXPORT),
@@ -43,6 +46,7 @@ def export_audit_logs():
 
 
 @bp.get("/audit-logs/integrity")
+@audit_action("auditLog.viewIntegrity")
 @operation(
     "Whether the latest sealed windows of the organization's audit log verify",
     response=(200, IntegritySchema),
@@ -55,6 +59,7 @@ def audit_log_integrity():
 
 
 @bp.get("/audit-logs/<auditLogId>")
+@audit_action("auditLog.view")
 @operation(
     "One audit record with its request details",
     response=(200, AuditLogDetailSchema),

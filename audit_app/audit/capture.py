@@ -16,6 +16,8 @@ from flask import current_app, g, request
 
 from ..background import EXTENSION_KEY as BACKGROUND_KEY
 from ..ids import utcnow
+from .actions import ACTION, declare
+from .context import begin
 from .record import build_record, operator_record, request_id_from, summary_fields
 
 log = logging.getLogger("audit_app.audit")
@@ -23,12 +25,30 @@ log = logging.getLogger("audit_app.audit")
 WRITER_KEY = "audit_app.audit_writer"
 _UNRECORDED_ENDPOINTS = {"static", "health.healthz", "health.readyz"}
 _STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+(EXPORT_ENDED,) = declare("auditLog.exportEnded")  # an export's second record: how it ended
 
 
 def audited(view):
     """Mark a web view whose every request (GET included) belongs in the audit log."""
     view.audited = True
     return view
+
+
+def audit_action(name: str, *, failed: str | None = None):
+    """Declare what a view does, as its records' ``action`` (``<resource>.<verb>``).
+
+    ``failed`` names what a 4xx or 5xx answer means instead (``session.loginFailed``). A
+    service may name it more precisely for one request (``note_action``).
+    """
+    if not ACTION.match(name) or (failed is not None and not ACTION.match(failed)):
+        raise ValueError(f"an action is <resource>.<verb> in camelCase, not {name!r}")
+
+    def declare(view):
+        view.audit_action = name
+        view.audit_action_failed = failed
+        return view
+
+    return declare
 
 
 def should_record() -> bool:
@@ -46,8 +66,7 @@ def should_record() -> bool:
 
 def start_request() -> None:
     # g may outlive a request when an app context was already pushed (CLI, tests): reset all
-    g.audit_workspace_id = None
-    g.audit_actor = None
+    begin()
     g.request_id = request_id_from(request)
     g.audit_started_at = utcnow()
     g.audit_clock = time.perf_counter()
@@ -76,7 +95,9 @@ def _minimal_record(response, duration_ms: float) -> dict:
     return {**summary_fields(response, duration_ms), "request": {"detailsError": True}}
 
 
-def record_operator_command(organization_id, command: str, options: dict, **details):
+def record_operator_command(
+    organization_id, command: str, options: dict, *, action: str, **details
+):
     """Write the record of an operator's command in the organization's log (the CLI).
 
     Returns the record's id (None when auditing is off).
@@ -84,7 +105,9 @@ def record_operator_command(organization_id, command: str, options: dict, **deta
     writer = current_app.extensions.get(WRITER_KEY)
     if writer is None:
         return None
-    record = operator_record(organization_id, command, options, details=details or None)
+    record = operator_record(
+        organization_id, command, options, action=action, details=details or None
+    )
     writer.write(record)
     return record["_id"]
 
@@ -104,6 +127,7 @@ def record_export_outcome(fmt: str):
         try:
             record = summary_fields(_Answered(), (time.perf_counter() - started) * 1000)
             record["_id"] = ObjectId()
+            record["action"] = EXPORT_ENDED
             record["request"] = {
                 "query": {},
                 "params": {},

@@ -1,30 +1,94 @@
-"""What a view tells the audit hook about its request, beyond what Flask already knows."""
+"""What a view or a service tells the audit hook about its request, beyond what Flask knows.
 
-from flask import g
+Each request (and each operator command) starts with empty ``Notes``; services note what
+they changed, what they created and which credential a login opened, and the hook puts it
+in the record. Outside a request or a command, noting is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import ObjectId
+from flask import g, has_app_context
+
+_KEY = "audit_notes"
 
 
-def note_workspace(workspace_id) -> None:
+@dataclass
+class Notes:
+    workspace_id: ObjectId | None = None
+    actor: dict[str, Any] | None = None
+    action: str | None = None
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    created_id: ObjectId | str | None = None
+    credential_id: str | None = None
+    error: dict[str, str] | None = None
+
+
+def begin() -> Notes:
+    """Start the notes of a new request or command (``g`` may outlive a request)."""
+    notes = Notes()
+    setattr(g, _KEY, notes)
+    return notes
+
+
+def notes() -> Notes:
+    """The current notes; a throwaway set outside a request or a command."""
+    if not has_app_context():
+        return Notes()
+    current = g.get(_KEY)
+    return current if current is not None else begin()
+
+
+def note_workspace(workspace_id: ObjectId | None) -> None:
     """Mark the request as workspace-specific, so its record carries the workspace."""
-    g.audit_workspace_id = workspace_id
+    notes().workspace_id = workspace_id
 
 
-def note_actor(account: dict, organization_id) -> None:
+def note_actor(account: dict[str, Any], organization_id: ObjectId) -> None:
     """Attribute an unauthenticated request (a login) to the account it names.
 
     A login attempt against a known account, successful or not, belongs in the log of that
     account's organization: admins need to see failed logins of their members.
     """
-    g.audit_actor = {
+    notes().actor = {
         "accountId": account["_id"],
         "accountEmail": account["email"],
         "organizationId": organization_id,
     }
 
 
-def note_former_credential(attribution: dict) -> None:
+def note_former_credential(attribution: dict[str, Any]) -> None:
     """Attribute a request refused for a credential that *was* valid to its owner.
 
     A revoked or expired API key, the JWT of a removed member or of a changed password:
     the organization sees these attempts by its former insiders in its own log.
     """
-    g.audit_actor = attribution
+    notes().actor = attribution
+
+
+def note_action(action: str) -> None:
+    """Name what the request did more precisely than its view's declared action."""
+    notes().action = action
+
+
+def note_changes(changes: list[dict[str, Any]]) -> None:
+    """Add ``[{field, from, to}]`` entries (built by ``audit.changes``) to the record."""
+    notes().changes.extend(changes)
+
+
+def note_created(object_id: ObjectId | str) -> None:
+    """The id of what the request created, for the record's ``response.id``."""
+    notes().created_id = object_id
+
+
+def note_credential(credential_id: str) -> None:
+    """The credential a login opened (a session, a JWT): its own requests carry this id."""
+    notes().credential_id = credential_id
+
+
+def note_error(code: str, message: str) -> None:
+    """The error the client was answered (JSON or an error page), for ``response``."""
+    notes().error = {"errorCode": code, "errorMessage": message}

@@ -21,6 +21,7 @@ repositories use, so the app has one set of repository functions whatever the st
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sqlite3
@@ -46,7 +47,7 @@ BUSY_TIMEOUT_MS = 5_000  # as docs/audit-schema.md says; past it, the record is 
 
 # the organization's newest-first order, with the tie-break on _id
 _NEWEST = "created_at DESC, id DESC"
-SCHEMA = f"""
+TABLE = """
 CREATE TABLE IF NOT EXISTS audit_logs (
     rowid INTEGER PRIMARY KEY,
     id BLOB NOT NULL UNIQUE,          -- the _id, type-tagged (see _key)
@@ -62,8 +63,16 @@ CREATE TABLE IF NOT EXISTS audit_logs (
     auth_type TEXT,
     resource TEXT,
     path_fold TEXT,                   -- the path case-folded as a case-insensitive regex sees it
-    doc BLOB NOT NULL                 -- the record's exact BSON
+    doc BLOB NOT NULL,                -- the record's exact BSON
+    ip TEXT,                          -- (columns added later come after doc: see _migrate)
+    request_id TEXT,
+    action TEXT,
+    credential_id TEXT
 );
+"""
+# columns added to tables of earlier versions, filled from each row's BSON when added
+ADDED_COLUMNS = ("ip", "request_id", "action", "credential_id")
+SCHEMA = f"""
 CREATE INDEX IF NOT EXISTS org_newest ON audit_logs (organization_id, {_NEWEST}, path_fold);
 CREATE INDEX IF NOT EXISTS org_account_newest
     ON audit_logs (organization_id, account_id, {_NEWEST});
@@ -79,6 +88,12 @@ CREATE INDEX IF NOT EXISTS org_method_newest ON audit_logs (organization_id, met
 CREATE INDEX IF NOT EXISTS org_authtype_newest
     ON audit_logs (organization_id, auth_type, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_resource_newest ON audit_logs (organization_id, resource, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_requestid_newest
+    ON audit_logs (organization_id, request_id, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_credential_newest
+    ON audit_logs (organization_id, credential_id, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_ip_newest ON audit_logs (organization_id, ip, {_NEWEST});
+CREATE INDEX IF NOT EXISTS org_action_newest ON audit_logs (organization_id, action, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_stored ON audit_logs (organization_id, stored_at, id);
 CREATE INDEX IF NOT EXISTS created ON audit_logs (created_at);
 """
@@ -90,15 +105,20 @@ _EQUALITY_COLUMNS = {
     "method": "method",
     "authType": "auth_type",
     "resource": "resource",
+    "requestId": "request_id",
+    "credentialId": "credential_id",
+    "ip": "ip",
+    "action": "action",
 }
 _ID_FIELDS = {"accountId", "workspaceId", "apiKeyId"}
 # how many finds took mongomock's road since the process started (tests assert the app's
 # own queries never do)
 FALLBACKS = [0]
-_TEXT_FIELDS = {"method", "authType", "resource"}
+_TEXT_FIELDS = {"method", "authType", "resource", "requestId", "credentialId", "ip", "action"}
 # what a column holds, and what a statement's parameters may be
 SqlValue = bytes | int | float | str | None
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 # Case folding ------------------------------------------------------------------------------
@@ -178,15 +198,40 @@ def _row(document: Mapping[str, Any]) -> tuple[SqlValue, ...]:
         _text(document.get("authType")),
         _text(document.get("resource")),
         fold(path) if isinstance(path, str) else None,
+        *_added(document),
         bson.encode(document),
     )
 
 
-_INSERT = (
-    "INSERT INTO audit_logs (id, organization_id, created_at, stored_at, account_id, "
-    "workspace_id, api_key_id, status_code, status_class, method, auth_type, resource, "
-    "path_fold, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+def _added(document: Mapping[str, Any]) -> tuple[SqlValue, ...]:
+    """The values of ``ADDED_COLUMNS``."""
+    return tuple(
+        _text(document.get(name)) for name in ("ip", "requestId", "action", "credentialId")
+    )
+
+
+# the columns in the order _row gives them (the BSON last)
+COLUMNS = (
+    "id",
+    "organization_id",
+    "created_at",
+    "stored_at",
+    "account_id",
+    "workspace_id",
+    "api_key_id",
+    "status_code",
+    "status_class",
+    "method",
+    "auth_type",
+    "resource",
+    "path_fold",
+    *ADDED_COLUMNS,
+    "doc",
 )
+_COLUMN_LIST = ", ".join(COLUMNS)
+_PLACEHOLDERS = ", ".join("?" * len(COLUMNS))
+# fixed column names and placeholders only
+_INSERT = f"INSERT INTO audit_logs ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 # nosec B608
 
 
 _SELECT = "SELECT doc, id, organization_id, created_at, stored_at FROM audit_logs"
@@ -251,6 +296,8 @@ class AuditTable:
         # each record's commit writes the pages of its dozen index entries to the WAL;
         # checkpointing every ~40 MB instead of 4 MB takes a quarter off an insert
         connection.execute("PRAGMA wal_autocheckpoint=10000")
+        connection.executescript(TABLE)
+        _migrate(connection)
         connection.executescript(SCHEMA)
         return connection
 
@@ -291,6 +338,45 @@ class AuditTable:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring a table of an earlier version up to date: add the missing columns and fill
+    them from each row's BSON, in one transaction (so another process waits, then finds
+    the work done). Once per file, on the first open after an upgrade."""
+    if not _missing_columns(connection):
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        missing = _missing_columns(connection)
+        for column in missing:
+            # a fixed name of ADDED_COLUMNS, never input
+            connection.execute(f"ALTER TABLE audit_logs ADD COLUMN {column} TEXT")
+        filled = 0
+        rows = connection.execute("SELECT rowid, doc FROM audit_logs").fetchall()
+        updates = []
+        for rowid, blob in rows:
+            try:
+                values = _added(_decode(blob))
+            except Exception:  # noqa: BLE001, S112 - an unreadable row keeps empty columns
+                continue  # (verification reports it as unreadable)
+            updates.append((*values, rowid))
+        connection.executemany(
+            "UPDATE audit_logs SET ip = ?, request_id = ?, action = ?, credential_id = ? "
+            "WHERE rowid = ?",
+            updates,
+        )
+        filled = len(updates)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+    log.warning("Embedded audit store upgraded: added %s, filled %d rows", missing, filled)
+
+
+def _missing_columns(connection: sqlite3.Connection) -> list[str]:
+    present = {row[1] for row in connection.execute("PRAGMA table_info(audit_logs)")}
+    return [column for column in ADDED_COLUMNS if column not in present]
 
 
 def _timed(
@@ -506,9 +592,8 @@ class AuditLogCollection:
         be read at all. Verification runs this; MongoDB has no such second copy."""
         found: list[str] = []
         rows = self.table.connection().execute(
-            "SELECT id, organization_id, created_at, stored_at, account_id, workspace_id, "
-            "api_key_id, status_code, status_class, method, auth_type, resource, path_fold, "
-            "doc FROM audit_logs WHERE organization_id = ? OR organization_id IS NULL",
+            f"SELECT {_COLUMN_LIST} FROM audit_logs "  # noqa: S608 # nosec B608 - fixed names
+            "WHERE organization_id = ? OR organization_id IS NULL",
             (organization_id.binary,),
         )
         for row in rows:

@@ -35,8 +35,14 @@ CSV_COLUMNS = [
     "ip",
     "userAgent",
     "requestId",
+    "action",
+    "credentialId",
+    "errorCode",
+    "errorMessage",
+    "changes",
     "request",
 ]
+_JSON_COLUMNS = ("changes", "request")  # as JSON text in their cell
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson; charset=utf-8"}
 
@@ -57,10 +63,12 @@ def csv_chunks(records: Iterable[dict]) -> Iterator[str]:
     yield "\ufeff" + _csv_line(CSV_COLUMNS)
     for record in records:
         row = present(record, details=True)
+        row.update(errorCode=row["response"].get("errorCode"))
+        row.update(errorMessage=row["response"].get("errorMessage"))
         cells = []
         for column in CSV_COLUMNS:
             value = row.get(column)
-            if column == "request":
+            if column in _JSON_COLUMNS and (value is not None or column == "request"):
                 value = json.dumps(value, ensure_ascii=False, sort_keys=True)
             cells.append("" if value is None else neutralize(str(value)))
         yield _csv_line(cells)

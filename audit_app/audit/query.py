@@ -8,6 +8,7 @@ parameter: the repository adds it from the principal. Search text is always lite
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 from werkzeug.datastructures import MultiDict
 
 from ..db import Document
-from ..errors import bad_request
+from ..errors import ApiError, bad_request
 from ..schemas import ObjectIdField
 
 MAX_SEARCH_LENGTH = 200
@@ -40,24 +41,43 @@ class IsoDateTime(fields.Field[datetime]):
         "invalid": "Must be an ISO 8601 date or date-time, e.g. 2026-11-25 or 2026-11-25T17:00:00Z."
     }
 
+    def __init__(self, *, end_of_day: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.end_of_day = end_of_day  # a date alone means the end of that day (``to``)
+
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> datetime:
         if not isinstance(value, str) or not 10 <= len(value) <= 40:
             raise self.make_error("invalid")
-        text = value.strip().replace("z", "Z")
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        try:
-            parsed = datetime.fromisoformat(text)
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            parsed = parsed.astimezone(UTC)
-        except (ValueError, OverflowError):  # 0001-01-01T00:00+14:00 is before year 1
-            raise self.make_error("invalid") from None
+        parsed = parse_moment(value, end_of_day=self.end_of_day)
+        if parsed is None:
+            raise self.make_error("invalid")
         if not 1970 <= parsed.year <= 9999:
             raise ValidationError("Must be a date between the years 1970 and 9999.")
         return parsed
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_moment(value: str, *, end_of_day: bool = False) -> datetime | None:
+    """An ISO 8601 date or date-time in UTC (UTC when it names no offset); None if it is
+    none. ``end_of_day``: a date alone is its last millisecond, not its first."""
+    text = value.strip().replace("z", "Z")
+    date_only = bool(_DATE_ONLY.match(text))
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # 0001-01-01T00:00+14:00 is before year 1
+        return None
+    if date_only and end_of_day:  # a date alone is midnight UTC: its day's last millisecond
+        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999000)
+    return parsed
 
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
@@ -82,7 +102,7 @@ class FilterSchema(Schema):
     authType = fields.String(validate=validate.OneOf(AUTH_TYPES, error="Must be one of {choices}."))
     resource = fields.String()
     from_ = IsoDateTime(data_key="from")
-    to = IsoDateTime()
+    to = IsoDateTime(end_of_day=True)
 
     @validates("statusCode")
     def _status(self, value: str, **kwargs: Any) -> None:
@@ -122,7 +142,16 @@ class ExportQuerySchema(FilterSchema):
 
 
 ID_FIELDS = ("accountId", "apiKeyId", "workspaceId")  # also the order of index preference
-EQUALITY_FIELDS = (*ID_FIELDS, "method", "authType", "resource")
+EQUALITY_FIELDS = (
+    *ID_FIELDS,
+    "requestId",
+    "credentialId",
+    "ip",
+    "method",
+    "authType",
+    "resource",
+)
+NOTHING = "nothing"  # a filter that can match no record (an actor with no account)
 
 
 @dataclass
@@ -141,7 +170,10 @@ class AuditQuery:
     - a 24-hex search is an id: one branch per id field (account, workspace, API key),
       each an equality on its own index; the repository merges the branches, each
       stopped after ``limit + 1`` entries. It is never OR-ed with a path regex, which
-      would make the server scan every key of the organization.
+      would make the server scan every key of the organization;
+    - the actions of a resource (``action:member.*``, resolved by the service to the list
+      of its actions) are one branch per action, each an equality walk, merged the same
+      way: on both stores an ``$in`` over the action index would sort every match.
     """
 
     filters: dict[str, Any] = field(default_factory=dict)
@@ -152,7 +184,25 @@ class AuditQuery:
     def branches(self) -> list[Document]:
         """The filter branches; an empty list when the filters cannot match anything."""
         f = self.filters
+        if f.get(NOTHING):
+            return []
         base: Document = {name: f[name] for name in EQUALITY_FIELDS if name in f}
+        actions = f.get("action")
+        if isinstance(actions, str):
+            base["action"] = actions
+        elif isinstance(actions, list):
+            if not actions:
+                return []
+            if len(actions) == 1:
+                base["action"] = actions[0]
+            else:
+                return [
+                    {**branch, "action": action}
+                    for branch in AuditQuery(
+                        {**f, "action": None}, self.limit, self.after, self.before
+                    ).branches()
+                    for action in actions
+                ]
         if "statusCode" in f:
             base["statusCode"] = status_clause(f["statusCode"])
         created = self._created_range()
@@ -227,6 +277,148 @@ def status_clause(value: str) -> int | dict[str, list[int]]:
         base = int(value[0]) * 100
         return {"$in": list(range(base, base + 100))}
     return int(value)
+
+
+# The qualifiers of the search bar ----------------------------------------------------------
+
+QUALIFIERS = (
+    "actor",
+    "ip",
+    "requestId",
+    "action",
+    "credential",
+    "method",
+    "status",
+    "created",
+    "path",
+)
+QUALIFIER_HELP = (
+    "actor:<email>, ip:<address>, requestId:<id>, action:<name> or action:<resource>.*, "
+    "credential:<credentialId>, method:<M>, status:<code or class>, "
+    "created:>=<date>, created:<=<date>, path:<text>"
+)
+_QUALIFIER = re.compile(r"^([A-Za-z]+):(.*)$", re.DOTALL)
+_ACTION = re.compile(r"^[a-z][A-Za-z0-9]{0,39}\.(?:[a-z][A-Za-z0-9]{0,39}|\*)$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_CREDENTIAL = re.compile(r"^(?:jwt|ses|key)_[A-Za-z0-9_-]{1,64}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def _bad_q(message: str) -> ApiError:
+    return bad_request(f"q: {message}", "q")
+
+
+def split_search(q: str) -> tuple[str, dict[str, Any]]:
+    """The search bar's plain text, and the filters its qualifiers ask for.
+
+    Words are separated by spaces; ``name:value`` with a known name is a qualifier, the
+    other words are the plain text (an id or part of a path). The filters come back under
+    the names the parameters use (``statusCode``, ``from_``, ``to``, ...) plus ``actor``
+    (an email, which the service resolves to the account's id) and ``action`` (a name, or
+    ``<resource>.*``). Anything else with a colon is a 400 naming ``q``.
+    """
+    words: list[str] = []
+    found: dict[str, Any] = {}
+
+    def put(name: str, value: Any, word: str) -> None:
+        if name in found:
+            raise _bad_q(f"{word} repeats a qualifier; give each one once.")
+        found[name] = value
+
+    for word in q.split():
+        match = _QUALIFIER.match(word)
+        if match is None:
+            words.append(word)
+            continue
+        name, value = match.group(1), match.group(2)
+        if name not in QUALIFIERS:
+            raise _bad_q(f"unknown qualifier {name}:; accepted: {QUALIFIER_HELP}.")
+        if not value:
+            raise _bad_q(f"{name}: needs a value, e.g. {_example(name)}.")
+        if name == "created":
+            bound, moment = _created(value)
+            put("from_" if bound == ">=" else "to", moment, word)
+        else:
+            filter_name, clean = _qualifier_value(name, value)
+            put(filter_name, clean, word)
+    if "from_" in found and "to" in found and found["from_"] > found["to"]:
+        raise _bad_q("created:>= must not be after created:<=.")
+    return " ".join(words), found
+
+
+def _example(name: str) -> str:
+    return next(part for part in QUALIFIER_HELP.split(", ") if part.startswith(name + ":"))
+
+
+def _qualifier_value(name: str, value: str) -> tuple[str, Any]:
+    """The filter a qualifier sets and its checked value; a 400 naming q otherwise."""
+    if name == "actor":
+        if not _EMAIL.match(value) or len(value) > 320:
+            raise _bad_q(f"actor: needs an email address, not {value!r}.")
+        return "actor", value.lower()
+    if name == "ip":
+        try:
+            return "ip", ipaddress.ip_address(value).compressed
+        except ValueError:
+            raise _bad_q(f"ip: needs an IPv4 or IPv6 address, not {value!r}.") from None
+    if name == "requestId":
+        if not _REQUEST_ID.match(value):
+            raise _bad_q("requestId: is 1 to 128 characters of A-Z, a-z, 0-9 and . _ : -.")
+        return "requestId", value
+    if name == "action":
+        if not _ACTION.match(value):
+            raise _bad_q(
+                f"action: needs an action such as member.roleChange, or a resource's "
+                f"actions such as member.*; not {value!r}."
+            )
+        return "action", value
+    if name == "credential":
+        if not _CREDENTIAL.match(value):
+            raise _bad_q("credential: needs a credentialId such as jwt_..., ses_... or key_....")
+        return "credentialId", value
+    if name == "method":
+        if value.upper() not in METHODS:
+            raise _bad_q(f"method: must be one of {', '.join(METHODS)}.")
+        return "method", value.upper()
+    if name == "status":
+        if not _STATUS.fullmatch(value):
+            raise _bad_q("status: must be a status code such as 404 or a class such as 4xx.")
+        return "statusCode", value.lower()
+    if _CONTROLS.search(value):  # path
+        raise _bad_q("path: must not contain control characters.")
+    return "path", value
+
+
+def _created(value: str) -> tuple[str, datetime]:
+    bound, text = value[:2], value[2:]
+    if bound not in (">=", "<="):
+        raise _bad_q("created: takes >= or <= and a date, e.g. created:>=2026-11-01.")
+    moment = parse_moment(text, end_of_day=bound == "<=") if 10 <= len(text) <= 40 else None
+    if moment is None or not 1970 <= moment.year <= 9999:
+        raise _bad_q(
+            f"created:{bound} needs an ISO 8601 date or date-time between the years 1970 and "
+            "9999, e.g. 2026-11-01 or 2026-11-01T09:30:00Z."
+        )
+    return bound, moment
+
+
+def merge_search(filters: dict[str, Any]) -> dict[str, Any]:
+    """The loaded parameters with the qualifiers of ``q`` folded in; ``q`` keeps its plain
+    text only. A qualifier that contradicts a parameter is a 400 naming ``q``."""
+    q = filters.get("q")
+    if not q:
+        return filters
+    text, found = split_search(q)
+    merged = {k: v for k, v in filters.items() if k != "q"}
+    if text:
+        merged["q"] = text
+    for name, value in found.items():
+        given = merged.get(name)
+        if given is not None and given != value:
+            shown = {"from_": "from", "statusCode": "statusCode"}.get(name, name)
+            raise _bad_q(f"a qualifier contradicts the {shown} parameter; give one of them.")
+        merged[name] = value
+    return merged
 
 
 def parse_query(args: MultiDict[str, str], schema: Schema) -> dict[str, Any]:

@@ -18,8 +18,11 @@ from typing import Any
 from bson import ObjectId
 from flask import Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from ..ids import utcnow
+from . import actions
+from .context import Notes, notes
 from .redaction import REDACTED, Redactor, safe_str, scrub_values
 
 NEVER_STORED_HEADERS = frozenset(
@@ -214,6 +217,8 @@ RECORD_FIELDS = (
     "apiKeyName",
     "workspaceId",
     "authType",
+    "credentialId",
+    "action",
     "resource",
     "method",
     "path",
@@ -224,7 +229,10 @@ RECORD_FIELDS = (
     "ip",
     "userAgent",
     "requestId",
+    "response",
 )
+OPTIONAL_FIELDS = ("changes",)  # present only when there is something to say
+(UNMATCHED_ACTION,) = actions.declare("request.unmatched")  # no route matched the request
 
 
 def new_record(**fields) -> dict:
@@ -233,7 +241,7 @@ def new_record(**fields) -> dict:
     Every top-level field is present (unknown ones are refused), so records of every origin
     have the same shape; what is not given is null, or a fresh id and the current time.
     """
-    unknown = set(fields) - set(RECORD_FIELDS) - {"request"}
+    unknown = set(fields) - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS) - {"request"}
     if unknown:
         raise TypeError(f"not audit record fields: {sorted(unknown)}")
     record: dict = dict.fromkeys(RECORD_FIELDS)
@@ -243,6 +251,7 @@ def new_record(**fields) -> dict:
         createdAt=utcnow(),
         durationMs=0.0,
         requestId=uuid.uuid4().hex,
+        response={},
         request={"query": {}, "params": {}, "headers": {}, "bodyType": "empty", "body": None},
     )
     record.update(fields)
@@ -253,9 +262,44 @@ def _clean_or_none(text: str | None) -> str | None:
     return redactor().text(text) if text else None
 
 
+def action_of(req: Request, status: int, noted: str | None) -> str:
+    """What the request did: what its service noted, else what its view declares (its
+    ``failed`` variant for a 4xx or 5xx, e.g. ``session.loginFailed``)."""
+    if noted:
+        return noted
+    if req.url_rule is None or req.endpoint is None:
+        return UNMATCHED_ACTION
+    view = current_app.view_functions.get(req.endpoint)
+    declared = getattr(view, "audit_action", None)
+    if declared is None:  # every recorded view declares one (tests/test_actions.py)
+        return f"{resource_of(req)}.{req.method.lower()}"
+    failed = getattr(view, "audit_action_failed", None)
+    return failed if failed and status >= 400 else declared
+
+
+def response_of(status: int, notes: Notes) -> dict:
+    """``{errorCode, errorMessage}`` of the error the client saw; ``{id}`` of what was made."""
+    if status >= 400:
+        error = notes.error or {"errorCode": _snake(HTTP_STATUS_CODES.get(status, "error"))}
+        message = error.get("errorMessage")
+        return {
+            "errorCode": safe_str(error["errorCode"])[:64],
+            "errorMessage": redactor().text(message[:1024]) if message else None,
+        }
+    if notes.created_id is not None:
+        return {"id": str(notes.created_id)}
+    return {}
+
+
+def _snake(name: str) -> str:
+    return name.lower().replace(" ", "_").replace("-", "_").replace("'", "")
+
+
 def summary_fields(response: Response | Any, duration_ms: float) -> dict:
     """Every top-level field of the record: who, what, when, how it ended."""
     principal = g.get("principal")
+    noted = notes()
+    status = response.status_code
     record = new_record(
         _id=g.get("audit_record_id") or ObjectId(),
         organizationId=getattr(principal, "organization_id", None),
@@ -263,21 +307,26 @@ def summary_fields(response: Response | Any, duration_ms: float) -> dict:
         accountEmail=getattr(principal, "account_email", None),
         apiKeyId=getattr(principal, "api_key_id", None),
         apiKeyName=_clean_or_none(getattr(principal, "api_key_name", None)),
-        workspaceId=g.get("audit_workspace_id"),
+        workspaceId=noted.workspace_id,
         authType=getattr(principal, "auth_type", "none"),
+        credentialId=noted.credential_id or getattr(principal, "credential_id", None),
+        action=action_of(request, status, noted.action),
         resource=resource_of(request),
         method=request.method,
         path=redacted_path(),
         route=route_of(request),
-        statusCode=response.status_code,
+        statusCode=status,
         createdAt=g.audit_started_at,
         durationMs=round(duration_ms, 3),
         ip=request.remote_addr,
         userAgent=_clean_or_none(request.headers.get("User-Agent", "")[:1024]),
         requestId=g.request_id,
+        response=response_of(status, noted),
     )
     del record["request"]
-    actor = g.get("audit_actor")
+    if noted.changes:
+        record["changes"] = noted.changes
+    actor = noted.actor
     if actor and record["organizationId"] is None:
         record.update(actor)
         record["apiKeyName"] = _clean_or_none(record.get("apiKeyName"))
@@ -285,12 +334,18 @@ def summary_fields(response: Response | Any, duration_ms: float) -> dict:
 
 
 def operator_record(
-    organization_id, command: str, options: dict, *, details: dict | None = None
+    organization_id, command: str, options: dict, *, action: str, details: dict | None = None
 ) -> dict:
-    """The record of an operator's command on the server (``authType: "cli"``)."""
+    """The record of an operator's command on the server (``authType: "cli"``), with what
+    the command's services noted (``changes``, the id of what it created)."""
+    noted = notes()
+    extra = {"changes": noted.changes} if noted.changes else {}
     return new_record(
         organizationId=organization_id,
         authType="cli",
+        action=noted.action or action,
+        response=response_of(200, noted),
+        **extra,
         resource="cli",
         method="CLI",
         path=f"flask {command}",

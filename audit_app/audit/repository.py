@@ -52,6 +52,11 @@ INDEXES: list[IndexSpec] = [
     _by("method", "org_method_newest"),
     _by("authType", "org_authtype_newest"),
     _by("resource", "org_resource_newest"),
+    # what support staff paste into the search bar (requestId:, credential:, ip:, action:)
+    _by("requestId", "org_requestid_newest"),
+    _by("credentialId", "org_credential_newest"),
+    _by("ip", "org_ip_newest"),
+    _by("action", "org_action_newest"),
     # sealing reads each organization's records by the time they were stored
     (
         [("organizationId", ASCENDING), ("storedAt", ASCENDING), ("_id", ASCENDING)],
@@ -62,10 +67,17 @@ INDEXES: list[IndexSpec] = [
 # insert, so ``ensure-indexes`` drops them
 OBSOLETE_INDEXES = ("org_route_newest",)
 # which index walks a branch, by its most selective top-level equality (first match wins)
-_HINTS = (
+_IDS = (
     ("accountId", "org_account_newest"),
     ("apiKeyId", "org_apikey_newest"),
     ("workspaceId", "org_workspace_newest"),
+)
+_HINTS = (
+    ("requestId", "org_requestid_newest"),  # one request: a record or two
+    ("credentialId", "org_credential_newest"),
+    *_IDS,
+    ("ip", "org_ip_newest"),
+    ("action", "org_action_newest"),
     ("statusCode", "org_status_newest"),
     ("method", "org_method_newest"),
     ("authType", "org_authtype_newest"),
@@ -82,8 +94,11 @@ def index_for(branch: Mapping[str, Any]) -> str:
     branch leads with the id it searches) walks that field's index; otherwise the most
     selective equality's.
     """
+    for name, index in _HINTS[:2]:  # a request id or a credential narrows most
+        if name in branch:
+            return index
     leading = next(iter(branch), None)
-    for name, index in _HINTS[:3]:
+    for name, index in _IDS:
         if name == leading:
             return index
     for name, index in _HINTS:

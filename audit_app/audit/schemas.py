@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 
 from bson import ObjectId
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, missing
 from marshmallow.utils import ensure_text_type
 
 from ..ids import iso
@@ -42,6 +42,8 @@ class AuditLogSchema(Schema):
     apiKeyName = fields.String(allow_none=True)
     workspaceId = ObjectIdField(allow_none=True)
     authType = fields.String()
+    credentialId = fields.String(allow_none=True)
+    action = fields.String(allow_none=True)
     resource = fields.String()
     method = fields.String()
     path = fields.String()
@@ -52,6 +54,27 @@ class AuditLogSchema(Schema):
     ip = fields.String(allow_none=True)
     userAgent = fields.String(allow_none=True)
     requestId = fields.String(allow_none=True)
+    response = fields.Method(
+        "_response",
+        metadata={
+            "type": "object",
+            "description": "{errorCode, errorMessage} for a 4xx or 5xx; {id} of what it created",
+        },
+    )
+    changes = fields.Method(
+        "_changes",
+        metadata={
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "[{field, from, to}] of a change to a platform object; absent if none",
+        },
+    )
+
+    def _response(self, record):
+        return jsonable(record.get("response") or {})
+
+    def _changes(self, record):
+        return jsonable(unescape(record["changes"])) if "changes" in record else missing
 
 
 class AuditLogDetailSchema(AuditLogSchema):
@@ -74,6 +97,8 @@ class AuditLogPageSchema(Schema):
 
 
 def _converter(field: fields.Field):
+    if isinstance(field, fields.Method):  # response, changes
+        return lambda value: jsonable(unescape(value))
     if isinstance(field, ObjectIdField):
         return lambda value: None if value is None else str(value)
     if isinstance(field, UtcDateTime):
@@ -96,6 +121,7 @@ _LIST_FIELDS = [
 def present(record: dict, *, details: bool = False) -> dict:
     """``AuditLogSchema().dump(record)`` (``details``: the detail schema's), only faster."""
     shown = {name: convert(record[key]) for name, key, convert in _LIST_FIELDS if key in record}
+    shown.setdefault("response", {})
     if details:
         shown["request"] = jsonable(unescape(record.get("request") or {}))
     return shown

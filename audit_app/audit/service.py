@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from bson import ObjectId
 from flask import current_app
@@ -15,10 +17,19 @@ from werkzeug.datastructures import MultiDict
 
 from ..auth.principal import Principal
 from ..db import Document, get_audit_db, get_db
-from ..errors import ApiError
-from ..organizations.repository import find_organization
+from ..errors import ApiError, bad_request
+from ..organizations.repository import find_account_by_email, find_organization
+from .actions import known_actions, of_resource
 from .export import is_time_limit
-from .query import AuditQuery, CursorCodec, ExportQuerySchema, ListQuerySchema, parse_query
+from .query import (
+    NOTHING,
+    AuditQuery,
+    CursorCodec,
+    ExportQuerySchema,
+    ListQuerySchema,
+    merge_search,
+    parse_query,
+)
 from .repository import find_record, iter_records, search_records
 
 
@@ -28,6 +39,45 @@ class Page:
     next_cursor: str | None
     query: AuditQuery
     newer_cursor: str | None = None
+    suggestion: str | None = None  # a qualifier that would find what the text looked like
+
+
+def build_query(organization_id: ObjectId, loaded: dict[str, Any], limit: int = 50) -> AuditQuery:
+    """The query for validated parameters: the qualifiers of ``q`` folded in, an actor's
+    email resolved to the account's id, ``action:<resource>.*`` to that resource's actions."""
+    filters = merge_search(loaded)
+    email = filters.pop("actor", None)
+    if email is not None:
+        account = find_account_by_email(get_db(), email)
+        if account is None:
+            filters[NOTHING] = True
+        elif filters.get("accountId") not in (None, account["_id"]):
+            raise bad_request("q: actor: names another account than accountId.", "q")
+        else:
+            filters["accountId"] = account["_id"]
+    action = filters.get("action")
+    if isinstance(action, str) and action.endswith(".*"):
+        filters["action"] = of_resource(known_actions(current_app), action[:-2])
+    return AuditQuery(filters=filters, limit=limit)
+
+
+_SUGGESTIONS = (
+    (re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), "actor"),
+    (re.compile(r"^(?:\d{1,3}\.){3}\d{1,3}$|^[0-9a-fA-F:]*:[0-9a-fA-F:]+$"), "ip"),
+    (re.compile(r"^(?:jwt|ses|key)_[A-Za-z0-9_-]+$"), "credential"),
+    (re.compile(r"^[0-9a-fA-F]{32}$|^[0-9a-fA-F-]{36}$"), "requestId"),
+    (re.compile(r"^[a-z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*$"), "action"),
+)
+
+
+def suggestion_for(query: AuditQuery) -> str | None:
+    """For a plain-text search that found nothing: the search it probably meant, when the
+    text looks like an email, an address, a credential, a request id or an action."""
+    text = query.filters.get("q", "")
+    for pattern, qualifier in _SUGGESTIONS:
+        if pattern.match(text):
+            return f"{qualifier}:{text}"
+    return None
 
 
 def _codec() -> CursorCodec:
@@ -46,7 +96,7 @@ def list_page(
     limit = loaded.pop("limit")
     cursor = loaded.pop("cursor", None)
     before = loaded.pop("before", None)
-    query = AuditQuery(filters=loaded, limit=limit)
+    query = build_query(principal.org, loaded, limit)
     if cursor and before:
         raise ApiError(400, "bad_request", "cursor: give cursor or before, not both.", "cursor")
     codec = _codec()
@@ -64,7 +114,7 @@ def list_page(
             towards_newer=bool(before),
         )
     if not items:
-        return Page(items, None, query)
+        return Page(items, None, query, suggestion=None if cursor else suggestion_for(query))
     older = more if not before else True
     newer = bool(cursor) if not before else more
     return Page(
@@ -85,7 +135,7 @@ def open_export(
     """Validate the export parameters; return (format, query, records, organization)."""
     loaded = parse_query(args, ExportQuerySchema())
     fmt = loaded.pop("format")
-    query = AuditQuery(filters=loaded)
+    query = build_query(principal.org, loaded)
     records = export_records(principal.org, query)
     organization = find_organization(get_db(), principal.org)
     return fmt, query, records, organization

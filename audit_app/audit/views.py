@@ -21,7 +21,7 @@ from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..workspaces.repository import find_workspaces_by_ids
 from . import export, service
-from .capture import audited
+from .capture import audit_action, audited
 from .query import AUTH_TYPES, METHODS, WebListQuerySchema
 from .redaction import unescape
 from .schemas import jsonable
@@ -45,6 +45,21 @@ FILTER_NAMES = (
 )
 
 
+# the search bar's hint: one example of each qualifier (audit.query.QUALIFIERS)
+QUALIFIER_EXAMPLES = (
+    "actor:ana@example.com",
+    "ip:203.0.113.7",
+    "requestId:<id>",
+    "action:member.*",
+    "credential:<credentialId>",
+    "method:DELETE",
+    "status:4xx",
+    "created:>=2026-11-01",
+    "created:<=2026-11-30",
+    "path:/api/v1",
+)
+
+
 def _filters_from(args) -> dict:
     """The filters of the current URL, as the form and the links need them."""
     return {name: args.get(name, "") for name in FILTER_NAMES if args.get(name, "").strip()}
@@ -64,6 +79,7 @@ def _names_for(items: list[dict]) -> tuple[dict, dict]:
 
 
 @bp.get("")
+@audit_action("auditLog.list")
 @require_permission(VIEW_AUDIT_LOG)
 @audited
 def list_page():
@@ -84,6 +100,8 @@ def list_page():
         "newer": None,
         "first": None,
         "integrity": None,
+        "suggestion": None,
+        "qualifier_examples": QUALIFIER_EXAMPLES,
     }
     try:
         page = service.list_page(current_principal(), args, schema=WebListQuerySchema())
@@ -100,6 +118,7 @@ def list_page():
     base = {**filters, "limit": limit}
     context.update(
         items=page.items,
+        suggestion=page.suggestion,
         workspaces=workspaces,
         api_keys=keys,
         older=url_for(".list_page", **base, cursor=page.next_cursor) if page.next_cursor else None,
@@ -114,6 +133,7 @@ def list_page():
 
 
 @bp.get("/export")
+@audit_action("auditLog.export")
 @require_permission(VIEW_AUDIT_LOG)
 @audited
 def export_file():
@@ -123,6 +143,7 @@ def export_file():
 
 
 @bp.get("/<auditLogId>")
+@audit_action("auditLog.view")
 @require_permission(VIEW_AUDIT_LOG)
 @audited
 def detail_page(auditLogId):
@@ -148,6 +169,7 @@ def detail_page(auditLogId):
         "audit_logs/detail.html",
         record=record,
         details=details,
+        changes=jsonable(unescape(record.get("changes") or [])),
         sections=pretty,
         workspaces=workspaces,
         api_keys=keys,

@@ -4,7 +4,8 @@ from flask import Blueprint, jsonify
 from marshmallow import Schema, fields, validate
 
 from ..apidoc import operation
-from ..audit.context import note_actor
+from ..audit.capture import audit_action
+from ..audit.context import note_actor, note_credential
 from ..errors import ApiError, unauthorized
 from ..ratelimit import limiter, login_email_key, login_limit
 from ..schemas import ObjectIdField, load_body
@@ -31,6 +32,7 @@ class TokenSchema(Schema):
 
 
 @bp.post("/auth/token")
+@audit_action("session.login", failed="session.loginFailed")
 @operation(
     "Exchange an email and password for a JWT",
     body=TokenRequestSchema,
@@ -58,6 +60,11 @@ def create_token():
         raise ApiError(
             403, "forbidden", "This account is not a member of that organization.", "organizationId"
         )
-    token, lifetime = issue_token(account, organization_id)
-    answer = {"token": token, "expiresIn": lifetime, "organizationId": organization_id}
+    issued = issue_token(account, organization_id)
+    note_credential(issued.credential_id)  # this request opened the token: it carries its name
+    answer = {
+        "token": issued.token,
+        "expiresIn": issued.lifetime,
+        "organizationId": organization_id,
+    }
     return jsonify(TokenSchema().dump({**answer, "tokenType": "Bearer"}))

@@ -9,7 +9,7 @@ an ``auth_error`` that protected endpoints answer with a 401.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import wraps
 
 from bson import ObjectId
@@ -23,7 +23,7 @@ from ..errors import ApiError, forbidden, unauthorized
 from ..organizations import repository as orgs
 from ..organizations.permissions import PERMISSIONS
 from ..ratelimit import login_email_key
-from .tokens import TokenError, check_version, decode_token
+from .tokens import Claims, TokenError, check_version, decode_token
 
 JWT = "jwt"
 API_KEY = "apiKey"
@@ -46,6 +46,7 @@ class Principal:
     role_name: str | None = None
     role_key: str | None = None
     key_creator_id: ObjectId | None = None
+    credential_id: str | None = None  # the audit log's non-reversible name of the credential
     permissions: frozenset = field(default_factory=frozenset)
 
     @property
@@ -93,27 +94,39 @@ def _member_principal(auth_type: str, account: dict, organization_id: ObjectId) 
     )
 
 
-def account_of_token(token: str) -> tuple[dict, ObjectId]:
-    """The account a JWT speaks for, and the organization it was issued in; or TokenError."""
+def account_of_token(token: str) -> tuple[dict, Claims]:
+    """The account a JWT speaks for, and its claims (organization, name); or TokenError."""
     try:
-        account_id, organization_id, version = decode_token(token)
+        claims = decode_token(token)
     except TokenError as error:
         if error.attribution:  # expired, but ours: whose it was
-            account = orgs.find_account(get_db(), error.attribution["accountId"])
-            error.attribution = _former(JWT, error.attribution["organizationId"], account)
+            expired = error.attribution
+            account = orgs.find_account(get_db(), expired["accountId"])
+            error.attribution = _former(
+                JWT, expired["organizationId"], account, credential=expired["credentialId"]
+            )
         raise
-    account = orgs.find_account(get_db(), account_id)
+    account = orgs.find_account(get_db(), claims.account_id)
     if account is None:
         raise TokenError("The token's account no longer exists.")
     try:
-        check_version(version, account)
+        check_version(claims.version, account)
     except TokenError as error:
-        error.attribution = _former(JWT, organization_id, account)
+        error.attribution = _former(
+            JWT, claims.organization_id, account, credential=claims.credential_id
+        )
         raise
-    return account, organization_id
+    return account, claims
 
 
-def _former(auth_type: str, organization_id: ObjectId, account: dict | None = None, key=None):
+def _former(
+    auth_type: str,
+    organization_id: ObjectId,
+    account: dict | None = None,
+    key=None,
+    *,
+    credential: str | None = None,
+):
     """Who a refused credential belonged to, for the audit record of the refusal."""
     if account is None and key is None:
         return None
@@ -124,18 +137,29 @@ def _former(auth_type: str, organization_id: ObjectId, account: dict | None = No
         "accountEmail": account["email"] if account else None,
         "apiKeyId": key["_id"] if key else None,
         "apiKeyName": key["name"] if key else None,
+        "credentialId": credential or (api_key_credential(key["_id"]) if key else None),
     }
 
 
+def api_key_credential(key_id: ObjectId) -> str:
+    """An API key's name in the audit log: its id (the secret is never stored)."""
+    return f"key_{key_id}"
+
+
+def session_credential(session_id: ObjectId) -> str:
+    """A web session's name in the audit log: its server-side id (not the cookie's token)."""
+    return f"ses_{session_id}"
+
+
 def _from_jwt(token: str) -> Principal:
-    account, organization_id = account_of_token(token)
-    principal = _member_principal(JWT, account, organization_id)
+    account, claims = account_of_token(token)
+    principal = _member_principal(JWT, account, claims.organization_id)
     if not principal:
         raise TokenError(
             "The token's account is no longer a member of its organization.",
-            _former(JWT, organization_id, account),
+            _former(JWT, claims.organization_id, account, credential=claims.credential_id),
         )
-    return principal
+    return replace(principal, credential_id=claims.credential_id)
 
 
 def _from_api_key(secret: str) -> Principal:
@@ -170,6 +194,7 @@ def _from_api_key(secret: str) -> Principal:
         role_key=role.get("key") if role else None,
         key_creator_id=creator_id,
         permissions=permissions,
+        credential_id=api_key_credential(key["_id"]),
     )
 
 
@@ -187,15 +212,16 @@ def _from_session() -> Principal:
         return ANONYMOUS
     account = current_user.account
     wanted = session.get("organizationId")
+    credential = session_credential(current_user.session_id)
     if wanted and ObjectId.is_valid(wanted):
         principal = _member_principal(SESSION, account, ObjectId(wanted))
-        if principal:
-            return principal  # the usual case: one membership lookup, no listing
+        if principal:  # the usual case: one membership lookup, no listing
+            return replace(principal, credential_id=credential)
     for organization in account_organizations(account["_id"]):
         principal = _member_principal(SESSION, account, organization["_id"])
         if principal:
             session["organizationId"] = str(organization["_id"])
-            return principal
+            return replace(principal, credential_id=credential)
     return ANONYMOUS
 
 

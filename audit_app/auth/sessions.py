@@ -32,30 +32,33 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def start_session(db: Database, account_id: ObjectId, lifetime: timedelta) -> str:
-    """Open a session for the account and return the token the cookie will carry."""
+def start_session(db: Database, account_id: ObjectId, lifetime: timedelta) -> tuple[str, ObjectId]:
+    """Open a session for the account; return the token the cookie will carry and the
+    session's server-side id (its name in the audit log)."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
+    session_id = ObjectId()
     db.sessions.insert_one(
         {
-            "_id": ObjectId(),
+            "_id": session_id,
             "tokenHash": _hash(token),
             "accountId": account_id,
             "createdAt": now,
             "expiresAt": now + lifetime,
         }
     )
-    return token
+    return token, session_id
 
 
-def session_is_live(db: Database, token: object, account_id: ObjectId) -> bool:
+def live_session(db: Database, token: object, account_id: ObjectId) -> ObjectId | None:
+    """The id of the account's open session the token names, or None."""
     if not isinstance(token, str) or not token:
-        return False
+        return None
     found = db.sessions.find_one(
         {"tokenHash": _hash(token), "accountId": account_id, "expiresAt": {"$gt": utcnow()}},
         {"_id": 1},
     )
-    return found is not None
+    return found["_id"] if found is not None else None
 
 
 def end_session(db: Database, token: object) -> None:

@@ -1,12 +1,17 @@
 """JSON Web Tokens for API clients: HS256 with ``SECRET_KEY``, nothing else accepted.
 
 A token carries the account's credential version (``ver``): changing the password bumps
-it, and every token issued before stops working.
+it, and every token issued before stops working. Its random ``jti`` names it in the audit
+log (``credentialId`` ``jwt_<jti>``), so everything done with one token is one filter.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import secrets
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import jwt
 from bson import ObjectId
@@ -15,6 +20,29 @@ from flask import current_app
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "org"]
+_JTI = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+class Issued(NamedTuple):
+    token: str
+    lifetime: int
+    credential_id: str
+
+
+class Claims(NamedTuple):
+    account_id: ObjectId
+    organization_id: ObjectId
+    version: int
+    credential_id: str
+
+
+def credential_id(token: str, claims: dict) -> str:
+    """The token's name in the audit log: its ``jti``; for a token issued before tokens had
+    one, a hash of it (never the token itself)."""
+    jti = claims.get("jti")
+    if isinstance(jti, str) and _JTI.match(jti):
+        return f"jwt_{jti}"
+    return "jwt_" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
 
 
 class TokenError(Exception):
@@ -29,8 +57,8 @@ class TokenError(Exception):
         self.attribution = attribution
 
 
-def issue_token(account: dict, organization_id: ObjectId) -> tuple[str, int]:
-    """Return a signed token for the account acting in the organization, and its lifetime."""
+def issue_token(account: dict, organization_id: ObjectId) -> Issued:
+    """A signed token for the account acting in the organization, its lifetime and name."""
     lifetime = current_app.config["JWT_EXPIRES_SECONDS"]
     now = datetime.now(UTC)
     claims = {
@@ -40,9 +68,10 @@ def issue_token(account: dict, organization_id: ObjectId) -> tuple[str, int]:
         "iat": now,
         "nbf": now,
         "exp": now + timedelta(seconds=lifetime),
+        "jti": secrets.token_urlsafe(16),
     }
     token = jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=ALGORITHM)
-    return token, lifetime
+    return Issued(token, lifetime, credential_id(token, claims))
 
 
 def credential_version(account: dict) -> int:
@@ -55,8 +84,8 @@ def check_version(claims_version: int, account: dict) -> None:
         raise TokenError("The token was issued before a password change; request a new one.")
 
 
-def decode_token(token: str) -> tuple[ObjectId, ObjectId, int]:
-    """Verify a token: return (account id, organization id, credential version) or raise."""
+def decode_token(token: str) -> Claims:
+    """Verify a token: return whom it speaks for, where, its version and name; or raise."""
     try:
         claims = jwt.decode(
             token,
@@ -79,9 +108,10 @@ def decode_token(token: str) -> tuple[ObjectId, ObjectId, int]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise TokenError("The token's ver claim must be an integer.")
     try:
-        return ObjectId(claims["sub"]), ObjectId(claims["org"]), version
+        subject, organization = ObjectId(claims["sub"]), ObjectId(claims["org"])
     except (InvalidId, TypeError):  # a claim that is not an ObjectId string
         raise TokenError("The token's sub and org claims must be ObjectIds.") from None
+    return Claims(subject, organization, version, credential_id(token, claims))
 
 
 def _expired_claims(token: str) -> dict | None:
@@ -93,6 +123,10 @@ def _expired_claims(token: str) -> dict | None:
             algorithms=[ALGORITHM],
             options={"verify_exp": False, "require": REQUIRED_CLAIMS},
         )
-        return {"accountId": ObjectId(claims["sub"]), "organizationId": ObjectId(claims["org"])}
+        return {
+            "accountId": ObjectId(claims["sub"]),
+            "organizationId": ObjectId(claims["org"]),
+            "credentialId": credential_id(token, claims),
+        }
     except (jwt.InvalidTokenError, InvalidId, TypeError):
         return None

@@ -7,6 +7,7 @@ lives) and renders the answer.
 from flask import Blueprint, jsonify, request, url_for
 
 from ..apidoc import operation
+from ..audit.capture import audit_action
 from ..audit.context import note_actor
 from ..auth.principal import account_of_token, current_principal, require_permission
 from ..auth.tokens import TokenError
@@ -41,14 +42,16 @@ roles_bp = Blueprint("roles", __name__)
 
 
 @organization_bp.get("/organization")
+@audit_action("organization.view")
 @operation("The caller's organization", response=(200, OrganizationSchema), errors=(401,))
 @require_permission(None)
 def get_organization():
-    organization = orgs.find_organization(get_db(), current_principal().organization_id)
+    organization = service.find_organization(current_principal())
     return jsonify(OrganizationSchema().dump(organization))
 
 
 @organization_bp.patch("/organization")
+@audit_action("organization.update")
 @operation(
     "Rename the organization",
     body=OrganizationUpdateSchema,
@@ -58,9 +61,7 @@ def get_organization():
 @require_permission("manageOrganization")
 def update_organization():
     data = load_body(OrganizationUpdateSchema())
-    organization = orgs.rename_organization(
-        get_db(), current_principal().organization_id, data["name"]
-    )
+    organization = service.update_organization(current_principal(), data)
     return jsonify(OrganizationSchema().dump(organization))
 
 
@@ -68,6 +69,7 @@ def update_organization():
 
 
 @members_bp.get("/members")
+@audit_action("member.list")
 @operation("List members and their roles", response=(200, MemberListSchema), errors=(401, 403))
 @require_permission("viewMembers")
 def list_members():
@@ -76,6 +78,7 @@ def list_members():
 
 
 @members_bp.post("/members")
+@audit_action("member.invite")
 @operation(
     "Invite someone by email; the one-time acceptUrl is in this answer only",
     body=MemberCreateSchema,
@@ -97,6 +100,7 @@ def accept_url(token: str) -> str:
 
 
 @members_bp.patch("/members/<accountId>")
+@audit_action("member.roleChange")
 @operation(
     "Change a member's role",
     body=MemberUpdateSchema,
@@ -112,6 +116,7 @@ def update_member(accountId):
 
 
 @members_bp.delete("/members/<accountId>")
+@audit_action("member.remove")
 @operation("Remove a member", response=(204, None), errors=(401, 403, 404, 409))
 @require_permission("manageMembers")
 def remove_member(accountId):
@@ -124,6 +129,7 @@ def remove_member(accountId):
 
 
 @invitations_bp.get("/invitations")
+@audit_action("invitation.list")
 @operation("List pending invitations", response=(200, InvitationListSchema), errors=(401, 403))
 @require_permission("viewMembers")
 def list_invitations():
@@ -132,6 +138,7 @@ def list_invitations():
 
 
 @invitations_bp.delete("/invitations/<invitationId>")
+@audit_action("invitation.revoke")
 @operation("Revoke a pending invitation", response=(204, None), errors=(401, 403, 404))
 @require_permission("manageMembers")
 def revoke_invitation(invitationId):
@@ -141,6 +148,7 @@ def revoke_invitation(invitationId):
 
 
 @invitations_bp.post("/invitations/accept")
+@audit_action("invitation.accept")
 @operation(
     "Accept an invitation: a new account sends its password, an existing one its JWT",
     body=InvitationAcceptSchema,
@@ -183,6 +191,7 @@ def _attribute_to_invitation(token: str) -> None:
 
 
 @roles_bp.get("/roles")
+@audit_action("role.list")
 @operation("List roles and their permissions", response=(200, RoleListSchema), errors=(401, 403))
 @require_permission("viewRoles")
 def list_roles():
@@ -191,6 +200,7 @@ def list_roles():
 
 
 @roles_bp.post("/roles")
+@audit_action("role.create")
 @operation(
     "Create a custom role",
     body=RoleCreateSchema,
@@ -207,6 +217,7 @@ def create_role():
 
 
 @roles_bp.get("/roles/<roleId>")
+@audit_action("role.view")
 @operation("Read a role", response=(200, RoleSchema), errors=(401, 403, 404))
 @require_permission("viewRoles")
 def get_role(roleId):
@@ -218,6 +229,7 @@ def get_role(roleId):
 
 
 @roles_bp.patch("/roles/<roleId>")
+@audit_action("role.update")
 @operation(
     "Rename a custom role or change permissions",
     body=RoleUpdateSchema,
@@ -233,6 +245,7 @@ def update_role(roleId):
 
 
 @roles_bp.delete("/roles/<roleId>")
+@audit_action("role.delete")
 @operation("Delete an unused custom role", response=(204, None), errors=(401, 403, 404, 409))
 @require_permission("manageRoles")
 def delete_role(roleId):

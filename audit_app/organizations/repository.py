@@ -94,14 +94,17 @@ def find_organization(db: Database[Document], organization_id: ObjectId) -> Docu
     return db.organizations.find_one({"_id": organization_id})
 
 
-def rename_organization(
-    db: Database[Document], organization_id: ObjectId, name: str
-) -> Document | None:
-    return db.organizations.find_one_and_update(
-        {"_id": organization_id},
-        {"$set": {"name": name.strip(), "updatedAt": utcnow()}},
-        return_document=ReturnDocument.AFTER,
+def update_organization(
+    db: Database[Document], organization_id: ObjectId, changes: Mapping[str, Any]
+) -> tuple[Document, Document]:
+    """Apply checked changes; return the organization before and after (one update)."""
+    update = {**changes, "updatedAt": utcnow()}
+    before = db.organizations.find_one_and_update(
+        {"_id": organization_id}, {"$set": update}, return_document=ReturnDocument.BEFORE
     )
+    if before is None:
+        raise not_found("Organization", "organizationId")
+    return before, {**before, **update}
 
 
 def list_organizations_of_account(db: Database[Document], account_id: ObjectId) -> list[Document]:
@@ -345,21 +348,22 @@ def create_role(
 
 def update_role(
     db: Database[Document], organization_id: ObjectId, role_id: ObjectId, changes: Mapping[str, Any]
-) -> Document:
-    """Apply checked changes (name, description, permissions) to a role."""
+) -> tuple[Document, Document]:
+    """Apply checked changes (name, description, permissions) to a role; return the role
+    before and after them (one atomic update)."""
     changes = dict(changes)
     if "name" in changes:
         changes["nameLower"] = changes["name"].lower()
     changes["updatedAt"] = utcnow()
     try:
-        updated = TenantCollection(db.roles, organization_id).find_one_and_update(
-            {"_id": role_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
+        before = TenantCollection(db.roles, organization_id).find_one_and_update(
+            {"_id": role_id}, {"$set": changes}, return_document=ReturnDocument.BEFORE
         )
     except DuplicateKeyError:
         raise conflict("A role with this name already exists.", "name") from None
-    if updated is None:
+    if before is None:
         raise not_found("Role", "roleId")
-    return updated
+    return before, {**before, **changes}
 
 
 def role_in_use(db: Database[Document], organization_id: ObjectId, role_id: ObjectId) -> bool:

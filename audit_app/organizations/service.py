@@ -30,6 +30,9 @@ from bson import ObjectId
 from flask import current_app
 
 from ..api_keys import repository as api_keys
+from ..audit.actions import declare
+from ..audit.changes import record_changes
+from ..audit.context import note_action, note_created
 from ..auth import sessions
 from ..auth.passwords import verify_password
 from ..auth.principal import OPERATOR_AUTH, Principal
@@ -41,6 +44,13 @@ from .permissions import OWNER, PERMISSIONS
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
+
+(PERMISSIONS_CHANGE,) = declare("role.permissionsChange")
+# What a reader of the audit log sees of each object, field by field (``changes``)
+ORGANIZATION_FIELDS = ("name",)
+ROLE_FIELDS = ("name", "description", "permissions")
+MEMBER_FIELDS = ("email", "role", "roleId")
+INVITATION_FIELDS = ("email", "role", "roleId", "expiresAt")
 
 
 def refused(message: str, field: str | None = None) -> ApiError:
@@ -147,7 +157,10 @@ def create_role(
         raise refused(
             f"You cannot grant permissions you do not hold: {', '.join(lacking)}.", "permissions"
         )
-    return orgs.create_role(get_db(), actor.org, name, permissions, description)
+    role = orgs.create_role(get_db(), actor.org, name, permissions, description)
+    note_created(role["_id"])
+    record_changes(None, role, ROLE_FIELDS)
+    return role
 
 
 def update_role(
@@ -171,7 +184,11 @@ def update_role(
         changes["permissions"] = sorted(set(permissions))
     if not changes:
         return role
-    return orgs.update_role(get_db(), actor.org, role_id, changes)
+    before, after = orgs.update_role(get_db(), actor.org, role_id, changes)
+    if sorted(before["permissions"]) != after["permissions"]:
+        note_action(PERMISSIONS_CHANGE)  # what an auditor looks for first
+    record_changes(before, after, ROLE_FIELDS)
+    return after
 
 
 def delete_role(actor: Principal, role_id: ObjectId) -> None:
@@ -185,6 +202,7 @@ def delete_role(actor: Principal, role_id: ObjectId) -> None:
             "roleId",
         )
     orgs.delete_role(get_db(), actor.org, role_id)
+    record_changes(role, None, ROLE_FIELDS)
 
 
 # Members -------------------------------------------------------------------------------
@@ -220,7 +238,9 @@ def change_member_role(actor: Principal, account_id: ObjectId, role_id: ObjectId
             raise conflict("The member's role changed meanwhile; reload and try again.", "roleId")
         if role.get("key") == OWNER:
             orgs.put_owner_in(db, organization_id, account_id)
-    return _member(organization_id, account_id)
+    changed = _member(organization_id, account_id)
+    record_changes(_member_view(member), _member_view(changed), MEMBER_FIELDS)
+    return changed
 
 
 def remove_member(actor: Principal, account_id: ObjectId) -> None:
@@ -243,6 +263,17 @@ def remove_member(actor: Principal, account_id: ObjectId) -> None:
     sessions.end_account_sessions(db, account_id)
     api_keys.revoke_keys_created_by(db, organization_id, account_id)
     orgs.revoke_invitations_by(db, organization_id, account_id)
+    record_changes(_member_view(member), None, MEMBER_FIELDS)
+
+
+def _member_view(member: Mapping[str, Any]) -> dict[str, Any]:
+    """A member as the audit log shows it: their email and their role by name."""
+    role = member.get("role")
+    return {
+        "email": member["account"]["email"],
+        "role": role["name"] if role else None,
+        "roleId": member["membership"]["roleId"],
+    }
 
 
 # Invitations ---------------------------------------------------------------------------
@@ -267,7 +298,7 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[Document, s
         "accountId": actor.account_id or actor.key_creator_id,
         "apiKeyId": actor.api_key_id,
     }
-    return orgs.create_invitation(
+    invitation, token = orgs.create_invitation(
         db,
         actor.org,
         email=email,
@@ -275,6 +306,9 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[Document, s
         invited_by=invited_by,
         lifetime=timedelta(hours=current_app.config["INVITATION_LIFETIME_HOURS"]),
     )
+    note_created(invitation["_id"])
+    record_changes(None, {**invitation, "role": role["name"]}, INVITATION_FIELDS)
+    return invitation, token
 
 
 def list_invitations(actor: Principal) -> list[Document]:
@@ -282,7 +316,9 @@ def list_invitations(actor: Principal) -> list[Document]:
 
 
 def revoke_invitation(actor: Principal, invitation_id: ObjectId) -> Document:
-    return orgs.revoke_invitation(get_db(), actor.org, invitation_id)
+    revoked = orgs.revoke_invitation(get_db(), actor.org, invitation_id)
+    record_changes({"revokedAt": None}, revoked, ("revokedAt",))
+    return revoked
 
 
 @dataclass(frozen=True)
@@ -356,6 +392,8 @@ def accept_invitation(
     except Exception:  # not accepted after all: the link works again
         orgs.release_invitation(db, invitation)
         raise
+    member = {"email": existing["email"], "role": view.role["name"], "roleId": view.role["_id"]}
+    record_changes(None, member, MEMBER_FIELDS)
     return {
         "organizationId": invitation["organizationId"],
         "accountId": existing["_id"],
@@ -405,6 +443,7 @@ def change_password(account: Mapping[str, Any], current: str, new: str) -> None:
     db = get_db()
     orgs.set_password(db, account["_id"], new)
     sessions.end_account_sessions(db, account["_id"])
+    record_changes({"password": current}, {"password": new}, ("password",))  # shown masked
 
 
 def add_member_as_operator(
@@ -426,6 +465,9 @@ def add_member_as_operator(
         orgs.add_membership(db, organization_id, account["_id"], role["_id"])
         if role.get("key") == OWNER:
             orgs.put_owner_in(db, organization_id, account["_id"])
+    note_created(account["_id"])
+    member = {"email": account["email"], "role": role["name"], "roleId": role["_id"]}
+    record_changes(None, member, MEMBER_FIELDS)
     return {"account": account, "accountCreated": created, "passwordChanged": False}
 
 
@@ -442,4 +484,28 @@ def create_organization(name: str, owner_email: str, owner_password: str | None)
             raise bad_request("A new account needs a password.", "ownerPassword")
         account = orgs.create_account(db, email, checked_password(owner_password, "ownerPassword"))
     made = orgs.create_organization(db, name, account["_id"])
+    note_created(made["organization"]["_id"])
+    record_changes(None, {"name": name.strip(), "owner": email}, ("name", "owner"))
     return {**made, "owner": account, "accountCreated": created, "passwordChanged": False}
+
+
+# The organization ----------------------------------------------------------------------
+
+
+def find_organization(actor: Principal) -> Document:
+    organization = orgs.find_organization(get_db(), actor.org)
+    if organization is None:
+        raise not_found("Organization", "organizationId")
+    return organization
+
+
+def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Document:
+    """Change the organization's settings (its name)."""
+    update: dict[str, Any] = {}
+    if "name" in changes:
+        update["name"] = changes["name"].strip()
+    if not update:
+        return find_organization(actor)
+    before, after = orgs.update_organization(get_db(), actor.org, update)
+    record_changes(before, after, ORGANIZATION_FIELDS)
+    return after

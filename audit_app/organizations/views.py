@@ -11,6 +11,7 @@ from collections.abc import Callable
 from bson import ObjectId
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
+from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..db import get_db
 from ..errors import ApiError
@@ -71,6 +72,7 @@ def roles_page():
 
 
 @roles_bp.post("")
+@audit_action("role.create")
 @require_permission("manageRoles")
 def create_role():
     def change():
@@ -84,6 +86,7 @@ def create_role():
 
 
 @roles_bp.post("/<roleId>")
+@audit_action("role.update")
 @require_permission("manageRoles")
 def update_role(roleId):
     def change():
@@ -98,6 +101,7 @@ def update_role(roleId):
 
 
 @roles_bp.post("/<roleId>/delete")
+@audit_action("role.delete")
 @require_permission("manageRoles")
 def delete_role(roleId):
     def change():
@@ -136,6 +140,7 @@ def members_page():
 
 
 @members_bp.post("")
+@audit_action("member.invite")
 @require_permission("manageMembers")
 def invite_member():
     """Invite by email: the page shows the one-time link to pass on, this once."""
@@ -152,6 +157,7 @@ def invite_member():
 
 
 @members_bp.post("/invitations/<invitationId>/revoke")
+@audit_action("invitation.revoke")
 @require_permission("manageMembers")
 def revoke_invitation(invitationId):
     def change():
@@ -164,6 +170,7 @@ def revoke_invitation(invitationId):
 
 
 @members_bp.post("/<accountId>")
+@audit_action("member.roleChange")
 @require_permission("manageMembers")
 def change_role(accountId):
     def change():
@@ -176,6 +183,7 @@ def change_role(accountId):
 
 
 @members_bp.post("/<accountId>/remove")
+@audit_action("member.remove")
 @require_permission("manageMembers")
 def remove_member(accountId):
     def change():

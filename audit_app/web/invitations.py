@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..audit.capture import audited
+from ..audit.capture import audit_action, audited
 from ..audit.context import note_actor
 from ..errors import ApiError
 from ..organizations import service as access
@@ -35,6 +35,7 @@ def _render(view, form, status=200, error=None):
 
 
 @bp.route("/<token>", methods=["GET", "POST"])
+@audit_action("invitation.accept")
 @audited
 def accept_page(token):
     view = access.find_invitation(token)

@@ -24,7 +24,8 @@ from flask import (
 )
 from flask_login import UserMixin, current_user, login_user, logout_user
 
-from ..audit.context import note_actor
+from ..audit.capture import audit_action
+from ..audit.context import note_actor, note_credential, note_error
 from ..auth import sessions
 from ..auth.passwords import verify_password
 from ..auth.principal import (
@@ -32,6 +33,7 @@ from ..auth.principal import (
     login_account,
     require_authentication,
     require_permission,
+    session_credential,
 )
 from ..db import get_db
 from ..errors import ApiError
@@ -49,9 +51,10 @@ bp = Blueprint("session", __name__)
 class SessionAccount(UserMixin):
     """The flask-login user: an account, loaded from the store on every request."""
 
-    def __init__(self, account: dict):
+    def __init__(self, account: dict, session_id: ObjectId):
         self.account = account
         self.id = str(account["_id"])
+        self.session_id = session_id  # the server-side session: the audit log's credential
 
 
 @login_manager.user_loader
@@ -60,12 +63,13 @@ def load_account(user_id: str):
     if not ObjectId.is_valid(user_id):
         return None
     db = get_db()
-    if not sessions.session_is_live(db, session.get(SESSION_TOKEN), ObjectId(user_id)):
+    session_id = sessions.live_session(db, session.get(SESSION_TOKEN), ObjectId(user_id))
+    if session_id is None:
         session.clear()  # ended elsewhere (logout, password change, removal): forget it here
         flash("Your session has ended; log in again.")
         return None
     account = orgs.find_account(db, ObjectId(user_id))
-    return SessionAccount(account) if account else None
+    return SessionAccount(account, session_id) if account else None
 
 
 def open_session(account: dict, organization_id: ObjectId | None) -> None:
@@ -73,8 +77,9 @@ def open_session(account: dict, organization_id: ObjectId | None) -> None:
     sessions.end_session(get_db(), session.get(SESSION_TOKEN))  # one browser, one session
     session.clear()  # no session fixation: nothing survives from before login
     lifetime = timedelta(hours=current_app.config["SESSION_LIFETIME_HOURS"])
-    session[SESSION_TOKEN] = sessions.start_session(get_db(), account["_id"], lifetime)
-    login_user(SessionAccount(account))
+    session[SESSION_TOKEN], session_id = sessions.start_session(get_db(), account["_id"], lifetime)
+    login_user(SessionAccount(account, session_id))
+    note_credential(session_credential(session_id))
     if organization_id is not None:
         session["organizationId"] = str(organization_id)
 
@@ -96,6 +101,7 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@audit_action("session.login", failed="session.loginFailed")
 @limiter.limit(login_limit, methods=["POST"])
 @limiter.shared_limit(login_limit, scope="login-email", key_func=login_email_key, methods=["POST"])
 def login():
@@ -115,12 +121,14 @@ def login():
             form.email.errors.append("This account belongs to no organization.")
         else:
             form.password.errors.append("The email or password is incorrect.")
+        note_error("invalid_login", (form.email.errors or form.password.errors)[0])
         return render_template("session/login.html", form=form), 401
     status = 400 if request.method == "POST" else 200
     return render_template("session/login.html", form=form), status
 
 
 @bp.post("/logout")
+@audit_action("session.logout")
 def logout():
     close_session()
     flash("You are signed out.")
@@ -128,6 +136,7 @@ def logout():
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
+@audit_action("account.passwordChange")
 def change_password():
     """Change one's own password; every other session of the account ends."""
     require_authentication()
@@ -150,6 +159,7 @@ def change_password():
 
 
 @bp.post("/organization/switch")
+@audit_action("session.switchOrganization")
 @require_permission(None)
 def switch_organization():
     form = SwitchOrganizationForm()

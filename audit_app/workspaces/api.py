@@ -7,13 +7,12 @@ key is bound to. A key bound to a workspace sees that workspace only.
 from flask import Blueprint, jsonify, request
 
 from ..apidoc import operation
-from ..audit.context import note_workspace
+from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
-from ..db import get_db
-from ..errors import bad_request, not_found
+from ..errors import bad_request
 from ..ids import parse_object_id
 from ..schemas import load_body
-from . import repository as workspaces
+from . import service
 from .schemas import (
     PathwayCreateSchema,
     PathwayListSchema,
@@ -36,15 +35,16 @@ def _workspace_from_path(raw_id: str) -> dict:
 
 
 @workspaces_bp.get("/workspaces")
+@audit_action("workspace.list")
 @operation("List workspaces", response=(200, WorkspaceListSchema), errors=(401, 403))
 @require_permission("viewWorkspaces", workspace_scoped=True)
 def list_workspaces():
-    principal = current_principal()
-    items = workspaces.list_workspaces(get_db(), principal.org, only=principal.bound_workspace_id)
+    items = service.list_workspaces(current_principal())
     return jsonify(items=WorkspaceSchema(many=True).dump(items))
 
 
 @workspaces_bp.post("/workspaces")
+@audit_action("workspace.create")
 @operation(
     "Create a workspace",
     body=WorkspaceCreateSchema,
@@ -53,16 +53,13 @@ def list_workspaces():
 )
 @require_permission("manageWorkspaces")
 def create_workspace():
-    principal = current_principal()
     data = load_body(WorkspaceCreateSchema())
-    workspace = workspaces.create_workspace(
-        get_db(), principal.org, data["name"], data["description"]
-    )
-    note_workspace(workspace["_id"])
+    workspace = service.create_workspace(current_principal(), data["name"], data["description"])
     return jsonify(WorkspaceSchema().dump(workspace)), 201
 
 
 @workspaces_bp.get("/workspaces/<workspaceId>")
+@audit_action("workspace.view")
 @operation("Read a workspace", response=(200, WorkspaceSchema), errors=(401, 403, 404))
 @require_permission("viewWorkspaces", workspace_scoped=True)
 def get_workspace(workspaceId):
@@ -70,6 +67,7 @@ def get_workspace(workspaceId):
 
 
 @workspaces_bp.patch("/workspaces/<workspaceId>")
+@audit_action("workspace.update")
 @operation(
     "Rename or describe a workspace",
     body=WorkspaceUpdateSchema,
@@ -80,11 +78,12 @@ def get_workspace(workspaceId):
 def update_workspace(workspaceId):
     workspace = _workspace_from_path(workspaceId)
     data = load_body(WorkspaceUpdateSchema())
-    updated = workspaces.update_workspace(get_db(), current_principal().org, workspace["_id"], data)
+    updated = service.update_workspace(current_principal(), workspace, data)
     return jsonify(WorkspaceSchema().dump(updated))
 
 
 @workspaces_bp.delete("/workspaces/<workspaceId>")
+@audit_action("workspace.delete")
 @operation(
     "Delete a workspace, its pathways and bound keys",
     response=(204, None),
@@ -93,7 +92,7 @@ def update_workspace(workspaceId):
 @require_permission("manageWorkspaces")
 def delete_workspace(workspaceId):
     workspace = _workspace_from_path(workspaceId)
-    workspaces.delete_workspace(get_db(), current_principal().org, workspace["_id"])
+    service.delete_workspace(current_principal(), workspace)
     return "", 204
 
 
@@ -117,6 +116,7 @@ def _request_workspace() -> dict:
 
 
 @pathways_bp.get("/pathways")
+@audit_action("pathway.list")
 @operation(
     "List the workspace's pathways",
     response=(200, PathwayListSchema),
@@ -126,13 +126,12 @@ def _request_workspace() -> dict:
 @require_permission("viewPathways", workspace_scoped=True)
 def list_pathways():
     workspace = _request_workspace()
-    items = workspaces.list_pathways(
-        get_db(), current_principal().organization_id, workspace["_id"]
-    )
+    items = service.list_pathways(current_principal(), workspace)
     return jsonify(items=PathwaySchema(many=True).dump(items))
 
 
 @pathways_bp.post("/pathways")
+@audit_action("pathway.create")
 @operation(
     "Create a pathway in the workspace",
     body=PathwayCreateSchema,
@@ -144,10 +143,7 @@ def list_pathways():
 def create_pathway():
     workspace = _request_workspace()
     data = load_body(PathwayCreateSchema())
-    principal = current_principal()
-    pathway = workspaces.create_pathway(
-        get_db(), principal.org, workspace["_id"], data, principal.account_id
-    )
+    pathway = service.create_pathway(current_principal(), workspace, data)
     return jsonify(PathwaySchema().dump(pathway)), 201
 
 
@@ -156,6 +152,7 @@ def _pathway_id(raw: str):
 
 
 @pathways_bp.get("/pathways/<pathwayId>")
+@audit_action("pathway.view")
 @operation(
     "Read a pathway",
     response=(200, PathwaySchema),
@@ -165,15 +162,12 @@ def _pathway_id(raw: str):
 @require_permission("viewPathways", workspace_scoped=True)
 def get_pathway(pathwayId):
     workspace = _request_workspace()
-    pathway = workspaces.find_pathway(
-        get_db(), current_principal().organization_id, workspace["_id"], _pathway_id(pathwayId)
-    )
-    if pathway is None:
-        raise not_found("Pathway", "pathwayId")
+    pathway = service.find_pathway(current_principal(), workspace, _pathway_id(pathwayId))
     return jsonify(PathwaySchema().dump(pathway))
 
 
 @pathways_bp.patch("/pathways/<pathwayId>")
+@audit_action("pathway.update")
 @operation(
     "Edit a pathway",
     body=PathwayUpdateSchema,
@@ -186,13 +180,12 @@ def update_pathway(pathwayId):
     workspace = _request_workspace()
     pathway_id = _pathway_id(pathwayId)
     data = load_body(PathwayUpdateSchema())
-    pathway = workspaces.update_pathway(
-        get_db(), current_principal().organization_id, workspace["_id"], pathway_id, data
-    )
+    pathway = service.update_pathway(current_principal(), workspace, pathway_id, data)
     return jsonify(PathwaySchema().dump(pathway))
 
 
 @pathways_bp.delete("/pathways/<pathwayId>")
+@audit_action("pathway.delete")
 @operation(
     "Delete a pathway",
     response=(204, None),
@@ -202,7 +195,5 @@ def update_pathway(pathwayId):
 @require_permission("managePathways", workspace_scoped=True)
 def delete_pathway(pathwayId):
     workspace = _request_workspace()
-    workspaces.delete_pathway(
-        get_db(), current_principal().organization_id, workspace["_id"], _pathway_id(pathwayId)
-    )
+    service.delete_pathway(current_principal(), workspace, _pathway_id(pathwayId))
     return "", 204

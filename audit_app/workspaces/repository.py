@@ -78,35 +78,42 @@ def update_workspace(
     organization_id: ObjectId,
     workspace_id: ObjectId,
     changes: Mapping[str, Any],
-) -> Document:
+) -> tuple[Document, Document]:
+    """Apply the changes; return the workspace before and after them (one atomic update)."""
     update = {k: v for k, v in changes.items() if k in ("name", "description")}
     if "name" in update:
         update["name"] = update["name"].strip()
         update["nameLower"] = update["name"].lower()
     update["updatedAt"] = utcnow()
     try:
-        workspace = TenantCollection(db.workspaces, organization_id).find_one_and_update(
-            {"_id": workspace_id}, {"$set": update}, return_document=ReturnDocument.AFTER
+        before = TenantCollection(db.workspaces, organization_id).find_one_and_update(
+            {"_id": workspace_id}, {"$set": update}, return_document=ReturnDocument.BEFORE
         )
     except DuplicateKeyError:
         raise conflict("A workspace with this name already exists.", "name") from None
-    if workspace is None:
+    if before is None:
         raise not_found("Workspace", "workspaceId")
-    return workspace
+    return before, {**before, **update}
 
 
 def delete_workspace(
     db: Database[Document], organization_id: ObjectId, workspace_id: ObjectId
-) -> None:
-    """Delete a workspace and its pathways; API keys bound to it are revoked."""
-    result = TenantCollection(db.workspaces, organization_id).delete_one({"_id": workspace_id})
-    if result.deleted_count == 0:
+) -> tuple[Document, int, int]:
+    """Delete a workspace and its pathways; API keys bound to it are revoked. Return the
+    deleted workspace, how many pathways went with it and how many keys were revoked."""
+    deleted = TenantCollection(db.workspaces, organization_id).find_one_and_delete(
+        {"_id": workspace_id}
+    )
+    if deleted is None:
         raise not_found("Workspace", "workspaceId")
-    TenantCollection(db.pathways, organization_id).delete_many({"workspaceId": workspace_id})
-    TenantCollection(db.api_keys, organization_id).update_many(
+    pathways = TenantCollection(db.pathways, organization_id).delete_many(
+        {"workspaceId": workspace_id}
+    )
+    keys = TenantCollection(db.api_keys, organization_id).update_many(
         {"workspaceId": workspace_id, "revokedAt": None},
         {"$set": {"revokedAt": utcnow()}},
     )
+    return deleted, pathways.deleted_count, keys.modified_count
 
 
 # Pathways ------------------------------------------------------------------------------
@@ -155,24 +162,27 @@ def update_pathway(
     workspace_id: ObjectId,
     pathway_id: ObjectId,
     changes: Mapping[str, Any],
-) -> Document:
+) -> tuple[Document, Document]:
+    """Apply the changes; return the pathway before and after them (one atomic update)."""
     update = {k: v for k, v in changes.items() if k in ("name", "description", "steps")}
     update["updatedAt"] = utcnow()
-    pathway = TenantCollection(db.pathways, organization_id).find_one_and_update(
+    before = TenantCollection(db.pathways, organization_id).find_one_and_update(
         {"_id": pathway_id, "workspaceId": workspace_id},
         {"$set": update},
-        return_document=ReturnDocument.AFTER,
+        return_document=ReturnDocument.BEFORE,
     )
-    if pathway is None:
+    if before is None:
         raise not_found("Pathway", "pathwayId")
-    return pathway
+    return before, {**before, **update}
 
 
 def delete_pathway(
     db: Database[Document], organization_id: ObjectId, workspace_id: ObjectId, pathway_id: ObjectId
-) -> None:
-    result = TenantCollection(db.pathways, organization_id).delete_one(
+) -> Document:
+    """Delete a pathway; return what was deleted."""
+    deleted = TenantCollection(db.pathways, organization_id).find_one_and_delete(
         {"_id": pathway_id, "workspaceId": workspace_id}
     )
-    if result.deleted_count == 0:
+    if deleted is None:
         raise not_found("Pathway", "pathwayId")
+    return deleted

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from bson import ObjectId
 
-from ..audit.context import note_workspace
+from ..audit.changes import record_changes
+from ..audit.context import note_created, note_workspace
 from ..auth.principal import Principal
 from ..db import Document, get_db
 from ..errors import ApiError, not_found
@@ -30,3 +34,82 @@ def workspace_in_scope(
         raise not_found("Workspace", field)
     note_workspace(workspace_id)
     return workspace
+
+
+# What a reader of the audit log sees of each object, field by field (``changes``)
+WORKSPACE_FIELDS = ("name", "description")
+PATHWAY_FIELDS = ("name", "description", "steps")
+
+
+def list_workspaces(principal: Principal) -> list[Document]:
+    return workspaces.list_workspaces(get_db(), principal.org, only=principal.bound_workspace_id)
+
+
+def create_workspace(principal: Principal, name: str, description: str | None) -> Document:
+    workspace = workspaces.create_workspace(get_db(), principal.org, name, description)
+    note_workspace(workspace["_id"])
+    note_created(workspace["_id"])
+    record_changes(None, workspace, WORKSPACE_FIELDS)
+    return workspace
+
+
+def update_workspace(
+    principal: Principal, workspace: Mapping[str, Any], data: Mapping[str, Any]
+) -> Document:
+    before, after = workspaces.update_workspace(get_db(), principal.org, workspace["_id"], data)
+    record_changes(before, after, WORKSPACE_FIELDS)
+    return after
+
+
+def delete_workspace(principal: Principal, workspace: Mapping[str, Any]) -> None:
+    """Delete a workspace with its pathways; its bound keys are revoked (all in the record)."""
+    deleted, pathways, keys = workspaces.delete_workspace(get_db(), principal.org, workspace["_id"])
+    record_changes(
+        {**deleted, "pathways": pathways, "boundApiKeys": keys},
+        None,
+        (*WORKSPACE_FIELDS, "pathways", "boundApiKeys"),
+    )
+
+
+def list_pathways(principal: Principal, workspace: Mapping[str, Any]) -> list[Document]:
+    return workspaces.list_pathways(get_db(), principal.org, workspace["_id"])
+
+
+def find_pathway(
+    principal: Principal, workspace: Mapping[str, Any], pathway_id: ObjectId
+) -> Document:
+    pathway = workspaces.find_pathway(get_db(), principal.org, workspace["_id"], pathway_id)
+    if pathway is None:
+        raise not_found("Pathway", "pathwayId")
+    return pathway
+
+
+def create_pathway(
+    principal: Principal, workspace: Mapping[str, Any], data: Mapping[str, Any]
+) -> Document:
+    pathway = workspaces.create_pathway(
+        get_db(), principal.org, workspace["_id"], data, principal.account_id
+    )
+    note_created(pathway["_id"])
+    record_changes(None, pathway, PATHWAY_FIELDS)
+    return pathway
+
+
+def update_pathway(
+    principal: Principal,
+    workspace: Mapping[str, Any],
+    pathway_id: ObjectId,
+    data: Mapping[str, Any],
+) -> Document:
+    before, after = workspaces.update_pathway(
+        get_db(), principal.org, workspace["_id"], pathway_id, data
+    )
+    record_changes(before, after, PATHWAY_FIELDS)
+    return after
+
+
+def delete_pathway(
+    principal: Principal, workspace: Mapping[str, Any], pathway_id: ObjectId
+) -> None:
+    deleted = workspaces.delete_pathway(get_db(), principal.org, workspace["_id"], pathway_id)
+    record_changes(deleted, None, PATHWAY_FIELDS)

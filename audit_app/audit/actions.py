@@ -1,0 +1,82 @@
+"""The actions records name (``<resource>.<verb>``), and how the UI reads them.
+
+Each view declares its action beside its code (``capture.audit_action``); what a service or
+a command names in place of it is declared where it is used, with ``declare``. The set of
+both is what ``action:<resource>.*`` searches and what docs/audit-schema.md lists (a test
+holds the two equal).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from flask import Flask
+
+ACTION = re.compile(r"^[a-z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*$")
+_DECLARED: set[str] = set()
+
+
+def declare(*names: str) -> tuple[str, ...]:
+    """Declare actions named outside a view's declaration (a service, a command)."""
+    for name in names:
+        if not ACTION.match(name):
+            raise ValueError(f"an action is <resource>.<verb> in camelCase, not {name!r}")
+    _DECLARED.update(names)
+    return names
+
+
+def known_actions(app: Flask) -> list[str]:
+    """Every action a record of this app can carry, sorted."""
+    cached = app.extensions.get("audit_app.actions")
+    if cached is None:
+        found = set(_DECLARED)
+        for view in app.view_functions.values():
+            for attribute in ("audit_action", "audit_action_failed"):
+                name = getattr(view, attribute, None)
+                if name:
+                    found.add(name)
+        cached = app.extensions["audit_app.actions"] = sorted(found)
+    return list(cached)
+
+
+def of_resource(actions: Iterable[str], resource: str) -> list[str]:
+    return [name for name in actions if name.split(".", 1)[0] == resource]
+
+
+# Labels ------------------------------------------------------------------------------------
+
+_RESOURCES = {"apiKey": "API key", "apiDocs": "API description", "auditLog": "Audit log"}
+_VERBS = {
+    "create": "created",
+    "update": "updated",
+    "delete": "deleted",
+    "list": "listed",
+    "view": "viewed",
+    "revoke": "revoked",
+    "invite": "invited",
+    "remove": "removed",
+    "add": "added",
+    "accept": "accepted",
+    "login": "logged in",
+    "loginFailed": "login failed",
+    "logout": "logged out",
+    "export": "exported",
+    "exportEnded": "export ended",
+    "exportDigests": "digests exported",
+    "verify": "verified",
+    "unmatched": "no such page",
+}
+
+
+def _words(camel: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r" \1", camel).lower()
+
+
+def label(action: str | None) -> str:
+    """``member.roleChange`` -> "Member role change"; ``apiKey.create`` -> "API key created"."""
+    if not action or "." not in action:
+        return action or ""
+    resource, verb = action.split(".", 1)
+    subject = _RESOURCES.get(resource) or _words(resource).capitalize()
+    return f"{subject} {_VERBS.get(verb) or _words(verb)}"
