@@ -3,7 +3,9 @@
 Prints, measured side by side in one run on the same build and store:
 - requests/s of the API with auditing on and off (alternating rounds, so drift in the
   machine's speed hits both sides alike), and their ratio (goal: >= 0.9);
-- records/s that the audit writer sustains on the embedded store and on mongomock.
+- records/s that the audit writer sustains on the embedded store and on mongomock;
+- the insert cost of each index the search bar's qualifiers walk (requestId, credential,
+  ip, action), each alone and all together, against the table without them.
 
 - the same ratio for concurrent clients against gunicorn (``--concurrent``, default 8).
 
@@ -233,31 +235,54 @@ def concurrent_ratio(clients: int, rounds: int, requests: int = 150) -> None:
 
 
 def index_cost(store_dir: str, spool_dir: str, count: int) -> None:
-    """Insert rate with the earlier index set (route, no filter indexes) beside today's."""
-    from audit_app.audit.repository import INDEXES
+    """Insert rate into the embedded store's table without the search-bar indexes, with
+    each one alone, and with all of them (alternating rounds, median of three)."""
+    from bson import ObjectId
 
-    filter_indexes = {"org_status_newest", "org_method_newest", "org_authtype_newest"}
-    filter_indexes |= {"org_resource_newest"}
-    earlier = [spec for spec in INDEXES if spec[1]["name"] not in filter_indexes]
-    earlier.append(
-        (
-            [("organizationId", 1), ("route", 1), ("createdAt", -1), ("_id", -1)],
-            {"name": "org_route_newest"},
-        )
-    )
-    sets = {"earlier": earlier, "today": list(INDEXES)}
-    rates: dict[str, list[float]] = {name: [] for name in sets}
+    from audit_app.audit.embedded import SQL_INDEXES, AuditLogCollection, AuditTable
+
+    searched = ["org_requestid_newest", "org_credential_newest", "org_ip_newest"]
+    searched.append("org_action_newest")
+    variants = {"without": set(searched), **{f"+{n}": set(searched) - {n} for n in searched}}
+    variants["all"] = set()
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    org = ObjectId()
     for round_index in range(3):
-        order = list(sets) if round_index % 2 == 0 else list(reversed(sets))
+        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
         for name in order:
-            store = Store(None, db_name=f"bench_idx_{name}_{round_index}", embedded_dir=store_dir)
-            rates[name].append(writer_rate(store, spool_dir, count // 2, sets[name]))
-    earlier_rate, today_rate = (statistics.median(rates[n]) for n in ("earlier", "today"))
-    print(
-        f"Index cost on insert, embedded store ({len(earlier)} vs {len(INDEXES)} query indexes, "
-        f"median of 3): earlier {earlier_rate:8.1f}/s   today {today_rate:8.1f}/s   "
-        f"ratio today/earlier {today_rate / earlier_rate:.3f}"
-    )
+            table = AuditTable(f"{store_dir}/index-cost-{name}-{round_index}.sqlite3")
+            for dropped in sorted(variants[name]):  # fixed names from SQL_INDEXES
+                assert dropped in SQL_INDEXES
+                table.writer().execute(f"DROP INDEX {dropped}")
+            collection = AuditLogCollection(table)
+            started = time.perf_counter()
+            for index in range(count):
+                collection.insert_one(
+                    {
+                        "_id": ObjectId(),
+                        "organizationId": org,
+                        "accountId": ObjectId(),
+                        "authType": "jwt",
+                        "credentialId": f"jwt_{ObjectId()}",
+                        "action": ("pathway.view", "pathway.update", "member.list")[index % 3],
+                        "resource": "pathways",
+                        "method": "GET",
+                        "path": f"/api/v1/pathways/{index}",
+                        "statusCode": 200,
+                        "createdAt": utcnow(),
+                        "storedAt": utcnow(),
+                        "ip": f"198.51.{index % 256}.{index % 200}",
+                        "requestId": ObjectId().binary.hex(),
+                        "request": {"body": {"name": "x" * 200}},
+                    }
+                )
+            rates[name].append(count / (time.perf_counter() - started))
+            table.close()
+    base = statistics.median(rates["without"])
+    print(f"Index cost on insert, embedded store ({count} records, median of 3 rounds):")
+    for name, measured in rates.items():
+        rate = statistics.median(measured)
+        print(f"  {name:24} {rate:8.1f} records/s   ratio to without {rate / base:.3f}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from werkzeug.datastructures import MultiDict
 from audit_app.audit import embedded
 from audit_app.audit.canonical import record_hash_v2
 from audit_app.audit.embedded import AuditLogCollection, AuditTable, fold, plan_sql
-from audit_app.audit.query import AuditQuery, ListQuerySchema, parse_query
+from audit_app.audit.query import AuditQuery, ListQuerySchema, merge_search, parse_query
 from audit_app.audit.repository import NEWEST_FIRST, index_for, iter_records, search_records
 
 ORG, OTHER = ObjectId(), ObjectId()
@@ -76,6 +76,10 @@ def _record(i, org, account, workspace, key, status, method, word, auth):
         "authType": auth,
         "resource": "pathways" if i % 2 else "members",
         "path": f"/api/v1/{word}/{i}",
+        "ip": ("10.0.0.1", "10.0.0.2", "2001:db8::1")[i % 3],
+        "requestId": f"r{i % 4}",
+        "action": ("member.invite", "member.remove", "pathway.create")[(i // 2) % 3],
+        "credentialId": ("jwt_credzero0", "key_credone11")[(i // 3) % 2],
         "request": {"body": {"n": i}},
     }
 
@@ -96,7 +100,11 @@ rows = st.lists(
 )
 CHOICES = {
     "q": st.sampled_from(
-        [str(i) for i in IDS] + ["pathways", "STRASSE", "straße", "été", "σας", "star", "k"]
+        [str(i) for i in IDS]
+        + ["pathways", "STRASSE", "straße", "été", "σας", "star", "k"]
+        + ["ip:10.0.0.1", "ip:2001:DB8::1", "requestId:r1", "action:member.invite"]
+        + ["action:member.*", "credential:jwt_credzero0", "ip:10.0.0.2 status:4xx"]
+        + ["requestId:r2 k", "credential:key_credone11 method:POST"]
     ),
     "path": st.sampled_from(["/API/V1/", "ΣΑΣ/1", "kelvin", "Star"]),
     "accountId": st.sampled_from([str(i) for i in IDS]),
@@ -147,8 +155,10 @@ def test_the_table_answers_every_shape_as_mongodb_s_engine_does(
 ):
     both = Both(tmp_path_factory.mktemp("c") / "audit.sqlite3")
     both.insert([_record(i, *row) for i, row in enumerate(records)])
-    filters = parse_query(MultiDict(args), ListQuerySchema())
+    filters = merge_search(parse_query(MultiDict(args), ListQuerySchema()))
     filters.pop("limit")
+    if filters.get("action") == "member.*":  # as the service resolves it
+        filters["action"] = ["member.invite", "member.remove", "member.roleChange"]
     before = embedded.FALLBACKS[0]
     assert _pages(both.sql, filters, limit) == _pages(both.mock, filters, limit)
     assert embedded.FALLBACKS[0] == before  # every shape answered by SQL over an index
@@ -175,6 +185,14 @@ API_SHAPES = [
     ({"q": "pathways"}, "org_newest"),
     ({"path": "Straße"}, "org_newest"),
     ({"q": str(IDS[1])}, None),  # three branches, each on its id index
+    # the qualifiers support staff paste, each on its own index
+    ({"q": "requestId:4f1c2a"}, "org_requestid_newest"),
+    ({"q": "credential:jwt_abcdefgh12"}, "org_credential_newest"),
+    ({"q": "ip:203.0.113.7"}, "org_ip_newest"),
+    ({"q": "action:member.roleChange"}, "org_action_newest"),
+    ({"q": "action:member.*"}, "org_action_newest"),  # one walk per action of members
+    ({"q": "ip:203.0.113.7 status:4xx /pathways"}, "org_ip_newest"),
+    ({"q": "requestId:r1 credential:key_1234 method:GET"}, "org_requestid_newest"),
 ]
 
 
@@ -183,8 +201,10 @@ API_SHAPES = [
 def test_each_shape_walks_its_index_with_no_sort_step(tmp_path, args, index, paged):
     table = AuditTable(str(tmp_path / "plan.sqlite3"))
     connection = table.connection()
-    filters = parse_query(MultiDict(args), ListQuerySchema())
+    filters = merge_search(parse_query(MultiDict(args), ListQuerySchema()))
     filters.pop("limit")
+    if filters.get("action") == "member.*":  # as the service resolves it
+        filters["action"] = ["member.invite", "member.remove", "member.roleChange"]
     after = (BASE, ObjectId()) if paged else None
     for branch in AuditQuery(filters=filters, after=after).branches():
         scoped = {**branch, "organizationId": ORG}
@@ -532,3 +552,41 @@ def test_a_record_whose_bson_was_destroyed_is_listed_not_a_500(make_app, tmp_pat
     answer = api.get("/api/v1/audit-logs?limit=1", as_=org.admin)
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert answer.get_json()["items"] and answer.get_json()["nextCursor"]
+
+
+def test_a_table_of_the_previous_version_gains_the_new_columns_filled(tmp_path):
+    """An installation upgraded in place: its records are found by ip: and requestId: at
+    once, and verification does not take the filled columns for edits."""
+    import sqlite3
+
+    import bson
+
+    path = str(tmp_path / "old.sqlite3")
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE audit_logs (rowid INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, "
+        "organization_id BLOB, created_at INTEGER, stored_at INTEGER, account_id BLOB, "
+        "workspace_id BLOB, api_key_id BLOB, status_code NUMERIC, status_class INTEGER, "
+        "method TEXT, auth_type TEXT, resource TEXT, path_fold TEXT, doc BLOB NOT NULL)"
+    )
+    record = _record(1, ORG, 0, None, None, 200, "GET", "pathways", "jwt")
+    del record["action"], record["credentialId"]  # as records were before these fields
+    row = embedded._row(record)
+    old.execute(
+        "INSERT INTO audit_logs (id, organization_id, created_at, stored_at, account_id, "
+        "workspace_id, api_key_id, status_code, status_class, method, auth_type, resource, "
+        "path_fold, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*row[:13], bson.encode(record)),
+    )
+    old.commit()
+    old.close()
+    table = AuditTable(path)
+    collection = AuditLogCollection(table)
+    for qualifier in (f"ip:{record['ip']}", f"requestId:{record['requestId']}"):
+        filters = merge_search({"q": qualifier})
+        [branch] = AuditQuery(filters=filters).branches()
+        items, _ = search_records({"audit_logs": collection}, ORG, [branch], 10, 2000)
+        assert [r["_id"] for r in items] == [record["_id"]]
+    assert collection.column_mismatches(ORG) == []
+    table.close()
+    AuditTable(path).close()  # opening again: nothing left to do

@@ -100,6 +100,23 @@ def test_the_next_page_is_bounded_by_its_cursor_at_the_top_level(server, wired):
         ("resource=pathways", {"resource": "pathways"}, "org_resource_newest"),
         # two filters: the most selective one's index, the other checked on the way
         ("method=GET&accountId={id}", {"accountId": "id", "method": "GET"}, "org_account_newest"),
+        # what support staff paste into the search bar, each on its own index
+        ("q=requestId:req-42.a", {"requestId": "req-42.a"}, "org_requestid_newest"),
+        ("q=credential:jwt_Ab3_x-9qq", {"credentialId": "jwt_Ab3_x-9qq"}, "org_credential_newest"),
+        ("q=ip:203.0.113.7", {"ip": "203.0.113.7"}, "org_ip_newest"),
+        ("q=ip:2001:DB8:0:0::1", {"ip": "2001:db8::1"}, "org_ip_newest"),
+        ("q=action:member.roleChange", {"action": "member.roleChange"}, "org_action_newest"),
+        (
+            "q=method:delete status:404",
+            {"method": "DELETE", "statusCode": 404},
+            "org_status_newest",
+        ),
+        # combined: the request id leads, whatever else narrows
+        (
+            "q=requestId:r1%20ip:10.0.0.1&accountId={id}",
+            {"requestId": "r1", "ip": "10.0.0.1", "accountId": "id"},
+            "org_requestid_newest",
+        ),
     ],
 )
 def test_each_filter_walks_the_index_made_for_it(server, wired, query, equality, index):
@@ -110,6 +127,44 @@ def test_each_filter_walks_the_index_made_for_it(server, wired, query, equality,
     expected = {k: (some_id if v == "id" else v) for k, v in equality.items()}
     assert find["filter"] == {**expected, "organizationId": wired.organization_id}
     assert find["hint"] == index and find["sort"] == NEWEST and find["limit"] == 51
+
+
+def test_a_resources_actions_are_one_equality_walk_each_merged(server, wired):
+    """``action:member.*``: no $in over the action index (a blocking sort on both stores)."""
+    answer = wired("/api/v1/audit-logs?q=action:member.*")
+    assert answer.status_code == 200, answer.get_json()
+    sent = finds(server)
+    actions = sorted(find["filter"]["action"] for find in sent)
+    assert actions == [
+        "member.add",
+        "member.invite",
+        "member.list",
+        "member.remove",
+        "member.roleChange",
+    ]
+    assert all(find["hint"] == "org_action_newest" and find["limit"] == 51 for find in sent)
+
+
+def test_an_actor_is_resolved_to_the_accounts_id_and_walks_its_index(server, wired):
+    email = server.documents["accounts"][0]["email"]
+    answer = wired(f"/api/v1/audit-logs?q=actor:{email.upper()}%20/pathways")
+    assert answer.status_code == 200, answer.get_json()
+    [find] = finds(server)
+    assert find["filter"]["accountId"] == server.documents["accounts"][0]["_id"]
+    assert find["filter"]["$and"] == [{"path": {"$regex": "/pathways", "$options": "i"}}]
+    assert find["hint"] == "org_account_newest"
+
+
+def test_an_actor_without_an_account_sends_no_query(server, wired):
+    accounts = server.documents["accounts"]
+    server.documents["accounts"] = lambda find: [  # the server answers by the filter
+        account
+        for account in accounts
+        if all(account.get(name) == value for name, value in find["filter"].items())
+    ]
+    answer = wired("/api/v1/audit-logs?q=actor:nobody@nowhere.example")
+    assert answer.status_code == 200 and answer.get_json()["items"] == []
+    assert finds(server) == []
 
 
 def test_a_date_range_is_one_range_on_created_at(server, wired):

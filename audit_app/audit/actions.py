@@ -47,11 +47,23 @@ def of_resource(actions: Iterable[str], resource: str) -> list[str]:
 # Labels ------------------------------------------------------------------------------------
 
 _RESOURCES = {"apiKey": "API key", "apiDocs": "API description", "auditLog": "Audit log"}
+_LABELS = {  # where "<resource> <verb>ed" does not read well
+    "request.unmatched": "No such endpoint",
+    "auditLog.list": "Audit log searched",
+    "auditLog.viewIntegrity": "Audit log integrity viewed",
+    "session.login": "Logged in",
+    "session.loginFailed": "Login failed",
+    "session.logout": "Logged out",
+    "session.switchOrganization": "Switched organization",
+    "account.passwordChange": "Password changed",
+    "member.roleChange": "Member's role changed",
+    "role.permissionsChange": "Role's permissions changed",
+}
 _VERBS = {
     "create": "created",
     "update": "updated",
     "delete": "deleted",
-    "list": "listed",
+    "list": "s listed",
     "view": "viewed",
     "revoke": "revoked",
     "invite": "invited",
@@ -74,9 +86,12 @@ def _words(camel: str) -> str:
 
 
 def label(action: str | None) -> str:
-    """``member.roleChange`` -> "Member role change"; ``apiKey.create`` -> "API key created"."""
+    """``apiKey.create`` -> "API key created"; ``workspace.list`` -> "Workspaces listed"."""
     if not action or "." not in action:
         return action or ""
+    if action in _LABELS:
+        return _LABELS[action]
     resource, verb = action.split(".", 1)
     subject = _RESOURCES.get(resource) or _words(resource).capitalize()
-    return f"{subject} {_VERBS.get(verb) or _words(verb)}"
+    said = _VERBS.get(verb) or " " + _words(verb)
+    return subject + (said if said.startswith("s ") else " " + said.lstrip())

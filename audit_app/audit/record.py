@@ -284,7 +284,8 @@ def response_of(status: int, notes: Notes) -> dict:
         message = error.get("errorMessage")
         return {
             "errorCode": safe_str(error["errorCode"])[:64],
-            "errorMessage": redactor().text(message[:1024]) if message else None,
+            # our own words, which may quote what the client sent: its secrets are masked
+            "errorMessage": scrub_values(safe_str(message)[:1024]) if message else None,
         }
     if notes.created_id is not None:
         return {"id": str(notes.created_id)}

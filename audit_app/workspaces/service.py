@@ -64,11 +64,8 @@ def update_workspace(
 def delete_workspace(principal: Principal, workspace: Mapping[str, Any]) -> None:
     """Delete a workspace with its pathways; its bound keys are revoked (all in the record)."""
     deleted, pathways, keys = workspaces.delete_workspace(get_db(), principal.org, workspace["_id"])
-    record_changes(
-        {**deleted, "pathways": pathways, "boundApiKeys": keys},
-        None,
-        (*WORKSPACE_FIELDS, "pathways", "boundApiKeys"),
-    )
+    went = {"pathways": pathways or None, "boundApiKeys": keys or None}  # what went with it
+    record_changes({**deleted, **went}, None, (*WORKSPACE_FIELDS, *went))
 
 
 def list_pathways(principal: Principal, workspace: Mapping[str, Any]) -> list[Document]:

@@ -236,3 +236,53 @@ def test_keyboard_only_search(page, live):
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"q=members"))
     assert all("members" in p for p in column(page, "Path"))
+
+
+def test_support_finds_a_change_and_a_failure_by_what_they_paste(page, live):
+    """A role change made through the API: found by the admin's email and the action, its
+    details say what changed by name; a refused call says why; the credential is one click
+    from everything it did."""
+    client = live["app"].test_client()
+    owner, member = live["logins"]["owner"], live["logins"]["member"]
+    token = client.post(
+        "/api/v1/auth/token", json={"email": owner["email"], "password": owner["password"]}
+    ).get_json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    roles = {
+        r["name"]: r["id"] for r in client.get("/api/v1/roles", headers=headers).get_json()["items"]
+    }
+    members = client.get("/api/v1/members", headers=headers).get_json()["items"]
+    target = next(m for m in members if m["email"] == member["email"])
+    changed = client.patch(
+        f"/api/v1/members/{target['accountId']}", json={"roleId": roles["Admin"]}, headers=headers
+    )
+    assert changed.status_code == 200, changed.get_json()
+    back = client.patch(
+        f"/api/v1/members/{target['accountId']}", json={"roleId": roles["Member"]}, headers=headers
+    )
+    assert back.status_code == 200
+    refused = client.delete(f"/api/v1/roles/{roles['Owner']}", headers=headers)
+    assert refused.status_code == 409
+    log_in(page, live, "owner")
+    open_audit_logs(page, live)
+    search(page, f"actor:{owner['email']} action:member.roleChange")
+    assert column(page, "Resource")[0].splitlines() == ["members", "Member's role changed"]
+    page.get_by_role("link", name="View Details").nth(1).click()  # the first change: to Admin
+    changes = page.locator("#changes")
+    assert changes.get_by_role("row", name=re.compile(r"^role Member Admin")).is_visible()
+    page.locator("#credential-link").click()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_label("Search").input_value().startswith("credential:jwt_")
+    actions = [cell.splitlines()[-1] for cell in column(page, "Resource")]
+    assert actions == [  # exactly what this one token did, newest first, its issue last
+        "Role deleted",
+        "Member's role changed",
+        "Member's role changed",
+        "Members listed",
+        "Roles listed",
+        "Logged in",
+    ]
+    search(page, f"credential:{page.get_by_label('Search').input_value()[11:]} status:4xx")
+    page.get_by_role("link", name="View Details").first.click()
+    why = page.locator("#response-error").inner_text()
+    assert "409" in why and "conflict" in why and "Owner role cannot be edited" in why
