@@ -6,10 +6,8 @@ from marshmallow import Schema, fields, validate
 from ..apidoc import list_of, operation
 from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
-from ..db import get_db
 from ..ids import parse_object_id
 from ..schemas import ObjectIdField, Text, UtcDateTime, load_body
-from . import repository as api_keys
 from . import service
 
 bp = Blueprint("apiKeys", __name__)
@@ -47,7 +45,7 @@ ApiKeyListSchema = list_of("ApiKeyList", ApiKeySchema)
 )
 @require_permission("viewApiKeys")
 def list_keys():
-    items = api_keys.list_api_keys(get_db(), current_principal().organization_id)
+    items = service.list_keys(current_principal())
     return jsonify(items=ApiKeySchema(many=True).dump(items))
 
 

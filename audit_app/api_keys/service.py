@@ -72,3 +72,17 @@ def revoke_key(actor: Principal, key_id: ObjectId) -> Document:
     if revoked_now:
         record_changes({"name": key["name"], "revokedAt": None}, key, ("revokedAt",))
     return key
+
+
+def list_keys(actor: Principal) -> list[Document]:
+    return api_keys.list_api_keys(get_db(), actor.org)
+
+
+def page_data(actor: Principal) -> dict[str, list[Document]]:
+    """What the API Keys page shows: the keys, and the roles and workspaces to pick from."""
+    db = get_db()
+    return {
+        "keys": api_keys.list_api_keys(db, actor.org),
+        "roles": orgs.list_roles(db, actor.org),
+        "workspaces": workspaces.list_workspaces(db, actor.org),
+    }

@@ -6,13 +6,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
-from ..db import get_db
 from ..errors import ApiError
 from ..ids import parse_object_id
-from ..organizations import repository as orgs
 from ..web.forms import ActionForm, require_valid_form
-from ..workspaces import repository as workspaces
-from . import repository as api_keys
 from . import service
 
 bp = Blueprint("apiKeys", __name__, url_prefix="/organization/api-keys")
@@ -20,14 +16,13 @@ bp = Blueprint("apiKeys", __name__, url_prefix="/organization/api-keys")
 
 def _page(created=None, secret=None, status=200):
     principal = current_principal()
-    db = get_db()
-    roles = orgs.list_roles(db, principal.organization_id)
+    shown = service.page_data(principal)
     response = render_template(
         "organization/api_keys.html",
-        keys=api_keys.list_api_keys(db, principal.organization_id),
-        roles=roles,
-        role_names={r["_id"]: r["name"] for r in roles},
-        workspaces=workspaces.list_workspaces(db, principal.organization_id),
+        keys=shown["keys"],
+        roles=shown["roles"],
+        role_names={r["_id"]: r["name"] for r in shown["roles"]},
+        workspaces=shown["workspaces"],
         can_manage=principal.can("manageApiKeys"),
         form=ActionForm(),
         created=created,

@@ -15,10 +15,12 @@ from marshmallow import Schema
 from pymongo.errors import ExecutionTimeout, OperationFailure
 from werkzeug.datastructures import MultiDict
 
+from ..api_keys.repository import find_api_keys_by_ids
 from ..auth.principal import Principal
 from ..db import Document, get_audit_db, get_db
 from ..errors import ApiError, bad_request
 from ..organizations.repository import find_account_by_email, find_organization
+from ..workspaces.repository import find_workspaces_by_ids
 from .actions import known_actions, of_resource
 from .export import is_time_limit
 from .query import (
@@ -174,3 +176,13 @@ def _time_budget() -> Iterator[None]:
             "query_timeout",
             "The search took too long; narrow it with a time range, an id or more filters.",
         ) from None
+
+
+def names_for(
+    principal: Principal, items: list[Document]
+) -> tuple[dict[ObjectId, Document], dict[ObjectId, Document]]:
+    """The workspaces and API keys the records name, by id, to show names beside ids."""
+    db = get_db()
+    workspaces = find_workspaces_by_ids(db, principal.org, [i.get("workspaceId") for i in items])
+    keys = find_api_keys_by_ids(db, principal.org, [i.get("apiKeyId") for i in items])
+    return workspaces, keys

@@ -13,13 +13,10 @@ from flask import (
 )
 from werkzeug.datastructures import MultiDict
 
-from ..api_keys.repository import find_api_keys_by_ids
 from ..auth.principal import current_principal, require_permission
-from ..db import get_db
 from ..errors import ApiError, not_found
 from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
-from ..workspaces.repository import find_workspaces_by_ids
 from . import export, service
 from .capture import audit_action, audited
 from .query import AUTH_TYPES, METHODS, WebListQuerySchema
@@ -71,11 +68,7 @@ def _clean_args(args):
 
 
 def _names_for(items: list[dict]) -> tuple[dict, dict]:
-    principal = current_principal()
-    db = get_db()
-    workspaces = find_workspaces_by_ids(db, principal.org, [i.get("workspaceId") for i in items])
-    keys = find_api_keys_by_ids(db, principal.org, [i.get("apiKeyId") for i in items])
-    return workspaces, keys
+    return service.names_for(current_principal(), items)
 
 
 @bp.get("")

@@ -11,11 +11,9 @@ from ..audit.capture import audit_action
 from ..audit.context import note_actor
 from ..auth.principal import account_of_token, current_principal, require_permission
 from ..auth.tokens import TokenError
-from ..db import get_db
-from ..errors import ApiError, not_found, unauthorized
+from ..errors import ApiError, unauthorized
 from ..ids import parse_object_id
 from ..schemas import load_body
-from . import repository as orgs
 from . import service
 from .schemas import (
     InvitationAcceptedSchema,
@@ -73,7 +71,7 @@ def update_organization():
 @operation("List members and their roles", response=(200, MemberListSchema), errors=(401, 403))
 @require_permission("viewMembers")
 def list_members():
-    members = orgs.list_members(get_db(), current_principal().organization_id)
+    members = service.list_members(current_principal())
     return jsonify(items=MemberSchema(many=True).dump(members))
 
 
@@ -182,7 +180,7 @@ def accept_invitation():
 
 
 def _attribute_to_invitation(token: str) -> None:
-    invitation = orgs.find_pending_invitation(get_db(), token)
+    invitation = service.invitation_of(token)
     if invitation is not None:
         note_actor({"_id": None, "email": invitation["email"]}, invitation["organizationId"])
 
@@ -195,7 +193,7 @@ def _attribute_to_invitation(token: str) -> None:
 @operation("List roles and their permissions", response=(200, RoleListSchema), errors=(401, 403))
 @require_permission("viewRoles")
 def list_roles():
-    roles = orgs.list_roles(get_db(), current_principal().organization_id)
+    roles = service.list_roles(current_principal())
     return jsonify(items=RoleSchema(many=True).dump(roles))
 
 
@@ -222,9 +220,7 @@ def create_role():
 @require_permission("viewRoles")
 def get_role(roleId):
     role_id = parse_object_id(roleId, "roleId", status=404, what="Role")
-    role = orgs.find_role(get_db(), current_principal().organization_id, role_id)
-    if role is None:
-        raise not_found("Role", "roleId")
+    role = service.find_role(current_principal(), role_id)
     return jsonify(RoleSchema().dump(role))
 
 

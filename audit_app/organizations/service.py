@@ -509,3 +509,23 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
     before, after = orgs.update_organization(get_db(), actor.org, update)
     record_changes(before, after, ORGANIZATION_FIELDS)
     return after
+
+
+# Reading members and roles (the pages and the API show the same) -------------------------
+
+
+def list_members(actor: Principal) -> list[dict[str, Any]]:
+    return orgs.list_members(get_db(), actor.org)
+
+
+def list_roles(actor: Principal) -> list[Document]:
+    return orgs.list_roles(get_db(), actor.org)
+
+
+def find_role(actor: Principal, role_id: ObjectId) -> Document:
+    return _role(actor.org, role_id)
+
+
+def invitation_of(token: str) -> Document | None:
+    """The pending invitation a token names (to attribute a refused acceptance), or None."""
+    return orgs.find_pending_invitation(get_db(), token)

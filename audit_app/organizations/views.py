@@ -13,11 +13,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
-from ..db import get_db
 from ..errors import ApiError
 from ..ids import parse_object_id
 from ..web.forms import ActionForm, require_valid_form
-from . import repository as orgs
 from . import service
 from .api import accept_url
 from .permissions import OWNER, PERMISSIONS
@@ -59,7 +57,7 @@ def _attempt(change: Callable[[], str], page: str):
 @require_permission("viewRoles")
 def roles_page():
     principal = current_principal()
-    roles = orgs.list_roles(get_db(), principal.organization_id)
+    roles = service.list_roles(principal)
     return render_template(
         "organization/roles.html",
         roles=roles,
@@ -116,11 +114,10 @@ def delete_role(roleId):
 
 def _members_page(invited=None, url=None, status=200):
     principal = current_principal()
-    db = get_db()
-    roles = orgs.list_roles(db, principal.organization_id)
+    roles = service.list_roles(principal)
     response = render_template(
         "organization/members.html",
-        members=orgs.list_members(db, principal.organization_id),
+        members=service.list_members(principal),
         roles=roles,
         role_names={r["_id"]: r["name"] for r in roles},
         invitations=service.list_invitations(principal),
