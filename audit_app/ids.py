@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 
 from bson import ObjectId
@@ -42,3 +43,18 @@ def iso(value: datetime | None) -> str | None:
         f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
         f"{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z"
     )
+
+
+def canonical_ip(text: str | None) -> str | None:
+    """An address as records keep it and ``ip:`` searches it: IPv6 compressed and lower
+    case, an IPv4 address mapped into IPv6 (a dual-stack server's ``::ffff:a.b.c.d``) as
+    plain IPv4; anything else unchanged."""
+    if not text:
+        return text
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return address.compressed

@@ -8,7 +8,7 @@ from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id
-from ..web.forms import ActionForm, require_valid_form
+from ..web.forms import ActionForm, refused, require_valid_form
 from . import service
 
 bp = Blueprint("apiKeys", __name__, url_prefix="/organization/api-keys")
@@ -56,7 +56,7 @@ def create_key():
             workspace_id=workspace_id,
         )
     except ApiError as error:
-        flash(error.message, "error")
+        refused(error)
         return redirect(url_for(".api_keys_page"))
     return _page(created=key, secret=secret, status=201)
 

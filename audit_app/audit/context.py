@@ -20,6 +20,7 @@ _KEY = "audit_notes"
 class Notes:
     workspace_id: ObjectId | None = None
     actor: dict[str, Any] | None = None
+    actor_overrides: bool = False  # the actor's organization wins over the caller's
     action: str | None = None
     changes: list[dict[str, Any]] = field(default_factory=list)
     created_id: ObjectId | str | None = None
@@ -47,13 +48,19 @@ def note_workspace(workspace_id: ObjectId | None) -> None:
     notes().workspace_id = workspace_id
 
 
-def note_actor(account: dict[str, Any], organization_id: ObjectId) -> None:
+def note_actor(
+    account: dict[str, Any], organization_id: ObjectId, *, overrides: bool = False
+) -> None:
     """Attribute an unauthenticated request (a login) to the account it names.
 
     A login attempt against a known account, successful or not, belongs in the log of that
     account's organization: admins need to see failed logins of their members.
+    ``overrides``: the request acts in that organization even when its caller is
+    authenticated in another one (an invitation accepted with one's token from elsewhere).
     """
-    notes().actor = {
+    current = notes()
+    current.actor_overrides = overrides
+    current.actor = {
         "accountId": account["_id"],
         "accountEmail": account["email"],
         "organizationId": organization_id,

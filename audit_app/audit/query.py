@@ -23,6 +23,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..db import Document
 from ..errors import ApiError, bad_request
+from ..ids import canonical_ip
 from ..schemas import ObjectIdField
 
 MAX_SEARCH_LENGTH = 200
@@ -354,13 +355,14 @@ def _qualifier_value(name: str, value: str) -> tuple[str, Any]:
     """The filter a qualifier sets and its checked value; a 400 naming q otherwise."""
     if name == "actor":
         if not _EMAIL.match(value) or len(value) > 320:
-            raise _bad_q(f"actor: needs an email address, not {value!r}.")
+            raise _bad_q("actor: needs an email address, such as ana@example.com.")
         return "actor", value.lower()
     if name == "ip":
         try:
-            return "ip", ipaddress.ip_address(value).compressed
+            ipaddress.ip_address(value.split("%", 1)[0])
         except ValueError:
-            raise _bad_q(f"ip: needs an IPv4 or IPv6 address, not {value!r}.") from None
+            raise _bad_q("ip: needs an IPv4 or IPv6 address, such as 203.0.113.7.") from None
+        return "ip", canonical_ip(value)
     if name == "requestId":
         if not _REQUEST_ID.match(value):
             raise _bad_q("requestId: is 1 to 128 characters of A-Z, a-z, 0-9 and . _ : -.")
@@ -368,8 +370,8 @@ def _qualifier_value(name: str, value: str) -> tuple[str, Any]:
     if name == "action":
         if not _ACTION.match(value):
             raise _bad_q(
-                f"action: needs an action such as member.roleChange, or a resource's "
-                f"actions such as member.*; not {value!r}."
+                "action: needs an action such as member.roleChange, or a resource's "
+                "actions such as member.*."
             )
         return "action", value
     if name == "credential":
@@ -414,10 +416,14 @@ def merge_search(filters: dict[str, Any]) -> dict[str, Any]:
         merged["q"] = text
     for name, value in found.items():
         given = merged.get(name)
+        if name == "statusCode" and given is not None:
+            given = given.lower()
         if given is not None and given != value:
             shown = {"from_": "from", "statusCode": "statusCode"}.get(name, name)
             raise _bad_q(f"a qualifier contradicts the {shown} parameter; give one of them.")
         merged[name] = value
+    if merged.get("from_") and merged.get("to") and merged["from_"] > merged["to"]:
+        raise _bad_q("the time range is empty: its start is after its end.")
     return merged
 
 

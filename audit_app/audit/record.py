@@ -20,10 +20,10 @@ from flask import Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ..ids import utcnow
+from ..ids import canonical_ip, utcnow
 from . import actions
 from .context import Notes, notes
-from .redaction import REDACTED, Redactor, safe_str, scrub_values
+from .redaction import REDACTED, Redactor, safe_str, scrub_decoded, scrub_values
 
 NEVER_STORED_HEADERS = frozenset(
     {"authorization", "cookie", "x-api-key", "proxy-authorization", "set-cookie"}
@@ -233,6 +233,7 @@ RECORD_FIELDS = (
 )
 OPTIONAL_FIELDS = ("changes",)  # present only when there is something to say
 (UNMATCHED_ACTION,) = actions.declare("request.unmatched")  # no route matched the request
+(OPTIONS_ACTION,) = actions.declare("request.options")  # which methods a path takes
 
 
 def new_record(**fields) -> dict:
@@ -269,6 +270,8 @@ def action_of(req: Request, status: int, noted: str | None) -> str:
         return noted
     if req.url_rule is None or req.endpoint is None:
         return UNMATCHED_ACTION
+    if req.method == "OPTIONS":  # answered by Flask itself: the view did not run
+        return OPTIONS_ACTION
     view = current_app.view_functions.get(req.endpoint)
     declared = getattr(view, "audit_action", None)
     if declared is None:  # every recorded view declares one (tests/test_actions.py)
@@ -279,13 +282,13 @@ def action_of(req: Request, status: int, noted: str | None) -> str:
 
 def response_of(status: int, notes: Notes) -> dict:
     """``{errorCode, errorMessage}`` of the error the client saw; ``{id}`` of what was made."""
-    if status >= 400:
+    if status >= 400 or notes.error:  # (a refused web form answers with a redirect)
         error = notes.error or {"errorCode": _snake(HTTP_STATUS_CODES.get(status, "error"))}
         message = error.get("errorMessage")
         return {
             "errorCode": safe_str(error["errorCode"])[:64],
             # our own words, which may quote what the client sent: its secrets are masked
-            "errorMessage": scrub_values(safe_str(message)[:1024]) if message else None,
+            "errorMessage": scrub_decoded(safe_str(message)[:1024]) if message else None,
         }
     if notes.created_id is not None:
         return {"id": str(notes.created_id)}
@@ -319,7 +322,7 @@ def summary_fields(response: Response | Any, duration_ms: float) -> dict:
         statusCode=status,
         createdAt=g.audit_started_at,
         durationMs=round(duration_ms, 3),
-        ip=request.remote_addr,
+        ip=canonical_ip(request.remote_addr),
         userAgent=_clean_or_none(request.headers.get("User-Agent", "")[:1024]),
         requestId=g.request_id,
         response=response_of(status, noted),
@@ -328,7 +331,10 @@ def summary_fields(response: Response | Any, duration_ms: float) -> dict:
     if noted.changes:
         record["changes"] = noted.changes
     actor = noted.actor
-    if actor and record["organizationId"] is None:
+    if actor and (record["organizationId"] is None or noted.actor_overrides):
+        if record["organizationId"] not in (None, actor.get("organizationId")):
+            # the caller's own organization's key or workspace is not the other's business
+            record.update(apiKeyId=None, apiKeyName=None, workspaceId=None)
         record.update(actor)
         record["apiKeyName"] = _clean_or_none(record.get("apiKeyName"))
     return record

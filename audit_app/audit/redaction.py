@@ -148,6 +148,9 @@ class Redactor:
         return text
 
     def _text_once(self, text: str) -> str:
+        # values first: "Authorization: Bearer <token>" would otherwise lose only the word
+        # Bearer to the key rule, and the scheme rule would no longer see the credential
+        text = scrub_values(text)
         text = self.redact_text(text)
         text = self._xml_pattern.sub(lambda m: m.group(1) + REDACTED + m.group(4), text)
         return scrub_values(text)
@@ -376,6 +379,20 @@ def _json_unescaped(text: str) -> str:
     if "\\u" not in text:
         return text
     return safe_str(_JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text))
+
+
+def scrub_decoded(text: str) -> str:
+    """``scrub_values`` that percent-encoding or backslash-u escapes cannot get around (a
+    message of ours quoting client input with ``repr``): when a decoded form holds a
+    secret, the decoded form is kept, scrubbed."""
+    text = scrub_values(safe_str(text))
+    for decode in (_percent_decoded, _json_unescaped):
+        decoded = decode(text)
+        if decoded != text:
+            cleaned = scrub_values(decoded)
+            if cleaned != decoded:
+                return cleaned
+    return text
 
 
 def scrub_values(text: str) -> str:

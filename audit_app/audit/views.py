@@ -19,6 +19,7 @@ from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import export, service
 from .capture import audit_action, audited
+from .context import note_error
 from .query import AUTH_TYPES, METHODS, WebListQuerySchema
 from .redaction import unescape
 from .schemas import jsonable
@@ -102,6 +103,7 @@ def list_page():
         if error.status != 400:
             raise
         context["error"] = error
+        note_error(error.code, error.message)
         return render_template("audit_logs/list.html", **context), 400
     context["integrity"] = integrity_state(current_principal().organization_id)
     if args.get("before") and page.newer_cursor is None:

@@ -245,7 +245,10 @@ def load_principal() -> None:
     if request.endpoint in ("static", "health.healthz", "health.readyz"):
         return
     if request.method == "POST" and request.endpoint in _LOGIN_ENDPOINTS:
-        _attribute_login_attempt()  # before a rate limit or CSRF refuses it
+        # a login names its own subject, whose organization's log it belongs in (before a
+        # rate limit or CSRF refuses it); a credential sent along is not its caller
+        _attribute_login_attempt()
+        return
     if not request.path.startswith("/api/"):
         g.principal = _from_session()
         return

@@ -175,14 +175,18 @@ def accept_invitation():
         if error.status != 404:
             _attribute_to_invitation(data["token"])
         raise
-    note_actor(accepted["account"], accepted["organizationId"])
+    note_actor(accepted["account"], accepted["organizationId"], overrides=True)
     return jsonify(InvitationAcceptedSchema().dump(accepted))
 
 
 def _attribute_to_invitation(token: str) -> None:
     invitation = service.invitation_of(token)
     if invitation is not None:
-        note_actor({"_id": None, "email": invitation["email"]}, invitation["organizationId"])
+        note_actor(
+            {"_id": None, "email": invitation["email"]},
+            invitation["organizationId"],
+            overrides=True,
+        )
 
 
 # Roles ---------------------------------------------------------------------------------

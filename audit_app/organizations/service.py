@@ -261,9 +261,10 @@ def remove_member(actor: Principal, account_id: ObjectId) -> None:
                 orgs.put_owner_in(db, organization_id, account_id)
             raise conflict("The member changed meanwhile; reload and try again.", "accountId")
     sessions.end_account_sessions(db, account_id)
-    api_keys.revoke_keys_created_by(db, organization_id, account_id)
-    orgs.revoke_invitations_by(db, organization_id, account_id)
-    record_changes(_member_view(member), None, MEMBER_FIELDS)
+    keys = api_keys.revoke_keys_created_by(db, organization_id, account_id)
+    invitations = orgs.revoke_invitations_by(db, organization_id, account_id)
+    went = {"apiKeysRevoked": keys or None, "invitationsRevoked": invitations or None}
+    record_changes({**_member_view(member), **went}, None, (*MEMBER_FIELDS, *went))
 
 
 def _member_view(member: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id
-from ..web.forms import ActionForm, require_valid_form
+from ..web.forms import ActionForm, refused, require_valid_form
 from . import service
 from .api import accept_url
 from .permissions import OWNER, PERMISSIONS
@@ -44,7 +44,7 @@ def _attempt(change: Callable[[], str], page: str):
     except ApiError as error:
         if error.status == 404:
             raise
-        flash(error.message, "error")
+        refused(error)
     else:
         flash(message)
     return redirect(url_for(page))
@@ -148,7 +148,7 @@ def invite_member():
             current_principal(), request.form.get("email", ""), role_id
         )
     except ApiError as error:
-        flash(error.message, "error")
+        refused(error)
         return redirect(url_for(".members_page"))
     return _members_page(invited=invitation, url=accept_url(token), status=201)
 

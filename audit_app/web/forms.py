@@ -1,9 +1,12 @@
 """Forms of the web shell (CSRF-protected by flask-wtf)."""
 
-from flask import abort
+from flask import abort, flash
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
+
+from ..audit.context import note_error
+from ..errors import ApiError
 
 
 class LoginForm(FlaskForm):
@@ -47,3 +50,10 @@ def require_valid_form() -> None:
     """Refuse a POST whose CSRF token is missing or stale, with a message that says so."""
     if not ActionForm().validate_on_submit():
         abort(400, "The form expired or was not sent by this site; reload the page and retry.")
+
+
+def refused(error: ApiError) -> None:
+    """A form's change was refused: tell the person (a flash on the page it returns to) and
+    the audit record (its ``response`` carries the error, as an API call's would)."""
+    note_error(error.code, error.message)
+    flash(error.message, "error")

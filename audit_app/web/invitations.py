@@ -11,7 +11,7 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from ..audit.capture import audit_action, audited
-from ..audit.context import note_actor
+from ..audit.context import note_actor, note_error
 from ..errors import ApiError
 from ..organizations import service as access
 from .forms import AcceptInvitationForm
@@ -39,7 +39,9 @@ def _render(view, form, status=200, error=None):
 @audited
 def accept_page(token):
     view = access.find_invitation(token)
-    note_actor({"_id": None, "email": view.invitation["email"]}, view.organization["_id"])
+    note_actor(
+        {"_id": None, "email": view.invitation["email"]}, view.organization["_id"], overrides=True
+    )
     form = AcceptInvitationForm()
     if not form.is_submitted():
         return _render(view, form)
@@ -53,8 +55,9 @@ def accept_page(token):
             password=None if view.account_exists else (form.password.data or None),
         )
     except ApiError as error:
+        note_error(error.code, error.message)
         return _render(view, form, error.status if error.status != 401 else 403, error.message)
-    note_actor(accepted["account"], accepted["organizationId"])
+    note_actor(accepted["account"], accepted["organizationId"], overrides=True)
     open_session(accepted["account"], accepted["organizationId"])
     flash(f"Welcome to {view.organization['name']}.")
     return redirect(url_for("web.home"))

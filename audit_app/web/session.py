@@ -72,14 +72,18 @@ def load_account(user_id: str):
     return SessionAccount(account, session_id) if account else None
 
 
-def open_session(account: dict, organization_id: ObjectId | None) -> None:
-    """Log the browser in as the account: a fresh cookie session and a server-side session."""
+def open_session(account: dict, organization_id: ObjectId | None, *, login: bool = True) -> None:
+    """Log the browser in as the account: a fresh cookie session and a server-side session.
+
+    ``login``: the request opened it (a login, an accepted invitation), so its record
+    carries the new session's credential; a password change keeps the caller's own."""
     sessions.end_session(get_db(), session.get(SESSION_TOKEN))  # one browser, one session
     session.clear()  # no session fixation: nothing survives from before login
     lifetime = timedelta(hours=current_app.config["SESSION_LIFETIME_HOURS"])
     session[SESSION_TOKEN], session_id = sessions.start_session(get_db(), account["_id"], lifetime)
     login_user(SessionAccount(account, session_id))
-    note_credential(session_credential(session_id))
+    if login:
+        note_credential(session_credential(session_id))
     if organization_id is not None:
         session["organizationId"] = str(organization_id)
 
@@ -148,9 +152,10 @@ def change_password():
             access.change_password(account, form.currentPassword.data, form.newPassword.data)
         except ApiError as error:
             form.currentPassword.errors.append(error.message)
+            note_error(error.code, error.message)
             status = 400
         else:
-            open_session(account, current_principal().organization_id)
+            open_session(account, current_principal().organization_id, login=False)
             flash("Password changed. You were signed out everywhere else.")
             return redirect(url_for("web.home"))
     elif request.method == "POST":
