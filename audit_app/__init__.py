@@ -31,6 +31,8 @@ from .openapi import bp as openapi_bp
 from .organizations.api import invitations_bp, members_bp, organization_bp, roles_bp
 from .ratelimit import default_storage_uri, limiter
 from .security import set_security_headers
+from .streams.api import bp as audit_streams_bp
+from .streams.delivery import background_deliverer
 from .web import create_web_blueprint, navigation_context
 from .workspaces.api import pathways_bp, workspaces_bp
 
@@ -122,6 +124,8 @@ def register_hooks(app: Flask) -> None:
             runner.add("purge", PURGE_INTERVAL_SECONDS, writer.purge)
         if app.config["AUDIT_SEAL_IN_BACKGROUND"]:
             runner.add("seal", *background_sealer(app))
+        if app.config["AUDIT_STREAM_INTERVAL"] > 0:  # its own thread: a slow SIEM waits alone
+            runner.add("streams", *background_deliverer(app), lane="streams")
     else:
         app.logger.warning("AUDIT_ENABLED=false: REQUESTS ARE NOT BEING RECORDED IN THE AUDIT LOG")
     # first of all before_request hooks, so that a request refused by another one (CSRF
@@ -146,6 +150,7 @@ def register_blueprints(app: Flask) -> None:
         roles_bp,
         api_keys_bp,
         audit_logs_bp,
+        audit_streams_bp,
         openapi_bp,
     ):
         api.register_blueprint(child)

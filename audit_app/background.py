@@ -1,8 +1,9 @@
 """Each process's background work: named periodic tasks, each on its own interval.
 
 One runner per app and process runs the spool replay, the retention purge of the
-embedded store and the sealer (and whatever comes next) in one daemon thread, started by
-the first request after a fork, so every gunicorn worker has its own. A task's failure is
+embedded store and the sealer in one daemon thread, and each other *lane* (the log streams'
+deliveries, which wait on other people's servers) in a thread of its own, started by the
+first request after a fork, so every gunicorn worker has its own. A task's failure is
 logged and kept (``/readyz`` shows each task's last run and last error) and it runs again
 at its next interval; one task never stops another. Turning one task off (e.g.
 ``AUDIT_REPLAY_INTERVAL=0``) removes that task and nothing else.
@@ -28,6 +29,7 @@ class Task:
     name: str
     interval: float
     run: Callable[[], object]
+    lane: str = "main"
     due: float = 0.0  # time.monotonic() of the next run; 0: at once
     runs: int = 0
     last_run: str | None = None
@@ -36,6 +38,7 @@ class Task:
     def status(self) -> dict:
         return {
             "intervalSeconds": self.interval,
+            "lane": self.lane,
             "runs": self.runs,
             "lastRun": self.last_run,
             "lastError": self.last_error,
@@ -48,13 +51,15 @@ class BackgroundRunner:
         self.longest_sleep = longest_sleep
         self._pid: int | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def add(self, name: str, interval: float, run: Callable[[], object]) -> None:
+    def add(
+        self, name: str, interval: float, run: Callable[[], object], lane: str = "main"
+    ) -> None:
         if interval <= 0:
             raise ValueError(f"task {name}: the interval must be positive")
-        self.tasks[name] = Task(name, interval, run)
+        self.tasks[name] = Task(name, interval, run, lane)
 
     def ensure_started(self) -> None:
         """Start this process's thread once; after a fork, the child starts its own."""
@@ -65,18 +70,25 @@ class BackgroundRunner:
                 return
             self._pid = os.getpid()
             self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._loop, name="audit-background", daemon=True)
-            self._thread.start()
+            self._threads = []
+            for lane in sorted({task.lane for task in self.tasks.values()}):
+                thread = threading.Thread(
+                    target=self._loop, args=(lane,), name=f"audit-background-{lane}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None and self._pid == os.getpid():
-            self._thread.join(timeout)
+        if self._pid == os.getpid():
+            for thread in self._threads:
+                thread.join(timeout)
         self._pid = None
 
-    def run_due(self) -> float:
-        """Run every task that is due; return the seconds until the next one is."""
-        for task in list(self.tasks.values()):
+    def run_due(self, lane: str | None = None) -> float:
+        """Run every task (of a lane) that is due; return the seconds until the next one is."""
+        tasks = [t for t in self.tasks.values() if lane is None or t.lane == lane]
+        for task in tasks:
             if time.monotonic() < task.due:
                 continue
             task.due = time.monotonic() + task.interval
@@ -88,14 +100,14 @@ class BackgroundRunner:
                 log.exception("Background task %s failed", task.name)
             task.runs += 1
             task.last_run = iso(utcnow())
-        upcoming = min((task.due for task in self.tasks.values()), default=time.monotonic())
+        upcoming = min((task.due for task in tasks), default=time.monotonic())
         return max(0.0, upcoming - time.monotonic())
 
     def status(self) -> dict:
         return {name: task.status() for name, task in self.tasks.items()}
 
-    def _loop(self) -> None:
+    def _loop(self, lane: str) -> None:
         pid = os.getpid()
         while self._pid == pid and not self._stop.is_set():
-            wait = self.run_due()
+            wait = self.run_due(lane)
             self._stop.wait(min(wait, self.longest_sleep))

@@ -421,7 +421,7 @@ def seed_demo_command(request_count, if_empty, as_json):
 
 @command("export")
 @click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
-@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson", "ocsf"]), required=True)
 @click.option("--q", help="search: an ObjectId (account, workspace, API key) or part of a path")
 @click.option("--path", help="part of the path")
 @click.option("--account-id")

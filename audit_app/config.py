@@ -184,5 +184,12 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_QUERY_TIMEOUT_MS": _env_int("AUDIT_QUERY_TIMEOUT_MS", 5000, minimum=100),
         "AUDIT_EXPORT_TIMEOUT_MS": _env_int("AUDIT_EXPORT_TIMEOUT_MS", 120000, minimum=100),
         "AUDIT_ENSURE_INDEXES_ON_START": _env_bool("AUDIT_ENSURE_INDEXES_ON_START", True),
+        # log streams (docs/streams.md); interval 0: streams are delivered by no process
+        "AUDIT_STREAM_INTERVAL": _env_int("AUDIT_STREAM_INTERVAL", 5),
+        "AUDIT_STREAM_SETTLE_SECONDS": _env_int("AUDIT_STREAM_SETTLE_SECONDS", 10),
+        "AUDIT_STREAM_BATCH": _env_int("AUDIT_STREAM_BATCH", 500, minimum=1),
+        "AUDIT_STREAM_ALLOW_PRIVATE": _env_bool("AUDIT_STREAM_ALLOW_PRIVATE", False),
+        "AUDIT_STREAM_KEY": os.environ.get("AUDIT_STREAM_KEY", "").strip() or None,
+        "AUDIT_STREAM_CA_FILE": os.environ.get("AUDIT_STREAM_CA_FILE", "").strip() or None,
     }
     return settings

@@ -29,6 +29,8 @@ from .audit import repository as audit_repository
 from .auth.sessions import INDEXES as SESSION_INDEXES
 from .db import Document, IndexSpec, Store, stores
 from .organizations.repository import INDEXES as ORGANIZATION_INDEXES
+from .organizations.repository import grant_added_permissions
+from .streams.repository import INDEXES as STREAM_INDEXES
 from .workspaces.repository import INDEXES as WORKSPACE_INDEXES
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ PLATFORM_INDEXES: dict[str, list[IndexSpec]] = {
     **WORKSPACE_INDEXES,
     **API_KEY_INDEXES,
     **SESSION_INDEXES,
+    **STREAM_INDEXES,
 }
 AUDIT_INDEXES: dict[str, list[IndexSpec]] = {
     audit_repository.COLLECTION: audit_repository.INDEXES,
@@ -66,8 +69,10 @@ def ensure_indexes(
     *,
     native_ttl: bool = True,
 ) -> IndexReport:
-    """Create every index (idempotent); conflicts are collected, the rest still built."""
+    """Create every index (idempotent); conflicts are collected, the rest still built. Also
+    give permissions added since organizations were made to their built-in roles, once."""
     report = IndexReport()
+    grant_added_permissions(main_db)
     for db, declared in ((main_db, PLATFORM_INDEXES), (audit_db, AUDIT_INDEXES)):
         for collection, specs in declared.items():
             names = report.created.setdefault(collection, [])

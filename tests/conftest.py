@@ -31,6 +31,7 @@ def make_app(tmp_path, mongo):
             "PASSWORD_HASH_PROFILE": "fast",
             "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
             "AUDIT_REPLAY_INTERVAL": 0,
+            "AUDIT_STREAM_INTERVAL": 0,  # stream tests deliver when they say so
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
             "RATELIMIT_STORAGE_URI": "memory://",  # the shared storages have their own tests

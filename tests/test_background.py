@@ -16,9 +16,11 @@ def test_no_replay_interval_stops_the_replay_only(make_app, tmp_path):
         EMBEDDED_STORE_DIR=str(tmp_path / "store"),
         AUDIT_REPLAY_INTERVAL=0,
         AUDIT_SEAL_IN_BACKGROUND=True,
+        AUDIT_STREAM_INTERVAL=5,
     )
     runner = app.extensions[EXTENSION_KEY]
-    assert set(runner.tasks) == {"purge", "seal"}
+    assert set(runner.tasks) == {"purge", "seal", "streams"}
+    assert runner.tasks["streams"].lane == "streams"  # a slow SIEM holds up nothing else
     client = app.test_client()
     client.get("/healthz")  # the first request starts the process's runner
     deadline = time.monotonic() + 30
@@ -27,6 +29,7 @@ def test_no_replay_interval_stops_the_replay_only(make_app, tmp_path):
     status = client.get("/readyz").get_json()["checks"]["background"]
     assert status["seal"]["runs"] >= 1 and status["seal"]["lastError"] is None
     assert status["purge"]["runs"] >= 1
+    assert status["streams"]["runs"] >= 1 and status["streams"]["lastError"] is None
     runner.stop()
 
 

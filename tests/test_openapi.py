@@ -70,6 +70,9 @@ def test_document_lists_every_endpoint_with_auth_and_errors(client):
         "/audit-logs/export",
         "/audit-logs/{auditLogId}",
         "/audit-logs/integrity",
+        "/audit-streams",
+        "/audit-streams/{streamId}",
+        "/audit-streams/{streamId}/test",
     }
     assert set(document["paths"]) == expected
     schemes = document["components"]["securitySchemes"]

@@ -131,6 +131,8 @@ VALID_BODIES = {
     "/roles": {"name": "R"},
     "/roles/{roleId}": {"name": "S"},
     "/api-keys": {"name": "k"},
+    "/audit-streams": {"name": "s", "destination": {"type": "webhook", "url": "https://x.example"}},
+    "/audit-streams/{streamId}": {"name": "t"},
 }
 INJECTIONS = [
     (method, path, name)
@@ -153,6 +155,7 @@ def test_operator_objects_in_any_json_field_are_a_400(api, org, method, path, fi
         "roleId": org.roles["member"]["_id"],
         "pathwayId": ObjectId(),
         "role": org.roles["member"]["_id"],
+        "streamId": ObjectId(),
     }
     url = "/api/v1" + path.format(**{k: str(v) for k, v in ids.items()})
     body = {

@@ -122,6 +122,7 @@ def app_on(server_uri: str, tmp_path, **overrides):
             "AUDIT_ENSURE_INDEXES_ON_START": False,
             "AUDIT_SEAL_IN_BACKGROUND": False,
             "AUDIT_REPLAY_INTERVAL": 0,
+            "AUDIT_STREAM_INTERVAL": 0,
             "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "RATELIMIT_STORAGE_URI": "memory://",

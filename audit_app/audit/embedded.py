@@ -861,8 +861,10 @@ def _and_clause(clause: Any, where: list[str], parameters: list[SqlValue]) -> No
         return
     _require(name == "$or" and isinstance(value, list) and len(value) == 2)
     first, second = value
-    _require(list(first) == ["createdAt"] and list(second) == ["_id"])
-    [(operator, at)] = first["createdAt"].items()
+    _require(list(first) in (["createdAt"], ["storedAt"]) and list(second) == ["_id"])
+    [time_field] = list(first)
+    column = "created_at" if time_field == "createdAt" else "stored_at"
+    [(operator, at)] = first[time_field].items()
     [(id_operator, record_id)] = second["_id"].items()
     _require(
         operator == id_operator
@@ -870,10 +872,8 @@ def _and_clause(clause: Any, where: list[str], parameters: list[SqlValue]) -> No
         and isinstance(at, datetime)
         and isinstance(record_id, ObjectId)
     )
-    # with createdAt bounded at `at` on the same side, (createdAt, _id) past the position
-    where.append(
-        f"(created_at {_RANGE_OPERATORS[operator]} ? OR id {_RANGE_OPERATORS[operator]} ?)"
-    )
+    # with the time bounded at `at` on the same side, (time, _id) past the position
+    where.append(f"({column} {_RANGE_OPERATORS[operator]} ? OR id {_RANGE_OPERATORS[operator]} ?)")
     parameters.extend([_datetime_to_millis(at), _key(record_id)])
 
 

@@ -13,6 +13,7 @@ from flask import Response, stream_with_context
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from ..ids import iso, utcnow
+from ..streams.formats import ocsf
 from .capture import record_export_outcome
 from .schemas import present
 
@@ -44,7 +45,12 @@ CSV_COLUMNS = [
 ]
 _JSON_COLUMNS = ("changes", "request")  # as JSON text in their cell
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson; charset=utf-8"}
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "ndjson": "application/x-ndjson; charset=utf-8",
+    "ocsf": "application/x-ndjson; charset=utf-8",  # NDJSON of OCSF API Activity events
+}
+EXTENSIONS = {"csv": "csv", "ndjson": "ndjson", "ocsf": "ocsf.ndjson"}
 
 
 def neutralize(cell: str) -> str:
@@ -79,6 +85,11 @@ def ndjson_chunks(records: Iterable[dict]) -> Iterator[str]:
         yield json.dumps(present(record, details=True), ensure_ascii=False) + "\n"
 
 
+def ocsf_chunks(records: Iterable[dict]) -> Iterator[str]:
+    for record in records:
+        yield json.dumps(ocsf(record), ensure_ascii=False, default=str) + "\n"
+
+
 class ExportTimedOut(Exception):
     """The store stopped the export at its time budget after some rows were sent."""
 
@@ -93,7 +104,8 @@ def chunks(fmt: str, records: Iterable[dict]) -> Iterator[str]:
     ``ExportTimedOut``."""
     rows = 0
     try:
-        for chunk in csv_chunks(records) if fmt == "csv" else ndjson_chunks(records):
+        writers = {"csv": csv_chunks, "ndjson": ndjson_chunks, "ocsf": ocsf_chunks}
+        for chunk in writers[fmt](records):
             yield chunk
             rows += 1
     except (ExecutionTimeout, OperationFailure) as error:
@@ -187,4 +199,4 @@ def file_name(
     slug = re.sub(r"[^a-z0-9]+", "-", organization_name.lower()).strip("-")[:40] or "organization"
     first = (iso(start) or "")[:10] if start else "start"
     last = (iso(end or now) or "")[:10]
-    return f"audit-log_{slug}_{first}_{last}.{fmt}"
+    return f"audit-log_{slug}_{first}_{last}.{EXTENSIONS[fmt]}"

@@ -138,7 +138,8 @@ class WebListQuerySchema(ListQuerySchema):
 
 class ExportQuerySchema(FilterSchema):
     format = fields.String(
-        required=True, validate=validate.OneOf(("csv", "ndjson"), error="Must be csv or ndjson.")
+        required=True,
+        validate=validate.OneOf(("csv", "ndjson", "ocsf"), error="Must be csv, ndjson or ocsf."),
     )
 
 

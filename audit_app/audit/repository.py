@@ -13,7 +13,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -318,3 +318,29 @@ def iter_records(
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+def stored_after(
+    db: Database[Document],
+    organization_id: ObjectId,
+    after: tuple[datetime, ObjectId | None],
+    until: datetime,
+    limit: int,
+    max_time_ms: int,
+) -> list[Document]:
+    """The next records in stored order (``storedAt``, ``_id``) after a position, stored no
+    later than ``until``: a log stream's next batch, walked on ``org_stored``."""
+    at, record_id = after
+    stored: dict[str, Any] = {"$gte": at, "$lte": until}
+    query: Document = {"storedAt": stored}
+    if record_id is not None:
+        query["$and"] = [{"$or": [{"storedAt": {"$gt": at}}, {"_id": {"$gt": record_id}}]}]
+    cursor = (
+        _scoped(db, organization_id)
+        .find(query)
+        .sort([("storedAt", ASCENDING), ("_id", ASCENDING)])
+        .hint("org_stored")
+        .limit(limit)
+        .max_time_ms(max_time_ms)
+    )
+    return list(cursor)

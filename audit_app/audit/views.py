@@ -17,6 +17,7 @@ from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError, not_found
 from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
+from ..streams.service import failing_streams
 from . import export, service
 from .capture import audit_action, audited
 from .context import note_error
@@ -94,6 +95,7 @@ def list_page():
         "newer": None,
         "first": None,
         "integrity": None,
+        "failing_streams": [],
         "suggestion": None,
         "qualifier_examples": QUALIFIER_EXAMPLES,
     }
@@ -106,6 +108,7 @@ def list_page():
         note_error(error.code, error.message)
         return render_template("audit_logs/list.html", **context), 400
     context["integrity"] = integrity_state(current_principal().organization_id)
+    context["failing_streams"] = failing_streams(current_principal())
     if args.get("before") and page.newer_cursor is None:
         # the newest records are reached: show the first page, full
         return redirect(url_for(".list_page", **filters, limit=limit))

@@ -19,7 +19,11 @@ PERMISSIONS: dict[str, str] = {
     "manageWorkspaces": "Create, rename and delete workspaces.",
     "viewPathways": "List and read pathways in a workspace.",
     "managePathways": "Create, edit and delete pathways in a workspace.",
+    "manageAuditStreams": "Stream the audit log to a SIEM: create, change and delete log streams.",
 }
+# permissions added after organizations existed: given once to their built-in Owner and
+# Admin roles by ``grant_added_permissions`` (an Admin role trimmed later stays trimmed)
+ADDED_PERMISSIONS = ("manageAuditStreams",)
 
 OWNER = "owner"
 ADMIN = "admin"

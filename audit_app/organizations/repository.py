@@ -23,7 +23,7 @@ from ..db import Document, IndexSpec, TenantCollection
 from ..emails import email_key
 from ..errors import conflict, not_found
 from ..ids import utcnow
-from .permissions import BUILTIN_ROLES, OWNER
+from .permissions import ADDED_PERMISSIONS, ADMIN, BUILTIN_ROLES, OWNER
 
 INDEXES: dict[str, list[IndexSpec]] = {
     "accounts": [([("emailLower", ASCENDING)], {"name": "email_unique", "unique": True})],
@@ -88,6 +88,24 @@ def create_organization(
         roles[key] = role
     add_membership(db, organization_id, owner_account_id, roles[OWNER]["_id"])
     return {"organization": organization, "roles": roles}
+
+
+def grant_added_permissions(db: Database[Document]) -> list[str]:
+    """Give each permission of ``ADDED_PERMISSIONS`` to every organization's built-in Owner
+    and Admin roles, once (a marker in ``app_upgrades`` says it was done). Returns the
+    permissions granted by this call."""
+    granted = []
+    for permission in ADDED_PERMISSIONS:
+        marker = f"grant-{permission}"
+        if db.app_upgrades.find_one({"_id": marker}) is not None:
+            continue
+        db.roles.update_many(
+            {"builtIn": True, "key": {"$in": [OWNER, ADMIN]}, "permissions": {"$ne": permission}},
+            {"$push": {"permissions": permission}},
+        )
+        db.app_upgrades.update_one({"_id": marker}, {"$setOnInsert": {"at": utcnow()}}, upsert=True)
+        granted.append(permission)
+    return granted
 
 
 def find_organization(db: Database[Document], organization_id: ObjectId) -> Document | None:

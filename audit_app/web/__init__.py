@@ -7,12 +7,21 @@ from ..audit.views import bp as audit_logs_bp
 from ..auth.principal import account_organizations, current_principal
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..organizations.views import members_bp, roles_bp
+from ..streams.views import bp as audit_streams_bp
 from . import invitations, session
 
 
 def create_web_blueprint() -> Blueprint:
     web = Blueprint("web", __name__)
-    for child in (session.bp, invitations.bp, audit_logs_bp, roles_bp, members_bp, api_keys_bp):
+    for child in (
+        session.bp,
+        invitations.bp,
+        audit_logs_bp,
+        roles_bp,
+        members_bp,
+        api_keys_bp,
+        audit_streams_bp,
+    ):
         web.register_blueprint(child)
 
     @web.get("/")
@@ -46,6 +55,7 @@ NAVIGATION = (
     ("Members", "web.members.members_page", "viewMembers"),
     ("Roles", "web.roles.roles_page", "viewRoles"),
     ("API Keys", "web.apiKeys.api_keys_page", "viewApiKeys"),
+    ("Audit Streams", "web.auditStreams.streams_page", "manageAuditStreams"),
 )
 
 

@@ -1,0 +1,207 @@
+"""``/api/v1/audit-streams``: log streams and their health (permission manageAuditStreams)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from marshmallow import Schema, fields, validate
+
+from ..apidoc import list_of, operation
+from ..audit.capture import audit_action
+from ..audit.query import FilterSchema, IsoDateTime
+from ..auth.principal import current_principal, require_permission
+from ..ids import parse_object_id
+from ..schemas import ObjectIdField, Text, UtcDateTime, load_body
+from . import formats, service
+from .destinations import DESTINATION_TYPES
+
+bp = Blueprint("auditStreams", __name__)
+MANAGE = "manageAuditStreams"
+
+
+class DestinationSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(DESTINATION_TYPES))
+    url = fields.String(validate=validate.Length(max=2000))
+    host = fields.String(validate=validate.Length(max=255))
+    port = fields.Integer(validate=validate.Range(min=1, max=65535), strict=True)
+    tls = fields.Boolean()
+
+
+class HealthSchema(Schema):
+    state = fields.String(metadata={"enum": ["active", "paused", "failing"]})
+    lagSeconds = fields.Float()
+    lastDeliveredAt = fields.String(allow_none=True)
+    lastError = fields.String(allow_none=True)
+    lastErrorAt = fields.String(allow_none=True)
+    failingSince = fields.String(allow_none=True)
+    nextAttemptAt = fields.String(allow_none=True)
+    delivered = fields.Integer()
+    failed = fields.Integer()
+
+
+class StreamSchema(Schema):
+    id = ObjectIdField(attribute="_id")
+    name = fields.String()
+    destination = fields.Nested(DestinationSchema)
+    format = fields.String()
+    filters = fields.Dict(keys=fields.String(), values=fields.String())
+    start = UtcDateTime()
+    secretSet = fields.Method("_secret_set")
+    createdAt = UtcDateTime()
+    updatedAt = UtcDateTime()
+    health = fields.Method("_health", metadata={"type": "object"})
+    # the health fields at the top level too, as PRODUCT.md names them
+    state = fields.Method("_state")
+    lagSeconds = fields.Method("_lag")
+    lastDeliveredAt = fields.Method("_last_delivered")
+    lastError = fields.Method("_last_error")
+    delivered = fields.Method("_delivered")
+    failed = fields.Method("_failed")
+
+    def _secret_set(self, stream: dict[str, Any]) -> bool:
+        return bool(stream.get("secret"))
+
+    def _health(self, stream: dict[str, Any]) -> dict[str, Any]:
+        return service.health(stream)
+
+    def _state(self, stream: dict[str, Any]) -> str:
+        return service.health(stream)["state"]
+
+    def _lag(self, stream: dict[str, Any]) -> float:
+        return service.health(stream)["lagSeconds"]
+
+    def _last_delivered(self, stream: dict[str, Any]) -> str | None:
+        return service.health(stream)["lastDeliveredAt"]
+
+    def _last_error(self, stream: dict[str, Any]) -> str | None:
+        return service.health(stream)["lastError"]
+
+    def _delivered(self, stream: dict[str, Any]) -> int:
+        return service.health(stream)["delivered"]
+
+    def _failed(self, stream: dict[str, Any]) -> int:
+        return service.health(stream)["failed"]
+
+
+class StreamCreatedSchema(StreamSchema):
+    secret = fields.String(
+        allow_none=True,
+        metadata={"description": "the webhook's signing secret: shown in this answer only"},
+    )
+
+
+FILTER_NAMES = tuple(f.data_key or n for n, f in FilterSchema().load_fields.items())
+Filters = fields.Dict(
+    keys=fields.String(validate=validate.OneOf(FILTER_NAMES, error="Must be one of {choices}.")),
+    values=fields.String(validate=validate.Length(max=200)),
+    metadata={"description": "the audit log's filters: q (with its qualifiers), statusCode, ..."},
+)
+
+
+class StreamCreateSchema(Schema):
+    name = Text(required=True, validate=validate.Length(max=200))
+    destination = fields.Nested(DestinationSchema, required=True)
+    format = fields.String(load_default="json", validate=validate.OneOf(formats.FORMATS))
+    filters = Filters
+    start = IsoDateTime(load_default=None, metadata={"description": "a past date to backfill"})
+    token = fields.String(validate=validate.Length(min=1, max=500), load_only=True)
+    paused = fields.Boolean(load_default=False)
+
+
+class StreamUpdateSchema(Schema):
+    name = Text(validate=validate.Length(max=200))
+    destination = fields.Nested(DestinationSchema)
+    format = fields.String(validate=validate.OneOf(formats.FORMATS))
+    filters = Filters
+    token = fields.String(validate=validate.Length(min=1, max=500), load_only=True)
+    paused = fields.Boolean()
+    rotateSecret = fields.Boolean()
+
+
+class TestResultSchema(Schema):
+    delivered = fields.Boolean(required=True)
+    error = fields.String(allow_none=True)
+
+
+StreamListSchema = list_of("AuditStreamList", StreamSchema)
+
+
+def _stream_id(raw: str):
+    return parse_object_id(raw, "streamId", status=404, what="Audit stream")
+
+
+def _dumped(stream: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
+    shown = StreamSchema().dump(stream)
+    if secret is not None:
+        shown["secret"] = secret
+    return shown
+
+
+@bp.get("/audit-streams")
+@audit_action("auditStream.list")
+@operation("List log streams and their health", response=(200, StreamListSchema), errors=(401, 403))
+@require_permission(MANAGE)
+def list_streams():
+    return jsonify(items=[_dumped(s) for s in service.list_streams(current_principal())])
+
+
+@bp.post("/audit-streams")
+@audit_action("auditStream.create")
+@operation(
+    "Create a log stream (a webhook's secret is in this answer only)",
+    body=StreamCreateSchema,
+    response=(201, StreamCreatedSchema),
+    errors=(400, 401, 403, 409, 415, 422),
+)
+@require_permission(MANAGE)
+def create_stream():
+    data = load_body(StreamCreateSchema())
+    stream, secret = service.create_stream(current_principal(), data)
+    return jsonify(_dumped(stream, secret)), 201
+
+
+@bp.get("/audit-streams/<streamId>")
+@audit_action("auditStream.view")
+@operation("Read a log stream and its health", response=(200, StreamSchema), errors=(401, 403, 404))
+@require_permission(MANAGE)
+def get_stream(streamId):
+    return jsonify(_dumped(service.find_stream(current_principal(), _stream_id(streamId))))
+
+
+@bp.patch("/audit-streams/<streamId>")
+@audit_action("auditStream.update")
+@operation(
+    "Change a log stream: name, destination, format, filters, pause, secret",
+    body=StreamUpdateSchema,
+    response=(200, StreamCreatedSchema),
+    errors=(400, 401, 403, 404, 415, 422),
+)
+@require_permission(MANAGE)
+def update_stream(streamId):
+    stream_id = _stream_id(streamId)
+    data = load_body(StreamUpdateSchema())
+    stream, secret = service.update_stream(current_principal(), stream_id, data)
+    return jsonify(_dumped(stream, secret))
+
+
+@bp.delete("/audit-streams/<streamId>")
+@audit_action("auditStream.delete")
+@operation("Delete a log stream", response=(204, None), errors=(401, 403, 404))
+@require_permission(MANAGE)
+def delete_stream(streamId):
+    service.delete_stream(current_principal(), _stream_id(streamId))
+    return "", 204
+
+
+@bp.post("/audit-streams/<streamId>/test")
+@audit_action("auditStream.test")
+@operation(
+    "Send one test event to the stream's destination now",
+    response=(200, TestResultSchema),
+    errors=(401, 403, 404),
+)
+@require_permission(MANAGE)
+def test_stream(streamId):
+    result = service.send_test_event(current_principal(), _stream_id(streamId))
+    return jsonify(TestResultSchema().dump(result))

@@ -1,0 +1,158 @@
+"""What a stream sends for one record: the native JSON, OCSF API Activity, or CEF.
+
+Every event carries the record's id (for de-duplication: delivery is at least once).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ..audit.actions import label
+from ..audit.schemas import present
+from ..ids import iso
+
+FORMATS = ("json", "ocsf", "cef")
+OCSF_VERSION = "1.3.0"
+PRODUCT = "Organization Audit Log"
+VENDOR = "Organization Audit Log"
+# OCSF API Activity (class 6003 in category 6, Application Activity)
+API_ACTIVITY = 6003
+_ACTIVITY_BY_METHOD = {"POST": 1, "GET": 2, "HEAD": 2, "PUT": 3, "PATCH": 3, "DELETE": 4}
+
+
+def _millis(moment: Any) -> int | None:
+    return int(moment.timestamp() * 1000) if isinstance(moment, datetime) else None
+
+
+def native(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record as the API's detail view shows it."""
+    return present(dict(record), details=True)
+
+
+def ocsf(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record as an OCSF 1.x API Activity event (class 6003)."""
+    status = int(record.get("statusCode") or 0)
+    activity = _ACTIVITY_BY_METHOD.get(str(record.get("method")), 99)  # 99: Other
+    response = record.get("response") or {}
+    shown = native(record)
+    user: dict[str, Any] = {}
+    if record.get("accountId") is not None:
+        user = {
+            "uid": str(record["accountId"]),
+            "email_addr": record.get("accountEmail"),
+            "type_id": 1,
+            "type": "User",
+        }
+    elif record.get("apiKeyId") is not None:
+        user = {
+            "uid": str(record["apiKeyId"]),
+            "name": record.get("apiKeyName"),
+            "type_id": 99,
+            "type": "API key",
+        }
+    actor: dict[str, Any] = {"app_name": PRODUCT}
+    if user:
+        actor["user"] = {k: v for k, v in user.items() if v is not None}
+    if record.get("credentialId"):
+        actor["session"] = {"uid": record["credentialId"]}
+    event: dict[str, Any] = {
+        "class_uid": API_ACTIVITY,
+        "class_name": "API Activity",
+        "category_uid": 6,
+        "category_name": "Application Activity",
+        "activity_id": activity,
+        "type_uid": API_ACTIVITY * 100 + activity,
+        "time": _millis(record.get("createdAt")),
+        "severity_id": 1 if status < 400 else (2 if status < 500 else 3),
+        "status_id": 1 if 0 < status < 400 else 2,
+        "status_code": str(status),
+        "message": label(record.get("action")) or f"{record.get('method')} {record.get('path')}",
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": str(record["_id"]),
+            "correlation_uid": record.get("requestId"),
+            "original_time": iso(record.get("createdAt")),
+            "logged_time": _millis(record.get("storedAt")),
+            "tenant_uid": str(record.get("organizationId")),
+            "product": {"name": PRODUCT, "vendor_name": VENDOR},
+        },
+        "actor": actor,
+        "api": {
+            "operation": record.get("action") or f"{record.get('method')} {record.get('route')}",
+            "service": {"name": record.get("resource")},
+            "request": {"uid": record.get("requestId")},
+            "response": {"code": status},
+        },
+        "src_endpoint": {"ip": record.get("ip")},
+        "http_request": {
+            "http_method": record.get("method"),
+            "url": {"path": record.get("path")},
+            "user_agent": record.get("userAgent"),
+        },
+        "http_response": {"code": status},
+        "unmapped": {
+            key: shown[key]
+            for key in ("workspaceId", "authType", "route", "changes", "durationMs")
+            if shown.get(key) is not None
+        },
+    }
+    if response.get("errorCode"):
+        event["status_detail"] = response.get("errorMessage")
+        event["api"]["response"]["error"] = response["errorCode"]
+        event["api"]["response"]["error_message"] = response.get("errorMessage")
+    if response.get("id"):
+        event["resources"] = [{"uid": response["id"], "type": record.get("resource")}]
+    return event
+
+
+def _cef_header(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _cef_value(value: Any) -> str:
+    text = str(value)
+    text = text.replace("\\", "\\\\").replace("=", "\\=")
+    return text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def cef(record: Mapping[str, Any]) -> str:
+    """The record as one ArcSight CEF line (for syslog)."""
+    status = int(record.get("statusCode") or 0)
+    action = record.get("action") or "request.unmatched"
+    severity = 3 if status < 400 else (6 if status < 500 else 8)
+    extension = {
+        "rt": _millis(record.get("createdAt")),
+        "externalId": str(record["_id"]),
+        "src": record.get("ip"),
+        "suser": record.get("accountEmail") or record.get("apiKeyName"),
+        "suid": str(record.get("accountId") or record.get("apiKeyId") or "") or None,
+        "requestMethod": record.get("method"),
+        "request": record.get("path"),
+        "requestClientApplication": record.get("userAgent"),
+        "outcome": status,
+        "cs1Label": "organizationId",
+        "cs1": str(record.get("organizationId")),
+        "cs2Label": "requestId",
+        "cs2": record.get("requestId"),
+        "cs3Label": "credentialId",
+        "cs3": record.get("credentialId"),
+        "cs4Label": "errorCode",
+        "cs4": (record.get("response") or {}).get("errorCode"),
+    }
+    fields = " ".join(f"{k}={_cef_value(v)}" for k, v in extension.items() if v not in (None, ""))
+    header = "|".join(
+        _cef_header(part)
+        for part in ("CEF:0", VENDOR, PRODUCT, "1.0", action, label(action), severity)
+    )
+    return f"{header}|{fields}"
+
+
+def render(fmt: str, record: Mapping[str, Any]) -> str:
+    """One event as text: JSON for json and ocsf, a CEF line for cef."""
+    if fmt == "cef":
+        return cef(record)
+    event = ocsf(record) if fmt == "ocsf" else native(record)
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)

@@ -1,0 +1,53 @@
+"""Destination secrets at rest: encrypted with a key that is not in the database.
+
+The key is ``AUDIT_STREAM_KEY`` (a Fernet key: 32 url-safe base64 bytes), or else one
+derived from ``SECRET_KEY`` with HKDF; either way it lives in the app's settings, so
+someone who reads the database (or a backup of it) gets only ciphertext.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import current_app
+
+
+class SecretUnreadable(Exception):
+    """The stored secret cannot be decrypted (another key, or edited)."""
+
+
+def _key() -> bytes:
+    configured = current_app.config.get("AUDIT_STREAM_KEY")
+    if configured:
+        return str(configured).encode("ascii")
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"organization-audit-log streams"
+    ).derive(str(current_app.config["SECRET_KEY"]).encode("utf-8"))
+    return base64.urlsafe_b64encode(derived)
+
+
+def key_id() -> str:
+    """A short, non-secret name of the current key, stored beside each ciphertext."""
+    return hashlib.sha256(_key()).hexdigest()[:8]
+
+
+def seal(secret: str) -> dict[str, str]:
+    return {
+        "ciphertext": Fernet(_key()).encrypt(secret.encode("utf-8")).decode(),
+        "keyId": key_id(),
+    }
+
+
+def unseal(sealed: dict[str, str] | None) -> str | None:
+    if not sealed:
+        return None
+    try:
+        return Fernet(_key()).decrypt(sealed["ciphertext"].encode()).decode("utf-8")
+    except (InvalidToken, KeyError, ValueError, TypeError):
+        raise SecretUnreadable(
+            "The destination's secret cannot be decrypted (the stream key changed?); set it again."
+        ) from None

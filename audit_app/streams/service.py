@@ -1,0 +1,243 @@
+"""Log streams as an organization manages them: every rule, for the API and the page.
+
+- only holders of ``manageAuditStreams`` manage streams (the views' decorator), never a
+  key bound to a workspace (organization-level, as members and keys are);
+- a destination must pass its checks (an https URL or a syslog host on a public address,
+  unless the installation allows private ones);
+- a destination's secret (the webhook's signing secret, made here; a Splunk HEC token,
+  given) is shown once and then kept only encrypted (``secrets.py``), never returned;
+- every change is a record with ``changes`` (secrets masked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as random_secrets
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from werkzeug.datastructures import MultiDict
+
+from ..audit.changes import record_changes
+from ..audit.context import note_created
+from ..audit.query import FilterSchema, parse_query
+from ..auth.principal import Principal
+from ..db import Document, get_db
+from ..errors import ApiError, bad_request, conflict, not_found
+from ..ids import iso, utcnow
+from . import delivery, destinations, formats
+from . import repository as streams
+from .secrets import seal
+
+STREAM_FIELDS = ("name", "destination", "format", "filters", "state", "start", "secret")
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def _checked_destination(data: Mapping[str, Any], fmt: str) -> dict[str, Any]:
+    kind = data.get("type")
+    if kind not in destinations.DESTINATION_TYPES:
+        raise bad_request("destination.type: must be webhook, splunk or syslog.", "destination")
+    if kind == "syslog":
+        host, port = data.get("host"), data.get("port")
+        if not isinstance(host, str) or not host or not isinstance(port, int):
+            raise bad_request("destination: syslog needs host and port.", "destination")
+        destination = {
+            "type": kind,
+            "host": host.strip(),
+            "port": port,
+            "tls": bool(data.get("tls")),
+        }
+    else:
+        url = data.get("url")
+        if not isinstance(url, str) or not url:
+            raise bad_request(f"destination: {kind} needs a url.", "destination")
+        destination = {"type": kind, "url": url.strip()}
+    if fmt == "cef" and kind != "syslog":
+        raise bad_request("format: cef is for syslog destinations; use json or ocsf.", "format")
+    try:
+        destinations.check(destination)
+    except destinations.AddressRefused as error:
+        raise ApiError(422, "unprocessable", f"destination: {error}", "destination") from None
+    return destination
+
+
+def _checked_filters(filters: Mapping[str, str] | None) -> dict[str, str]:
+    """The log's own filters (q with its qualifiers, statusCode, ...), checked as a search
+    would check them, kept as given."""
+    if not filters:
+        return {}
+    clean = {str(k): str(v) for k, v in filters.items() if str(v).strip()}
+    try:
+        parse_query(MultiDict(clean), FilterSchema())
+    except ApiError as error:
+        raise bad_request(f"filters.{error.message}", "filters") from None
+    return clean
+
+
+def _view(stream: Mapping[str, Any]) -> dict[str, Any]:
+    """A stream as ``changes`` compares it: its secret as a fingerprint of the ciphertext,
+    so a new secret is a change (which ``changes`` masks, as any field named secret)."""
+    sealed = stream.get("secret")
+    shown = None
+    if sealed:
+        shown = "set " + hashlib.sha256(sealed["ciphertext"].encode()).hexdigest()[:8]
+    return {**stream, "secret": shown}
+
+
+def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, str | None]:
+    """Create a stream; return it and the secret to show once (a webhook's signing secret)."""
+    db = get_db()
+    if streams.count_streams(db, actor.org) >= streams.MAX_STREAMS:
+        raise conflict(f"An organization has at most {streams.MAX_STREAMS} streams.", "name")
+    fmt = data.get("format", "json")
+    destination = _checked_destination(data["destination"], fmt)
+    shown: str | None = None
+    if destination["type"] == "webhook":
+        shown = secret = WEBHOOK_SECRET_PREFIX + random_secrets.token_urlsafe(32)
+    elif destination["type"] == "splunk":
+        secret = data.get("token") or ""
+        if not secret:
+            raise bad_request("token: a Splunk HEC token is needed.", "token")
+    else:
+        secret = ""
+    now = utcnow()
+    start = data.get("start") or now
+    stream: Document = {
+        "_id": ObjectId(),
+        "name": data["name"].strip(),
+        "destination": destination,
+        "format": fmt,
+        "filters": _checked_filters(data.get("filters")),
+        "state": "paused" if data.get("paused") else "active",
+        "start": start,
+        "secret": seal(secret) if secret else None,
+        "cursor": None,
+        "lease": None,
+        "health": {"delivered": 0, "failed": 0, "attempts": 0, "pendingSince": None},
+        "nextAttemptAt": now,
+        "createdAt": now,
+        "updatedAt": now,
+        "createdBy": actor.account_id or actor.key_creator_id,
+    }
+    streams.insert_stream(db, actor.org, stream)
+    note_created(stream["_id"])
+    record_changes(None, _view(stream), STREAM_FIELDS)
+    return stream, shown
+
+
+def list_streams(actor: Principal) -> list[Document]:
+    return streams.list_streams(get_db(), actor.org)
+
+
+def find_stream(actor: Principal, stream_id: ObjectId) -> Document:
+    stream = streams.find_stream(get_db(), actor.org, stream_id)
+    if stream is None:
+        raise not_found("Audit stream", "streamId")
+    return stream
+
+
+def update_stream(
+    actor: Principal, stream_id: ObjectId, data: Mapping[str, Any]
+) -> tuple[Document, str | None]:
+    """Change a stream's settings; return it and a new webhook secret if one was made."""
+    stream = find_stream(actor, stream_id)
+    update: dict[str, Any] = {}
+    shown: str | None = None
+    fmt = data.get("format", stream["format"])
+    if "name" in data:
+        update["name"] = data["name"].strip()
+    if "destination" in data or "format" in data:
+        update["destination"] = _checked_destination(
+            data.get("destination") or stream["destination"], fmt
+        )
+        update["format"] = fmt
+    if "filters" in data:
+        update["filters"] = _checked_filters(data["filters"])
+    if "paused" in data:
+        update["state"] = "paused" if data["paused"] else "active"
+        update["nextAttemptAt"] = utcnow()
+    kind = (update.get("destination") or stream["destination"])["type"]
+    if data.get("rotateSecret") and kind == "webhook":
+        shown = WEBHOOK_SECRET_PREFIX + random_secrets.token_urlsafe(32)
+        update["secret"] = seal(shown)
+    if data.get("token"):
+        if kind != "splunk":
+            raise bad_request("token: only a Splunk destination takes a token.", "token")
+        update["secret"] = seal(data["token"])
+    if not update:
+        return stream, None
+    before, after = streams.update_stream(get_db(), actor.org, stream_id, update)
+    record_changes(_view(before), _view(after), STREAM_FIELDS)
+    return after, shown
+
+
+def delete_stream(actor: Principal, stream_id: ObjectId) -> None:
+    deleted = streams.delete_stream(get_db(), actor.org, stream_id)
+    record_changes(_view(deleted), None, STREAM_FIELDS)
+
+
+def send_test_event(actor: Principal, stream_id: ObjectId) -> dict[str, Any]:
+    """Send one event now, marked as a test, and say whether the destination took it."""
+    stream = find_stream(actor, stream_id)
+    now = utcnow()
+    event: Document = {
+        "_id": ObjectId(),
+        "organizationId": actor.org,
+        "action": "auditStream.test",
+        "resource": "auditStreams",
+        "method": "POST",
+        "path": f"/api/v1/audit-streams/{stream_id}/test",
+        "statusCode": 200,
+        "createdAt": now,
+        "storedAt": now,
+        "requestId": "test-" + ObjectId().binary.hex(),
+        "authType": actor.auth_type,
+        "accountEmail": actor.account_email,
+        "request": {"test": True},
+    }
+    try:
+        delivery.send(stream, [event])
+    except destinations.DeliveryFailed as error:
+        return {"delivered": False, "error": str(error)}
+    return {"delivered": True, "error": None}
+
+
+def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """``state`` (active, paused, failing), ``lagSeconds``, ``lastDeliveredAt``,
+    ``lastError``, ``delivered``, ``failed``, from what the deliverer saved."""
+    now = now or utcnow()
+    kept = stream.get("health") or {}
+    state = stream.get("state", "active")
+    if state == "active" and kept.get("failingSince"):
+        state = "failing"
+    pending = kept.get("pendingSince")
+    lag = 0.0
+    if state == "paused":
+        pending = pending or (stream.get("cursor") or {}).get("storedAt") or stream.get("start")
+    if pending is not None:
+        lag = max(0.0, (now - pending).total_seconds())
+    return {
+        "state": state,
+        "lagSeconds": round(lag, 1),
+        "lastDeliveredAt": iso(kept.get("lastDeliveredAt")),
+        "lastError": kept.get("lastError"),
+        "lastErrorAt": iso(kept.get("lastErrorAt")),
+        "failingSince": iso(kept.get("failingSince")),
+        "nextAttemptAt": iso(stream.get("nextAttemptAt")) if state == "failing" else None,
+        "delivered": int(kept.get("delivered") or 0),
+        "failed": int(kept.get("failed") or 0),
+    }
+
+
+def failing_streams(actor: Principal) -> list[dict[str, Any]]:
+    """The organization's streams that are failing, for the audit log page's warning."""
+    return [
+        {"name": s["name"], **health(s)}
+        for s in streams.list_streams(get_db(), actor.org)
+        if health(s)["state"] == "failing"
+    ]
+
+
+FORMATS = formats.FORMATS

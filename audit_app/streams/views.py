@@ -1,0 +1,124 @@
+"""Organization -> Audit Streams: create, pause, resume, test and delete log streams, and
+see each one's health (docs/streams.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from ..audit.capture import audit_action
+from ..auth.principal import current_principal, require_permission
+from ..errors import ApiError
+from ..ids import parse_object_id
+from ..web.forms import ActionForm, refused, require_valid_form
+from . import formats, service
+from .destinations import DESTINATION_TYPES
+
+bp = Blueprint("auditStreams", __name__, url_prefix="/organization/audit-streams")
+MANAGE = "manageAuditStreams"
+
+
+def _page(created: dict[str, Any] | None = None, secret: str | None = None, status: int = 200):
+    principal = current_principal()
+    shown = [(stream, service.health(stream)) for stream in service.list_streams(principal)]
+    response = render_template(
+        "organization/audit_streams.html",
+        streams=shown,
+        formats=formats.FORMATS,
+        kinds=DESTINATION_TYPES,
+        form=ActionForm(),
+        created=created,
+        secret=secret,
+    )
+    return response, status, {"Cache-Control": "no-store"}
+
+
+@bp.get("")
+@audit_action("auditStream.list")
+@require_permission(MANAGE)
+def streams_page():
+    return _page()
+
+
+def _destination(form) -> dict[str, Any]:
+    kind = form.get("type", "")
+    if kind == "syslog":
+        try:
+            port = int(form.get("port", ""))
+        except ValueError:
+            raise ApiError(
+                400, "bad_request", "A syslog destination needs a port.", "port"
+            ) from None
+        return {
+            "type": kind,
+            "host": form.get("host", "").strip(),
+            "port": port,
+            "tls": form.get("tls") == "on",
+        }
+    return {"type": kind, "url": form.get("url", "").strip()}
+
+
+@bp.post("")
+@audit_action("auditStream.create")
+@require_permission(MANAGE)
+def create_stream():
+    require_valid_form()
+    form = request.form
+    try:
+        name = form.get("name", "").strip()
+        if not name or len(name) > 200:
+            raise ApiError(400, "bad_request", "A stream needs a name of 1 to 200 characters.")
+        filters = {"q": form["q"].strip()} if form.get("q", "").strip() else {}
+        stream, secret = service.create_stream(
+            current_principal(),
+            {
+                "name": name,
+                "destination": _destination(form),
+                "format": form.get("format", "json"),
+                "filters": filters,
+                "token": form.get("token") or None,
+            },
+        )
+    except ApiError as error:
+        refused(error)
+        return redirect(url_for(".streams_page"))
+    return _page(created=stream, secret=secret, status=201)
+
+
+def _stream_id(raw: str):
+    return parse_object_id(raw, "streamId", status=404, what="Audit stream")
+
+
+@bp.post("/<streamId>/pause")
+@audit_action("auditStream.update")
+@require_permission(MANAGE)
+def pause_stream(streamId):
+    require_valid_form()
+    paused = request.form.get("paused") != "false"
+    stream, _ = service.update_stream(current_principal(), _stream_id(streamId), {"paused": paused})
+    flash(f"Stream {stream['name']!r} {'paused' if paused else 'resumed'}.")
+    return redirect(url_for(".streams_page"))
+
+
+@bp.post("/<streamId>/test")
+@audit_action("auditStream.test")
+@require_permission(MANAGE)
+def test_stream(streamId):
+    require_valid_form()
+    result = service.send_test_event(current_principal(), _stream_id(streamId))
+    if result["delivered"]:
+        flash("The test event was delivered.")
+    else:
+        flash(f"The test event was not delivered: {result['error']}", "error")
+    return redirect(url_for(".streams_page"))
+
+
+@bp.post("/<streamId>/delete")
+@audit_action("auditStream.delete")
+@require_permission(MANAGE)
+def delete_stream(streamId):
+    require_valid_form()
+    service.delete_stream(current_principal(), _stream_id(streamId))
+    flash("Stream deleted.")
+    return redirect(url_for(".streams_page"))
