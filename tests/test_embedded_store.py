@@ -20,7 +20,7 @@ import mongomock
 import pytest
 from bson import Decimal128, Int64, ObjectId
 from bson.binary import Binary
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
@@ -29,6 +29,7 @@ from audit_app.audit.canonical import record_hash_v2
 from audit_app.audit.embedded import AuditLogCollection, AuditTable, fold, plan_sql
 from audit_app.audit.query import AuditQuery, ListQuerySchema, merge_search, parse_query
 from audit_app.audit.repository import NEWEST_FIRST, index_for, iter_records, search_records
+from audit_app.errors import ApiError
 
 ORG, OTHER = ObjectId(), ObjectId()
 IDS = [ObjectId() for _ in range(3)]
@@ -155,7 +156,10 @@ def test_the_table_answers_every_shape_as_mongodb_s_engine_does(
 ):
     both = Both(tmp_path_factory.mktemp("c") / "audit.sqlite3")
     both.insert([_record(i, *row) for i, row in enumerate(records)])
-    filters = merge_search(parse_query(MultiDict(args), ListQuerySchema()))
+    try:
+        filters = merge_search(parse_query(MultiDict(args), ListQuerySchema()))
+    except ApiError:  # a qualifier that contradicts a parameter: a 400, no query to compare
+        assume(False)
     filters.pop("limit")
     if filters.get("action") == "member.*":  # as the service resolves it
         filters["action"] = ["member.invite", "member.remove", "member.roleChange"]

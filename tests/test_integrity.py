@@ -321,3 +321,16 @@ def test_reordered_digests_are_detected(db, org, sealed):
     db.audit_digests.update_one({"_id": second["_id"]}, {"$set": {"sequence": 3}})
     found = {p[1] for p in problems(verify(db, org))}
     assert {"digestEdited", "brokenChain"} <= found
+
+
+def test_a_string_whose_type_byte_became_code_is_detected(db, org, sealed):
+    """BSON's JavaScript code (0x0D) differs from a string (0x02) by one bit pattern of the
+    type byte, and pymongo decodes it as a ``str`` subclass: the hash must still tell."""
+    from bson.code import Code
+
+    original = db.audit_logs.find_one({"_id": sealed[0]["_id"]})
+    db.audit_logs.update_one({"_id": original["_id"]}, {"$set": {"path": Code(original["path"])}})
+    report = verify(db, org)
+    assert not report.ok and ("modified", str(original["_id"])) in {
+        (t, r) for _, t, r in problems(report)
+    }

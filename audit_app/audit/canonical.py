@@ -19,6 +19,7 @@ import math
 from datetime import UTC, datetime
 
 from bson import Binary, Decimal128, Int64, ObjectId
+from bson.code import Code
 
 
 def canonical(value):
@@ -71,6 +72,8 @@ def tagged(value):
         return ["bool", value]
     if value is None:
         return ["null"]
+    if isinstance(value, Code):  # a str subclass: a string whose type byte became 0x0D
+        return ["code", str(value), tagged(value.scope)]
     if isinstance(value, str):
         return ["str", value]
     if isinstance(value, Int64):
