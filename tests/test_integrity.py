@@ -272,6 +272,17 @@ def test_api_and_list_page_show_the_integrity_state(app, api, org, db, runner):
     ]
     page = client.get("/organization/audit-logs").get_data(as_text=True)
     assert "Integrity warning" in page and "1 sealed window(s) no longer match" in page
+    assert "/organization/audit-logs/integrity" in page  # one click to what changed
+    details = client.get("/organization/audit-logs/integrity")
+    html = details.get_data(as_text=True)
+    assert details.status_code == 200 and "Windows that no longer match" in html
+    assert f'/organization/audit-logs/{edited["_id"]}"' in html and "modified" in html
+    db.audit_logs.delete_one({"_id": edited["_id"]})  # gone now: named, not linked
+    html = client.get("/organization/audit-logs/integrity").get_data(as_text=True)
+    assert "no longer in the log" in html
+    member = app.test_client()
+    login(member, org.member)
+    assert member.get("/organization/audit-logs/integrity").status_code == 403
 
 
 def test_sealing_up_to_now_ends_with_a_partial_window_and_the_chain_continues(db, org):

@@ -291,6 +291,14 @@ def find_record(
     return _scoped(db, organization_id).find_one({"_id": record_id})
 
 
+def find_records_by_ids(
+    db: Database[Document], organization_id: ObjectId, record_ids: Sequence[ObjectId]
+) -> list[Document]:
+    """The records of these ids that exist, ids only (at most 200: a verification's list)."""
+    cursor = _scoped(db, organization_id).find({"_id": {"$in": list(record_ids[:200])}}, {"_id": 1})
+    return list(cursor)
+
+
 def iter_records(
     db: Database[Document],
     organization_id: ObjectId,

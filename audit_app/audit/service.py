@@ -32,7 +32,7 @@ from .query import (
     merge_search,
     parse_query,
 )
-from .repository import find_record, iter_records, search_records
+from .repository import find_record, find_records_by_ids, iter_records, search_records
 
 
 @dataclass
@@ -186,3 +186,11 @@ def names_for(
     workspaces = find_workspaces_by_ids(db, principal.org, [i.get("workspaceId") for i in items])
     keys = find_api_keys_by_ids(db, principal.org, [i.get("apiKeyId") for i in items])
     return workspaces, keys
+
+
+def existing_records(principal: Principal, record_ids: list[str]) -> set[str]:
+    """Which of these record ids (from a verification) are still in the log."""
+    wanted = [ObjectId(i) for i in record_ids[:200] if ObjectId.is_valid(i)]
+    if not wanted:
+        return set()
+    return {str(r["_id"]) for r in find_records_by_ids(get_audit_db(), principal.org, wanted)}

@@ -130,6 +130,25 @@ def list_page():
     return render_template("audit_logs/list.html", **context)
 
 
+@bp.get("/integrity")
+@audit_action("auditLog.viewIntegrity")
+@require_permission(VIEW_AUDIT_LOG)
+@audited
+def integrity_page():
+    """What the last verification found: the chain's problems, and each failed window with
+    what changed in it and the records concerned (a link to each that still exists)."""
+    principal = current_principal()
+    state = integrity_state(principal.organization_id)
+    concerned = {
+        problem["recordId"]
+        for window in state.get("failedWindows") or []
+        for problem in window.get("problems") or []
+        if problem.get("recordId")
+    }
+    existing = service.existing_records(principal, sorted(concerned))
+    return render_template("audit_logs/integrity.html", integrity=state, existing=existing)
+
+
 @bp.get("/export")
 @audit_action("auditLog.export")
 @require_permission(VIEW_AUDIT_LOG)
