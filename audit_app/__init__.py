@@ -25,7 +25,7 @@ from .config import load_settings
 from .db import init_stores, stores
 from .extensions import csrf, login_manager
 from .health import bp as health_bp
-from .ids import iso
+from .ids import auth_label, iso, readable
 from .indexes import ensure_indexes_on_start
 from .openapi import bp as openapi_bp
 from .organizations.api import invitations_bp, members_bp, organization_bp, roles_bp
@@ -135,6 +135,8 @@ def register_hooks(app: Flask) -> None:
     app.after_request(record_response)
     app.context_processor(navigation_context)
     app.add_template_filter(iso, "iso")
+    app.add_template_filter(readable, "readable")
+    app.add_template_filter(auth_label, "auth_label")
     app.add_template_filter(action_label, "action_label")
 
 

@@ -58,3 +58,23 @@ def canonical_ip(text: str | None) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return address.compressed
+
+
+AUTH_LABELS = {
+    "jwt": "JWT",
+    "apiKey": "API key",
+    "session": "Web session",
+    "cli": "Command line",
+    "none": "Unauthenticated",
+}
+
+
+def auth_label(auth_type: str | None) -> str:
+    """How the UI names an auth type (the stored value is the contract's)."""
+    return AUTH_LABELS.get(auth_type or "none", auth_type or "")
+
+
+def readable(value: datetime | None) -> str:
+    """A date as people read it, in UTC and saying so: ``2026-11-25 17:21 UTC``."""
+    stamp = iso(value)
+    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp else "never"

@@ -325,3 +325,21 @@ def test_api_key_secret_shown_once_then_revoked(owner_client, org, db):
     assert secret not in str(record)
     owner_client.post(f"/organization/api-keys/{key['_id']}/revoke", data={"csrf_token": token})
     assert db.api_keys.find_one({"_id": key["_id"]})["revokedAt"] is not None
+
+
+def test_pages_read_as_people_read(owner_client, org, db):
+    """Auth types by name, empty request parts as "none", dates with their zone, a key's
+    workspace by name, and an error page that leads back where the reader came from."""
+    db.audit_logs.insert_one(audit_record(org.id, authType="apiKey", apiKeyId=org.api_key_id))
+    listing = owner_client.get("/organization/audit-logs").get_data(as_text=True)
+    assert ">API key</span>" in listing and 'title="apiKey"' in listing
+    record = db.audit_logs.find_one({"organizationId": org.id, "authType": "apiKey"})
+    details = owner_client.get(f"/organization/audit-logs/{record['_id']}").get_data(as_text=True)
+    assert '<pre class="payload" tabindex="0">{}</pre>' not in details
+    assert 'class="muted empty-section">none</p>' in details
+    keys = owner_client.get("/organization/api-keys").get_data(as_text=True)
+    created = re.findall(r'data-label="Created">([^<]*)<', keys)
+    assert created and all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", c) for c in created)
+    missing = owner_client.get(f"/organization/audit-logs/{ObjectId()}")
+    assert missing.status_code == 404
+    assert 'href="/organization/audit-logs">Back to the audit log' in missing.get_data(True)

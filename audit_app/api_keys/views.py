@@ -23,6 +23,7 @@ def _page(created=None, secret=None, status=200):
         roles=shown["roles"],
         role_names={r["_id"]: r["name"] for r in shown["roles"]},
         workspaces=shown["workspaces"],
+        workspace_names={w["_id"]: w["name"] for w in shown["workspaces"]},
         can_manage=principal.can("manageApiKeys"),
         form=ActionForm(),
         created=created,
