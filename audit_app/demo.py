@@ -2,14 +2,20 @@
 
 The traffic is made through the app itself (Flask's test client), so every request passes
 the same hooks as a real one and lands in the audit log exactly as production records do:
-successes, validation errors, a 401, 403s and 404s, bodies with secrets to redact.
+successes, validation errors, a 401, 403s and 404s, bodies with secrets to redact. It is
+dated over the last 14 days (``requests_happen_at``), with two incidents a chart shows: a
+burst of failed logins, and an integration failing for an hour.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
+from datetime import datetime, timedelta
 
+from .audit.context import requests_happen_at
 from .db import get_db
+from .ids import utcnow
 from .organizations import repository as orgs
 from .organizations import service as access
 from .organizations.permissions import ADMIN, MEMBER
@@ -28,6 +34,8 @@ _AGENTS = [
     "PostmanRuntime/7.39.0",
 ]
 _IPS = ["203.0.113.10", "198.51.100.24", "192.0.2.77", "203.0.113.58"]
+TARGETED = "finance@demo.example"
+_ATTACKER_IP = "192.0.2.200"
 
 
 def find_demo(db) -> dict | None:
@@ -63,6 +71,11 @@ def _seed(app, request_count: int) -> dict:
         access.add_member_as_operator(
             organization_id, login["email"], login["password"], made["roles"][key]
         )
+    # the target of the demo's password-guessing incident (not a login a newcomer uses:
+    # the guesses rate-limit the account they name)
+    access.add_member_as_operator(
+        organization_id, TARGETED, secrets.token_urlsafe(16), made["roles"][MEMBER]
+    )
     traffic = _Traffic(app, random.Random(20261125))  # noqa: S311 - demo data, not crypto
     summary = traffic.run(request_count)
     return {
@@ -77,12 +90,38 @@ def _seed(app, request_count: int) -> dict:
 class _Traffic:
     """Plays realistic API clients against the app."""
 
+    DAYS = 14
+
     def __init__(self, app, rng: random.Random):
         self.client = app.test_client()
         self.rng = rng
         self.count = 0
+        self.budget = 1
+        self.start = utcnow() - timedelta(days=self.DAYS)
+        self.pinned: datetime | None = None  # the moment of an incident's calls
 
-    def call(self, method, path, *, token=None, key=None, workspace=None, body=None, headers=None):
+    def moment(self):
+        """When the next call happens: through the 14 days in order, in working hours."""
+        if self.pinned is not None:
+            self.pinned += timedelta(seconds=self.rng.uniform(5, 40))
+            return self.pinned
+        day = self.start + timedelta(days=int(self.DAYS * self.count / self.budget))
+        hour = self.rng.choice([8, 9, 10, 11, 13, 14, 15, 16, 17, 20])
+        at = day.replace(hour=hour) + timedelta(minutes=self.rng.uniform(0, 59))
+        return min(at, utcnow() - timedelta(minutes=5))
+
+    def call(
+        self,
+        method,
+        path,
+        *,
+        token=None,
+        key=None,
+        workspace=None,
+        body=None,
+        headers=None,
+        ip=None,
+    ):
         sent = dict(headers or {})
         if token:
             sent["Authorization"] = f"Bearer {token}"
@@ -92,13 +131,22 @@ class _Traffic:
             sent["X-Workspace-Id"] = workspace
         sent.setdefault("User-Agent", self.rng.choice(_AGENTS))
         self.count += 1
-        return self.client.open(
-            path,
-            method=method,
-            json=body,
-            headers=sent,
-            environ_base={"REMOTE_ADDR": self.rng.choice(_IPS)},
-        )
+        with requests_happen_at(self.moment()):
+            return self.client.open(
+                path,
+                method=method,
+                json=body,
+                headers=sent,
+                environ_base={"REMOTE_ADDR": ip or self.rng.choice(_IPS)},
+            )
+
+    def incident(self, day: int, hour: int, calls) -> None:
+        """A run of calls pinned to one hour of one day (``calls`` makes them)."""
+        self.pinned = (self.start + timedelta(days=day)).replace(hour=hour, minute=5)
+        try:
+            calls()
+        finally:
+            self.pinned = None
 
     def token(self, login) -> str:
         answer = self.call(
@@ -108,7 +156,24 @@ class _Traffic:
         )
         return answer.get_json()["token"]
 
+    def _guessing(self) -> None:
+        """Day 5: someone tries passwords against an account, from one address (401s,
+        then the login rate limit's 429s)."""
+        for i in range(max(self.budget // 12, 8)):
+            self.call(
+                "POST",
+                "/api/v1/auth/token",
+                ip=_ATTACKER_IP,
+                body={"email": TARGETED, "password": f"guess-{i}"},
+            )
+
+    def _failing_integration(self, api_key: str) -> None:
+        """Day 10: the CI pipeline's key calls an endpoint its role may not (403s)."""
+        for _ in range(max(self.budget // 15, 6)):
+            self.call("POST", "/api/v1/workspaces", key=api_key, body={"name": "ci-tmp"})
+
     def run(self, budget: int) -> dict:
+        self.budget = max(budget, 1)
         owner, admin, member = (self.token(login) for login in DEMO_LOGINS)
         workspaces = [
             self.call(
@@ -130,7 +195,15 @@ class _Traffic:
         api_key = created["key"]
         pathways: list[tuple[str, str]] = []
         rng = self.rng
+        incidents = {
+            int(budget * 5 / self.DAYS): lambda: self.incident(5, 3, self._guessing),
+            int(budget * 10 / self.DAYS): lambda: self.incident(
+                10, 14, lambda: self._failing_integration(api_key)
+            ),
+        }
         while self.count < budget:
+            for at in [at for at in incidents if self.count >= at]:
+                incidents.pop(at)()
             workspace = rng.choice(workspaces)
             who = rng.choice([owner, admin, member, member])
             roll = rng.random()

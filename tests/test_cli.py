@@ -1,6 +1,8 @@
 """Every command through the Click runner: what it prints, what it made, how it fails."""
 
 import json
+from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from bson import ObjectId
@@ -209,6 +211,15 @@ def test_seed_demo_creates_logins_and_recorded_traffic(runner, app, db, api):
         "jwt",
         "apiKey",
     }
+    # dated over the last two weeks, with the incidents a chart makes visible
+    found = list(db.audit_logs.find({"organizationId": organization_id}))
+    days = {r["createdAt"].date() for r in found}
+    assert len(days) >= 12 and max(r["createdAt"] for r in found) <= datetime.now(UTC)
+    by_hour = Counter(
+        (r["createdAt"].replace(minute=0, second=0, microsecond=0), r["statusCode"] // 100)
+        for r in found
+    )
+    assert max(n for (_, family), n in by_hour.items() if family == 4) >= 8
     for login in made["logins"]:
         answer = api.post(
             "/api/v1/auth/token", json={"email": login["email"], "password": login["password"]}

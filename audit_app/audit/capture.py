@@ -17,7 +17,7 @@ from flask import current_app, g, request
 from ..background import EXTENSION_KEY as BACKGROUND_KEY
 from ..ids import utcnow
 from .actions import ACTION, declare
-from .context import begin
+from .context import backdated, begin
 from .record import build_record, operator_record, request_id_from, summary_fields
 
 log = logging.getLogger("audit_app.audit")
@@ -68,7 +68,7 @@ def start_request() -> None:
     # g may outlive a request when an app context was already pushed (CLI, tests): reset all
     begin()
     g.request_id = request_id_from(request)
-    g.audit_started_at = utcnow()
+    g.audit_started_at = backdated() or utcnow()
     g.audit_clock = time.perf_counter()
     g.audit_record_id = ObjectId()
     runner = current_app.extensions.get(BACKGROUND_KEY)

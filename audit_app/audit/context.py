@@ -7,7 +7,11 @@ in the record. Outside a request or a command, noting is a no-op.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -99,3 +103,23 @@ def note_credential(credential_id: str) -> None:
 def note_error(code: str, message: str) -> None:
     """The error the client was answered (JSON or an error page), for ``response``."""
     notes().error = {"errorCode": code, "errorMessage": message}
+
+
+# The moment requests happen: now, except while the demo plays traffic it dates in the past
+# (set from code only: nothing a request sends can move it).
+_CLOCK: ContextVar[datetime | None] = ContextVar("audit_request_time", default=None)
+
+
+@contextmanager
+def requests_happen_at(moment: datetime) -> Iterator[None]:
+    """For the demo: the requests made inside are recorded as received at ``moment``."""
+    token = _CLOCK.set(moment)
+    try:
+        yield
+    finally:
+        _CLOCK.reset(token)
+
+
+def backdated() -> datetime | None:
+    """The moment set by ``requests_happen_at``, if any."""
+    return _CLOCK.get()
