@@ -33,6 +33,7 @@ from .ratelimit import default_storage_uri, limiter
 from .security import set_security_headers
 from .streams.api import bp as audit_streams_bp
 from .streams.delivery import background_deliverer
+from .streams.secrets import check_key as check_stream_key
 from .web import create_web_blueprint, navigation_context
 from .workspaces.api import pathways_bp, workspaces_bp
 
@@ -53,6 +54,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     _configure_logging(app)
+    check_stream_key(app.config)
     init_stores(app)
     register_extensions(app)
     register_hooks(app)

@@ -68,9 +68,21 @@ def matcher(
 
 def send(stream: Document, records: list[Document]) -> None:
     """Render the records in the stream's format and send them; ``DeliveryFailed`` if the
-    destination did not acknowledge every one."""
+    destination did not acknowledge every one, whatever went wrong (a refused address, an
+    unreadable secret, a malformed answer): a stream fails visibly, it never stalls."""
+    try:
+        _send(stream, records)
+    except destinations.DeliveryFailed:
+        raise
+    except destinations.AddressRefused as error:
+        raise destinations.DeliveryFailed(str(error)) from None
+    except Exception as error:
+        log.exception("Stream %s: sending failed", stream.get("_id"))
+        raise destinations.DeliveryFailed(f"Sending failed: {type(error).__name__}.") from None
+
+
+def _send(stream: Document, records: list[Document]) -> None:
     destination, fmt = stream["destination"], stream["format"]
-    destinations.check(destination)  # again at send time: the name may resolve elsewhere now
     events = [formats.render(fmt, record) for record in records]
     try:
         secret = unseal(stream.get("secret"))
@@ -184,8 +196,9 @@ def deliver_due(app: Flask, holder: str) -> int:
                 continue
             try:
                 deliver_stream(app, fresh, holder)
-            except Exception:  # a bug or a store error: the next tick tries again
+            except Exception as error:  # a store error or a bug: visible, and backed off
                 log.exception("Stream %s: delivery stopped", stream["_id"])
+                _failed(fresh, holder, f"Delivery stopped: {type(error).__name__}.", 0)
             worked += 1
     return worked
 

@@ -1,10 +1,12 @@
 """Where a stream sends its events: an HTTPS webhook, Splunk HEC, or syslog over TCP.
 
 Each sender takes a batch of rendered events and returns only when the destination
-acknowledged all of them (an HTTP 2xx; for syslog, every byte written to the socket), or
-raises ``DeliveryFailed`` with a message safe to show (no secret, no response body beyond
-a short excerpt). Connections time out (``CONNECT_TIMEOUT``, ``READ_TIMEOUT``); redirects
-are not followed (a redirect to a private address would get around the address check).
+acknowledged all of them (an HTTP 2xx; for Splunk also ``{"code": 0}``; for syslog, every
+byte written to the socket), or raises ``DeliveryFailed`` with a message safe to show (no
+secret, no response body beyond a short excerpt). A send connects to the very address
+that passed the public-address check, has an overall deadline (``CONNECT_TIMEOUT`` +
+``READ_TIMEOUT``) however the destination trickles its answer, follows no redirect, and
+reads nothing from the environment (no proxy, no netrc credentials).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import ipaddress
 import json
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
 from flask import current_app
 
 DESTINATION_TYPES = ("webhook", "splunk", "syslog")
@@ -29,6 +32,7 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 SIGNATURE_HEADER = "X-Audit-Signature"
 USER_AGENT = "organization-audit-log-streams/1"
+_T = TypeVar("_T")
 
 
 class DeliveryFailed(Exception):
@@ -43,36 +47,59 @@ def _allow_private() -> bool:
     return bool(current_app.config.get("AUDIT_STREAM_ALLOW_PRIVATE"))
 
 
-def check_address(host: str, port: int) -> None:
-    """Refuse loopback, private, link-local and other non-public addresses (every address
-    the name resolves to), unless ``AUDIT_STREAM_ALLOW_PRIVATE`` is set."""
-    if _allow_private():
-        return
+def resolve(host: str, port: int) -> str:
+    """The address to connect to: the first the name resolves to, after every one was
+    checked (loopback, private, link-local, reserved and multicast refused unless
+    ``AUDIT_STREAM_ALLOW_PRIVATE``). The sender connects to exactly this address, so a
+    name that resolves elsewhere a moment later (DNS rebinding) gains nothing."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, ValueError) as error:
+    except (socket.gaierror, UnicodeError, ValueError, OSError) as error:
         raise AddressRefused(f"The host {host!r} does not resolve: {error}.") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global or address.is_multicast:
-            raise AddressRefused(
-                f"The host {host!r} resolves to {address}, which is not a public address; "
-                "this installation sends only to public addresses."
-            )
+    if not infos:
+        raise AddressRefused(f"The host {host!r} does not resolve.")
+    addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
+    if not _allow_private():
+        for text in addresses:
+            address = ipaddress.ip_address(text)
+            if not address.is_global or address.is_multicast:
+                raise AddressRefused(
+                    f"The host {host!r} resolves to {address}, which is not a public address; "
+                    "this installation sends only to public addresses."
+                )
+    return addresses[0]
+
+
+def check_address(host: str, port: int) -> None:
+    resolve(host, port)
+
+
+def _target(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) of a destination URL; ``AddressRefused`` if malformed."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname
+    except ValueError as error:
+        raise AddressRefused(f"The URL is not valid: {error}.") from None
+    if parts.scheme not in ("https", "http") or not host or parts.username or parts.password:
+        raise AddressRefused("The URL needs https://, a host, and no user or password in it.")
+    if parts.scheme != "https" and not _allow_private():
+        raise AddressRefused("The URL must be https:// (http:// only where private is allowed).")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, host, port, path
 
 
 def check(destination: Mapping[str, Any]) -> None:
     """The destination's own rules (scheme, host, port) and its address."""
-    kind = destination["type"]
-    if kind == "syslog":
-        check_address(destination["host"], int(destination["port"]))
+    if destination["type"] == "syslog":
+        port = destination.get("port")
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise AddressRefused("A syslog port is a number from 1 to 65535.")
+        resolve(destination["host"], port)
         return
-    parts = urlsplit(destination["url"])
-    if parts.scheme != "https" and not (parts.scheme == "http" and _allow_private()):
-        raise AddressRefused("The URL must be https:// (http:// only where private is allowed).")
-    if not parts.hostname or parts.username or parts.password:
-        raise AddressRefused("The URL needs a host and no user or password in it.")
-    check_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    _scheme, host, port, _path = _target(destination["url"])
+    resolve(host, port)
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -81,27 +108,73 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def _post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
-    try:
-        return requests.post(
-            url,
-            data=body,
-            headers={"User-Agent": USER_AGENT, **headers},
-            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-            allow_redirects=False,
+def _within(seconds: float, work: Callable[[], _T], stop: Callable[[], None]) -> _T:
+    """Run ``work`` with an overall deadline: a destination that trickles its answer a byte
+    at a time cannot hold the deliverer past it (``stop`` closes the connection)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="audit-stream-send", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        stop()
+        raise DeliveryFailed(f"The destination did not answer within {seconds:.0f} s.")
+    if "error" in outcome:
+        raise outcome["error"]
+    return cast(_T, outcome["value"])
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """POST to the exact address that passed the check; (status, the first 64 KB back)."""
+    scheme, host, port, path = _target(url)
+    address = resolve(host, port)
+    timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
+    pool: urllib3.HTTPConnectionPool
+    if scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            ssl_context=ssl.create_default_context(),
+            assert_hostname=host,
+            server_hostname=host,
         )
-    except requests.Timeout:
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+    shown_host = host if port in (80, 443) else f"{host}:{port}"
+    sent = {"Host": shown_host, "User-Agent": USER_AGENT, **headers}
+
+    def exchange() -> tuple[int, bytes]:
+        response = pool.urlopen(
+            "POST", path, body=body, headers=sent, redirect=False, preload_content=False
+        )
+        try:
+            return response.status, response.read(65536)
+        finally:
+            response.release_conn()
+
+    try:
+        return _within(CONNECT_TIMEOUT + READ_TIMEOUT, exchange, pool.close)
+    except urllib3.exceptions.TimeoutError:
         raise DeliveryFailed("The destination did not answer in time.") from None
-    except requests.ConnectionError as error:
-        raise DeliveryFailed(f"Could not connect: {type(error).__name__}.") from None
-    except requests.RequestException as error:
+    except (urllib3.exceptions.HTTPError, OSError, ssl.SSLError) as error:
         raise DeliveryFailed(f"The request failed: {type(error).__name__}.") from None
+    finally:
+        pool.close()
 
 
-def _answered(response: requests.Response) -> None:
-    if not 200 <= response.status_code < 300:
-        excerpt = response.text[:200].replace("\n", " ") if response.text else ""
-        raise DeliveryFailed(f"The destination answered {response.status_code}. {excerpt}".strip())
+def _answered(status: int, text: bytes) -> None:
+    if not 200 <= status < 300:
+        excerpt = text[:200].decode("utf-8", "replace").replace("\n", " ")
+        raise DeliveryFailed(f"The destination answered {status}. {excerpt}".strip())
 
 
 def send_webhook(destination: Mapping[str, Any], secret: str, events: Sequence[str]) -> None:
@@ -111,7 +184,7 @@ def send_webhook(destination: Mapping[str, Any], secret: str, events: Sequence[s
         "Content-Type": "application/x-ndjson",
         SIGNATURE_HEADER: signature(secret, timestamp, body),
     }
-    _answered(_post(destination["url"], body, headers))
+    _answered(*_post(destination["url"], body, headers))
 
 
 def send_splunk(
@@ -131,15 +204,18 @@ def send_splunk(
         )
         for event, at in zip(events, times, strict=True)
     ).encode("utf-8")
+    if not token.isascii() or any(c in token for c in "\r\n"):
+        raise DeliveryFailed("The HEC token has characters a header cannot carry; set it again.")
     headers = {"Authorization": f"Splunk {token}", "Content-Type": "application/json"}
-    response = _post(destination["url"], body, headers)
-    _answered(response)
+    status, answer = _post(destination["url"], body, headers)
+    _answered(status, answer)
     try:
-        code = response.json().get("code", 0)
+        acknowledged = json.loads(answer)
     except ValueError:
-        code = 0
-    if code != 0:
-        raise DeliveryFailed(f"Splunk refused the batch (code {code}).")
+        acknowledged = None
+    code = acknowledged.get("code") if isinstance(acknowledged, dict) else None
+    if code != 0 or isinstance(code, bool):  # HEC acknowledges with {"code": 0}, nothing else
+        raise DeliveryFailed(f"Splunk did not acknowledge the batch (code {code!r}).")
 
 
 def syslog_frame(message: str, *, action: str, failed: bool, at: datetime) -> bytes:
@@ -158,19 +234,23 @@ def syslog_frame(message: str, *, action: str, failed: bool, at: datetime) -> by
 
 def send_syslog(destination: Mapping[str, Any], frames: Sequence[bytes]) -> None:
     host, port = destination["host"], int(destination["port"])
+    address = resolve(host, port)  # connect to exactly the address that was checked
+    cafile = current_app.config.get("AUDIT_STREAM_CA_FILE")
     try:
-        raw = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+        raw = socket.create_connection((address, port), timeout=CONNECT_TIMEOUT)
     except OSError as error:
         raise DeliveryFailed(f"Could not connect: {type(error).__name__}.") from None
-    try:
+
+    def write() -> None:
         raw.settimeout(READ_TIMEOUT)
         connection: socket.socket = raw
         if destination.get("tls"):
-            context = ssl.create_default_context(
-                cafile=current_app.config.get("AUDIT_STREAM_CA_FILE")
-            )
+            context = ssl.create_default_context(cafile=cafile)
             connection = context.wrap_socket(raw, server_hostname=host)
         connection.sendall(b"".join(frames))
+
+    try:
+        _within(CONNECT_TIMEOUT + READ_TIMEOUT, write, raw.close)
     except (OSError, ssl.SSLError) as error:
         raise DeliveryFailed(f"Sending failed: {type(error).__name__}.") from None
     finally:

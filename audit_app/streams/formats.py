@@ -6,6 +6,7 @@ Every event carries the record's id (for de-duplication: delivery is at least on
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -86,7 +87,7 @@ def ocsf(record: Mapping[str, Any]) -> dict[str, Any]:
             "request": {"uid": record.get("requestId")},
             "response": {"code": status},
         },
-        "src_endpoint": {"ip": record.get("ip")},
+        "src_endpoint": _source(record),
         "http_request": {
             "http_method": record.get("method"),
             "url": {"path": record.get("path")},
@@ -106,6 +107,15 @@ def ocsf(record: Mapping[str, Any]) -> dict[str, Any]:
     if response.get("id"):
         event["resources"] = [{"uid": response["id"], "type": record.get("resource")}]
     return event
+
+
+def _source(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The client's address; an operator's command, or an event with no client address,
+    names the server it ran on (OCSF wants one of ip, name, hostname, ...)."""
+    if record.get("ip"):
+        return {"ip": record["ip"]}
+    name = "command line" if record.get("authType") == "cli" else "server"
+    return {"name": name, "hostname": socket.gethostname() or "localhost"}
 
 
 def _cef_header(value: Any) -> str:
@@ -155,4 +165,9 @@ def render(fmt: str, record: Mapping[str, Any]) -> str:
     if fmt == "cef":
         return cef(record)
     event = ocsf(record) if fmt == "ocsf" else native(record)
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    # one event, one line: the separators str.splitlines() and JavaScript also break on
+    return text.translate(_LINE_BREAKS)
+
+
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})

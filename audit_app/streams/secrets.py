@@ -9,11 +9,29 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
+
+from ..config import ConfigError
+
+
+def check_key(config: Mapping[str, Any]) -> None:
+    """Refuse to start with an ``AUDIT_STREAM_KEY`` that is no Fernet key."""
+    value = config.get("AUDIT_STREAM_KEY")
+    if not value:
+        return
+    try:
+        Fernet(str(value).encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise ConfigError(
+            "AUDIT_STREAM_KEY must be a Fernet key (32 bytes, url-safe base64), e.g. from "
+            "Fernet.generate_key() of the cryptography package."
+        ) from None
 
 
 class SecretUnreadable(Exception):

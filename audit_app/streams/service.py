@@ -36,6 +36,8 @@ WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 def _checked_destination(data: Mapping[str, Any], fmt: str) -> dict[str, Any]:
+    if fmt not in formats.FORMATS:
+        raise bad_request("format: must be json, ocsf or cef.", "format")
     kind = data.get("type")
     if kind not in destinations.DESTINATION_TYPES:
         raise bad_request("destination.type: must be webhook, splunk or syslog.", "destination")
@@ -43,6 +45,8 @@ def _checked_destination(data: Mapping[str, Any], fmt: str) -> dict[str, Any]:
         host, port = data.get("host"), data.get("port")
         if not isinstance(host, str) or not host or not isinstance(port, int):
             raise bad_request("destination: syslog needs host and port.", "destination")
+        if not 1 <= port <= 65535 or isinstance(port, bool):
+            raise bad_request("destination.port: must be from 1 to 65535.", "destination")
         destination = {
             "type": kind,
             "host": host.strip(),
@@ -94,6 +98,8 @@ def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, 
     fmt = data.get("format", "json")
     destination = _checked_destination(data["destination"], fmt)
     shown: str | None = None
+    if data.get("token") and destination["type"] != "splunk":
+        raise bad_request("token: only a Splunk destination takes a token.", "token")
     if destination["type"] == "webhook":
         shown = secret = WEBHOOK_SECRET_PREFIX + random_secrets.token_urlsafe(32)
     elif destination["type"] == "splunk":
@@ -115,7 +121,7 @@ def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, 
         "secret": seal(secret) if secret else None,
         "cursor": None,
         "lease": None,
-        "health": {"delivered": 0, "failed": 0, "attempts": 0, "pendingSince": None},
+        "health": {"delivered": 0, "failed": 0, "attempts": 0, "pendingSince": start},
         "nextAttemptAt": now,
         "createdAt": now,
         "updatedAt": now,
@@ -158,14 +164,25 @@ def update_stream(
     if "paused" in data:
         update["state"] = "paused" if data["paused"] else "active"
         update["nextAttemptAt"] = utcnow()
-    kind = (update.get("destination") or stream["destination"])["type"]
-    if data.get("rotateSecret") and kind == "webhook":
+    destination = update.get("destination") or stream["destination"]
+    kind = destination["type"]
+    moved = destination != stream["destination"]
+    if data.get("rotateSecret") and kind != "webhook":
+        raise bad_request("rotateSecret: only a webhook has a signing secret.", "rotateSecret")
+    if data.get("token") and kind != "splunk":
+        raise bad_request("token: only a Splunk destination takes a token.", "token")
+    if kind == "webhook" and (
+        data.get("rotateSecret") or (moved and stream["destination"]["type"] != "webhook")
+    ):
         shown = WEBHOOK_SECRET_PREFIX + random_secrets.token_urlsafe(32)
         update["secret"] = seal(shown)
-    if data.get("token"):
-        if kind != "splunk":
-            raise bad_request("token: only a Splunk destination takes a token.", "token")
+    elif kind == "splunk" and data.get("token"):
         update["secret"] = seal(data["token"])
+    elif kind == "splunk" and moved:
+        # a stored token never follows its destination elsewhere: the new one needs its own
+        raise bad_request("token: a changed Splunk destination needs its token again.", "token")
+    elif kind == "syslog" and moved:
+        update["secret"] = None
     if not update:
         return stream, None
     before, after = streams.update_stream(get_db(), actor.org, stream_id, update)
