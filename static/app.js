@@ -1,14 +1,10 @@
-// Small progressive enhancements; every page works without this file.
+// Small progressive enhancements; every page works without this file (times then read,
+// and date filters are then taken, in UTC, as the page says).
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
     select.addEventListener("change", () => select.form.submit());
   });
-  // Show times in the reader's time zone; the exact UTC stays in the title.
-  const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
-  document.querySelectorAll("time[data-local]").forEach((node) => {
-    const when = new Date(node.getAttribute("datetime"));
-    if (!Number.isNaN(when.getTime())) node.textContent = format.format(when);
-  });
+  showTimes();
   document.querySelectorAll("[data-copy]").forEach((button) => {
     button.addEventListener("click", async () => {
       try {
@@ -20,3 +16,104 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 });
+
+// One time zone, stated: the viewer's own (with its name), or UTC a click away; the
+// choice is remembered, and the From/To filters are read in the same zone.
+const ZONE_KEY = "auditLog.timeZone";
+const localZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+
+function chosenZone() {
+  try {
+    return window.localStorage.getItem(ZONE_KEY) === "utc" ? "UTC" : localZone;
+  } catch (error) {
+    return localZone;
+  }
+}
+
+function pad(number) {
+  return String(number).padStart(2, "0");
+}
+
+// The wall-clock "YYYY-MM-DDTHH:MM:SS" of a moment in the chosen zone (for the inputs).
+function wallClock(moment, zone) {
+  if (zone === "UTC") {
+    return moment.toISOString().slice(0, 19);
+  }
+  return `${moment.getFullYear()}-${pad(moment.getMonth() + 1)}-${pad(moment.getDate())}` +
+    `T${pad(moment.getHours())}:${pad(moment.getMinutes())}:${pad(moment.getSeconds())}`;
+}
+
+// The moment a wall-clock value of the inputs means in the chosen zone.
+function momentOf(value, zone) {
+  const text = value.length === 16 ? `${value}:00` : value;
+  return new Date(zone === "UTC" ? `${text}Z` : text);
+}
+
+function showTimes() {
+  const zone = chosenZone();
+  const format = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    timeZone: zone === "UTC" ? "UTC" : undefined, timeZoneName: "short",
+  });
+  document.querySelectorAll("time[data-local]").forEach((node) => {
+    const when = new Date(node.getAttribute("datetime"));
+    if (!Number.isNaN(when.getTime())) node.textContent = format.format(when);
+  });
+  const hint = document.getElementById("tz-hint");
+  if (hint) {
+    hint.textContent = zone === "UTC"
+      ? "Dates and times are UTC."
+      : `Dates and times are in ${zone}.`;
+  }
+  const toggle = document.getElementById("tz-toggle");
+  if (toggle) {
+    toggle.hidden = false;
+    toggle.textContent = zone === "UTC" ? `Show ${localZone}` : "Show UTC";
+    toggle.onclick = () => {
+      const form = toggle.closest("form");
+      const inputs = form ? [...form.querySelectorAll("input[data-zoned]")] : [];
+      const moments = inputs.map((input) => (input.value ? momentOf(input.value, zone) : null));
+      try {
+        window.localStorage.setItem(ZONE_KEY, zone === "UTC" ? "local" : "utc");
+      } catch (error) {
+        return;
+      }
+      const next = chosenZone();
+      inputs.forEach((input, index) => {
+        if (moments[index]) input.value = wallClock(moments[index], next);
+      });
+      showTimes();
+    };
+  }
+  zoneTheFilters(zone);
+}
+
+function zoneTheFilters(zone) {
+  document.querySelectorAll("input[data-zoned]").forEach((input) => {
+    const given = input.dataset.given;  // the moment in the URL, as the server echoed it
+    if (given && !input.dataset.shown) {
+      const moment = new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(given) ? given : `${given}Z`);
+      if (!Number.isNaN(moment.getTime())) input.value = wallClock(moment, zone);
+      input.dataset.shown = "1";
+    }
+    const form = input.form;
+    if (form && !form.dataset.zoned) {
+      form.dataset.zoned = "1";
+      form.addEventListener("submit", () => {
+        const current = chosenZone();
+        form.querySelectorAll("input[data-zoned]").forEach((field) => {
+          if (!field.value) return;
+          const moment = momentOf(field.value, current);
+          if (Number.isNaN(moment.getTime())) return;  // the server names what is wrong
+          const hidden = document.createElement("input");
+          hidden.type = "hidden";
+          hidden.name = field.name;
+          hidden.value = moment.toISOString();
+          field.removeAttribute("name");
+          form.appendChild(hidden);
+        });
+      });
+    }
+  });
+}

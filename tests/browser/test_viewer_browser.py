@@ -286,3 +286,60 @@ def test_support_finds_a_change_and_a_failure_by_what_they_paste(page, live):
     page.get_by_role("link", name="View Details").first.click()
     why = page.locator("#response-error").inner_text()
     assert "409" in why and "conflict" in why and "Owner role cannot be edited" in why
+
+
+def test_times_and_date_filters_in_the_viewers_zone_with_utc_a_click_away(browser, live):
+    """A browser in New York: the Created column says so (EST), a time copied from it into
+    From finds that record, and UTC is one click away and remembered."""
+    from datetime import UTC, datetime
+
+    from bson import ObjectId
+
+    from audit_app.db import get_audit_db
+
+    from ..factories import audit_record
+
+    app = live["app"]
+    organization = ObjectId(live["summary"]["organizationId"])
+    at = datetime(2026, 11, 25, 21, 27, 38, tzinfo=UTC)  # 4:27:38 PM in New York
+    marker = "/api/v1/pathways/time-zone-probe"
+    with app.app_context():
+        get_audit_db().audit_logs.insert_one(
+            audit_record(organization, created_at=at, storedAt=at, path=marker)
+        )
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, locale="en-US", timezone_id="America/New_York"
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        log_in(page, live, "owner")
+        page.goto(f"{live['url']}/organization/audit-logs?path=time-zone-probe")
+        shown = column(page, "Created")[0]
+        assert "16:27:38" in shown and ("EST" in shown or "GMT-5" in shown), shown
+        assert "America/New_York" in page.locator("#tz-hint").inner_text()
+        # the shown time, typed into From as a person would: the record is found
+        page.goto(f"{live['url']}/organization/audit-logs?path=time-zone-probe")
+        page.get_by_label("From").fill("2026-11-25T16:27:38")
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_load_state("networkidle")
+        assert "from=2026-11-25T21%3A27%3A38.000Z" in page.url
+        assert len(column(page, "Created")) == 1
+        assert page.get_by_label("From").input_value() == "2026-11-25T16:27:38"
+        page.get_by_label("From").fill("2026-11-25T16:27:39")  # a second later: not found
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_load_state("networkidle")
+        assert column(page, "Created") == []
+        # UTC, one click away, remembered across pages; the filter keeps its moment
+        page.goto(f"{live['url']}/organization/audit-logs?path=time-zone-probe")
+        page.locator("#tz-toggle").click()
+        assert "21:27:38" in column(page, "Created")[0] and "UTC" in column(page, "Created")[0]
+        assert page.locator("#tz-hint").inner_text() == "Dates and times are UTC."
+        page.reload()
+        assert "21:27:38" in column(page, "Created")[0]
+        page.get_by_label("From").fill("2026-11-25T21:27:38")
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_load_state("networkidle")
+        assert "from=2026-11-25T21%3A27%3A38.000Z" in page.url and len(column(page, "Created")) == 1
+    finally:
+        context.close()
