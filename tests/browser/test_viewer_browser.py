@@ -343,3 +343,34 @@ def test_times_and_date_filters_in_the_viewers_zone_with_utc_a_click_away(browse
         assert "from=2026-11-25T21%3A27%3A38.000Z" in page.url and len(column(page, "Created")) == 1
     finally:
         context.close()
+
+
+def test_the_list_reads_on_one_line_wide_and_fits_narrow(browser, live):
+    """At 1440 px a time and View Details do not wrap; at 390 px nothing scrolls sideways
+    and badges keep their own width."""
+    for width, height in ((1440, 900), (390, 844)):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        try:
+            log_in(page, live, "owner")
+            page.goto(f"{live['url']}/organization/audit-logs?limit=25")
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, (width, overflow)
+            lines = page.evaluate(
+                """() => [...document.querySelectorAll(
+                    'td[data-label="Created"] time, td[data-label="Actions"] a')]
+                    .map((node) => node.getClientRects().length)"""
+            )
+            assert lines and all(n == 1 for n in lines), (width, lines)
+            if width == 390:
+                stretched = page.evaluate(
+                    """() => [...document.querySelectorAll('td > .tag, td > .status')]
+                        .filter((badge) => badge.getBoundingClientRect().width
+                            > badge.parentElement.getBoundingClientRect().width / 2).length"""
+                )
+                assert stretched == 0
+        finally:
+            context.close()
