@@ -183,6 +183,7 @@ def load_settings(instance_path: Path) -> dict:
         or str(instance_path / "audit-anchor"),
         "AUDIT_QUERY_TIMEOUT_MS": _env_int("AUDIT_QUERY_TIMEOUT_MS", 5000, minimum=100),
         "AUDIT_EXPORT_TIMEOUT_MS": _env_int("AUDIT_EXPORT_TIMEOUT_MS", 120000, minimum=100),
+        "AUDIT_HISTOGRAM_MAX_RECORDS": _env_int("AUDIT_HISTOGRAM_MAX_RECORDS", 20000, minimum=100),
         "AUDIT_ENSURE_INDEXES_ON_START": _env_bool("AUDIT_ENSURE_INDEXES_ON_START", True),
         # log streams (docs/streams.md); interval 0: streams are delivered by no process
         "AUDIT_STREAM_INTERVAL": _env_int("AUDIT_STREAM_INTERVAL", 5),

@@ -70,6 +70,7 @@ def test_document_lists_every_endpoint_with_auth_and_errors(client):
         "/audit-logs/export",
         "/audit-logs/{auditLogId}",
         "/audit-logs/integrity",
+        "/audit-logs/histogram",
         "/audit-streams",
         "/audit-streams/{streamId}",
         "/audit-streams/{streamId}/test",

@@ -301,3 +301,19 @@ def test_an_export_cut_by_its_budget_says_so_in_the_file_and_in_its_record(serve
         if doc["documents"][0]["request"].get("export")
     ]
     assert outcomes == [{"format": "ndjson", "rowsWritten": 2, "outcome": "timedOut"}]
+
+
+def test_the_histogram_walks_the_lists_index_for_two_fields_in_its_range(server, wired):
+    answer = wired(
+        "/api/v1/audit-logs/histogram?interval=day&from=2026-11-01&to=2026-11-14&q=status:5xx"
+    )
+    assert answer.status_code == 200, answer.get_json()
+    [find] = finds(server)
+    assert find["projection"] == {"createdAt": 1, "statusCode": 1}
+    assert find["filter"]["createdAt"] == {
+        "$gte": datetime(2026, 11, 1),
+        "$lte": datetime(2026, 11, 14, 23, 59, 59, 999000),
+    }
+    assert find["filter"]["statusCode"] == {"$in": list(range(500, 600))}
+    assert find["hint"] == "org_status_newest" and find["sort"] == NEWEST
+    assert find["maxTimeMS"] == 5000 and "limit" not in find

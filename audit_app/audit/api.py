@@ -9,8 +9,14 @@ from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import export, service
 from .capture import audit_action
-from .query import ExportQuerySchema, ListQuerySchema
-from .schemas import AuditLogDetailSchema, AuditLogPageSchema, IntegritySchema, present
+from .query import ExportQuerySchema, HistogramQuerySchema, ListQuerySchema
+from .schemas import (
+    AuditLogDetailSchema,
+    AuditLogPageSchema,
+    HistogramSchema,
+    IntegritySchema,
+    present,
+)
 from .sealing import integrity_state
 
 bp = Blueprint("auditLogs", __name__)
@@ -28,6 +34,19 @@ bp = Blueprint("auditLogs", __name__)
 def list_audit_logs():
     page = service.list_page(current_principal(), request.args)
     return jsonify(items=[present(item) for item in page.items], nextCursor=page.next_cursor)
+
+
+@bp.get("/audit-logs/histogram")
+@audit_action("auditLog.histogram")
+@operation(
+    "Requests per hour or day for the filtered set, by status class, at bounded cost",
+    response=(200, HistogramSchema),
+    errors=(400, 401, 403, 503),
+    query=HistogramQuerySchema,
+)
+@require_permission(VIEW_AUDIT_LOG)
+def audit_log_histogram():
+    return jsonify(HistogramSchema().dump(service.histogram(current_principal(), request.args)))
 
 
 @bp.get("/audit-logs/export")

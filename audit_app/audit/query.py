@@ -136,6 +136,13 @@ class WebListQuerySchema(ListQuerySchema):
     before = fields.String(validate=validate.Length(max=500))
 
 
+class HistogramQuerySchema(FilterSchema):
+    interval = fields.String(
+        load_default="day",
+        validate=validate.OneOf(("hour", "day"), error="Must be hour or day."),
+    )
+
+
 class ExportQuerySchema(FilterSchema):
     format = fields.String(
         required=True,

@@ -305,16 +305,18 @@ def iter_records(
     branches: Sequence[Mapping[str, Any]],
     max_time_ms: int,
     batch_size: int = 500,
+    projection: Mapping[str, Any] | None = None,
 ) -> Iterator[Document]:
     """Every matching record, newest first, fetched from the server a batch at a time.
 
     ``max_time_ms`` bounds the server's work on each cursor as a whole (MongoDB counts it
-    across the cursor's batches, not the time the client spends writing them out).
+    across the cursor's batches, not the time the client spends writing them out);
+    ``projection`` keeps only the fields a caller needs (the histogram: two).
     """
     max_time_ms = _share(max_time_ms, branches)
     cursors = [
         _scoped(db, organization_id)
-        .find(branch)
+        .find(branch, dict(projection) if projection else None)
         .sort(NEWEST_FIRST)
         .hint(index_for(branch))
         .max_time_ms(max_time_ms)

@@ -158,3 +158,28 @@ class IntegritySchema(Schema):
     )
     scope = fields.String(metadata={"enum": ["full", "recent", "error"]})
     checkedAt = fields.String(metadata={"format": "date-time"})
+
+
+class BucketSchema(Schema):
+    start = fields.String(required=True, metadata={"format": "date-time"})
+    count = fields.Integer(required=True)
+    statusClasses = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+class HistogramSchema(Schema):
+    """``GET /api/v1/audit-logs/histogram``: buckets of the filtered set, by status class."""
+
+    interval = fields.String(required=True, metadata={"enum": ["hour", "day"]})
+    from_ = fields.String(data_key="from", attribute="from", metadata={"format": "date-time"})
+    to = fields.String(metadata={"format": "date-time"})
+    buckets = fields.List(fields.Nested(BucketSchema), required=True)
+    partial_ = fields.Boolean(
+        data_key="partial",
+        attribute="partial",
+        required=True,
+        metadata={"description": "true when the range held more records than are counted"},
+    )
+    countedFrom = fields.String(
+        allow_none=True,
+        metadata={"description": "with partial: the counts are whole from this moment on"},
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 from flask import (
     Blueprint,
@@ -15,13 +16,13 @@ from werkzeug.datastructures import MultiDict
 
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError, not_found
-from ..ids import parse_object_id
+from ..ids import iso, parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..streams.service import failing_streams
 from . import export, service
 from .capture import audit_action, audited
 from .context import note_error
-from .query import AUTH_TYPES, METHODS, WebListQuerySchema
+from .query import AUTH_TYPES, METHODS, WebListQuerySchema, parse_moment
 from .redaction import unescape
 from .schemas import jsonable
 from .sealing import integrity_state
@@ -64,6 +65,48 @@ def _filters_from(args) -> dict:
     return {name: args.get(name, "") for name in FILTER_NAMES if args.get(name, "").strip()}
 
 
+CHART_RECORDS = 5000  # what the page's chart counts at most (the API's own cap is a setting)
+
+
+def _chart(filters: dict) -> dict | None:
+    """The activity chart above the table: the page's filters, per day (or per hour for
+    three days or less), each bar a link that narrows the range to its bucket."""
+    shown = {k: v for k, v in filters.items() if k not in ("cursor", "before")}
+    span = _span_days(shown)
+    interval = "hour" if span is not None and span <= 3 else "day"
+    try:
+        found = service.histogram(
+            current_principal(),
+            MultiDict({**shown, "interval": interval}),
+            max_records=CHART_RECORDS,
+        )
+    except ApiError:
+        return None
+    step = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
+    tallest = max((b["count"] for b in found["buckets"]), default=0) or 1
+    bars = []
+    for bucket in found["buckets"]:
+        start = datetime.fromisoformat(bucket["start"].replace("Z", "+00:00"))
+        end = start + step - timedelta(milliseconds=1)
+        narrowed = {**shown, "from": iso(start), "to": iso(end)}
+        stacked, base = [], 0.0
+        for family in ("2xx", "3xx", "4xx", "5xx", "1xx"):
+            height = 100 * bucket["statusClasses"][family] / tallest
+            if height:
+                stacked.append({"family": family, "y": 100 - base - height, "height": height})
+                base += height
+        bars.append({**bucket, "href": url_for(".list_page", **narrowed), "stacked": stacked})
+    return {**found, "bars": bars, "tallest": tallest}
+
+
+def _span_days(filters: dict) -> float | None:
+    start = parse_moment(filters.get("from", ""))
+    end = parse_moment(filters.get("to", ""), end_of_day=True)
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds() / 86400
+
+
 def _clean_args(args):
     """Empty form fields mean 'no filter'; drop them before validation."""
     return MultiDict([(k, v) for k, v in args.items(multi=True) if v.strip()])
@@ -96,6 +139,7 @@ def list_page():
         "first": None,
         "integrity": None,
         "failing_streams": [],
+        "chart": None,
         "suggestion": None,
         "qualifier_examples": QUALIFIER_EXAMPLES,
     }
@@ -108,6 +152,7 @@ def list_page():
         note_error(error.code, error.message)
         return render_template("audit_logs/list.html", **context), 400
     context["integrity"] = integrity_state(current_principal().organization_id)
+    context["chart"] = _chart(filters)
     context["failing_streams"] = failing_streams(current_principal())
     if args.get("before") and page.newer_cursor is None:
         # the newest records are reached: show the first page, full

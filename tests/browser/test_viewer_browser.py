@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from .conftest import log_in
 
@@ -374,3 +375,34 @@ def test_the_list_reads_on_one_line_wide_and_fits_narrow(browser, live):
                 assert stretched == 0
         finally:
             context.close()
+
+
+def test_the_activity_chart_counts_what_the_api_counts_and_narrows_on_a_click(page, live):
+    client = live["app"].test_client()
+    login = live["logins"]["admin"]
+    token = client.post(
+        "/api/v1/auth/token", json={"email": login["email"], "password": login["password"]}
+    ).get_json()["token"]
+    log_in(page, live, "owner")
+    open_audit_logs(page, live)
+    search(page, "status:4xx")
+    bars = page.locator("#activity a.bar")
+    shown = {
+        bars.nth(i).get_attribute("data-start"): int(bars.nth(i).get_attribute("data-count"))
+        for i in range(bars.count())
+    }
+    api = client.get(
+        "/api/v1/audit-logs/histogram",
+        query_string={"q": "status:4xx", "interval": "day"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).get_json()
+    assert shown == {b["start"]: b["count"] for b in api["buckets"]}
+    assert sum(shown.values()) > 0  # the demo's incidents
+    busiest = max(shown, key=shown.get)
+    page.locator(f'#activity a.bar[data-start="{busiest}"]').click()
+    page.wait_for_load_state("networkidle")
+    url = unquote(page.url)
+    assert f"from={busiest}" in url and "q=status:4xx" in url  # the filters stay
+    created = column(page, "Created")
+    assert len(created) == shown[busiest]
+    assert page.locator("#activity a.bar").count() == 24  # that day, per hour
