@@ -261,3 +261,12 @@ def test_the_page_suggests_the_qualifier_the_text_looked_like(owner_client, org,
     examples = ("actor:", "ip:", "requestId:", "action:member.*", "credential:", "created:&gt;=")
     for example in examples:
         assert example in hint
+
+
+def test_the_page_points_a_workspace_name_to_the_workspace(owner_client, org, records):  # noqa: F811
+    name = org.workspace["name"]
+    html = owner_client.get("/organization/audit-logs", query_string={"q": name.upper()}).get_data(
+        as_text=True
+    )
+    assert "No matching records" in html and f"workspaceId={org.workspace['_id']}" in html
+    assert "is a workspace" in html

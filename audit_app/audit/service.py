@@ -22,7 +22,7 @@ from ..db import Document, get_audit_db, get_db
 from ..errors import ApiError, bad_request
 from ..ids import iso, utcnow
 from ..organizations.repository import find_account_by_email, find_organization
-from ..workspaces.repository import find_workspaces_by_ids
+from ..workspaces.repository import find_workspace_by_name, find_workspaces_by_ids
 from .actions import known_actions, of_resource
 from .export import is_time_limit
 from .query import (
@@ -45,6 +45,7 @@ class Page:
     query: AuditQuery
     newer_cursor: str | None = None
     suggestion: str | None = None  # a qualifier that would find what the text looked like
+    workspace: Document | None = None  # the workspace the text names, if it names one
 
 
 def build_query(organization_id: ObjectId, loaded: dict[str, Any], limit: int = 50) -> AuditQuery:
@@ -119,7 +120,11 @@ def list_page(
             towards_newer=bool(before),
         )
     if not items:
-        return Page(items, None, query, suggestion=None if cursor else suggestion_for(query))
+        if cursor:
+            return Page(items, None, query)
+        text = query.filters.get("q", "")
+        named = find_workspace_by_name(get_db(), principal.org, text) if text else None
+        return Page(items, None, query, suggestion=suggestion_for(query), workspace=named)
     older = more if not before else True
     newer = bool(cursor) if not before else more
     return Page(

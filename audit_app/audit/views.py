@@ -162,6 +162,7 @@ def list_page():
     context.update(
         items=page.items,
         suggestion=page.suggestion,
+        named_workspace=page.workspace,
         workspaces=workspaces,
         api_keys=keys,
         older=url_for(".list_page", **base, cursor=page.next_cursor) if page.next_cursor else None,

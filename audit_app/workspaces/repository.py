@@ -63,6 +63,15 @@ def find_workspace(
     return TenantCollection(db.workspaces, organization_id).find_one({"_id": workspace_id})
 
 
+def find_workspace_by_name(
+    db: Database[Document], organization_id: ObjectId, name: str
+) -> Document | None:
+    """A workspace by its name, any case (the org_name_unique index)."""
+    return TenantCollection(db.workspaces, organization_id).find_one(
+        {"nameLower": name.strip().lower()}, {"_id": 1, "name": 1}
+    )
+
+
 def find_workspaces_by_ids(
     db: Database[Document], organization_id: ObjectId, ids: Iterable[ObjectId | None]
 ) -> dict[ObjectId, Document]:
