@@ -65,7 +65,14 @@ def test_concurrent_lists_on_the_embedded_store_never_fail(make_app, tmp_path):
 
     from .factories import audit_record, make_org
 
-    app = make_app(MONGO_CLIENT=None, MONGO_URI=None, EMBEDDED_STORE_DIR=str(tmp_path / "s"))
+    app = make_app(
+        MONGO_CLIENT=None,
+        MONGO_URI=None,
+        EMBEDDED_STORE_DIR=str(tmp_path / "s"),
+        # this is about the race, not the time budget: a busy CI machine with the switch
+        # interval at 1 µs can take a list past the default 5 s (a 503 query_timeout)
+        AUDIT_QUERY_TIMEOUT_MS=120_000,
+    )
     org = make_org(app, "Racy")
     with app.app_context():
         get_audit_db().audit_logs.insert_many([audit_record(org.id) for _ in range(120)])
