@@ -78,12 +78,13 @@ def error_body(status: int, code: str, message: str, field: str | None = None):
     return response
 
 
-def _snake(name: str) -> str:
-    return name.lower().replace(" ", "_").replace("-", "_")
+def error_code(name: str) -> str:
+    """An HTTP status name as an error code: ``Not Found`` -> ``not_found``."""
+    return name.lower().replace(" ", "_").replace("-", "_").replace("'", "")
 
 
 def _render_page(status: int, title: str, message: str, code: str | None = None):
-    note_error(code or _snake(title), message)
+    note_error(code or error_code(title), message)
     return render_template("errors/error.html", status=status, title=title, message=message), status
 
 
@@ -105,7 +106,7 @@ def handle_http_exception(error: HTTPException):
             413: "The request body is too large.",
         }
         message = messages.get(status, error.description or error.name)
-        response = error_body(status, _snake(error.name), message)
+        response = error_body(status, error_code(error.name), message)
         allowed = getattr(error, "valid_methods", None)  # MethodNotAllowed's
         if status == 405 and allowed:
             response.headers["Allow"] = ", ".join(allowed)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -78,3 +78,10 @@ def readable(value: datetime | None) -> str:
     """A date as people read it, in UTC and saying so: ``2026-11-25 17:21 UTC``."""
     stamp = iso(value)
     return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp else "never"
+
+
+def floor_to(moment: datetime, step: timedelta) -> datetime:
+    """The start of the ``step``-long slot (an hour, a day, a sealing window) a moment falls
+    in, counted from the epoch in UTC."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + ((moment - epoch) // step) * step

@@ -34,7 +34,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ..db import IndexSpec, TenantCollection
-from ..ids import iso
+from ..ids import floor_to, iso
 from .anchor import Anchor
 from .canonical import canonical_bytes, record_hash, record_hash_v2
 from .repository import COLLECTION, index_mismatches
@@ -142,11 +142,6 @@ def purge_expired_chunks(db: Database, cutoff: datetime) -> int:
     return db[CHUNKS].delete_many({"windowEnd": {"$lt": cutoff}}).deleted_count
 
 
-def _floor(moment: datetime, interval: timedelta) -> datetime:
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return epoch + ((moment - epoch) // interval) * interval
-
-
 def _record_stream(db: Database, organization_id: ObjectId, start: datetime, end: datetime):
     """The window's records in (storedAt, _id) order, read in batches (index org_stored)."""
     window = {"storedAt": {"$gte": start, "$lt": end}}
@@ -218,7 +213,7 @@ def seal_organization(
     last = digests.find_one({}, sort=[("sequence", DESCENDING)])
     if anchor is not None:
         _check_reaches_anchor(digests, last, anchor.head(organization_id))
-    start = last["windowEnd"] if last else _floor(since, interval)
+    start = last["windowEnd"] if last else floor_to(since, interval)
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     previous = last["digestHash"] if last else None
@@ -226,7 +221,7 @@ def seal_organization(
     written = 0
     limit = now - delay if until is None else min(now - delay, until)
     while written < MAX_WINDOWS_PER_RUN:
-        end = _floor(start, interval) + interval
+        end = floor_to(start, interval) + interval
         if end > limit:
             if until is None or start >= limit:
                 break

@@ -20,6 +20,7 @@ from flask import Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from ..errors import error_code
 from ..ids import canonical_ip, utcnow
 from . import actions
 from .context import Notes, notes
@@ -283,7 +284,7 @@ def action_of(req: Request, status: int, noted: str | None) -> str:
 def response_of(status: int, notes: Notes) -> dict:
     """``{errorCode, errorMessage}`` of the error the client saw; ``{id}`` of what was made."""
     if status >= 400 or notes.error:  # (a refused web form answers with a redirect)
-        error = notes.error or {"errorCode": _snake(HTTP_STATUS_CODES.get(status, "error"))}
+        error = notes.error or {"errorCode": error_code(HTTP_STATUS_CODES.get(status, "error"))}
         message = error.get("errorMessage")
         return {
             "errorCode": safe_str(error["errorCode"])[:64],
@@ -293,10 +294,6 @@ def response_of(status: int, notes: Notes) -> dict:
     if notes.created_id is not None:
         return {"id": str(notes.created_id)}
     return {}
-
-
-def _snake(name: str) -> str:
-    return name.lower().replace(" ", "_").replace("-", "_").replace("'", "")
 
 
 def summary_fields(response: Response | Any, duration_ms: float) -> dict:

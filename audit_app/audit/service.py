@@ -7,7 +7,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -20,7 +20,7 @@ from ..api_keys.repository import find_api_keys_by_ids
 from ..auth.principal import Principal
 from ..db import Document, get_audit_db, get_db
 from ..errors import ApiError, bad_request
-from ..ids import iso, utcnow
+from ..ids import floor_to, iso, utcnow
 from ..organizations.repository import find_account_by_email, find_organization
 from ..workspaces.repository import find_workspace_by_name, find_workspaces_by_ids
 from .actions import known_actions, of_resource
@@ -223,7 +223,7 @@ def histogram(
     step = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
     end = loaded.get("to") or utcnow()
     start = loaded.get("from_") or end - HISTOGRAM_SPANS[interval]
-    first = _floor(start, step)
+    first = floor_to(start, step)
     if (end - first) / step > HISTOGRAM_MAX_BUCKETS:
         raise bad_request(
             f"interval: {interval}s from {iso(start)} to {iso(end)} are more than "
@@ -248,7 +248,7 @@ def histogram(
                 break
             seen += 1
             at = record["createdAt"]
-            bucket = counts.setdefault(_floor(at, step), dict.fromkeys(STATUS_CLASSES, 0))
+            bucket = counts.setdefault(floor_to(at, step), dict.fromkeys(STATUS_CLASSES, 0))
             family = f"{int(record.get('statusCode') or 0) // 100}xx"
             if family in bucket:
                 bucket[family] += 1
@@ -268,10 +268,3 @@ def histogram(
         "partial": counted_from is not None,
         "countedFrom": iso(counted_from) if counted_from is not None else None,
     }
-
-
-def _floor(moment: datetime, step: timedelta) -> datetime:
-    moment = moment.astimezone(UTC)
-    if step >= timedelta(days=1):
-        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return moment.replace(minute=0, second=0, microsecond=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, jsonify
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, pre_dump, validate
 
 from ..apidoc import list_of, operation
 from ..audit.capture import audit_action
@@ -50,38 +50,23 @@ class StreamSchema(Schema):
     secretSet = fields.Method("_secret_set")
     createdAt = UtcDateTime()
     updatedAt = UtcDateTime()
-    health = fields.Method("_health", metadata={"type": "object"})
+    health = fields.Dict(metadata={"type": "object"})
     # the health fields at the top level too, as PRODUCT.md names them
-    state = fields.Method("_state")
-    lagSeconds = fields.Method("_lag")
-    lastDeliveredAt = fields.Method("_last_delivered")
-    lastError = fields.Method("_last_error")
-    delivered = fields.Method("_delivered")
-    failed = fields.Method("_failed")
+    state = fields.String(metadata={"enum": ["active", "paused", "failing"]})
+    lagSeconds = fields.Float()
+    lastDeliveredAt = fields.String(allow_none=True)
+    lastError = fields.String(allow_none=True)
+    delivered = fields.Integer()
+    failed = fields.Integer()
 
     def _secret_set(self, stream: dict[str, Any]) -> bool:
         return bool(stream.get("secret"))
 
-    def _health(self, stream: dict[str, Any]) -> dict[str, Any]:
-        return service.health(stream)
-
-    def _state(self, stream: dict[str, Any]) -> str:
-        return service.health(stream)["state"]
-
-    def _lag(self, stream: dict[str, Any]) -> float:
-        return service.health(stream)["lagSeconds"]
-
-    def _last_delivered(self, stream: dict[str, Any]) -> str | None:
-        return service.health(stream)["lastDeliveredAt"]
-
-    def _last_error(self, stream: dict[str, Any]) -> str | None:
-        return service.health(stream)["lastError"]
-
-    def _delivered(self, stream: dict[str, Any]) -> int:
-        return service.health(stream)["delivered"]
-
-    def _failed(self, stream: dict[str, Any]) -> int:
-        return service.health(stream)["failed"]
+    @pre_dump
+    def _with_health(self, stream: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """The stream's health, worked out once, as ``health`` and at the top level."""
+        health = service.health(stream)
+        return {**stream, **health, "health": health}
 
 
 class StreamCreatedSchema(StreamSchema):

@@ -70,10 +70,6 @@ def resolve(host: str, port: int) -> str:
     return addresses[0]
 
 
-def check_address(host: str, port: int) -> None:
-    resolve(host, port)
-
-
 def _target(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path) of a destination URL; ``AddressRefused`` if malformed."""
     try:

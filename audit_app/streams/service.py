@@ -250,11 +250,8 @@ def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, 
 
 def failing_streams(actor: Principal) -> list[dict[str, Any]]:
     """The organization's streams that are failing, for the audit log page's warning."""
-    return [
-        {"name": s["name"], **health(s)}
-        for s in streams.list_streams(get_db(), actor.org)
-        if health(s)["state"] == "failing"
-    ]
+    states = [(s["name"], health(s)) for s in streams.list_streams(get_db(), actor.org)]
+    return [{"name": name, **state} for name, state in states if state["state"] == "failing"]
 
 
 FORMATS = formats.FORMATS
