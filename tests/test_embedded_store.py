@@ -238,6 +238,15 @@ def test_sealing_and_retention_walk_their_indexes(tmp_path):
     sql, parameters = plan_sql(window, [("storedAt", 1), ("_id", 1)], None)
     plan = " ".join(r[3] for r in connection.execute("EXPLAIN QUERY PLAN " + sql, parameters))
     assert "org_stored" in plan and "TEMP B-TREE" not in plan
+    at = BASE + timedelta(minutes=5)  # a stream's next batch: past its cursor, in stored order
+    batch = {
+        "organizationId": ORG,
+        "storedAt": {"$gte": at, "$lte": BASE + timedelta(hours=1)},
+        "$and": [{"$or": [{"storedAt": {"$gt": at}}, {"_id": {"$gt": ObjectId()}}]}],
+    }
+    sql, parameters = plan_sql(batch, [("storedAt", 1), ("_id", 1)], "org_stored")
+    plan = " ".join(r[3] for r in connection.execute("EXPLAIN QUERY PLAN " + sql, parameters))
+    assert "USING INDEX org_stored" in plan and "TEMP B-TREE" not in plan
     plan = " ".join(
         r[3]
         for r in connection.execute(

@@ -317,3 +317,40 @@ def test_the_histogram_walks_the_lists_index_for_two_fields_in_its_range(server,
     assert find["filter"]["statusCode"] == {"$in": list(range(500, 600))}
     assert find["hint"] == "org_status_newest" and find["sort"] == NEWEST
     assert find["maxTimeMS"] == 5000 and "limit" not in find
+
+
+def test_a_streams_next_batch_walks_org_stored_from_its_cursor(server, wired):
+    """The deliverer's read: the organization's records after the cursor in stored order,
+    up to the settle time, on ``org_stored``, one batch, within the time budget."""
+    from audit_app.audit.repository import stored_after
+    from audit_app.db import get_audit_db
+
+    at, after_id = datetime(2026, 11, 20, 9, tzinfo=UTC), ObjectId()
+    until = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    with wired.app.app_context():
+        stored_after(get_audit_db(), wired.organization_id, (at, after_id), until, 500, 5000)
+    [find] = finds(server)
+    assert find["filter"] == {
+        "storedAt": {"$gte": at.replace(tzinfo=None), "$lte": until.replace(tzinfo=None)},
+        "$and": [
+            {"$or": [{"storedAt": {"$gt": at.replace(tzinfo=None)}}, {"_id": {"$gt": after_id}}]}
+        ],
+        "organizationId": wired.organization_id,
+    }
+    assert find["sort"] == {"storedAt": 1, "_id": 1} and find["hint"] == "org_stored"
+    assert find["limit"] == 500 and find["maxTimeMS"] == 5000
+
+
+def test_the_deliverer_finds_due_streams_on_their_index(server, wired):
+    from audit_app.db import get_db
+    from audit_app.streams.repository import due_streams
+
+    now = datetime(2026, 11, 20, 9, tzinfo=UTC)
+    with wired.app.app_context():
+        due_streams(get_db(), now)
+    [find] = server.sent("find", "audit_streams")
+    assert find["filter"] == {
+        "state": "active",
+        "nextAttemptAt": {"$lte": now.replace(tzinfo=None)},
+    }
+    assert find["hint"] == "state_due" and find["limit"] == 100
