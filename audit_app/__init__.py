@@ -14,9 +14,11 @@ from .audit.actions import label as action_label
 from .audit.api import bp as audit_logs_bp
 from .audit.capture import WRITER_KEY, record_response, start_request
 from .audit.repository import audit_write_concern
+from .audit.retention import background_purger
+from .audit.retention import check_bounds as check_retention_bounds
 from .audit.sealing import background_sealer
 from .audit.spool import Spool
-from .audit.writer import PURGE_INTERVAL_SECONDS, AuditWriter
+from .audit.writer import AuditWriter
 from .auth.api import bp as auth_bp
 from .auth.principal import _LoginRedirect, load_principal, login_redirect
 from .background import EXTENSION_KEY as BACKGROUND_KEY
@@ -55,6 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.from_mapping(test_config)
     _configure_logging(app)
     check_stream_key(app.config)
+    check_retention_bounds(app.config)
     init_stores(app)
     register_extensions(app)
     register_hooks(app)
@@ -115,15 +118,14 @@ def register_hooks(app: Flask) -> None:
             stores(app)["audit"],
             Spool(app.config["AUDIT_SPOOL_DIR"]),
             timeout_ms=app.config["AUDIT_WRITE_TIMEOUT_MS"],
-            retention_days=app.config["AUDIT_RETENTION_DAYS"],
             write_concern=audit_write_concern(
                 app.config["AUDIT_WRITE_CONCERN"], app.config["AUDIT_WRITE_JOURNAL"]
             ),
         )
         if app.config["AUDIT_REPLAY_INTERVAL"] > 0:
             runner.add("replay", app.config["AUDIT_REPLAY_INTERVAL"], writer.replay_if_pending)
-        if not stores(app)["audit"].native_ttl:
-            runner.add("purge", PURGE_INTERVAL_SECONDS, writer.purge)
+        if app.config["AUDIT_PURGE_INTERVAL"] > 0:
+            runner.add("purge", *background_purger(app))
         if app.config["AUDIT_SEAL_IN_BACKGROUND"]:
             runner.add("seal", *background_sealer(app))
         if app.config["AUDIT_STREAM_INTERVAL"] > 0:  # its own thread: a slow SIEM waits alone

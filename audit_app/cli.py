@@ -27,6 +27,7 @@ from .audit.capture import WRITER_KEY, record_operator_command
 from .audit.context import begin as begin_notes
 from .audit.integrity import iter_digests
 from .audit.query import FilterSchema, IsoDateTime, parse_query
+from .audit.retention import purge_all
 from .audit.schemas import jsonable
 from .audit.sealing import RECENT_WINDOWS, seal_now, store_state, verify
 from .audit.sealing import policy as sealing_policy
@@ -347,19 +348,15 @@ def create_api_key_command(organization_id, name, workspace_id, role, as_json):
 @json_option
 @with_appcontext
 def ensure_indexes_command(as_json):
-    """Create the collections' indexes, including the audit log's TTL index.
+    """Create the collections' indexes (and drop the audit log's TTL index of earlier
+    versions: retention is a purge per organization).
 
     On MongoDB this is a deploy step: run it before the app serves (docker compose runs it
     as a one-shot service). An index that exists with another key or options is reported
     and the command fails; the others are still built.
     """
 
-    report = ensure_indexes(
-        get_db(),
-        get_audit_db(),
-        current_app.config["AUDIT_RETENTION_DAYS"],
-        native_ttl=stores()["audit"].native_ttl,
-    )
+    report = ensure_indexes(get_db(), get_audit_db())
     if report.conflicts:
         raise click.ClickException(
             "Some indexes exist with another key or other options; drop them (or rename "
@@ -579,6 +576,39 @@ def _date_option(value, option):
         ) from None
 
 
+@command("purge")
+@click.option(
+    "--organization", "organization_id", type=OBJECT_ID, default=None, help="one organization only"
+)
+@json_option
+@with_appcontext
+def purge_command(organization_id, as_json):
+    """Delete the records past each organization's retention, now (a background task does it
+    every AUDIT_PURGE_INTERVAL seconds). An organization on legal hold keeps everything."""
+
+    only = _organization(get_db(), organization_id)["_id"] if organization_id else None
+    results = purge_all(current_app._get_current_object(), only=only, command="purge")
+    if results is None:
+        raise click.ClickException("Another process is purging right now; try again later.")
+    deleted = sum(result.deleted for result in results)
+    lines = [
+        f"Organization {result.organization_id}: "
+        + (
+            "on legal hold, nothing deleted"
+            if result.held
+            else f"{result.deleted} record(s) stored before {iso(result.cutoff)} deleted"
+            + (" (more next time)" if result.more else "")
+        )
+        for result in results
+        if result.held or result.deleted
+    ]
+    _emit(
+        as_json,
+        {"deleted": deleted, "organizations": [result.as_dict() for result in results]},
+        [*lines, f"Deleted {deleted} record(s) across {len(results)} organization(s)"],
+    )
+
+
 @command("verify")
 @click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
 @click.option("--from", "start", default=None, help="ISO 8601")
@@ -698,8 +728,6 @@ def migrate_store_command(target, source, verify, as_json):
             source_audit.db,
             target_store.db,
             target_store.db,
-            retention_days=config["AUDIT_RETENTION_DAYS"],
-            native_ttl=target_store.native_ttl,
             progress=progress,
         )
         if verify:
@@ -755,6 +783,7 @@ def register(app) -> None:
         export_command,
         seal_command,
         verify_command,
+        purge_command,
         export_digests_command,
         migrate_store_command,
     ):

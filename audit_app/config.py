@@ -130,6 +130,7 @@ def load_settings(instance_path: Path) -> dict:
         secret_key = _generated_once(instance_path, "secret_key")
     if env == "production" and len(secret_key) < 32:
         raise ConfigError("SECRET_KEY must have at least 32 characters (it signs JWTs with HS256)")
+    retention_days = _env_int("AUDIT_RETENTION_DAYS", 400, minimum=1)
     signing_key = os.environ.get("AUDIT_SIGNING_KEY", "").strip()
     if not signing_key:
         if env == "production":
@@ -167,7 +168,16 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_SPOOL_DIR": os.environ.get("AUDIT_SPOOL_DIR", "").strip()
         or str(instance_path / "audit-spool"),
         "AUDIT_REPLAY_INTERVAL": _env_int("AUDIT_REPLAY_INTERVAL", 30),
-        "AUDIT_RETENTION_DAYS": _env_int("AUDIT_RETENTION_DAYS", 400, minimum=1),
+        # an organization's own retention is within the bounds; until it sets one, the default
+        "AUDIT_RETENTION_DAYS": retention_days,
+        # the retention purge's interval in seconds; 0: only by 'flask purge'
+        "AUDIT_PURGE_INTERVAL": _env_int("AUDIT_PURGE_INTERVAL", 3600),
+        "AUDIT_RETENTION_MIN_DAYS": _env_int(
+            "AUDIT_RETENTION_MIN_DAYS", min(30, retention_days), minimum=1
+        ),
+        "AUDIT_RETENTION_MAX_DAYS": _env_int(
+            "AUDIT_RETENTION_MAX_DAYS", max(3650, retention_days), minimum=1
+        ),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "").strip() or None,
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "").strip()
         or "10 per minute; 100 per hour",

@@ -82,11 +82,6 @@ class Store:
         path_name = urlparse(uri).path.lstrip("/") if uri else ""
         self.db_name = db_name or path_name or DEFAULT_DB_NAME
 
-    @property
-    def native_ttl(self) -> bool:
-        """Whether TTL indexes are cheap here (MongoDB's background monitor) or emulated."""
-        return self.kind != "embedded"
-
     def describe(self) -> str:
         """Say which store this is, for the start-up log line; credentials left out."""
         if self.kind == "embedded":

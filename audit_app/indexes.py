@@ -62,15 +62,10 @@ class IndexReport:
     conflicts: list[str] = field(default_factory=list)
 
 
-def ensure_indexes(
-    main_db: Database[Document],
-    audit_db: Database[Document],
-    retention_days: int,
-    *,
-    native_ttl: bool = True,
-) -> IndexReport:
+def ensure_indexes(main_db: Database[Document], audit_db: Database[Document]) -> IndexReport:
     """Create every index (idempotent); conflicts are collected, the rest still built. Also
-    give permissions added since organizations were made to their built-in roles, once."""
+    give permissions added since organizations were made to their built-in roles, once, and
+    drop the TTL indexes of earlier versions (retention is a purge per organization now)."""
     report = IndexReport()
     grant_added_permissions(main_db)
     for db, declared in ((main_db, PLATFORM_INDEXES), (audit_db, AUDIT_INDEXES)):
@@ -84,19 +79,8 @@ def ensure_indexes(
                         raise
                     message = (error.details or {}).get("errmsg") or str(error)
                     report.conflicts.append(f"{collection}.{options['name']}: {message}")
-    for collection, ensure_ttl in (
-        (audit_repository.COLLECTION, audit_repository.ensure_ttl),
-        (integrity.CHUNKS, integrity.ensure_chunk_ttl),
-    ):
-        try:
-            report.created[collection] += ensure_ttl(
-                audit_db, retention_days, native_ttl=native_ttl
-            )
-        except OperationFailure as error:
-            if error.code not in _CONFLICT_CODES:
-                raise
-            message = (error.details or {}).get("errmsg") or str(error)
-            report.conflicts.append(f"{collection} TTL index: {message}")
+    audit_repository.drop_ttl(audit_db)
+    integrity.drop_chunk_ttl(audit_db)
     return report
 
 
@@ -127,9 +111,7 @@ def ensure_indexes_on_start(app: Flask) -> None:
         check_indexes(app)
         return
     try:
-        ensure_indexes(
-            main.db, audit.db, app.config["AUDIT_RETENTION_DAYS"], native_ttl=audit.native_ttl
-        )
+        ensure_indexes(main.db, audit.db)
     except Exception as error:  # noqa: BLE001 - store unusable at start: serve, spool audits
         app.logger.error(
             "Could not ensure indexes at start (%s); run 'flask ensure-indexes' "

@@ -111,12 +111,10 @@ def migrate(
     target_main,
     target_audit,
     *,
-    retention_days: int,
-    native_ttl: bool,
     progress: Callable[[str, int, int], None] = lambda name, done, total: None,
 ) -> MigrationReport:
     """Copy every collection; ``progress(collection, documents done, total)`` as it goes."""
-    ensure_indexes(target_main, target_audit, retention_days, native_ttl=native_ttl)
+    ensure_indexes(target_main, target_audit)
     report = MigrationReport()
     for name, source in plan(source_main, source_audit):
         target = target_audit if name in AUDIT_COLLECTIONS else target_main

@@ -91,7 +91,7 @@ def writer_rate(store: Store, spool_dir: str, count: int, indexes=None) -> float
     from bson import ObjectId
 
     if indexes is None:
-        ensure_audit_indexes(store.db, 400, native_ttl=store.native_ttl)  # as in production
+        ensure_audit_indexes(store.db)  # as in production
     else:
         for keys, options in indexes:
             store.db.audit_logs.create_index(keys, **options)

@@ -32,6 +32,7 @@ def make_app(tmp_path, mongo):
             "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
             "AUDIT_REPLAY_INTERVAL": 0,
             "AUDIT_STREAM_INTERVAL": 0,  # stream tests deliver when they say so
+            "AUDIT_PURGE_INTERVAL": 0,  # retention tests purge when they say so
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
             "RATELIMIT_STORAGE_URI": "memory://",  # the shared storages have their own tests

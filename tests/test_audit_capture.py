@@ -210,10 +210,9 @@ def test_a_bug_in_building_details_still_stores_a_minimal_record(api, org, db, m
     assert record["accountId"] == org.admin.account_id and record["statusCode"] == 200
 
 
-def test_ttl_index_and_query_indexes(app, db):
+def test_query_indexes_and_no_ttl_index(app, db):
     info = db.audit_logs.index_information()
-    assert info["ttl_createdAt"]["expireAfterSeconds"] == 400 * 86400
-    assert info["ttl_createdAt"]["key"] == [("createdAt", 1)]
+    assert not [name for name, index in info.items() if "expireAfterSeconds" in index]
     assert info["org_newest"]["key"][:3] == [("organizationId", 1), ("createdAt", -1), ("_id", -1)]
     for name, field in (
         ("org_account_newest", "accountId"),
@@ -243,24 +242,13 @@ def test_an_index_nothing_queries_any_more_is_dropped(make_app, mongo):
     assert "org_route_newest" not in mongo["audit_app"].audit_logs.index_information()
 
 
-def test_changing_retention_updates_the_ttl_index(make_app, mongo):
+def test_the_ttl_indexes_of_an_earlier_version_are_dropped_at_start(make_app, mongo):
+    """A TTL index cannot honour a legal hold: the records' and the chunks' go."""
+    db = mongo["audit_app"]
+    db.audit_logs.create_index([("createdAt", 1)], name="ttl_createdAt", expireAfterSeconds=86400)
+    db.audit_digest_chunks.create_index(
+        [("windowEnd", 1)], name="ttl_windowEnd", expireAfterSeconds=86400
+    )
     make_app()
-    make_app(AUDIT_RETENTION_DAYS=30)
-    info = mongo["audit_app"].audit_logs.index_information()
-    assert info["ttl_createdAt"]["expireAfterSeconds"] == 30 * 86400
-
-
-def test_embedded_store_enforces_retention_by_purge_instead_of_ttl(make_app, tmp_path):
-    from audit_app.audit.capture import WRITER_KEY
-    from audit_app.db import get_audit_db
-    from audit_app.ids import utcnow
-
-    app = make_app(MONGO_CLIENT=None, MONGO_URI=None, AUDIT_RETENTION_DAYS=30)
-    with app.app_context():
-        audit = get_audit_db().audit_logs
-        assert "ttl_createdAt" not in audit.index_information()
-        old = audit.insert_one({"createdAt": utcnow() - timedelta(days=31)}).inserted_id
-        new = audit.insert_one({"createdAt": utcnow() - timedelta(days=29)}).inserted_id
-        app.extensions[WRITER_KEY].purge()
-        assert [d["_id"] for d in audit.find()] == [new]
-        assert old != new
+    assert "ttl_createdAt" not in db.audit_logs.index_information()
+    assert "ttl_windowEnd" not in db.audit_digest_chunks.index_information()

@@ -17,6 +17,7 @@ def test_no_replay_interval_stops_the_replay_only(make_app, tmp_path):
         AUDIT_REPLAY_INTERVAL=0,
         AUDIT_SEAL_IN_BACKGROUND=True,
         AUDIT_STREAM_INTERVAL=5,
+        AUDIT_PURGE_INTERVAL=3600,
     )
     runner = app.extensions[EXTENSION_KEY]
     assert set(runner.tasks) == {"purge", "seal", "streams"}

@@ -247,13 +247,15 @@ def test_sealing_and_retention_walk_their_indexes(tmp_path):
     sql, parameters = plan_sql(batch, [("storedAt", 1), ("_id", 1)], "org_stored")
     plan = " ".join(r[3] for r in connection.execute("EXPLAIN QUERY PLAN " + sql, parameters))
     assert "USING INDEX org_stored" in plan and "TEMP B-TREE" not in plan
-    plan = " ".join(
-        r[3]
-        for r in connection.execute(
-            "EXPLAIN QUERY PLAN DELETE FROM audit_logs WHERE created_at < ?", (0,)
-        )
-    )
-    assert "created" in plan
+    # the retention purge's batch: the organization's oldest stored records, then their ids
+    purge = {"organizationId": ORG, "storedAt": {"$lt": BASE}}
+    sql, parameters = plan_sql(purge, [("storedAt", 1), ("_id", 1)], "org_stored")
+    plan = " ".join(r[3] for r in connection.execute("EXPLAIN QUERY PLAN " + sql, parameters))
+    assert "USING INDEX org_stored" in plan and "TEMP B-TREE" not in plan
+    batch = {"organizationId": ORG, "_id": {"$in": [ObjectId(), ObjectId()]}}
+    sql, parameters = plan_sql(batch, [], None)
+    plan = " ".join(r[3] for r in connection.execute("EXPLAIN QUERY PLAN " + sql, parameters))
+    assert "SCAN" not in plan, plan
     table.close()
 
 
@@ -491,13 +493,29 @@ def test_a_write_while_this_thread_streams_an_export_does_not_fail(tmp_path):
     table.close()
 
 
-def test_retention_purges_in_small_transactions(tmp_path):
+def test_retention_purges_one_organization_in_batches(tmp_path):
+    from audit_app.audit.embedded import FALLBACKS
+    from audit_app.audit.repository import delete_records, stored_before
+
     table = AuditTable(str(tmp_path / "purge.sqlite3"))
     collection = AuditLogCollection(table)
-    old = [_record(i, ORG, None, None, None, 200, "GET", "pathways", "jwt") for i in range(4500)]
-    collection.insert_many(old)
-    removed = collection.delete_many({"createdAt": {"$lt": BASE + timedelta(days=1)}})
-    assert removed.deleted_count == 4500 and collection.count_documents({}) == 0
+    database = {"audit_logs": collection}
+    other = ObjectId()
+    records = [
+        _record(i, ORG, None, None, None, 200, "GET", "pathways", "jwt") for i in range(2500)
+    ]
+    records += [
+        _record(i, other, None, None, None, 200, "GET", "pathways", "jwt") for i in range(9)
+    ]
+    collection.insert_many(records)
+    fallbacks = FALLBACKS[0]
+    removed = 0
+    while ids := stored_before(database, ORG, BASE + timedelta(days=30), 1000):
+        assert len(ids) <= 1000
+        removed += delete_records(database, ORG, ids)
+    assert removed == 2500 and FALLBACKS[0] == fallbacks  # index walks, never mongomock's scan
+    assert collection.count_documents({"organizationId": ORG}) == 0
+    assert collection.count_documents({"organizationId": other}) == 9
     table.close()
 
 

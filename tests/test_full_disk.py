@@ -27,7 +27,7 @@ app = create_app({
     "PASSWORD_HASH_PROFILE": "fast", "EMBEDDED_STORE_DIR": base + "/store",
     "AUDIT_SPOOL_DIR": base + "/spool", "INSTANCE_PATH": base + "/instance",
     "AUDIT_REPLAY_INTERVAL": 0, "RATELIMIT_STORAGE_URI": "memory://",
-    "AUDIT_SEAL_IN_BACKGROUND": False,
+    "AUDIT_SEAL_IN_BACKGROUND": False, "AUDIT_PURGE_INTERVAL": 0,
 })
 org = make_org(app, "Full")
 client = app.test_client()

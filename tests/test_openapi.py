@@ -35,6 +35,7 @@ def document_app():
             "AUDIT_ENSURE_INDEXES_ON_START": False,
             "AUDIT_SEAL_IN_BACKGROUND": False,
             "AUDIT_REPLAY_INTERVAL": 0,
+            "AUDIT_PURGE_INTERVAL": 0,
         }
     )
 

@@ -38,19 +38,47 @@ def real_app(make_app):
 def test_indexes_exist_with_their_definitions(real_app):
     with real_app.app_context():
         info = get_audit_db().audit_logs.index_information()
-    assert info["ttl_createdAt"]["expireAfterSeconds"] == 400 * 86400
+    assert not [name for name, index in info.items() if "expireAfterSeconds" in index]
     assert info["org_newest"]["key"][:3] == [("organizationId", 1), ("createdAt", -1), ("_id", -1)]
 
 
-def test_retention_change_uses_collmod(make_app, real_app):
-    from audit_app.audit.repository import ensure_audit_indexes
+def test_a_ttl_index_of_an_earlier_version_is_dropped(real_app):
+    from audit_app.audit.repository import TTL_INDEX, ensure_audit_indexes
 
     with real_app.app_context():
         db = get_audit_db()
-        ensure_audit_indexes(db, 30)
-        assert (
-            db.audit_logs.index_information()["ttl_createdAt"]["expireAfterSeconds"] == 30 * 86400
-        )
+        db.audit_logs.create_index([("createdAt", 1)], name=TTL_INDEX, expireAfterSeconds=86400)
+        ensure_audit_indexes(db)
+        assert TTL_INDEX not in db.audit_logs.index_information()
+
+
+def test_the_purge_batch_is_a_covered_walk_of_org_stored(big, real_app):
+    """The retention purge's read: one organization's oldest records, ids only, stopped by
+    the limit; the delete then names exactly those ids."""
+    from datetime import UTC, datetime
+
+    from audit_app.audit.repository import stored_before
+
+    with real_app.app_context():
+        db = get_audit_db()
+        command = {
+            "find": "audit_logs",
+            "filter": {
+                "organizationId": big.id,
+                "storedAt": {"$lt": datetime(2030, 1, 1, tzinfo=UTC)},
+            },
+            "projection": {"_id": 1},
+            "sort": {"storedAt": 1, "_id": 1},
+            "hint": "org_stored",
+            "limit": 50,
+        }
+        assert len(stored_before(db, big.id, datetime(2030, 1, 1, tzinfo=UTC), 50)) == 50
+    stats = _explain(real_app, command)
+    stages = list(_stages(stats["executionStages"]))
+    assert "SORT" not in {s["stage"] for s in stages}
+    assert {s["indexName"] for s in stages if s["stage"] == "IXSCAN"} == {"org_stored"}
+    assert stats["totalDocsExamined"] == 0  # covered: the index holds every field it needs
+    assert stats["totalKeysExamined"] <= 51
 
 
 def test_a_request_is_recorded_with_real_bson_types(real_app):
@@ -137,6 +165,7 @@ def big(real_app, finds):
                     authType="apiKey" if rare else "jwt",
                     resource="members" if rare else "pathways",
                     path=f"/api/v1/pathways/{ObjectId()}",
+                    storedAt=start + timedelta(milliseconds=250 * i + 3),
                 )
             )
             if len(batch) == 10_000:
@@ -268,13 +297,13 @@ def test_an_insert_the_server_holds_too_long_is_spooled_then_stored_once(make_ap
     stores(app)["main"].client.drop_database(name)
 
 
-def test_a_read_write_user_keeps_the_ttl_index_and_the_limiter_works(real_app):
-    """A user scoped to the app's database (readWrite) cannot collMod: the TTL index is
-    kept, not rebuilt; the limiter keeps its counters in that database."""
+def test_a_read_write_user_builds_the_indexes_and_the_limiter_works(real_app):
+    """A user scoped to the app's database (readWrite) can run ensure-indexes (no collMod
+    any more); the limiter keeps its counters in that database."""
     from pymongo import MongoClient
     from pymongo.errors import OperationFailure
 
-    from audit_app.audit.repository import TTL_INDEX, ensure_ttl
+    from audit_app.audit.repository import ensure_audit_indexes
 
     with real_app.app_context():
         db = get_audit_db()
@@ -287,9 +316,7 @@ def test_a_read_write_user_keeps_the_ttl_index_and_the_limiter_works(real_app):
                 pytest.skip("this server does not enforce access control (--auth)")
             except OperationFailure:
                 pass
-            before = db.audit_logs.index_information()[TTL_INDEX]
-            assert ensure_ttl(scoped[db.name], 30) == []
-            assert db.audit_logs.index_information()[TTL_INDEX] == before
+            assert "org_stored" in ensure_audit_indexes(scoped[db.name])
             scoped[db.name].limiter_probe.insert_one({"ok": 1})  # readWrite suffices
         finally:
             scoped.close()

@@ -305,25 +305,23 @@ def test_the_background_task_seals_verifies_and_stores_a_signed_state(app, api, 
 def test_retention_takes_the_chunks_of_expired_windows_and_the_chain_still_verifies(
     db, org, anchor, sealed
 ):
-    from audit_app.audit.integrity import ensure_digest_indexes
-    from audit_app.audit.repository import purge_expired
+    """The purge's steps: anchor the bound, delete the records below it and the chunks of
+    windows that ended below it. The chain verifies; without the anchored bound, the same
+    deletions are tampering."""
+    from audit_app.audit.integrity import ensure_digest_indexes, purge_window_chunks
+    from audit_app.audit.repository import delete_records, stored_before
 
-    assert "ttl_windowEnd" in ensure_digest_indexes(db, 30, native_ttl=True)
-    assert db.audit_digest_chunks.index_information()["ttl_windowEnd"]["expireAfterSeconds"] == (
-        30 * 86400
-    )
-    later = START + timedelta(days=31)
-    import audit_app.audit.repository as repository
-
-    original = repository.utcnow
-    repository.utcnow = lambda: later
-    try:
-        purge_expired(db, 30)
-    finally:
-        repository.utcnow = original
+    assert "ttl_windowEnd" not in ensure_digest_indexes(db)
+    cutoff = START + timedelta(days=1)
+    ids = stored_before(db, org.id, cutoff, 1000)
+    assert ids and delete_records(db, org.id, ids) == len(ids)
+    assert purge_window_chunks(db, org.id, cutoff) > 0
     assert db.audit_digest_chunks.count_documents({"organizationId": org.id}) == 0
     assert db.audit_logs.count_documents({"organizationId": org.id}) == 0
-    report = verify(db, org, anchor, now=later, retention_days=30)
+    unexplained = verify(db, org, anchor, now=NOW)
+    assert not unexplained.ok
+    anchor.anchor_purge(org.id, cutoff)
+    report = verify(db, org, anchor, now=NOW)
     assert report.ok and {w.status for w in report.windows} == {"expired"}
 
 

@@ -76,7 +76,12 @@ def test_ensure_indexes_sends_each_declared_index_with_its_options(server, build
         ("createdAt", -1),
         ("_id", -1),
     ]
-    assert sent[("audit_logs", "ttl_createdAt")]["expireAfterSeconds"] == 30 * 86400
+    assert ("audit_logs", "ttl_createdAt") not in sent  # retention: a purge per organization
+    assert ("audit_digest_chunks", "ttl_windowEnd") not in sent
+    assert list(sent[("audit_digest_chunks", "org_window_end")]["key"]) == [
+        "organizationId",
+        "windowEnd",
+    ]
     assert ("audit_logs", "org_route_newest") not in sent
     assert "org_newest" in json.loads(result.output)["audit_logs"]
 

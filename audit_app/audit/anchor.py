@@ -11,6 +11,14 @@ reaches the anchored head.
 One line a digest, JSON: ``{"sequence", "digestHash", "windowEnd", "sealedAt"}``. An
 append takes an exclusive ``flock`` and is ``fsync``'d; a torn last line (a crash) is
 ignored when reading.
+
+Retention is anchored beside the chain, in ``<organization>.retention.ndjson``: each change
+of the organization's retention settings (``{"kind": "settings", "retentionDays",
+"legalHold", "at"}``) and each advance of its purge (``{"kind": "purge", "purgedBefore",
+"at"}``), written *before* anything is deleted. Only deletions below an anchored
+``purgedBefore`` read as retention in ``verify``; and a purge keeps whatever the stricter
+of the database's and the anchor's settings keeps, so someone who can write to the
+database alone can neither shorten the retention nor lift a legal hold.
 """
 
 from __future__ import annotations
@@ -18,11 +26,21 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from bson import ObjectId
 
 from ..ids import iso, utcnow
+
+
+@dataclass(frozen=True)
+class AnchoredRetention:
+    """What the anchor says of an organization's retention (None: nothing anchored yet)."""
+
+    settings: tuple[int, bool] | None = None  # (retentionDays, legalHold), the latest
+    purged_before: datetime | None = None  # the highest bound the purge ever deleted below
 
 
 class Anchor:
@@ -34,17 +52,18 @@ class Anchor:
 
     def append(self, organization_id: ObjectId, digest: dict) -> None:
         """Anchor a digest just stored; raise OSError if the anchor cannot be written."""
+        entry = {
+            "sequence": digest["sequence"],
+            "digestHash": digest["digestHash"],
+            "windowEnd": iso(digest["windowEnd"]),
+            "sealedAt": iso(utcnow()),
+        }
+        self._append(self.path(organization_id), entry)
+
+    def _append(self, path: Path, entry: dict) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        line = json.dumps(
-            {
-                "sequence": digest["sequence"],
-                "digestHash": digest["digestHash"],
-                "windowEnd": iso(digest["windowEnd"]),
-                "sealedAt": iso(utcnow()),
-            },
-            sort_keys=True,
-        )
-        fd = os.open(self.path(organization_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        line = json.dumps(entry, sort_keys=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = (line + "\n").encode("ascii")
@@ -54,6 +73,48 @@ class Anchor:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    # Retention ------------------------------------------------------------------------
+
+    def retention_path(self, organization_id: ObjectId) -> Path:
+        return self.directory / f"{ObjectId(organization_id)}.retention.ndjson"
+
+    def anchor_settings(self, organization_id: ObjectId, retention_days: int, hold: bool) -> None:
+        """Anchor a change of the retention settings; OSError if it cannot be written."""
+        entry = {
+            "kind": "settings",
+            "retentionDays": retention_days,
+            "legalHold": hold,
+            "at": iso(utcnow()),
+        }
+        self._append(self.retention_path(organization_id), entry)
+
+    def anchor_purge(self, organization_id: ObjectId, purged_before: datetime) -> None:
+        """Anchor the purge's new bound before a record below it is deleted."""
+        entry = {"kind": "purge", "purgedBefore": iso(purged_before), "at": iso(utcnow())}
+        self._append(self.retention_path(organization_id), entry)
+
+    def retention(self, organization_id: ObjectId) -> AnchoredRetention:
+        """The latest anchored settings and the highest anchored purge bound."""
+        try:
+            text = self.retention_path(organization_id).read_text("ascii", errors="replace")
+        except FileNotFoundError:
+            return AnchoredRetention()
+        settings: tuple[int, bool] | None = None
+        purged_before: datetime | None = None
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                if entry["kind"] == "settings":
+                    days, hold = entry["retentionDays"], entry["legalHold"]
+                    if isinstance(days, int) and isinstance(hold, bool):
+                        settings = (days, hold)
+                elif entry["kind"] == "purge":
+                    bound = datetime.fromisoformat(entry["purgedBefore"].replace("Z", "+00:00"))
+                    purged_before = bound if purged_before is None else max(purged_before, bound)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a line torn by a crash
+        return AnchoredRetention(settings, purged_before)
 
     def entries(self, organization_id: ObjectId) -> dict[int, str]:
         """The anchored digests of an organization: {sequence: digest hash}."""

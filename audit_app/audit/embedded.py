@@ -95,7 +95,8 @@ CREATE INDEX IF NOT EXISTS org_credential_newest
 CREATE INDEX IF NOT EXISTS org_ip_newest ON audit_logs (organization_id, ip, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_action_newest ON audit_logs (organization_id, action, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_stored ON audit_logs (organization_id, stored_at, id);
-CREATE INDEX IF NOT EXISTS created ON audit_logs (created_at);
+-- the installation-wide purge of earlier versions: retention is per organization now
+DROP INDEX IF EXISTS created;
 """
 SQL_INDEXES = frozenset(re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", SCHEMA))
 _EQUALITY_COLUMNS = {
@@ -460,19 +461,6 @@ class AuditLogCollection:
         return _Result(inserted_ids=inserted)
 
     def delete_many(self, filter_: Mapping[str, Any], *args: Any, **kwargs: Any) -> _Result:
-        cutoff = _purge_cutoff(filter_)
-        if cutoff is not None:  # retention: in small transactions, so writers get a turn
-            count = 0
-            while True:
-                with self.table.write() as connection:
-                    deleted = connection.execute(
-                        "DELETE FROM audit_logs WHERE rowid IN (SELECT rowid FROM audit_logs "
-                        "WHERE created_at < ? LIMIT 2000)",
-                        (cutoff,),
-                    ).rowcount
-                count += deleted
-                if deleted < 2000:
-                    return _Result(deleted_count=count)
         return self._delete(filter_, many=True)
 
     def delete_one(self, filter_: Mapping[str, Any], *args: Any, **kwargs: Any) -> _Result:
@@ -885,18 +873,6 @@ def _literal(value: Any) -> str:
     text = re.sub(r"\\(.)", r"\1", pattern, flags=re.DOTALL)
     _require(re.escape(text) == pattern)
     return text
-
-
-def _purge_cutoff(filter_: Mapping[str, Any]) -> int | None:
-    if list(filter_) == ["createdAt"]:
-        value = filter_["createdAt"]
-        if (
-            isinstance(value, dict)
-            and list(value) == ["$lt"]
-            and isinstance(value["$lt"], datetime)
-        ):
-            return _datetime_to_millis(value["$lt"])
-    return None
 
 
 class EmbeddedDatabase:

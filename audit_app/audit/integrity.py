@@ -65,6 +65,8 @@ CHUNK_INDEXES: list[IndexSpec] = [
         [("organizationId", ASCENDING), ("digestId", ASCENDING), ("index", ASCENDING)],
         {"name": "org_digest_index_unique", "unique": True},
     ),
+    # the retention purge: an organization's chunks of windows past its bound
+    ([("organizationId", ASCENDING), ("windowEnd", ASCENDING)], {"name": "org_window_end"}),
 ]
 
 
@@ -107,39 +109,40 @@ class SealPolicy:
     anchor: Anchor | None = None
 
 
-def ensure_chunk_ttl(db: Database, retention_days: int, *, native_ttl: bool = True) -> list[str]:
-    """Chunks of windows past retention expire with their records.
+def ensure_digest_indexes(db: Database) -> list[str]:
+    """The digests' and chunks' indexes (tests build just these).
 
-    Digests themselves are kept (a few kilobytes each): the chain stays whole. A chunk's
-    entries are needed only while its window's records exist.
+    Chunks go with their window's records, by the retention purge of each organization
+    (``retention``); the TTL index of earlier versions could not honour a legal hold, so
+    it is dropped. Digests themselves are kept (a few kilobytes each): the chain stays whole.
     """
-    seconds = retention_days * 86400
-    existing = db[CHUNKS].index_information().get(CHUNKS_TTL_INDEX)
-    if existing is not None and (not native_ttl or existing.get("expireAfterSeconds") != seconds):
-        db[CHUNKS].drop_index(CHUNKS_TTL_INDEX)  # chunks are few: a rebuild is cheap
-    if not native_ttl:
-        return []
-    return [
-        db[CHUNKS].create_index(
-            [("windowEnd", ASCENDING)], name=CHUNKS_TTL_INDEX, expireAfterSeconds=seconds
-        )
-    ]
-
-
-def ensure_digest_indexes(
-    db: Database, retention_days: int | None = None, *, native_ttl: bool = True
-) -> list[str]:
-    """The digests' and chunks' indexes (tests build just these)."""
     names = [db[DIGESTS].create_index(keys, **options) for keys, options in INDEXES]
     names += [db[CHUNKS].create_index(keys, **options) for keys, options in CHUNK_INDEXES]
-    if retention_days is None:
-        return names
-    return names + ensure_chunk_ttl(db, retention_days, native_ttl=native_ttl)
+    drop_chunk_ttl(db)
+    return names
 
 
-def purge_expired_chunks(db: Database, cutoff: datetime) -> int:
-    """Delete the chunks of windows past retention (stores without a native TTL monitor)."""
-    return db[CHUNKS].delete_many({"windowEnd": {"$lt": cutoff}}).deleted_count
+def drop_chunk_ttl(db: Database) -> None:
+    if CHUNKS_TTL_INDEX in db[CHUNKS].index_information():
+        db[CHUNKS].drop_index(CHUNKS_TTL_INDEX)
+
+
+def purge_window_chunks(db: Database, organization_id: ObjectId, cutoff: datetime) -> int:
+    """Delete an organization's chunks of windows that ended before its purge's cut-off:
+    ``verify`` reads the chunks of a window only while its records may exist."""
+    chunks = TenantCollection(db[CHUNKS], organization_id)
+    return chunks.delete_many({"windowEnd": {"$lt": cutoff}}).deleted_count
+
+
+def expired_before(policy: SealPolicy, organization_id: ObjectId, now: datetime) -> datetime:
+    """Below this storing time, a sealed record's absence is retention, not deletion: the
+    highest purge bound anchored for the organization (``retention``); before any is, the
+    installation's retention (what the TTL index of an earlier version removed)."""
+    if policy.anchor is not None:
+        purged_before = policy.anchor.retention(organization_id).purged_before
+        if purged_before is not None:
+            return purged_before
+    return now - timedelta(days=policy.retention_days)
 
 
 def _record_stream(db: Database, organization_id: ObjectId, start: datetime, end: datetime):
@@ -432,7 +435,7 @@ def verify_organization(
     previous = None
     if chain and chain[0]["sequence"] > 1:
         previous = digests.find_one({"sequence": chain[0]["sequence"] - 1})
-    expired_before = now - timedelta(days=policy.retention_days)
+    expired = expired_before(policy, organization_id, now)
     malformed = [d for d in chain if not _well_formed(d)]
     for digest in malformed:  # a field of the wrong type: edited, and unreadable as a window
         report.fail("digestEdited", f"Digest #{digest.get('sequence')} has malformed fields.")
@@ -450,13 +453,13 @@ def verify_organization(
             report.windows.append(window)
             try:
                 _check_digest(digest, previous, signer, window, first_in_chain=previous is None)
-                if window.window_end <= expired_before:
+                if window.window_end <= expired:
                     if window.status != "failed":
                         window.status = "expired"
                 elif id(digest) in hashes:
                     _check_records(digest, hashes[id(digest)], window)
                 else:
-                    _check_chunked_records(db, organization_id, digest, window, expired_before)
+                    _check_chunked_records(db, organization_id, digest, window, expired)
             except (TypeError, ValueError, KeyError, AttributeError) as error:
                 # whatever was edited into a digest or a chunk cannot stop verification
                 window.fail("digestEdited", f"The digest or its chunks were edited ({error}).")
@@ -594,7 +597,7 @@ def _sealed_entries(db: Database, organization_id: ObjectId, digest: dict, windo
             yield (int(stored_ms), record_id), record_hash_
 
 
-def _check_chunked_records(db, organization_id, digest, window, expired_before) -> None:
+def _check_chunked_records(db, organization_id, digest, window, expired: datetime) -> None:
     """Merge the sealed entries with the window's records, both in (storedAt, _id) order."""
     if _chunks_hash(digest.get("chunks", [])) != digest.get("recordsHash"):
         window.fail("digestEdited", "The digest's chunk list does not match its records hash.")
@@ -604,12 +607,17 @@ def _check_chunked_records(db, organization_id, digest, window, expired_before) 
         for r in _record_stream(db, organization_id, window.window_start, window.window_end)
     )
     missing: dict[str, str] = {}
+    # received or stored before the purge bound: removed by retention (the purge deletes by
+    # storing time; the TTL index of earlier versions by the time the request came in)
+    purged: set[str] = set()
     extra: set[str] = set()
     s, a = next(sealed, None), next(actual, None)
     while s is not None or a is not None:
         if a is None or (s is not None and s[0] < a[0]):
             assert s is not None  # (a is None, so s is not: the loop runs while either is)
             missing[s[0][1]] = s[1]
+            if s[0][0] < _ms(expired) or _received_before(s[0][1], expired):
+                purged.add(s[0][1])
             s = next(sealed, None)
         elif s is None or a[0] < s[0]:
             extra.add(a[0][1])
@@ -623,14 +631,17 @@ def _check_chunked_records(db, organization_id, digest, window, expired_before) 
             break
     for record_id in sorted(missing.keys() & extra):
         window.fail("modified", f"Record {record_id} was modified after sealing.", record_id)
-    for record_id in sorted(missing.keys() - extra):
-        if ObjectId.is_valid(record_id) and ObjectId(record_id).generation_time <= expired_before:
-            continue  # removed by retention: its id says when it was made
+    for record_id in sorted(missing.keys() - extra - purged):
         window.fail(
             "deleted", f"Record {record_id} was deleted (or moved out of the window).", record_id
         )
     for record_id in sorted(extra - missing.keys()):
         window.fail("inserted", f"Record {record_id} was inserted after sealing.", record_id)
+
+
+def _received_before(record_id: str, moment: datetime) -> bool:
+    """The app makes a record's id when the request comes in: the id tells when it was."""
+    return ObjectId.is_valid(record_id) and ObjectId(record_id).generation_time < moment
 
 
 def _aware(moment: datetime) -> datetime:

@@ -13,19 +13,17 @@ import heapq
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from ..db import Document, IndexSpec, TenantCollection
-from ..ids import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -151,71 +149,57 @@ def audit_write_concern(setting: str, journal: bool) -> WriteConcern:
     return WriteConcern(w=w, j=journal if w != 0 else None)
 
 
-def purge_expired(db: Database[Document], retention_days: int) -> int:
-    """Delete records older than the retention (for stores without a native TTL monitor)."""
-    from .integrity import purge_expired_chunks  # here: integrity.py builds on this module
-
-    cutoff = utcnow() - timedelta(days=retention_days)
-    purge_expired_chunks(db, cutoff)
-    return db[COLLECTION].delete_many({"createdAt": {"$lt": cutoff}}).deleted_count
+PURGE_WRITE_CONCERN = WriteConcern(w="majority", j=True)
 
 
-def ensure_ttl(
-    db: Database[Document], retention_days: int, *, native_ttl: bool = True
-) -> list[str]:
-    """Keep the TTL index at the retention, and drop the indexes nothing queries any more.
+def stored_before(
+    db: Database[Document], organization_id: ObjectId, cutoff: datetime, limit: int
+) -> list[ObjectId]:
+    """The ids of up to ``limit`` of an organization's records stored before ``cutoff``,
+    oldest first: a walk of ``org_stored`` that stops after ``limit``."""
+    cursor = (
+        _scoped(db, organization_id)
+        .find({"storedAt": {"$lt": cutoff}}, {"_id": 1})
+        .sort([("storedAt", ASCENDING), ("_id", ASCENDING)])
+        .hint("org_stored")
+        .limit(limit)
+    )
+    return [record["_id"] for record in cursor]
 
-    The query indexes (``INDEXES``) are built by ``indexes.ensure_indexes``.
-    ``native_ttl=False`` is for the embedded store: its engine (mongomock's) emulates a TTL
-    index by decoding every document on every read and write, so there retention is
-    enforced by ``purge_expired`` instead, and any TTL index is removed.
+
+def delete_records(db: Database[Document], organization_id: ObjectId, ids: list[ObjectId]) -> int:
+    """Delete exactly these records of the organization (the retention purge's batch)."""
+    collection = db[COLLECTION]
+    if isinstance(collection, Collection):
+        collection = collection.with_options(write_concern=PURGE_WRITE_CONCERN)
+    scoped = TenantCollection(collection, organization_id)
+    return scoped.delete_many({"_id": {"$in": ids}}).deleted_count
+
+
+def drop_ttl(db: Database[Document]) -> list[str]:
+    """Drop the TTL index of earlier versions, and the indexes nothing queries any more.
+
+    A TTL index deletes by age whatever an organization's settings say: it cannot honour a
+    legal hold nor a retention of the organization's own. Records now go by the retention
+    purge (``retention``), on MongoDB as on the embedded store. Dropping an index is cheap
+    (no rebuild). The query indexes (``INDEXES``) are built by ``indexes.ensure_indexes``.
     """
     collection = db[COLLECTION]
     present = collection.index_information()
-    for obsolete in OBSOLETE_INDEXES:
+    dropped = []
+    for obsolete in (*OBSOLETE_INDEXES, TTL_INDEX):
         if obsolete in present:
             collection.drop_index(obsolete)
-            log.info("Dropped the index %s, which nothing queries any more", obsolete)
-    seconds = retention_days * 86400
-    existing = present.get(TTL_INDEX)
-    if not native_ttl:
-        if existing is not None:
-            collection.drop_index(TTL_INDEX)
-        purge_expired(db, retention_days)
-        return []
-    if existing is not None and existing.get("expireAfterSeconds") != seconds:
-        try:
-            db.command(
-                {"collMod": COLLECTION, "index": {"name": TTL_INDEX, "expireAfterSeconds": seconds}}
-            )
-        except (NotImplementedError, TypeError):
-            # mongomock and the embedded store have no collMod: rebuild the (emulated) index
-            collection.drop_index(TTL_INDEX)
-        except OperationFailure as error:
-            # never drop and rebuild a TTL index over a real collection (a billion documents,
-            # raced by every worker): a user without collMod rights gets a clear message
-            log.error(
-                "Could not change the audit retention to %d days (%s); the TTL index keeps "
-                "%s seconds. Run 'flask ensure-indexes' as a user allowed to run collMod.",
-                retention_days,
-                error,
-                existing.get("expireAfterSeconds"),
-            )
-            return []
-        log.info("Audit retention set to %d days", retention_days)
-    return [
-        collection.create_index(
-            [("createdAt", ASCENDING)], name=TTL_INDEX, expireAfterSeconds=seconds
-        )
-    ]
+            log.info("Dropped the index %s, which nothing needs any more", obsolete)
+            dropped.append(obsolete)
+    return dropped
 
 
-def ensure_audit_indexes(
-    db: Database[Document], retention_days: int, *, native_ttl: bool = True
-) -> list[str]:
-    """The records' query indexes and their TTL (benchmarks and tests build just these)."""
+def ensure_audit_indexes(db: Database[Document]) -> list[str]:
+    """The records' query indexes (benchmarks and tests build just these)."""
     names = [db[COLLECTION].create_index(keys, **options) for keys, options in INDEXES]
-    return names + ensure_ttl(db, retention_days, native_ttl=native_ttl)
+    drop_ttl(db)
+    return names
 
 
 # Reading, always within one organization ------------------------------------------------

@@ -25,13 +25,12 @@ import pymongo
 from pymongo.errors import DuplicateKeyError
 
 from ..ids import utcnow
-from .repository import confirm_stored, insert_record, purge_expired
+from .repository import confirm_stored, insert_record
 from .spool import ReplayResult, Spool, dumps
 
 log = logging.getLogger("audit_app.audit")
 
 STORE_RETRY_SECONDS = 5.0
-PURGE_INTERVAL_SECONDS = 3600.0  # the embedded store's retention purge (background task)
 
 
 class NotYetDurable(Exception):
@@ -48,13 +47,11 @@ class AuditWriter:
         spool: Spool,
         *,
         timeout_ms: int,
-        retention_days: int = 400,
         write_concern=None,
     ):
         self.store = store
         self.spool = spool
         self.timeout = timeout_ms / 1000
-        self.retention_days = retention_days
         self.write_concern = write_concern
         self._skip_store_until = 0.0
         self._replay_lock = threading.Lock()
@@ -117,13 +114,6 @@ class AuditWriter:
         if not result.errors:
             self._skip_store_until = 0.0
         return result
-
-    def purge(self) -> int:
-        """Enforce retention where the store has no native TTL monitor (the embedded one)."""
-        removed = purge_expired(self.store.db, self.retention_days)
-        if removed:
-            log.info("Removed %d audit record(s) older than %d days", removed, self.retention_days)
-        return removed
 
     def replay_if_pending(self) -> None:
         if self.spool.pending_files():

@@ -51,12 +51,13 @@ def get_organization():
 @organization_bp.patch("/organization")
 @audit_action("organization.update")
 @operation(
-    "Rename the organization",
+    "Rename the organization (manageOrganization); set its audit retention and legal hold "
+    "(manageAuditRetention)",
     body=OrganizationUpdateSchema,
     response=(200, OrganizationSchema),
-    errors=(400, 401, 403, 415),
+    errors=(400, 401, 403, 415, 503),
 )
-@require_permission("manageOrganization")
+@require_permission(None)  # each field's permission: organizations.service
 def update_organization():
     data = load_body(OrganizationUpdateSchema())
     organization = service.update_organization(current_principal(), data)

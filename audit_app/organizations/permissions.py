@@ -20,10 +20,11 @@ PERMISSIONS: dict[str, str] = {
     "viewPathways": "List and read pathways in a workspace.",
     "managePathways": "Create, edit and delete pathways in a workspace.",
     "manageAuditStreams": "Stream the audit log to a SIEM: create, change and delete log streams.",
+    "manageAuditRetention": "Set how long the audit log keeps records, and put it on legal hold.",
 }
 # permissions added after organizations existed: given once to their built-in Owner and
 # Admin roles by ``grant_added_permissions`` (an Admin role trimmed later stays trimmed)
-ADDED_PERMISSIONS = ("manageAuditStreams",)
+ADDED_PERMISSIONS = ("manageAuditStreams", "manageAuditRetention")
 
 OWNER = "owner"
 ADMIN = "admin"

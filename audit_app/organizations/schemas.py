@@ -7,15 +7,34 @@ from ..schemas import EmailAddress, ObjectIdField, Text, UtcDateTime
 from .permissions import PERMISSIONS, unknown_permissions
 
 
+class RetentionBoundsSchema(Schema):
+    minDays = fields.Integer()
+    maxDays = fields.Integer()
+
+
 class OrganizationSchema(Schema):
     id = ObjectIdField(attribute="_id")
     name = fields.String()
+    auditRetentionDays = fields.Integer(
+        metadata={"description": "How long the audit log keeps records (days)."}
+    )
+    auditLegalHold = fields.Boolean(
+        metadata={"description": "True: nothing of this organization's audit log is deleted."}
+    )
+    auditRetentionBounds = fields.Nested(
+        RetentionBoundsSchema, metadata={"description": "The installation's bounds."}
+    )
     createdAt = UtcDateTime()
     updatedAt = UtcDateTime()
 
 
 class OrganizationUpdateSchema(Schema):
-    name = Text(required=True, validate=validate.Length(max=200))
+    """Checked by the service (``audit.retention``): a whole number of days within the
+    installation's bounds, and ``true`` or ``false``; nothing else is taken for either."""
+
+    name = Text(validate=validate.Length(max=200))
+    auditRetentionDays = fields.Raw(metadata={"type": "integer"})
+    auditLegalHold = fields.Raw(metadata={"type": "boolean"})
 
 
 class RoleSchema(Schema):

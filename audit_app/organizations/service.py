@@ -30,6 +30,7 @@ from bson import ObjectId
 from flask import current_app
 
 from ..api_keys import repository as api_keys
+from ..audit import retention
 from ..audit.actions import declare
 from ..audit.changes import record_changes
 from ..audit.context import note_action, note_created
@@ -47,7 +48,7 @@ MAX_PASSWORD = 1024
 
 (PERMISSIONS_CHANGE,) = declare("role.permissionsChange")
 # What a reader of the audit log sees of each object, field by field (``changes``)
-ORGANIZATION_FIELDS = ("name",)
+ORGANIZATION_FIELDS = ("name", retention.DAYS, retention.HOLD)
 ROLE_FIELDS = ("name", "description", "permissions")
 MEMBER_FIELDS = ("email", "role", "roleId")
 INVITATION_FIELDS = ("email", "role", "roleId", "expiresAt")
@@ -493,23 +494,54 @@ def create_organization(name: str, owner_email: str, owner_password: str | None)
 # The organization ----------------------------------------------------------------------
 
 
-def find_organization(actor: Principal) -> Document:
+def _stored_organization(actor: Principal) -> Document:
     organization = orgs.find_organization(get_db(), actor.org)
     if organization is None:
         raise not_found("Organization", "organizationId")
     return organization
 
 
+def _shown(organization: Document) -> Document:
+    """The organization with the audit retention that is enforced (``retention``)."""
+    low, high = retention.bounds()
+    return {
+        **organization,
+        **retention.settings_of(organization).as_fields(),
+        "auditRetentionBounds": {"minDays": low, "maxDays": high},
+    }
+
+
+def find_organization(actor: Principal) -> Document:
+    return _shown(_stored_organization(actor))
+
+
 def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Document:
-    """Change the organization's settings (its name)."""
+    """Change the organization's settings: its name (``manageOrganization``), its audit
+    retention and legal hold (``manageAuditRetention``). Retention changes are anchored
+    before the database holds them, under the lock the purge takes."""
+    asked = [name for name in ("name", retention.DAYS, retention.HOLD) if name in changes]
+    if not asked:
+        raise bad_request(
+            "Send at least one of name, auditRetentionDays and auditLegalHold.", "name"
+        )
+    for name in asked:
+        permission = "manageOrganization" if name == "name" else "manageAuditRetention"
+        if not actor.can(permission):
+            raise refused(f"Changing {name} needs the {permission} permission.", name)
     update: dict[str, Any] = {}
     if "name" in changes:
         update["name"] = changes["name"].strip()
-    if not update:
-        return find_organization(actor)
-    before, after = orgs.update_organization(get_db(), actor.org, update)
-    record_changes(before, after, ORGANIZATION_FIELDS)
-    return after
+    if retention.DAYS not in changes and retention.HOLD not in changes:
+        before, after = orgs.update_organization(get_db(), actor.org, update)
+        record_changes(_shown(before), _shown(after), ORGANIZATION_FIELDS)
+        return _shown(after)
+    with retention.locked(actor.org) as anchor:
+        shown_before = find_organization(actor)
+        wanted = retention.checked_change(changes, retention.settings_of(shown_before))
+        retention.anchor_settings(anchor, actor.org, wanted)
+        _, after = orgs.update_organization(get_db(), actor.org, {**update, **wanted.as_fields()})
+    record_changes(shown_before, _shown(after), ORGANIZATION_FIELDS)
+    return _shown(after)
 
 
 # Reading members and roles (the pages and the API show the same) -------------------------

@@ -1,0 +1,288 @@
+"""Each organization's retention and legal hold: the rules, the purge, and what verify excuses.
+
+- ``auditRetentionDays`` is the organization's own, within the installation's bounds
+  (``AUDIT_RETENTION_MIN_DAYS`` to ``AUDIT_RETENTION_MAX_DAYS``; ``AUDIT_RETENTION_DAYS``
+  until it sets one). ``auditLegalHold`` suspends every deletion of its records.
+- A native TTL index cannot honour a hold, so records go by a purge per organization: a
+  background task under a lease, in batches that walk ``org_stored`` (records stored before
+  the cut-off, oldest first, ``limit``) and delete exactly those ids. The same on MongoDB
+  and on the embedded store.
+- Retention never reads as tampering, and tampering never reads as retention. Before a
+  record is deleted, the purge anchors its bound (``Anchor.anchor_purge``, outside the
+  database); ``verify`` excuses a sealed record's absence only below an anchored bound.
+  Settings are anchored too, and a purge keeps whatever the stricter of the database's and
+  the anchor's settings keeps. Someone who can write to the database alone can lower
+  neither, nor lift a hold: they can only make the log keep more.
+- Settings changes and purge batches of one organization take one lock (a file beside the
+  anchor), so once a hold is answered, no batch deletes anything.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from flask import Flask, current_app
+from pymongo import ASCENDING
+
+from ..config import ConfigError
+from ..db import get_audit_db, get_db
+from ..errors import ApiError, bad_request
+from ..ids import floor_to, utcnow
+from .actions import declare
+from .anchor import Anchor, AnchoredRetention
+from .capture import record_operator_command
+from .integrity import purge_window_chunks
+from .repository import delete_records, stored_before
+
+log = logging.getLogger(__name__)
+(PURGE,) = declare("auditLog.purge")
+
+DAYS = "auditRetentionDays"
+HOLD = "auditLegalHold"
+DAY = timedelta(days=1)
+BATCH = 1000
+MAX_BATCHES_PER_ORGANIZATION = 50  # a tick deletes at most 50,000 of one organization's
+LEASE = "retention-purge"
+LEASE_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    days: int
+    hold: bool
+
+    def as_fields(self) -> dict[str, Any]:
+        return {DAYS: self.days, HOLD: self.hold}
+
+
+def bounds(app: Flask | None = None) -> tuple[int, int]:
+    config = (app or current_app).config
+    return config["AUDIT_RETENTION_MIN_DAYS"], config["AUDIT_RETENTION_MAX_DAYS"]
+
+
+def check_bounds(config: Mapping[str, Any]) -> None:
+    """Refuse to start with bounds that do not hold the installation's default."""
+    low, high, default = (
+        config["AUDIT_RETENTION_MIN_DAYS"],
+        config["AUDIT_RETENTION_MAX_DAYS"],
+        config["AUDIT_RETENTION_DAYS"],
+    )
+    if not 1 <= low <= default <= high:
+        raise ConfigError(
+            "Audit retention needs 1 <= AUDIT_RETENTION_MIN_DAYS <= AUDIT_RETENTION_DAYS <= "
+            f"AUDIT_RETENTION_MAX_DAYS; got {low}, {default} and {high}."
+        )
+
+
+def stored(organization: Mapping[str, Any], default_days: int) -> Retention:
+    """The settings the database holds (the installation's default until one is set)."""
+    days = organization.get(DAYS)
+    hold = organization.get(HOLD)
+    return Retention(
+        days if isinstance(days, int) and not isinstance(days, bool) else default_days,
+        hold is True,
+    )
+
+
+def enforced(
+    organization: Mapping[str, Any], anchored: AnchoredRetention, default_days: int
+) -> Retention:
+    """The stricter of the database's and the anchor's settings: the longer retention, and
+    the hold if either holds."""
+    in_db = stored(organization, default_days)
+    if anchored.settings is None:
+        return in_db
+    days, hold = anchored.settings
+    return Retention(max(in_db.days, days), in_db.hold or hold)
+
+
+def settings_of(organization: Mapping[str, Any], app: Flask | None = None) -> Retention:
+    """What is enforced for an organization now (what its settings page and API show)."""
+    app = app or current_app
+    anchored = _anchor(app).retention(organization["_id"])
+    return enforced(organization, anchored, app.config["AUDIT_RETENTION_DAYS"])
+
+
+def disagreement(organization: Mapping[str, Any], app: Flask | None = None) -> str | None:
+    """Why the database's settings differ from the anchored ones (edited in the database)."""
+    app = app or current_app
+    anchored = _anchor(app).retention(organization["_id"])
+    if anchored.settings is None:
+        return None
+    in_db = stored(organization, app.config["AUDIT_RETENTION_DAYS"])
+    if (in_db.days, in_db.hold) == anchored.settings:
+        return None
+    days, hold = anchored.settings
+    return (
+        f"The database says {in_db.days} days{', legal hold' if in_db.hold else ''}; the "
+        f"anchor says {days} days{', legal hold' if hold else ''}. The stricter is enforced."
+    )
+
+
+def checked_change(changes: Mapping[str, Any], current: Retention) -> Retention:
+    """The settings asked for, within bounds (400 naming the field); a field not sent keeps
+    its current value."""
+    days = changes.get(DAYS, current.days)
+    low, high = bounds()
+    if not isinstance(days, int) or isinstance(days, bool) or not low <= days <= high:
+        raise bad_request(
+            f"The audit retention is a whole number of days from {low} to {high}.", DAYS
+        )
+    hold = changes.get(HOLD, current.hold)
+    if not isinstance(hold, bool):
+        raise bad_request("The legal hold is true or false.", HOLD)
+    return Retention(days, hold)
+
+
+@contextmanager
+def locked(organization_id: ObjectId, app: Flask | None = None) -> Iterator[Anchor]:
+    """One organization's settings changes and purge batches, one at a time (across the
+    processes and hosts that share the anchor's folder)."""
+    anchor = _anchor(app or current_app)
+    try:
+        anchor.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = anchor.directory / f"{ObjectId(organization_id)}.retention.lock"
+        handle = open(path, "a")  # noqa: SIM115 - closed by the with below; open may fail
+    except OSError as error:
+        raise _unwritable(organization_id, error) from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield anchor
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _unwritable(organization_id: ObjectId, error: OSError) -> ApiError:
+    log.error("The audit retention anchor of %s is not writable: %s", organization_id, error)
+    return ApiError(
+        503,
+        "unavailable",
+        "The audit retention could not be saved (its anchor is not writable); nothing "
+        "changed. Try again, or ask the operator to check AUDIT_ANCHOR_DIR.",
+        DAYS,
+    )
+
+
+def anchor_settings(anchor: Anchor, organization_id: ObjectId, settings: Retention) -> None:
+    """Anchor new settings before the database holds them; a 503 if the anchor is not
+    writable (then nothing changed)."""
+    try:
+        anchor.anchor_settings(organization_id, settings.days, settings.hold)
+    except OSError as error:
+        raise _unwritable(organization_id, error) from None
+
+
+# The purge --------------------------------------------------------------------------------
+
+
+@dataclass
+class Purged:
+    organization_id: ObjectId
+    deleted: int = 0
+    held: bool = False
+    cutoff: datetime | None = None
+    more: bool = False  # the tick's budget ran out: the next one continues
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "organizationId": str(self.organization_id),
+            "deleted": self.deleted,
+            "legalHold": self.held,
+            "cutoff": self.cutoff,
+            "more": self.more,
+        }
+
+
+def purge_organization(app: Flask, organization_id: ObjectId, now: datetime) -> Purged:
+    """Delete the organization's records past its retention, unless it is on hold."""
+    result = Purged(organization_id)
+    default_days = app.config["AUDIT_RETENTION_DAYS"]
+    main, audit = get_db(app), get_audit_db(app)
+    for _ in range(MAX_BATCHES_PER_ORGANIZATION):
+        with locked(organization_id, app) as anchor:  # the settings cannot change meanwhile
+            organization = main.organizations.find_one({"_id": organization_id})
+            if organization is None:
+                return result
+            anchored = anchor.retention(organization_id)
+            settings = enforced(organization, anchored, default_days)
+            cutoff = floor_to(now, DAY) - timedelta(days=settings.days)
+            if anchored.purged_before is None:
+                # the first visit: what an earlier version's TTL index may have removed
+                anchor.anchor_purge(organization_id, now - timedelta(days=default_days))
+                anchored = anchor.retention(organization_id)
+            if settings.hold:
+                result.held = True
+                return result
+            result.cutoff = cutoff
+            if anchored.purged_before is None or anchored.purged_before < cutoff:
+                anchor.anchor_purge(organization_id, cutoff)  # before anything is deleted
+            ids = stored_before(audit, organization_id, cutoff, BATCH)
+            if ids:
+                result.deleted += delete_records(audit, organization_id, ids)
+        if len(ids) < BATCH:
+            purge_window_chunks(audit, organization_id, cutoff)
+            return result
+    result.more = True
+    return result
+
+
+def purge_all(
+    app: Flask, now: datetime | None = None, *, only: ObjectId | None = None, command: str
+) -> list[Purged] | None:
+    """One pass over every organization (or one), under a lease so that one process purges
+    at a time; None when another holds it. Each deletion is recorded in the organization's
+    log (``auditLog.purge``, by ``command``: ``purge`` or the background task)."""
+    from .sealing import acquire_lease, release_lease  # here: sealing imports integrity
+
+    holder = uuid.uuid4().hex
+    if not acquire_lease(LEASE, holder, LEASE_SECONDS, app):
+        return None
+    try:
+        now = now or utcnow()
+        results = []
+        query = {"_id": only} if only is not None else {}
+        organizations = get_db(app).organizations.find(query, {"_id": 1}).sort("_id", ASCENDING)
+        for organization in organizations:
+            purged = purge_organization(app, organization["_id"], now)
+            if purged.deleted:
+                log.info(
+                    "Removed %d audit record(s) of %s stored before %s",
+                    purged.deleted,
+                    purged.organization_id,
+                    purged.cutoff,
+                )
+                record_operator_command(
+                    purged.organization_id,
+                    command,
+                    {},
+                    action=PURGE,
+                    deleted=purged.deleted,
+                    storedBefore=purged.cutoff,
+                )
+            results.append(purged)
+        return results
+    finally:
+        release_lease(LEASE, holder, app)
+
+
+def background_purger(app: Flask) -> tuple[float, Callable[[], None]]:
+    """A task for each process's background thread; the lease keeps it to one at a time."""
+
+    def task() -> None:
+        with app.app_context():
+            purge_all(app, command="background-purge")
+
+    return float(app.config["AUDIT_PURGE_INTERVAL"]), task
+
+
+def _anchor(app: Flask) -> Anchor:
+    return Anchor(app.config["AUDIT_ANCHOR_DIR"])
