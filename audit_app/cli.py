@@ -587,26 +587,30 @@ def purge_command(organization_id, as_json):
     every AUDIT_PURGE_INTERVAL seconds). An organization on legal hold keeps everything."""
 
     only = _organization(get_db(), organization_id)["_id"] if organization_id else None
-    results = purge_all(current_app._get_current_object(), only=only, command="purge")
+    results = purge_all(current_app._get_current_object(), only=only, by="command")
     if results is None:
         raise click.ClickException("Another process is purging right now; try again later.")
     deleted = sum(result.deleted for result in results)
     lines = [
         f"Organization {result.organization_id}: "
         + (
-            "on legal hold, nothing deleted"
+            f"NOT PURGED ({result.error}; see the log)"
+            if result.error
+            else "on legal hold, nothing deleted"
             if result.held
             else f"{result.deleted} record(s) stored before {iso(result.cutoff)} deleted"
             + (" (more next time)" if result.more else "")
         )
         for result in results
-        if result.held or result.deleted
+        if result.held or result.deleted or result.error
     ]
     _emit(
         as_json,
         {"deleted": deleted, "organizations": [result.as_dict() for result in results]},
         [*lines, f"Deleted {deleted} record(s) across {len(results)} organization(s)"],
     )
+    if any(result.error for result in results):
+        raise SystemExit(1)
 
 
 @command("verify")

@@ -354,3 +354,43 @@ def test_the_deliverer_finds_due_streams_on_their_index(server, wired):
         "nextAttemptAt": {"$lte": now.replace(tzinfo=None)},
     }
     assert find["hint"] == "state_due" and find["limit"] == 100
+
+
+def test_the_retention_purge_walks_org_stored_and_deletes_exactly_its_batch(server, wired):
+    """``flask purge`` as the server sees it: a covered walk of ``org_stored`` from the
+    oldest, stopped by the batch's limit, within a time budget; then a delete of exactly
+    those ids in the organization, acknowledged by a majority, journaled; then the chunks
+    of the windows that ended before the cut-off."""
+    organization_id = wired.organization_id
+    batch = [{"_id": ObjectId()} for _ in range(3)]
+    walks = []
+
+    def oldest(find):  # the first walk finds three, the next one nothing
+        walks.append(find)
+        return batch if len(walks) == 1 else []
+
+    server.documents["audit_logs"] = oldest
+    server.answer("delete", "audit_logs", n=3)
+    result = wired.app.test_cli_runner().invoke(args=["purge", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["deleted"] == 3  # as the server counted them
+    assert len(walks) == 1  # fewer than a batch: that was the last
+    first = walks[0]
+    cutoff = first["filter"]["storedAt"]["$lt"]
+    assert first["filter"] == {"storedAt": {"$lt": cutoff}, "organizationId": organization_id}
+    assert first["projection"] == {"_id": 1}
+    assert first["sort"] == {"storedAt": 1, "_id": 1} and first["hint"] == "org_stored"
+    assert first["limit"] == 1000 and first["maxTimeMS"] == 30000
+    expected = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=400)
+    assert expected - timedelta(days=1) <= cutoff <= expected  # the default, to the day
+    [delete] = server.sent("delete", "audit_logs")
+    ids = [record["_id"] for record in batch]
+    assert delete["deletes"] == [
+        {"q": {"_id": {"$in": ids}, "organizationId": organization_id}, "limit": 0}
+    ]
+    assert delete["writeConcern"] == {"w": "majority", "j": True}
+    [chunks] = server.sent("delete", "audit_digest_chunks")
+    assert chunks["deletes"][0]["q"] == {
+        "windowEnd": {"$lt": cutoff},
+        "organizationId": organization_id,
+    }

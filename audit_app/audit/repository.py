@@ -153,16 +153,22 @@ PURGE_WRITE_CONCERN = WriteConcern(w="majority", j=True)
 
 
 def stored_before(
-    db: Database[Document], organization_id: ObjectId, cutoff: datetime, limit: int
+    db: Database[Document],
+    organization_id: ObjectId,
+    cutoff: datetime,
+    limit: int,
+    timeout_ms: int = 30_000,
 ) -> list[ObjectId]:
     """The ids of up to ``limit`` of an organization's records stored before ``cutoff``,
-    oldest first: a walk of ``org_stored`` that stops after ``limit``."""
+    oldest first: a walk of ``org_stored`` that stops after ``limit`` (covered on MongoDB:
+    the index holds every field it reads)."""
     cursor = (
         _scoped(db, organization_id)
         .find({"storedAt": {"$lt": cutoff}}, {"_id": 1})
         .sort([("storedAt", ASCENDING), ("_id", ASCENDING)])
         .hint("org_stored")
         .limit(limit)
+        .max_time_ms(timeout_ms)
     )
     return [record["_id"] for record in cursor]
 

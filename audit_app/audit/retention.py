@@ -31,6 +31,7 @@ from typing import Any
 from bson import ObjectId
 from flask import Flask, current_app
 from pymongo import ASCENDING
+from pymongo.errors import PyMongoError
 
 from ..config import ConfigError
 from ..db import get_audit_db, get_db
@@ -50,6 +51,7 @@ HOLD = "auditLegalHold"
 DAY = timedelta(days=1)
 BATCH = 1000
 MAX_BATCHES_PER_ORGANIZATION = 50  # a tick deletes at most 50,000 of one organization's
+READ_TIMEOUT_MS = 30_000
 LEASE = "retention-purge"
 LEASE_SECONDS = 600.0
 
@@ -96,31 +98,36 @@ def enforced(
     organization: Mapping[str, Any], anchored: AnchoredRetention, default_days: int
 ) -> Retention:
     """The stricter of the database's and the anchor's settings: the longer retention, and
-    the hold if either holds."""
+    the hold if either holds. Until the anchor holds settings, the installation's default
+    stands in for them: the database alone never shortens a retention."""
     in_db = stored(organization, default_days)
-    if anchored.settings is None:
-        return in_db
-    days, hold = anchored.settings
+    days, hold = anchored.settings or (default_days, False)
     return Retention(max(in_db.days, days), in_db.hold or hold)
 
 
 def settings_of(organization: Mapping[str, Any], app: Flask | None = None) -> Retention:
-    """What is enforced for an organization now (what its settings page and API show)."""
+    """What is enforced for an organization now (what its settings page and API show). With
+    the anchor unreadable, the database's (the purge then deletes nothing: it needs both)."""
     app = app or current_app
-    anchored = _anchor(app).retention(organization["_id"])
+    try:
+        anchored = _anchor(app).retention(organization["_id"])
+    except OSError as error:
+        log.error("The audit retention anchor of %s is unreadable: %s", organization["_id"], error)
+        return stored(organization, app.config["AUDIT_RETENTION_DAYS"])
     return enforced(organization, anchored, app.config["AUDIT_RETENTION_DAYS"])
 
 
 def disagreement(organization: Mapping[str, Any], app: Flask | None = None) -> str | None:
     """Why the database's settings differ from the anchored ones (edited in the database)."""
     app = app or current_app
-    anchored = _anchor(app).retention(organization["_id"])
-    if anchored.settings is None:
+    default_days = app.config["AUDIT_RETENTION_DAYS"]
+    try:
+        days, hold = _anchor(app).retention(organization["_id"]).settings or (default_days, False)
+    except OSError:
+        return None  # unreadable: settings_of has logged it
+    in_db = stored(organization, default_days)
+    if (in_db.days, in_db.hold) == (days, hold):
         return None
-    in_db = stored(organization, app.config["AUDIT_RETENTION_DAYS"])
-    if (in_db.days, in_db.hold) == anchored.settings:
-        return None
-    days, hold = anchored.settings
     return (
         f"The database says {in_db.days} days{', legal hold' if in_db.hold else ''}; the "
         f"anchor says {days} days{', legal hold' if hold else ''}. The stricter is enforced."
@@ -191,6 +198,7 @@ class Purged:
     held: bool = False
     cutoff: datetime | None = None
     more: bool = False  # the tick's budget ran out: the next one continues
+    error: str | None = None  # nothing deleted: the anchor or the store failed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -199,6 +207,7 @@ class Purged:
             "legalHold": self.held,
             "cutoff": self.cutoff,
             "more": self.more,
+            "error": self.error,
         }
 
 
@@ -225,7 +234,7 @@ def purge_organization(app: Flask, organization_id: ObjectId, now: datetime) -> 
             result.cutoff = cutoff
             if anchored.purged_before is None or anchored.purged_before < cutoff:
                 anchor.anchor_purge(organization_id, cutoff)  # before anything is deleted
-            ids = stored_before(audit, organization_id, cutoff, BATCH)
+            ids = stored_before(audit, organization_id, cutoff, BATCH, READ_TIMEOUT_MS)
             if ids:
                 result.deleted += delete_records(audit, organization_id, ids)
         if len(ids) < BATCH:
@@ -236,11 +245,11 @@ def purge_organization(app: Flask, organization_id: ObjectId, now: datetime) -> 
 
 
 def purge_all(
-    app: Flask, now: datetime | None = None, *, only: ObjectId | None = None, command: str
+    app: Flask, now: datetime | None = None, *, only: ObjectId | None = None, by: str
 ) -> list[Purged] | None:
     """One pass over every organization (or one), under a lease so that one process purges
     at a time; None when another holds it. Each deletion is recorded in the organization's
-    log (``auditLog.purge``, by ``command``: ``purge`` or the background task)."""
+    log (``auditLog.purge``; ``by``: ``command`` or ``background task``)."""
     from .sealing import acquire_lease, release_lease  # here: sealing imports integrity
 
     holder = uuid.uuid4().hex
@@ -252,7 +261,12 @@ def purge_all(
         query = {"_id": only} if only is not None else {}
         organizations = get_db(app).organizations.find(query, {"_id": 1}).sort("_id", ASCENDING)
         for organization in organizations:
-            purged = purge_organization(app, organization["_id"], now)
+            try:
+                purged = purge_organization(app, organization["_id"], now)
+            except (ApiError, OSError, PyMongoError) as error:  # one never stops the others
+                log.error("Purging the audit log of %s failed: %s", organization["_id"], error)
+                results.append(Purged(organization["_id"], error=f"{type(error).__name__}"))
+                continue
             if purged.deleted:
                 log.info(
                     "Removed %d audit record(s) of %s stored before %s",
@@ -262,8 +276,8 @@ def purge_all(
                 )
                 record_operator_command(
                     purged.organization_id,
-                    command,
-                    {},
+                    "purge",
+                    {"by": by},
                     action=PURGE,
                     deleted=purged.deleted,
                     storedBefore=purged.cutoff,
@@ -279,7 +293,7 @@ def background_purger(app: Flask) -> tuple[float, Callable[[], None]]:
 
     def task() -> None:
         with app.app_context():
-            purge_all(app, command="background-purge")
+            purge_all(app, by="background task")
 
     return float(app.config["AUDIT_PURGE_INTERVAL"]), task
 

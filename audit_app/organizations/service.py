@@ -515,6 +515,11 @@ def find_organization(actor: Principal) -> Document:
     return _shown(_stored_organization(actor))
 
 
+def retention_disagreement(actor: Principal) -> str | None:
+    """Whether the database's copy of the retention settings was changed outside the app."""
+    return retention.disagreement(_stored_organization(actor))
+
+
 def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Document:
     """Change the organization's settings: its name (``manageOrganization``), its audit
     retention and legal hold (``manageAuditRetention``). Retention changes are anchored

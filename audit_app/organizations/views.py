@@ -1,4 +1,4 @@
-"""The admin pages: Organization -> Roles and Members. Every form is CSRF-protected.
+"""The admin pages: Organization -> Roles, Members and Settings. Every form is CSRF-protected.
 
 The pages parse the form, call ``service`` (the same rules as the API) and redirect back
 with a message; a refused change is flashed, an unknown id is a 404.
@@ -188,3 +188,58 @@ def remove_member(accountId):
         return "Member removed."
 
     return _attempt(change, ".members_page")
+
+
+# Settings: the name, the audit retention and the legal hold ------------------------------
+
+settings_bp = Blueprint("settings", __name__, url_prefix="/organization/settings")
+
+
+@settings_bp.get("")
+@require_permission(None)
+def settings_page():
+    principal = current_principal()
+    organization = service.find_organization(principal)
+    response = render_template(
+        "organization/settings.html",
+        organization=organization,
+        may_rename=principal.can("manageOrganization"),
+        may_retain=principal.can("manageAuditRetention"),
+        disagreement=service.retention_disagreement(principal),
+        form=ActionForm(),
+    )
+    return response, 200, {"Cache-Control": "no-store"}
+
+
+def _days(text: str) -> object:
+    """A whole number as a number; anything else as typed, for the service to refuse."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else text
+
+
+@settings_bp.post("")
+@audit_action("organization.update")
+@require_permission(None)
+def save_settings():
+    """Send the service only what the form changed: a member who may change the retention
+    but not the name (or the other way round) can still save the page."""
+
+    def change() -> str:
+        principal = current_principal()
+        shown = service.find_organization(principal)
+        form = request.form
+        wanted = {
+            "name": form.get("name", shown["name"]).strip(),
+            "auditRetentionDays": _days(form.get("auditRetentionDays", "")),
+            "auditLegalHold": form.get("auditLegalHold") == "on",
+        }
+        if "auditRetentionDays" not in form:  # a page without the retention fields
+            wanted.pop("auditRetentionDays")
+            wanted.pop("auditLegalHold")
+        changes = {field: value for field, value in wanted.items() if value != shown.get(field)}
+        if not changes:
+            return "Nothing changed."
+        service.update_organization(principal, changes)
+        return "Settings saved."
+
+    return _attempt(change, ".settings_page")

@@ -6,7 +6,7 @@ from ..api_keys.views import bp as api_keys_bp
 from ..audit.views import bp as audit_logs_bp
 from ..auth.principal import account_organizations, current_principal
 from ..organizations.permissions import VIEW_AUDIT_LOG
-from ..organizations.views import members_bp, roles_bp
+from ..organizations.views import members_bp, roles_bp, settings_bp
 from ..streams.views import bp as audit_streams_bp
 from . import invitations, session
 
@@ -21,6 +21,7 @@ def create_web_blueprint() -> Blueprint:
         members_bp,
         api_keys_bp,
         audit_streams_bp,
+        settings_bp,
     ):
         web.register_blueprint(child)
 
@@ -56,6 +57,7 @@ NAVIGATION = (
     ("Roles", "web.roles.roles_page", "viewRoles"),
     ("API Keys", "web.apiKeys.api_keys_page", "viewApiKeys"),
     ("Audit Streams", "web.auditStreams.streams_page", "manageAuditStreams"),
+    ("Settings", "web.settings.settings_page", ("manageOrganization", "manageAuditRetention")),
 )
 
 
@@ -64,7 +66,8 @@ def _nav_items(principal) -> list[dict]:
         return []
     items = []
     for label, endpoint, permission in NAVIGATION:
-        if endpoint in current_app.view_functions and principal.can(permission):
+        needed = (permission,) if isinstance(permission, str) else permission
+        if endpoint in current_app.view_functions and any(map(principal.can, needed)):
             url = url_for(endpoint)
             items.append({"label": label, "url": url, "active": request.path.startswith(url)})
     return items
