@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import weakref
 from pathlib import Path
 
 from flask import Blueprint, Flask
@@ -110,6 +112,16 @@ def register_extensions(app: Flask) -> None:
         )
 
 
+def _flush_at_exit(writer_ref: weakref.ref[AuditWriter]) -> None:
+    writer = writer_ref()
+    if writer is None:
+        return
+    try:
+        writer.flush_counts()
+    except Exception as error:  # noqa: BLE001 - at exit: say it, never raise
+        logging.getLogger(__name__).warning("Activity counts not flushed at exit: %s", error)
+
+
 def register_hooks(app: Flask) -> None:
     """Audit first (request id, clock), then the principal every view and record relies on."""
     runner = app.extensions[BACKGROUND_KEY] = BackgroundRunner()
@@ -124,6 +136,9 @@ def register_hooks(app: Flask) -> None:
         )
         if app.config["AUDIT_REPLAY_INTERVAL"] > 0:
             runner.add("replay", app.config["AUDIT_REPLAY_INTERVAL"], writer.replay_if_pending)
+        if app.config["AUDIT_COUNTS_INTERVAL"] > 0:
+            runner.add("counts", app.config["AUDIT_COUNTS_INTERVAL"], writer.flush_counts)
+        atexit.register(_flush_at_exit, weakref.ref(writer))
         if app.config["AUDIT_PURGE_INTERVAL"] > 0:
             runner.add("purge", *background_purger(app))
         if app.config["AUDIT_SEAL_IN_BACKGROUND"]:

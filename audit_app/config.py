@@ -170,6 +170,8 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_REPLAY_INTERVAL": _env_int("AUDIT_REPLAY_INTERVAL", 30),
         # an organization's own retention is within the bounds; until it sets one, the default
         "AUDIT_RETENTION_DAYS": retention_days,
+        # seconds between adding each process's activity counts to the store (the chart's)
+        "AUDIT_COUNTS_INTERVAL": _env_int("AUDIT_COUNTS_INTERVAL", 5),
         # the retention purge's interval in seconds; 0: only by 'flask purge'
         "AUDIT_PURGE_INTERVAL": _env_int("AUDIT_PURGE_INTERVAL", 3600),
         "AUDIT_RETENTION_MIN_DAYS": _env_int(

@@ -24,7 +24,7 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
 from .api_keys.repository import INDEXES as API_KEY_INDEXES
-from .audit import integrity
+from .audit import counters, integrity
 from .audit import repository as audit_repository
 from .auth.sessions import INDEXES as SESSION_INDEXES
 from .db import Document, IndexSpec, Store, stores
@@ -46,6 +46,7 @@ AUDIT_INDEXES: dict[str, list[IndexSpec]] = {
     audit_repository.COLLECTION: audit_repository.INDEXES,
     integrity.DIGESTS: integrity.INDEXES,
     integrity.CHUNKS: integrity.CHUNK_INDEXES,
+    counters.COUNTERS: counters.INDEXES,
 }
 # server error codes for "an index of that name or key exists with other options"
 _CONFLICT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict
@@ -81,6 +82,7 @@ def ensure_indexes(main_db: Database[Document], audit_db: Database[Document]) ->
                     report.conflicts.append(f"{collection}.{options['name']}: {message}")
     audit_repository.drop_ttl(audit_db)
     integrity.drop_chunk_ttl(audit_db)
+    counters.mark_start(main_db)
     return report
 
 

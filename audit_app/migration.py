@@ -37,7 +37,13 @@ from .indexes import ensure_indexes
 BATCH = 1000
 # collections that belong to a running installation, not to its data
 SKIPPED = frozenset({"audit_leases"})
-AUDIT_COLLECTIONS = (AUDIT_LOGS, integrity.DIGESTS, integrity.CHUNKS, "audit_integrity")
+AUDIT_COLLECTIONS = (
+    AUDIT_LOGS,
+    integrity.DIGESTS,
+    integrity.CHUNKS,
+    "audit_integrity",
+    "audit_counters",
+)
 APPEND_ONLY = frozenset({AUDIT_LOGS, integrity.DIGESTS, integrity.CHUNKS})
 
 

@@ -20,7 +20,7 @@ def test_no_replay_interval_stops_the_replay_only(make_app, tmp_path):
         AUDIT_PURGE_INTERVAL=3600,
     )
     runner = app.extensions[EXTENSION_KEY]
-    assert set(runner.tasks) == {"purge", "seal", "streams"}
+    assert set(runner.tasks) == {"counts", "purge", "seal", "streams"}
     assert runner.tasks["streams"].lane == "streams"  # a slow SIEM holds up nothing else
     client = app.test_client()
     client.get("/healthz")  # the first request starts the process's runner

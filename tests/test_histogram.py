@@ -60,7 +60,7 @@ def test_the_filters_and_qualifiers_apply(api, org, records):
     assert sum(b["count"] for b in found["buckets"]) == 1
 
 
-def test_a_range_with_more_than_it_counts_says_partial(make_app, org, db):
+def test_a_filtered_range_with_more_than_it_counts_says_partial(make_app, org, db):
     from .factories import Api
 
     app = make_app(AUDIT_HISTOGRAM_MAX_RECORDS=100)
@@ -72,11 +72,17 @@ def test_a_range_with_more_than_it_counts_says_partial(make_app, org, db):
         .get(
             "/api/v1/audit-logs/histogram",
             as_=org.admin,
-            query_string={"interval": "hour", "from": "2026-11-20", "to": "2026-11-20"},
+            query_string={
+                "interval": "hour",
+                "from": "2026-11-20",
+                "to": "2026-11-20",
+                "method": "GET",
+            },
         )
         .get_json()
     )
     assert answer["partial"] is True and sum(b["count"] for b in answer["buckets"]) == 100
+    assert answer["source"] == "records"
     # newest first: the counts are whole from countedFrom on, which says so
     assert answer["countedFrom"] == "2026-11-20T00:49:00.000Z"
 
@@ -106,3 +112,127 @@ def test_the_chart_above_the_list_links_each_bar_to_its_range(app, org, records)
     assert 'id="activity"' in html and "Activity per day" in html
     assert 'data-count="4"' in html and "from=2026-11-23T00:00:00.000Z" in html
     assert 'id="activity-table"' in html  # the numbers behind the chart, for screen readers
+
+
+# Counts kept at write time: an organization's unfiltered view past the walk's cap ----------
+
+
+def _histogram(app, person, **params):
+    answer = app.api.get("/api/v1/audit-logs/histogram", as_=person, query_string=params)
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+@pytest.fixture(params=["mongomock", "embedded"])
+def busy(request, make_app, tmp_path):
+    """The demo organization: requests made through the app over the last 14 days."""
+    from audit_app.demo import DEMO_LOGINS, seed_demo
+
+    from .factories import Api, Person
+
+    store = {}
+    if request.param == "embedded":
+        store = {"MONGO_CLIENT": None, "MONGO_URI": None, "EMBEDDED_STORE_DIR": str(tmp_path / "e")}
+    app = make_app(AUDIT_HISTOGRAM_MAX_RECORDS=100, **store)
+    summary = seed_demo(app, 300)
+    login = DEMO_LOGINS[1]
+    admin = Person(login["email"], login["password"], None, "admin")
+    app.api = Api(app.test_client())
+    app.api.token(admin)  # logged in before anything is counted
+    return app, summary, admin
+
+
+def test_an_unfiltered_view_past_the_cap_is_counted_whole_from_the_write_time_counts(busy):
+    from bson import ObjectId
+
+    from audit_app.db import get_audit_db
+
+    app, summary, admin = busy
+    now = datetime.now(UTC)
+    params = {
+        "interval": "day",
+        "from": (now - timedelta(days=15)).isoformat(),
+        "to": now.isoformat(),
+    }
+    organization_id = ObjectId(summary["organizationId"])
+    with app.app_context():
+        stored = get_audit_db().audit_logs.count_documents(
+            {"organizationId": organization_id, "createdAt": {"$lte": now}}
+        )
+    assert stored > 200  # far past the cap of 100
+    answer = _histogram(app, admin, **params)
+    assert answer["source"] == "counters" and answer["partial"] is False
+    assert sum(b["count"] for b in answer["buckets"]) == stored
+    assert len([b for b in answer["buckets"] if b["count"]]) >= 10  # spread over the days
+    # hour by hour, for the two busiest days, the same totals
+    by_hour = _histogram(
+        app,
+        admin,
+        interval="hour",
+        **{"from": (now - timedelta(days=2)).isoformat(), "to": params["to"]},
+    )
+    first = datetime.fromisoformat(by_hour["buckets"][0]["start"].replace("Z", "+00:00"))
+    with app.app_context():
+        in_range = get_audit_db().audit_logs.count_documents(
+            {"organizationId": organization_id, "createdAt": {"$gte": first, "$lte": now}}
+        )
+    assert sum(b["count"] for b in by_hour["buckets"]) == in_range
+    # a filter is not what the counts count: the bounded walk, partial
+    filtered = _histogram(app, admin, statusCode="2xx", **params)
+    assert filtered["source"] == "records" and filtered["partial"] is True
+
+
+def test_an_organization_older_than_the_counts_says_from_when_they_are_whole(busy):
+    from bson import ObjectId
+
+    from audit_app.db import get_db
+
+    app, summary, admin = busy
+    began = datetime.now(UTC) - timedelta(days=3)
+    with app.app_context():
+        get_db().app_upgrades.update_one({"_id": "counters-since"}, {"$set": {"at": began}})
+        get_db().organizations.update_one(
+            {"_id": ObjectId(summary["organizationId"])},
+            {"$set": {"createdAt": began - timedelta(days=30)}},
+        )
+    now = datetime.now(UTC)
+    answer = _histogram(
+        app,
+        admin,
+        interval="day",
+        **{"from": (now - timedelta(days=10)).isoformat(), "to": now.isoformat()},
+    )
+    assert answer["source"] == "counters" and answer["partial"] is True
+    whole = began.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    assert answer["countedFrom"] == whole.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_a_failed_flush_keeps_the_tally_for_the_next():
+    from bson import ObjectId
+    from pymongo.errors import AutoReconnect
+
+    from audit_app.audit.counters import HourlyTally
+
+    class Down:
+        def update_one(self, *args, **kwargs):
+            raise AutoReconnect("store down")
+
+    class Up:
+        sent: list = []
+
+        def update_one(self, key, change, upsert):
+            self.sent.append((key, change, upsert))
+
+    tally = HourlyTally()
+    org = ObjectId()
+    for status in (200, 201, 404):
+        tally.add({"organizationId": org, "createdAt": DAY, "statusCode": status})
+    tally.add({"organizationId": None, "createdAt": DAY, "statusCode": 200})  # not anyone's
+    with pytest.raises(AutoReconnect):
+        tally.flush({"audit_counters": Down()})
+    up = Up()
+    assert tally.flush({"audit_counters": up}) == 1
+    [(key, change, upsert)] = up.sent
+    assert key == {"organizationId": org, "hour": DAY} and upsert is True
+    assert change == {"$inc": {"count": 3, "statusClasses.2xx": 2, "statusClasses.4xx": 1}}
+    assert tally.flush({"audit_counters": up}) == 0

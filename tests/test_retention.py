@@ -63,6 +63,20 @@ def history(app, org, days=(200, 45, 40, 10, 1)) -> dict[float, ObjectId]:
     return {age: record["_id"] for age, record in records.items()}
 
 
+def counted_hour(app, org, days: float) -> datetime:
+    """The activity count of the hour ``days`` ago, as the writer keeps it."""
+    hour = (NOW - timedelta(days=days)).replace(minute=0, second=0)
+    with app.app_context():
+        get_audit_db().audit_counters.insert_one(
+            {"organizationId": org.id, "hour": hour, "count": 1, "statusClasses": {"2xx": 1}}
+        )
+    return hour
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def present(app, ids) -> set:
     with app.app_context():
         audit = get_audit_db().audit_logs
@@ -223,6 +237,7 @@ def test_each_organization_keeps_its_own_retention_and_verify_still_passes(store
     short, default = make_org(app, "Short"), make_org(app, "Default")
     api = Api(app.test_client())
     short_ids, default_ids = history(app, short), history(app, default)
+    counted = {age: counted_hour(app, short, age) for age in (45, 10)}
     assert run(app, "seal")["exit"] == 0
     assert patch(api, short.admin, {"auditRetentionDays": 30}).status_code == 200
     purged = run(app, "purge")
@@ -230,6 +245,9 @@ def test_each_organization_keeps_its_own_retention_and_verify_still_passes(store
     assert by_org[str(short.id)]["deleted"] == 3 and by_org[str(default.id)]["deleted"] == 0
     assert present(app, short_ids) == {10, 1}
     assert present(app, default_ids) == {200, 45, 40, 10, 1}
+    with app.app_context():  # the activity chart's counts of the purged hours go too
+        left = {c["hour"] for c in get_audit_db().audit_counters.find({"organizationId": short.id})}
+    assert {_aware(hour) for hour in left} == {counted[10]}
     for org in (short, default):
         report = verify(app, org)
         assert report["exit"] == 0 and report["ok"], report

@@ -124,6 +124,7 @@ def app_on(server_uri: str, tmp_path, **overrides):
             "AUDIT_REPLAY_INTERVAL": 0,
             "AUDIT_STREAM_INTERVAL": 0,
             "AUDIT_PURGE_INTERVAL": 0,
+            "AUDIT_COUNTS_INTERVAL": 0,
             "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "RATELIMIT_STORAGE_URI": "memory://",

@@ -40,6 +40,7 @@ from ..ids import floor_to, utcnow
 from .actions import declare
 from .anchor import Anchor, AnchoredRetention
 from .capture import record_operator_command
+from .counters import forget_before
 from .integrity import purge_window_chunks
 from .repository import delete_records, stored_before
 
@@ -239,6 +240,7 @@ def purge_organization(app: Flask, organization_id: ObjectId, now: datetime) -> 
                 result.deleted += delete_records(audit, organization_id, ids)
         if len(ids) < BATCH:
             purge_window_chunks(audit, organization_id, cutoff)
+            forget_before(audit, organization_id, cutoff)
             return result
     result.more = True
     return result

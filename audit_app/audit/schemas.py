@@ -183,3 +183,10 @@ class HistogramSchema(Schema):
         allow_none=True,
         metadata={"description": "with partial: the counts are whole from this moment on"},
     )
+    source = fields.String(
+        metadata={
+            "enum": ["records", "counters"],
+            "description": "records: counted by walking the records (up to a cap); counters: "
+            "an unfiltered view past the cap, from the counts kept at write time (whole hours)",
+        }
+    )

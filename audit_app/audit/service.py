@@ -7,7 +7,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -23,7 +23,10 @@ from ..errors import ApiError, bad_request
 from ..ids import floor_to, iso, utcnow
 from ..organizations.repository import find_account_by_email, find_organization
 from ..workspaces.repository import find_workspace_by_name, find_workspaces_by_ids
+from . import counters
 from .actions import known_actions, of_resource
+from .capture import WRITER_KEY
+from .counters import STATUS_CLASSES
 from .export import is_time_limit
 from .query import (
     NOTHING,
@@ -206,7 +209,6 @@ def existing_records(principal: Principal, record_ids: list[str]) -> set[str]:
 
 HISTOGRAM_SPANS = {"hour": timedelta(hours=48), "day": timedelta(days=14)}  # the defaults
 HISTOGRAM_MAX_BUCKETS = 400
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 def histogram(
@@ -215,8 +217,10 @@ def histogram(
     """Requests per hour or day for the filtered set, by status class, at bounded cost.
 
     The records of the range are walked newest first on the list's own indexes, two fields
-    each, up to ``AUDIT_HISTOGRAM_MAX_RECORDS`` (and the query time budget): past that the
-    answer is ``partial`` and ``countedFrom`` says from which moment on the counts are whole.
+    each, up to ``AUDIT_HISTOGRAM_MAX_RECORDS`` (and the query time budget): past that, an
+    unfiltered view is answered from the counts kept at write time (``counters``; whole
+    hours), and a filtered one is ``partial``, with ``countedFrom`` saying from which
+    moment on its counts are whole.
     """
     loaded = parse_query(args, HistogramQuerySchema())
     interval = loaded.pop("interval")
@@ -252,6 +256,12 @@ def histogram(
             family = f"{int(record.get('statusCode') or 0) // 100}xx"
             if family in bucket:
                 bucket[family] += 1
+    unfiltered = not any(value for name, value in loaded.items() if name not in ("from_", "to"))
+    source = "records"
+    if counted_from is not None and unfiltered:
+        counted = _counted_hours(principal.org, start, end, step)
+        if counted is not None:
+            counts, counted_from, source = counted[0], counted[1], "counters"
     buckets = []
     moment = first
     while moment <= end:
@@ -267,4 +277,27 @@ def histogram(
         "buckets": buckets,
         "partial": counted_from is not None,
         "countedFrom": iso(counted_from) if counted_from is not None else None,
+        "source": source,
     }
+
+
+def _counted_hours(
+    organization_id: ObjectId, start: datetime, end: datetime, step: timedelta
+) -> tuple[dict[datetime, dict[str, int]], datetime | None] | None:
+    """The counts kept at write time, by bucket, and from when they are whole (None:
+    whole); None when this installation has none for the organization's range."""
+    organization = find_organization(get_db(), organization_id)
+    whole = counters.whole_from(get_db(), organization or {})
+    if whole is None:
+        return None
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is not None:
+        writer.flush_counts()  # this process's tally too, so a count never lags its own page
+    counts: dict[datetime, dict[str, int]] = {}
+    for hour in counters.hours(get_audit_db(), organization_id, start, end):
+        at = hour["hour"] if hour["hour"].tzinfo else hour["hour"].replace(tzinfo=UTC)
+        bucket = counts.setdefault(floor_to(at, step), dict.fromkeys(STATUS_CLASSES, 0))
+        for family, count in (hour.get("statusClasses") or {}).items():
+            if family in bucket and isinstance(count, int):
+                bucket[family] += count
+    return counts, (whole if whole > floor_to(start, step) else None)

@@ -25,6 +25,7 @@ import pymongo
 from pymongo.errors import DuplicateKeyError
 
 from ..ids import utcnow
+from .counters import HourlyTally
 from .repository import confirm_stored, insert_record
 from .spool import ReplayResult, Spool, dumps
 
@@ -55,6 +56,7 @@ class AuditWriter:
         self.write_concern = write_concern
         self._skip_store_until = 0.0
         self._replay_lock = threading.Lock()
+        self.tally = HourlyTally()  # the activity chart's counts, added to the store in batches
         self.last_spool_error: str | None = None
         self.stats = {"stored": 0, "spooled": 0, "unspooled": 0}
 
@@ -68,6 +70,7 @@ class AuditWriter:
                 with pymongo.timeout(self.timeout):
                     insert_record(self.store.db, record, self.write_concern)
                 self.stats["stored"] += 1
+                self.tally.add(record)
                 return "stored"
             except DuplicateKeyError:
                 return "stored"
@@ -102,6 +105,7 @@ class AuditWriter:
                 with pymongo.timeout(max(self.timeout, 10)):
                     try:
                         insert_record(self.store.db, record, self.write_concern)
+                        self.tally.add(record)
                     except DuplicateKeyError:
                         # stored before; the entry goes only once a majority holds it
                         if not confirm_stored(self.store.db, record):
@@ -114,6 +118,10 @@ class AuditWriter:
         if not result.errors:
             self._skip_store_until = 0.0
         return result
+
+    def flush_counts(self) -> None:
+        """Add the tally of this process to the store's counts (background task, exit)."""
+        self.tally.flush(self.store.db)
 
     def replay_if_pending(self) -> None:
         if self.spool.pending_files():
