@@ -233,6 +233,15 @@ def test_a_failed_flush_keeps_the_tally_for_the_next():
     up = Up()
     assert tally.flush({"audit_counters": up}) == 1
     [(key, change, upsert)] = up.sent
-    assert key == {"organizationId": org, "hour": DAY} and upsert is True
-    assert change == {"$inc": {"count": 3, "statusClasses.2xx": 2, "statusClasses.4xx": 1}}
+    assert key == {"organizationId": org, "day": DAY} and upsert is True
+    assert change == {
+        "$inc": {
+            "count": 3,
+            "statusClasses.2xx": 2,
+            "statusClasses.4xx": 1,
+            "hours.00.count": 3,
+            "hours.00.statusClasses.2xx": 2,
+            "hours.00.statusClasses.4xx": 1,
+        }
+    }
     assert tally.flush({"audit_counters": up}) == 0

@@ -64,13 +64,13 @@ def history(app, org, days=(200, 45, 40, 10, 1)) -> dict[float, ObjectId]:
 
 
 def counted_hour(app, org, days: float) -> datetime:
-    """The activity count of the hour ``days`` ago, as the writer keeps it."""
-    hour = (NOW - timedelta(days=days)).replace(minute=0, second=0)
+    """The activity count of the day ``days`` ago, as the writer keeps it."""
+    day = (NOW - timedelta(days=days)).replace(hour=0, minute=0, second=0)
     with app.app_context():
         get_audit_db().audit_counters.insert_one(
-            {"organizationId": org.id, "hour": hour, "count": 1, "statusClasses": {"2xx": 1}}
+            {"organizationId": org.id, "day": day, "count": 1, "statusClasses": {"2xx": 1}}
         )
-    return hour
+    return day
 
 
 def _aware(moment: datetime) -> datetime:
@@ -246,7 +246,7 @@ def test_each_organization_keeps_its_own_retention_and_verify_still_passes(store
     assert present(app, short_ids) == {10, 1}
     assert present(app, default_ids) == {200, 45, 40, 10, 1}
     with app.app_context():  # the activity chart's counts of the purged hours go too
-        left = {c["hour"] for c in get_audit_db().audit_counters.find({"organizationId": short.id})}
+        left = {c["day"] for c in get_audit_db().audit_counters.find({"organizationId": short.id})}
     assert {_aware(hour) for hour in left} == {counted[10]}
     for org in (short, default):
         report = verify(app, org)

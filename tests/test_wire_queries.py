@@ -397,14 +397,16 @@ def test_the_retention_purge_walks_org_stored_and_deletes_exactly_its_batch(serv
 
 
 def test_the_activity_counts_are_added_in_one_bulk_and_read_on_their_index(server, wired):
-    """The writer's tally goes to ``audit_counters`` as ``$inc`` upserts, unordered, in one
-    round trip acknowledged by a majority; the histogram reads an organization's hours of
-    the range on ``org_hour_unique``, bounded by the number of hours."""
+    """The writer's tally goes to ``audit_counters`` as ``$inc`` upserts (one document per
+    organization and day, its hours inside), unordered, in one round trip acknowledged by
+    a majority; the histogram reads the days of its range on ``org_day_unique``, bounded by
+    their number."""
     from audit_app.audit import counters
     from audit_app.db import get_audit_db
 
     organization_id = wired.organization_id
     hour = datetime(2026, 11, 20, 9, tzinfo=UTC)
+    day = datetime(2026, 11, 20)
     tally = counters.HourlyTally()
     for minute, status in ((1, 200), (2, 404), (3, 200)):
         tally.add(
@@ -416,24 +418,32 @@ def test_the_activity_counts_are_added_in_one_bulk_and_read_on_their_index(serve
         )
     with wired.app.app_context():
         assert tally.flush(get_audit_db()) == 1
-        counters.hours(get_audit_db(), organization_id, hour, hour + timedelta(hours=5))
+        counters.counted(
+            get_audit_db(), organization_id, hour, hour + timedelta(days=3), timedelta(hours=1)
+        )
     [update] = server.sent("update", "audit_counters")
     assert update["ordered"] is False and update["writeConcern"] == {"w": "majority"}
     assert update["updates"] == [
         {
-            "q": {"organizationId": organization_id, "hour": hour.replace(tzinfo=None)},
-            "u": {"$inc": {"count": 3, "statusClasses.2xx": 2, "statusClasses.4xx": 1}},
+            "q": {"organizationId": organization_id, "day": day},
+            "u": {
+                "$inc": {
+                    "count": 3,
+                    "statusClasses.2xx": 2,
+                    "hours.09.count": 3,
+                    "hours.09.statusClasses.2xx": 2,
+                    "statusClasses.4xx": 1,
+                    "hours.09.statusClasses.4xx": 1,
+                }
+            },
             "multi": False,
             "upsert": True,
         }
     ]
     [find] = server.sent("find", "audit_counters")
     assert find["filter"] == {
-        "hour": {
-            "$gte": hour.replace(tzinfo=None),
-            "$lte": (hour + timedelta(hours=5)).replace(tzinfo=None),
-        },
+        "day": {"$gte": day, "$lte": (hour + timedelta(days=3)).replace(tzinfo=None)},
         "organizationId": organization_id,
     }
-    assert find["sort"] == {"hour": 1} and find["hint"] == "org_hour_unique"
-    assert find["limit"] == 7
+    assert find["sort"] == {"day": 1} and find["hint"] == "org_day_unique"
+    assert find["limit"] == 5

@@ -3,8 +3,10 @@
 The activity chart of an organization's unfiltered log, over weeks of a busy organization,
 would otherwise have to walk millions of records; the histogram walks at most
 ``AUDIT_HISTOGRAM_MAX_RECORDS`` and, past that, answers an unfiltered view from here (a
-filtered one says ``partial``). One document per organization and hour in
-``audit_counters``: ``{organizationId, hour, count, statusClasses: {"2xx": n, ...}}``.
+filtered one says ``partial``). One document per organization and day in
+``audit_counters``: ``{organizationId, day, count, statusClasses: {"2xx": n, ...}, hours:
+{"09": {count, statusClasses}, ...}}``: a year of an organization is 365 small documents,
+and a chart reads one per day of its range, whether it shows days or hours.
 
 The writer adds each stored record to an in-memory tally (no extra write on the request
 path); the tally is added to the store with ``$inc`` upserts every
@@ -43,12 +45,13 @@ log = logging.getLogger(__name__)
 
 COUNTERS = "audit_counters"
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 SINCE_MARKER = "counters-since"
 INDEXES: list[IndexSpec] = [
     (
-        [("organizationId", ASCENDING), ("hour", ASCENDING)],
-        {"name": "org_hour_unique", "unique": True},
+        [("organizationId", ASCENDING), ("day", ASCENDING)],
+        {"name": "org_day_unique", "unique": True},
     ),
 ]
 
@@ -78,14 +81,16 @@ class HourlyTally:
             taken, self._pending = self._pending, Counter()
         if not taken:
             return 0
-        increments: dict[tuple[ObjectId, datetime], dict[str, int]] = {}
+        increments: dict[tuple[ObjectId, datetime], Counter[str]] = {}
         for (organization_id, hour, family), count in taken.items():
-            slot = increments.setdefault((organization_id, hour), {"count": 0})
-            slot["count"] += count
-            slot[f"statusClasses.{family}"] = count
+            slot = increments.setdefault((organization_id, floor_to(hour, DAY)), Counter())
+            at = f"hours.{hour.hour:02d}"
+            for path in ("count", f"statusClasses.{family}", f"{at}.count"):
+                slot[path] += count
+            slot[f"{at}.statusClasses.{family}"] += count
         updates = [
-            ({"organizationId": organization_id, "hour": hour}, {"$inc": inc})
-            for (organization_id, hour), inc in increments.items()
+            ({"organizationId": organization_id, "day": day}, {"$inc": dict(inc)})
+            for (organization_id, day), inc in increments.items()
         ]
         collection = db[COUNTERS]
         try:
@@ -105,23 +110,42 @@ class HourlyTally:
         return len(updates)
 
 
-def hours(
-    db: Database[Document], organization_id: ObjectId, start: datetime, end: datetime
-) -> list[Document]:
-    """The counted hours of ``[floor(start), end]``, oldest first (at most one a hour)."""
-    return list(
+def counted(
+    db: Database[Document],
+    organization_id: ObjectId,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+) -> dict[datetime, dict[str, int]]:
+    """The counts of ``[start, end]`` by ``step`` (an hour or a day), by status class, in
+    whole hours: one document read per day of the range, on ``org_day_unique``."""
+    first = floor_to(start, DAY)
+    days = (
         TenantCollection(db[COUNTERS], organization_id)
-        .find({"hour": {"$gte": floor_to(start, HOUR), "$lte": end}})
-        .sort("hour", ASCENDING)
-        .hint("org_hour_unique")
-        .limit(int((end - floor_to(start, HOUR)) / HOUR) + 2)
+        .find({"day": {"$gte": first, "$lte": end}})
+        .sort("day", ASCENDING)
+        .hint("org_day_unique")
+        .limit(int((end - first) / DAY) + 2)
     )
+    low = floor_to(start, HOUR)
+    buckets: dict[datetime, dict[str, int]] = {}
+    for document in days:
+        day = _aware(document["day"])
+        for key, hour in (document.get("hours") or {}).items():
+            at = day + timedelta(hours=int(key)) if key.isdigit() else None
+            if at is None or not low <= at <= end or not isinstance(hour, Mapping):
+                continue
+            bucket = buckets.setdefault(floor_to(at, step), dict.fromkeys(STATUS_CLASSES, 0))
+            for family, count in (hour.get("statusClasses") or {}).items():
+                if family in bucket and isinstance(count, int):
+                    bucket[family] += count
+    return buckets
 
 
 def forget_before(db: Database[Document], organization_id: ObjectId, cutoff: datetime) -> int:
-    """The counts of hours that ended before the retention purge's cut-off."""
+    """The counts of days that ended before the retention purge's cut-off."""
     counters = TenantCollection(db[COUNTERS], organization_id)
-    return counters.delete_many({"hour": {"$lte": cutoff - HOUR}}).deleted_count
+    return counters.delete_many({"day": {"$lte": cutoff - DAY}}).deleted_count
 
 
 def mark_start(main_db: Database[Document]) -> None:

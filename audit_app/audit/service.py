@@ -7,7 +7,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -236,32 +236,17 @@ def histogram(
         )
     query = build_query(principal.org, {**loaded, "from_": start, "to": end})
     cap = max_records or current_app.config["AUDIT_HISTOGRAM_MAX_RECORDS"]
-    counts: dict[datetime, dict[str, int]] = {}
-    seen, counted_from = 0, None
-    with _time_budget():
-        records = iter_records(
-            get_audit_db(),
-            principal.org,
-            query.branches(),
-            current_app.config["AUDIT_QUERY_TIMEOUT_MS"],
-            projection={"createdAt": 1, "statusCode": 1},
-        )
-        for record in records:
-            if seen >= cap:
-                counted_from = record["createdAt"]
-                break
-            seen += 1
-            at = record["createdAt"]
-            bucket = counts.setdefault(floor_to(at, step), dict.fromkeys(STATUS_CLASSES, 0))
-            family = f"{int(record.get('statusCode') or 0) // 100}xx"
-            if family in bucket:
-                bucket[family] += 1
+    # an organization's unfiltered view: its counts kept at write time, once they hold more
+    # than the walk would count (a walk of the records stays exact to the second)
     unfiltered = not any(value for name, value in loaded.items() if name not in ("from_", "to"))
-    source = "records"
-    if counted_from is not None and unfiltered:
-        counted = _counted_hours(principal.org, start, end, step)
-        if counted is not None:
-            counts, counted_from, source = counted[0], counted[1], "counters"
+    kept = _kept_counts(principal.org, start, end, step) if unfiltered else None
+    if kept is not None and sum(sum(c.values()) for c in kept[0].values()) > cap:
+        counts, counted_from, source = kept[0], kept[1], "counters"
+    else:
+        counts, counted_from = _walked_counts(principal, query, step, cap)
+        source = "records"
+        if counted_from is not None and kept is not None:
+            counts, counted_from, source = kept[0], kept[1], "counters"
     buckets = []
     moment = first
     while moment <= end:
@@ -281,7 +266,34 @@ def histogram(
     }
 
 
-def _counted_hours(
+def _walked_counts(
+    principal: Principal, query: AuditQuery, step: timedelta, cap: int
+) -> tuple[dict[datetime, dict[str, int]], datetime | None]:
+    """Counts by walking the records newest first, two fields each, up to ``cap``; and
+    from when they are whole, when the walk stopped short (None: whole)."""
+    counts: dict[datetime, dict[str, int]] = {}
+    seen = 0
+    with _time_budget():
+        records = iter_records(
+            get_audit_db(),
+            principal.org,
+            query.branches(),
+            current_app.config["AUDIT_QUERY_TIMEOUT_MS"],
+            projection={"createdAt": 1, "statusCode": 1},
+        )
+        for record in records:
+            if seen >= cap:
+                return counts, record["createdAt"]
+            seen += 1
+            at = record["createdAt"]
+            bucket = counts.setdefault(floor_to(at, step), dict.fromkeys(STATUS_CLASSES, 0))
+            family = f"{int(record.get('statusCode') or 0) // 100}xx"
+            if family in bucket:
+                bucket[family] += 1
+    return counts, None
+
+
+def _kept_counts(
     organization_id: ObjectId, start: datetime, end: datetime, step: timedelta
 ) -> tuple[dict[datetime, dict[str, int]], datetime | None] | None:
     """The counts kept at write time, by bucket, and from when they are whole (None:
@@ -293,11 +305,5 @@ def _counted_hours(
     writer = current_app.extensions.get(WRITER_KEY)
     if writer is not None:
         writer.flush_counts()  # this process's tally too, so a count never lags its own page
-    counts: dict[datetime, dict[str, int]] = {}
-    for hour in counters.hours(get_audit_db(), organization_id, start, end):
-        at = hour["hour"] if hour["hour"].tzinfo else hour["hour"].replace(tzinfo=UTC)
-        bucket = counts.setdefault(floor_to(at, step), dict.fromkeys(STATUS_CLASSES, 0))
-        for family, count in (hour.get("statusClasses") or {}).items():
-            if family in bucket and isinstance(count, int):
-                bucket[family] += count
+    counts = counters.counted(get_audit_db(), organization_id, start, end, step)
     return counts, (whole if whole > floor_to(start, step) else None)
