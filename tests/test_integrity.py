@@ -19,7 +19,7 @@ KEY = Signer("integrity-test-signing-key-0123456789")
 HOUR = timedelta(hours=1)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=6)
-POLICY = SealPolicy(KEY, HOUR, timedelta(minutes=2), retention_days=4000)
+POLICY = SealPolicy(KEY, HOUR, timedelta(minutes=2))
 
 
 def stored(org_id, hour: float, **fields):
@@ -133,11 +133,16 @@ def test_a_range_is_checked_with_its_link_to_the_previous_digest(db, org, sealed
     assert [w.sequence for w in report.windows] == [3, 4] and report.ok
 
 
-def test_windows_past_retention_report_expired_not_deleted(db, org, sealed):
+def test_windows_past_retention_report_expired_not_deleted(db, org, sealed, tmp_path):
+    from audit_app.audit.anchor import Anchor
+
+    anchor = Anchor(tmp_path / "anchor")
     db.audit_logs.delete_many({})
-    report = verify_organization(
-        db, org.id, START + timedelta(days=40), replace(POLICY, retention_days=30)
-    )
+    later = START + timedelta(days=40)
+    unexplained = verify_organization(db, org.id, later, POLICY)
+    assert not unexplained.ok  # no bound anchored outside the database: deletions
+    anchor.anchor_purge(org.id, later - timedelta(days=30))  # what the purge anchors first
+    report = verify_organization(db, org.id, later, replace(POLICY, anchor=anchor))
     assert report.ok and {w.status for w in report.windows} == {"expired"}
 
 

@@ -32,7 +32,7 @@ HOUR = timedelta(hours=1)
 DELAY = timedelta(minutes=2)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=6)
-POLICY = SealPolicy(KEY, HOUR, DELAY, retention_days=4000)
+POLICY = SealPolicy(KEY, HOUR, DELAY)
 
 
 def stored(org_id, hour: float, **fields):
@@ -55,8 +55,8 @@ def sealed(db, org, anchor):
     return records
 
 
-def verify(db, org, anchor, now=NOW, retention_days=4000, **kw):
-    policy = replace(POLICY, retention_days=retention_days, anchor=anchor)
+def verify(db, org, anchor, now=NOW, **kw):
+    policy = replace(POLICY, anchor=anchor)
     return verify_organization(db, org.id, now, policy, **kw)
 
 
@@ -148,8 +148,9 @@ def test_records_left_unsealed_where_windows_should_be_sealed_are_reported(db, o
     assert verify(db, org, anchor).ok
 
 
-def test_retention_never_reads_as_tampering(db, org, anchor):
-    """A window straddling the retention cut-off loses its older records: not 'deleted'."""
+def test_what_an_earlier_versions_ttl_index_removed_never_reads_as_tampering(db, org, anchor):
+    """A window straddling the TTL index's cut-off (by createdAt) loses its older records:
+    not 'deleted', below the legacy bound anchored at the first start of this version."""
     early = audit_record(
         org.id,
         _id=ObjectId.from_datetime(START + timedelta(minutes=59, seconds=58)),
@@ -161,10 +162,12 @@ def test_retention_never_reads_as_tampering(db, org, anchor):
     seal_organization(db, org.id, START, NOW, replace(POLICY, anchor=anchor))
     later = START + timedelta(days=30, hours=1)  # the cut-off: 1:00 on the first day
     db.audit_logs.delete_one({"_id": early["_id"]})  # what the TTL index removes by createdAt
-    report = verify(db, org, anchor, now=later, retention_days=30)
+    assert "deleted" in kinds(verify(db, org, anchor, now=later))  # nothing anchored: deleted
+    anchor.anchor_legacy(later - timedelta(days=30))
+    report = verify(db, org, anchor, now=later)
     assert "deleted" not in kinds(report)
     db.audit_logs.delete_one({"_id": late["_id"]})  # not yet due: that one is tampering
-    report = verify(db, org, anchor, now=later, retention_days=30)
+    report = verify(db, org, anchor, now=later)
     assert "deleted" in kinds(report)
 
 

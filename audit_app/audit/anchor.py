@@ -94,6 +94,33 @@ class Anchor:
         entry = {"kind": "purge", "purgedBefore": iso(purged_before), "at": iso(utcnow())}
         self._append(self.retention_path(organization_id), entry)
 
+    def legacy_path(self) -> Path:
+        return self.directory / "retention-legacy.json"
+
+    def anchor_legacy(self, before: datetime) -> None:
+        """Once per installation, at its first start with per-organization retention: what
+        the TTL index of an earlier version may have removed (records received before
+        ``before``). Never rewritten, so it never moves with the clock."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(self.legacy_path(), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        try:
+            os.write(fd, json.dumps({"receivedBefore": iso(before)}).encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def legacy_bound(self) -> datetime | None:
+        try:
+            entry = json.loads(self.legacy_path().read_text("ascii"))
+            return datetime.fromisoformat(entry["receivedBefore"].replace("Z", "+00:00"))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # unreadable: nothing is excused by it
+
     def retention(self, organization_id: ObjectId) -> AnchoredRetention:
         """The latest anchored settings and the highest anchored purge bound."""
         try:

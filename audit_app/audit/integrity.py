@@ -96,7 +96,7 @@ CHUNKS_TTL_INDEX = "ttl_windowEnd"
 
 @dataclass(frozen=True)
 class SealPolicy:
-    """How an installation seals and verifies: its windows, its key, its anchor, its retention.
+    """How an installation seals and verifies: its windows, its key, its anchor.
 
     Built from the settings by ``sealing.policy(app)``; ``dataclasses.replace`` gives a
     variant (a shorter delay for ``flask seal --now``, another key for a migration target).
@@ -105,7 +105,6 @@ class SealPolicy:
     signer: Signer
     interval: timedelta
     delay: timedelta
-    retention_days: int
     anchor: Anchor | None = None
 
 
@@ -134,15 +133,37 @@ def purge_window_chunks(db: Database, organization_id: ObjectId, cutoff: datetim
     return chunks.delete_many({"windowEnd": {"$lt": cutoff}}).deleted_count
 
 
-def expired_before(policy: SealPolicy, organization_id: ObjectId, now: datetime) -> datetime:
-    """Below this storing time, a sealed record's absence is retention, not deletion: the
-    highest purge bound anchored for the organization (``retention``); before any is, the
-    installation's retention (what the TTL index of an earlier version removed)."""
-    if policy.anchor is not None:
-        purged_before = policy.anchor.retention(organization_id).purged_before
-        if purged_before is not None:
-            return purged_before
-    return now - timedelta(days=policy.retention_days)
+@dataclass(frozen=True)
+class Expiry:
+    """What retention may have removed, by bounds anchored outside the database."""
+
+    stored_before: datetime  # the organization's highest purge bound (by storing time)
+    received_before: datetime  # what the TTL index of an earlier version removed (by _id)
+
+    @property
+    def windows_before(self) -> datetime:
+        return max(self.stored_before, self.received_before)
+
+    def excuses(self, record_id: str, stored_ms: int) -> bool:
+        return stored_ms < _ms(self.stored_before) or _received_before(
+            record_id, self.received_before
+        )
+
+
+NOTHING_EXPIRED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def expired_before(policy: SealPolicy, organization_id: ObjectId) -> Expiry:
+    """A sealed record's absence is retention, not deletion, only below a bound anchored
+    outside the database: the organization's highest purge bound, or the installation's
+    legacy bound (written once, at its first start with per-organization retention).
+    Without an anchor nothing is excused: a moving ``now - retention`` would let someone who
+    can write the database trim a log on hold by waiting."""
+    if policy.anchor is None:
+        return Expiry(NOTHING_EXPIRED, NOTHING_EXPIRED)
+    purged = policy.anchor.retention(organization_id).purged_before
+    legacy = policy.anchor.legacy_bound()
+    return Expiry(purged or NOTHING_EXPIRED, legacy or NOTHING_EXPIRED)
 
 
 def _record_stream(db: Database, organization_id: ObjectId, start: datetime, end: datetime):
@@ -435,7 +456,7 @@ def verify_organization(
     previous = None
     if chain and chain[0]["sequence"] > 1:
         previous = digests.find_one({"sequence": chain[0]["sequence"] - 1})
-    expired = expired_before(policy, organization_id, now)
+    expired = expired_before(policy, organization_id)
     malformed = [d for d in chain if not _well_formed(d)]
     for digest in malformed:  # a field of the wrong type: edited, and unreadable as a window
         report.fail("digestEdited", f"Digest #{digest.get('sequence')} has malformed fields.")
@@ -453,7 +474,7 @@ def verify_organization(
             report.windows.append(window)
             try:
                 _check_digest(digest, previous, signer, window, first_in_chain=previous is None)
-                if window.window_end <= expired:
+                if window.window_end <= expired.windows_before:
                     if window.status != "failed":
                         window.status = "expired"
                 elif id(digest) in hashes:
@@ -597,7 +618,7 @@ def _sealed_entries(db: Database, organization_id: ObjectId, digest: dict, windo
             yield (int(stored_ms), record_id), record_hash_
 
 
-def _check_chunked_records(db, organization_id, digest, window, expired: datetime) -> None:
+def _check_chunked_records(db, organization_id, digest, window, expired: Expiry) -> None:
     """Merge the sealed entries with the window's records, both in (storedAt, _id) order."""
     if _chunks_hash(digest.get("chunks", [])) != digest.get("recordsHash"):
         window.fail("digestEdited", "The digest's chunk list does not match its records hash.")
@@ -607,8 +628,8 @@ def _check_chunked_records(db, organization_id, digest, window, expired: datetim
         for r in _record_stream(db, organization_id, window.window_start, window.window_end)
     )
     missing: dict[str, str] = {}
-    # received or stored before the purge bound: removed by retention (the purge deletes by
-    # storing time; the TTL index of earlier versions by the time the request came in)
+    # removed by retention: stored before the purge bound (the purge deletes by storing
+    # time), or received before the legacy bound (the TTL index of earlier versions)
     purged: set[str] = set()
     extra: set[str] = set()
     s, a = next(sealed, None), next(actual, None)
@@ -616,7 +637,7 @@ def _check_chunked_records(db, organization_id, digest, window, expired: datetim
         if a is None or (s is not None and s[0] < a[0]):
             assert s is not None  # (a is None, so s is not: the loop runs while either is)
             missing[s[0][1]] = s[1]
-            if s[0][0] < _ms(expired) or _received_before(s[0][1], expired):
+            if expired.excuses(s[0][1], s[0][0]):
                 purged.add(s[0][1])
             s = next(sealed, None)
         elif s is None or a[0] < s[0]:

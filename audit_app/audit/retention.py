@@ -31,7 +31,6 @@ from typing import Any
 from bson import ObjectId
 from flask import Flask, current_app
 from pymongo import ASCENDING
-from pymongo.errors import PyMongoError
 
 from ..config import ConfigError
 from ..db import get_audit_db, get_db
@@ -85,14 +84,26 @@ def check_bounds(config: Mapping[str, Any]) -> None:
         )
 
 
+SANE_DAYS = 100 * 366  # a value past this in the database is an edit: the default stands
+
+
+def anchor_legacy_bound(app: Flask) -> None:
+    """At the first start with per-organization retention, anchor what an earlier version's
+    TTL index may have removed (records received before now - AUDIT_RETENTION_DAYS), once:
+    ``verify`` excuses nothing else that was not purged under an anchored bound."""
+    before = utcnow() - timedelta(days=app.config["AUDIT_RETENTION_DAYS"])
+    try:
+        _anchor(app).anchor_legacy(before)
+    except OSError as error:
+        log.warning("Could not anchor the legacy retention bound (%s); will try again", error)
+
+
 def stored(organization: Mapping[str, Any], default_days: int) -> Retention:
     """The settings the database holds (the installation's default until one is set)."""
     days = organization.get(DAYS)
-    hold = organization.get(HOLD)
-    return Retention(
-        days if isinstance(days, int) and not isinstance(days, bool) else default_days,
-        hold is True,
-    )
+    if not (isinstance(days, int) and not isinstance(days, bool) and 1 <= days <= SANE_DAYS):
+        days = default_days
+    return Retention(days, organization.get(HOLD) is True)
 
 
 def enforced(
@@ -137,10 +148,12 @@ def disagreement(organization: Mapping[str, Any], app: Flask | None = None) -> s
 
 def checked_change(changes: Mapping[str, Any], current: Retention) -> Retention:
     """The settings asked for, within bounds (400 naming the field); a field not sent keeps
-    its current value."""
+    its current value, unchecked (a hold is never refused for a retention set earlier)."""
     days = changes.get(DAYS, current.days)
     low, high = bounds()
-    if not isinstance(days, int) or isinstance(days, bool) or not low <= days <= high:
+    if DAYS in changes and (
+        not isinstance(days, int) or isinstance(days, bool) or not low <= days <= high
+    ):
         raise bad_request(
             f"The audit retention is a whole number of days from {low} to {high}.", DAYS
         )
@@ -213,37 +226,44 @@ class Purged:
 
 
 def purge_organization(app: Flask, organization_id: ObjectId, now: datetime) -> Purged:
-    """Delete the organization's records past its retention, unless it is on hold."""
+    """Delete the organization's records past its retention, unless it is on hold. A
+    failure part-way is kept in ``error``, with what was deleted before it."""
     result = Purged(organization_id)
+    try:
+        _purge_batches(app, organization_id, now, result)
+    except Exception as error:
+        log.exception("Purging the audit log of %s failed", organization_id)
+        result.error = f"{type(error).__name__}: {error}"
+    return result
+
+
+def _purge_batches(app: Flask, organization_id: ObjectId, now: datetime, result: Purged) -> None:
     default_days = app.config["AUDIT_RETENTION_DAYS"]
     main, audit = get_db(app), get_audit_db(app)
     for _ in range(MAX_BATCHES_PER_ORGANIZATION):
-        with locked(organization_id, app) as anchor:  # the settings cannot change meanwhile
+        # each batch under the lock a settings change takes, the settings read again: once a
+        # hold has answered, nothing more of the organization is deleted
+        with locked(organization_id, app) as anchor:
             organization = main.organizations.find_one({"_id": organization_id})
             if organization is None:
-                return result
+                return
             anchored = anchor.retention(organization_id)
             settings = enforced(organization, anchored, default_days)
-            cutoff = floor_to(now, DAY) - timedelta(days=settings.days)
-            if anchored.purged_before is None:
-                # the first visit: what an earlier version's TTL index may have removed
-                anchor.anchor_purge(organization_id, now - timedelta(days=default_days))
-                anchored = anchor.retention(organization_id)
             if settings.hold:
                 result.held = True
-                return result
+                return
+            cutoff = floor_to(now, DAY) - timedelta(days=settings.days)
             result.cutoff = cutoff
             if anchored.purged_before is None or anchored.purged_before < cutoff:
                 anchor.anchor_purge(organization_id, cutoff)  # before anything is deleted
             ids = stored_before(audit, organization_id, cutoff, BATCH, READ_TIMEOUT_MS)
             if ids:
                 result.deleted += delete_records(audit, organization_id, ids)
-        if len(ids) < BATCH:
-            purge_window_chunks(audit, organization_id, cutoff)
-            forget_before(audit, organization_id, cutoff)
-            return result
+            if len(ids) < BATCH:
+                purge_window_chunks(audit, organization_id, cutoff)
+                forget_before(audit, organization_id, cutoff)
+                return
     result.more = True
-    return result
 
 
 def purge_all(
@@ -251,7 +271,7 @@ def purge_all(
 ) -> list[Purged] | None:
     """One pass over every organization (or one), under a lease so that one process purges
     at a time; None when another holds it. Each deletion is recorded in the organization's
-    log (``auditLog.purge``; ``by``: ``command`` or ``background task``)."""
+    log (``auditLog.purge``; ``by``: ``command`` or ``background task``), a partial one too."""
     from .sealing import acquire_lease, release_lease  # here: sealing imports integrity
 
     holder = uuid.uuid4().hex
@@ -263,12 +283,7 @@ def purge_all(
         query = {"_id": only} if only is not None else {}
         organizations = get_db(app).organizations.find(query, {"_id": 1}).sort("_id", ASCENDING)
         for organization in organizations:
-            try:
-                purged = purge_organization(app, organization["_id"], now)
-            except (ApiError, OSError, PyMongoError) as error:  # one never stops the others
-                log.error("Purging the audit log of %s failed: %s", organization["_id"], error)
-                results.append(Purged(organization["_id"], error=f"{type(error).__name__}"))
-                continue
+            purged = purge_organization(app, organization["_id"], now)
             if purged.deleted:
                 log.info(
                     "Removed %d audit record(s) of %s stored before %s",
@@ -283,6 +298,7 @@ def purge_all(
                     action=PURGE,
                     deleted=purged.deleted,
                     storedBefore=purged.cutoff,
+                    **({"error": purged.error} if purged.error else {}),
                 )
             results.append(purged)
         return results

@@ -47,7 +47,6 @@ def policy(app=None) -> SealPolicy:
         signer=signer(app),
         interval=timedelta(minutes=config["AUDIT_SEAL_INTERVAL"]),
         delay=timedelta(seconds=config["AUDIT_SEAL_DELAY"]),
-        retention_days=config["AUDIT_RETENTION_DAYS"],
         anchor=anchor(app),
     )
 

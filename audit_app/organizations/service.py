@@ -66,6 +66,13 @@ def checked_email(text: object, field: str = "email") -> str:
         raise bad_request(str(error), field) from None
 
 
+def checked_name(name: object, field: str = "name") -> str:
+    """An organization's name: 1 to 200 characters, not only spaces."""
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 200:
+        raise bad_request("A name has 1 to 200 characters (not only spaces).", field)
+    return name.strip()
+
+
 def checked_password(password: object, field: str = "password") -> str:
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise bad_request(f"A password has {MIN_PASSWORD} to {MAX_PASSWORD} characters.", field)
@@ -535,16 +542,24 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
             raise refused(f"Changing {name} needs the {permission} permission.", name)
     update: dict[str, Any] = {}
     if "name" in changes:
-        update["name"] = changes["name"].strip()
+        update["name"] = checked_name(changes["name"])
     if retention.DAYS not in changes and retention.HOLD not in changes:
         before, after = orgs.update_organization(get_db(), actor.org, update)
         record_changes(_shown(before), _shown(after), ORGANIZATION_FIELDS)
         return _shown(after)
     with retention.locked(actor.org) as anchor:
         shown_before = find_organization(actor)
-        wanted = retention.checked_change(changes, retention.settings_of(shown_before))
+        current = retention.settings_of(shown_before)
+        wanted = retention.checked_change(changes, current)
         retention.anchor_settings(anchor, actor.org, wanted)
-        _, after = orgs.update_organization(get_db(), actor.org, {**update, **wanted.as_fields()})
+        try:
+            _, after = orgs.update_organization(
+                get_db(), actor.org, {**update, **wanted.as_fields()}
+            )
+        except Exception:
+            # the database did not take it: neither does the anchor (the purge follows it)
+            retention.anchor_settings(anchor, actor.org, current)
+            raise
     record_changes(shown_before, _shown(after), ORGANIZATION_FIELDS)
     return _shown(after)
 
