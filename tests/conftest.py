@@ -74,6 +74,20 @@ def api(client):
 
 
 @pytest.fixture
+def bound_key(api, org):
+    """The secret of an Admin API key bound to the organization's first workspace."""
+    return api.post(
+        "/api/v1/api-keys",
+        as_=org.owner,
+        json={
+            "name": "ws1",
+            "roleId": str(org.roles["admin"]["_id"]),
+            "workspaceId": str(org.workspace["_id"]),
+        },
+    ).get_json()["key"]
+
+
+@pytest.fixture
 def org(app):
     """An organization with an owner, an admin and a member, a workspace, and an API key."""
     return make_org(app, "Acme")

@@ -262,19 +262,6 @@ def test_nobody_edits_the_owner_role_not_even_its_description(api, db, org):
 # Workspace-bound keys -------------------------------------------------------------------
 
 
-@pytest.fixture
-def bound_key(api, org):
-    return api.post(
-        "/api/v1/api-keys",
-        as_=org.owner,
-        json={
-            "name": "ws1",
-            "roleId": str(org.roles["admin"]["_id"]),
-            "workspaceId": str(org.workspace["_id"]),
-        },
-    ).get_json()["key"]
-
-
 @pytest.mark.parametrize(
     "method,path,body",
     [

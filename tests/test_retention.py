@@ -154,7 +154,7 @@ def test_a_bad_value_is_a_400_naming_the_field_and_changes_nothing(app, api, org
         assert Anchor(app.config["AUDIT_ANCHOR_DIR"]).retention(org.id).settings is None
 
 
-def test_who_may_change_the_retention(app, api, org):
+def test_who_may_change_the_retention(app, api, org, bound_key):
     """A member, a custom role with manageOrganization only, a workspace-bound key: refused;
     a custom role with manageAuditRetention only changes the retention, not the name."""
     from .test_access_control import _person
@@ -171,23 +171,13 @@ def test_who_may_change_the_retention(app, api, org):
     ).get_json()
     renamer_person = _person(app, org, "renamer", renamer)
     keeper_person = _person(app, org, "keeper", keeper)
-    bound = api.post(
-        "/api/v1/api-keys",
-        as_=org.owner,
-        json={
-            "name": "bound",
-            "roleId": str(org.roles["admin"]["_id"]),
-            "workspaceId": str(org.workspace["_id"]),
-        },
-    ).get_json()["key"]
-
     assert patch(api, org.member, {"auditLegalHold": True}).status_code == 403
     refused = patch(api, renamer_person, {"auditRetentionDays": 60})
     assert (
         refused.status_code == 403 and refused.get_json()["error"]["field"] == "auditRetentionDays"
     )
     assert patch(api, renamer_person, {"name": "Renamed"}).status_code == 200
-    assert patch(api, None, {"auditLegalHold": True}, key=bound).status_code == 403
+    assert patch(api, None, {"auditLegalHold": True}, key=bound_key).status_code == 403
     assert patch(api, keeper_person, {"name": "Mine now"}).status_code == 403
     # refused as a whole: the name in the same request is not changed either
     assert patch(api, keeper_person, {"name": "X", "auditRetentionDays": 60}).status_code == 403
