@@ -11,10 +11,10 @@ and a chart reads one per day of its range, whether it shows days or hours.
 The writer adds each stored record to an in-memory tally (no extra write on the request
 path); the tally is added to the store with ``$inc`` upserts every
 ``AUDIT_COUNTS_INTERVAL`` seconds by the background runner, before the histogram reads,
-and at exit. A process killed in between
-loses at most that much of its tally: the chart may under-count by a few seconds of one
-process's traffic, which it is allowed to (the records themselves are never lost). The
-retention purge deletes the counts of the hours it purged.
+and at exit. A process killed in between loses at most that much of its tally: the chart
+may under-count by a few seconds of one process's traffic, which it is allowed to (the
+records themselves are never lost). The retention purge deletes the counts of the days
+it purged.
 
 Counting starts with the version that introduced it (the ``counters-since`` marker in
 ``app_upgrades``): every record of an organization created since went through a counting

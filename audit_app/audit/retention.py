@@ -117,14 +117,20 @@ def enforced(
     return Retention(max(in_db.days, days), in_db.hold or hold)
 
 
+def _read_anchor(app: Flask, organization: Mapping[str, Any]) -> AnchoredRetention | None:
+    try:
+        return _anchor(app).retention(organization["_id"])
+    except OSError as error:
+        log.error("The audit retention anchor of %s is unreadable: %s", organization["_id"], error)
+        return None
+
+
 def settings_of(organization: Mapping[str, Any], app: Flask | None = None) -> Retention:
     """What is enforced for an organization now (what its settings page and API show). With
     the anchor unreadable, the database's (the purge then deletes nothing: it needs both)."""
     app = app or current_app
-    try:
-        anchored = _anchor(app).retention(organization["_id"])
-    except OSError as error:
-        log.error("The audit retention anchor of %s is unreadable: %s", organization["_id"], error)
+    anchored = _read_anchor(app, organization)
+    if anchored is None:
         return stored(organization, app.config["AUDIT_RETENTION_DAYS"])
     return enforced(organization, anchored, app.config["AUDIT_RETENTION_DAYS"])
 
@@ -133,10 +139,10 @@ def disagreement(organization: Mapping[str, Any], app: Flask | None = None) -> s
     """Why the database's settings differ from the anchored ones (edited in the database)."""
     app = app or current_app
     default_days = app.config["AUDIT_RETENTION_DAYS"]
-    try:
-        days, hold = _anchor(app).retention(organization["_id"]).settings or (default_days, False)
-    except OSError:
-        return None  # unreadable: settings_of has logged it
+    anchored = _read_anchor(app, organization)
+    if anchored is None:
+        return None
+    days, hold = anchored.settings or (default_days, False)
     in_db = stored(organization, default_days)
     if (in_db.days, in_db.hold) == (days, hold):
         return None
@@ -212,7 +218,7 @@ class Purged:
     held: bool = False
     cutoff: datetime | None = None
     more: bool = False  # the tick's budget ran out: the next one continues
-    error: str | None = None  # nothing deleted: the anchor or the store failed
+    error: str | None = None  # stopped by a failure (what was deleted before it: deleted)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -278,7 +284,7 @@ def purge_all(
     if not acquire_lease(LEASE, holder, LEASE_SECONDS, app):
         return None
     try:
-        now = now or utcnow()
+        now = now or utcnow()  # another moment: what a purge then would do (tests)
         results = []
         query = {"_id": only} if only is not None else {}
         organizations = get_db(app).organizations.find(query, {"_id": 1}).sort("_id", ASCENDING)

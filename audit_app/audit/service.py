@@ -287,8 +287,8 @@ def _walked_counts(
             seen += 1
             at = record["createdAt"]
             bucket = counts.setdefault(floor_to(at, step), dict.fromkeys(STATUS_CLASSES, 0))
-            family = f"{int(record.get('statusCode') or 0) // 100}xx"
-            if family in bucket:
+            family = counters.status_class(record.get("statusCode"))
+            if family is not None:
                 bucket[family] += 1
     return counts, None
 
