@@ -343,3 +343,15 @@ def test_pages_read_as_people_read(owner_client, org, db):
     missing = owner_client.get(f"/organization/audit-logs/{ObjectId()}")
     assert missing.status_code == 404
     assert 'href="/organization/audit-logs">Back to the audit log' in missing.get_data(True)
+
+
+def test_a_keys_last_use_leads_to_its_requests_to_the_second(owner_client, api, org):
+    """"Last used" is kept to the minute (to spare the database); the page says so and
+    links it to the key's records in the audit log, which hold every use to the second."""
+    assert api.get("/api/v1/workspaces", key=org.api_key).status_code == 200
+    keys = owner_client.get("/organization/api-keys").get_data(as_text=True)
+    assert "Last used is kept to the minute" in keys
+    link = re.search(r'data-label="Last used"><a href="([^"]+)"', keys).group(1)
+    assert link == f"/organization/audit-logs?apiKeyId={org.api_key_id}"
+    listing = owner_client.get(link).get_data(as_text=True)
+    assert listing.count("/api/v1/workspaces") >= 1
