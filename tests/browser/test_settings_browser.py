@@ -74,3 +74,15 @@ def test_legal_hold_stops_the_purge(page, live, tmp_path):
     rows.first.get_by_role("link", name="View Details").click()
     changed = page.locator("table.changes tbody").inner_text()  # the newest: the hold lifted
     assert changed.split() == ["auditLegalHold", "true", "false"], changed
+
+
+def test_the_organization_pages_fit_a_phone(browser, live):
+    """At 390 px nothing scrolls sideways on Settings, API Keys, Members and Audit Streams."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    log_in(page, live, "owner")
+    for path in ("settings", "api-keys", "members", "roles", "audit-streams"):
+        page.goto(f"{live['url']}/organization/{path}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 392, (path, width)
+    context.close()
