@@ -510,9 +510,9 @@ def test_retention_purges_one_organization_in_batches(tmp_path):
     collection.insert_many(records)
     fallbacks = FALLBACKS[0]
     removed = 0
-    while ids := stored_before(database, ORG, BASE + timedelta(days=30), 1000):
-        assert len(ids) <= 1000
-        removed += delete_records(database, ORG, ids)
+    while batch := stored_before(database, ORG, BASE + timedelta(days=30), 1000):
+        assert len(batch) <= 1000 and [at for _, at in batch] == sorted(at for _, at in batch)
+        removed += delete_records(database, ORG, [record_id for record_id, _ in batch])
     assert removed == 2500 and FALLBACKS[0] == fallbacks  # index walks, never mongomock's scan
     assert collection.count_documents({"organizationId": ORG}) == 0
     assert collection.count_documents({"organizationId": other}) == 9

@@ -67,7 +67,7 @@ def test_the_purge_batch_is_a_covered_walk_of_org_stored(big, real_app):
                 "organizationId": big.id,
                 "storedAt": {"$lt": datetime(2030, 1, 1, tzinfo=UTC)},
             },
-            "projection": {"_id": 1},
+            "projection": {"_id": 1, "storedAt": 1},
             "sort": {"storedAt": 1, "_id": 1},
             "hint": "org_stored",
             "limit": 50,

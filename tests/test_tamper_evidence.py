@@ -316,7 +316,7 @@ def test_retention_takes_the_chunks_of_expired_windows_and_the_chain_still_verif
 
     assert "ttl_windowEnd" not in ensure_digest_indexes(db)
     cutoff = START + timedelta(days=1)
-    ids = stored_before(db, org.id, cutoff, 1000)
+    ids = [record_id for record_id, _ in stored_before(db, org.id, cutoff, 1000)]
     assert ids and delete_records(db, org.id, ids) == len(ids)
     assert purge_window_chunks(db, org.id, cutoff) > 0
     assert db.audit_digest_chunks.count_documents({"organizationId": org.id}) == 0

@@ -362,7 +362,7 @@ def test_the_retention_purge_walks_org_stored_and_deletes_exactly_its_batch(serv
     those ids in the organization, acknowledged by a majority, journaled; then the chunks
     of the windows that ended before the cut-off."""
     organization_id = wired.organization_id
-    batch = [{"_id": ObjectId()} for _ in range(3)]
+    batch = [{"_id": ObjectId(), "storedAt": datetime(2025, 1, 1)} for _ in range(3)]
     walks = []
 
     def oldest(find):  # the first walk finds three, the next one nothing
@@ -378,7 +378,7 @@ def test_the_retention_purge_walks_org_stored_and_deletes_exactly_its_batch(serv
     first = walks[0]
     cutoff = first["filter"]["storedAt"]["$lt"]
     assert first["filter"] == {"storedAt": {"$lt": cutoff}, "organizationId": organization_id}
-    assert first["projection"] == {"_id": 1}
+    assert first["projection"] == {"_id": 1, "storedAt": 1}
     assert first["sort"] == {"storedAt": 1, "_id": 1} and first["hint"] == "org_stored"
     assert first["limit"] == 1000 and first["maxTimeMS"] == 30000
     expected = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=400)

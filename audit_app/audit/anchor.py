@@ -40,7 +40,8 @@ class AnchoredRetention:
     """What the anchor says of an organization's retention (None: nothing anchored yet)."""
 
     settings: tuple[int, bool] | None = None  # (retentionDays, legalHold), the latest
-    purged_before: datetime | None = None  # the highest bound the purge ever deleted below
+    purged_before: datetime | None = None  # every record stored before it is gone
+    progress: tuple[datetime, str] | None = None  # (storedAt, id) a batch deleted up to
 
 
 class Anchor:
@@ -77,7 +78,11 @@ class Anchor:
     # Retention ------------------------------------------------------------------------
 
     def retention_path(self, organization_id: ObjectId) -> Path:
+        """The purge's progress: append-only, each line past the one before."""
         return self.directory / f"{ObjectId(organization_id)}.retention.ndjson"
+
+    def settings_path(self, organization_id: ObjectId) -> Path:
+        return self.directory / f"{ObjectId(organization_id)}.retention-settings.ndjson"
 
     def anchor_settings(self, organization_id: ObjectId, retention_days: int, hold: bool) -> None:
         """Anchor a change of the retention settings; OSError if it cannot be written."""
@@ -87,12 +92,42 @@ class Anchor:
             "legalHold": hold,
             "at": iso(utcnow()),
         }
-        self._append(self.retention_path(organization_id), entry)
+        self._append(self.settings_path(organization_id), entry)
+
+    def anchor_progress(self, organization_id: ObjectId, stored_at: datetime, last_id) -> None:
+        """Anchor how far a purge batch goes, before it deletes: every record up to this
+        (storedAt, _id), in that order, may be gone."""
+        entry = {"kind": "progress", "storedAt": iso(stored_at), "id": str(last_id)}
+        self._append(self.retention_path(organization_id), {**entry, "at": iso(utcnow())})
 
     def anchor_purge(self, organization_id: ObjectId, purged_before: datetime) -> None:
-        """Anchor the purge's new bound before a record below it is deleted."""
+        """Anchor that every record stored before ``purged_before`` is gone (a purge that
+        reached its cut-off), before the chunks of those windows are deleted."""
         entry = {"kind": "purge", "purgedBefore": iso(purged_before), "at": iso(utcnow())}
         self._append(self.retention_path(organization_id), entry)
+
+    def retention(self, organization_id: ObjectId) -> AnchoredRetention:
+        """The latest anchored settings, and the furthest the purge has anchored."""
+        settings: tuple[int, bool] | None = None
+        for entry in _entries(self.settings_path(organization_id)):
+            days, hold = entry.get("retentionDays"), entry.get("legalHold")
+            if isinstance(days, int) and not isinstance(days, bool) and isinstance(hold, bool):
+                settings = (days, hold)
+        purged_before: datetime | None = None
+        progress: tuple[datetime, str] | None = None
+        # only the tail: each line is past the one before, and a busy purge writes many
+        for entry in _entries(self.retention_path(organization_id), tail=TAIL_BYTES):
+            if entry.get("kind") == "purge":
+                bound = _moment(entry.get("purgedBefore"))
+                if bound is not None and (purged_before is None or bound > purged_before):
+                    purged_before = bound
+            elif entry.get("kind") == "progress":
+                at, last = _moment(entry.get("storedAt")), entry.get("id")
+                if at is None or not isinstance(last, str) or not ObjectId.is_valid(last):
+                    continue
+                if progress is None or (at, last) > progress:
+                    progress = (at, last)
+        return AnchoredRetention(settings, purged_before, progress)
 
     def legacy_path(self) -> Path:
         return self.directory / "retention-legacy.json"
@@ -121,28 +156,6 @@ class Anchor:
         except (ValueError, KeyError, TypeError, AttributeError):
             return None  # unreadable: nothing is excused by it
 
-    def retention(self, organization_id: ObjectId) -> AnchoredRetention:
-        """The latest anchored settings and the highest anchored purge bound."""
-        try:
-            text = self.retention_path(organization_id).read_text("ascii", errors="replace")
-        except FileNotFoundError:
-            return AnchoredRetention()
-        settings: tuple[int, bool] | None = None
-        purged_before: datetime | None = None
-        for line in text.splitlines():
-            try:
-                entry = json.loads(line)
-                if entry["kind"] == "settings":
-                    days, hold = entry["retentionDays"], entry["legalHold"]
-                    if isinstance(days, int) and isinstance(hold, bool):
-                        settings = (days, hold)
-                elif entry["kind"] == "purge":
-                    bound = datetime.fromisoformat(entry["purgedBefore"].replace("Z", "+00:00"))
-                    purged_before = bound if purged_before is None else max(purged_before, bound)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue  # a line torn by a crash
-        return AnchoredRetention(settings, purged_before)
-
     def entries(self, organization_id: ObjectId) -> dict[int, str]:
         """The anchored digests of an organization: {sequence: digest hash}."""
         try:
@@ -164,3 +177,41 @@ class Anchor:
             return None
         sequence = max(anchored)
         return sequence, anchored[sequence]
+
+
+TAIL_BYTES = 16_384
+
+
+def _entries(path: Path, tail: int | None = None) -> list[dict]:
+    """The JSON lines of an anchor file (of its last ``tail`` bytes); a line torn by a crash,
+    or cut by the tail, is skipped. FileNotFoundError: none."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = max(0, size - tail) if tail else 0
+            handle.seek(start)
+            data = handle.read().decode("ascii", errors="replace")
+    except FileNotFoundError:
+        return []
+    lines = data.splitlines()
+    if start > 0 and lines:
+        lines = lines[1:]  # begun mid-line
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            found.append(entry)
+    return found
+
+
+def _moment(text) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None

@@ -137,7 +137,8 @@ def purge_window_chunks(db: Database, organization_id: ObjectId, cutoff: datetim
 class Expiry:
     """What retention may have removed, by bounds anchored outside the database."""
 
-    stored_before: datetime  # the organization's highest purge bound (by storing time)
+    stored_before: datetime  # every record stored before it is gone (a purge completed)
+    progress: tuple[datetime, str] | None  # the (storedAt, _id) a purge batch deleted up to
     received_before: datetime  # what the TTL index of an earlier version removed (by _id)
 
     @property
@@ -145,8 +146,11 @@ class Expiry:
         return max(self.stored_before, self.received_before)
 
     def excuses(self, record_id: str, stored_ms: int) -> bool:
-        return stored_ms < _ms(self.stored_before) or _received_before(
-            record_id, self.received_before
+        if stored_ms < _ms(self.stored_before) or _received_before(record_id, self.received_before):
+            return True
+        return self.progress is not None and (stored_ms, record_id) <= (
+            _ms(self.progress[0]),
+            self.progress[1],
         )
 
 
@@ -160,10 +164,12 @@ def expired_before(policy: SealPolicy, organization_id: ObjectId) -> Expiry:
     Without an anchor nothing is excused: a moving ``now - retention`` would let someone who
     can write the database trim a log on hold by waiting."""
     if policy.anchor is None:
-        return Expiry(NOTHING_EXPIRED, NOTHING_EXPIRED)
-    purged = policy.anchor.retention(organization_id).purged_before
+        return Expiry(NOTHING_EXPIRED, None, NOTHING_EXPIRED)
+    anchored = policy.anchor.retention(organization_id)
     legacy = policy.anchor.legacy_bound()
-    return Expiry(purged or NOTHING_EXPIRED, legacy or NOTHING_EXPIRED)
+    return Expiry(
+        anchored.purged_before or NOTHING_EXPIRED, anchored.progress, legacy or NOTHING_EXPIRED
+    )
 
 
 def _record_stream(db: Database, organization_id: ObjectId, start: datetime, end: datetime):
@@ -474,9 +480,11 @@ def verify_organization(
             report.windows.append(window)
             try:
                 _check_digest(digest, previous, signer, window, first_in_chain=previous is None)
-                if window.window_end <= expired.windows_before:
-                    if window.status != "failed":
+                if window.window_end <= expired.windows_before and id(digest) in hashes:
+                    if window.status != "failed":  # an early digest: its window, as a whole
                         window.status = "expired"
+                elif window.window_end <= expired.windows_before:
+                    _check_purged_window(db, organization_id, digest, window, expired)
                 elif id(digest) in hashes:
                     _check_records(digest, hashes[id(digest)], window)
                 else:
@@ -616,6 +624,33 @@ def _sealed_entries(db: Database, organization_id: ObjectId, digest: dict, windo
                 continue
             record_id, record_hash_, stored_ms = entry
             yield (int(stored_ms), record_id), record_hash_
+
+
+def _check_purged_window(db, organization_id, digest, window, expired: Expiry) -> None:
+    """A window the purge has gone past. While its chunks remain, its records are checked
+    as any window's (a record the purge has not reached yet, or one kept by a hold, is no
+    less sealed); once they are gone, nothing of it should remain: a record found there was
+    put there."""
+    chunks = TenantCollection(db[CHUNKS], organization_id)
+    if not digest.get("chunks") or chunks.find_one({"digestId": digest["_id"], "index": 0}):
+        _check_chunked_records(db, organization_id, digest, window, expired)
+    else:
+        _check_nothing_left(db, organization_id, window)
+    if window.status != "failed":
+        window.status = "expired"
+
+
+def _check_nothing_left(db, organization_id, window) -> None:
+    found = [
+        str(record["_id"])
+        for record in _record_stream(
+            db, organization_id, window.window_start, window.window_end
+        ).limit(MAX_PROBLEMS_PER_WINDOW)
+    ]
+    for record_id in found:
+        window.fail(
+            "inserted", f"Record {record_id} is in a window retention has purged.", record_id
+        )
 
 
 def _check_chunked_records(db, organization_id, digest, window, expired: Expiry) -> None:

@@ -158,19 +158,19 @@ def stored_before(
     cutoff: datetime,
     limit: int,
     timeout_ms: int = 30_000,
-) -> list[ObjectId]:
-    """The ids of up to ``limit`` of an organization's records stored before ``cutoff``,
-    oldest first: a walk of ``org_stored`` that stops after ``limit`` (covered on MongoDB:
-    the index holds every field it reads)."""
+) -> list[tuple[ObjectId, datetime]]:
+    """The (id, storedAt) of up to ``limit`` of an organization's records stored before
+    ``cutoff``, oldest first: a walk of ``org_stored`` that stops after ``limit`` (covered
+    on MongoDB: the index holds every field it reads)."""
     cursor = (
         _scoped(db, organization_id)
-        .find({"storedAt": {"$lt": cutoff}}, {"_id": 1})
+        .find({"storedAt": {"$lt": cutoff}}, {"_id": 1, "storedAt": 1})
         .sort([("storedAt", ASCENDING), ("_id", ASCENDING)])
         .hint("org_stored")
         .limit(limit)
         .max_time_ms(timeout_ms)
     )
-    return [record["_id"] for record in cursor]
+    return [(record["_id"], record["storedAt"]) for record in cursor]
 
 
 def delete_records(db: Database[Document], organization_id: ObjectId, ids: list[ObjectId]) -> int:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -260,12 +260,21 @@ def _purge_batches(app: Flask, organization_id: ObjectId, now: datetime, result:
                 return
             cutoff = floor_to(now, DAY) - timedelta(days=settings.days)
             result.cutoff = cutoff
-            if anchored.purged_before is None or anchored.purged_before < cutoff:
-                anchor.anchor_purge(organization_id, cutoff)  # before anything is deleted
-            ids = stored_before(audit, organization_id, cutoff, BATCH, READ_TIMEOUT_MS)
-            if ids:
+            batch = stored_before(audit, organization_id, cutoff, BATCH, READ_TIMEOUT_MS)
+            if batch:
+                # how far this batch goes, anchored before it deletes: verify excuses no
+                # record past it (a hold, a failure, the tick's end may stop the purge here)
+                last_id, last_stored = batch[-1]
+                reached = (_aware(last_stored), str(last_id))
+                if anchored.progress is None or reached > anchored.progress:
+                    anchor.anchor_progress(organization_id, *reached)
+                ids = [record_id for record_id, _ in batch]
                 result.deleted += delete_records(audit, organization_id, ids)
-            if len(ids) < BATCH:
+            if len(batch) < BATCH:
+                # every record stored before the cut-off is gone: so can their windows'
+                # chunks and their days' counts be
+                if anchored.purged_before is None or anchored.purged_before < cutoff:
+                    anchor.anchor_purge(organization_id, cutoff)
                 purge_window_chunks(audit, organization_id, cutoff)
                 forget_before(audit, organization_id, cutoff)
                 return
@@ -320,6 +329,10 @@ def background_purger(app: Flask) -> tuple[float, Callable[[], None]]:
             purge_all(app, by="background task")
 
     return float(app.config["AUDIT_PURGE_INTERVAL"]), task
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _anchor(app: Flask) -> Anchor:
