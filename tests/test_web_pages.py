@@ -346,7 +346,7 @@ def test_pages_read_as_people_read(owner_client, org, db):
 
 
 def test_a_keys_last_use_leads_to_its_requests_to_the_second(owner_client, api, org):
-    """"Last used" is kept to the minute (to spare the database); the page says so and
+    """Last used is kept to the minute (to spare the database); the page says so and
     links it to the key's records in the audit log, which hold every use to the second."""
     assert api.get("/api/v1/workspaces", key=org.api_key).status_code == 200
     keys = owner_client.get("/organization/api-keys").get_data(as_text=True)
