@@ -16,7 +16,7 @@ from .audit.actions import label as action_label
 from .audit.api import bp as audit_logs_bp
 from .audit.capture import WRITER_KEY, record_response, start_request
 from .audit.repository import audit_write_concern
-from .audit.retention import anchor_legacy_bound, background_purger
+from .audit.retention import background_purger
 from .audit.retention import check_bounds as check_retention_bounds
 from .audit.sealing import background_sealer
 from .audit.spool import Spool
@@ -61,7 +61,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     check_stream_key(app.config)
     check_retention_bounds(app.config)
     init_stores(app)
-    anchor_legacy_bound(app)
     register_extensions(app)
     register_hooks(app)
     register_blueprints(app)

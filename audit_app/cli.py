@@ -27,7 +27,7 @@ from .audit.capture import WRITER_KEY, record_operator_command
 from .audit.context import begin as begin_notes
 from .audit.integrity import iter_digests
 from .audit.query import FilterSchema, IsoDateTime, parse_query
-from .audit.retention import purge_all
+from .audit.retention import legacy_from_ttl, purge_all
 from .audit.schemas import jsonable
 from .audit.sealing import RECENT_WINDOWS, seal_now, store_state, verify
 from .audit.sealing import policy as sealing_policy
@@ -356,7 +356,7 @@ def ensure_indexes_command(as_json):
     and the command fails; the others are still built.
     """
 
-    report = ensure_indexes(get_db(), get_audit_db())
+    report = ensure_indexes(get_db(), get_audit_db(), legacy_from_ttl(current_app))
     if report.conflicts:
         raise click.ClickException(
             "Some indexes exist with another key or other options; drop them (or rename "

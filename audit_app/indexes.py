@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -26,6 +27,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from .api_keys.repository import INDEXES as API_KEY_INDEXES
 from .audit import counters, integrity
 from .audit import repository as audit_repository
+from .audit.retention import legacy_from_ttl
 from .auth.sessions import INDEXES as SESSION_INDEXES
 from .db import Document, IndexSpec, Store, stores
 from .organizations.repository import INDEXES as ORGANIZATION_INDEXES
@@ -63,10 +65,15 @@ class IndexReport:
     conflicts: list[str] = field(default_factory=list)
 
 
-def ensure_indexes(main_db: Database[Document], audit_db: Database[Document]) -> IndexReport:
+def ensure_indexes(
+    main_db: Database[Document],
+    audit_db: Database[Document],
+    before_dropping_ttl: Callable[[int | None], None] | None = None,
+) -> IndexReport:
     """Create every index (idempotent); conflicts are collected, the rest still built. Also
     give permissions added since organizations were made to their built-in roles, once, and
-    drop the TTL indexes of earlier versions (retention is a purge per organization now)."""
+    drop the TTL indexes of earlier versions (retention is a purge per organization now),
+    after ``before_dropping_ttl`` (its ``expireAfterSeconds``) has anchored what they removed."""
     report = IndexReport()
     grant_added_permissions(main_db)
     for db, declared in ((main_db, PLATFORM_INDEXES), (audit_db, AUDIT_INDEXES)):
@@ -80,7 +87,7 @@ def ensure_indexes(main_db: Database[Document], audit_db: Database[Document]) ->
                         raise
                     message = (error.details or {}).get("errmsg") or str(error)
                     report.conflicts.append(f"{collection}.{options['name']}: {message}")
-    audit_repository.drop_ttl(audit_db)
+    audit_repository.drop_ttl(audit_db, before_dropping_ttl)
     integrity.drop_chunk_ttl(audit_db)
     counters.mark_start(main_db)
     return report
@@ -113,7 +120,7 @@ def ensure_indexes_on_start(app: Flask) -> None:
         check_indexes(app)
         return
     try:
-        ensure_indexes(main.db, audit.db)
+        ensure_indexes(main.db, audit.db, legacy_from_ttl(app))
     except Exception as error:  # noqa: BLE001 - store unusable at start: serve, spool audits
         app.logger.error(
             "Could not ensure indexes at start (%s); run 'flask ensure-indexes' "

@@ -188,7 +188,7 @@ def test_an_organization_older_than_the_counts_says_from_when_they_are_whole(bus
     from audit_app.db import get_db
 
     app, summary, admin = busy
-    began = datetime.now(UTC) - timedelta(days=3)
+    began = datetime.now(UTC) - timedelta(days=10)  # further back than a walk of 100 goes
     with app.app_context():
         get_db().app_upgrades.update_one({"_id": "counters-since"}, {"$set": {"at": began}})
         get_db().organizations.update_one(
@@ -200,7 +200,7 @@ def test_an_organization_older_than_the_counts_says_from_when_they_are_whole(bus
         app,
         admin,
         interval="day",
-        **{"from": (now - timedelta(days=10)).isoformat(), "to": now.isoformat()},
+        **{"from": (now - timedelta(days=14)).isoformat(), "to": now.isoformat()},
     )
     assert answer["source"] == "counters" and answer["partial"] is True
     whole = began.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -228,8 +228,7 @@ def test_a_failed_flush_keeps_the_tally_for_the_next():
     for status in (200, 201, 404):
         tally.add({"organizationId": org, "createdAt": DAY, "statusCode": status})
     tally.add({"organizationId": None, "createdAt": DAY, "statusCode": 200})  # not anyone's
-    with pytest.raises(AutoReconnect):
-        tally.flush({"audit_counters": Down()})
+    assert tally.flush({"audit_counters": Down()}) == 0  # logged; nothing applied, all kept
     up = Up()
     assert tally.flush({"audit_counters": up}) == 1
     [(key, change, upsert)] = up.sent

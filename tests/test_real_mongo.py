@@ -43,12 +43,13 @@ def test_indexes_exist_with_their_definitions(real_app):
 
 
 def test_a_ttl_index_of_an_earlier_version_is_dropped(real_app):
-    from audit_app.audit.repository import TTL_INDEX, ensure_audit_indexes
+    from audit_app.audit.repository import TTL_INDEX, drop_ttl
 
     with real_app.app_context():
         db = get_audit_db()
         db.audit_logs.create_index([("createdAt", 1)], name=TTL_INDEX, expireAfterSeconds=86400)
-        ensure_audit_indexes(db)
+        removed_after = []
+        assert drop_ttl(db, removed_after.append) == [TTL_INDEX] and removed_after == [86400]
         assert TTL_INDEX not in db.audit_logs.index_information()
 
 

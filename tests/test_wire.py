@@ -67,7 +67,7 @@ def test_the_ttl_index_of_an_earlier_version_is_dropped_not_rebuilt(server):
     it (cheap: no rebuild, no collMod) and creates none."""
     import pymongo
 
-    from audit_app.audit.repository import TTL_INDEX, ensure_audit_indexes
+    from audit_app.audit.repository import TTL_INDEX, drop_ttl, ensure_audit_indexes
 
     listed = {
         "id": 0,
@@ -97,10 +97,16 @@ def test_the_ttl_index_of_an_earlier_version_is_dropped_not_rebuilt(server):
 
     client = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=5000)
     try:
-        with going(ensure_audit_indexes, client["auditdb"]) as names:
+        removed_after = []
+
+        def ensure(db):
+            return ensure_audit_indexes(db) + drop_ttl(db, removed_after.append)
+
+        with going(ensure, client["auditdb"]) as names:
             serve(until_quiet=2)
+        assert removed_after == [400 * 86400]  # what it removed, anchored before it goes
         assert f"drop {TTL_INDEX}" in seen and "collMod" not in seen
-        assert TTL_INDEX not in seen and TTL_INDEX not in names()
+        assert TTL_INDEX not in seen and names()[-1] == TTL_INDEX
         assert "org_stored" in seen
     finally:
         client.close()

@@ -26,16 +26,19 @@ says so.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError, PyMongoError, ServerSelectionTimeoutError
 from pymongo.write_concern import WriteConcern
 
 from ..db import Document, IndexSpec, TenantCollection
@@ -48,6 +51,9 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 SINCE_MARKER = "counters-since"
+TIMEOUT_SECONDS = 2.0
+# what a store that cannot take or give the counts raises (never the records' failure)
+FAILURES = (PyMongoError, sqlite3.Error, OSError)
 INDEXES: list[IndexSpec] = [
     (
         [("organizationId", ASCENDING), ("day", ASCENDING)],
@@ -76,38 +82,65 @@ class HourlyTally:
                 self._pending[(organization_id, floor_to(at, HOUR), family)] += 1
 
     def flush(self, db: Database[Document]) -> int:
-        """Add the tally to the store; on failure it is kept for the next flush."""
+        """Add the tally to the store, within ``TIMEOUT_SECONDS``. What was surely not
+        applied is kept for the next flush; what may have been is not sent again (``$inc``
+        is not idempotent: the counts may under-count, never over-count)."""
         with self._lock:
             taken, self._pending = self._pending, Counter()
         if not taken:
             return 0
         increments: dict[tuple[ObjectId, datetime], Counter[str]] = {}
+        parts: dict[tuple[ObjectId, datetime], Counter[tuple[ObjectId, datetime, str]]] = {}
         for (organization_id, hour, family), count in taken.items():
-            slot = increments.setdefault((organization_id, floor_to(hour, DAY)), Counter())
+            key = (organization_id, floor_to(hour, DAY))
+            slot = increments.setdefault(key, Counter())
             at = f"hours.{hour.hour:02d}"
             for path in ("count", f"statusClasses.{family}", f"{at}.count"):
                 slot[path] += count
             slot[f"{at}.statusClasses.{family}"] += count
+            parts.setdefault(key, Counter())[(organization_id, hour, family)] = count
+        keys = list(increments)
         updates = [
-            ({"organizationId": organization_id, "day": day}, {"$inc": dict(inc)})
-            for (organization_id, day), inc in increments.items()
+            (
+                {"organizationId": organization_id, "day": day},
+                {"$inc": dict(increments[(organization_id, day)])},
+            )
+            for organization_id, day in keys
         ]
+        unsent = self._send(db, updates)
+        if unsent:
+            with self._lock:
+                for index in unsent:
+                    self._pending.update(parts[keys[index]])
+        return len(updates) - len(unsent)
+
+    def _send(self, db: Database[Document], updates: list[tuple[Document, Document]]) -> list[int]:
+        """Send the updates; return the indexes of those surely not applied."""
         collection = db[COUNTERS]
+        if not isinstance(collection, Collection):
+            # mongomock and the embedded store take no pymongo 4 bulk operations: one by one
+            for index, (key, change) in enumerate(updates):
+                try:
+                    collection.update_one(key, change, upsert=True)
+                except FAILURES as error:
+                    log.warning("Activity counts not added (%s); kept for the next time", error)
+                    return list(range(index, len(updates)))
+            return []
+        majority = collection.with_options(write_concern=WriteConcern(w="majority"))
         try:
-            if isinstance(collection, Collection):  # MongoDB: one round trip
-                majority = collection.with_options(write_concern=WriteConcern(w="majority"))
+            with pymongo.timeout(TIMEOUT_SECONDS):  # a majority out of reach waits no longer
                 majority.bulk_write(
                     [UpdateOne(key, change, upsert=True) for key, change in updates],
                     ordered=False,
                 )
-            else:  # mongomock and the embedded store take no pymongo 4 bulk operations
-                for key, change in updates:
-                    collection.update_one(key, change, upsert=True)
-        except Exception:
-            with self._lock:
-                self._pending.update(taken)
-            raise
-        return len(updates)
+        except BulkWriteError as error:  # applied, but for these (write concern errors: all)
+            return [failure["index"] for failure in error.details.get("writeErrors", [])]
+        except ServerSelectionTimeoutError as error:  # nothing was sent
+            log.warning("Activity counts not added (%s); kept for the next time", error)
+            return list(range(len(updates)))
+        except PyMongoError as error:  # sent: may have been applied, so never sent twice
+            log.warning("Activity counts may be short: an addition was not confirmed (%s)", error)
+        return []
 
 
 def counted(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -182,7 +182,9 @@ def delete_records(db: Database[Document], organization_id: ObjectId, ids: list[
     return scoped.delete_many({"_id": {"$in": ids}}).deleted_count
 
 
-def drop_ttl(db: Database[Document]) -> list[str]:
+def drop_ttl(
+    db: Database[Document], before_dropping_ttl: Callable[[int | None], None] | None = None
+) -> list[str]:
     """Drop the TTL index of earlier versions, and the indexes nothing queries any more.
 
     A TTL index deletes by age whatever an organization's settings say: it cannot honour a
@@ -192,6 +194,9 @@ def drop_ttl(db: Database[Document]) -> list[str]:
     """
     collection = db[COLLECTION]
     present = collection.index_information()
+    seconds = present.get(TTL_INDEX, {}).get("expireAfterSeconds")
+    if before_dropping_ttl is not None:  # what it removed (None: none), said before it goes
+        before_dropping_ttl(seconds if isinstance(seconds, int) else None)
     dropped = []
     for obsolete in (*OBSOLETE_INDEXES, TTL_INDEX):
         if obsolete in present:
@@ -203,9 +208,7 @@ def drop_ttl(db: Database[Document]) -> list[str]:
 
 def ensure_audit_indexes(db: Database[Document]) -> list[str]:
     """The records' query indexes (benchmarks and tests build just these)."""
-    names = [db[COLLECTION].create_index(keys, **options) for keys, options in INDEXES]
-    drop_ttl(db)
-    return names
+    return [db[COLLECTION].create_index(keys, **options) for keys, options in INDEXES]
 
 
 # Reading, always within one organization ------------------------------------------------

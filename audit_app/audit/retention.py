@@ -84,18 +84,21 @@ def check_bounds(config: Mapping[str, Any]) -> None:
         )
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SANE_DAYS = 100 * 366  # a value past this in the database is an edit: the default stands
 
 
-def anchor_legacy_bound(app: Flask) -> None:
-    """At the first start with per-organization retention, anchor what an earlier version's
-    TTL index may have removed (records received before now - AUDIT_RETENTION_DAYS), once:
-    ``verify`` excuses nothing else that was not purged under an anchored bound."""
-    before = utcnow() - timedelta(days=app.config["AUDIT_RETENTION_DAYS"])
-    try:
+def legacy_from_ttl(app: Flask) -> Callable[[int | None], None]:
+    """For ``ensure-indexes`` (the deploy step; at start on the embedded store): before the
+    TTL index of an earlier version is dropped, anchor what it removed, by its own
+    ``expireAfterSeconds``; without one (a new installation), that nothing was. Once per
+    installation: the bound never moves. If the anchor cannot be written, the index stays."""
+
+    def anchor(seconds: int | None) -> None:
+        before = EPOCH if seconds is None else utcnow() - timedelta(seconds=seconds)
         _anchor(app).anchor_legacy(before)
-    except OSError as error:
-        log.warning("Could not anchor the legacy retention bound (%s); will try again", error)
+
+    return anchor
 
 
 def stored(organization: Mapping[str, Any], default_days: int) -> Retention:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from ..workspaces.repository import find_workspace_by_name, find_workspaces_by_i
 from . import counters
 from .actions import known_actions, of_resource
 from .capture import WRITER_KEY
-from .counters import STATUS_CLASSES
+from .counters import EVER, STATUS_CLASSES
+from .counters import FAILURES as COUNTS_FAILURES
 from .export import is_time_limit
 from .query import (
     NOTHING,
@@ -207,6 +209,7 @@ def existing_records(principal: Principal, record_ids: list[str]) -> set[str]:
     return {str(r["_id"]) for r in find_records_by_ids(get_audit_db(), principal.org, wanted)}
 
 
+log = logging.getLogger(__name__)
 HISTOGRAM_SPANS = {"hour": timedelta(hours=48), "day": timedelta(days=14)}  # the defaults
 HISTOGRAM_MAX_BUCKETS = 400
 
@@ -240,21 +243,20 @@ def histogram(
     # than the walk would count (a walk of the records stays exact to the second)
     unfiltered = not any(value for name, value in loaded.items() if name not in ("from_", "to"))
     kept = _kept_counts(principal.org, start, end, step) if unfiltered else None
-    if kept is not None and sum(sum(c.values()) for c in kept[0].values()) > cap:
+    if kept is not None and kept[1] is None and sum(map(_total, kept[0].values())) > cap:
         counts, counted_from, source = kept[0], kept[1], "counters"
     else:
         counts, counted_from = _walked_counts(principal, query, step, cap)
         source = "records"
-        if counted_from is not None and kept is not None:
+        # the walk stopped short: the counts answer if they are whole further back
+        if counted_from is not None and kept is not None and (kept[1] or EVER) <= counted_from:
             counts, counted_from, source = kept[0], kept[1], "counters"
     buckets = []
-    moment = first
-    while moment <= end:
+    moment: datetime | None = first
+    while moment is not None and moment <= end:
         classes = counts.get(moment, dict.fromkeys(STATUS_CLASSES, 0))
-        buckets.append(
-            {"start": iso(moment), "count": sum(classes.values()), "statusClasses": classes}
-        )
-        moment += step
+        buckets.append({"start": iso(moment), "count": _total(classes), "statusClasses": classes})
+        moment = _next(moment, step)
     return {
         "interval": interval,
         "from": iso(start),
@@ -293,17 +295,36 @@ def _walked_counts(
     return counts, None
 
 
+def _total(classes: dict[str, int]) -> int:
+    return sum(classes.values())
+
+
+def _next(moment: datetime, step: timedelta) -> datetime | None:
+    try:
+        return moment + step
+    except OverflowError:  # past 9999-12-31: the last bucket was the last there is
+        return None
+
+
 def _kept_counts(
     organization_id: ObjectId, start: datetime, end: datetime, step: timedelta
 ) -> tuple[dict[datetime, dict[str, int]], datetime | None] | None:
     """The counts kept at write time, by bucket, and from when they are whole (None:
-    whole); None when this installation has none for the organization's range."""
-    organization = find_organization(get_db(), organization_id)
-    whole = counters.whole_from(get_db(), organization or {})
-    if whole is None:
+    whole); None when this installation has none for the organization's range, or they
+    cannot be read (the walk answers then: the counts never fail a chart)."""
+    try:
+        organization = find_organization(get_db(), organization_id)
+        whole = counters.whole_from(get_db(), organization or {})
+        if whole is None:
+            return None
+        writer = current_app.extensions.get(WRITER_KEY)
+        if writer is not None:
+            try:  # this process's tally too, so a count never lags its own page
+                writer.flush_counts()
+            except COUNTS_FAILURES as error:
+                log.warning("Activity counts not added before a chart (%s)", error)
+        counts = counters.counted(get_audit_db(), organization_id, start, end, step)
+    except COUNTS_FAILURES as error:
+        log.warning("Activity counts unreadable, counting the records instead (%s)", error)
         return None
-    writer = current_app.extensions.get(WRITER_KEY)
-    if writer is not None:
-        writer.flush_counts()  # this process's tally too, so a count never lags its own page
-    counts = counters.counted(get_audit_db(), organization_id, start, end, step)
     return counts, (whole if whole > floor_to(start, step) else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import (
     Blueprint,
@@ -87,7 +87,10 @@ def _chart(filters: dict) -> dict | None:
     bars = []
     for bucket in found["buckets"]:
         start = datetime.fromisoformat(bucket["start"].replace("Z", "+00:00"))
-        end = start + step - timedelta(milliseconds=1)
+        try:
+            end = start + step - timedelta(milliseconds=1)
+        except OverflowError:  # the bucket of 9999-12-31 ends with the calendar
+            end = datetime.max.replace(tzinfo=UTC)
         narrowed = {**shown, "from": iso(start), "to": iso(end)}
         stacked, base = [], 0.0
         for family in ("2xx", "3xx", "4xx", "5xx", "1xx"):

@@ -110,6 +110,9 @@ class AuditWriter:
                         # stored before; the entry goes only once a majority holds it
                         if not confirm_stored(self.store.db, record):
                             raise NotYetDurable(record["_id"]) from None
+                        # by a write whose answer came too late, so never counted (or by a
+                        # replay that crashed before dropping the entry: counted twice)
+                        self.tally.add(record)
                         raise
 
             result = self.spool.replay(insert)
