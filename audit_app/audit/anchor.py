@@ -12,13 +12,14 @@ One line a digest, JSON: ``{"sequence", "digestHash", "windowEnd", "sealedAt"}``
 append takes an exclusive ``flock`` and is ``fsync``'d; a torn last line (a crash) is
 ignored when reading.
 
-Retention is anchored beside the chain, in ``<organization>.retention.ndjson``: each change
-of the organization's retention settings (``{"kind": "settings", "retentionDays",
-"legalHold", "at"}``) and each advance of its purge (``{"kind": "purge", "purgedBefore",
-"at"}``), written *before* anything is deleted. Only deletions below an anchored
-``purgedBefore`` read as retention in ``verify``; and a purge keeps whatever the stricter
-of the database's and the anchor's settings keeps, so someone who can write to the
-database alone can neither shorten the retention nor lift a legal hold.
+Retention is anchored beside the chain: each change of an organization's retention
+settings in ``<organization>.retention-settings.ndjson``, and the purge's progress in
+``<organization>.retention.ndjson`` (how far each batch goes, written *before* it
+deletes; the cut-off once every record before it is gone), and once per installation
+what the TTL index of an earlier version removed (``retention-legacy.json``). Only
+deletions at or below anchored points read as retention in ``verify``; and a purge keeps
+whatever the stricter of the database's and the anchor's settings keeps, so someone who
+can write to the database alone can neither shorten the retention nor lift a legal hold.
 """
 
 from __future__ import annotations
