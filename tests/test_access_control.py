@@ -16,7 +16,7 @@ from .factories import PASSWORD, Person
 
 
 @pytest.fixture
-def cast(app, api, org):
+def cast(app, api, org, bound_key):
     """The actors of the matrix, each with how to call as them and who they are."""
     owner2 = _person(app, org, "owner2", org.roles["owner"])
     custom = {
@@ -35,17 +35,8 @@ def cast(app, api, org):
         ).get_json()
         person = _person(app, org, name.lower(), role)
         actors[f"custom {name}"] = {"as_": person, "account": person.account_id}
-    bound = api.post(
-        "/api/v1/api-keys",
-        as_=org.owner,
-        json={
-            "name": "bound",
-            "roleId": str(org.roles["admin"]["_id"]),
-            "workspaceId": str(org.workspace["_id"]),
-        },
-    ).get_json()
     actors["unbound key"] = {"key": org.api_key, "account": None}
-    actors["bound key"] = {"key": bound["key"], "account": None}
+    actors["bound key"] = {"key": bound_key, "account": None}
     return {"actors": actors, "owner2": owner2}
 
 
