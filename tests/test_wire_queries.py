@@ -446,4 +446,4 @@ def test_the_activity_counts_are_added_in_one_bulk_and_read_on_their_index(serve
         "organizationId": organization_id,
     }
     assert find["sort"] == {"day": 1} and find["hint"] == "org_day_unique"
-    assert find["limit"] == 5
+    assert find["limit"] == 5 and find["maxTimeMS"] == 2000

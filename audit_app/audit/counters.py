@@ -159,6 +159,7 @@ def counted(
         .sort("day", ASCENDING)
         .hint("org_day_unique")
         .limit(int((end - first) / DAY) + 2)
+        .max_time_ms(int(TIMEOUT_SECONDS * 1000))
     )
     low = floor_to(start, HOUR)
     buckets: dict[datetime, dict[str, int]] = {}
