@@ -9,6 +9,7 @@ from audit_app import create_app
 from audit_app.db import stores
 
 from .factories import Api, make_org
+from .streams_receivers import HttpReceiver
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-and-hs512-0123456789abcdef"
 
@@ -71,6 +72,14 @@ def db(app, mongo):
 @pytest.fixture
 def api(client):
     return Api(client)
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on 127.0.0.1 that records what it is sent (log streams)."""
+    made = HttpReceiver()
+    yield made
+    made.stop()
 
 
 @pytest.fixture

@@ -30,18 +30,6 @@ def app(make_app):
     return make_app(AUDIT_STREAM_ALLOW_PRIVATE=True, AUDIT_STREAM_SETTLE_SECONDS=0)
 
 
-@pytest.fixture
-def api(app):
-    return Api(app.test_client())
-
-
-@pytest.fixture
-def receiver():
-    made = HttpReceiver()
-    yield made
-    made.stop()
-
-
 class AnsweringReceiver:
     """An HTTP receiver that answers every POST with ``status`` and the bytes ``body``
     (changeable), and keeps each request with the body it was answered with."""

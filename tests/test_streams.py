@@ -26,18 +26,6 @@ def app(make_app):
     return make_app(AUDIT_STREAM_ALLOW_PRIVATE=True, AUDIT_STREAM_SETTLE_SECONDS=0)
 
 
-@pytest.fixture
-def api(app):
-    return Api(app.test_client())
-
-
-@pytest.fixture
-def receiver():
-    made = HttpReceiver()
-    yield made
-    made.stop()
-
-
 def create(api, org, **body):
     body.setdefault("name", "SIEM")
     answer = api.post("/api/v1/audit-streams", as_=org.admin, json=body)

@@ -360,7 +360,7 @@ def test_the_retention_purge_walks_org_stored_and_deletes_exactly_its_batch(serv
     """``flask purge`` as the server sees it: a covered walk of ``org_stored`` from the
     oldest, stopped by the batch's limit, within a time budget; then a delete of exactly
     those ids in the organization, acknowledged by a majority, journaled; then the chunks
-    of the windows that ended before the cut-off."""
+    of the windows that ended before the cut-off, and the activity counts of those days."""
     organization_id = wired.organization_id
     batch = [{"_id": ObjectId(), "storedAt": datetime(2025, 1, 1)} for _ in range(3)]
     walks = []
@@ -392,6 +392,11 @@ def test_the_retention_purge_walks_org_stored_and_deletes_exactly_its_batch(serv
     [chunks] = server.sent("delete", "audit_digest_chunks")
     assert chunks["deletes"][0]["q"] == {
         "windowEnd": {"$lt": cutoff},
+        "organizationId": organization_id,
+    }
+    [counts] = server.sent("delete", "audit_counters")  # org_day_unique: the purged days
+    assert counts["deletes"][0]["q"] == {
+        "day": {"$lte": cutoff - timedelta(days=1)},
         "organizationId": organization_id,
     }
 
