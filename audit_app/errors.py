@@ -11,6 +11,7 @@ import logging
 import sqlite3
 
 from flask import jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import HTTPException
 
@@ -148,7 +149,24 @@ def handle_unexpected_error(error: Exception):
     return _render_page(500, "Internal Server Error", message)
 
 
+NESTED_TOO_DEEPLY = "The JSON body is nested too deeply."
+
+
+class ClientJSONProvider(DefaultJSONProvider):
+    """The app's JSON, with one change: a text nested too deeply for the parser is malformed
+    JSON (``ValueError``), not a ``RecursionError``. Every ``request.get_json`` (the login
+    rate limit's email key, flask-wtf's forms) then answers it as any bad JSON: ``None``
+    when silent, a 400 otherwise."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError(NESTED_TOO_DEEPLY) from None
+
+
 def register_errorhandlers(app) -> None:
+    app.json = ClientJSONProvider(app)  # deep JSON from a client is a 400, not a 500
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(PyMongoError, handle_database_error)
