@@ -23,6 +23,9 @@ class HttpReceiver:
         self.requests: list[dict] = []
         self.statuses: list[int] = [200]
         self.hang = 0.0
+        self.echo = False  # answer with (the start of) what was sent, as some receivers do
+        self.max_body: int | None = None  # a body larger than this is answered 413
+        self.too_large: list[int] = []  # the sizes of the bodies answered 413
         self.in_flight = 0  # requests being answered right now
         self.lock = threading.Lock()
         receiver = self
@@ -30,6 +33,10 @@ class HttpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.max_body is not None and len(body) > receiver.max_body:
+                    receiver.too_large.append(len(body))  # as nginx's client_max_body_size
+                    self._answer(413, b"<html><h1>413 Request Entity Too Large</h1></html>")
+                    return
                 receiver.in_flight += 1
                 if receiver.hang:
                     time.sleep(receiver.hang)
@@ -44,6 +51,9 @@ class HttpReceiver:
                         else receiver.statuses[0]
                     )
                 answer = json.dumps({"text": "Success", "code": 0}).encode()
+                self._answer(status, body[:4096] if receiver.echo else answer)
+
+            def _answer(self, status: int, answer: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))

@@ -33,6 +33,10 @@ class HealthSchema(Schema):
     lagSeconds = fields.Float()
     lastDeliveredAt = fields.String(allow_none=True)
     lastError = fields.String(allow_none=True)
+    lastErrorDetail = fields.String(
+        allow_none=True,
+        metadata={"description": "what the destination answered; for viewAuditLog only"},
+    )
     lastErrorAt = fields.String(allow_none=True)
     failingSince = fields.String(allow_none=True)
     nextAttemptAt = fields.String(allow_none=True)
@@ -56,6 +60,7 @@ class StreamSchema(Schema):
     lagSeconds = fields.Float()
     lastDeliveredAt = fields.String(allow_none=True)
     lastError = fields.String(allow_none=True)
+    lastErrorDetail = fields.String(allow_none=True)
     delivered = fields.Integer()
     failed = fields.Integer()
 
@@ -65,7 +70,7 @@ class StreamSchema(Schema):
     @pre_dump
     def _with_health(self, stream: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """The stream's health, worked out once, as ``health`` and at the top level."""
-        health = service.health(stream)
+        health = service.health_for(current_principal(), stream)
         return {**stream, **health, "health": health}
 
 

@@ -137,7 +137,14 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
             if matching:
                 send(stream, matching)
         except destinations.DeliveryFailed as error:
-            _failed(stream, holder, str(error), len(matching), pending=batch[0]["storedAt"])
+            _failed(
+                stream,
+                holder,
+                str(error),
+                len(matching),
+                pending=batch[0]["storedAt"],
+                detail=error.detail,
+            )
             return
         last = batch[-1]
         position = (last["storedAt"], last["_id"])
@@ -146,6 +153,7 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
             "cursor": {"storedAt": last["storedAt"], "id": last["_id"]},
             "health.attempts": 0,
             "health.lastError": None,
+            "health.lastErrorDetail": None,
             "health.failingSince": None,
             "health.pendingSince": last["storedAt"] if full else None,
             "nextAttemptAt": utcnow(),
@@ -165,7 +173,12 @@ def _progress(
 
 
 def _failed(
-    stream: Document, holder: str, message: str, events: int, pending: datetime | None = None
+    stream: Document,
+    holder: str,
+    message: str,
+    events: int,
+    pending: datetime | None = None,
+    detail: str | None = None,
 ) -> None:
     health = stream.get("health") or {}
     attempts = int(health.get("attempts") or 0) + 1
@@ -173,6 +186,7 @@ def _failed(
     update = {
         "health.attempts": attempts,
         "health.lastError": message[:300],
+        "health.lastErrorDetail": detail[:300] if detail else None,
         "health.lastErrorAt": now,
         "health.failingSince": health.get("failingSince") or now,
         "nextAttemptAt": now + timedelta(seconds=backoff(attempts)),

@@ -36,7 +36,20 @@ _T = TypeVar("_T")
 
 
 class DeliveryFailed(Exception):
-    """The destination did not acknowledge the batch; the message says why."""
+    """The destination did not acknowledge the batch; the message says why, in our words.
+
+    ``status``: the HTTP status it answered, if any. ``detail``: what the destination said
+    (an excerpt of its answer), kept apart because a receiver may quote the events it
+    refused: only holders of viewAuditLog see it (``service.health_for``).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.status, self.detail = status, detail
+
+    def full(self) -> str:
+        """The message with the destination's own words, for those who may read them."""
+        return f"{self} {self.detail}" if self.detail else str(self)
 
 
 class AddressRefused(ValueError):
@@ -169,8 +182,10 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
 
 def _answered(status: int, text: bytes) -> None:
     if not 200 <= status < 300:
-        excerpt = text[:200].decode("utf-8", "replace").replace("\n", " ")
-        raise DeliveryFailed(f"The destination answered {status}. {excerpt}".strip())
+        excerpt = text[:200].decode("utf-8", "replace").replace("\n", " ").strip()
+        raise DeliveryFailed(
+            f"The destination answered {status}.", status=status, detail=excerpt or None
+        )
 
 
 def send_webhook(destination: Mapping[str, Any], secret: str, events: Sequence[str]) -> None:
@@ -211,7 +226,9 @@ def send_splunk(
         acknowledged = None
     code = acknowledged.get("code") if isinstance(acknowledged, dict) else None
     if code != 0 or isinstance(code, bool):  # HEC acknowledges with {"code": 0}, nothing else
-        raise DeliveryFailed(f"Splunk did not acknowledge the batch (code {code!r}).")
+        raise DeliveryFailed(
+            "Splunk did not acknowledge the batch (no code 0).", detail=f"code {code!r}"[:200]
+        )
 
 
 def syslog_frame(message: str, *, action: str, failed: bool, at: datetime) -> bytes:

@@ -2,6 +2,11 @@
 
 - only holders of ``manageAuditStreams`` manage streams (the views' decorator), never a
   key bound to a workspace (organization-level, as members and keys are);
+- a stream is a read of the log: whatever decides what it sends or where (creating one, a
+  backfill, its destination, token, format or filters, resuming it) and sending a test
+  event needs ``viewAuditLog`` too (``check_may_read``, here and nowhere else); naming,
+  pausing and deleting a stream, and reading its settings and health, need only
+  ``manageAuditStreams``: they show no record content;
 - a destination must pass its checks (an https URL or a syslog host on a public address,
   unless the installation allows private ones);
 - a destination's secret (the webhook's signing secret, made here; a Splunk HEC token,
@@ -27,12 +32,30 @@ from ..auth.principal import Principal
 from ..db import Document, get_db
 from ..errors import ApiError, bad_request, conflict, not_found
 from ..ids import iso, utcnow
+from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import delivery, destinations, formats
 from . import repository as streams
 from .secrets import seal
 
 STREAM_FIELDS = ("name", "destination", "format", "filters", "state", "start", "secret")
 WEBHOOK_SECRET_PREFIX = "whsec_"
+MANAGE = "manageAuditStreams"
+READS_THE_LOG = (MANAGE, VIEW_AUDIT_LOG)
+# the settings of a PATCH that decide what a stream sends or where: a read of the log
+READING_SETTINGS = ("destination", "token", "format", "filters")
+
+
+def check_may_read(actor: Principal, what: str) -> None:
+    """Refuse ``what`` (a read of the log through a stream) unless the actor holds both
+    ``manageAuditStreams`` and ``viewAuditLog``: 403, and nothing changed or sent."""
+    lacking = [name for name in READS_THE_LOG if not actor.can(name)]
+    if lacking:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"{what} reads the audit log: it needs the manageAuditStreams and viewAuditLog "
+            f"permissions, and this caller lacks {' and '.join(lacking)}.",
+        )
 
 
 def _checked_destination(data: Mapping[str, Any], fmt: str) -> dict[str, Any]:
@@ -92,6 +115,7 @@ def _view(stream: Mapping[str, Any]) -> dict[str, Any]:
 
 def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, str | None]:
     """Create a stream; return it and the secret to show once (a webhook's signing secret)."""
+    check_may_read(actor, "Creating a stream")
     db = get_db()
     if streams.count_streams(db, actor.org) >= streams.MAX_STREAMS:
         raise conflict(f"An organization has at most {streams.MAX_STREAMS} streams.", "name")
@@ -149,6 +173,10 @@ def update_stream(
 ) -> tuple[Document, str | None]:
     """Change a stream's settings; return it and a new webhook secret if one was made."""
     stream = find_stream(actor, stream_id)
+    if any(name in data for name in READING_SETTINGS):
+        check_may_read(actor, "Changing a stream's destination, token, format or filters")
+    if data.get("paused") is False:
+        check_may_read(actor, "Resuming a stream")
     update: dict[str, Any] = {}
     shown: str | None = None
     fmt = data.get("format", stream["format"])
@@ -198,6 +226,7 @@ def delete_stream(actor: Principal, stream_id: ObjectId) -> None:
 def send_test_event(actor: Principal, stream_id: ObjectId) -> dict[str, Any]:
     """Send one event now, marked as a test, and say whether the destination took it."""
     stream = find_stream(actor, stream_id)
+    check_may_read(actor, "Testing a stream")
     now = utcnow()
     event: Document = {
         "_id": ObjectId(),
@@ -217,7 +246,7 @@ def send_test_event(actor: Principal, stream_id: ObjectId) -> dict[str, Any]:
     try:
         delivery.send(stream, [event])
     except destinations.DeliveryFailed as error:
-        return {"delivered": False, "error": str(error)}
+        return {"delivered": False, "error": error.full()}
     return {"delivered": True, "error": None}
 
 
@@ -240,12 +269,22 @@ def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, 
         "lagSeconds": round(lag, 1),
         "lastDeliveredAt": iso(kept.get("lastDeliveredAt")),
         "lastError": kept.get("lastError"),
+        "lastErrorDetail": kept.get("lastErrorDetail"),
         "lastErrorAt": iso(kept.get("lastErrorAt")),
         "failingSince": iso(kept.get("failingSince")),
         "nextAttemptAt": iso(stream.get("nextAttemptAt")) if state == "failing" else None,
         "delivered": int(kept.get("delivered") or 0),
         "failed": int(kept.get("failed") or 0),
     }
+
+
+def health_for(actor: Principal, stream: Mapping[str, Any]) -> dict[str, Any]:
+    """The health as ``actor`` may see it: what the destination answered (which may quote
+    the events it refused) only for holders of viewAuditLog."""
+    shown = health(stream)
+    if not actor.can(VIEW_AUDIT_LOG):
+        shown["lastErrorDetail"] = None
+    return shown
 
 
 def failing_streams(actor: Principal) -> list[dict[str, Any]]:

@@ -21,7 +21,10 @@ MANAGE = "manageAuditStreams"
 
 def _page(created: dict[str, Any] | None = None, secret: str | None = None, status: int = 200):
     principal = current_principal()
-    shown = [(stream, service.health(stream)) for stream in service.list_streams(principal)]
+    shown = [
+        (stream, service.health_for(principal, stream))
+        for stream in service.list_streams(principal)
+    ]
     response = render_template(
         "organization/audit_streams.html",
         streams=shown,
@@ -96,7 +99,14 @@ def _stream_id(raw: str):
 def pause_stream(streamId):
     require_valid_form()
     paused = request.form.get("paused") != "false"
-    stream, _ = service.update_stream(current_principal(), _stream_id(streamId), {"paused": paused})
+    stream_id = _stream_id(streamId)
+    try:
+        stream, _ = service.update_stream(current_principal(), stream_id, {"paused": paused})
+    except ApiError as error:
+        if error.status == 404:
+            raise
+        refused(error)
+        return redirect(url_for(".streams_page"))
     flash(f"Stream {stream['name']!r} {'paused' if paused else 'resumed'}.")
     return redirect(url_for(".streams_page"))
 
@@ -106,7 +116,14 @@ def pause_stream(streamId):
 @require_permission(MANAGE)
 def test_stream(streamId):
     require_valid_form()
-    result = service.send_test_event(current_principal(), _stream_id(streamId))
+    stream_id = _stream_id(streamId)
+    try:
+        result = service.send_test_event(current_principal(), stream_id)
+    except ApiError as error:
+        if error.status == 404:
+            raise
+        refused(error)
+        return redirect(url_for(".streams_page"))
     if result["delivered"]:
         flash("The test event was delivered.")
     else:

@@ -1,0 +1,195 @@
+"""Security review #23 of log streams (docs/streams.md): each test plays the attacker and is
+judged by the effect (what their receiver gets, what they can read afterwards), not only by
+the status code. Receivers are real servers on 127.0.0.1 (tests/streams_receivers.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from bson import ObjectId
+
+from audit_app.db import get_db
+from audit_app.organizations import repository as orgs
+from audit_app.organizations import service as access
+
+from .factories import PASSWORD, Api, Person
+from .streams_receivers import HttpReceiver
+from .test_streams import create, deliver, since_start, traffic
+from .test_web_session import csrf_from, login
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(AUDIT_STREAM_ALLOW_PRIVATE=True, AUDIT_STREAM_SETTLE_SECONDS=0)
+
+
+@pytest.fixture
+def own_receiver():
+    """The attacker's own receiver."""
+    made = HttpReceiver()
+    yield made
+    made.stop()
+
+
+def member_with(app, org, email: str, permissions: list[str]) -> Person:
+    """A member of ``org`` whose custom role holds exactly ``permissions``."""
+    with app.app_context():
+        role = orgs.create_role(get_db(), org.id, f"Role of {email}", permissions)
+        account = access.add_member_as_operator(org.id, email, PASSWORD, role)["account"]
+    return Person(email, PASSWORD, account["_id"], "custom")
+
+
+def received_ids(receiver) -> list[str]:
+    return [event["id"] for event in receiver.events()]
+
+
+def wait_for(predicate, seconds: float = 2.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return
+        threading.Event().wait(0.02)
+
+
+# (2) manageAuditStreams without viewAuditLog ----------------------------------------------
+
+
+@pytest.fixture
+def streamer(app, org):
+    """An insider whose role holds manageAuditStreams but not viewAuditLog."""
+    return member_with(app, org, "streamer@acme.example", ["manageAuditStreams"])
+
+
+def test_a_stream_manager_without_view_audit_log_cannot_backfill_the_log_to_a_receiver(
+    app, api, org, db, streamer, own_receiver
+):
+    traffic(api, org, 2)
+    assert api.get("/api/v1/audit-logs", as_=streamer).status_code == 403
+    made = api.post(
+        "/api/v1/audit-streams",
+        as_=streamer,
+        json={
+            "name": "mine",
+            "destination": {"type": "webhook", "url": own_receiver.url},
+            "start": "2020-01-01T00:00:00Z",
+        },
+    )
+    assert made.status_code == 403, made.get_json()
+    assert "viewAuditLog" in made.get_json()["error"]["message"]
+    deliver(app)
+    assert own_receiver.requests == []  # the effect: nothing of the log reached them
+    assert db.audit_streams.count_documents({}) == 0
+
+
+def test_a_stream_manager_without_view_audit_log_cannot_redirect_or_widen_a_stream(
+    app, api, org, db, streamer, receiver, own_receiver
+):
+    """An Admin's stream to the security team's receiver: the insider can neither point it
+    at their own receiver, nor widen its filters or format, nor test it, nor resume it."""
+    stream = create(
+        api, org, destination={"type": "webhook", "url": receiver.url}, filters={"q": "status:5xx"}
+    )
+    path = f"/api/v1/audit-streams/{stream['id']}"
+    attempts = [
+        {"destination": {"type": "webhook", "url": own_receiver.url}},
+        {"destination": {"type": "splunk", "url": own_receiver.url}, "token": "mine"},
+        {"filters": {}},
+        {"format": "ocsf"},
+        {"paused": False},
+        {"name": "renamed", "destination": {"type": "webhook", "url": own_receiver.url}},
+    ]
+    for body in attempts:
+        answer = api.patch(path, as_=streamer, json=body)
+        assert answer.status_code == 403, (body, answer.get_json())
+    assert api.post(f"{path}/test", as_=streamer).status_code == 403
+    traffic(api, org, 2)
+    deliver(app)
+    assert own_receiver.requests == []
+    kept = db.audit_streams.find_one({"_id": ObjectId(stream["id"])})
+    assert kept["filters"] == {"q": "status:5xx"} and kept["format"] == "json"
+    assert kept["name"] == "SIEM"  # a refused change changes nothing
+
+
+def test_a_stream_manager_without_view_audit_log_may_see_rename_pause_and_delete(
+    app, api, org, db, streamer, receiver
+):
+    """Listing and reading streams shows their settings and health, never record content:
+    the destination's answer (which a receiver may fill with the events it refused) is
+    shown only to holders of viewAuditLog."""
+    stream = create(api, org, destination={"type": "webhook", "url": receiver.url})
+    traffic(api, org, 1)
+    receiver.statuses = [400]
+    receiver.echo = True  # a receiver that quotes what it refused
+    deliver(app)
+    path = f"/api/v1/audit-streams/{stream['id']}"
+    seen_by_admin = api.get(path, as_=org.admin).get_json()
+    assert seen_by_admin["state"] == "failing" and "400" in seen_by_admin["lastError"]
+    owed = since_start(db, org, stream)
+    assert any(record_id in json.dumps(seen_by_admin) for record_id in owed)  # the echo
+    listed = api.get("/api/v1/audit-streams", as_=streamer)
+    shown = api.get(path, as_=streamer)
+    assert listed.status_code == shown.status_code == 200
+    assert shown.get_json()["state"] == "failing" and "400" in shown.get_json()["lastError"]
+    for answer in (listed, shown):
+        text = answer.get_data(True)
+        assert not any(record_id in text for record_id in owed), text
+    page = app.test_client()
+    login(page, streamer)
+    html = page.get("/organization/audit-streams").get_data(True)
+    assert "SIEM" in html and not any(record_id in html for record_id in owed)
+    assert api.patch(path, as_=streamer, json={"name": "Renamed"}).status_code == 200
+    assert api.patch(path, as_=streamer, json={"paused": True}).status_code == 200
+    assert api.delete(path, as_=streamer).status_code == 204
+
+
+def test_the_streams_page_refuses_the_same_to_a_manager_without_view_audit_log(
+    app, api, org, db, streamer, receiver, own_receiver
+):
+    stream = create(api, org, destination={"type": "webhook", "url": receiver.url})
+    api.patch(f"/api/v1/audit-streams/{stream['id']}", as_=org.admin, json={"paused": True})
+    client = app.test_client()
+    login(client, streamer)
+    token = csrf_from(client.get("/organization/audit-streams").get_data(True))
+    made = client.post(
+        "/organization/audit-streams",
+        data={"csrf_token": token, "name": "mine", "type": "webhook", "url": own_receiver.url},
+    )
+    assert made.status_code in (302, 303, 403)
+    resumed = client.post(
+        f"/organization/audit-streams/{stream['id']}/pause",
+        data={"csrf_token": token, "paused": "false"},
+    )
+    tested = client.post(
+        f"/organization/audit-streams/{stream['id']}/test", data={"csrf_token": token}
+    )
+    assert resumed.status_code in (302, 303, 403) and tested.status_code in (302, 303, 403)
+    deliver(app)
+    assert own_receiver.requests == [] and receiver.requests == []
+    assert db.audit_streams.count_documents({}) == 1
+    assert db.audit_streams.find_one({})["state"] == "paused"
+    page = client.get("/organization/audit-streams").get_data(True)
+    assert "viewAuditLog" in page  # the refusal is said on the page
+
+
+def test_an_api_key_of_a_stream_manager_role_gets_no_more(app, api, org, own_receiver):
+    with app.app_context():
+        from audit_app.api_keys import repository as keys
+
+        role = orgs.create_role(get_db(), org.id, "Streams only", ["manageAuditStreams"])
+        _key, secret = keys.create_api_key(
+            get_db(), org.id, name="streams", role_id=role["_id"], workspace_id=None, created_by=None
+        )
+    made = api.post(
+        "/api/v1/audit-streams",
+        key=secret,
+        json={
+            "name": "mine",
+            "destination": {"type": "webhook", "url": own_receiver.url},
+            "start": "2020-01-01T00:00:00Z",
+        },
+    )
+    assert made.status_code == 403
+    deliver(app)
+    assert own_receiver.requests == []
