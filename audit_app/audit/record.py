@@ -115,11 +115,16 @@ def capture_body(req: Request) -> dict:
             ]
         except HTTPException:
             return {"bodyType": "omitted", "bodySize": declared, "body": None}
-        value = clean.clean_mapping(form)
+        kept, cut = _within(form, limit + SCRUB_MARGIN)
+        value = clean.clean_mapping(kept)
         body: dict[str, Any] = {"bodyType": "form", "bodySize": declared, "body": value}
         if files:
             body["files"] = files
-        return _limit(body, value, clean, limit)
+        if cut or (declared or 0) > limit:
+            text = clean.json_text(value)
+            if cut or len(text.encode("utf-8")) > limit:
+                body.update(body=_cut(text, limit), bodyTruncated=True)
+        return body
     try:
         data = req.get_data(cache=True)
     except HTTPException:  # too large or unreadable: the request was refused anyway
@@ -131,33 +136,64 @@ def capture_body(req: Request) -> dict:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return _binary(mimetype, data)
+    body_type = "text"
     if mimetype == "application/json" or mimetype.endswith("+json"):
-        try:
-            parsed = json.loads(text)
-        except (ValueError, RecursionError):
-            parsed = _NOT_JSON
-        if parsed is not _NOT_JSON:
-            body = {"bodyType": "json", "bodySize": size, "body": clean.clean(parsed)}
-            return _limit(body, parsed, clean, limit)
+        if size > limit:
+            # only its start is kept: scrubbed as text, never parsed whole (see _scrubbed_start)
+            body_type = "json"
+        else:
+            try:
+                parsed = json.loads(text)
+            except (ValueError, RecursionError):
+                parsed = _NOT_JSON
+            if parsed is not _NOT_JSON:
+                return {"bodyType": "json", "bodySize": size, "body": clean.clean(parsed)}
     elif not (mimetype.startswith("text/") or mimetype in _TEXT_TYPES or mimetype == ""):
         return _binary(mimetype, data)
-    redacted = clean.text(text)
-    body = {"bodyType": "text", "bodySize": size, "body": redacted}
-    if len(redacted.encode("utf-8")) > limit:
-        body.update(body=_cut(redacted, limit), bodyTruncated=True)
+    body = {"bodyType": body_type, "bodySize": size, "body": None}
+    redacted, truncated = _scrubbed_start(text, clean, limit)
+    body["body"] = redacted
+    if truncated:
+        body["bodyTruncated"] = True
     return body
 
 
 _NOT_JSON = object()
 
 
-def _limit(body: dict, original, clean: Redactor, limit: int) -> dict:
-    """Replace a structured body over the limit with the start of its redacted JSON text."""
-    if (body["bodySize"] or 0) <= limit:
-        return body
-    text = clean.json_text(original)
-    body.update(body=_cut(text, limit), bodyTruncated=True)
-    return body
+# How far past the kept part a body is scrubbed: a secret that starts before the cut and
+# ends after it (a JWT, a "password": "..." value) is still recognised whole, so not even
+# its start is kept. Scrubbing only what is kept plus this margin bounds a record's cost
+# whatever the body's size (4 MB of one character cost 23 s when the whole body was
+# scrubbed; now a body over the limit costs what limit + margin costs).
+SCRUB_MARGIN = 8 * 1024
+
+
+def _scrubbed_start(text: str, clean: Redactor, limit: int) -> tuple[str, bool]:
+    """The redacted start of a text body, at most ``limit`` bytes, and whether it was cut."""
+    cut = len(text) > limit + SCRUB_MARGIN
+    redacted = clean.text(text[: limit + SCRUB_MARGIN] if cut else text)
+    if cut or len(redacted.encode("utf-8")) > limit:
+        return _cut(redacted, limit), True
+    return redacted, False
+
+
+def _within(form: dict[str, list[str]], budget: int) -> tuple[dict[str, list[str]], bool]:
+    """The form's fields in order until ``budget`` characters, each value cut to what is
+    left, and whether anything was cut: the rest is never scrubbed."""
+    kept: dict[str, list[str]] = {}
+    for key, values in form.items():
+        if budget <= 0:
+            return kept, True
+        key = key[:budget]
+        budget -= len(key)
+        kept[key] = []
+        for value in values:
+            if budget <= 0:
+                return kept, True
+            kept[key].append(value[:budget])
+            budget -= len(value)
+    return kept, budget < 0
 
 
 def _cut(text: str, limit: int) -> str:

@@ -26,17 +26,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import math
-import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote
+
+import re2
+
+_Pattern = Any  # re2's compiled pattern (the package ships no type information)
 
 REDACTED = "[REDACTED]"
 MAX_DEPTH = 32
 _INT64 = (-(2**63), 2**63 - 1)
 _SHORT_WORD = 5
-_TOKENS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
 def normalize_key(key: str) -> str:
@@ -65,7 +69,7 @@ class Redactor:
         ):
             return True
         words = self.exact | self.whole
-        return normalized in words or any(t.lower() in words for t in _TOKENS.findall(key))
+        return normalized in words or any(t.lower() in words for t in _key_tokens(key))
 
     # Structures --------------------------------------------------------------------
 
@@ -152,7 +156,7 @@ class Redactor:
         # Bearer to the key rule, and the scheme rule would no longer see the credential
         text = scrub_values(text)
         text = self.redact_text(text)
-        text = self._xml_pattern.sub(lambda m: m.group(1) + REDACTED + m.group(4), text)
+        text = self.redact_xml(text)
         return scrub_values(text)
 
     def redact_text(self, text: str) -> str:
@@ -160,20 +164,56 @@ class Redactor:
 
         The value runs to its closing quote, to its matching bracket (an array or object,
         brackets inside strings ignored; unclosed means to the end), or to a delimiter.
+
+        Linear in the text: one RE2 search per redacted value, on the UTF-8 bytes (the
+        delimiters are ASCII, so a byte scan finds the same value ends as a character scan).
         """
+        text = safe_str(text)
+        data = text.encode("utf-8")
         out, position = [], 0
         while True:
-            match = self._text_pattern.search(text, position)
+            match = self._text_pattern.search(data, _char_start(data, position - 1))
             if match is None:
-                out.append(text[position:])
-                return "".join(out)
+                out.append(data[position:])
+                return b"".join(out).decode("utf-8")
             start = match.end()
-            out.append(text[position:start])
-            out.append(REDACTED)
-            position = _value_end(text, start)
+            out.append(data[position:start])
+            out.append(_REDACTED_BYTES)
+            position = _value_end(data, start)
             if position == start:  # nothing to redact here; move on by one character
-                out.append(text[start : start + 1])
-                position = start + 1
+                following = _char_start(data, start + 1, forward=True)
+                out.append(data[start:following])
+                position = following
+
+    def redact_xml(self, text: str) -> str:
+        """``<password>x</password>``: the element's whole content, to its own closing tag
+        (matched by name, case-insensitively) or to the end of the text.
+
+        Linear: the closing tags are listed in one pass, then looked up by name."""
+        out: list[str] = []
+        position = 0
+        closings: dict[str, list[tuple[int, int]]] | None = None
+        starts: dict[str, list[int]] = {}
+        for opening in self._xml_pattern.finditer(text):
+            if opening.start() < position:
+                continue  # inside content already redacted
+            if closings is None:  # the closing tags, listed once, only if there is a secret
+                closings = {}
+                for m in _XML_CLOSING.finditer(text):
+                    closings.setdefault(m.group(1).lower(), []).append((m.start(), m.end()))
+                starts = {name: [c[0] for c in found] for name, found in closings.items()}
+            content = opening.end()
+            name = opening.group(2).lower()
+            found = closings.get(name, [])
+            index = bisect.bisect_left(starts.get(name, []), content)
+            out.append(text[position:content])
+            out.append(REDACTED)
+            if index == len(found):
+                return "".join(out)
+            out.append(text[found[index][0] : found[index][1]])
+            position = found[index][1]
+        out.append(text[position:])
+        return "".join(out)
 
 
 class _Raw:
@@ -223,7 +263,7 @@ def escape_key(key) -> str:
     return escaped
 
 
-_UNESCAPE = re.compile(r"%(25|2E|00|24)")
+_UNESCAPE = re2.compile(r"%(25|2E|00|24)")
 _UNESCAPE_MAP = {"25": "%", "2E": ".", "00": "\x00", "24": "$"}
 
 
@@ -240,97 +280,143 @@ def unescape(value):
     return value
 
 
-_DELIMITERS = frozenset(" \t\r\n,&;}]")
+_DELIMITERS = frozenset(b" \t\r\n,&;}]")
+_OPEN = frozenset(b"[{")
+_CLOSE = frozenset(b"]}")
+_QUOTE, _APOSTROPHE, _BACKSLASH = ord('"'), ord("'"), ord("\\")
+_REDACTED_BYTES = REDACTED.encode()
 
 
-def _value_end(text: str, start: int) -> int:
-    """Where the value that begins at ``start`` ends (exclusive)."""
-    if start >= len(text):
+def _char_start(data: bytes, index: int, forward: bool = False) -> int:
+    """The start of the UTF-8 character at ``index`` (or, ``forward``, of the next one)."""
+    if index <= 0:
+        return 0
+    if index >= len(data):
+        return len(data)
+    step = 1 if forward else -1
+    while 0 < index < len(data) and data[index] & 0xC0 == 0x80:
+        index += step
+    return index
+
+
+def _value_end(data: bytes, start: int) -> int:
+    """Where the value that begins at ``start`` ends (exclusive), in UTF-8 bytes."""
+    if start >= len(data):
         return start
-    first = text[start]
-    if first in "\"'":
+    first = data[start]
+    if first in (_QUOTE, _APOSTROPHE):
         index = start + 1
-        while index < len(text):
-            if text[index] == "\\" and first == '"':
+        while index < len(data):
+            if data[index] == _BACKSLASH and first == _QUOTE:
                 index += 2
                 continue
-            if text[index] == first:
+            if data[index] == first:
                 return index + 1
             index += 1
-        return len(text)
-    if first in "[{":
-        depth, index, quote = 0, start, None
-        while index < len(text):
-            char = text[index]
-            if quote:
-                if char == "\\":
+        return len(data)
+    if first in _OPEN:
+        depth, index, quoted = 0, start, False
+        while index < len(data):
+            char = data[index]
+            if quoted:
+                if char == _BACKSLASH:
                     index += 1
-                elif char == quote:
-                    quote = None
-            elif char == '"':
-                quote = char
-            elif char in "[{":
+                elif char == _QUOTE:
+                    quoted = False
+            elif char == _QUOTE:
+                quoted = True
+            elif char in _OPEN:
                 depth += 1
-            elif char in "]}":
+            elif char in _CLOSE:
                 depth -= 1
                 if depth == 0:
                     return index + 1
             index += 1
-        return len(text)
+        return len(data)
     index = start
-    while index < len(text) and text[index] not in _DELIMITERS:
+    while index < len(data) and data[index] not in _DELIMITERS:
         index += 1
     return index
+
+
+# Every pattern here runs on RE2, whose matching is linear in the text: no input can make a
+# search backtrack (a body of 'A' * 40000 took 23 s with Python's engine). RE2 has no
+# look-around or back-references, so a look-behind becomes a consumed character before the
+# match (searches start one character early), a look-ahead a check in Python, and the XML
+# closing tag a look-up by name. Python's \w and \s are Unicode: so are these classes.
+_W = r"\pL\pN_"  # Python's \w
+_WORD = rf"[{_W}-]"
+_SPACE = r"[\t\n\x0b\f\r\x1c-\x1f\x{85}\pZ]"  # Python's \s
+_OPTIONS = re2.Options()
+_OPTIONS.max_mem = 64 << 20  # the DFA's cache: patterns with many keywords need more than 8 MB
+
+
+def _compile(pattern: str) -> _Pattern:
+    return re2.compile(pattern, _OPTIONS)
 
 
 def _alternatives(words: frozenset[str] | set[str]) -> str:
     # Each word may be written with - or _ between its letters (api_key, api-key, apiKey).
     return "|".join(
-        "[-_]?".join(re.escape(ch) for ch in word) for word in sorted(words, key=len, reverse=True)
+        "[-_]?".join(re2.escape(ch) for ch in word) for word in sorted(words, key=len, reverse=True)
     )
 
 
 def _key_pattern(words: set[str], whole: frozenset[str] | set[str]) -> str:
     """A key, as written in text, that holds one of the words (whole ones as a word)."""
-    keys = [r"[\w-]*(?:" + _alternatives(words) + r")[\w-]*"] if words else []
+    keys = [rf"{_WORD}*(?:" + _alternatives(words) + rf"){_WORD}*"] if words else []
     if whole:
-        keys.append(r"(?:[\w-]*[-_])?(?:" + _alternatives(whole) + r")(?:[-_][\w-]*)?")
-    return "(?:" + "|".join(keys) + ")" if keys else "(?!)"
+        keys.append(rf"(?:{_WORD}*[-_])?(?:" + _alternatives(whole) + rf")(?:[-_]{_WORD}*)?")
+    return "(?:" + "|".join(keys) + ")" if keys else r"[^\x00-\x{10FFFF}]"
 
 
-def _text_pattern(words: set[str], whole: frozenset[str] | set[str] = frozenset()) -> re.Pattern:
+def _text_pattern(words: set[str], whole: frozenset[str] | set[str] = frozenset()) -> _Pattern:
     key = _key_pattern(words, whole)
-    return re.compile(r"(?<![\w-])[\"']?" + key + r"[\"']?\s*(?:=>|[:=])\s*", re.IGNORECASE)
+    # (?:^|[^\w-]) stands for the look-behind (?<![\w-]): the key starts a word
+    return _compile(rf"(?i)(?:^|[^{_W}-])[\"']?" + key + rf"[\"']?{_SPACE}*(?:=>|[:=]){_SPACE}*")
 
 
-def _xml_pattern(words: set[str], whole: frozenset[str] | set[str] = frozenset()) -> re.Pattern:
-    """``<password>x</password>`` and ``<ns:apiKey a="b">x</ns:apiKey>``."""
+def _xml_pattern(words: set[str], whole: frozenset[str] | set[str] = frozenset()) -> _Pattern:
+    """The opening tag of ``<password>x</password>`` and ``<ns:apiKey a="b">x</ns:apiKey>``."""
     key = _key_pattern(words, whole)
-    # the element's whole content, to its own closing tag: text, CDATA or nested elements
-    return re.compile(
-        r"(<((?:[\w-]+:)?" + key + r")(?:\s[^<>]*)?>)(.*?)(</\2\s*>|$)",
-        re.IGNORECASE | re.DOTALL,
-    )
+    return _compile(rf"(?i)(<((?:{_WORD}+:)?" + key + rf")(?:{_SPACE}[^<>]*)?>)")
+
+
+_XML_CLOSING = _compile(rf"</((?:{_WORD}+:)?{_WORD}+){_SPACE}*>")
+_TOKENS = _compile(r"\p{Lu}*\p{Ll}+|\p{Lu}+|\p{Nd}+")
+
+
+def _key_tokens(key: str) -> list[str]:
+    """camelCase, snake_case and ACRONYMWords of a key: ``HTTPServer`` -> HTTP, Server."""
+    tokens: list[str] = []
+    for token in _TOKENS.findall(key):
+        upper = 0
+        while upper < len(token) and token[upper].isupper():
+            upper += 1
+        if 2 <= upper < len(token):  # ACRONYMWord: the last capital starts the next word
+            tokens.extend((token[: upper - 1], token[upper - 1 :]))
+        else:
+            tokens.append(token)
+    return tokens
 
 
 # Secrets recognised by their value ----------------------------------------------------
 
-# This product's API keys (oal_ + 40) and invitation tokens (inv_ + 43), whatever is around
-# them (a JSON escape such as \n may stand right before): 30 characters at least, so that an
-# identifier such as goal_completion_rate stays.
-_OWN_SECRETS = re.compile(r"(?:(?<![A-Za-z0-9])|(?<=\\[ntrbf]))(?:oal|inv)_[A-Za-z0-9_-]{30,}")
+# Each of these keeps group 1, the character before the secret (the look-behind's stand-in:
+# no letter or digit, or a JSON escape such as \n right before), and replaces the rest.
+_BEFORE = r"(^|[^A-Za-z0-9]|\\[ntrbf])"
+# This product's API keys (oal_ + 40) and invitation tokens (inv_ + 43), 30 characters at
+# least, so that an identifier such as goal_completion_rate stays.
+_OWN_SECRETS = _compile(_BEFORE + r"(?:oal|inv)_[A-Za-z0-9_-]{30,}")
 # Bearer and Basic credentials, the scheme kept: also URL-encoded (Bearer%20...).
-_SCHEME_CREDENTIALS = re.compile(
-    r"(?i)(?:(?<![A-Za-z0-9])|(?<=\\[ntrbf]))(bearer|basic)(\s+|%20|\+)"
-    r"(?!\[REDACTED\])([A-Za-z0-9._~+/=%-]{6,})"
+_SCHEME_CREDENTIALS = _compile(
+    _BEFORE + rf"(?i)(bearer|basic)({_SPACE}+|%20|\+)([A-Za-z0-9._~+/=%-]{{6,}})"
 )
 # The user and password of scheme://user:password@host (also URL-encoded ones).
-_URL_USERINFO = re.compile(
-    r"(?i)\b([a-z][a-z0-9+.-]*:(?://|%2F%2F))(?=[^\s/?]*?(?::|%3A)[^\s/?]*@)[^\s/?]*@"
-)
+_URL_USERINFO = _compile(r"(?i)\b([a-z][a-z0-9+.-]*:(?://|%2F%2F))[^\s/?]*?(?::|%3A)[^\s/?]*@")
 # Three base64url segments: a JWT when the first decodes to a JSON object. The header of a
 # JWT starts with "ey" ('{"'); a letter glued before it (a JSON escape: \neyJ...) is skipped.
-_JWT_CANDIDATE = re.compile(r"([A-Za-z0-9_-]{3,})\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+_JWT_CANDIDATE = _compile(r"([A-Za-z0-9_-]{3,})\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
 
 
 def _is_jwt_header(segment: str) -> bool:
@@ -341,7 +427,7 @@ def _is_jwt_header(segment: str) -> bool:
         return False
 
 
-def _redact_jwt(match: re.Match) -> str:
+def _redact_jwt(match: Any) -> str:
     header = match.group(1)
     for start in [0] + [i for i in range(1, min(len(header), 4)) if header.startswith("ey", i)]:
         if _is_jwt_header(header[start:]):
@@ -358,10 +444,10 @@ def _looks_like_a_credential(token: str) -> bool:
     return len(token) >= 12 and not token.islower() and not token.isupper()
 
 
-def _redact_credential(match: re.Match) -> str:
-    if not _looks_like_a_credential(match.group(3)):
+def _redact_credential(match: Any) -> str:
+    if not _looks_like_a_credential(match.group(4)):
         return match.group(0)
-    return match.group(1) + match.group(2) + REDACTED
+    return match.group(1) + match.group(2) + match.group(3) + REDACTED
 
 
 def _percent_decoded(text: str) -> str:
@@ -371,7 +457,7 @@ def _percent_decoded(text: str) -> str:
     return safe_str(unquote(once)) if "%" in once else once  # double encoding too
 
 
-_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+_JSON_ESCAPE = _compile(r"\\u([0-9a-fA-F]{4})")
 
 
 def _json_unescaped(text: str) -> str:
@@ -399,7 +485,8 @@ def scrub_values(text: str) -> str:
     """Redact every secret recognised by its value in a string."""
     if not text or len(text) < 8:
         return text
-    text = _OWN_SECRETS.sub(REDACTED, text)
+    text = safe_str(text)
+    text = _OWN_SECRETS.sub(lambda m: m.group(1) + REDACTED, text)
     text = _SCHEME_CREDENTIALS.sub(_redact_credential, text)
     text = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
     return _JWT_CANDIDATE.sub(_redact_jwt, text)
