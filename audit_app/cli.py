@@ -16,11 +16,12 @@ import click
 from bson import ObjectId
 from flask import current_app, has_app_context
 from flask.cli import with_appcontext
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 from pymongo.errors import PyMongoError
 from werkzeug.datastructures import MultiDict
 
 from .api_keys import service as api_key_service
+from .api_keys.api import ApiKeyCreateSchema
 from .audit import export
 from .audit.actions import declare
 from .audit.capture import WRITER_KEY, record_operator_command
@@ -42,6 +43,7 @@ from .organizations import repository as orgs
 from .organizations import service as access
 from .organizations.repository import find_account_by_email, has_any_organization
 from .organizations.service import operator
+from .schemas import _lone_surrogate
 
 
 class CommandError(click.ClickException):
@@ -85,7 +87,9 @@ class AppCommand(click.Command):
     def make_context(self, info_name, args, parent=None, **extra):
         wants_json = "--json" in args
         try:
-            return super().make_context(info_name, list(args), parent=parent, **extra)
+            ctx = super().make_context(info_name, list(args), parent=parent, **extra)
+            refuse_text_that_is_not_utf8(ctx)  # before the command runs: nothing is made
+            return ctx
         except click.ClickException as error:
             raise (CommandError(error) if wants_json else error) from None
 
@@ -108,6 +112,29 @@ class AppCommand(click.Command):
 
 def command(name: str):
     return click.command(name, cls=AppCommand)
+
+
+def option_name(param: click.Parameter) -> str:
+    """How an error names a parameter: its first option (``--name``), or an argument's
+    metavar (``NAME``)."""
+    if isinstance(param, click.Option) and param.opts:
+        return param.opts[0]
+    return param.human_readable_name
+
+
+def refuse_text_that_is_not_utf8(ctx: click.Context) -> None:
+    """An argument whose bytes are not UTF-8 reaches Python as lone surrogates (PEP 383):
+    no store can hold it, nor can a record of the command. Every command refuses it, naming
+    the option, before it runs (the API's rule: ``schemas.load_body``)."""
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        for text in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(text, str) and _lone_surrogate(text) is not None:
+                raw = text.encode("utf-8", "surrogateescape")
+                raise click.BadParameter(
+                    f"is not valid UTF-8 text ({ascii(raw)[1:]}); give it as UTF-8.",
+                    param_hint=option_name(param),
+                )
 
 
 def _emit(as_json: bool, payload: dict, lines: list[str]) -> None:
@@ -142,7 +169,18 @@ def _password(given: str | None, from_stdin: bool, email: str, option: str) -> s
     if from_stdin:
         if given is not None:
             raise click.BadParameter("give the password once", param_hint=option)
-        line = sys.stdin.readline().rstrip("\r\n")
+        try:
+            line = sys.stdin.readline().rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise click.BadParameter(
+                "standard input is not valid UTF-8 text; give the password as UTF-8.",
+                param_hint=option,
+            ) from None
+        if _lone_surrogate(line) is not None:  # a POSIX locale reads bytes as surrogates
+            raise click.BadParameter(
+                "standard input is not valid UTF-8 text; give the password as UTF-8.",
+                param_hint=option,
+            )
         if not line:
             raise click.BadParameter("standard input held no password", param_hint=option)
         return line
@@ -175,9 +213,22 @@ def _role(db, organization_id: ObjectId, value: str) -> dict:
     return role
 
 
-def _fail_on_api_error(error: ApiError):
-    hint = f" ({_OPTION_OF_FIELD.get(error.field, error.field)})" if error.field else ""
-    raise click.ClickException(error.message + hint)
+def _fail_on_api_error(error: ApiError, options: dict[str, str] | None = None):
+    """A service refused: bad input (400) is a usage error naming the option (exit 2), any
+    other refusal a failure (exit 1). ``options``: this command's option of a field."""
+    option = {**_OPTION_OF_FIELD, **(options or {})}.get(error.field or "", error.field)
+    if error.status == 400:
+        raise click.BadParameter(error.message, param_hint=option)
+    raise click.ClickException(error.message + (f" ({option})" if option else ""))
+
+
+def _by_schema(schema: Schema, field: str, value: str, option: str):
+    """A value checked (and cleaned) by the API's own schema field: one rule for both."""
+    try:
+        return schema.load({field: value}, partial=True)[field]
+    except ValidationError as error:
+        messages = error.normalized_messages().get(field) or ["is not valid."]
+        raise click.BadParameter(str(messages[0]), param_hint=option) from None
 
 
 _OPTION_OF_FIELD = {
@@ -309,8 +360,7 @@ def create_api_key_command(organization_id, name, workspace_id, role, as_json):
     db = get_db()
     organization = _organization(db, organization_id)
     role_doc = _role(db, organization["_id"], role)
-    if not name.strip():
-        raise click.BadParameter("must not be empty", param_hint="--name")
+    name = _by_schema(ApiKeyCreateSchema(), "name", name, "--name")  # the API's rule
     try:
         key, secret = api_key_service.create_key(
             operator(organization["_id"]),
@@ -319,7 +369,7 @@ def create_api_key_command(organization_id, name, workspace_id, role, as_json):
             workspace_id=workspace_id,
         )
     except ApiError as error:
-        _fail_on_api_error(error)
+        _fail_on_api_error(error, {"name": "--name"})
     record_operator_command(
         organization["_id"],
         "create-api-key",

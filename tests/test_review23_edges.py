@@ -8,13 +8,17 @@ request, what the store holds after a refused command, the cells of the exported
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from bson import ObjectId
 
-from audit_app.db import get_audit_db
+from audit_app.db import get_audit_db, get_db
 
 from .test_web_session import csrf_from, login
 
@@ -151,3 +155,169 @@ def test_json_that_is_no_form_sent_to_a_web_form_is_not_a_500(app, client, org, 
         "/login", data=body, content_type="application/json", headers={"X-CSRFToken": token}
     )
     assert answer.status_code == 400
+
+
+# (12) Command-line text: not UTF-8, or past the API's limits, is refused before anything --
+
+
+BAD = "Evil\udc80"  # what Python makes of the argument b"Evil\x80" (PEP 383)
+PASSWORD = "long enough password"
+
+
+def snapshot(app) -> dict[str, int]:
+    """How many documents each collection of both stores holds."""
+    with app.app_context():
+        counts = {}
+        for name, database in (("main", get_db()), ("audit", get_audit_db())):
+            for collection in database.list_collection_names():
+                counts[f"{name}.{collection}"] = database[collection].count_documents({})
+        return counts
+
+
+def _cli_cases(org) -> list[tuple[list[str], str]]:
+    """Every text option of create-org, create-user, create-api-key and export, each with
+    an argument that is not UTF-8, and the option the error must name."""
+    org_id = str(org.id)
+    create_org = ["create-org", "Evil", "--owner-email", "new@b.test", "--owner-password", PASSWORD]
+    create_user = ["create-user", "--organization", org_id, "--email", "u@b.test"]
+    create_user += ["--password", PASSWORD]
+    create_key = ["create-api-key", "--organization", org_id, "--name", "k"]
+    export = ["export", "--organization", org_id, "--format", "csv"]
+    cases = [
+        (["create-org", BAD, *create_org[2:]], "NAME"),
+        ([*create_org[:3], "new\udc80@b.test", *create_org[4:]], "--owner-email"),
+        ([*create_org[:5], "pass\udc80word-long"], "--owner-password"),
+        ([*create_user[:4], "u\udc80@b.test", *create_user[5:]], "--email"),
+        ([*create_user[:6], "pass\udc80word-long"], "--password"),
+        ([*create_user, "--role", "Adm\udc80in"], "--role"),
+        ([*create_key[:4], "k\udc80"], "--name"),
+        ([*create_key, "--role", "Adm\udc80in"], "--role"),
+    ]
+    for option in ("--q", "--path", "--method", "--resource", "--auth-type", "--status-code"):
+        cases.append(([*export, option, "a\udc80"], option))
+    for option in ("--account-id", "--workspace-id", "--api-key-id", "--from", "--to"):
+        cases.append(([*export, option, "2026\udc80"], option))
+    cases.append(([*export, "--output", "out\udc80.csv"], "--output"))
+    return cases
+
+
+def test_arguments_that_are_not_utf8_are_refused_naming_the_option_and_change_nothing(
+    app, runner, org, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # --output out\udc80.csv, were it written
+    before = snapshot(app)
+    for args, option in _cli_cases(org):
+        text = runner.invoke(args=args)
+        assert text.exit_code == 2, (args, text.output)
+        assert ("Traceback" not in text.output and text.exception is None) or isinstance(
+            text.exception, SystemExit
+        ), (args, text.output)
+        assert option in text.output and "UTF-8" in text.output, (args, text.output)
+        as_json = runner.invoke(args=[*args, "--json"])
+        assert as_json.exit_code == 2 and as_json.stdout == "", (args, as_json.output)
+        error = json.loads(as_json.stderr.strip().splitlines()[-1])["error"]
+        assert error["code"] == "usage_error" and error["field"] == option, (args, error)
+        assert snapshot(app) == before, args
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("out")], os.listdir(
+        tmp_path
+    )
+
+
+def test_create_org_with_a_non_utf8_name_in_a_real_process_leaves_no_orphan_account(tmp_path):
+    """The finding as reported: `flask --app wsgi create-org $'Evil\\x80' ...` printed a
+    UnicodeEncodeError traceback and left a@b.test without an organization."""
+    env = {
+        **os.environ,
+        "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
+        "SECRET_KEY": "k" * 40,
+        "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+        "AUDIT_ANCHOR_DIR": str(tmp_path / "anchor"),
+        "PASSWORD_HASH_PROFILE": "fast",
+        "AUDIT_SEAL_IN_BACKGROUND": "false",
+    }
+    env.pop("MONGO_URI", None)
+    args = [sys.executable.encode(), b"-m", b"flask", b"--app", b"wsgi", b"create-org"]
+    args += [b"Evil\x80", b"--owner-email", b"a@b.test", b"--owner-password", b"x" * 12]
+    done = subprocess.run(
+        [*args, b"--json"], cwd=ROOT, env=env, capture_output=True, timeout=120, check=False
+    )
+    assert done.returncode == 2, done.stderr.decode(errors="replace")
+    assert b"Traceback" not in done.stderr and done.stdout == b""
+    error = json.loads(done.stderr.decode().strip().splitlines()[-1])["error"]
+    assert error["field"] == "NAME" and "UTF-8" in error["message"]
+    text = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, timeout=120, check=False)
+    assert text.returncode == 2 and b"Traceback" not in text.stderr
+    assert b"NAME" in text.stderr and b"UTF-8" in text.stderr
+    from audit_app.db import Store
+
+    store = Store(None, db_name="audit_app", embedded_dir=str(tmp_path / "store"))
+    try:
+        assert store.db.accounts.count_documents({}) == 0
+        assert store.db.organizations.count_documents({}) == 0
+    finally:
+        store.close()
+
+
+def test_a_password_on_standard_input_that_is_not_utf8_is_refused(app, runner, org):
+    before = snapshot(app)
+    args = ["create-user", "--organization", str(org.id), "--email", "in@b.test"]
+    result = runner.invoke(args=[*args, "--password-stdin"], input=b"pass\x80word-long\n")
+    assert result.exit_code == 2 and "--password" in result.output, result.output
+    assert "UTF-8" in result.output and not isinstance(result.exception, UnicodeError)
+    assert snapshot(app) == before
+
+
+def _api_accepts(api, org, kind: str, value: str) -> bool:
+    if kind == "organization":
+        answer = api.patch("/api/v1/organization", as_=org.owner, json={"name": value})
+    elif kind == "apiKey":
+        answer = api.post("/api/v1/api-keys", as_=org.owner, json={"name": value})
+    else:
+        role = str(org.roles["member"]["_id"])
+        answer = api.post("/api/v1/members", as_=org.owner, json={"email": value, "roleId": role})
+    assert answer.status_code in (200, 201, 400), answer.get_json()
+    return answer.status_code < 400
+
+
+def _cli_accepts(runner, org, kind: str, value: str) -> bool:
+    if kind == "organization":
+        args = ["create-org", value, "--owner-email", "o@b.test", "--owner-password", PASSWORD]
+    elif kind == "apiKey":
+        args = ["create-api-key", "--organization", str(org.id), "--name", value]
+    else:
+        args = ["create-user", "--organization", str(org.id), "--email", value]
+        args += ["--password", PASSWORD]
+    result = runner.invoke(args=[*args, "--json"])
+    assert result.exit_code in (0, 2), (args[:2], result.output[-300:])
+    assert "Traceback" not in result.output
+    return result.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "kind,values",
+    [
+        ("organization", ["N" * 200, "N" * 201, "N" * 10_000, "  ", " padded "]),
+        ("apiKey", ["k" * 200, "k" * 201, "k" * 10_000, "  ", " padded "]),
+        ("member", ["a" * 64 + "@b.test", "a" * 65 + "@b.test", "x" * 10_000, "no-at-sign"]),
+    ],
+)
+def test_the_cli_takes_text_within_the_apis_limits_exactly(app, api, runner, org, kind, values):
+    """The same value is accepted by the command line exactly when the API accepts it; a
+    refused one names its option, exits 2 and creates nothing."""
+    for value in values:
+        api_accepts = _api_accepts(api, org, kind, value)  # first: an invitation is no member
+        before = snapshot(app)
+        cli = _cli_accepts(runner, org, kind, value)
+        if not cli:
+            assert snapshot(app) == before, (kind, value[:20])
+        assert cli == api_accepts, (kind, value[:20], len(value))
+
+
+def test_a_long_organization_name_names_its_argument_and_creates_no_account(app, runner):
+    before = snapshot(app)
+    args = ["create-org", "N" * 10_000, "--owner-email", "a@b.test", "--owner-password", PASSWORD]
+    result = runner.invoke(args=[*args, "--json"])
+    assert result.exit_code == 2
+    error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+    assert error["field"] == "NAME" and "200" in error["message"]
+    assert snapshot(app) == before

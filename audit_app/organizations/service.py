@@ -483,8 +483,7 @@ def add_member_as_operator(
 def create_organization(name: str, owner_email: str, owner_password: str | None) -> dict[str, Any]:
     """The CLI's ``create-org`` (and the demo): an organization with its first Owner."""
     db = get_db()
-    if not name or not name.strip():
-        raise bad_request("An organization needs a name.", "name")
+    name = checked_name(name)  # the API's rule; everything is checked before anything is made
     email = checked_email(owner_email, "ownerEmail")
     account = orgs.find_account_by_email(db, email)
     created = account is None
@@ -494,7 +493,7 @@ def create_organization(name: str, owner_email: str, owner_password: str | None)
         account = orgs.create_account(db, email, checked_password(owner_password, "ownerPassword"))
     made = orgs.create_organization(db, name, account["_id"])
     note_created(made["organization"]["_id"])
-    record_changes(None, {"name": name.strip(), "owner": email}, ("name", "owner"))
+    record_changes(None, {"name": name, "owner": email}, ("name", "owner"))
     return {**made, "owner": account, "accountCreated": created, "passwordChanged": False}
 
 
