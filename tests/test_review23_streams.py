@@ -193,3 +193,244 @@ def test_an_api_key_of_a_stream_manager_role_gets_no_more(app, api, org, own_rec
     assert made.status_code == 403
     deliver(app)
     assert own_receiver.requests == []
+
+
+# (6) A stream delivers only while whoever last set its destination may read the log -------
+
+
+def admin2(app, org) -> Person:
+    with app.app_context():
+        account = access.add_member_as_operator(
+            org.id, "admin2@acme.example", PASSWORD, org.roles["admin"]
+        )["account"]
+    return Person("admin2@acme.example", PASSWORD, account["_id"], "admin")
+
+
+def _removed(app, api, org, who, role):
+    assert api.delete(f"/api/v1/members/{who.account_id}", as_=org.owner).status_code == 204
+
+
+def _demoted(app, api, org, who, role):
+    answer = api.patch(
+        f"/api/v1/members/{who.account_id}",
+        as_=org.owner,
+        json={"roleId": str(org.roles["member"]["_id"])},
+    )
+    assert answer.status_code == 200, answer.get_json()
+
+
+def _role_loses_view_audit_log(app, api, org, who, role):
+    answer = api.patch(
+        f"/api/v1/roles/{role['_id']}", as_=org.owner, json={"permissions": ["manageAuditStreams"]}
+    )
+    assert answer.status_code == 200, answer.get_json()
+
+
+def _role_loses_manage_streams(app, api, org, who, role):
+    answer = api.patch(
+        f"/api/v1/roles/{role['_id']}", as_=org.owner, json={"permissions": ["viewAuditLog"]}
+    )
+    assert answer.status_code == 200, answer.get_json()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_removed, _demoted, _role_loses_view_audit_log, _role_loses_manage_streams],
+    ids=["removed", "demoted-to-member", "role-loses-viewAuditLog", "role-loses-manage"],
+)
+def test_a_stream_stops_delivering_when_whoever_set_its_destination_may_no_longer_read(
+    app, api, org, db, change
+):
+    """Admin2 streams to a receiver of theirs; once Admin2 may no longer read the log
+    (removed, demoted, their role edited), new records no longer reach that receiver: the
+    stream pauses and says why, until someone who holds both resumes it."""
+    with app.app_context():
+        role = orgs.create_role(
+            get_db(), org.id, "Stream admins", ["manageAuditStreams", "viewAuditLog"]
+        )
+        account = access.add_member_as_operator(org.id, "admin2@acme.example", PASSWORD, role)
+    insider = Person("admin2@acme.example", PASSWORD, account["account"]["_id"], "custom")
+    theirs = HttpReceiver()
+    try:
+        made = api.post(
+            "/api/v1/audit-streams",
+            as_=insider,
+            json={"name": "Admin2's", "destination": {"type": "webhook", "url": theirs.url}},
+        )
+        assert made.status_code == 201
+        stream = made.get_json()
+        assert stream["destinationSetBy"]["accountId"] == str(insider.account_id)
+        traffic(api, org, 1)
+        deliver(app)
+        before = len(theirs.events())
+        assert before > 0  # delivering while Admin2 may read the log
+        change(app, api, org, insider, role)
+        traffic(api, org, 2)
+        deliver(app)
+        deliver(app)
+        assert len(theirs.events()) == before  # the effect: nothing more reached them
+        health = api.get(f"/api/v1/audit-streams/{stream['id']}", as_=org.owner).get_json()
+        assert health["state"] == "paused" and health["pausedReason"], health
+        assert health["lastError"] == health["pausedReason"]
+        assert "admin2@acme.example" in health["pausedReason"]
+        # the Owner, who holds both, resumes it: they now answer for its destination
+        resumed = api.patch(
+            f"/api/v1/audit-streams/{stream['id']}", as_=org.owner, json={"paused": False}
+        )
+        assert resumed.status_code == 200 and resumed.get_json()["state"] == "active"
+        assert resumed.get_json()["destinationSetBy"]["accountId"] == str(org.owner.account_id)
+        assert resumed.get_json()["pausedReason"] is None
+        record = db.audit_logs.find_one(
+            {"action": "auditStream.update", "accountId": org.owner.account_id}
+        )
+        assert {"field": "state", "from": "paused", "to": "active"}.items() <= {
+            k: v for c in record["changes"] if c["field"] == "state" for k, v in c.items()
+        }.items()
+        deliver(app)
+        got = [e["id"] for e in theirs.events()]
+        owed = since_start(db, org, stream)
+        assert got[before:] == owed[before : len(got)] and len(got) > before  # nothing skipped
+    finally:
+        theirs.stop()
+
+
+@pytest.mark.parametrize("change", ["revoked", "creator-removed", "key-role-loses-view"])
+def test_a_stream_set_by_an_api_key_stops_when_the_key_may_no_longer_read(
+    app, api, org, db, change
+):
+    insider = admin2(app, org)
+    with app.app_context():
+        role = orgs.create_role(
+            get_db(), org.id, "Key streams", ["manageAuditStreams", "viewAuditLog"]
+        )
+    key = api.post(
+        "/api/v1/api-keys", as_=insider, json={"name": "siem", "roleId": str(role["_id"])}
+    ).get_json()
+    theirs = HttpReceiver()
+    try:
+        made = api.post(
+            "/api/v1/audit-streams",
+            key=key["key"],
+            json={"name": "by key", "destination": {"type": "webhook", "url": theirs.url}},
+        )
+        assert made.status_code == 201, made.get_json()
+        stream = made.get_json()
+        assert stream["destinationSetBy"] == {
+            "accountId": str(insider.account_id),
+            "apiKeyId": key["id"],
+            "at": stream["destinationSetBy"]["at"],
+        }
+        traffic(api, org, 1)
+        deliver(app)
+        before = len(theirs.events())
+        assert before > 0
+        if change == "revoked":
+            assert api.delete(f"/api/v1/api-keys/{key['id']}", as_=org.owner).status_code in (
+                200,
+                204,
+            )
+        elif change == "creator-removed":
+            _removed(app, api, org, insider, None)
+        else:
+            api.patch(
+                f"/api/v1/roles/{role['_id']}",
+                as_=org.owner,
+                json={"permissions": ["manageAuditStreams"]},
+            )
+        traffic(api, org, 2)
+        deliver(app)
+        assert len(theirs.events()) == before
+        health = api.get(f"/api/v1/audit-streams/{stream['id']}", as_=org.owner).get_json()
+        assert health["state"] == "paused" and "API key" in health["pausedReason"]
+    finally:
+        theirs.stop()
+
+
+def test_whoever_changes_the_destination_answers_for_it(app, api, org, db, receiver):
+    """A destination changed by another member is theirs from then on: the creator's
+    departure no longer pauses it, the changer's does."""
+    insider = admin2(app, org)
+    made = api.post(
+        "/api/v1/audit-streams",
+        as_=insider,
+        json={"name": "s", "destination": {"type": "webhook", "url": receiver.url + "/a"}},
+    ).get_json()
+    changed = api.patch(
+        f"/api/v1/audit-streams/{made['id']}",
+        as_=org.admin,
+        json={"destination": {"type": "webhook", "url": receiver.url + "/b"}},
+    ).get_json()
+    assert changed["destinationSetBy"]["accountId"] == str(org.admin.account_id)
+    renamed = api.patch(
+        f"/api/v1/audit-streams/{made['id']}", as_=insider, json={"name": "renamed"}
+    ).get_json()
+    assert renamed["destinationSetBy"]["accountId"] == str(org.admin.account_id)  # a name only
+    _removed(app, api, org, insider, None)
+    traffic(api, org, 1)
+    deliver(app)
+    shown = api.get(f"/api/v1/audit-streams/{made['id']}", as_=org.owner).get_json()
+    assert shown["state"] == "active" and receiver.requests
+
+
+def _legacy(db, org, receiver, **fields):
+    """A stream as an earlier version stored it: no destinationSetBy."""
+    now = datetime.now(UTC)
+    stream = {
+        "_id": ObjectId(),
+        "organizationId": org.id,
+        "name": "legacy",
+        "destination": {"type": "webhook", "url": receiver.url},
+        "format": "json",
+        "filters": {},
+        "state": "active",
+        "start": now,
+        "secret": None,
+        "cursor": None,
+        "lease": None,
+        "health": {"delivered": 0, "failed": 0, "attempts": 0, "pendingSince": now},
+        "nextAttemptAt": now,
+        "createdAt": now,
+        "updatedAt": now,
+        **fields,
+    }
+    db.audit_streams.insert_one(stream)
+    return stream
+
+
+@pytest.mark.parametrize(
+    "case,delivers",
+    [
+        ("creator-holds-both-never-changed", True),
+        ("creator-holds-both-changed-since", False),
+        ("creator-lacks-view", False),
+        ("no-creator", False),
+    ],
+)
+def test_a_stream_from_before_is_kept_only_where_its_creator_set_its_destination(
+    app, api, org, db, receiver, case, delivers
+):
+    """No record of who set the destination: the creator answers for it only if the
+    stream was never changed (before this review anyone holding manageAuditStreams could
+    have changed it); otherwise it pauses until someone who holds both resumes it."""
+    now = datetime.now(UTC)
+    fields: dict = {"createdBy": org.admin.account_id}
+    if case == "creator-holds-both-changed-since":
+        fields["updatedAt"] = now.replace(year=now.year + 1)
+    elif case == "creator-lacks-view":
+        fields["createdBy"] = org.member.account_id
+    elif case == "no-creator":
+        fields.pop("createdBy")
+    stream = _legacy(db, org, receiver, **fields)
+    traffic(api, org, 1)
+    deliver(app)
+    shown = api.get(f"/api/v1/audit-streams/{stream['_id']}", as_=org.owner).get_json()
+    assert bool(receiver.requests) == delivers, shown
+    assert shown["state"] == ("active" if delivers else "paused"), shown
+    if not delivers:
+        assert shown["pausedReason"]
+        resumed = api.patch(
+            f"/api/v1/audit-streams/{stream['_id']}", as_=org.owner, json={"paused": False}
+        )
+        assert resumed.status_code == 200
+        deliver(app)
+        assert receiver.requests

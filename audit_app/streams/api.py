@@ -28,6 +28,12 @@ class DestinationSchema(Schema):
     tls = fields.Boolean()
 
 
+class SetBySchema(Schema):
+    accountId = ObjectIdField(allow_none=True)
+    apiKeyId = ObjectIdField(allow_none=True)
+    at = UtcDateTime()
+
+
 class HealthSchema(Schema):
     state = fields.String(metadata={"enum": ["active", "paused", "failing"]})
     lagSeconds = fields.Float()
@@ -38,6 +44,9 @@ class HealthSchema(Schema):
         metadata={"description": "what the destination answered; for viewAuditLog only"},
     )
     lastErrorAt = fields.String(allow_none=True)
+    pausedReason = fields.String(
+        allow_none=True, metadata={"description": "why the deliverer paused it, if it did"}
+    )
     failingSince = fields.String(allow_none=True)
     nextAttemptAt = fields.String(allow_none=True)
     delivered = fields.Integer()
@@ -61,8 +70,14 @@ class StreamSchema(Schema):
     lastDeliveredAt = fields.String(allow_none=True)
     lastError = fields.String(allow_none=True)
     lastErrorDetail = fields.String(allow_none=True)
+    pausedReason = fields.String(allow_none=True)
     delivered = fields.Integer()
     failed = fields.Integer()
+    destinationSetBy = fields.Nested(
+        SetBySchema,
+        allow_none=True,
+        metadata={"description": "who answers for the destination: it delivers while they may"},
+    )
 
     def _secret_set(self, stream: dict[str, Any]) -> bool:
         return bool(stream.get("secret"))

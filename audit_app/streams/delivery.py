@@ -35,7 +35,7 @@ from ..audit.service import build_query
 from ..db import Document, get_audit_db, get_db
 from ..errors import ApiError
 from ..ids import utcnow
-from . import destinations, formats
+from . import destinations, formats, service
 from . import repository as streams
 from .secrets import SecretUnreadable, unseal
 
@@ -120,6 +120,10 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
     cursor = stream.get("cursor") or {"storedAt": stream["start"], "id": None}
     position = (cursor["storedAt"], cursor["id"])
     while time.monotonic() < budget:
+        reason = service.pause_reason(stream)  # before each batch: who answers for it may
+        if reason is not None:  # have lost the membership, a permission, or their key
+            _paused(stream, holder, reason)
+            return
         until = utcnow() - timedelta(seconds=config["AUDIT_STREAM_SETTLE_SECONDS"])
         batch = stored_after(
             get_audit_db(app),
@@ -170,6 +174,19 @@ def _progress(
     stream: Document, holder: str, update: dict[str, Any], counts: dict[str, int]
 ) -> bool:
     return streams.record_progress(get_db(), stream, holder, update, counts)
+
+
+def _paused(stream: Document, holder: str, reason: str) -> None:
+    """Pause the stream, saying why, unless someone changed it meanwhile (a resume made
+    after our check stands)."""
+    log.warning("Stream %s: paused: %s", stream["_id"], reason)
+    streams.record_progress(
+        get_db(),
+        stream,
+        holder,
+        {"state": "paused", "pausedReason": reason, "pausedAt": utcnow()},
+        expect={"updatedAt": stream.get("updatedAt")},
+    )
 
 
 def _failed(

@@ -108,14 +108,21 @@ def record_progress(
     holder: str,
     update: Mapping[str, Any],
     increments: Mapping[str, int] | None = None,
+    expect: Mapping[str, Any] | None = None,
 ) -> bool:
     """Save the cursor and health, only while this deliverer still holds the lease (a
-    deliverer that lost it cannot move a cursor back)."""
+    deliverer that lost it cannot move a cursor back) and the stream still matches
+    ``expect`` (its settings unchanged since it was read)."""
     change: dict[str, Any] = {"$set": dict(update)}
     if increments:
         change["$inc"] = dict(increments)
     result = db[COLLECTION].update_one(
-        {"_id": stream["_id"], "organizationId": stream["organizationId"], "lease.holder": holder},
+        {
+            **(expect or {}),
+            "_id": stream["_id"],
+            "organizationId": stream["organizationId"],
+            "lease.holder": holder,
+        },
         change,
     )
     return result.matched_count == 1

@@ -11,7 +11,11 @@
   unless the installation allows private ones);
 - a destination's secret (the webhook's signing secret, made here; a Splunk HEC token,
   given) is shown once and then kept only encrypted (``secrets.py``), never returned;
-- every change is a record with ``changes`` (secrets masked).
+- every change is a record with ``changes`` (secrets masked);
+- a stream delivers only while whoever last set its destination (``destinationSetBy``: a
+  member, or an API key and the member it speaks for) still holds both permissions; the
+  deliverer asks ``pause_reason`` before each batch and pauses the stream otherwise, until
+  someone who holds both resumes it (and so answers for its destination from then on).
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from werkzeug.datastructures import MultiDict
 
 from ..audit.changes import record_changes
 from ..audit.context import note_created
+from ..api_keys import repository as api_keys
 from ..audit.query import FilterSchema, parse_query
 from ..auth.principal import Principal
 from ..db import Document, get_db
 from ..errors import ApiError, bad_request, conflict, not_found
 from ..ids import iso, utcnow
+from ..organizations import repository as orgs
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import delivery, destinations, formats
 from . import repository as streams
@@ -56,6 +62,83 @@ def check_may_read(actor: Principal, what: str) -> None:
             f"{what} reads the audit log: it needs the manageAuditStreams and viewAuditLog "
             f"permissions, and this caller lacks {' and '.join(lacking)}.",
         )
+
+
+def _set_by(actor: Principal) -> dict[str, Any]:
+    """Who answers for a stream's destination from now on: the member (for an API key, the
+    member it speaks for, None for an operator's key) and the key, if a key did it."""
+    return {
+        "accountId": actor.account_id or actor.key_creator_id,
+        "apiKeyId": actor.api_key_id,
+        "at": utcnow(),
+    }
+
+
+RESUME = (
+    " A member holding manageAuditStreams and viewAuditLog resumes it, and answers for its "
+    "destination from then on."
+)
+
+
+def pause_reason(stream: Mapping[str, Any]) -> str | None:
+    """Why the stream must not deliver now (its health shows it), or None: the one who last
+    set its destination no longer may read the log. Asked by the deliverer before each
+    batch, so a removal, a role change, a role edited or a key revoked all stop it, with no
+    hook in those services."""
+    db = get_db()
+    organization_id = stream["organizationId"]
+    setter = stream.get("destinationSetBy") or _legacy_setter(stream)
+    if setter is None:
+        return (
+            "Paused: who set this stream's destination is not recorded (it was made or "
+            "changed before that was kept)." + RESUME
+        )
+    account_id = setter.get("accountId")
+    key_id = setter.get("apiKeyId")
+    if key_id is not None:
+        key = api_keys.find_api_keys_by_ids(db, organization_id, [key_id]).get(key_id)
+        name = f"API key {key['name']!r}" if key else "The API key"
+        if key is None or key.get("revokedAt") is not None:
+            return f"Paused: the {name} that set its destination has been revoked." + RESUME
+        role = orgs.find_role(db, organization_id, key["roleId"])
+        lacking = _lacking(role)
+        if lacking or key.get("workspaceId") is not None:
+            return (
+                f"Paused: the {name} that set its destination no longer holds "
+                f"{' and '.join(lacking or ['the organization'])}." + RESUME
+            )
+        account_id = key.get("createdBy")  # the key speaks for its creator
+        if account_id is None:
+            return None  # an operator's key: it holds its role
+    if account_id is None:
+        return "Paused: who set this stream's destination is not recorded." + RESUME
+    account = orgs.find_account(db, account_id)
+    who = account["email"] if account else str(account_id)
+    membership = orgs.find_membership(db, organization_id, account_id)
+    if membership is None:
+        return f"Paused: {who}, who set its destination, is no longer a member." + RESUME
+    lacking = _lacking(orgs.find_role(db, organization_id, membership["roleId"]))
+    if lacking:
+        return (
+            f"Paused: {who}, who set its destination, no longer holds {' and '.join(lacking)}."
+            + RESUME
+        )
+    return None
+
+
+def _lacking(role: Mapping[str, Any] | None) -> list[str]:
+    held = set(role["permissions"]) if role else set()
+    return [name for name in READS_THE_LOG if name not in held]
+
+
+def _legacy_setter(stream: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A stream stored before ``destinationSetBy`` was kept: its creator answers for its
+    destination only if it was never changed since (anyone holding manageAuditStreams could
+    change it then); otherwise nobody does, and it stays paused until resumed."""
+    creator = stream.get("createdBy")
+    if creator is not None and stream.get("updatedAt") == stream.get("createdAt"):
+        return {"accountId": creator, "apiKeyId": None}
+    return None
 
 
 def _checked_destination(data: Mapping[str, Any], fmt: str) -> dict[str, Any]:
@@ -150,6 +233,8 @@ def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, 
         "createdAt": now,
         "updatedAt": now,
         "createdBy": actor.account_id or actor.key_creator_id,
+        "destinationSetBy": _set_by(actor),
+        "pausedReason": None,
     }
     streams.insert_stream(db, actor.org, stream)
     note_created(stream["_id"])
@@ -191,7 +276,10 @@ def update_stream(
         update["filters"] = _checked_filters(data["filters"])
     if "paused" in data:
         update["state"] = "paused" if data["paused"] else "active"
+        update["pausedReason"] = None  # paused by a person, or resumed
         update["nextAttemptAt"] = utcnow()
+    if any(name in data for name in READING_SETTINGS) or data.get("paused") is False:
+        update["destinationSetBy"] = _set_by(actor)
     destination = update.get("destination") or stream["destination"]
     kind = destination["type"]
     moved = destination != stream["destination"]
@@ -256,6 +344,7 @@ def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, 
     now = now or utcnow()
     kept = stream.get("health") or {}
     state = stream.get("state", "active")
+    paused_reason = stream.get("pausedReason") if state == "paused" else None
     if state == "active" and kept.get("failingSince"):
         state = "failing"
     pending = kept.get("pendingSince")
@@ -268,8 +357,9 @@ def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, 
         "state": state,
         "lagSeconds": round(lag, 1),
         "lastDeliveredAt": iso(kept.get("lastDeliveredAt")),
-        "lastError": kept.get("lastError"),
-        "lastErrorDetail": kept.get("lastErrorDetail"),
+        "lastError": paused_reason or kept.get("lastError"),
+        "lastErrorDetail": None if paused_reason else kept.get("lastErrorDetail"),
+        "pausedReason": paused_reason,
         "lastErrorAt": iso(kept.get("lastErrorAt")),
         "failingSince": iso(kept.get("failingSince")),
         "nextAttemptAt": iso(stream.get("nextAttemptAt")) if state == "failing" else None,
