@@ -8,6 +8,8 @@ request, what the store holds after a refused command, the cells of the exported
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -20,6 +22,7 @@ from bson import ObjectId
 
 from audit_app.db import get_audit_db, get_db
 
+from .factories import audit_record
 from .test_web_session import csrf_from, login
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -321,3 +324,94 @@ def test_a_long_organization_name_names_its_argument_and_creates_no_account(app,
     error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
     assert error["field"] == "NAME" and "200" in error["message"]
     assert snapshot(app) == before
+
+
+# (Extra a) CSV cells a spreadsheet would run: at a cell's start, and after a ';' --------
+
+TRIGGER = re.compile(r"""[ "]*[=+\-@\t\r\n\x00]""")  # what starts a formula, after blanks
+
+
+def _cells(text: str, delimiter: str) -> list[str]:
+    """The cells a spreadsheet whose list separator is ``delimiter`` reads, header apart."""
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter))
+    return [cell for row in rows[1:] for cell in row]
+
+
+def _planted(app, api, org) -> list[str]:
+    """Formulas planted where an attacker has a say: a key's name, a user agent, a
+    workspace's name (in ``changes``), a body (in ``request``); and through the record
+    builder, an error message with characters no header can carry."""
+    formulas = [
+        "=1+1",
+        "+1+1",
+        "-1+1",
+        "@SUM(1)",
+        '=HYPERLINK("http://evil.example";"x")',
+        " =1+1",
+        '"=1+1',
+        ";=1+1",
+        "Mozilla/5.0; =cmd|' /C calc'!A0",
+        "x;@SUM(1)",
+        'x;"-2+3',
+        "x; +1",
+    ]
+    for formula in formulas:
+        key = api.post("/api/v1/api-keys", as_=org.owner, json={"name": "k" + formula})
+        assert key.status_code == 201, key.get_json()
+        api.get("/api/v1/workspaces", headers={"User-Agent": formula}, as_=org.owner)
+        api.post("/api/v1/workspaces", as_=org.owner, json={"name": "w" + formula})
+    named = api.post("/api/v1/api-keys", as_=org.owner, json={"name": "=2+3"}).get_json()
+    api.get("/api/v1/workspaces", key=named["key"])  # apiKeyName starts with '='
+    with app.app_context():
+        get_audit_db().audit_logs.insert_many(
+            [
+                audit_record(org.id, statusCode=400, response={"errorMessage": start + "1+1"})
+                for start in ("\t=", "\r=", "\n=", "\x00=", "\t", "\r", "\n", "\x00", "ok\n=")
+            ]
+        )
+    return formulas
+
+
+def _check(text: str) -> None:
+    cells = _cells(text, ",")
+    assert len(cells) > 100
+    dangerous = [cell for cell in cells if TRIGGER.match(cell)]
+    assert not dangerous, dangerous[:5]
+    # a spreadsheet whose list separator is ';' cuts every line at each ';', and, out of
+    # the quotes it does not see, starts a row at each line break
+    pieces = [piece for line in text.splitlines()[1:] for piece in line.split(";")]
+    assert pieces, "nothing planted after a ';'"
+    dangerous = [piece for piece in pieces if TRIGGER.match(piece)]
+    assert not dangerous, dangerous[:5]
+
+
+def test_csv_exports_neutralise_formulas_at_a_cells_start_and_after_a_semicolon(
+    app, api, org, runner
+):
+    formulas = _planted(app, api, org)
+    answer = api.get("/api/v1/audit-logs/export?format=csv", as_=org.owner)
+    assert answer.status_code == 200
+    text = answer.get_data(as_text=True)
+    _check(text)
+    cells = set(_cells(text, ","))
+    assert "'=2+3" in cells and "'=1+1" in cells and "' =1+1" in cells  # shown, as text
+    assert "Mozilla/5.0;' =cmd|' /C calc'!A0" in cells and "x;'@SUM(1)" in cells
+    assert "'\t=1+1" in cells and "'\x00=1+1" in cells
+    exported = runner.invoke(
+        args=["export", "--organization", str(org.id), "--format", "csv", "--output", "-"]
+    )
+    assert exported.exit_code == 0, exported.output
+    _check(exported.stdout)
+    ndjson = api.get("/api/v1/audit-logs/export?format=ndjson", as_=org.owner).get_data(
+        as_text=True
+    )
+    agents = {json.loads(line).get("userAgent") for line in ndjson.splitlines()}
+    assert set(formulas) <= agents  # NDJSON keeps every value exactly as it was sent
+
+
+def test_a_cell_that_starts_no_formula_is_exported_as_it_is(app, api, org):
+    for agent in ("|pipe", "a;b", "x; y", "(compatible; bot/2.1)", "100%", "'quoted"):
+        api.get("/api/v1/workspaces", headers={"User-Agent": agent}, as_=org.owner)
+    text = api.get("/api/v1/audit-logs/export?format=csv", as_=org.owner).get_data(as_text=True)
+    cells = set(_cells(text, ","))
+    assert {"|pipe", "a;b", "x; y", "(compatible; bot/2.1)", "100%", "'quoted"} <= cells

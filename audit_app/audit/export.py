@@ -44,7 +44,12 @@ CSV_COLUMNS = [
     "request",
 ]
 _JSON_COLUMNS = ("changes", "request")  # as JSON text in their cell
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell as a formula when it starts with one of these (OWASP's list,
+# with LF, and NUL as ASVS 5 adds), even after blanks or a quote in some of them. One whose
+# list separator is ';' (many European locales) starts a cell after every ';', and a row
+# after every line break (it does not see this file's quotes): there too. '|' starts
+# nothing (a DDE payload needs one of these first) and is left alone.
+_FORMULA = re.compile(r"""(^|[;\r\n])(?=[ "]*[=+\-@\t\r\n\x00])""")
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "ndjson": "application/x-ndjson; charset=utf-8",
@@ -54,8 +59,10 @@ EXTENSIONS = {"csv": "csv", "ndjson": "ndjson", "ocsf": "ocsf.ndjson"}
 
 
 def neutralize(cell: str) -> str:
-    """Keep a spreadsheet from running a cell as a formula (OWASP CSV injection)."""
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+    """Keep a spreadsheet from running a cell as a formula (OWASP CSV injection): a ``'``
+    before whatever would start one, at the cell's start and after each ``;`` and line
+    break. The CSV is for reading in a spreadsheet; NDJSON keeps every value exactly."""
+    return _FORMULA.sub(r"\1'", cell)
 
 
 def _csv_line(values: list) -> str:
