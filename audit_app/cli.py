@@ -30,9 +30,17 @@ from .audit.integrity import iter_digests
 from .audit.query import FilterSchema, IsoDateTime, parse_query
 from .audit.retention import legacy_from_ttl, purge_all
 from .audit.schemas import jsonable
-from .audit.sealing import RECENT_WINDOWS, seal_now, store_state, verify
+from .audit.sealing import (
+    RECENT_WINDOWS,
+    NothingToAcknowledge,
+    acknowledge,
+    seal_now,
+    store_state,
+    verify,
+)
 from .audit.sealing import policy as sealing_policy
 from .audit.service import build_query, export_records
+from .credentials import service as credentials
 from .db import get_audit_db, get_db, stores
 from .demo import DEMO_LOGINS, find_demo, seed_demo
 from .errors import ApiError
@@ -74,6 +82,7 @@ CREATE_ORG, ADD_MEMBER, CREATE_KEY, EXPORT, EXPORT_ENDED, VERIFY, EXPORT_DIGESTS
     "auditLog.verify",
     "auditLog.exportDigests",
 )
+(ACKNOWLEDGE_INTEGRITY,) = declare("auditLog.acknowledgeIntegrity")
 
 
 class AppCommand(click.Command):
@@ -677,8 +686,10 @@ def verify_command(organization_id, start, end, as_json):
         organization["_id"], start=_date_option(start, "--from"), end=_date_option(end, "--to")
     )
     payload = report.as_dict()
-    if start is None and end is None:
-        store_state(organization["_id"], report, "full")
+    state = None
+    if start is None and end is None:  # every window: the state the pages show
+        state = store_state(organization["_id"], report, "full")
+        payload["integrityState"] = state["state"]
     record_operator_command(
         organization["_id"],
         "verify",
@@ -695,10 +706,77 @@ def verify_command(organization_id, start, end, as_json):
         if window.status == "failed":
             lines.append(f"FAILED window #{window.sequence} {payload_window(window)}:")
             lines += [f"  {p['type']}: {p['message']}" for p in window.problems]
+    lines += [f"FAILED chain: {p['type']}: {p['message']}" for p in report.chain_problems]
     lines.append("OK: every window verified" if report.ok else "TAMPERING DETECTED")
+    if state is not None and state["state"] != ("verified" if report.ok else "failed"):
+        lines.append(f"Integrity state: {state['state']} (see acknowledge-integrity)")
     _emit(as_json, payload, lines)
     if not report.ok:
         raise SystemExit(1)
+
+
+REASON_LENGTH = (10, 500)
+
+
+def _reason(ctx, param, value):
+    text = (value or "").strip()
+    low, high = REASON_LENGTH
+    if not low <= len(text) <= high:
+        raise click.BadParameter(f"must be {low} to {high} characters (it has {len(text)}).")
+    return text
+
+
+def _operator() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        return f"uid {os.getuid()}"
+
+
+@command("acknowledge-integrity")
+@click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
+@click.option(
+    "--reason",
+    required=True,
+    callback=_reason,
+    help="why the failure is known and accepted (10-500 characters), kept with it",
+)
+@json_option
+@with_appcontext
+def acknowledge_integrity_command(organization_id, reason, as_json):
+    """Acknowledge the integrity failures shown now, with a reason: the state reads
+    'acknowledged' until a verification finds anything else. Recorded in the
+    organization's log and anchored outside the database."""
+
+    organization = _organization(get_db(), organization_id)
+    by = _operator()
+    try:
+        state, count = acknowledge(organization["_id"], reason, by)
+    except NothingToAcknowledge as error:
+        raise click.ClickException(str(error)) from None
+    record_operator_command(
+        organization["_id"],
+        "acknowledge-integrity",
+        {"reason": reason},
+        action=ACKNOWLEDGE_INTEGRITY,
+        acknowledged=count,
+    )
+    _emit(
+        as_json,
+        {
+            "organizationId": str(organization["_id"]),
+            "state": state["state"],
+            "acknowledged": count,
+            "reason": reason,
+            "by": by,
+        },
+        [
+            f"Acknowledged {count} problem(s) of organization {organization['_id']} "
+            f"as {by}: the integrity state is now {state['state']}."
+        ],
+    )
 
 
 def payload_window(window) -> str:
@@ -826,6 +904,71 @@ def _store_option(value: str, option: str, config, client=None):
         ) from None
 
 
+(REVOKE_CREDENTIALS,) = declare("account.revokeCredentials")
+
+
+@command("revoke-credentials")
+@click.option("--email", required=True, help="The account whose credentials end.")
+@click.option(
+    "--organization",
+    "organization_id",
+    type=OBJECT_ID,
+    default=None,
+    help="Revoke only the keys and invitations made in this organization (sessions and "
+    "JWTs are the account's and end in every case).",
+)
+@json_option
+@with_appcontext
+def revoke_credentials_command(email, organization_id, as_json):
+    """Incident response: end an account's web sessions and JWTs, and revoke the API keys
+    and invitations it created; recorded in each organization concerned."""
+    db = get_db()
+    account = find_account_by_email(db, email.strip())
+    if account is None:
+        raise click.BadParameter(f"no account with email {email!r}", param_hint="--email")
+    memberships = [o["_id"] for o in orgs.list_organizations_of_account(db, account["_id"])]
+    if organization_id is not None:
+        _organization(db, organization_id)
+        if organization_id not in memberships:
+            raise click.BadParameter(
+                f"{account['email']} is not a member of {organization_id}",
+                param_hint="--organization",
+            )
+    revoked = credentials.revoke_credentials(account, organization_id)
+    for org in [organization_id] if organization_id else memberships:
+        in_org = revoked["byOrganization"].get(str(org), {"apiKeys": 0, "invitations": 0})
+        record_operator_command(
+            org,
+            "revoke-credentials",
+            {"email": account["email"], "organization": organization_id},
+            action=REVOKE_CREDENTIALS,
+            result={
+                "accountId": account["_id"],
+                "sessionsEnded": revoked["sessionsEnded"],
+                "apiKeysRevoked": in_org["apiKeys"],
+                "invitationsRevoked": in_org["invitations"],
+            },
+        )
+    _emit(
+        as_json,
+        {
+            "accountId": str(account["_id"]),
+            "email": account["email"],
+            "sessionsEnded": revoked["sessionsEnded"],
+            "jwtsEnded": True,
+            "apiKeysRevoked": revoked["apiKeysRevoked"],
+            "invitationsRevoked": revoked["invitationsRevoked"],
+            "byOrganization": revoked["byOrganization"],
+        },
+        [
+            f"Revoked the credentials of {account['email']} ({account['_id']}):",
+            f"  web sessions ended: {revoked['sessionsEnded']}; every JWT ended",
+            f"  API keys revoked: {revoked['apiKeysRevoked']}",
+            f"  invitations revoked: {revoked['invitationsRevoked']}",
+        ],
+    )
+
+
 def register(app) -> None:
     for command in (
         create_org_command,
@@ -837,8 +980,10 @@ def register(app) -> None:
         export_command,
         seal_command,
         verify_command,
+        acknowledge_integrity_command,
         purge_command,
         export_digests_command,
         migrate_store_command,
+        revoke_credentials_command,
     ):
         app.cli.add_command(command)

@@ -53,6 +53,7 @@ def test_document_lists_every_endpoint_with_auth_and_errors(client):
     assert document["openapi"].startswith("3.")
     expected = {
         "/auth/token",
+        "/auth/password",
         "/organization",
         "/workspaces",
         "/workspaces/{workspaceId}",

@@ -37,6 +37,11 @@ INDEXES: dict[str, list[IndexSpec]] = {
         ([("prefix", ASCENDING)], {"name": "prefix"}),
         ([("organizationId", ASCENDING), ("createdAt", DESCENDING)], {"name": "org_newest"}),
         ([("organizationId", ASCENDING), ("createdBy", ASCENDING)], {"name": "org_creator"}),
+        # revoking a key revokes the keys it made
+        (
+            [("organizationId", ASCENDING), ("createdByApiKeyId", ASCENDING)],
+            {"name": "org_creator_key"},
+        ),
     ],
 }
 
@@ -141,7 +146,36 @@ def revoke_keys_created_by(
     db: Database[Document], organization_id: ObjectId, account_id: ObjectId
 ) -> int:
     """Revoke every live key an account created (it is leaving the organization)."""
-    result = TenantCollection(db.api_keys, organization_id).update_many(
-        {"createdBy": account_id, "revokedAt": None}, {"$set": {"revokedAt": utcnow()}}
-    )
-    return result.modified_count
+    return len(revoke_keys_where(db, organization_id, {"createdBy": account_id}))
+
+
+def revoke_keys_made_with(
+    db: Database[Document], organization_id: ObjectId, key_ids: list[ObjectId]
+) -> list[ObjectId]:
+    """Revoke the live keys these keys made, and the keys those made, to any depth: what a
+    credential creates dies with it. Returns the ids revoked."""
+    revoked: list[ObjectId] = []
+    parents = list(key_ids)
+    for _ in range(MAX_KEY_GENERATIONS):
+        if not parents:
+            break
+        parents = revoke_keys_where(db, organization_id, {"createdByApiKeyId": {"$in": parents}})
+        revoked.extend(parents)
+    return revoked
+
+
+MAX_KEY_GENERATIONS = 50  # a chain of keys made by keys; each generation is one query
+
+
+def revoke_keys_where(
+    db: Database[Document], organization_id: ObjectId, selector: Mapping[str, Any]
+) -> list[ObjectId]:
+    """Revoke the live keys that match; return their ids."""
+    keys = TenantCollection(db.api_keys, organization_id)
+    live = {**selector, "revokedAt": None}
+    ids = [k["_id"] for k in keys.find(live, {"_id": 1}).limit(10_000)]
+    if ids:
+        keys.update_many(
+            {"_id": {"$in": ids}, "revokedAt": None}, {"$set": {"revokedAt": utcnow()}}
+        )
+    return ids

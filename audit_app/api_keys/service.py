@@ -14,6 +14,7 @@ from bson import ObjectId
 from ..audit.changes import record_changes
 from ..audit.context import note_created
 from ..auth.principal import Principal
+from ..credentials import service as credentials
 from ..db import Document, get_db
 from ..errors import unprocessable
 from ..organizations import repository as orgs
@@ -70,7 +71,12 @@ def revoke_key(actor: Principal, key_id: ObjectId) -> Document:
     """Revoke a key; revoking one already revoked changes nothing and says so in no record."""
     key, revoked_now = api_keys.revoke_api_key(get_db(), actor.org, key_id)
     if revoked_now:
-        record_changes({"name": key["name"], "revokedAt": None}, key, ("revokedAt",))
+        # what the key created dies with it: the keys it made, the invitations they sent
+        went = credentials.after_key_revoked(actor.org, key["_id"])
+        went = {name: value or None for name, value in went.items()}
+        record_changes(
+            {"name": key["name"], "revokedAt": None}, {**key, **went}, ("revokedAt", *went)
+        )
     return key
 
 

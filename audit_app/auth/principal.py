@@ -153,6 +153,11 @@ def session_credential(session_id: ObjectId) -> str:
 
 def _from_jwt(token: str) -> Principal:
     account, claims = account_of_token(token)
+    if claims.scope is not None:  # an invitations-only token is nobody anywhere else
+        raise TokenError(
+            "This token can only accept invitations (POST /api/v1/invitations/accept); "
+            "request a new one once you are a member."
+        )
     principal = _member_principal(JWT, account, claims.organization_id)
     if not principal:
         raise TokenError(

@@ -34,6 +34,7 @@ class Claims(NamedTuple):
     organization_id: ObjectId
     version: int
     credential_id: str
+    scope: str | None = None
 
 
 def credential_id(token: str, claims: dict) -> str:
@@ -57,7 +58,11 @@ class TokenError(Exception):
         self.attribution = attribution
 
 
-def issue_token(account: dict, organization_id: ObjectId) -> Issued:
+# The scope of a token that can only accept invitations (an account in no organization).
+INVITATIONS_SCOPE = "invitations"
+
+
+def issue_token(account: dict, organization_id: ObjectId, scope: str | None = None) -> Issued:
     """A signed token for the account acting in the organization, its lifetime and name."""
     lifetime = current_app.config["JWT_EXPIRES_SECONDS"]
     now = datetime.now(UTC)
@@ -70,6 +75,8 @@ def issue_token(account: dict, organization_id: ObjectId) -> Issued:
         "exp": now + timedelta(seconds=lifetime),
         "jti": secrets.token_urlsafe(16),
     }
+    if scope is not None:
+        claims["scope"] = scope
     token = jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=ALGORITHM)
     return Issued(token, lifetime, credential_id(token, claims))
 
@@ -111,7 +118,14 @@ def decode_token(token: str) -> Claims:
         subject, organization = ObjectId(claims["sub"]), ObjectId(claims["org"])
     except (InvalidId, TypeError):  # a claim that is not an ObjectId string
         raise TokenError("The token's sub and org claims must be ObjectIds.") from None
-    return Claims(subject, organization, version, credential_id(token, claims))
+    scope = claims.get("scope")
+    return Claims(
+        subject,
+        organization,
+        version,
+        credential_id(token, claims),
+        scope if isinstance(scope, str) else None,
+    )
 
 
 def _expired_claims(token: str) -> dict | None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -47,6 +47,8 @@ INDEXES: dict[str, list[IndexSpec]] = {
             {"name": "org_email"},
         ),
         ([("organizationId", ASCENDING), ("createdAt", ASCENDING)], {"name": "org_oldest"}),
+        # an account that belongs to no organization logs in to accept one (its newest)
+        ([("emailLower", ASCENDING), ("createdAt", DESCENDING)], {"name": "email_newest"}),
     ],
 }
 
@@ -483,7 +485,7 @@ def revoke_invitation(
     now = utcnow()
     revoked = TenantCollection(db.invitations, organization_id).find_one_and_update(
         {"_id": invitation_id, **_pending(now)},
-        {"$set": {"revokedAt": now}},
+        {"$set": {"revokedAt": now, "revokedReason": "revoked"}},
         projection={"tokenHash": 0},
         return_document=ReturnDocument.AFTER,
     )
@@ -493,16 +495,71 @@ def revoke_invitation(
 
 
 def revoke_invitations_by(
-    db: Database[Document], organization_id: ObjectId, account_id: ObjectId
+    db: Database[Document],
+    organization_id: ObjectId,
+    account_id: ObjectId,
+    reason: str = "senderRemoved",
 ) -> int:
-    """Revoke the pending invitations an account sent (it is leaving the organization)."""
+    """Revoke the pending invitations an account sent, with any of its credentials or with a
+    key it created (it is leaving the organization, or revoking what it made)."""
+    return _revoke_invitations(db, organization_id, {"invitedBy.accountId": account_id}, reason)
+
+
+def revoke_invitations_sent_with_keys(
+    db: Database[Document], organization_id: ObjectId, key_ids: list[ObjectId], reason: str
+) -> int:
+    """Revoke the pending invitations these API keys sent (the keys were revoked)."""
+    if not key_ids:
+        return 0
+    return _revoke_invitations(
+        db, organization_id, {"invitedBy.apiKeyId": {"$in": key_ids}}, reason
+    )
+
+
+def revoke_invitations_sent_with_password(
+    db: Database[Document], organization_id: ObjectId, account_id: ObjectId, reason: str
+) -> int:
+    """Revoke the pending invitations an account sent logged in (a JWT or a web session), not
+    with a key: its password changed, so every credential it had then is gone."""
+    selector = {"invitedBy.accountId": account_id, "invitedBy.apiKeyId": None}
+    return _revoke_invitations(db, organization_id, selector, reason)
+
+
+def _revoke_invitations(
+    db: Database[Document], organization_id: ObjectId, selector: Document, reason: str
+) -> int:
     now = utcnow()
     return (
         TenantCollection(db.invitations, organization_id)
         .update_many(
-            {"invitedBy.accountId": account_id, **_pending(now)}, {"$set": {"revokedAt": now}}
+            {**selector, **_pending(now)}, {"$set": {"revokedAt": now, "revokedReason": reason}}
         )
         .modified_count
+    )
+
+
+def revoke_invitation_for(
+    db: Database[Document], invitation: Mapping[str, Any], reason: str
+) -> None:
+    """Revoke one pending invitation, saying why (its sender's credential ended)."""
+    _revoke_invitations(db, invitation["organizationId"], {"_id": invitation["_id"]}, reason)
+
+
+def newest_pending_invitation_for(
+    db: Database[Document], email: str, organization_id: ObjectId | None = None
+) -> Document | None:
+    """The newest pending invitation of an email, in one organization or in any."""
+    selector: Document = {"emailLower": email_key(email), **_pending(utcnow())}
+    if organization_id is not None:
+        selector["organizationId"] = organization_id
+    found = db.invitations.find(selector, {"tokenHash": 0}).sort("createdAt", DESCENDING).limit(1)
+    return next(iter(found), None)
+
+
+def bump_credential_version(db: Database[Document], account_id: ObjectId) -> None:
+    """End every JWT the account holds, as a password change does, without changing it."""
+    db.accounts.update_one(
+        {"_id": account_id}, {"$inc": {"credentialVersion": 1}, "$set": {"updatedAt": utcnow()}}
     )
 
 

@@ -37,9 +37,11 @@ from ..audit.context import note_action, note_created
 from ..auth import sessions
 from ..auth.passwords import verify_password
 from ..auth.principal import OPERATOR_AUTH, Principal
+from ..credentials import service as credentials
 from ..db import Document, exclusive, get_db
 from ..emails import InvalidEmail, clean_email
 from ..errors import ApiError, bad_request, conflict, not_found, unauthorized
+from ..ids import iso
 from . import repository as orgs
 from .permissions import OWNER, PERMISSIONS
 
@@ -48,7 +50,7 @@ MAX_PASSWORD = 1024
 
 (PERMISSIONS_CHANGE,) = declare("role.permissionsChange")
 # What a reader of the audit log sees of each object, field by field (``changes``)
-ORGANIZATION_FIELDS = ("name", retention.DAYS, retention.HOLD)
+ORGANIZATION_FIELDS = ("name", retention.DAYS, retention.HOLD, retention.PENDING)
 ROLE_FIELDS = ("name", "description", "permissions")
 MEMBER_FIELDS = ("email", "role", "roleId")
 INVITATION_FIELDS = ("email", "role", "roleId", "expiresAt")
@@ -271,7 +273,7 @@ def remove_member(actor: Principal, account_id: ObjectId) -> None:
     sessions.end_account_sessions(db, account_id)
     keys = api_keys.revoke_keys_created_by(db, organization_id, account_id)
     invitations = orgs.revoke_invitations_by(db, organization_id, account_id)
-    went = {"apiKeysRevoked": keys or None, "invitationsRevoked": invitations or None}
+    went = {"keysRevoked": keys or None, "invitationsRevoked": invitations or None}
     record_changes({**_member_view(member), **went}, None, (*MEMBER_FIELDS, *went))
 
 
@@ -302,10 +304,14 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[Document, s
     account = orgs.find_account_by_email(db, email)
     if account is not None and orgs.find_membership(db, actor.org, account["_id"]):
         raise conflict("This email is already a member of the organization.", "email")
-    # a key invites on behalf of the person who made it: their leaving revokes this too
+    # a key invites on behalf of the person who made it: their leaving revokes this too.
+    # The credential that sent it is kept, so that the invitation dies with it: the key's
+    # revocation, or the sender's password change (credentialVersion) for a JWT or session.
     invited_by = {
         "accountId": actor.account_id or actor.key_creator_id,
         "apiKeyId": actor.api_key_id,
+        "credentialId": actor.credential_id,
+        "credentialVersion": _credential_version(actor),
     }
     invitation, token = orgs.create_invitation(
         db,
@@ -318,6 +324,15 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[Document, s
     note_created(invitation["_id"])
     record_changes(None, {**invitation, "role": role["name"]}, INVITATION_FIELDS)
     return invitation, token
+
+
+def _credential_version(actor: Principal) -> int | None:
+    """The version of the password behind a logged-in actor's credential (a JWT or a web
+    session); None for an API key or the operator."""
+    if actor.api_key_id is not None or actor.account_id is None:
+        return None
+    account = orgs.find_account(get_db(), actor.account_id)
+    return int(account.get("credentialVersion") or 0) if account else None
 
 
 def list_invitations(actor: Principal) -> list[Document]:
@@ -383,6 +398,7 @@ def accept_invitation(
         raise bad_request("An existing account keeps its own password; leave it out.", "password")
     new_password = checked_password(password) if existing is None else None
     _check_inviter_still_may_grant(invitation, view.role)
+    _check_sender_credential(invitation)
     claimant = existing["_id"] if existing else ObjectId()
     if not orgs.claim_invitation(db, invitation, claimant):
         raise not_found("Invitation (it may have expired, been revoked or used)", "token")
@@ -441,18 +457,40 @@ def _check_inviter_still_may_grant(invitation: Mapping[str, Any], role: Mapping[
         ) from None
 
 
+def _check_sender_credential(invitation: Mapping[str, Any]) -> None:
+    """An invitation dies with the credential that sent it: refused (and revoked, saying
+    why) when that key was revoked or its sender's password changed since."""
+    reason = credentials.sender_credential_ended(invitation)
+    if reason is None:
+        return
+    orgs.revoke_invitation_for(get_db(), invitation, reason)
+    raise refused(
+        f"This invitation was revoked: {credentials.REASONS[reason]}; ask for a new one.",
+        "token",
+    )
+
+
 # Accounts ------------------------------------------------------------------------------
 
 
-def change_password(account: Mapping[str, Any], current: str, new: str) -> None:
-    """Change one's own password: every session and every JWT issued before it ends."""
+def change_password(
+    account: Mapping[str, Any], current: str, new: str, *, revoke_created: bool = False
+) -> dict[str, Any]:
+    """Change one's own password: every session and every JWT issued before it ends, and
+    so do the invitations sent with them; ``revoke_created`` also revokes every API key and
+    invitation the person created (incident response after a stolen credential)."""
     if not verify_password(account["passwordHash"], current):
         raise bad_request("The current password is incorrect.", "currentPassword")
     checked_password(new, "newPassword")
     db = get_db()
     orgs.set_password(db, account["_id"], new)
-    sessions.end_account_sessions(db, account["_id"])
-    record_changes({"password": current}, {"password": new}, ("password",))  # shown masked
+    revoked = credentials.after_password_change(account["_id"], revoke_created=revoke_created)
+    went = {
+        "keysRevoked": revoked["apiKeysRevoked"] or None,
+        "invitationsRevoked": revoked["invitationsRevoked"] or None,
+    }
+    record_changes({"password": current}, {"password": new, **went}, ("password", *went))
+    return revoked
 
 
 def add_member_as_operator(
@@ -507,13 +545,30 @@ def _stored_organization(actor: Principal) -> Document:
     return organization
 
 
-def _shown(organization: Document) -> Document:
-    """The organization with the audit retention that is enforced (``retention``)."""
+def _shown(organization: Document, settings: retention.Retention | None = None) -> Document:
+    """The organization with the audit retention that is enforced (``retention``), its
+    pending shortening, and the installation's bounds and grace."""
     low, high = retention.bounds()
+    settings = settings or retention.settings_of(organization)
     return {
         **organization,
-        **retention.settings_of(organization).as_fields(),
-        "auditRetentionBounds": {"minDays": low, "maxDays": high},
+        **settings.as_fields(),
+        "auditRetentionBounds": {
+            "minDays": low,
+            "maxDays": high,
+            "graceDays": retention.grace().days,
+        },
+    }
+
+
+def _as_changed(organization: Document) -> Document:
+    """What ``changes`` shows of the organization: a pending change's moment as ISO 8601."""
+    pending = organization.get(retention.PENDING)
+    if pending is None:
+        return organization
+    return {
+        **organization,
+        retention.PENDING: {**pending, "effectiveAt": iso(pending["effectiveAt"])},
     }
 
 
@@ -544,12 +599,17 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
         update["name"] = checked_name(changes["name"])
     if retention.DAYS not in changes and retention.HOLD not in changes:
         before, after = orgs.update_organization(get_db(), actor.org, update)
-        record_changes(_shown(before), _shown(after), ORGANIZATION_FIELDS)
+        record_changes(_as_changed(_shown(before)), _as_changed(_shown(after)), ORGANIZATION_FIELDS)
         return _shown(after)
     with retention.locked(actor.org) as anchor:
-        shown_before = find_organization(actor)
-        current = retention.settings_of(shown_before)
+        stored = _stored_organization(actor)
+        current = retention.settings_of(stored)
         wanted = retention.checked_change(changes, current)
+        if current.hold and not wanted.hold and not actor.is_owner:
+            raise refused(
+                "Only an Owner lifts a legal hold (an API key never does); nothing changed.",
+                retention.HOLD,
+            )
         retention.anchor_settings(anchor, actor.org, wanted)
         try:
             _, after = orgs.update_organization(
@@ -559,7 +619,9 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
             # the database did not take it: neither does the anchor (the purge follows it)
             retention.anchor_settings(anchor, actor.org, current)
             raise
-    record_changes(shown_before, _shown(after), ORGANIZATION_FIELDS)
+    record_changes(
+        _as_changed(_shown(stored, current)), _as_changed(_shown(after)), ORGANIZATION_FIELDS
+    )
     return _shown(after)
 
 

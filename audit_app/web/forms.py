@@ -2,7 +2,7 @@
 
 from flask import abort, flash
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from ..audit.context import note_error
@@ -25,6 +25,10 @@ class ChangePasswordForm(FlaskForm):
     confirmPassword = PasswordField(
         "Repeat the new password",
         validators=[DataRequired(), EqualTo("newPassword", message="The two passwords differ.")],
+    )
+    revokeCreated = BooleanField(
+        "Also revoke every API key and invitation I created (if a credential of mine may "
+        "have been stolen)"
     )
 
 

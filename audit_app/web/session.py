@@ -149,14 +149,23 @@ def change_password():
     if form.validate_on_submit():
         account = current_user.account
         try:
-            access.change_password(account, form.currentPassword.data, form.newPassword.data)
+            revoked = access.change_password(
+                account,
+                form.currentPassword.data,
+                form.newPassword.data,
+                revoke_created=bool(form.revokeCreated.data),
+            )
         except ApiError as error:
             form.currentPassword.errors.append(error.message)
             note_error(error.code, error.message)
             status = 400
         else:
             open_session(account, current_principal().organization_id, login=False)
-            flash("Password changed. You were signed out everywhere else.")
+            flash(
+                "Password changed. You were signed out everywhere else"
+                f"; {revoked['apiKeysRevoked']} API key(s) and "
+                f"{revoked['invitationsRevoked']} invitation(s) revoked."
+            )
             return redirect(url_for("web.home"))
     elif request.method == "POST":
         status = 400

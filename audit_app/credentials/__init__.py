@@ -1,0 +1,1 @@
+"""Credentials: what a session, a JWT or an API key created dies with it."""
