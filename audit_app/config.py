@@ -201,6 +201,10 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_STREAM_INTERVAL": _env_int("AUDIT_STREAM_INTERVAL", 5),
         "AUDIT_STREAM_SETTLE_SECONDS": _env_int("AUDIT_STREAM_SETTLE_SECONDS", 10),
         "AUDIT_STREAM_BATCH": _env_int("AUDIT_STREAM_BATCH", 500, minimum=1),
+        # bytes per delivery, under the 1 MB that nginx and many receivers take by default
+        "AUDIT_STREAM_MAX_BATCH_BYTES": _env_int(
+            "AUDIT_STREAM_MAX_BATCH_BYTES", 512 * 1024, minimum=4096
+        ),
         "AUDIT_STREAM_ALLOW_PRIVATE": _env_bool("AUDIT_STREAM_ALLOW_PRIVATE", False),
         "AUDIT_STREAM_KEY": os.environ.get("AUDIT_STREAM_KEY", "").strip() or None,
         "AUDIT_STREAM_CA_FILE": os.environ.get("AUDIT_STREAM_CA_FILE", "").strip() or None,

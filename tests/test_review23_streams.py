@@ -179,7 +179,12 @@ def test_an_api_key_of_a_stream_manager_role_gets_no_more(app, api, org, own_rec
 
         role = orgs.create_role(get_db(), org.id, "Streams only", ["manageAuditStreams"])
         _key, secret = keys.create_api_key(
-            get_db(), org.id, name="streams", role_id=role["_id"], workspace_id=None, created_by=None
+            get_db(),
+            org.id,
+            name="streams",
+            role_id=role["_id"],
+            workspace_id=None,
+            created_by=None,
         )
     made = api.post(
         "/api/v1/audit-streams",
@@ -434,3 +439,163 @@ def test_a_stream_from_before_is_kept_only_where_its_creator_set_its_destination
         assert resumed.status_code == 200
         deliver(app)
         assert receiver.requests
+
+
+# (4) One client cannot stall a stream with records too large for the receiver ---------------
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def nginx():
+    """A receiver with nginx's default client_max_body_size: 413 above 1 MB."""
+    made = HttpReceiver()
+    made.max_body = MB
+    yield made
+    made.stop()
+
+
+def padded_login_attempts(app, org, n=24):
+    """Unauthenticated token requests naming a member, each with 64 KB of padding: each is
+    recorded in the member's organization (the 429s of the rate limit too)."""
+    anonymous = app.test_client()
+    statuses = set()
+    for _ in range(n):
+        answer = anonymous.post(
+            "/api/v1/auth/token",
+            json={"email": org.member.email, "password": "wrong", "padding": "x" * 65536},
+        )
+        statuses.add(answer.status_code)
+    return statuses
+
+
+def test_padded_login_attempts_cannot_stall_a_stream(app, api, org, db, nginx):
+    stream = create(api, org, destination={"type": "webhook", "url": nginx.url})
+    assert 429 in padded_login_attempts(app, org)
+    padded = list(
+        db.audit_logs.find(
+            {
+                "organizationId": org.id,
+                "path": "/api/v1/auth/token",
+                "accountEmail": org.member.email,
+            }
+        )
+    )
+    assert len(padded) == 24 and all(len(json.dumps(r, default=str)) > 65000 for r in padded)
+    api.get("/api/v1/workspaces", as_=org.admin)  # what happens next
+    deliver(app)
+    deliver(app)
+    owed = since_start(db, org, stream)
+    got = received_ids(nginx)
+    assert len(owed) > 24 and got[: len(owed)] == owed  # all of it, later records too
+    assert nginx.too_large == [] and all(len(r["body"]) <= MB for r in nginx.requests)
+    health = api.get(f"/api/v1/audit-streams/{stream['id']}", as_=org.admin).get_json()
+    assert health["state"] == "active" and health["lastError"] is None
+
+
+def test_a_batch_the_receiver_refuses_as_too_large_is_split_and_delivered(app, api, org, db, nginx):
+    """Configured above what the receiver takes: a 413 halves the batch until it fits."""
+    app.config["AUDIT_STREAM_MAX_BATCH_BYTES"] = 8 * MB
+    stream = create(api, org, destination={"type": "webhook", "url": nginx.url})
+    padded_login_attempts(app, org)
+    api.get("/api/v1/workspaces", as_=org.admin)
+    deliver(app)
+    owed = since_start(db, org, stream)
+    got = received_ids(nginx)
+    assert nginx.too_large  # the receiver did refuse the first try
+    assert got[: len(owed)] == owed and len(set(got)) == len(got)  # each once, in order
+    health = api.get(f"/api/v1/audit-streams/{stream['id']}", as_=org.admin).get_json()
+    assert health["state"] == "active" and health["truncated"] == 0
+
+
+def huge_record(org, **fields):
+    """A record larger than any batch (a body limit raised by the installation, or a record
+    written by an earlier version): a 1.5 MB path and a 1.5 MB body."""
+    from .factories import audit_record
+
+    now = datetime.now(UTC)
+    return audit_record(
+        org.id,
+        path="/api/v1/" + "p" * (3 * MB // 2),
+        userAgent="u" * 5000,
+        request={
+            "query": {},
+            "params": {},
+            "headers": {},
+            "bodyType": "text",
+            "bodySize": 3 * MB // 2,
+            "body": "y" * (3 * MB // 2),
+        },
+        storedAt=now,
+        created_at=now,
+        **fields,
+    )
+
+
+def _truncated_marker(event: dict, fmt: str) -> bool:
+    if fmt == "ocsf":
+        return event["unmapped"]["truncated"] is True and event["unmapped"]["originalBytes"] > MB
+    return event["truncated"] is True and event["originalBytes"] > MB
+
+
+@pytest.mark.parametrize("fmt", ["json", "ocsf"])
+@pytest.mark.parametrize("kind", ["webhook", "splunk"])
+@pytest.mark.parametrize("cap", [None, 8 * MB], ids=["default-cap", "cap-above-receiver"])
+def test_one_record_too_large_for_any_batch_is_delivered_truncated_and_the_rest_follows(
+    app, api, org, db, nginx, kind, fmt, cap
+):
+    if cap:
+        app.config["AUDIT_STREAM_MAX_BATCH_BYTES"] = cap
+    url = nginx.url + ("/services/collector/event" if kind == "splunk" else "/hook")
+    body = {"destination": {"type": kind, "url": url}, "format": fmt}
+    if kind == "splunk":
+        body["token"] = "hec-token"
+    stream = create(api, org, **body)
+    big = huge_record(org)
+    db.audit_logs.insert_one(big)
+    api.get("/api/v1/workspaces", as_=org.admin)  # a record after it
+    deliver(app)
+    deliver(app)
+    events = nginx.events()
+    if kind == "splunk":
+        events = [e["event"] for e in events]
+    ids = [e["metadata"]["uid"] if fmt == "ocsf" else e["id"] for e in events]
+    owed = since_start(db, org, stream)
+    assert str(big["_id"]) in owed and ids[: len(owed)] == owed  # nothing blocked or skipped
+    [shrunk] = [e for e, i in zip(events, ids, strict=True) if i == str(big["_id"])]
+    assert _truncated_marker(shrunk, fmt)
+    assert all(len(r["body"]) <= MB for r in nginx.requests)
+    health = api.get(f"/api/v1/audit-streams/{stream['id']}", as_=org.admin).get_json()
+    assert health["state"] == "active" and health["truncated"] == 1
+    assert health["lastTruncatedId"] == str(big["_id"])
+
+
+@pytest.mark.parametrize("fmt", ["json", "cef"])
+def test_a_record_too_large_for_a_syslog_batch_is_delivered_truncated(app, api, org, db, fmt):
+    from .streams_receivers import SyslogReceiver
+
+    syslog = SyslogReceiver()
+    try:
+        stream = create(
+            api,
+            org,
+            destination={"type": "syslog", "host": "127.0.0.1", "port": syslog.port},
+            format=fmt,
+        )
+        big = huge_record(org)
+        db.audit_logs.insert_one(big)
+        api.get("/api/v1/workspaces", as_=org.admin)
+        deliver(app)
+        owed = since_start(db, org, stream)
+        wait_for(lambda: len(syslog.messages) >= len(owed))
+    finally:
+        syslog.stop()
+    assert len(syslog.messages) >= len(owed)
+    assert all(m["length"] for m in syslog.messages)
+    [shrunk] = [m for m in syslog.messages if str(big["_id"]) in m["msg"]]
+    assert len(shrunk["msg"].encode()) < 512 * 1024
+    if fmt == "json":
+        assert _truncated_marker(json.loads(shrunk["msg"]), fmt)
+    else:
+        assert "cs5Label=truncatedFromBytes" in shrunk["msg"]
+        assert f"externalId={big['_id']}" in shrunk["msg"]

@@ -51,6 +51,11 @@ class HealthSchema(Schema):
     nextAttemptAt = fields.String(allow_none=True)
     delivered = fields.Integer()
     failed = fields.Integer()
+    truncated = fields.Integer(
+        metadata={"description": "records too large for any delivery, delivered cut down"}
+    )
+    lastTruncatedId = fields.String(allow_none=True)
+    lastTruncatedAt = fields.String(allow_none=True)
 
 
 class StreamSchema(Schema):
@@ -73,6 +78,8 @@ class StreamSchema(Schema):
     pausedReason = fields.String(allow_none=True)
     delivered = fields.Integer()
     failed = fields.Integer()
+    truncated = fields.Integer()
+    lastTruncatedId = fields.String(allow_none=True)
     destinationSetBy = fields.Nested(
         SetBySchema,
         allow_none=True,

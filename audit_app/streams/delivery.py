@@ -5,11 +5,14 @@ Each stream has a cursor over its organization's records in the order they were 
 comes after the cursor, not behind it). A deliverer holds the stream's lease (one per
 stream across processes and hosts), reads the next batch of records stored at least
 ``AUDIT_STREAM_SETTLE_SECONDS`` ago (so a write still in flight in another process lands
-before the cursor passes its time), keeps those the stream's filters match, sends them,
-and moves the cursor past the batch only once the destination acknowledged it. A failed
-send leaves the cursor where it was and retries later, with exponential backoff and
-jitter; the retried batch may reach the destination twice, which every event's record id
-lets it de-duplicate. Memory is one batch (``AUDIT_STREAM_BATCH`` records).
+before the cursor passes its time), keeps those the stream's filters match, sends them in
+deliveries of at most ``AUDIT_STREAM_MAX_BATCH_BYTES``, and moves the cursor past each
+delivery only once the destination acknowledged it. A failed send leaves the cursor where
+it was and retries later, with exponential backoff and jitter; the retried delivery may
+reach the destination twice, which every event's record id lets it de-duplicate. No record
+blocks a stream: one too large for any delivery goes cut down and marked, and a delivery
+the destination refuses as too large (413) is halved until it passes. Memory is one batch
+(``AUDIT_STREAM_BATCH`` records) and one delivery's bytes.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from flask import Flask
+from flask import Flask, current_app
 from mongomock.filtering import filter_applies
 from werkzeug.datastructures import MultiDict
 
@@ -66,12 +71,39 @@ def matcher(
     return lambda record: any(filter_applies(branch, record) for branch in branches)
 
 
-def send(stream: Document, records: list[Document]) -> None:
-    """Render the records in the stream's format and send them; ``DeliveryFailed`` if the
-    destination did not acknowledge every one, whatever went wrong (a refused address, an
-    unreadable secret, a malformed answer): a stream fails visibly, it never stalls."""
+@dataclass(frozen=True)
+class Piece:
+    """One record as the destination gets it: its bytes on the wire. ``stage`` 0 is the
+    whole record, 1 and 2 ever smaller ``formats.shrunk`` forms of a record that fit no
+    delivery whole; ``original`` is the size of its whole form."""
+
+    record: Document
+    data: bytes
+    stage: int = 0
+    original: int = 0
+
+
+Acknowledged = Callable[[list[Piece]], bool]
+
+
+def send(
+    stream: Document,
+    records: list[Document],
+    acknowledged: Acknowledged | None = None,
+    deadline: float | None = None,
+) -> bool:
+    """Render the records in the stream's format and send them, in deliveries of at most
+    ``AUDIT_STREAM_MAX_BATCH_BYTES``; after each delivery the destination acknowledged,
+    call ``acknowledged`` with its pieces (False from it, or ``deadline`` passed, stops
+    here: returns False). ``DeliveryFailed`` if the destination did not acknowledge a
+    delivery, whatever went wrong (a refused address, an unreadable secret, a malformed
+    answer): a stream fails visibly, it never stalls.
+
+    One record never blocks a stream: a record larger than a delivery goes ``shrunk`` (and
+    says so), and a delivery answered 413 is halved until it passes, a single record
+    shrunk further."""
     try:
-        _send(stream, records)
+        return _send(stream, records, acknowledged, deadline)
     except destinations.DeliveryFailed:
         raise
     except destinations.AddressRefused as error:
@@ -81,30 +113,102 @@ def send(stream: Document, records: list[Document]) -> None:
         raise destinations.DeliveryFailed(f"Sending failed: {type(error).__name__}.") from None
 
 
-def _send(stream: Document, records: list[Document]) -> None:
-    destination, fmt = stream["destination"], stream["format"]
-    events = [formats.render(fmt, record) for record in records]
+def _send(
+    stream: Document,
+    records: list[Document],
+    acknowledged: Acknowledged | None,
+    deadline: float | None,
+) -> bool:
     try:
-        secret = unseal(stream.get("secret"))
+        secret = unseal(stream.get("secret")) or ""
     except SecretUnreadable as error:
         raise destinations.DeliveryFailed(str(error)) from None
+    limit = int(current_app.config["AUDIT_STREAM_MAX_BATCH_BYTES"])
+    chunks = _packed((_fitted(stream, _piece(stream, r), limit) for r in records), limit)
+    again: deque[list[Piece]] = deque()  # what a 413 split, before the rest
+    progressed = False
+    while (chunk := again.popleft() if again else next(chunks, None)) is not None:
+        if progressed and deadline is not None and time.monotonic() > deadline:
+            return False  # the rest next time, from the cursor
+        try:
+            _transmit(stream, secret, b"".join(piece.data for piece in chunk))
+        except destinations.DeliveryFailed as error:
+            if error.status != 413:
+                raise
+            if len(chunk) > 1:  # too large for the destination: halve it, in order
+                half = len(chunk) // 2
+                again.extendleft([chunk[half:], chunk[:half]])
+                continue
+            smaller = _smaller(stream, chunk[0])
+            if smaller is None:
+                raise
+            again.appendleft([smaller])
+            continue
+        if acknowledged is not None and not acknowledged(chunk):
+            return False
+        progressed = True
+    return True
+
+
+def _piece(stream: Document, record: Document, stage: int = 0, original: int = 0) -> Piece:
+    fmt = stream["format"]
+    if stage:
+        event = formats.render(fmt, formats.shrunk(record, stage), truncated_from=original)
+    else:
+        event = formats.render(fmt, record)
+    kind = stream["destination"]["type"]
+    if kind == "webhook":
+        data = destinations.webhook_event(event)
+    elif kind == "splunk":
+        data = destinations.splunk_event(event, record["createdAt"].timestamp())
+    else:
+        data = destinations.syslog_frame(
+            event,
+            action=str(record.get("action") or "-"),
+            failed=int(record.get("statusCode") or 0) >= 400,
+            at=record["createdAt"],
+        )
+    return Piece(record, data, stage, original or len(data))
+
+
+def _smaller(stream: Document, piece: Piece) -> Piece | None:
+    """The next smaller form of a piece, or None after the smallest."""
+    if piece.stage >= 2:
+        return None
+    return _piece(stream, piece.record, piece.stage + 1, piece.original)
+
+
+def _fitted(stream: Document, piece: Piece, limit: int) -> Piece:
+    """The piece in its largest form within ``limit`` bytes (the smallest form goes even if
+    larger: a stream is never blocked by one record)."""
+    while len(piece.data) > limit and (smaller := _smaller(stream, piece)) is not None:
+        piece = smaller
+    return piece
+
+
+def _packed(pieces: Iterator[Piece], limit: int) -> Iterator[list[Piece]]:
+    """Consecutive pieces in deliveries of at most ``limit`` bytes, rendered as needed."""
+    chunk: list[Piece] = []
+    size = 0
+    for piece in pieces:
+        if chunk and size + len(piece.data) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(piece)
+        size += len(piece.data)
+    if chunk:
+        yield chunk
+
+
+def _transmit(stream: Document, secret: str, body: bytes) -> None:
+    destination = stream["destination"]
     kind = destination["type"]
     if kind == "webhook":
-        destinations.send_webhook(destination, secret or "", events)
+        destinations.send_webhook(destination, secret, body)
     elif kind == "splunk":
-        times = [r["createdAt"].timestamp() for r in records]
-        destinations.send_splunk(destination, secret or "", events, times)
+        destinations.send_splunk(destination, secret, body)
     else:
-        frames = [
-            destinations.syslog_frame(
-                event,
-                action=str(r.get("action") or "-"),
-                failed=int(r.get("statusCode") or 0) >= 400,
-                at=r["createdAt"],
-            )
-            for event, r in zip(events, records, strict=True)
-        ]
-        destinations.send_syslog(destination, frames)
+        destinations.send_syslog(destination, body)
 
 
 def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
@@ -137,19 +241,43 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
             _progress(stream, holder, {"health.pendingSince": None}, {})
             return
         matching = [record for record in batch if wanted(record)]
+        sent: list[Piece] = []  # acknowledged so far, in order
+
+        def acknowledged(chunk: list[Piece]) -> bool:
+            """Move the cursor past a delivery the destination acknowledged."""
+            sent.extend(chunk)
+            last = chunk[-1].record
+            now = utcnow()
+            update: dict[str, Any] = {
+                "cursor": {"storedAt": last["storedAt"], "id": last["_id"]},
+                "health.attempts": 0,
+                "health.lastError": None,
+                "health.lastErrorDetail": None,
+                "health.failingSince": None,
+                "health.lastDeliveredAt": now,
+            }
+            shrunk = [piece for piece in chunk if piece.stage]
+            if shrunk:
+                update["health.lastTruncatedId"] = str(shrunk[-1].record["_id"])
+                update["health.lastTruncatedAt"] = now
+            counts = {"health.delivered": len(chunk), "health.truncated": len(shrunk)}
+            return _progress(stream, holder, update, counts)
+
         try:
-            if matching:
-                send(stream, matching)
+            complete = not matching or send(stream, matching, acknowledged, budget)
         except destinations.DeliveryFailed as error:
+            waiting = matching[len(sent)]
             _failed(
                 stream,
                 holder,
                 str(error),
-                len(matching),
-                pending=batch[0]["storedAt"],
+                len(matching) - len(sent),
+                pending=waiting["storedAt"],
                 detail=error.detail,
             )
             return
+        if not complete:
+            return  # the lease went to another deliverer, or the time is up: the cursor holds
         last = batch[-1]
         position = (last["storedAt"], last["_id"])
         full = len(batch) == config["AUDIT_STREAM_BATCH"]
@@ -162,9 +290,7 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
             "health.pendingSince": last["storedAt"] if full else None,
             "nextAttemptAt": utcnow(),
         }
-        if matching:
-            update["health.lastDeliveredAt"] = utcnow()
-        if not _progress(stream, holder, update, {"health.delivered": len(matching)}):
+        if not _progress(stream, holder, update, {}):
             return  # the lease went to another deliverer: it carries on from the cursor
         if not full:
             return

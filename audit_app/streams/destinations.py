@@ -19,7 +19,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -188,8 +188,26 @@ def _answered(status: int, text: bytes) -> None:
         )
 
 
-def send_webhook(destination: Mapping[str, Any], secret: str, events: Sequence[str]) -> None:
-    body = ("\n".join(events) + "\n").encode("utf-8")
+def webhook_event(event: str) -> bytes:
+    """One event of a webhook delivery: an NDJSON line."""
+    return event.encode("utf-8") + b"\n"
+
+
+def splunk_event(event: str, at: float, sourcetype: str = "_json") -> bytes:
+    """One event of a HEC delivery: its JSON object (HEC takes them concatenated)."""
+    return json.dumps(
+        {
+            "time": at,
+            "source": "organization-audit-log",
+            "sourcetype": sourcetype,
+            "event": json.loads(event) if event.startswith("{") else event,
+        },
+        separators=(",", ":"),
+    ).encode("utf-8")
+
+
+def send_webhook(destination: Mapping[str, Any], secret: str, body: bytes) -> None:
+    """POST the NDJSON ``body`` (``webhook_event``s), signed."""
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/x-ndjson",
@@ -198,23 +216,8 @@ def send_webhook(destination: Mapping[str, Any], secret: str, events: Sequence[s
     _answered(*_post(destination["url"], body, headers))
 
 
-def send_splunk(
-    destination: Mapping[str, Any], token: str, events: Sequence[str], times: Sequence[float]
-) -> None:
-    """HEC's event endpoint: one JSON object per event, concatenated; ``{"code": 0}`` back."""
-    sourcetype = destination.get("sourcetype") or "_json"
-    body = "".join(
-        json.dumps(
-            {
-                "time": at,
-                "source": "organization-audit-log",
-                "sourcetype": sourcetype,
-                "event": json.loads(event) if event.startswith("{") else event,
-            },
-            separators=(",", ":"),
-        )
-        for event, at in zip(events, times, strict=True)
-    ).encode("utf-8")
+def send_splunk(destination: Mapping[str, Any], token: str, body: bytes) -> None:
+    """HEC's event endpoint: ``splunk_event``s concatenated; ``{"code": 0}`` back."""
     if not token.isascii() or any(c in token for c in "\r\n"):
         raise DeliveryFailed("The HEC token has characters a header cannot carry; set it again.")
     headers = {"Authorization": f"Splunk {token}", "Content-Type": "application/json"}
@@ -245,7 +248,8 @@ def syslog_frame(message: str, *, action: str, failed: bool, at: datetime) -> by
     return str(len(payload)).encode("ascii") + b" " + payload
 
 
-def send_syslog(destination: Mapping[str, Any], frames: Sequence[bytes]) -> None:
+def send_syslog(destination: Mapping[str, Any], body: bytes) -> None:
+    """Write ``body`` (``syslog_frame``s) to the syslog server."""
     host, port = destination["host"], int(destination["port"])
     address = resolve(host, port)  # connect to exactly the address that was checked
     cafile = current_app.config.get("AUDIT_STREAM_CA_FILE")
@@ -260,7 +264,7 @@ def send_syslog(destination: Mapping[str, Any], frames: Sequence[bytes]) -> None
         if destination.get("tls"):
             context = ssl.create_default_context(cafile=cafile)
             connection = context.wrap_socket(raw, server_hostname=host)
-        connection.sendall(b"".join(frames))
+        connection.sendall(body)
 
     try:
         _within(CONNECT_TIMEOUT + READ_TIMEOUT, write, raw.close)

@@ -160,11 +160,52 @@ def cef(record: Mapping[str, Any]) -> str:
     return f"{header}|{fields}"
 
 
-def render(fmt: str, record: Mapping[str, Any]) -> str:
-    """One event as text: JSON for json and ocsf, a CEF line for cef."""
+# What a record too large for any delivery keeps (``shrunk``): stage 1 drops the request's
+# details and ``changes`` and cuts every text to KEPT_TEXT characters; stage 2 keeps only
+# who, what, when and the id, in MINIMAL_TEXT characters each.
+KEPT_TEXT = 2048
+MINIMAL_TEXT = 256
+MINIMAL_FIELDS = (
+    "_id", "organizationId", "accountId", "accountEmail", "apiKeyId", "apiKeyName",
+    "workspaceId", "authType", "credentialId", "action", "resource", "method", "route",
+    "statusCode", "createdAt", "storedAt", "ip", "requestId",
+)  # fmt: skip
+TRUNCATION_MARK = "…[truncated]"
+
+
+def shrunk(record: Mapping[str, Any], stage: int) -> dict[str, Any]:
+    """The record cut down for a delivery it did not fit whole (stage 1, then 2)."""
+    if stage >= 2:
+        kept = {key: record.get(key) for key in MINIMAL_FIELDS if key in record}
+        return {**_cut(kept, MINIMAL_TEXT), "response": {}, "request": {}}
+    kept = {key: value for key, value in record.items() if key not in ("request", "changes")}
+    return {**_cut(kept, KEPT_TEXT), "request": {}}
+
+
+def _cut(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + TRUNCATION_MARK
+    if isinstance(value, dict):
+        return {key: _cut(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut(item, limit) for item in value[:100]]
+    return value
+
+
+def render(fmt: str, record: Mapping[str, Any], truncated_from: int | None = None) -> str:
+    """One event as text: JSON for json and ocsf, a CEF line for cef. ``truncated_from``:
+    the record was ``shrunk`` from an event of that many bytes, which the event says
+    (``truncated`` and ``originalBytes``; in OCSF under ``unmapped``; in CEF as
+    ``cs5Label=truncatedFromBytes cs5=<bytes>``)."""
     if fmt == "cef":
-        return cef(record)
+        line = cef(record)
+        if truncated_from is not None:
+            line += f" cs5Label=truncatedFromBytes cs5={truncated_from}"
+        return line
     event = ocsf(record) if fmt == "ocsf" else native(record)
+    if truncated_from is not None:
+        marked = event.setdefault("unmapped", {}) if fmt == "ocsf" else event
+        marked.update(truncated=True, originalBytes=truncated_from)
     text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
     # one event, one line: the separators str.splitlines() and JavaScript also break on
     return text.translate(_LINE_BREAKS)

@@ -340,7 +340,8 @@ def send_test_event(actor: Principal, stream_id: ObjectId) -> dict[str, Any]:
 
 def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """``state`` (active, paused, failing), ``lagSeconds``, ``lastDeliveredAt``,
-    ``lastError``, ``delivered``, ``failed``, from what the deliverer saved."""
+    ``lastError``, ``delivered``, ``failed``, ``truncated`` (records delivered cut down, the
+    last one's id in ``lastTruncatedId``), from what the deliverer saved."""
     now = now or utcnow()
     kept = stream.get("health") or {}
     state = stream.get("state", "active")
@@ -365,6 +366,9 @@ def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, 
         "nextAttemptAt": iso(stream.get("nextAttemptAt")) if state == "failing" else None,
         "delivered": int(kept.get("delivered") or 0),
         "failed": int(kept.get("failed") or 0),
+        "truncated": int(kept.get("truncated") or 0),
+        "lastTruncatedId": kept.get("lastTruncatedId"),
+        "lastTruncatedAt": iso(kept.get("lastTruncatedAt")),
     }
 
 
