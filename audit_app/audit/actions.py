@@ -51,6 +51,7 @@ _LABELS = {  # where "<resource> <verb>ed" does not read well
     "request.unmatched": "No such endpoint",
     "auditLog.list": "Audit log searched",
     "auditLog.viewIntegrity": "Audit log integrity viewed",
+    "auditLog.acknowledgeIntegrity": "Audit log integrity failure acknowledged",
     "session.login": "Logged in",
     "session.loginFailed": "Login failed",
     "session.logout": "Logged out",

@@ -20,6 +20,12 @@ what the TTL index of an earlier version removed (``retention-legacy.json``). On
 deletions at or below anchored points read as retention in ``verify``; and a purge keeps
 whatever the stricter of the database's and the anchor's settings keeps, so someone who
 can write to the database alone can neither shorten the retention nor lift a legal hold.
+
+The integrity state is anchored too: when a verification first finds a failure, and when
+a full verification that passes (or an operator's acknowledgement) ends it, a line goes to
+``<organization>.integrity.ndjson``; each acknowledgement, with its reason and the problems
+it covers, to ``<organization>.integrity-acks.ndjson``. A stored state rolled back in the
+database then still reads as failed.
 """
 
 from __future__ import annotations
@@ -156,6 +162,47 @@ class Anchor:
             return None
         except (ValueError, KeyError, TypeError, AttributeError):
             return None  # unreadable: nothing is excused by it
+
+    # The integrity state -------------------------------------------------------------
+
+    def integrity_path(self, organization_id: ObjectId) -> Path:
+        return self.directory / f"{ObjectId(organization_id)}.integrity.ndjson"
+
+    def acks_path(self, organization_id: ObjectId) -> Path:
+        return self.directory / f"{ObjectId(organization_id)}.integrity-acks.ndjson"
+
+    def anchor_failure(self, organization_id: ObjectId, since: datetime) -> None:
+        """A verification found a failure (first stored at ``since``): the stored state
+        must show a failure from then on until ``anchor_cleared``. OSError if unwritable."""
+        entry = {"kind": "failed", "since": iso(since), "at": iso(utcnow())}
+        self._append(self.integrity_path(organization_id), entry)
+
+    def anchor_cleared(self, organization_id: ObjectId, by: str) -> None:
+        """The failure ended: a full verification passed, or an operator acknowledged it."""
+        entry = {"kind": "cleared", "by": by, "at": iso(utcnow())}
+        self._append(self.integrity_path(organization_id), entry)
+
+    def failure(self, organization_id: ObjectId) -> datetime | None:
+        """The ``since`` of the anchored failure not yet cleared, or None."""
+        found: datetime | None = None
+        for entry in _entries(self.integrity_path(organization_id), tail=TAIL_BYTES):
+            if entry.get("kind") == "failed":
+                found = _moment(entry.get("since")) or found
+            elif entry.get("kind") == "cleared":
+                found = None
+        return found
+
+    def anchor_acknowledgement(self, organization_id: ObjectId, entry: dict) -> None:
+        """An operator's acknowledgement: who, when, why, which problems (their keys)."""
+        self._append(self.acks_path(organization_id), {"kind": "acknowledged", **entry})
+
+    def acknowledgements(self, organization_id: ObjectId) -> list[dict]:
+        """Every acknowledgement, oldest first (a line torn by a crash is skipped)."""
+        return [
+            entry
+            for entry in _entries(self.acks_path(organization_id))
+            if entry.get("kind") == "acknowledged" and isinstance(entry.get("problems"), list)
+        ]
 
     def entries(self, organization_id: ObjectId) -> dict[int, str]:
         """The anchored digests of an organization: {sequence: digest hash}."""

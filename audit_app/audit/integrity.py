@@ -400,6 +400,8 @@ class VerifyReport:
     windows: list[WindowReport] = field(default_factory=list)
     unsealed_records: int = 0
     chain_problems: list[dict] = field(default_factory=list)
+    # when the verification began: what it found holds from then (sealing.store_state)
+    started_at: datetime | None = None
 
     def fail(self, kind: str, message: str) -> None:
         self.chain_problems.append({"type": kind, "message": message})
@@ -458,7 +460,7 @@ def verify_organization(
         chain = list(cursor.sort("sequence", DESCENDING).limit(last))[::-1]
     else:
         chain = list(cursor.sort("sequence", ASCENDING))
-    report = VerifyReport()
+    report = VerifyReport(started_at=now)
     previous = None
     if chain and chain[0]["sequence"] > 1:
         previous = digests.find_one({"sequence": chain[0]["sequence"] - 1})

@@ -131,6 +131,16 @@ class IntegrityProblemSchema(Schema):
     type = fields.String(required=True)
     message = fields.String(required=True)
     recordId = fields.String()
+    acknowledged = fields.Boolean(
+        metadata={"description": "true: an operator acknowledged it (acknowledge-integrity)"}
+    )
+
+
+class AcknowledgementSchema(Schema):
+    at = fields.String(required=True, metadata={"format": "date-time"})
+    by = fields.String(required=True, metadata={"description": "the operator"})
+    reason = fields.String(required=True)
+    problems = fields.Integer(required=True, metadata={"description": "how many it covered"})
 
 
 class FailedWindowSchema(Schema):
@@ -144,7 +154,14 @@ class FailedWindowSchema(Schema):
 class IntegritySchema(Schema):
     """The state of the tamper evidence, as ``sealing.integrity_state`` returns it."""
 
-    state = fields.String(required=True, metadata={"enum": ["verified", "failed", "unsealed"]})
+    state = fields.String(
+        required=True,
+        metadata={
+            "enum": ["verified", "failed", "acknowledged", "unsealed"],
+            "description": "failed stays until a full verification passes or an operator "
+            "acknowledges it; acknowledged: every problem found was acknowledged",
+        },
+    )
     verifiedUpTo = fields.String(allow_none=True)
     checkedWindows = fields.Integer()
     unsealedRecords = fields.Integer()
@@ -156,8 +173,22 @@ class IntegritySchema(Schema):
         fields.Nested(FailedWindowSchema),
         metadata={"description": "sealed windows whose records no longer match their digest"},
     )
-    scope = fields.String(metadata={"enum": ["full", "recent", "error"]})
+    scope = fields.String(
+        metadata={
+            "enum": ["full", "recent", "error"],
+            "description": "what the last verification checked (every window, the newest)",
+        }
+    )
     checkedAt = fields.String(metadata={"format": "date-time"})
+    failingSince = fields.String(allow_none=True, metadata={"format": "date-time"})
+    lastFullAt = fields.String(
+        allow_none=True,
+        metadata={"format": "date-time", "description": "when every window last was verified"},
+    )
+    acknowledgements = fields.List(
+        fields.Nested(AcknowledgementSchema),
+        metadata={"description": "the acknowledgements of the problems listed"},
+    )
 
 
 class BucketSchema(Schema):

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
@@ -78,29 +78,369 @@ def verify(organization_id, *, start=None, end=None, last=None) -> VerifyReport:
 STATES = "audit_integrity"
 LEASES = "audit_leases"
 
+# How much each verification proves: a weaker one never replaces what a stronger one found.
+STRENGTH = {"error": 0, "recent": 1, "full": 2}
+MAX_WINDOWS, MAX_PROBLEMS, MAX_WINDOW_PROBLEMS = 50, 50, 101
+STATE_EDITED = {"type": "stateEdited", "message": "The stored verification was edited."}
+# read-time problems an acknowledgement cannot cover: a verification ends them
+NOT_ACKNOWLEDGEABLE = frozenset({"stale", "stateMissing"})
+
+
+class NothingToAcknowledge(Exception):
+    """The integrity state shows no failure an operator could acknowledge."""
+
+
+@dataclass
+class _Run:
+    """What one verification found, as the stored state keeps it."""
+
+    scope: str  # full, recent, or error (a verification that could not run)
+    started_at: datetime | None
+    problems: list[dict]  # of the chain as a whole
+    windows: list[dict]  # the failed windows
+    checked_windows: int = 0
+    verified_up_to: str | None = None
+    unsealed_records: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.checked_windows and not self.problems
+
 
 def store_state(organization_id, report: VerifyReport, scope: str, app=None) -> dict:
-    """Keep the result of a verification, signed, for the pages and the API to read."""
-    if not report.windows and not report.chain_problems:
+    """Keep the result of a verification, signed, for the pages and the API to read.
+
+    A failure stays until a full verification that began after it was last found passes,
+    or an operator acknowledges it (``acknowledge``): a check of the newest windows (scope
+    ``recent``) adds what it finds and never removes anything. See ``_combine``.
+    """
+    run = _Run(
+        scope,
+        report.started_at,
+        [dict(p) for p in report.chain_problems],
+        [w.as_dict() for w in report.windows if w.status == "failed"],
+        len(report.windows),
+        iso(report.verified_up_to),
+        report.unsealed_records,
+    )
+    return _update_state(organization_id, run, app)
+
+
+def store_error(organization_id, error: Exception, attempted: str, app=None) -> dict:
+    """A verification of scope ``attempted`` could not run: a failure that a later one of
+    the same strength or stronger ends (and that never ends a failure found before)."""
+    problem = {
+        "type": "verifyError",
+        "message": f"Verification could not run: {error}",
+        "scope": attempted,
+    }
+    return _update_state(organization_id, _Run("error", None, [problem], []), app)
+
+
+def acknowledge(organization_id, reason: str, by: str, app=None) -> tuple[dict, int]:
+    """An operator acknowledges the failures the state shows now, with a reason: anchored
+    (outside the database) first, then the stored state reads ``acknowledged`` as long as
+    every problem found is one acknowledged. Returns the state and how many were covered."""
+    app = _app(app)
+    shown = integrity_state(organization_id)
+    keys = sorted(
+        key
+        for key, problem in _keyed(shown)
+        if not problem.get("acknowledged") and problem.get("type") not in NOT_ACKNOWLEDGEABLE
+    )
+    if shown.get("state") != "failed" or not keys:
+        raise NothingToAcknowledge(
+            "Nothing to acknowledge: the integrity state is "
+            f"{shown.get('state')!r}"
+            + (
+                " and only a verification ends what it shows (run flask verify)."
+                if shown.get("state") == "failed"
+                else "."
+            )
+        )
+    entry = {"at": iso(utcnow()), "by": by, "reason": reason, "problems": keys}
+    anchor(app).anchor_acknowledgement(organization_id, entry)  # OSError: nothing changed
+    return _update_state(organization_id, None, app), len(keys)
+
+
+def _app(app):
+    return app or current_app._get_current_object()
+
+
+def _update_state(organization_id, run: _Run | None, app=None) -> dict:
+    """Read the stored state, combine, and write it back only if nobody wrote in between.
+
+    On MongoDB the write is conditional on the revision read (a concurrent writer's
+    update makes ours match nothing, and we combine again with what it wrote); on
+    mongomock and the embedded store, whose conditional updates match and write in two
+    steps, the section also holds ``Store.exclusive``. A failure is anchored before the
+    database holds it; its end only after.
+    """
+    app = _app(app)
+    states = get_audit_db(app)[STATES]
+    anchored = anchor(app)
+    sign = signer(app)
+    with stores(app)["audit"].exclusive(f"integrity-{organization_id}"):
+        for _attempt in range(50):
+            stored = states.find_one({"_id": organization_id})
+            failure = _anchored_failure(anchored, organization_id)
+            acks = _acknowledgements(anchored, organization_id)
+            document = _combine(organization_id, stored, sign, run, failure, acks, utcnow())
+            revision = stored.get("revision") if stored else None
+            valid = isinstance(revision, int) and not isinstance(revision, bool)
+            document["revision"] = (revision if valid and revision is not None else 0) + 1
+            document["signature"] = sign.sign(_state_hash(document))
+            since = document.get("failingSince")
+            if document["state"] == "failed" and (failure is None or iso(failure) != since):
+                _anchor(anchored.anchor_failure, organization_id, _parse_iso(since))
+            if not _write_if_unchanged(states, organization_id, stored, document):
+                continue
+            if document["state"] != "failed" and failure is not None:
+                by = "acknowledgement" if run is None else f"{run.scope} verification"
+                _anchor(anchored.anchor_cleared, organization_id, by)
+            return document
+    raise RuntimeError(f"The integrity state of {organization_id} kept changing; not stored.")
+
+
+def _write_if_unchanged(states, organization_id, stored: dict | None, document: dict) -> bool:
+    if stored is None:
+        try:
+            states.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        return True
+    unchanged = {
+        "_id": organization_id,
+        "revision": stored.get("revision"),
+        "signature": stored.get("signature"),
+    }
+    return states.replace_one(unchanged, document).matched_count == 1
+
+
+def _anchor(write, organization_id, value) -> None:
+    try:
+        write(organization_id, value)
+    except OSError as error:  # the database still holds the state; the reader says so
+        log.error("Could not anchor the integrity state of %s: %s", organization_id, error)
+
+
+def _anchored_failure(anchored: Anchor, organization_id) -> datetime | None:
+    try:
+        return anchored.failure(organization_id)
+    except OSError as error:
+        log.error("Could not read the anchored integrity state of %s: %s", organization_id, error)
+        return None
+
+
+def _acknowledgements(anchored: Anchor, organization_id) -> list[dict]:
+    try:
+        return anchored.acknowledgements(organization_id)
+    except OSError as error:
+        log.error("Could not read the acknowledgements of %s: %s", organization_id, error)
+        return []
+
+
+def _combine(
+    organization_id,
+    stored: dict | None,
+    sign: Signer,
+    run: _Run | None,
+    failure: datetime | None,
+    acknowledgements: list[dict],
+    now: datetime,
+) -> dict:
+    """The state after ``run`` (None: an acknowledgement), from the state stored before.
+
+    - A full verification replaces the stored problems, unless a failure was found after
+      it began (it read the log before that failure was there, or was made).
+    - Anything else adds what it finds to what is stored: a check of the newest windows
+      cannot tell that an older window is fine. Only the error of a verification that
+      could not run is ended by a later one at least as strong.
+    - A stored state that is not validly signed, or that no longer shows the failure
+      anchored outside the database (rolled back, removed), is itself a failure.
+    - A problem an operator acknowledged does not fail the state: it reads
+      ``acknowledged`` while every problem found has been acknowledged.
+    """
+    trusted = stored if stored is not None and _signed(sign, stored) else None
+    bound = _latest(_parse_iso((trusted or {}).get("lastFailureAt")), failure)
+    replace = (
+        run is not None
+        and run.scope == "full"
+        and (bound is None or (run.started_at is not None and bound <= _aware(run.started_at)))
+    )
+    chain: list[dict] = []
+    windows: dict[int, dict] = {}
+    if trusted is not None and not replace:
+        chain = [dict(p) for p in trusted.get("problems") or [] if isinstance(p, dict)]
+        for window in trusted.get("failedWindows") or []:
+            if isinstance(window, dict) and isinstance(window.get("sequence"), int):
+                problems = [dict(p) for p in window.get("problems") or [] if isinstance(p, dict)]
+                windows[window["sequence"]] = {**window, "problems": problems}
+    if not replace:
+        if stored is not None and trusted is None:
+            _put(chain, dict(STATE_EDITED))
+        if failure is not None and not _shows_failure_since(trusted, failure):
+            _put(chain, _erased(failure))
+    if run is not None:
+        if run.scope != "error":  # errors of checks no stronger than this one are over
+            chain = [p for p in chain if not _superseded(p, run.scope)]
+        # the newest messages of each type this run found (there may be several a type)
+        found = {problem.get("type") for problem in run.problems}
+        chain = [p for p in chain if p.get("type") not in found]
+        chain += [dict(problem) for problem in run.problems]
+        for window in run.windows:
+            kept = windows.setdefault(window["sequence"], {**window, "problems": []})
+            kept.update({k: v for k, v in window.items() if k != "problems"})
+            seen = {_problem_key(p, kept["sequence"]) for p in kept["problems"]}
+            for problem in window["problems"]:
+                if _problem_key(problem, kept["sequence"]) not in seen:
+                    kept["problems"].append(dict(problem))
+    failed_windows = [windows[sequence] for sequence in sorted(windows)][:MAX_WINDOWS]
+    for window in failed_windows:
+        window["problems"] = window["problems"][:MAX_WINDOW_PROBLEMS]
+    chain = chain[:MAX_PROBLEMS]
+
+    acknowledged = {
+        key for entry in acknowledgements for key in entry["problems"] if isinstance(key, str)
+    }
+    covering: list[dict] = []
+    everything = list(_keyed({"problems": chain, "failedWindows": failed_windows}))
+    for key, problem in everything:
+        problem.pop("acknowledged", None)
+        if key in acknowledged:
+            problem["acknowledged"] = True
+    for entry in acknowledgements:
+        if any(
+            problem.get("acknowledged") and key in entry["problems"] for key, problem in everything
+        ):
+            covering.append(
+                {
+                    "at": str(entry.get("at")),
+                    "by": str(entry.get("by")),
+                    "reason": str(entry.get("reason")),
+                    "problems": len(entry["problems"]),
+                }
+            )
+    unacknowledged = [p for _, p in everything if not p.get("acknowledged")]
+    if unacknowledged:
+        state = "failed"
+    elif everything:
+        state = "acknowledged"
+    elif run is not None and run.empty:
         state = "unsealed"
     else:
-        state = "failed" if not report.ok else "verified"
-    failed = [w.as_dict() for w in report.windows if w.status == "failed"]
-    document = {
+        state = "verified"
+
+    previous = trusted or {}
+    was_failing = previous.get("state") == "failed" and _parse_iso(previous.get("failingSince"))
+    found_now = run is not None and any(
+        key not in acknowledged
+        for key, _ in _keyed({"problems": run.problems, "failedWindows": run.windows})
+    )
+    if run is None:
+        scope, checked_at = previous.get("scope"), previous.get("checkedAt") or iso(now)
+        checked, verified_up_to = previous.get("checkedWindows", 0), previous.get("verifiedUpTo")
+        unsealed = previous.get("unsealedRecords", 0)
+    else:
+        scope, checked_at = run.scope, iso(now)
+        checked, verified_up_to, unsealed = (
+            run.checked_windows,
+            run.verified_up_to,
+            run.unsealed_records,
+        )
+        if state == "failed" and not replace and trusted is not None:
+            verified_up_to = _earliest(previous.get("verifiedUpTo"), verified_up_to)
+    return {
         "_id": organization_id,
         "organizationId": organization_id,
         "state": state,
         "scope": scope,
-        "verifiedUpTo": report.as_dict()["verifiedUpTo"],
-        "checkedWindows": len(report.windows),
-        "problems": report.chain_problems[:50],
-        "failedWindows": failed[:50],
-        "unsealedRecords": report.unsealed_records,
-        "checkedAt": iso(utcnow()),
+        "verifiedUpTo": verified_up_to,
+        "checkedWindows": checked,
+        "problems": chain,
+        "failedWindows": failed_windows,
+        "unsealedRecords": unsealed,
+        "checkedAt": checked_at,
+        # since when it has failed (anchored); when a verification last found a failure;
+        # when every window was last verified
+        "failingSince": (previous["failingSince"] if was_failing else iso(now))
+        if state == "failed"
+        else None,
+        "lastFailureAt": iso(now)
+        if found_now
+        else (previous.get("lastFailureAt") if not replace else None),
+        "lastFullAt": iso(now)
+        if run is not None and run.scope == "full"
+        else previous.get("lastFullAt"),
+        "acknowledgements": covering[-10:],
     }
-    document["signature"] = signer(app).sign(_state_hash(document))
-    get_audit_db(app)[STATES].replace_one({"_id": organization_id}, document, upsert=True)
-    return document
+
+
+def _signed(sign: Signer, stored: dict) -> bool:
+    return sign.valid(_state_hash(stored), stored.get("signature"))
+
+
+def _superseded(problem: dict, scope: str) -> bool:
+    """An error of a verification that could not run, ended by one of ``scope``."""
+    if problem.get("type") != "verifyError":
+        return False
+    attempted = problem.get("scope")
+    return STRENGTH[scope] >= STRENGTH.get(attempted if isinstance(attempted, str) else "", 2)
+
+
+def _put(chain: list[dict], problem: dict) -> None:
+    """A problem of the chain, replacing the one of its type (the newest message)."""
+    for index, existing in enumerate(chain):
+        if existing.get("type") == problem.get("type"):
+            chain[index] = problem
+            return
+    chain.append(problem)
+
+
+def _erased(failure: datetime) -> dict:
+    return {
+        "type": "failureErased",
+        "message": f"A verification found a failure on {iso(failure)} (anchored outside the "
+        "database), and the stored state no longer shows it: it was rolled back, edited or "
+        "removed in the database.",
+    }
+
+
+def _shows_failure_since(state: dict | None, failure: datetime) -> bool:
+    if state is None or state.get("state") != "failed":
+        return False
+    since = _parse_iso(state.get("failingSince"))
+    return since is not None and since >= failure
+
+
+def _problem_key(problem: dict, sequence: int | None = None) -> str:
+    """What an acknowledgement names: a window's problem by its record (or message), a
+    problem of the chain by its message."""
+    kind = problem.get("type")
+    if sequence is None:
+        return f"chain:{kind}:{problem.get('message')}"
+    return f"window:{sequence}:{kind}:{problem.get('recordId') or problem.get('message')}"
+
+
+def _keyed(state: dict):
+    for problem in state.get("problems") or []:
+        yield _problem_key(problem), problem
+    for window in state.get("failedWindows") or []:
+        for problem in window.get("problems") or []:
+            yield _problem_key(problem, window.get("sequence")), problem
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    known = [_aware(m) for m in moments if m is not None]
+    return max(known) if known else None
+
+
+def _earliest(one: str | None, other: str | None) -> str | None:
+    """The earlier of two 'verified up to' (none verified is the earliest)."""
+    first, second = _parse_iso(one), _parse_iso(other)
+    if first is None or second is None:
+        return None
+    return one if first <= second else other
 
 
 def _state_hash(document: dict) -> str:
@@ -109,14 +449,18 @@ def _state_hash(document: dict) -> str:
 
 
 def integrity_state(organization_id) -> dict:
-    """The state shown to viewAuditLog holders: the stored result of the last verification.
+    """The state shown to viewAuditLog holders: the stored result of the verifications.
 
     No request re-hashes records: the background task (and ``flask seal`` / ``verify``)
-    verifies and stores; this reads one document and checks its signature.
+    verifies and stores; this reads one document, checks its signature, and checks it
+    still shows the failure anchored outside the database, if one is.
     """
     db = get_audit_db()
     stored = db[STATES].find_one({"_id": organization_id})
+    failure = _anchored_failure(anchor(), organization_id)
     if stored is None:
+        if failure is not None:
+            return _failed_with(_erased(failure))
         if db[DIGESTS].find_one({"organizationId": organization_id}, {"_id": 1}) is None:
             return {
                 "state": "unsealed",
@@ -127,27 +471,32 @@ def integrity_state(organization_id) -> dict:
             }
         return _unverified("stateMissing", "The stored verification is missing (deleted?).")
     if not signer().valid(_state_hash(stored), stored.get("signature")):
-        return {
-            "state": "failed",
-            "verifiedUpTo": None,
-            "checkedWindows": 0,
-            "problems": [{"type": "stateEdited", "message": "The stored verification was edited."}],
-            "failedWindows": [],
-        }
-    state = {k: v for k, v in stored.items() if k not in ("_id", "organizationId", "signature")}
+        state = _failed_with(dict(STATE_EDITED))
+        if failure is not None:
+            state["problems"].append(_erased(failure))
+        return state
+    hidden = ("_id", "organizationId", "signature", "revision")
+    state = {k: v for k, v in stored.items() if k not in hidden}
+    if failure is not None and not _shows_failure_since(stored, failure):
+        return {**state, "state": "failed", "problems": [_erased(failure), *state["problems"]]}
     checked = _parse_iso(stored.get("checkedAt"))
-    if state["state"] == "verified" and (checked is None or checked + _freshness() < utcnow()):
+    fresh = checked is not None and checked + _freshness() >= utcnow()
+    if state["state"] in ("verified", "acknowledged") and not fresh:
         # an old signed result put back (or sealing stopped): not a proof of anything now
         return _unverified("stale", f"The last verification is from {stored.get('checkedAt')}.")
     return state
 
 
 def _unverified(kind: str, message: str) -> dict:
+    return _failed_with({"type": kind, "message": message})
+
+
+def _failed_with(problem: dict) -> dict:
     return {
         "state": "failed",
         "verifiedUpTo": None,
         "checkedWindows": 0,
-        "problems": [{"type": kind, "message": message}],
+        "problems": [problem],
         "failedWindows": [],
     }
 
@@ -159,11 +508,16 @@ def _freshness() -> timedelta:
     return 2 * (interval + timedelta(seconds=config["AUDIT_SEAL_DELAY"])) + interval / 4
 
 
-def _parse_iso(text):
+def _parse_iso(text) -> datetime | None:
+    if isinstance(text, datetime):
+        return _aware(text)
+    if not isinstance(text, str):
+        return None
     try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return _aware(moment)
 
 
 def acquire_lease(name: str, holder: str, seconds: float, app=None) -> bool:
@@ -211,9 +565,7 @@ def seal_and_verify(app, holder: str) -> dict | None:
                         store_state(organization_id, report, "recent", app)
                 except Exception as error:
                     log.exception("Verifying organization %s failed", key)
-                    failed = VerifyReport()
-                    failed.fail("verifyError", f"Verification could not run: {error}")
-                    store_state(organization_id, failed, "error", app)
+                    store_error(organization_id, error, "full" if full_due else "recent", app)
             if full_due:
                 get_audit_db(app)[LEASES].replace_one(
                     {"_id": "full-verification"},
@@ -226,9 +578,19 @@ def seal_and_verify(app, holder: str) -> dict | None:
 
 
 def _full_pass_due(app) -> bool:
+    """Whether every window is due to be verified. The mark is in the database: one set
+    ahead (someone who can write it, keeping full passes from running so that only the
+    newest windows are checked) makes the pass due, as a missing or odd one does."""
     last = get_audit_db(app)[LEASES].find_one({"_id": "full-verification"})
+    at = last.get("at") if last else None
+    if not isinstance(at, datetime):
+        return True
     every = timedelta(seconds=app.config["AUDIT_VERIFY_INTERVAL"])
-    return last is None or _aware(last["at"]) + every <= utcnow()
+    now = utcnow()
+    return _aware(at) > now + FUTURE_MARGIN or _aware(at) + every <= now
+
+
+FUTURE_MARGIN = timedelta(minutes=5)
 
 
 def _aware(moment):
