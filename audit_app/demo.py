@@ -14,6 +14,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from .audit.context import requests_happen_at
+from .audit.sealing import anchor
 from .db import get_db
 from .ids import utcnow
 from .organizations import repository as orgs
@@ -78,6 +79,9 @@ def _seed(app, request_count: int) -> dict:
     )
     traffic = _Traffic(app, random.Random(20261125))  # noqa: S311 - demo data, not crypto
     summary = traffic.run(request_count)
+    # its records are dated back on purpose: said outside the database, once, so that
+    # sealing and verify do not name them (docs/integrity.md, "Times no request explains")
+    anchor(app).anchor_backdated(organization_id, utcnow())
     return {
         "organizationId": str(organization_id),
         "created": True,

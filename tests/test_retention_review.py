@@ -111,6 +111,7 @@ def test_deleting_a_late_replayed_record_that_the_purge_keeps_is_tampering(app, 
         storedAt=NOW - timedelta(days=2),
         path="/api/v1/replayed",
     )
+    late["spooledAt"] = NOW - timedelta(days=60)  # a replayed record says when it was spooled
     ids = history(app, org, days=(61, 40, 10))
     with app.app_context():
         get_audit_db().audit_logs.insert_one(late)

@@ -9,6 +9,8 @@ stored state say afterwards.
     operator acknowledges it (``flask acknowledge-integrity``); a check of the newest
     windows never replaces it, nor does a full pass that began before it was found, nor a
     stored state rolled back in the database (the failure is anchored outside it).
+(7) A record whose ``createdAt`` no request can explain (after its ``storedAt``, or older
+    than storing, or spooling, can account for) is sealed, flagged and named.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import pytest
 from bson import ObjectId
 
 from audit_app.audit import embedded, sealing
-from audit_app.audit.integrity import VerifyReport, WindowReport
+from audit_app.audit.capture import WRITER_KEY
+from audit_app.audit.integrity import VerifyReport, WindowReport, time_suspicion
 from audit_app.db import Store, get_audit_db, get_db
 
 from .factories import Api, audit_record, make_org
@@ -428,3 +431,135 @@ def test_a_full_pass_marked_done_in_the_future_is_due(app):
             upsert=True,
         )
     assert sealing._full_pass_due(app)
+
+
+# (7) Back-dated and future-dated forgeries -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "created", [timedelta(days=-30), timedelta(days=3 * 365)], ids=["backdated", "future"]
+)
+def test_a_forged_copy_with_an_impossible_time_is_sealed_flagged_and_named(site, created):
+    now = _now()
+    original = site.records[-1]
+    forged = dict(
+        original, _id=ObjectId(), createdAt=now + created, storedAt=now - timedelta(seconds=8)
+    )
+    site.insert(forged)  # into the open window, not yet sealed
+    assert site.run("seal", "--now")[0] == 0
+    with site.app.app_context():  # sealed all the same: it cannot be changed silently later
+        sealed = {
+            entry[0]
+            for chunk in get_audit_db().audit_digest_chunks.find({"organizationId": site.org.id})
+            for entry in chunk["records"]
+        }
+        digest = get_audit_db().audit_digests.find_one(
+            {"organizationId": site.org.id}, sort=[("sequence", -1)]
+        )
+    assert str(forged["_id"]) in sealed and digest["suspiciousTimes"] >= 1
+
+    code, report = site.verify()
+    assert code == 1 and not report["ok"]
+    named = {(p["type"], p.get("recordId")) for w in report["failedWindows"] for p in w["problems"]}
+    assert ("suspiciousTime", str(forged["_id"])) in named
+    state = site.state()
+    assert state["state"] == "failed" and str(forged["_id"]) in _record_ids(state)
+    assert "suspiciousTime" in _kinds(state)
+
+    listing = site.page("/organization/audit-logs?limit=100")
+    row = next(r for r in listing.split("<tr") if f"/organization/audit-logs/{forged['_id']}" in r)
+    assert "suspicious time" in row.lower()
+    assert sum("suspicious time" in r.lower() for r in listing.split("<tr")) == 1
+    details = site.page(f"/organization/audit-logs/{forged['_id']}")
+    assert "suspicious time" in details.lower()
+
+
+def test_a_record_replayed_from_the_spool_after_a_long_outage_is_not_suspicious(
+    make_app, tmp_path, monkeypatch
+):
+    from audit_app.audit import spool as spool_module
+
+    from .fakes import FlakyClient
+
+    site = _install("mongomock", make_app, tmp_path)
+    flaky = FlakyClient(site.app.config["MONGO_CLIENT"])
+    app = make_app(AUDIT_MONGO_CLIENT=flaky, **SETTINGS)
+    writer = app.extensions[WRITER_KEY]
+    outage = _now() - timedelta(hours=3)
+    record = audit_record(site.org.id, created_at=outage, path="/api/v1/during-the-outage")
+    flaky.down = True
+    monkeypatch.setattr(spool_module, "utcnow", lambda: outage + timedelta(seconds=2))
+    with app.app_context():
+        assert writer.write(record) == "spooled"
+    monkeypatch.undo()
+    flaky.down = False
+    assert writer.replay().stored == 1
+    with app.app_context():
+        replayed = get_audit_db().audit_logs.find_one({"_id": record["_id"]})
+    assert replayed["spooledAt"] == outage + timedelta(seconds=2)
+    assert datetime.now(UTC) - replayed["storedAt"] < MINUTE
+    assert time_suspicion(replayed) is None
+    assert site.run("seal", "--now")[0] == 0
+    code, report = site.verify()
+    assert code == 0, report
+    listing = site.page("/organization/audit-logs?limit=100")
+    assert "suspicious time" not in listing.lower()
+
+
+def test_what_a_forger_may_claim_of_spooling_is_bounded():
+    now = _now()
+    base = {"createdAt": now - timedelta(hours=3), "storedAt": now}
+    assert time_suspicion(base)  # three hours between receiving and storing: unexplained
+    spooled = dict(base, spooledAt=now - timedelta(hours=3) + timedelta(seconds=1))
+    assert time_suspicion(spooled) is None  # an outage of three hours
+    assert time_suspicion(dict(spooled, spooledAt=now + timedelta(hours=1)))  # after storing
+    assert time_suspicion(dict(spooled, createdAt=now - timedelta(hours=2)))  # after spooling
+    assert time_suspicion(dict(spooled, spooledAt=now - timedelta(minutes=90)))  # too late
+    assert time_suspicion(dict(spooled, spooledAt="2026-11-01T00:00:00Z"))  # not a date
+    assert time_suspicion(dict(base, createdAt="yesterday"))
+    assert time_suspicion({"createdAt": now, "storedAt": now - timedelta(minutes=3)})
+    assert time_suspicion({"createdAt": now - timedelta(seconds=90), "storedAt": now}) is None
+
+
+def test_a_long_export_ends_late_without_being_suspicious():
+    """The second record of an export is written when the stream ends: its createdAt is
+    when the request came in, its durationMs how long the stream took (up to a day)."""
+    now = _now()
+    ended = {
+        "action": "auditLog.exportEnded",
+        "createdAt": now - timedelta(minutes=40),
+        "storedAt": now,
+        "durationMs": 40 * 60 * 1000.0,
+    }
+    assert time_suspicion(ended) is None
+    assert time_suspicion(dict(ended, durationMs=60_000.0))
+    assert time_suspicion(dict(ended, action="pathway.update"))
+    assert time_suspicion(dict(ended, createdAt=now - timedelta(days=3), durationMs=3 * 86400e3))
+    assert time_suspicion(dict(ended, durationMs=float("nan")))
+
+
+def test_the_demo_s_dated_traffic_is_not_suspicious_and_verifies(app, runner):
+    import time
+
+    made = json.loads(runner.invoke(args=["seed-demo", "--requests", "30", "--json"]).output)
+    organization = made["organizationId"]
+    time.sleep(6)  # seal --now leaves the last five seconds open
+    assert runner.invoke(args=["seal", "--now", "--organization", organization]).exit_code == 0
+    result = runner.invoke(args=["verify", "--organization", organization])
+    assert result.exit_code == 0, result.output
+    # the exemption is anchored outside the database, and only covers what was seeded
+    anchored = Path(app.config["AUDIT_ANCHOR_DIR"]) / f"{organization}.backdated.json"
+    assert anchored.exists()
+    with app.app_context():
+        sample = get_audit_db().audit_logs.find_one({"organizationId": ObjectId(organization)})
+        forged = dict(
+            sample,
+            _id=ObjectId(),
+            createdAt=datetime.now(UTC) - timedelta(days=20),
+            storedAt=datetime.now(UTC) - timedelta(seconds=1),
+        )
+        get_audit_db().audit_logs.insert_one(forged)
+    time.sleep(6)
+    assert runner.invoke(args=["seal", "--now", "--organization", organization]).exit_code == 0
+    result = runner.invoke(args=["verify", "--organization", organization])
+    assert result.exit_code == 1 and str(forged["_id"]) in result.output

@@ -25,7 +25,8 @@ The integrity state is anchored too: when a verification first finds a failure, 
 a full verification that passes (or an operator's acknowledgement) ends it, a line goes to
 ``<organization>.integrity.ndjson``; each acknowledgement, with its reason and the problems
 it covers, to ``<organization>.integrity-acks.ndjson``. A stored state rolled back in the
-database then still reads as failed.
+database then still reads as failed. ``<organization>.backdated.json``, written once when
+the demo is seeded, says up to when that organization's records may be dated back.
 """
 
 from __future__ import annotations
@@ -203,6 +204,32 @@ class Anchor:
             for entry in _entries(self.acks_path(organization_id))
             if entry.get("kind") == "acknowledged" and isinstance(entry.get("problems"), list)
         ]
+
+    def backdated_path(self, organization_id: ObjectId) -> Path:
+        return self.directory / f"{ObjectId(organization_id)}.backdated.json"
+
+    def anchor_backdated(self, organization_id: ObjectId, until: datetime) -> None:
+        """Once, for the demo: the records stored up to ``until`` were dated back on
+        purpose. Never rewritten, so nothing stored later is ever excused."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(
+                self.backdated_path(organization_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+            )
+        except FileExistsError:
+            return
+        try:
+            os.write(fd, json.dumps({"storedUntil": iso(until)}).encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def backdated_until(self, organization_id: ObjectId) -> datetime | None:
+        try:
+            entry = json.loads(self.backdated_path(organization_id).read_text("ascii"))
+        except (OSError, ValueError):
+            return None  # none (or unreadable: nothing is excused by it)
+        return _moment(entry.get("storedUntil")) if isinstance(entry, dict) else None
 
     def entries(self, organization_id: ObjectId) -> dict[int, str]:
         """The anchored digests of an organization: {sequence: digest hash}."""

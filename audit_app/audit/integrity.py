@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -216,6 +217,7 @@ def digest_payload(digest: dict) -> dict:
             "keyId",
             "hashVersion",
             "chunks",
+            "suspiciousTimes",
         )
         if k in digest
     }
@@ -248,6 +250,7 @@ def seal_organization(
         start = start.replace(tzinfo=UTC)
     previous = last["digestHash"] if last else None
     sequence = last["sequence"] + 1 if last else 1
+    backdated = anchor.backdated_until(organization_id) if anchor is not None else None
     written = 0
     limit = now - delay if until is None else min(now - delay, until)
     while written < MAX_WINDOWS_PER_RUN:
@@ -257,7 +260,9 @@ def seal_organization(
                 break
             end = limit
         digest_id = ObjectId()
-        count, chunk_hashes = _write_chunks(db, organization_id, digest_id, start, end)
+        count, chunk_hashes, suspicious = _write_chunks(
+            db, organization_id, digest_id, start, end, backdated
+        )
         digest = {
             "_id": digest_id,
             "organizationId": organization_id,
@@ -271,6 +276,9 @@ def seal_organization(
             "previousDigestHash": previous,
             "algorithm": ALGORITHM,
             "keyId": signer.key_id,
+            # records whose times no request explains: sealed all the same, and flagged
+            # (its presence also says the window's times were checked when it was sealed)
+            "suspiciousTimes": suspicious,
         }
         digest["digestHash"] = digest_hash(digest)
         digest["signature"] = signer.sign(digest["digestHash"])
@@ -282,6 +290,16 @@ def seal_organization(
             return written
         if anchor is not None:
             anchor.append(organization_id, digest)
+        if suspicious:
+            log.warning(
+                "Organization %s: %d record(s) with suspicious times sealed in window #%d "
+                "(%s .. %s); verify names them",
+                organization_id,
+                suspicious,
+                sequence,
+                iso(start),
+                iso(end),
+            )
         previous, sequence, start = digest["digestHash"], sequence + 1, end
         written += 1
     return written
@@ -303,12 +321,20 @@ def _check_reaches_anchor(digests: TenantCollection, last: dict | None, head) ->
         )
 
 
-def _write_chunks(db: Database, organization_id: ObjectId, digest_id: ObjectId, start, end):
-    """Hash the window's records, streamed, into chunks of entries; return (count, hashes)."""
+def _write_chunks(
+    db: Database,
+    organization_id: ObjectId,
+    digest_id: ObjectId,
+    start,
+    end,
+    backdated: datetime | None = None,
+):
+    """Hash the window's records, streamed, into chunks of entries; return (count, hashes,
+    how many records have times no request explains)."""
     chunks = TenantCollection(db[CHUNKS], organization_id)
     hashes: list[str] = []
     buffer: list[list] = []
-    count = 0
+    count = suspicious = 0
 
     def flush():
         hashes.append(_chunk_hash(buffer))
@@ -325,12 +351,14 @@ def _write_chunks(db: Database, organization_id: ObjectId, digest_id: ObjectId, 
     for record in _record_stream(db, organization_id, start, end):
         buffer.append([str(record["_id"]), record_hash_v2(record), _ms(record["storedAt"])])
         count += 1
+        if time_suspicion(record, backdated) is not None:
+            suspicious += 1
         if len(buffer) == CHUNK_SIZE:
             flush()
             buffer = []
     if buffer:
         flush()
-    return count, hashes
+    return count, hashes, suspicious
 
 
 def iter_digests(db: Database, organization_id: ObjectId):
@@ -461,6 +489,7 @@ def verify_organization(
     else:
         chain = list(cursor.sort("sequence", ASCENDING))
     report = VerifyReport(started_at=now)
+    backdated = anchor.backdated_until(organization_id) if anchor is not None else None
     previous = None
     if chain and chain[0]["sequence"] > 1:
         previous = digests.find_one({"sequence": chain[0]["sequence"] - 1})
@@ -486,11 +515,11 @@ def verify_organization(
                     if window.status != "failed":  # an early digest: its window, as a whole
                         window.status = "expired"
                 elif window.window_end <= expired.windows_before:
-                    _check_purged_window(db, organization_id, digest, window, expired)
+                    _check_purged_window(db, organization_id, digest, window, expired, backdated)
                 elif id(digest) in hashes:
                     _check_records(digest, hashes[id(digest)], window)
                 else:
-                    _check_chunked_records(db, organization_id, digest, window, expired)
+                    _check_chunked_records(db, organization_id, digest, window, expired, backdated)
             except (TypeError, ValueError, KeyError, AttributeError) as error:
                 # whatever was edited into a digest or a chunk cannot stop verification
                 window.fail("digestEdited", f"The digest or its chunks were edited ({error}).")
@@ -535,6 +564,77 @@ def _well_formed(digest: dict) -> bool:
 
 
 FUTURE_SKEW = timedelta(minutes=5)
+
+# What a record's times may say (docs/integrity.md, "Times no request explains"). A record
+# is built when its request has been answered and stored at once; ``createdAt`` is when the
+# request came in. A record the store refused waits in the spool, which notes when
+# (``spooledAt``), and gets its ``storedAt`` when replayed, however long the outage was.
+CLOCK_SKEW = timedelta(minutes=2)  # between the hosts' clocks (they stamp each time)
+STORE_LAG = timedelta(minutes=5)  # receiving -> storing (or spooling): a request's length
+EXPORT_LAG = timedelta(days=1)  # what an export's second record may add: its stream's length
+EXPORT_ENDED = "auditLog.exportEnded"  # written when the export's stream ends
+
+
+def time_suspicion(record: dict, backdated: datetime | None = None) -> str | None:
+    """Why a record's times are not those of a real request, or None if they are.
+
+    Someone who can write the database can insert a record into the window still open,
+    with any ``createdAt``: dated last month it lists among last month's records, dated
+    ahead it tops the list, and sealing would sign it as genuine. So a ``createdAt`` after
+    ``storedAt`` (beyond clock skew), or older than storing, or spooling, explains, is
+    named. ``backdated``: records stored up to then may be dated back (the demo's generated
+    traffic; anchored outside the database when the demo is seeded).
+    """
+    created, stored = record.get("createdAt"), record.get("storedAt")
+    if not isinstance(stored, datetime):
+        return None  # no window covers it: reported as inserted on its own
+    stored = _aware(stored)
+    if not isinstance(created, datetime):
+        return "Its createdAt is not a date."
+    created = _aware(created)
+    if created > stored + CLOCK_SKEW:
+        return f"Received at {iso(created)}, after it was stored ({iso(stored)})."
+    reference, what = stored, "stored"
+    if "spooledAt" in record:
+        spooled = record["spooledAt"]
+        if not isinstance(spooled, datetime):
+            return "Its spooledAt is not a date."
+        spooled = _aware(spooled)
+        if spooled > stored + CLOCK_SKEW:
+            return f"Spooled at {iso(spooled)}, after it was stored ({iso(stored)})."
+        if created > spooled + CLOCK_SKEW:
+            return f"Received at {iso(created)}, after it was spooled ({iso(spooled)})."
+        reference, what = spooled, "spooled"
+    allowed = STORE_LAG + _export_length(record)
+    if reference - created > allowed:
+        if backdated is not None and stored <= _aware(backdated):
+            return None
+        return (
+            f"Received at {iso(created)}, {_span(reference - created)} before it was {what} "
+            f"({iso(reference)}); a request explains at most {_span(allowed)}."
+        )
+    return None
+
+
+def _export_length(record: dict) -> timedelta:
+    """How long an export's stream ran, by its second record (up to ``EXPORT_LAG``)."""
+    duration = record.get("durationMs")
+    if record.get("action") != EXPORT_ENDED or isinstance(duration, bool):
+        return timedelta(0)
+    if not isinstance(duration, int | float) or not math.isfinite(duration) or duration < 0:
+        return timedelta(0)
+    return timedelta(milliseconds=min(duration, EXPORT_LAG.total_seconds() * 1000))
+
+
+def _span(gap: timedelta) -> str:
+    seconds = int(gap.total_seconds())
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    if seconds >= 120:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
 
 
 def _check_outside_windows(report, records: TenantCollection, chain: list, now) -> None:
@@ -628,14 +728,16 @@ def _sealed_entries(db: Database, organization_id: ObjectId, digest: dict, windo
             yield (int(stored_ms), record_id), record_hash_
 
 
-def _check_purged_window(db, organization_id, digest, window, expired: Expiry) -> None:
+def _check_purged_window(
+    db, organization_id, digest, window, expired: Expiry, backdated: datetime | None = None
+) -> None:
     """A window the purge has gone past. While its chunks remain, its records are checked
     as any window's (a record the purge has not reached yet, or one kept by a hold, is no
     less sealed); once they are gone, nothing of it should remain: a record found there was
     put there."""
     chunks = TenantCollection(db[CHUNKS], organization_id)
     if not digest.get("chunks") or chunks.find_one({"digestId": digest["_id"], "index": 0}):
-        _check_chunked_records(db, organization_id, digest, window, expired)
+        _check_chunked_records(db, organization_id, digest, window, expired, backdated)
     else:
         _check_nothing_left(db, organization_id, window)
     if window.status != "failed":
@@ -655,13 +757,18 @@ def _check_nothing_left(db, organization_id, window) -> None:
         )
 
 
-def _check_chunked_records(db, organization_id, digest, window, expired: Expiry) -> None:
-    """Merge the sealed entries with the window's records, both in (storedAt, _id) order."""
+def _check_chunked_records(
+    db, organization_id, digest, window, expired: Expiry, backdated: datetime | None = None
+) -> None:
+    """Merge the sealed entries with the window's records, both in (storedAt, _id) order;
+    in windows sealed with their times checked, name each record, as sealed, whose times
+    no request explains (sealed all the same: flagged, not hidden)."""
     if _chunks_hash(digest.get("chunks", [])) != digest.get("recordsHash"):
         window.fail("digestEdited", "The digest's chunk list does not match its records hash.")
     sealed = _sealed_entries(db, organization_id, digest, window)
+    times_checked = "suspiciousTimes" in digest
     actual = (
-        ((_ms(r["storedAt"]), str(r["_id"])), record_hash_v2(r))
+        ((_ms(r["storedAt"]), str(r["_id"])), record_hash_v2(r), r)
         for r in _record_stream(db, organization_id, window.window_start, window.window_end)
     )
     missing: dict[str, str] = {}
@@ -683,6 +790,8 @@ def _check_chunked_records(db, organization_id, digest, window, expired: Expiry)
         else:
             if s[1] != a[1]:
                 window.fail("modified", f"Record {s[0][1]} was modified after sealing.", s[0][1])
+            elif times_checked and (why := time_suspicion(a[2], backdated)) is not None:
+                window.fail("suspiciousTime", f"Record {s[0][1]}: {why}", s[0][1])
             s, a = next(sealed, None), next(actual, None)
         if len(missing) + len(extra) > 10 * MAX_PROBLEMS_PER_WINDOW:
             window.fail("more", "Too many differences to list: the window was rewritten.")

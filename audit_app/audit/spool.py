@@ -9,6 +9,10 @@ an append that opened the old name either finished before, or finds after lockin
 name now points elsewhere and opens the new file. Lines are inserted by ``_id``, so a record
 already stored is skipped, and a replay that stops half-way can simply run again. A line
 torn by a crash is set aside in ``rejected-<uuid>.ndjson`` for a person to look at.
+
+Each entry carries ``spooledAt``, when it was spooled, and keeps it when replayed: the
+record's ``storedAt`` is then the replay's time, and verification needs to tell a request
+that waited out an outage from a record dated back by hand (``integrity.time_suspicion``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from pathlib import Path
 from bson import json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS, JSONOptions
 from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from ..ids import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +79,11 @@ class Spool:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def append(self, record: dict) -> None:
-        """Write one record durably; raise OSError if the disk refuses."""
+        """Write one record durably, with when (``spooledAt``); raise OSError if the disk
+        refuses. The caller's record is left as it was."""
         self._ensure_directory()
-        line = (dumps(record) + "\n").encode("utf-8")
+        spooled = record if "spooledAt" in record else {**record, "spooledAt": utcnow()}
+        line = (dumps(spooled) + "\n").encode("utf-8")
         path = self.active_path
         while True:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -22,10 +22,11 @@ from ..streams.service import failing_streams
 from . import export, service
 from .capture import audit_action, audited
 from .context import note_error
+from .integrity import time_suspicion
 from .query import AUTH_TYPES, METHODS, WebListQuerySchema, parse_moment
 from .redaction import unescape
 from .schemas import jsonable
-from .sealing import integrity_state
+from .sealing import anchor, integrity_state
 
 bp = Blueprint("auditLogs", __name__, url_prefix="/organization/audit-logs")
 
@@ -145,6 +146,7 @@ def list_page():
         "chart": None,
         "suggestion": None,
         "qualifier_examples": QUALIFIER_EXAMPLES,
+        "suspicious": {},
     }
     try:
         page = service.list_page(current_principal(), args, schema=WebListQuerySchema())
@@ -161,6 +163,7 @@ def list_page():
         # the newest records are reached: show the first page, full
         return redirect(url_for(".list_page", **filters, limit=limit))
     workspaces, keys = _names_for(page.items)
+    context["suspicious"] = _suspicious_times(page.items)
     base = {**filters, "limit": limit}
     context.update(
         items=page.items,
@@ -239,7 +242,21 @@ def detail_page(auditLogId):
         sections=pretty,
         workspaces=workspaces,
         api_keys=keys,
+        suspicious_time=_suspicious_times([record]).get(str(record["_id"])),
     )
+
+
+def _suspicious_times(records: list[dict]) -> dict[str, str]:
+    """The records whose times no request explains (a back- or future-dated forgery), and
+    why: marked in the list and in View Details (docs/integrity.md)."""
+    organization_id = current_principal().organization_id
+    backdated = anchor().backdated_until(organization_id) if organization_id else None
+    found = {}
+    for record in records:
+        why = time_suspicion(record, backdated)
+        if why is not None:
+            found[str(record["_id"])] = why
+    return found
 
 
 def _pretty(value) -> str:
