@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
@@ -242,27 +243,7 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
             return
         matching = [record for record in batch if wanted(record)]
         sent: list[Piece] = []  # acknowledged so far, in order
-
-        def acknowledged(chunk: list[Piece]) -> bool:
-            """Move the cursor past a delivery the destination acknowledged."""
-            sent.extend(chunk)
-            last = chunk[-1].record
-            now = utcnow()
-            update: dict[str, Any] = {
-                "cursor": {"storedAt": last["storedAt"], "id": last["_id"]},
-                "health.attempts": 0,
-                "health.lastError": None,
-                "health.lastErrorDetail": None,
-                "health.failingSince": None,
-                "health.lastDeliveredAt": now,
-            }
-            shrunk = [piece for piece in chunk if piece.stage]
-            if shrunk:
-                update["health.lastTruncatedId"] = str(shrunk[-1].record["_id"])
-                update["health.lastTruncatedAt"] = now
-            counts = {"health.delivered": len(chunk), "health.truncated": len(shrunk)}
-            return _progress(stream, holder, update, counts)
-
+        acknowledged = partial(_acknowledged, stream, holder, sent)
         try:
             complete = not matching or send(stream, matching, acknowledged, budget)
         except destinations.DeliveryFailed as error:
@@ -294,6 +275,28 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
             return  # the lease went to another deliverer: it carries on from the cursor
         if not full:
             return
+
+
+def _acknowledged(stream: Document, holder: str, sent: list[Piece], chunk: list[Piece]) -> bool:
+    """Move the cursor past a delivery the destination acknowledged (``sent`` keeps what
+    was, in order); False if the lease went to another deliverer."""
+    sent.extend(chunk)
+    last = chunk[-1].record
+    now = utcnow()
+    update: dict[str, Any] = {
+        "cursor": {"storedAt": last["storedAt"], "id": last["_id"]},
+        "health.attempts": 0,
+        "health.lastError": None,
+        "health.lastErrorDetail": None,
+        "health.failingSince": None,
+        "health.lastDeliveredAt": now,
+    }
+    shrunk = [piece for piece in chunk if piece.stage]
+    if shrunk:
+        update["health.lastTruncatedId"] = str(shrunk[-1].record["_id"])
+        update["health.lastTruncatedAt"] = now
+    counts = {"health.delivered": len(chunk), "health.truncated": len(shrunk)}
+    return _progress(stream, holder, update, counts)
 
 
 def _progress(

@@ -29,9 +29,9 @@ from typing import Any
 from bson import ObjectId
 from werkzeug.datastructures import MultiDict
 
+from ..api_keys import repository as api_keys
 from ..audit.changes import record_changes
 from ..audit.context import note_created
-from ..api_keys import repository as api_keys
 from ..audit.query import FilterSchema, parse_query
 from ..auth.principal import Principal
 from ..db import Document, get_db
