@@ -599,3 +599,169 @@ def test_a_record_too_large_for_a_syslog_batch_is_delivered_truncated(app, api, 
     else:
         assert "cs5Label=truncatedFromBytes" in shrunk["msg"]
         assert f"externalId={big['_id']}" in shrunk["msg"]
+
+
+# (8) The private-destination guard and IPv6 forms that embed an IPv4 address ----------------
+
+
+def _teredo(server: str, client: str) -> str:
+    """A Teredo address (2001::/32): the server's IPv4, then the client's, obfuscated."""
+    import ipaddress
+
+    s = int(ipaddress.IPv4Address(server))
+    c = int(ipaddress.IPv4Address(client)) ^ 0xFFFFFFFF
+    value = (0x20010000 << 96) | (s << 64) | (0x8000 << 48) | (0x1234 << 32) | c
+    return str(ipaddress.IPv6Address(value))
+
+
+REFUSED_HOSTS = [
+    "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "64:ff9b:1::a00:1",  # local-use NAT64 (RFC 8215): never global
+    "64:ff9b:1::5db8:d822",
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "2002:a00:1::1",  # 6to4 of 10.0.0.1
+    "::7f00:1",  # IPv4-compatible 127.0.0.1
+    "::a9fe:a9fe",
+    "::5db8:d822",  # IPv4-compatible is deprecated whatever it embeds
+    "::ffff:127.0.0.1",  # IPv4-mapped
+    "::ffff:93.184.216.34",  # IPv4-mapped: not globally reachable as such
+    "::ffff:0:7f00:1",  # IPv4-translated
+    "::ffff:0:a9fe:a9fe",
+    _teredo("93.184.216.34", "10.0.0.1"),  # Teredo: a private client
+    _teredo("93.184.216.34", "169.254.169.254"),
+    _teredo("10.0.0.1", "93.184.216.34"),  # Teredo: a private server
+    "192.0.0.192",  # IETF protocol assignments: Python 3.11 calls it global
+    "192.0.0.8",
+    "192.0.0.170",
+    "0.0.0.0",
+    "0.1.2.3",
+    "100.64.0.1",
+    "127.0.0.1",
+    "169.254.169.254",
+    "172.16.0.1",
+    "192.0.2.1",
+    "192.88.99.1",
+    "192.168.1.1",
+    "198.18.0.1",
+    "198.51.100.1",
+    "203.0.113.1",
+    "224.0.0.1",
+    "239.255.255.250",
+    "240.0.0.1",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "100::1",
+    "2001:2::1",
+    "2001:10::1",
+    "2001:db8::1",
+    "3fff::1",
+    "5f00::1",
+    "fc00::1",
+    "fd12:3456::1",
+    "fe80::1",
+    "fec0::1",
+    "ff02::1",
+    "ff0e::1",
+    "4000::1",  # outside 2000::/3: not allocated for global unicast
+]
+ACCEPTED_HOSTS = [
+    "93.184.216.34",
+    "8.8.8.8",
+    "192.0.0.9",  # PCP anycast: the registry marks it globally reachable
+    "192.31.196.1",  # AS112: globally reachable
+    "2606:4700::1111",
+    "64:ff9b::5db8:d822",  # NAT64 of a public address
+    "2002:5db8:d822::1",  # 6to4 of a public address
+    _teredo("93.184.216.34", "8.8.8.8"),
+    "2001:4:112::1",  # AS112-v6: globally reachable
+]
+
+
+def _url(host: str) -> str:
+    return f"https://[{host}]/hook" if ":" in host else f"https://{host}/hook"
+
+
+@pytest.fixture
+def guarded(make_app):
+    return Api(make_app(AUDIT_STREAM_ALLOW_PRIVATE=False).test_client())
+
+
+@pytest.mark.parametrize("host", REFUSED_HOSTS)
+def test_a_destination_on_a_special_purpose_address_is_refused(guarded, org, host):
+    for destination in (
+        {"type": "webhook", "url": _url(host)},
+        {"type": "syslog", "host": host, "port": 6514},
+    ):
+        answer = guarded.post(
+            "/api/v1/audit-streams", as_=org.admin, json={"name": "x", "destination": destination}
+        )
+        assert answer.status_code == 422, (destination, answer.get_json())
+        assert answer.get_json()["error"]["field"] == "destination"
+
+
+@pytest.mark.parametrize("host", ACCEPTED_HOSTS)
+def test_a_destination_on_a_globally_reachable_address_is_accepted(guarded, org, host):
+    answer = guarded.post(
+        "/api/v1/audit-streams",
+        as_=org.admin,
+        json={"name": "x", "destination": {"type": "webhook", "url": _url(host)}},
+    )
+    assert answer.status_code == 201, answer.get_json()
+
+
+def test_a_name_that_later_resolves_to_an_embedded_private_address_gets_nothing(
+    make_app, org, monkeypatch
+):
+    """Checked again at connect time, on the resolved address: a name that resolves to a
+    public address when the stream is made and to NAT64 of the metadata service later."""
+    import socket
+
+    answers = {"now": ("93.184.216.34", socket.AF_INET)}
+    connected = []
+    real_getaddrinfo, real_connection = socket.getaddrinfo, socket.create_connection
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == "siem.example.com":
+            address, family = answers["now"]
+            return [(family, socket.SOCK_STREAM, 6, "", (address, int(port or 0)))]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    import urllib3.util.connection as urllib3_connection
+
+    real_urllib3_connection = urllib3_connection.create_connection
+
+    def create_connection(address, *args, **kwargs):
+        connected.append(address)
+        return real_connection(address, *args, **kwargs)
+
+    def urllib3_create_connection(address, *args, **kwargs):
+        connected.append(address)
+        return real_urllib3_connection(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.setattr(urllib3_connection, "create_connection", urllib3_create_connection)
+    app = make_app(AUDIT_STREAM_ALLOW_PRIVATE=False, AUDIT_STREAM_SETTLE_SECONDS=0)
+    api = Api(app.test_client())
+    made = {}
+    for kind, destination in (
+        ("webhook", {"type": "webhook", "url": "https://siem.example.com/hook"}),
+        ("syslog", {"type": "syslog", "host": "siem.example.com", "port": 6514}),
+    ):
+        answer = api.post(
+            "/api/v1/audit-streams", as_=org.admin, json={"name": kind, "destination": destination}
+        )
+        assert answer.status_code == 201, answer.get_json()
+        made[kind] = answer.get_json()["id"]
+    answers["now"] = ("64:ff9b::a9fe:a9fe", socket.AF_INET6)
+    traffic(api, org, 1)
+    deliver(app)
+    for kind, stream_id in made.items():
+        tested = api.post(f"/api/v1/audit-streams/{stream_id}/test", as_=org.admin).get_json()
+        assert tested["delivered"] is False and "not a public address" in tested["error"]
+        health = api.get(f"/api/v1/audit-streams/{stream_id}", as_=org.admin).get_json()
+        assert health["state"] == "failing" and "not a public address" in health["lastError"]
+    assert connected == []  # nothing ever connected to it

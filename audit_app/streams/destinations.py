@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import socket
 import ssl
@@ -26,6 +25,8 @@ from urllib.parse import urlsplit
 
 import urllib3
 from flask import current_app
+
+from .addresses import refusal
 
 DESTINATION_TYPES = ("webhook", "splunk", "syslog")
 CONNECT_TIMEOUT = 5.0
@@ -62,9 +63,10 @@ def _allow_private() -> bool:
 
 def resolve(host: str, port: int) -> str:
     """The address to connect to: the first the name resolves to, after every one was
-    checked (loopback, private, link-local, reserved and multicast refused unless
-    ``AUDIT_STREAM_ALLOW_PRIVATE``). The sender connects to exactly this address, so a
-    name that resolves elsewhere a moment later (DNS rebinding) gains nothing."""
+    checked (only what IANA marks globally reachable, IPv4 addresses embedded in IPv6 ones
+    included: ``addresses.refusal``; anything with ``AUDIT_STREAM_ALLOW_PRIVATE``). The
+    sender connects to exactly this address, so a name that resolves elsewhere a moment
+    later (DNS rebinding) gains nothing."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError, OSError) as error:
@@ -73,12 +75,12 @@ def resolve(host: str, port: int) -> str:
         raise AddressRefused(f"The host {host!r} does not resolve.")
     addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
     if not _allow_private():
-        for text in addresses:
-            address = ipaddress.ip_address(text)
-            if not address.is_global or address.is_multicast:
+        for address in addresses:
+            why = refusal(address)
+            if why is not None:
                 raise AddressRefused(
-                    f"The host {host!r} resolves to {address}, which is not a public address; "
-                    "this installation sends only to public addresses."
+                    f"The host {host!r} resolves to {address}, which is not a public address "
+                    f"({why}); this installation sends only to globally reachable addresses."
                 )
     return addresses[0]
 
