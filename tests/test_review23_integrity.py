@@ -499,6 +499,8 @@ def test_a_record_replayed_from_the_spool_after_a_long_outage_is_not_suspicious(
     assert replayed["spooledAt"] == outage + timedelta(seconds=2)
     assert datetime.now(UTC) - replayed["storedAt"] < MINUTE
     assert time_suspicion(replayed) is None
+    details = site.page(f"/organization/audit-logs/{record['_id']}")
+    assert "waited in the spool from" in details and "suspicious time" not in details.lower()
     assert site.run("seal", "--now")[0] == 0
     code, report = site.verify()
     assert code == 0, report

@@ -243,7 +243,14 @@ def detail_page(auditLogId):
         workspaces=workspaces,
         api_keys=keys,
         suspicious_time=_suspicious_times([record]).get(str(record["_id"])),
+        # when it was stored, and spooled (a replay): what its times are checked against
+        stored_at=_moment(record.get("storedAt")),
+        spooled_at=_moment(record.get("spooledAt")),
     )
+
+
+def _moment(value) -> datetime | None:
+    return value if isinstance(value, datetime) else None
 
 
 def _suspicious_times(records: list[dict]) -> dict[str, str]:
