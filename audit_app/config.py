@@ -180,6 +180,9 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_RETENTION_MAX_DAYS": _env_int(
             "AUDIT_RETENTION_MAX_DAYS", max(3650, retention_days), minimum=1
         ),
+        # days a shortened retention waits before it deletes anything (cancellable until
+        # then); 0: at once. At most AUDIT_RETENTION_MAX_DAYS (audit.retention.check_bounds)
+        "AUDIT_RETENTION_GRACE_DAYS": _env_int("AUDIT_RETENTION_GRACE_DAYS", 7, minimum=0),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "").strip() or None,
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "").strip()
         or "10 per minute; 100 per hour",

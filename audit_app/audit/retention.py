@@ -15,6 +15,12 @@
   neither, nor lift a hold: they can only make the log keep more.
 - Settings changes and purge batches of one organization take one lock (a file beside the
   anchor), so once a hold is answered, no batch deletes anything.
+- Shortening the retention waits: the shorter one is *pending* (``auditRetentionPending``,
+  ``{days, effectiveAt}``) for ``AUDIT_RETENTION_GRACE_DAYS`` (7), during which the purge
+  keeps the longer one and the change can be cancelled (set the retention back). The
+  pending change is anchored with the settings, so the database alone cannot bring its
+  moment forward. Lengthening applies at once. Only an Owner lifts a hold
+  (``organizations.service``).
 """
 
 from __future__ import annotations
@@ -35,9 +41,9 @@ from pymongo import ASCENDING
 from ..config import ConfigError
 from ..db import get_audit_db, get_db
 from ..errors import ApiError, bad_request
-from ..ids import floor_to, utcnow
+from ..ids import floor_to, iso, readable, utcnow
 from .actions import declare
-from .anchor import Anchor, AnchoredRetention
+from .anchor import Anchor, _entries
 from .capture import record_operator_command
 from .counters import forget_before
 from .integrity import purge_window_chunks
@@ -48,6 +54,7 @@ log = logging.getLogger(__name__)
 
 DAYS = "auditRetentionDays"
 HOLD = "auditLegalHold"
+PENDING = "auditRetentionPending"
 DAY = timedelta(days=1)
 BATCH = 1000
 MAX_BATCHES_PER_ORGANIZATION = 50  # a tick deletes at most 50,000 of one organization's
@@ -57,12 +64,41 @@ LEASE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A shorter retention asked for, and when its grace ends."""
+
+    days: int
+    effective_at: datetime
+
+    def as_field(self) -> dict[str, Any]:
+        return {"days": self.days, "effectiveAt": self.effective_at}
+
+
+@dataclass(frozen=True)
 class Retention:
     days: int
     hold: bool
+    pending: Pending | None = None
+
+    def at(self, now: datetime) -> Retention:
+        """These settings as they stand at ``now``: a pending change whose grace has ended
+        is the retention."""
+        if self.pending is not None and now >= self.pending.effective_at:
+            return Retention(self.pending.days, self.hold)
+        return self
+
+    @property
+    def final_days(self) -> int:
+        """The retention once any pending change has applied."""
+        return self.pending.days if self.pending is not None else self.days
 
     def as_fields(self) -> dict[str, Any]:
-        return {DAYS: self.days, HOLD: self.hold}
+        pending = self.pending.as_field() if self.pending is not None else None
+        return {DAYS: self.days, HOLD: self.hold, PENDING: pending}
+
+
+def grace(app: Flask | None = None) -> timedelta:
+    return timedelta(days=(app or current_app).config["AUDIT_RETENTION_GRACE_DAYS"])
 
 
 def bounds(app: Flask | None = None) -> tuple[int, int]:
@@ -71,7 +107,8 @@ def bounds(app: Flask | None = None) -> tuple[int, int]:
 
 
 def check_bounds(config: Mapping[str, Any]) -> None:
-    """Refuse to start with bounds that do not hold the installation's default."""
+    """Refuse to start with bounds that do not hold the installation's default, or with a
+    grace that is not a whole number of days from 0 to the longest retention."""
     low, high, default = (
         config["AUDIT_RETENTION_MIN_DAYS"],
         config["AUDIT_RETENTION_MAX_DAYS"],
@@ -81,6 +118,12 @@ def check_bounds(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             "Audit retention needs 1 <= AUDIT_RETENTION_MIN_DAYS <= AUDIT_RETENTION_DAYS <= "
             f"AUDIT_RETENTION_MAX_DAYS; got {low}, {default} and {high}."
+        )
+    days = config.get("AUDIT_RETENTION_GRACE_DAYS", 7)
+    if not (isinstance(days, int) and not isinstance(days, bool) and 0 <= days <= high):
+        raise ConfigError(
+            "AUDIT_RETENTION_GRACE_DAYS must be a whole number of days from 0 to "
+            f"AUDIT_RETENTION_MAX_DAYS ({high}), got {days!r}"
         )
 
 
@@ -101,41 +144,97 @@ def legacy_from_ttl(app: Flask) -> Callable[[int | None], None]:
     return anchor
 
 
+def _days(value: Any) -> int | None:
+    sane = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= SANE_DAYS
+    return value if sane else None
+
+
+def _pending(value: Any) -> Pending | None:
+    """A pending change as stored (a date) or anchored (ISO 8601); anything else is none:
+    the longer retention stays."""
+    if not isinstance(value, Mapping):
+        return None
+    days, moment = _days(value.get("days")), value.get("effectiveAt")
+    if isinstance(moment, str):
+        moment = _moment(moment)
+    if days is None or not isinstance(moment, datetime):
+        return None
+    return Pending(days, _aware(moment).replace(microsecond=moment.microsecond // 1000 * 1000))
+
+
 def stored(organization: Mapping[str, Any], default_days: int) -> Retention:
     """The settings the database holds (the installation's default until one is set)."""
-    days = organization.get(DAYS)
-    if not (isinstance(days, int) and not isinstance(days, bool) and 1 <= days <= SANE_DAYS):
-        days = default_days
-    return Retention(days, organization.get(HOLD) is True)
+    days = _days(organization.get(DAYS)) or default_days
+    return Retention(days, organization.get(HOLD) is True, _pending(organization.get(PENDING)))
+
+
+def anchored_settings(anchor: Anchor, organization_id: ObjectId) -> Retention | None:
+    """The latest settings in the anchor (``<organization>.retention-settings.ndjson``), with
+    their pending change; None until any is anchored. OSError if unreadable."""
+    latest = None
+    for entry in _entries(anchor.settings_path(organization_id)):
+        days, hold = _days(entry.get("retentionDays")), entry.get("legalHold")
+        if days is not None and isinstance(hold, bool):
+            latest = Retention(days, hold, _pending(entry.get("pending")))
+    return latest
+
+
+def stricter(one: Retention, other: Retention, now: datetime) -> Retention:
+    """What keeps more of both, at ``now`` and after: the longer retention, the hold if
+    either holds, and a pending change only as far as both shorten (the later moment)."""
+    one, other = one.at(now), other.at(now)
+    days = max(one.days, other.days)
+    final = max(one.final_days, other.final_days)
+    pending = None
+    if final < days:
+        moments = [p.effective_at for p in (one.pending, other.pending) if p is not None]
+        pending = Pending(final, max(moments))
+    return Retention(days, one.hold or other.hold, pending)
 
 
 def enforced(
-    organization: Mapping[str, Any], anchored: AnchoredRetention, default_days: int
+    organization: Mapping[str, Any],
+    anchored: Retention | None,
+    default_days: int,
+    now: datetime,
 ) -> Retention:
-    """The stricter of the database's and the anchor's settings: the longer retention, and
-    the hold if either holds. Until the anchor holds settings, the installation's default
-    stands in for them: the database alone never shortens a retention."""
-    in_db = stored(organization, default_days)
-    days, hold = anchored.settings or (default_days, False)
-    return Retention(max(in_db.days, days), in_db.hold or hold)
+    """The stricter of the database's and the anchor's settings at ``now``. Until the
+    anchor holds settings, the installation's default stands in for them: the database
+    alone never shortens a retention, nor brings a pending shortening forward."""
+    return stricter(
+        stored(organization, default_days), anchored or Retention(default_days, False), now
+    )
 
 
-def _read_anchor(app: Flask, organization: Mapping[str, Any]) -> AnchoredRetention | None:
+_UNREADABLE = Retention(0, True)
+
+
+def _read_anchor(app: Flask, organization: Mapping[str, Any]) -> Retention | None:
+    """The anchored settings; ``_UNREADABLE`` when the anchor cannot be read."""
     try:
-        return _anchor(app).retention(organization["_id"])
+        return anchored_settings(_anchor(app), organization["_id"])
     except OSError as error:
         log.error("The audit retention anchor of %s is unreadable: %s", organization["_id"], error)
-        return None
+        return _UNREADABLE
 
 
 def settings_of(organization: Mapping[str, Any], app: Flask | None = None) -> Retention:
     """What is enforced for an organization now (what its settings page and API show). With
     the anchor unreadable, the database's (the purge then deletes nothing: it needs both)."""
     app = app or current_app
+    default_days = app.config["AUDIT_RETENTION_DAYS"]
     anchored = _read_anchor(app, organization)
-    if anchored is None:
-        return stored(organization, app.config["AUDIT_RETENTION_DAYS"])
-    return enforced(organization, anchored, app.config["AUDIT_RETENTION_DAYS"])
+    if anchored is _UNREADABLE:
+        return stored(organization, default_days).at(utcnow())
+    return enforced(organization, anchored, default_days, utcnow())
+
+
+def describe(settings: Retention) -> str:
+    """Settings in words: ``400 days, 30 days from 2026-12-09 10:00 UTC, legal hold``."""
+    text = f"{settings.days} days"
+    if settings.pending is not None:
+        text += f", {settings.pending.days} days from {readable(settings.pending.effective_at)}"
+    return text + (", legal hold" if settings.hold else "")
 
 
 def disagreement(organization: Mapping[str, Any], app: Flask | None = None) -> str | None:
@@ -143,21 +242,27 @@ def disagreement(organization: Mapping[str, Any], app: Flask | None = None) -> s
     app = app or current_app
     default_days = app.config["AUDIT_RETENTION_DAYS"]
     anchored = _read_anchor(app, organization)
-    if anchored is None:
+    if anchored is _UNREADABLE:
         return None
-    days, hold = anchored.settings or (default_days, False)
+    anchored = anchored or Retention(default_days, False)
     in_db = stored(organization, default_days)
-    if (in_db.days, in_db.hold) == (days, hold):
+    if in_db == anchored:
         return None
     return (
-        f"The database says {in_db.days} days{', legal hold' if in_db.hold else ''}; the "
-        f"anchor says {days} days{', legal hold' if hold else ''}. The stricter is enforced."
+        f"The database says {describe(in_db)}; the anchor says {describe(anchored)}. "
+        "The stricter is enforced."
     )
 
 
-def checked_change(changes: Mapping[str, Any], current: Retention) -> Retention:
+def checked_change(
+    changes: Mapping[str, Any], current: Retention, now: datetime | None = None
+) -> Retention:
     """The settings asked for, within bounds (400 naming the field); a field not sent keeps
-    its current value, unchecked (a hold is never refused for a retention set earlier)."""
+    its current value, unchecked (a hold is never refused for a retention set earlier).
+
+    A longer retention (or the current one: that cancels a pending change) applies at
+    once; a shorter one is pending until the grace has passed. Asking again for the same
+    pending retention leaves its moment; another shorter one starts the grace again."""
     days = changes.get(DAYS, current.days)
     low, high = bounds()
     if DAYS in changes and (
@@ -169,7 +274,14 @@ def checked_change(changes: Mapping[str, Any], current: Retention) -> Retention:
     hold = changes.get(HOLD, current.hold)
     if not isinstance(hold, bool):
         raise bad_request("The legal hold is true or false.", HOLD)
-    return Retention(days, hold)
+    waiting = grace()
+    if DAYS not in changes:
+        return Retention(current.days, hold, current.pending)
+    if days >= current.days or not waiting:
+        return Retention(days, hold)
+    if current.pending is not None and current.pending.days == days:
+        return Retention(current.days, hold, current.pending)
+    return Retention(current.days, hold, Pending(days, (now or utcnow()) + waiting))
 
 
 @contextmanager
@@ -203,10 +315,20 @@ def _unwritable(organization_id: ObjectId, error: OSError) -> ApiError:
 
 
 def anchor_settings(anchor: Anchor, organization_id: ObjectId, settings: Retention) -> None:
-    """Anchor new settings before the database holds them; a 503 if the anchor is not
-    writable (then nothing changed)."""
+    """Anchor new settings, with their pending change, before the database holds them; a
+    503 if the anchor is not writable (then nothing changed). One line: the anchor's own
+    reader (``Anchor.retention``) reads its ``retentionDays`` and ``legalHold`` as before."""
+    entry: dict[str, Any] = {
+        "kind": "settings",
+        "retentionDays": settings.days,
+        "legalHold": settings.hold,
+        "at": iso(utcnow()),
+    }
+    if settings.pending is not None:
+        pending = settings.pending
+        entry["pending"] = {"days": pending.days, "effectiveAt": iso(pending.effective_at)}
     try:
-        anchor.anchor_settings(organization_id, settings.days, settings.hold)
+        anchor._append(anchor.settings_path(organization_id), entry)
     except OSError as error:
         raise _unwritable(organization_id, error) from None
 
@@ -257,7 +379,9 @@ def _purge_batches(app: Flask, organization_id: ObjectId, now: datetime, result:
             if organization is None:
                 return
             anchored = anchor.retention(organization_id)
-            settings = enforced(organization, anchored, default_days)
+            settings = enforced(
+                organization, anchored_settings(anchor, organization_id), default_days, now
+            )
             if settings.hold:
                 result.held = True
                 return
@@ -336,6 +460,14 @@ def background_purger(app: Flask) -> tuple[float, Callable[[], None]]:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
 
 
 def _anchor(app: Flask) -> Anchor:

@@ -10,6 +10,16 @@ from .permissions import PERMISSIONS, unknown_permissions
 class RetentionBoundsSchema(Schema):
     minDays = fields.Integer()
     maxDays = fields.Integer()
+    graceDays = fields.Integer(
+        metadata={"description": "Days a shortened retention waits before it applies."}
+    )
+
+
+class RetentionPendingSchema(Schema):
+    days = fields.Integer(metadata={"description": "The shorter retention asked for."})
+    effectiveAt = UtcDateTime(
+        metadata={"description": "When it applies; until then the purge keeps the longer one."}
+    )
 
 
 class OrganizationSchema(Schema):
@@ -21,8 +31,16 @@ class OrganizationSchema(Schema):
     auditLegalHold = fields.Boolean(
         metadata={"description": "True: nothing of this organization's audit log is deleted."}
     )
+    auditRetentionPending = fields.Nested(
+        RetentionPendingSchema,
+        allow_none=True,
+        metadata={
+            "description": "A shortening of the retention waiting for its grace to pass; "
+            "cancel it by setting auditRetentionDays back to its current value."
+        },
+    )
     auditRetentionBounds = fields.Nested(
-        RetentionBoundsSchema, metadata={"description": "The installation's bounds."}
+        RetentionBoundsSchema, metadata={"description": "The installation's bounds and grace."}
     )
     createdAt = UtcDateTime()
     updatedAt = UtcDateTime()

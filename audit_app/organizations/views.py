@@ -14,7 +14,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
-from ..ids import parse_object_id
+from ..ids import parse_object_id, readable
 from ..web.forms import ActionForm, refused, require_valid_form
 from . import service
 from .api import accept_url
@@ -205,6 +205,7 @@ def settings_page():
         organization=organization,
         may_rename=principal.can("manageOrganization"),
         may_retain=principal.can("manageAuditRetention"),
+        may_lift=principal.is_owner,  # only an Owner lifts a legal hold
         disagreement=service.retention_disagreement(principal),
         form=ActionForm(),
     )
@@ -228,6 +229,12 @@ def save_settings():
         principal = current_principal()
         shown = service.find_organization(principal)
         form = request.form
+        if form.get("cancelPending"):  # setting the retention back cancels its shortening
+            if shown.get("auditRetentionPending") is None:
+                return "No change of the retention is pending."
+            days = shown["auditRetentionDays"]
+            service.update_organization(principal, {"auditRetentionDays": days})
+            return f"The shortening of the retention was cancelled: it stays {days} days."
         wanted = {
             "name": form.get("name", shown["name"]).strip(),
             "auditRetentionDays": _days(form.get("auditRetentionDays", "")),
@@ -239,7 +246,13 @@ def save_settings():
         changes = {field: value for field, value in wanted.items() if value != shown.get(field)}
         if not changes:
             return "Nothing changed."
-        service.update_organization(principal, changes)
+        saved = service.update_organization(principal, changes)
+        pending = saved.get("auditRetentionPending")
+        if pending is not None and "auditRetentionDays" in changes:
+            return (
+                f"Settings saved. The retention of {pending['days']} days applies on "
+                f"{readable(pending['effectiveAt'])}; until then it can be cancelled here."
+            )
         return "Settings saved."
 
     return _attempt(change, ".settings_page")

@@ -1,5 +1,7 @@
-"""Organization -> Settings in a real browser: an admin puts the audit log on legal hold and
-a purge deletes nothing; lifting the hold lets the next purge delete what is past retention."""
+"""Organization -> Settings in a real browser: an admin shortens the retention and puts the
+audit log on legal hold, and a purge deletes nothing; the page shows the shortening waiting
+for its grace; only an Owner lifts the hold, and once the grace has passed the next purge
+deletes what is past retention."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def _shows_the_old_record(page, live) -> bool:
     return page.locator("table.records tbody tr", has_text=OLD_PATH).count() == 1
 
 
-def test_legal_hold_stops_the_purge(page, live, tmp_path):
+def test_legal_hold_stops_the_purge(page, browser, live, tmp_path, monkeypatch):
     _plant_old_record(live)
     log_in(page, live, "admin")
     nav = page.get_by_role("navigation", name="Main")
@@ -53,17 +55,33 @@ def test_legal_hold_stops_the_purge(page, live, tmp_path):
     page.get_by_role("button", name="Save settings").click()
     assert "Settings saved." in page.locator(".flash").inner_text()
     assert "On legal hold" in page.content()
-    assert page.get_by_label("Keep records for (days)").input_value() == "30"
+    # the shorter retention waits for its grace: the page says so, and keeps 400 until then
+    assert page.get_by_label("Keep records for (days)").input_value() == "400"
+    assert "Shortening to 30 days" in page.locator("#retention-pending").inner_text()
+    assert page.get_by_role("button", name="Cancel this change").is_visible()
+    # an Admin cannot lift the hold: the box is locked for them
+    assert page.get_by_label(re.compile("Legal hold")).is_disabled()
+    assert "Only an Owner lifts a legal hold" in page.content()
     target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
     page.screenshot(path=str(target / "settings-legal-hold.png"), full_page=True)
 
     _purge(live)
     assert _shows_the_old_record(page, live)  # 45 days old, retention 30: kept by the hold
 
-    page.goto(f"{live['url']}/organization/settings")
-    page.get_by_label(re.compile("Legal hold")).uncheck()
-    page.get_by_role("button", name="Save settings").click()
-    assert "Settings saved." in page.locator(".flash").inner_text()
+    owner = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    log_in(owner, live, "owner")
+    owner.goto(f"{live['url']}/organization/settings")
+    owner.get_by_label(re.compile("Legal hold")).uncheck()
+    owner.get_by_role("button", name="Save settings").click()
+    assert "Settings saved." in owner.locator(".flash").inner_text()
+    owner.context.close()
+    _purge(live)
+    assert _shows_the_old_record(page, live)  # no hold, but the grace has not passed yet
+
+    from audit_app.audit import retention
+
+    later = retention.utcnow() + timedelta(days=8)
+    monkeypatch.setattr(retention, "utcnow", lambda: later)
     _purge(live)
     assert not _shows_the_old_record(page, live)
 
