@@ -128,11 +128,14 @@ class SyslogReceiver:
                     frame = self.rfile.read(int(length))
                     match = SYSLOG.match(frame)
                     assert match, frame
-                    message = {k: v.decode() for k, v in match.groupdict().items() if k != "msg"}
+                    message: dict = {
+                        k: v.decode() for k, v in match.groupdict().items() if k != "msg"
+                    }
                     body = match.group("msg")
                     assert body.startswith(b"\xef\xbb\xbf")  # the BOM says UTF-8
                     message["msg"] = body[3:].decode()
                     message["length"] = int(length) == len(frame)
+                    message["raw"] = frame
                     receiver.messages.append(message)
 
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)

@@ -765,3 +765,94 @@ def test_a_name_that_later_resolves_to_an_embedded_private_address_gets_nothing(
         health = api.get(f"/api/v1/audit-streams/{stream_id}", as_=org.admin).get_json()
         assert health["state"] == "failing" and "not a public address" in health["lastError"]
     assert connected == []  # nothing ever connected to it
+
+
+# (10) Control characters reach no receiver raw ----------------------------------------------
+
+NASTY_PATH = (
+    "/api/v1/x%00nul%1B[2Jesc%07bel%C2%85nel%E2%80%A8ls%E2%80%A9ps%7Fdel%C2%9Bcsi"
+    "%0D%0Acrlf%09tab%1Cfs"
+)
+RAW_PATH = (
+    "/api/v1/x\x00nul\x1b[2Jesc\x07bel\x85nel\u2028ls\u2029ps\x7fdel\x9bcsi\r\ncrlf\ttab\x1cfs"
+)
+NASTY_AGENT = "agent\x1b[31m\x07\x7f\x85\u2028end"
+
+
+def controls(text: str) -> list[str]:
+    """Every C0, DEL, C1 and line or paragraph separator character in ``text``."""
+    return [c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029"]
+
+
+def nasty_request(api, org) -> None:
+    answer = api.get(NASTY_PATH, as_=org.admin, headers={"User-Agent": NASTY_AGENT})
+    assert answer.status_code == 404
+
+
+@pytest.mark.parametrize("fmt", ["json", "ocsf"])
+@pytest.mark.parametrize("kind", ["webhook", "splunk"])
+def test_control_characters_reach_an_http_receiver_escaped_and_intact(
+    app, api, org, receiver, kind, fmt
+):
+    url = receiver.url + ("/services/collector/event" if kind == "splunk" else "/hook")
+    body = {"destination": {"type": kind, "url": url}, "format": fmt}
+    if kind == "splunk":
+        body["token"] = "hec-token"
+    create(api, org, **body)
+    nasty_request(api, org)
+    deliver(app)
+    assert receiver.requests
+    for request in receiver.requests:
+        text = request["body"].decode("utf-8")
+        lines = text.split("\n")  # NDJSON's own line breaks, nothing else
+        assert not any(controls(line) for line in lines), [controls(line) for line in lines]
+        if kind == "webhook":
+            assert text.splitlines() == [line for line in lines if line]  # no other break
+    events = receiver.events()
+    if kind == "splunk":
+        events = [e["event"] for e in events]
+    paths = [e["http_request"]["url"]["path"] if fmt == "ocsf" else e["path"] for e in events]
+    agents = [e["http_request"]["user_agent"] if fmt == "ocsf" else e["userAgent"] for e in events]
+    assert RAW_PATH in paths and NASTY_AGENT in agents  # escaped on the wire, intact in JSON
+
+
+@pytest.mark.parametrize("fmt", ["cef", "json"])
+def test_control_characters_reach_a_syslog_receiver_escaped(app, api, org, fmt):
+    from .streams_receivers import SyslogReceiver
+
+    syslog = SyslogReceiver()
+    try:
+        create(
+            api,
+            org,
+            destination={"type": "syslog", "host": "127.0.0.1", "port": syslog.port},
+            format=fmt,
+        )
+        nasty_request(api, org)
+        deliver(app)
+        wait_for(lambda: any("2Jesc" in m["msg"] for m in syslog.messages))
+    finally:
+        syslog.stop()
+    [nasty] = [m for m in syslog.messages if "2Jesc" in m["msg"]]
+    for message in syslog.messages:
+        assert not controls(message["raw"].decode("utf-8")), message["raw"]
+    if fmt == "json":
+        event = json.loads(nasty["msg"])
+        assert event["path"] == RAW_PATH and event["userAgent"] == NASTY_AGENT
+    else:
+        # CEF has escapes for \\ = \n \r only: the others are shown as the text \uXXXX (its
+        # backslash escaped, as CEF wants)
+        msg = nasty["msg"]
+        assert "request=/api/v1/x\\\\u0000nul\\\\u001b[2Jesc\\\\u0007bel\\\\u0085nel" in msg
+        assert "\\\\u2028ls\\\\u2029ps\\\\u007fdel\\\\u009bcsi\\ncrlf\\\\u0009tab" in msg
+        assert "requestClientApplication=agent\\\\u001b[31m\\\\u0007" in msg
+
+
+def test_cef_header_fields_escape_control_characters_too(org):
+    from audit_app.streams.formats import cef
+
+    from .factories import audit_record
+
+    line = cef(audit_record(org.id, action="x\x1b\x00|y\u2028z"))
+    assert not controls(line)
+    assert "|x\\\\u001b\\\\u0000\\|y\\\\u2028z|" in line

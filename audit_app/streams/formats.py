@@ -6,6 +6,7 @@ Every event carries the record's id (for de-duplication: delivery is at least on
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Mapping
 from datetime import datetime
@@ -118,14 +119,28 @@ def _source(record: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": name, "hostname": socket.gethostname() or "localhost"}
 
 
+# C0 controls, DEL, C1 controls and the line and paragraph separators: what may reach no
+# receiver raw (a NUL cuts a C string, ESC drives a terminal, U+0085/U+2028/U+2029 and
+# \x1c-\x1e break lines for str.splitlines and JavaScript)
+CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _cef_shown(match: re.Match[str]) -> str:
+    """CEF escapes only \\ = \\n \\r: any other control is shown as the text \\uXXXX, its
+    backslash escaped as CEF wants (a reader sees ``\\u001b``)."""
+    return f"\\\\u{ord(match.group()):04x}"
+
+
 def _cef_header(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return CONTROLS.sub(_cef_shown, text)
 
 
 def _cef_value(value: Any) -> str:
     text = str(value)
     text = text.replace("\\", "\\\\").replace("=", "\\=")
-    return text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+    text = text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+    return CONTROLS.sub(_cef_shown, text)
 
 
 def cef(record: Mapping[str, Any]) -> str:
@@ -207,8 +222,9 @@ def render(fmt: str, record: Mapping[str, Any], truncated_from: int | None = Non
         marked = event.setdefault("unmapped", {}) if fmt == "ocsf" else event
         marked.update(truncated=True, originalBytes=truncated_from)
     text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
-    # one event, one line: the separators str.splitlines() and JavaScript also break on
-    return text.translate(_LINE_BREAKS)
+    # one event, one line, no control character raw: json.dumps escapes C0 only, so DEL,
+    # C1 (U+0085 among them) and U+2028/U+2029 are escaped here (\\u0085: the same text)
+    return text.translate(_JSON_ESCAPES)
 
 
-_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), 0x2028, 0x2029)}
