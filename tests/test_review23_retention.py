@@ -16,7 +16,7 @@ import pytest
 
 from audit_app.audit import retention
 from audit_app.config import ConfigError, load_settings
-from audit_app.db import get_db
+from audit_app.db import get_audit_db, get_db
 from audit_app.ids import utcnow
 from audit_app.organizations import service as access
 
@@ -30,6 +30,15 @@ AGES = (200, 45, 40, 10, 1)  # days; under a 30-day retention the first three go
 @pytest.fixture
 def app(make_app):
     return make_app(**{**DAILY, "AUDIT_RETENTION_GRACE_DAYS": 7})  # the default, as shipped
+
+
+@pytest.fixture(params=["mongomock", "embedded"])
+def store_app(request, make_app, tmp_path):
+    """An app on each store (the embedded one gives dates back without a time zone)."""
+    config = {**DAILY, "AUDIT_RETENTION_GRACE_DAYS": 7}
+    if request.param == "embedded":
+        config.update(MONGO_CLIENT=None, MONGO_URI=None, EMBEDDED_STORE_DIR=str(tmp_path / "s"))
+    return make_app(**config)
 
 
 @pytest.fixture
@@ -155,7 +164,9 @@ def test_the_settings_page_lets_only_an_owner_lift_a_hold(app, api, org):
 # (Extra c) Shortening waits for the grace; lengthening does not --------------------------
 
 
-def test_shortening_deletes_nothing_until_the_grace_has_passed(app, api, org, db, clock):
+def test_shortening_deletes_nothing_until_the_grace_has_passed(store_app, clock):
+    app = store_app
+    org, api = make_org(app, "Acme"), Api(store_app.test_client())
     ids = history(app, org, AGES)
     answer = patch(api, org.admin, {"auditRetentionDays": 30})
     assert answer.status_code == 200, answer.get_json()
@@ -166,7 +177,8 @@ def test_shortening_deletes_nothing_until_the_grace_has_passed(app, api, org, db
     effective = pending["effectiveAt"]
     assert shown(api, org)["auditRetentionPending"] == pending
     assert shown(api, org)["auditRetentionBounds"]["graceDays"] == 7
-    record = db.audit_logs.find_one({"organizationId": org.id, "method": "PATCH"})
+    with app.app_context():
+        record = get_audit_db().audit_logs.find_one({"organizationId": org.id, "method": "PATCH"})
     assert record["changes"] == [
         {
             "field": "auditRetentionPending",
@@ -229,9 +241,11 @@ def test_a_new_shortening_starts_the_grace_again_and_asking_twice_does_not(app, 
     assert present(app, ids) == {10, 1}
 
 
-def test_the_database_alone_cannot_skip_the_grace(app, api, org, clock):
+def test_the_database_alone_cannot_skip_the_grace(store_app, clock):
     """Someone who can write to the database, not to the anchor, moves the pending change
     into the past, or writes the shorter retention as the current one."""
+    app = store_app
+    org, api = make_org(app, "Acme"), Api(store_app.test_client())
     ids = history(app, org, AGES)
     assert patch(api, org.admin, {"auditRetentionDays": 30}).status_code == 200
     organizations = None
