@@ -1,12 +1,24 @@
 """Forms of the web shell (CSRF-protected by flask-wtf)."""
 
-from flask import abort, flash
-from flask_wtf import FlaskForm
+from flask import abort, flash, request
+from flask_wtf import FlaskForm as _FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from ..audit.context import note_error
 from ..errors import ApiError
+
+
+class FlaskForm(_FlaskForm):
+    """A web form reads only what a browser's form sends (form fields and files), never a
+    JSON body: flask-wtf would build the form's data from any JSON (an array or a string is a
+    TypeError, a list as a field's value an AttributeError), a 500 for input a client sends."""
+
+    class Meta(_FlaskForm.Meta):
+        def wrap_formdata(self, form, formdata):
+            if request.is_json and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+                return request.form  # empty: the fields are missing, a 400 as for any form
+            return super().wrap_formdata(form, formdata)
 
 
 class LoginForm(FlaskForm):
