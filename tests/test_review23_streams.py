@@ -856,3 +856,94 @@ def test_cef_header_fields_escape_control_characters_too(org):
     line = cef(audit_record(org.id, action="x\x1b\x00|y\u2028z"))
     assert not controls(line)
     assert "|x\\\\u001b\\\\u0000\\|y\\\\u2028z|" in line
+
+
+# (Extra) A destination URL's secrets are masked wherever it is shown ------------------------
+
+URL_SECRETS = ("T0SECRET1", "B0SECRET2", "XXSECRET3XX", "SIGSECRET4", "TOKSECRET5", "KEYSECRET6")
+SECRET_PATH = (
+    "/services/T0SECRET1/B0SECRET2/XXSECRET3XX?sig=SIGSECRET4&token=TOKSECRET5&key=KEYSECRET6"
+)
+MASKED_PATH = "/services/****/****/****?sig=****&token=****&key=****"
+
+
+def leaked(text: str) -> list[str]:
+    return [secret for secret in URL_SECRETS if secret in text]
+
+
+def test_a_destination_urls_secrets_are_masked_everywhere_but_on_the_wire(
+    app, api, org, db, receiver
+):
+    stream = create(api, org, destination={"type": "webhook", "url": receiver.url + SECRET_PATH})
+    path = f"/api/v1/audit-streams/{stream['id']}"
+    assert stream["destination"]["url"] == receiver.url + MASKED_PATH
+    shown = api.get(path, as_=org.admin)
+    listed = api.get("/api/v1/audit-streams", as_=org.admin)
+    assert not leaked(json.dumps(stream) + shown.get_data(True) + listed.get_data(True))
+    client = app.test_client()
+    login(client, org.admin)
+    html = client.get("/organization/audit-streams").get_data(True)
+    assert MASKED_PATH.replace("&", "&amp;") in html and not leaked(html)
+    # what the stream's owner gets: the whole URL, on the wire only
+    traffic(api, org, 1)
+    deliver(app)
+    assert receiver.requests and receiver.requests[0]["path"] == SECRET_PATH
+    # what GET shows can be sent back as is: the destination stays the same
+    again = api.patch(path, as_=org.admin, json={"destination": shown.get_json()["destination"]})
+    assert again.status_code == 200, again.get_json()
+    receiver.requests.clear()
+    traffic(api, org, 1)
+    deliver(app)
+    assert receiver.requests and receiver.requests[0]["path"] == SECRET_PATH
+    # a new secret part: a change the record shows, masked
+    moved = api.patch(
+        path,
+        as_=org.admin,
+        json={"destination": {"type": "webhook", "url": receiver.url + SECRET_PATH + "X"}},
+    )
+    assert moved.status_code == 200
+    record = db.audit_logs.find({"action": "auditStream.update"}).sort("createdAt", -1)[0]
+    assert [c for c in record["changes"] if c["field"] == "destination"]
+    # nothing of the secrets in the log (bodies and changes) nor at rest
+    everything = json.dumps(list(db.audit_logs.find({})), default=str)
+    assert not leaked(everything)
+    assert not leaked(json.dumps(list(db.audit_streams.find({})), default=str))
+    as_the_log_shows_it = api.get(
+        "/api/v1/audit-logs", as_=org.owner, query_string={"q": "action:auditStream.*"}
+    ).get_data(True)
+    assert "auditStream.create" in as_the_log_shows_it and not leaked(as_the_log_shows_it)
+    for item in api.get(
+        "/api/v1/audit-logs", as_=org.owner, query_string={"q": "action:auditStream.*"}
+    ).get_json()["items"]:
+        detail = api.get(f"/api/v1/audit-logs/{item['id']}", as_=org.owner).get_data(True)
+        assert not leaked(detail)
+
+
+def test_a_refused_or_page_made_destination_keeps_its_secrets_out_of_the_log(
+    make_app, app, org, db, receiver
+):
+    guarded = Api(make_app(AUDIT_STREAM_ALLOW_PRIVATE=False).test_client())
+    refused = guarded.post(
+        "/api/v1/audit-streams",
+        as_=org.admin,
+        json={
+            "name": "x",
+            "destination": {"type": "webhook", "url": "https://10.0.0.1" + SECRET_PATH},
+        },
+    )
+    assert refused.status_code == 422
+    client = app.test_client()
+    login(client, org.admin)
+    token = csrf_from(client.get("/organization/audit-streams").get_data(True))
+    made = client.post(
+        "/organization/audit-streams",
+        data={
+            "csrf_token": token,
+            "name": "page",
+            "type": "webhook",
+            "url": receiver.url + SECRET_PATH,
+        },
+    )
+    assert made.status_code == 201 and not leaked(made.get_data(True))
+    records = list(db.audit_logs.find({"action": "auditStream.create"}))
+    assert len(records) == 2 and not leaked(json.dumps(records, default=str))

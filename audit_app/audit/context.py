@@ -7,7 +7,7 @@ in the record. Outside a request or a command, noting is a no-op.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -103,6 +103,26 @@ def note_credential(credential_id: str) -> None:
 def note_error(code: str, message: str) -> None:
     """The error the client was answered (JSON or an error page), for ``response``."""
     notes().error = {"errorCode": code, "errorMessage": message}
+
+
+# Request bodies that carry secrets no redaction rule can recognise (a log stream's
+# destination URL, whose path may be the credential): endpoint prefix -> what masks them in
+# the record's ``request.body``, for every request to those endpoints, refused ones too
+_BODY_MASKS: dict[str, Callable[[Any], Any]] = {}
+
+
+def mask_bodies_of(endpoint_prefix: str, mask: Callable[[Any], Any]) -> None:
+    """Keep the bodies of requests to endpoints starting with ``endpoint_prefix`` (e.g.
+    ``"api.auditStreams."``) in their records only through ``mask`` (set at import)."""
+    _BODY_MASKS[endpoint_prefix] = mask
+
+
+def body_mask(endpoint: str | None) -> Callable[[Any], Any] | None:
+    """The mask for the bodies of this endpoint's requests, if one was declared."""
+    for prefix, mask in _BODY_MASKS.items():
+        if endpoint and endpoint.startswith(prefix):
+            return mask
+    return None
 
 
 # The moment requests happen: now, except while the demo plays traffic it dates in the past

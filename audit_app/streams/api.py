@@ -9,6 +9,7 @@ from marshmallow import Schema, fields, pre_dump, validate
 
 from ..apidoc import list_of, operation
 from ..audit.capture import audit_action
+from ..audit.context import mask_bodies_of
 from ..audit.query import FilterSchema, IsoDateTime
 from ..auth.principal import current_principal, require_permission
 from ..ids import parse_object_id
@@ -18,6 +19,7 @@ from .destinations import DESTINATION_TYPES
 
 bp = Blueprint("auditStreams", __name__)
 MANAGE = "manageAuditStreams"
+mask_bodies_of("api.auditStreams.", service.masked_body)  # destination URLs: credentials
 
 
 class DestinationSchema(Schema):
@@ -93,7 +95,8 @@ class StreamSchema(Schema):
     def _with_health(self, stream: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """The stream's health, worked out once, as ``health`` and at the top level."""
         health = service.health_for(current_principal(), stream)
-        return {**stream, **health, "health": health}
+        destination = service.shown_destination(stream["destination"])
+        return {**stream, **health, "health": health, "destination": destination}
 
 
 class StreamCreatedSchema(StreamSchema):

@@ -43,7 +43,7 @@ from ..errors import ApiError
 from ..ids import utcnow
 from . import destinations, formats, service
 from . import repository as streams
-from .secrets import SecretUnreadable, unseal
+from .secrets import SecretUnreadable, open_destination, unseal
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ def _send(
 ) -> bool:
     try:
         secret = unseal(stream.get("secret")) or ""
+        destination = open_destination(stream["destination"])
     except SecretUnreadable as error:
         raise destinations.DeliveryFailed(str(error)) from None
     limit = int(current_app.config["AUDIT_STREAM_MAX_BATCH_BYTES"])
@@ -132,7 +133,7 @@ def _send(
         if progressed and deadline is not None and time.monotonic() > deadline:
             return False  # the rest next time, from the cursor
         try:
-            _transmit(stream, secret, b"".join(piece.data for piece in chunk))
+            _transmit(destination, secret, b"".join(piece.data for piece in chunk))
         except destinations.DeliveryFailed as error:
             if error.status != 413:
                 raise
@@ -201,8 +202,7 @@ def _packed(pieces: Iterator[Piece], limit: int) -> Iterator[list[Piece]]:
         yield chunk
 
 
-def _transmit(stream: Document, secret: str, body: bytes) -> None:
-    destination = stream["destination"]
+def _transmit(destination: Mapping[str, Any], secret: str, body: bytes) -> None:
     kind = destination["type"]
     if kind == "webhook":
         destinations.send_webhook(destination, secret, body)

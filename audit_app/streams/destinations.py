@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 from flask import current_app
@@ -99,6 +99,43 @@ def _target(url: str) -> tuple[str, str, int, str]:
         raise AddressRefused("The URL must be https:// (http:// only where private is allowed).")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, host, port, path
+
+
+# Path segments shown as they are in a masked URL: words that name an endpoint on common
+# receivers (Splunk HEC, Sumo Logic, Datadog, Slack-style webhooks), never a credential
+SHOWN_SEGMENTS = frozenset(
+    {
+        "api", "v1", "v2", "v3", "services", "collector", "event", "events", "raw",
+        "hook", "hooks", "webhook", "webhooks", "ingest", "input", "inputs", "intake",
+        "log", "logs", "receiver", "http", "audit", "siem",
+    }
+)  # fmt: skip
+MASK = "****"
+
+
+def mask_url(url: str) -> str:
+    """A destination URL as it may be shown (API answers, the page, the audit log): the
+    scheme, host and port; of the path, only the segments in ``SHOWN_SEGMENTS``, every
+    other one ``****``; every query value ``****`` (names kept); user info and fragment
+    ``****``. Slack-style paths, ``sig=``/``token=``/``key=`` values and the like are all
+    masked, whatever they are called. Masking a masked URL changes nothing."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return MASK
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = (f"{MASK}@" if parts.username or parts.password else "") + host + port
+    path = "/".join(
+        segment if not segment or segment.lower() in SHOWN_SEGMENTS else MASK
+        for segment in parts.path.split("/")
+    )
+    query = "&".join(
+        f"{pair.partition('=')[0]}={MASK}" if pair else "" for pair in parts.query.split("&")
+    )
+    return urlunsplit((parts.scheme, netloc, path, query, MASK if parts.fragment else ""))
 
 
 def check(destination: Mapping[str, Any]) -> None:

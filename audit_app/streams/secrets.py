@@ -1,5 +1,9 @@
 """Destination secrets at rest: encrypted with a key that is not in the database.
 
+What is sealed: a webhook's signing secret, a Splunk HEC token, and a webhook's or HEC's
+URL (its path and query may be credentials: ``destination.urlSealed``; ``destination.url``
+keeps only its masked form, ``destinations.mask_url``).
+
 The key is ``AUDIT_STREAM_KEY`` (a Fernet key: 32 url-safe base64 bytes), or else one
 derived from ``SECRET_KEY`` with HKDF; either way it lives in the app's settings, so
 someone who reads the database (or a backup of it) gets only ciphertext.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,3 +74,19 @@ def unseal(sealed: dict[str, str] | None) -> str | None:
         raise SecretUnreadable(
             "The destination's secret cannot be decrypted (the stream key changed?); set it again."
         ) from None
+
+
+def fingerprint(text: str) -> str:
+    """A short, stable name of a secret for the audit log's ``changes`` (a new URL is a
+    change even when its masked form is the same): an HMAC with the stream key, so it
+    reveals nothing of the secret."""
+    return hmac.new(_key(), text.encode("utf-8"), hashlib.sha256).hexdigest()[:8]
+
+
+def open_destination(destination: Mapping[str, Any]) -> dict[str, Any]:
+    """The destination to send to: its URL unsealed (``SecretUnreadable`` if it cannot be);
+    a destination stored before URLs were sealed has it in clear."""
+    opened = {key: value for key, value in destination.items() if key != "urlSealed"}
+    if destination.get("urlSealed"):
+        opened["url"] = unseal(destination["urlSealed"])
+    return opened

@@ -12,6 +12,10 @@
 - a destination's secret (the webhook's signing secret, made here; a Splunk HEC token,
   given) is shown once and then kept only encrypted (``secrets.py``), never returned;
 - every change is a record with ``changes`` (secrets masked);
+- a destination URL's path and query may be credentials (a Slack-style webhook path, a
+  ``sig=`` or ``token=`` value): it is kept sealed (``destination.urlSealed``) beside its
+  masked form, and shown masked everywhere (``shown_destination``, ``masked_body`` for
+  the request bodies the audit log keeps); only the sender unseals it;
 - a stream delivers only while whoever last set its destination (``destinationSetBy``: a
   member, or an API key and the member it speaks for) still holds both permissions; the
   deliverer asks ``pause_reason`` before each batch and pauses the stream otherwise, until
@@ -21,6 +25,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets as random_secrets
 from collections.abc import Mapping
 from datetime import datetime
@@ -41,7 +46,7 @@ from ..organizations import repository as orgs
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import delivery, destinations, formats
 from . import repository as streams
-from .secrets import seal
+from .secrets import SecretUnreadable, fingerprint, open_destination, seal
 
 STREAM_FIELDS = ("name", "destination", "format", "filters", "state", "start", "secret")
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -173,6 +178,65 @@ def _checked_destination(data: Mapping[str, Any], fmt: str) -> dict[str, Any]:
     return destination
 
 
+def _opened(destination: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored destination with its URL in clear (None if it cannot be unsealed)."""
+    try:
+        return open_destination(destination)
+    except SecretUnreadable:
+        return {**shown_destination(destination), "url": None}
+
+
+def _stored(destination: Mapping[str, Any]) -> dict[str, Any]:
+    """A checked destination as it is kept: its URL sealed, beside its masked form."""
+    url = destination.get("url")
+    if not url:
+        return dict(destination)
+    return {**destination, "url": destinations.mask_url(url), "urlSealed": seal(url)}
+
+
+def _unmasked(given: Mapping[str, Any], current: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A destination sent back as a GET showed it (masked) means the current one."""
+    url, kept = given.get("url"), current.get("url")
+    same_kind = given.get("type") == current.get("type")
+    if same_kind and url and kept and url == destinations.mask_url(kept):
+        return {**given, "url": kept}
+    return given
+
+
+def shown_destination(destination: Mapping[str, Any]) -> dict[str, Any]:
+    """A destination as the API, the page and the audit log show it: its URL masked."""
+    shown = {key: value for key, value in destination.items() if key != "urlSealed"}
+    if shown.get("url"):
+        shown["url"] = destinations.mask_url(shown["url"])
+    return shown
+
+
+def masked_body(body: Any) -> Any:
+    """A request body of the streams' API or page, as the audit log keeps it: any value
+    under a key ``url``, and any http(s) URL in any text, masked (``mask_url``)."""
+    if isinstance(body, dict):
+        return {
+            key: _masked_url_value(value) if key == "url" else masked_body(value)
+            for key, value in body.items()
+        }
+    if isinstance(body, list):
+        return [masked_body(item) for item in body]
+    if isinstance(body, str):
+        return _URL_IN_TEXT.sub(lambda match: destinations.mask_url(match.group()), body)
+    return body
+
+
+_URL_IN_TEXT = re.compile(r"""https?://[^\s"'<>\\]+""", re.IGNORECASE)
+
+
+def _masked_url_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return destinations.mask_url(value)
+    if isinstance(value, list):
+        return [_masked_url_value(item) for item in value]
+    return masked_body(value)
+
+
 def _checked_filters(filters: Mapping[str, str] | None) -> dict[str, str]:
     """The log's own filters (q with its qualifiers, statusCode, ...), checked as a search
     would check them, kept as given."""
@@ -188,12 +252,18 @@ def _checked_filters(filters: Mapping[str, str] | None) -> dict[str, str]:
 
 def _view(stream: Mapping[str, Any]) -> dict[str, Any]:
     """A stream as ``changes`` compares it: its secret as a fingerprint of the ciphertext,
-    so a new secret is a change (which ``changes`` masks, as any field named secret)."""
+    so a new secret is a change (which ``changes`` masks, as any field named secret); its
+    destination masked, with a keyed fingerprint of the whole URL, so a new URL is a change
+    even where the masked forms are the same."""
     sealed = stream.get("secret")
     shown = None
     if sealed:
         shown = "set " + hashlib.sha256(sealed["ciphertext"].encode()).hexdigest()[:8]
-    return {**stream, "secret": shown}
+    destination = shown_destination(stream["destination"])
+    url = _opened(stream["destination"]).get("url")
+    if url:
+        destination["urlFingerprint"] = fingerprint(url)
+    return {**stream, "secret": shown, "destination": destination}
 
 
 def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, str | None]:
@@ -203,7 +273,7 @@ def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, 
     if streams.count_streams(db, actor.org) >= streams.MAX_STREAMS:
         raise conflict(f"An organization has at most {streams.MAX_STREAMS} streams.", "name")
     fmt = data.get("format", "json")
-    destination = _checked_destination(data["destination"], fmt)
+    destination = _checked_destination(data["destination"], fmt)  # its URL in clear
     shown: str | None = None
     if data.get("token") and destination["type"] != "splunk":
         raise bad_request("token: only a Splunk destination takes a token.", "token")
@@ -220,7 +290,7 @@ def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, 
     stream: Document = {
         "_id": ObjectId(),
         "name": data["name"].strip(),
-        "destination": destination,
+        "destination": _stored(destination),
         "format": fmt,
         "filters": _checked_filters(data.get("filters")),
         "state": "paused" if data.get("paused") else "active",
@@ -267,10 +337,12 @@ def update_stream(
     fmt = data.get("format", stream["format"])
     if "name" in data:
         update["name"] = data["name"].strip()
+    current = _opened(stream["destination"])  # its URL in clear
+    destination = current
     if "destination" in data or "format" in data:
-        update["destination"] = _checked_destination(
-            data.get("destination") or stream["destination"], fmt
-        )
+        given = _unmasked(data.get("destination") or current, current)
+        destination = _checked_destination(given, fmt)
+        update["destination"] = _stored(destination)
         update["format"] = fmt
     if "filters" in data:
         update["filters"] = _checked_filters(data["filters"])
@@ -280,9 +352,8 @@ def update_stream(
         update["nextAttemptAt"] = utcnow()
     if any(name in data for name in READING_SETTINGS) or data.get("paused") is False:
         update["destinationSetBy"] = _set_by(actor)
-    destination = update.get("destination") or stream["destination"]
     kind = destination["type"]
-    moved = destination != stream["destination"]
+    moved = destination != current
     if data.get("rotateSecret") and kind != "webhook":
         raise bad_request("rotateSecret: only a webhook has a signing secret.", "rotateSecret")
     if data.get("token") and kind != "splunk":

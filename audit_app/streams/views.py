@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ..audit.capture import audit_action
+from ..audit.context import mask_bodies_of
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id
@@ -17,12 +18,17 @@ from .destinations import DESTINATION_TYPES
 
 bp = Blueprint("auditStreams", __name__, url_prefix="/organization/audit-streams")
 MANAGE = "manageAuditStreams"
+mask_bodies_of("web.auditStreams.", service.masked_body)  # destination URLs: credentials
 
 
 def _page(created: dict[str, Any] | None = None, secret: str | None = None, status: int = 200):
     principal = current_principal()
     shown = [
-        (stream, service.health_for(principal, stream))
+        (
+            stream,
+            service.health_for(principal, stream),
+            service.shown_destination(stream["destination"]),
+        )
         for stream in service.list_streams(principal)
     ]
     response = render_template(
