@@ -315,6 +315,37 @@ def test_a_clean_check_racing_a_failure_never_replaces_it_without_a_lock(app, or
     assert "failureErased" not in _kinds(state)  # the anchor's word that it was overwritten
 
 
+def test_two_checks_finding_failures_at_once_read_as_those_failures_only(app, org, monkeypatch):
+    """On MongoDB, with nothing locked: one check has its failure ready to write when
+    another stores its own failure. The state shows both failures, and not a failure
+    'erased' from the database (the anchor never runs ahead of the database)."""
+    monkeypatch.setattr(Store, "exclusive", lambda self, name: nullcontext())
+    with app.app_context():
+        first = VerifyReport(
+            windows=[WindowReport(4, datetime(2026, 11, 2), datetime(2026, 11, 3))]
+        )
+        sealing.store_state(org.id, first, "recent")
+    original = sealing._write_if_unchanged
+    raced = []
+
+    def write_after_another(*args, **kwargs):
+        if not raced:
+            raced.append(True)
+            window = WindowReport(3, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2))
+            window.fail("deleted", "Record y was deleted.", "6543210fedcba98765432101")
+            sealing.store_state(org.id, VerifyReport(windows=[window]), "recent")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sealing, "_write_if_unchanged", write_after_another)
+    with app.app_context():
+        window = WindowReport(4, datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3))
+        window.fail("modified", "Record z was modified.", "6543210fedcba98765432102")
+        sealing.store_state(org.id, VerifyReport(windows=[window]), "recent")
+        state = sealing.integrity_state(org.id)
+    assert raced and state["state"] == "failed" and "failureErased" not in _kinds(state)
+    assert _record_ids(state) == {"6543210fedcba98765432101", "6543210fedcba98765432102"}
+
+
 def test_a_failure_cannot_be_erased_in_the_database(site):
     """The attacker keeps a signed 'verified' state from before the edit and puts it back
     after `verify` found it; or edits the state; or deletes it. The failure is anchored

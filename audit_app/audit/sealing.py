@@ -173,8 +173,13 @@ def _update_state(organization_id, run: _Run | None, app=None) -> dict:
     On MongoDB the write is conditional on the revision read (a concurrent writer's
     update makes ours match nothing, and we combine again with what it wrote); on
     mongomock and the embedded store, whose conditional updates match and write in two
-    steps, the section also holds ``Store.exclusive``. A failure is anchored before the
-    database holds it; its end only after.
+    steps, the section also holds ``Store.exclusive``.
+
+    The anchor never says "failed" while the database legitimately does not: the end of a
+    failure is anchored before the database holds it, a failure once the database holds it
+    (whoever rolls the database back after that is seen; a crash in between leaves the
+    failure to be anchored by the next write). So a stored state that is not failed while
+    the anchor says failed was put there by someone else, never by a concurrent writer.
     """
     app = _app(app)
     states = get_audit_db(app)[STATES]
@@ -190,14 +195,16 @@ def _update_state(organization_id, run: _Run | None, app=None) -> dict:
             valid = isinstance(revision, int) and not isinstance(revision, bool)
             document["revision"] = (revision if valid and revision is not None else 0) + 1
             document["signature"] = sign.sign(_state_hash(document))
-            since = document.get("failingSince")
-            if document["state"] == "failed" and (failure is None or iso(failure) != since):
-                _anchor(anchored.anchor_failure, organization_id, _parse_iso(since))
-            if not _write_if_unchanged(states, organization_id, stored, document):
-                continue
-            if document["state"] != "failed" and failure is not None:
+            failed = document["state"] == "failed"
+            if not failed and failure is not None:
                 by = "acknowledgement" if run is None else f"{run.scope} verification"
                 _anchor(anchored.anchor_cleared, organization_id, by)
+                failure = None
+            if not _write_if_unchanged(states, organization_id, stored, document):
+                continue
+            if failed and failure is None:
+                since = _parse_iso(document.get("failingSince"))
+                _anchor(anchored.anchor_failure, organization_id, since)
             return document
     raise RuntimeError(f"The integrity state of {organization_id} kept changing; not stored.")
 
@@ -279,7 +286,7 @@ def _combine(
     if not replace:
         if stored is not None and trusted is None:
             _put(chain, dict(STATE_EDITED))
-        if failure is not None and not _shows_failure_since(trusted, failure):
+        if failure is not None and not _shows_failure(trusted):
             _put(chain, _erased(failure))
     if run is not None:
         if run.scope != "error":  # errors of checks no stronger than this one are over
@@ -406,11 +413,11 @@ def _erased(failure: datetime) -> dict:
     }
 
 
-def _shows_failure_since(state: dict | None, failure: datetime) -> bool:
-    if state is None or state.get("state") != "failed":
-        return False
-    since = _parse_iso(state.get("failingSince"))
-    return since is not None and since >= failure
+def _shows_failure(state: dict | None) -> bool:
+    """Whether a stored state shows a failure, as it must while one is anchored (any
+    failure will do: an older one put back still reads as failed, and concurrent writers
+    each find one at their own moment)."""
+    return state is not None and state.get("state") == "failed"
 
 
 def _problem_key(problem: dict, sequence: int | None = None) -> str:
@@ -477,7 +484,7 @@ def integrity_state(organization_id) -> dict:
         return state
     hidden = ("_id", "organizationId", "signature", "revision")
     state = {k: v for k, v in stored.items() if k not in hidden}
-    if failure is not None and not _shows_failure_since(stored, failure):
+    if failure is not None and not _shows_failure(stored):
         return {**state, "state": "failed", "problems": [_erased(failure), *state["problems"]]}
     checked = _parse_iso(stored.get("checkedAt"))
     fresh = checked is not None and checked + _freshness() >= utcnow()
