@@ -947,3 +947,61 @@ def test_a_refused_or_page_made_destination_keeps_its_secrets_out_of_the_log(
     assert made.status_code == 201 and not leaked(made.get_data(True))
     records = list(db.audit_logs.find({"action": "auditStream.create"}))
     assert len(records) == 2 and not leaked(json.dumps(records, default=str))
+
+
+# The same classes elsewhere in streams ---------------------------------------------------
+
+
+def test_what_counts_or_dates_matched_records_is_for_view_audit_log_only(
+    app, api, org, streamer, receiver
+):
+    """A filtered stream's counters and last delivery time say when records it matches
+    happen (``actor:ceo@...``): a manager without viewAuditLog sees its settings, state and
+    errors, not those."""
+    stream = create(
+        api, org, destination={"type": "webhook", "url": receiver.url}, filters={"q": "method:GET"}
+    )
+    traffic(api, org, 2)
+    deliver(app)
+    path = f"/api/v1/audit-streams/{stream['id']}"
+    full = api.get(path, as_=org.admin).get_json()
+    assert full["delivered"] > 0 and full["lastDeliveredAt"]
+    seen = api.get(path, as_=streamer).get_json()
+    assert seen["state"] == "active" and seen["lagSeconds"] == 0
+    for name in ("delivered", "failed", "truncated", "lastDeliveredAt", "lastTruncatedId"):
+        assert seen[name] is None and seen["health"][name] is None, name
+    listed = api.get("/api/v1/audit-streams", as_=streamer).get_json()["items"]
+    assert listed[0]["delivered"] is None
+
+
+def test_a_manager_without_view_audit_log_cannot_take_over_the_signing_secret(
+    app, api, org, streamer, receiver
+):
+    """A new signing secret would let them sign events of their own for the security
+    team's receiver: rotating it needs viewAuditLog too."""
+    stream = create(api, org, destination={"type": "webhook", "url": receiver.url})
+    rotated = api.patch(
+        f"/api/v1/audit-streams/{stream['id']}", as_=streamer, json={"rotateSecret": True}
+    )
+    assert rotated.status_code == 403 and "secret" not in (rotated.get_json() or {})
+    receiver.secret = stream["secret"]
+    assert api.post(f"/api/v1/audit-streams/{stream['id']}/test", as_=org.admin).get_json()[
+        "delivered"
+    ]
+    assert receiver.verify(receiver.requests[-1])  # the team's secret still signs
+
+
+def test_the_page_bounds_a_destination_as_the_api_does(app, org, db):
+    """The page builds the service's input itself: a 100 KB URL or host is refused by the
+    service (2000 and 255 characters), as the API's schema refuses it."""
+    client = app.test_client()
+    login(client, org.admin)
+    token = csrf_from(client.get("/organization/audit-streams").get_data(True))
+    for form in (
+        {"type": "webhook", "url": "http://127.0.0.1/" + "a" * 100_000},
+        {"type": "syslog", "host": "h" * 100_000, "port": "514"},
+    ):
+        client.post(
+            "/organization/audit-streams", data={"csrf_token": token, "name": "long", **form}
+        )
+    assert db.audit_streams.count_documents({}) == 0

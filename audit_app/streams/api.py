@@ -51,10 +51,11 @@ class HealthSchema(Schema):
     )
     failingSince = fields.String(allow_none=True)
     nextAttemptAt = fields.String(allow_none=True)
-    delivered = fields.Integer()
-    failed = fields.Integer()
+    delivered = fields.Integer(allow_none=True)
+    failed = fields.Integer(allow_none=True)
     truncated = fields.Integer(
-        metadata={"description": "records too large for any delivery, delivered cut down"}
+        allow_none=True,
+        metadata={"description": "records too large for any delivery, delivered cut down"},
     )
     lastTruncatedId = fields.String(allow_none=True)
     lastTruncatedAt = fields.String(allow_none=True)
@@ -78,9 +79,11 @@ class StreamSchema(Schema):
     lastError = fields.String(allow_none=True)
     lastErrorDetail = fields.String(allow_none=True)
     pausedReason = fields.String(allow_none=True)
-    delivered = fields.Integer()
-    failed = fields.Integer()
-    truncated = fields.Integer()
+    delivered = fields.Integer(
+        allow_none=True, metadata={"description": "null without viewAuditLog"}
+    )
+    failed = fields.Integer(allow_none=True)
+    truncated = fields.Integer(allow_none=True)
     lastTruncatedId = fields.String(allow_none=True)
     destinationSetBy = fields.Nested(
         SetBySchema,

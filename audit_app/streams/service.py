@@ -54,6 +54,12 @@ MANAGE = "manageAuditStreams"
 READS_THE_LOG = (MANAGE, VIEW_AUDIT_LOG)
 # the settings of a PATCH that decide what a stream sends or where: a read of the log
 READING_SETTINGS = ("destination", "token", "format", "filters")
+MAX_URL, MAX_HOST = 2000, 255  # as the API's schema says; the page's input too
+# what health says of the records a stream's filters matched (how many, when): only for
+# holders of viewAuditLog, as the log itself
+MATCHED_RECORDS_HEALTH = (
+    "delivered", "failed", "truncated", "lastDeliveredAt", "lastTruncatedId", "lastTruncatedAt",
+)  # fmt: skip
 
 
 def check_may_read(actor: Principal, what: str) -> None:
@@ -156,6 +162,8 @@ def _checked_destination(data: Mapping[str, Any], fmt: str) -> dict[str, Any]:
         host, port = data.get("host"), data.get("port")
         if not isinstance(host, str) or not host or not isinstance(port, int):
             raise bad_request("destination: syslog needs host and port.", "destination")
+        if len(host) > MAX_HOST:
+            raise bad_request(f"destination.host: at most {MAX_HOST} characters.", "destination")
         if not 1 <= port <= 65535 or isinstance(port, bool):
             raise bad_request("destination.port: must be from 1 to 65535.", "destination")
         destination = {
@@ -168,6 +176,8 @@ def _checked_destination(data: Mapping[str, Any], fmt: str) -> dict[str, Any]:
         url = data.get("url")
         if not isinstance(url, str) or not url:
             raise bad_request(f"destination: {kind} needs a url.", "destination")
+        if len(url) > MAX_URL:
+            raise bad_request(f"destination.url: at most {MAX_URL} characters.", "destination")
         destination = {"type": kind, "url": url.strip()}
     if fmt == "cef" and kind != "syslog":
         raise bad_request("format: cef is for syslog destinations; use json or ocsf.", "format")
@@ -332,6 +342,8 @@ def update_stream(
         check_may_read(actor, "Changing a stream's destination, token, format or filters")
     if data.get("paused") is False:
         check_may_read(actor, "Resuming a stream")
+    if data.get("rotateSecret"):  # a new secret signs events for the stream's receiver
+        check_may_read(actor, "Rotating a stream's signing secret")
     update: dict[str, Any] = {}
     shown: str | None = None
     fmt = data.get("format", stream["format"])
@@ -445,10 +457,11 @@ def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, 
 
 def health_for(actor: Principal, stream: Mapping[str, Any]) -> dict[str, Any]:
     """The health as ``actor`` may see it: what the destination answered (which may quote
-    the events it refused) only for holders of viewAuditLog."""
+    the events it refused), and how many records the filters matched and when (a stream
+    filtered on one person dates their actions), only for holders of viewAuditLog."""
     shown = health(stream)
     if not actor.can(VIEW_AUDIT_LOG):
-        shown["lastErrorDetail"] = None
+        shown.update(dict.fromkeys(("lastErrorDetail", *MATCHED_RECORDS_HEALTH)))
     return shown
 
 
