@@ -119,6 +119,10 @@ def test_pages_have_no_inline_script():
 # NoSQL operator injection ----------------------------------------------------------------------
 
 VALID_BODIES = {
+    "/auth/password": {
+        "currentPassword": "correct horse battery",
+        "newPassword": "another-good-pass",
+    },
     "/auth/token": {"email": "owner@acme.example", "password": "correct horse battery"},
     "/organization": {"name": "x"},
     "/workspaces": {"name": "injected"},

@@ -115,7 +115,7 @@ def capture_body(req: Request) -> dict:
             ]
         except HTTPException:
             return {"bodyType": "omitted", "bodySize": declared, "body": None}
-        kept, cut = _within(form, limit + SCRUB_MARGIN)
+        kept, cut = _within(form, limit, clean)
         value = clean.clean_mapping(kept)
         body: dict[str, Any] = {"bodyType": "form", "bodySize": declared, "body": value}
         if files:
@@ -161,39 +161,57 @@ def capture_body(req: Request) -> dict:
 _NOT_JSON = object()
 
 
-# How far past the kept part a body is scrubbed: a secret that starts before the cut and
-# ends after it (a JWT, a "password": "..." value) is still recognised whole, so not even
-# its start is kept. Scrubbing only what is kept plus this margin bounds a record's cost
-# whatever the body's size (4 MB of one character cost 23 s when the whole body was
-# scrubbed; now a body over the limit costs what limit + margin costs).
+# A body over the kept size (``AUDIT_MAX_BODY_BYTES``) is scrubbed only as far as a window
+# of the kept size plus two margins, whatever its size (4 MB of one character cost 23 s when
+# the whole body was scrubbed). A secret that starts before the cut and ends after it (a
+# JWT, a "password": "..." value, a user:password@ URL) is within the window and recognised
+# whole. What comes from the window's end, where a secret may be cut in two, is never kept:
+# the scrubbed text's last two margins are dropped, even when redactions before them shrank
+# the text (a redacted 70 KB value) and so pulled them towards the start. (Redactions can
+# also grow a text, by at most 10 characters each: more than 800 of them in the last 16 KB
+# could still pull in a fragment. docs/security.md)
 SCRUB_MARGIN = 8 * 1024
+_ROW_COST = 16  # what one form field or value costs the budget beyond its characters
 
 
 def _scrubbed_start(text: str, clean: Redactor, limit: int) -> tuple[str, bool]:
     """The redacted start of a text body, at most ``limit`` bytes, and whether it was cut."""
-    cut = len(text) > limit + SCRUB_MARGIN
-    redacted = clean.text(text[: limit + SCRUB_MARGIN] if cut else text)
-    if cut or len(redacted.encode("utf-8")) > limit:
-        return _cut(redacted, limit), True
-    return redacted, False
+    window = limit + 2 * SCRUB_MARGIN
+    if len(text) <= window:
+        redacted = clean.text(text)
+        if len(redacted.encode("utf-8")) > limit:
+            return _cut(redacted, limit), True
+        return redacted, False
+    redacted = clean.text(text[:window])
+    return _cut(redacted[: max(0, len(redacted) - 2 * SCRUB_MARGIN)], limit), True
 
 
-def _within(form: dict[str, list[str]], budget: int) -> tuple[dict[str, list[str]], bool]:
-    """The form's fields in order until ``budget`` characters, each value cut to what is
-    left, and whether anything was cut: the rest is never scrubbed."""
+def _within(
+    form: dict[str, list[str]], budget: int, clean: Redactor
+) -> tuple[dict[str, list[str]], bool]:
+    """The form's fields in order until ``budget`` (each field and value costs its length
+    plus a few characters, so that 250,000 empty values are not all kept), and whether
+    anything was cut: the rest is never scrubbed. The value cut at the budget is scrubbed
+    with a margin past the cut, and what comes from the margin is dropped."""
     kept: dict[str, list[str]] = {}
     for key, values in form.items():
         if budget <= 0:
             return kept, True
         key = key[:budget]
-        budget -= len(key)
+        budget -= len(key) + _ROW_COST
         kept[key] = []
         for value in values:
             if budget <= 0:
                 return kept, True
-            kept[key].append(value[:budget])
-            budget -= len(value)
-    return kept, budget < 0
+            if len(value) > budget:
+                redacted = clean.text(value[: budget + 2 * SCRUB_MARGIN])
+                if len(value) > budget + 2 * SCRUB_MARGIN:
+                    redacted = redacted[: max(0, len(redacted) - 2 * SCRUB_MARGIN)]
+                kept[key].append(redacted[:budget])
+                return kept, True
+            kept[key].append(value)
+            budget -= len(value) + _ROW_COST
+    return kept, False
 
 
 def _cut(text: str, limit: int) -> str:

@@ -29,7 +29,7 @@ import binascii
 import bisect
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -57,6 +57,7 @@ class Redactor:
         self.whole = {normalize_key(w) for w in whole_words if w.strip()}
         self._text_pattern = _text_pattern(self.exact | set(self.contained), self.whole)
         self._xml_pattern = _xml_pattern(self.exact | set(self.contained), self.whole)
+        self._key_verdicts: dict[bytes, bool] = {}
 
     def is_secret(self, key) -> bool:
         if not isinstance(key, str):
@@ -162,22 +163,49 @@ class Redactor:
     def redact_text(self, text: str) -> str:
         """Redact ``key=value``, ``key: value`` and ``"key": <any JSON value>`` in free text.
 
+        A key is secret when it holds one of the configured words (anywhere, words written
+        with - or _ between letters too), or when ``is_secret`` says so of it (camelCase and
+        acronym words such as ``userPass``, ``HTTPAuth``; keys such as ``user[password]``
+        or ``password.old``): the rule for structured bodies, so that a JSON body scrubbed as
+        text (one over the kept size) loses what its parsed form would.
+
         The value runs to its closing quote, to its matching bracket (an array or object,
         brackets inside strings ignored; unclosed means to the end), or to a delimiter.
 
-        Linear in the text: one RE2 search per redacted value, on the UTF-8 bytes (the
-        delimiters are ASCII, so a byte scan finds the same value ends as a character scan).
+        Linear in the text: one RE2 search per key, on the UTF-8 bytes (the delimiters are
+        ASCII, so a byte scan finds the same value ends as a character scan).
         """
         text = safe_str(text)
-        data = text.encode("utf-8")
+        data = self._redact_pairs(text.encode("utf-8"), self._text_pattern, None)
+        data = self._redact_pairs(data, _ANY_KEY, self._is_secret_key)
+        return data.decode("utf-8")
+
+    def _is_secret_key(self, key: bytes) -> bool:
+        """``is_secret`` of a key found in text, remembered (keys repeat in a body)."""
+        known = self._key_verdicts.get(key)
+        if known is None:
+            known = self.is_secret(key.decode("utf-8", "replace"))
+            if len(self._key_verdicts) < 4096:
+                self._key_verdicts[key] = known
+        return known
+
+    @staticmethod
+    def _redact_pairs(
+        data: bytes, pattern: _Pattern, secret: Callable[[bytes], bool] | None
+    ) -> bytes:
+        """Replace the value after each key the pattern finds (group 1, when ``secret``
+        decides) with the redaction marker."""
         out, position = [], 0
         while True:
-            match = self._text_pattern.search(data, _char_start(data, position - 1))
+            match = pattern.search(data, _char_start(data, position - 1))
             if match is None:
                 out.append(data[position:])
-                return b"".join(out).decode("utf-8")
+                return b"".join(out)
             start = match.end()
             out.append(data[position:start])
+            if secret is not None and not secret(match.group(1)):
+                position = start
+                continue
             out.append(_REDACTED_BYTES)
             position = _value_end(data, start)
             if position == start:  # nothing to redact here; move on by one character
@@ -382,6 +410,9 @@ def _xml_pattern(words: set[str], whole: frozenset[str] | set[str] = frozenset()
     return _compile(rf"(?i)(<((?:{_WORD}+:)?" + key + rf")(?:{_SPACE}[^<>]*)?>)")
 
 
+# any key written in text (quoted or not, with the brackets and dots of form and config
+# keys), for the ``is_secret`` rule
+_ANY_KEY = _compile(rf"(?:^|[^{_W}-])[\"']?([{_W}\-.\[\]()]+)[\"']?{_SPACE}*(?:=>|[:=]){_SPACE}*")
 _XML_CLOSING = _compile(rf"</((?:{_WORD}+:)?{_WORD}+){_SPACE}*>")
 _TOKENS = _compile(r"\p{Lu}*\p{Ll}+|\p{Lu}+|\p{Nd}+")
 
