@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import cli, errors
 from .api_keys.api import bp as api_keys_bp
 from .audit.actions import label as action_label
+from .audit.anchor import Anchor
 from .audit.api import bp as audit_logs_bp
 from .audit.capture import WRITER_KEY, record_response, start_request
 from .audit.repository import audit_write_concern
@@ -133,6 +134,7 @@ def register_hooks(app: Flask) -> None:
             write_concern=audit_write_concern(
                 app.config["AUDIT_WRITE_CONCERN"], app.config["AUDIT_WRITE_JOURNAL"]
             ),
+            anchor=Anchor(app.config["AUDIT_ANCHOR_DIR"]),  # the replay ledger
         )
         if app.config["AUDIT_REPLAY_INTERVAL"] > 0:
             runner.add("replay", app.config["AUDIT_REPLAY_INTERVAL"], writer.replay_if_pending)

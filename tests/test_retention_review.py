@@ -14,6 +14,7 @@ from bson import ObjectId
 from pymongo.errors import AutoReconnect
 
 from audit_app.audit import retention, sealing
+from audit_app.audit.anchor import Anchor
 from audit_app.audit.integrity import seal_all, verify_organization
 from audit_app.db import get_audit_db, get_db
 
@@ -112,6 +113,8 @@ def test_deleting_a_late_replayed_record_that_the_purge_keeps_is_tampering(app, 
         path="/api/v1/replayed",
     )
     late["spooledAt"] = NOW - timedelta(days=60)  # a replayed record says when it was spooled
+    # and the replay wrote it to the anchor's ledger first (writer.AuditWriter.replay)
+    Anchor(app.config["AUDIT_ANCHOR_DIR"]).anchor_replayed(late)
     ids = history(app, org, days=(61, 40, 10))
     with app.app_context():
         get_audit_db().audit_logs.insert_one(late)

@@ -27,6 +27,14 @@ a full verification that passes (or an operator's acknowledgement) ends it, a li
 it covers, to ``<organization>.integrity-acks.ndjson``. A stored state rolled back in the
 database then still reads as failed. ``<organization>.backdated.json``, written once when
 the demo is seeded, says up to when that organization's records may be dated back.
+
+The replay ledger says which records waited in the spool: before a replayed record is
+inserted, the writer appends ``{"id", "createdAt", "spooledAt", "storedAt"}`` (the times in
+milliseconds since the epoch) to ``<organization>.replayed/<YYYYMMDDTHHMM>.ndjson``, the
+file of the minute of its ``storedAt`` (every process appends there, under ``flock``, as to
+the spool). A record's claim to have waited in the spool (``spooledAt``) excuses the time
+between its request and its storing only if the ledger holds it (``integrity.time_suspicion``);
+sealing and ``verify`` read only the files of the minutes their records were stored in.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import fcntl
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bson import ObjectId
@@ -231,6 +239,37 @@ class Anchor:
             return None  # none (or unreadable: nothing is excused by it)
         return _moment(entry.get("storedUntil")) if isinstance(entry, dict) else None
 
+    # The replay ledger -----------------------------------------------------------------
+
+    def replayed_path(self, organization_id: ObjectId, stored_at: datetime) -> Path:
+        """The ledger file of the minute ``stored_at`` falls in."""
+        minute = _aware(stored_at).strftime("%Y%m%dT%H%M")
+        return self.directory / f"{ObjectId(organization_id)}.replayed" / f"{minute}.ndjson"
+
+    def anchor_replayed(self, record: dict) -> None:
+        """Before a replayed record is inserted: it waited in the spool from ``spooledAt``
+        and is stored at ``storedAt`` (both set). Nothing for a record of no organization
+        (no chain covers it). OSError if the ledger cannot be written."""
+        organization_id = record.get("organizationId")
+        times = (record.get(name) for name in ("createdAt", "spooledAt", "storedAt"))
+        if not isinstance(organization_id, ObjectId) or not all(
+            isinstance(moment, datetime) for moment in times
+        ):
+            return  # no chain covers it, or its times prove nothing: checked as they are
+        path = self.replayed_path(organization_id, record["storedAt"])
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._append(path, replayed_entry(record))
+
+    def replayed(self, organization_id: ObjectId, stored_at: datetime) -> frozenset[tuple]:
+        """The (id, createdAt, spooledAt, storedAt) the ledger holds for records stored in
+        the minute of ``stored_at`` (a line torn by a crash is skipped)."""
+        found = set()
+        for entry in _entries(self.replayed_path(organization_id, stored_at)):
+            key = tuple(entry.get(name) for name in ("id", "createdAt", "spooledAt", "storedAt"))
+            if isinstance(key[0], str) and all(_is_int(value) for value in key[1:]):
+                found.add(key)
+        return frozenset(found)
+
     def entries(self, organization_id: ObjectId) -> dict[int, str]:
         """The anchored digests of an organization: {sequence: digest hash}."""
         try:
@@ -280,6 +319,32 @@ def _entries(path: Path, tail: int | None = None) -> list[dict]:
         if isinstance(entry, dict):
             found.append(entry)
     return found
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def millis(moment: datetime) -> int:
+    """A date as whole milliseconds since the epoch (as BSON keeps it), exactly."""
+    return (_aware(moment) - EPOCH) // timedelta(milliseconds=1)
+
+
+def replayed_entry(record: dict) -> dict:
+    """What the ledger holds of a replayed record, and what a stored one must match."""
+    return {
+        "id": str(record["_id"]),
+        "createdAt": millis(record["createdAt"]),
+        "spooledAt": millis(record["spooledAt"]),
+        "storedAt": millis(record["storedAt"]),
+    }
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _moment(text) -> datetime | None:

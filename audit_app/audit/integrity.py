@@ -36,7 +36,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ..db import IndexSpec, TenantCollection
 from ..ids import floor_to, iso
-from .anchor import Anchor
+from .anchor import Anchor, replayed_entry
 from .canonical import canonical_bytes, record_hash, record_hash_v2
 from .repository import COLLECTION, index_mismatches
 
@@ -164,10 +164,14 @@ def expired_before(policy: SealPolicy, organization_id: ObjectId) -> Expiry:
     legacy bound (written once, at its first start with per-organization retention).
     Without an anchor nothing is excused: a moving ``now - retention`` would let someone who
     can write the database trim a log on hold by waiting."""
-    if policy.anchor is None:
+    return _expiry(policy.anchor, organization_id)
+
+
+def _expiry(anchor: Anchor | None, organization_id: ObjectId) -> Expiry:
+    if anchor is None:
         return Expiry(NOTHING_EXPIRED, None, NOTHING_EXPIRED)
-    anchored = policy.anchor.retention(organization_id)
-    legacy = policy.anchor.legacy_bound()
+    anchored = anchor.retention(organization_id)
+    legacy = anchor.legacy_bound()
     return Expiry(
         anchored.purged_before or NOTHING_EXPIRED, anchored.progress, legacy or NOTHING_EXPIRED
     )
@@ -218,6 +222,7 @@ def digest_payload(digest: dict) -> dict:
             "hashVersion",
             "chunks",
             "suspiciousTimes",
+            "timeRules",
         )
         if k in digest
     }
@@ -251,6 +256,7 @@ def seal_organization(
     previous = last["digestHash"] if last else None
     sequence = last["sequence"] + 1 if last else 1
     backdated = anchor.backdated_until(organization_id) if anchor is not None else None
+    evidence = TimeEvidence(db, organization_id, anchor)
     written = 0
     limit = now - delay if until is None else min(now - delay, until)
     while written < MAX_WINDOWS_PER_RUN:
@@ -261,7 +267,7 @@ def seal_organization(
             end = limit
         digest_id = ObjectId()
         count, chunk_hashes, suspicious = _write_chunks(
-            db, organization_id, digest_id, start, end, backdated
+            db, organization_id, digest_id, start, end, backdated, evidence
         )
         digest = {
             "_id": digest_id,
@@ -279,6 +285,9 @@ def seal_organization(
             # records whose times no request explains: sealed all the same, and flagged
             # (its presence also says the window's times were checked when it was sealed)
             "suspiciousTimes": suspicious,
+            # a wait in the spool, or an export's length, was believed only when confirmed
+            # outside the record (the replay ledger, the export's first record)
+            "timeRules": TIME_RULES,
         }
         digest["digestHash"] = digest_hash(digest)
         digest["signature"] = signer.sign(digest["digestHash"])
@@ -328,6 +337,7 @@ def _write_chunks(
     start,
     end,
     backdated: datetime | None = None,
+    evidence: TimeEvidence | None = None,
 ):
     """Hash the window's records, streamed, into chunks of entries; return (count, hashes,
     how many records have times no request explains)."""
@@ -351,7 +361,7 @@ def _write_chunks(
     for record in _record_stream(db, organization_id, start, end):
         buffer.append([str(record["_id"]), record_hash_v2(record), _ms(record["storedAt"])])
         count += 1
-        if time_suspicion(record, backdated) is not None:
+        if time_suspicion(record, backdated, evidence) is not None:
             suspicious += 1
         if len(buffer) == CHUNK_SIZE:
             flush()
@@ -494,6 +504,7 @@ def verify_organization(
     if chain and chain[0]["sequence"] > 1:
         previous = digests.find_one({"sequence": chain[0]["sequence"] - 1})
     expired = expired_before(policy, organization_id)
+    evidence = TimeEvidence(db, organization_id, anchor, expired)
     malformed = [d for d in chain if not _well_formed(d)]
     for digest in malformed:  # a field of the wrong type: edited, and unreadable as a window
         report.fail("digestEdited", f"Digest #{digest.get('sequence')} has malformed fields.")
@@ -515,11 +526,15 @@ def verify_organization(
                     if window.status != "failed":  # an early digest: its window, as a whole
                         window.status = "expired"
                 elif window.window_end <= expired.windows_before:
-                    _check_purged_window(db, organization_id, digest, window, expired, backdated)
+                    _check_purged_window(
+                        db, organization_id, digest, window, expired, backdated, evidence
+                    )
                 elif id(digest) in hashes:
                     _check_records(digest, hashes[id(digest)], window)
                 else:
-                    _check_chunked_records(db, organization_id, digest, window, expired, backdated)
+                    _check_chunked_records(
+                        db, organization_id, digest, window, expired, backdated, evidence
+                    )
             except (TypeError, ValueError, KeyError, AttributeError) as error:
                 # whatever was edited into a digest or a chunk cannot stop verification
                 window.fail("digestEdited", f"The digest or its chunks were edited ({error}).")
@@ -572,10 +587,107 @@ FUTURE_SKEW = timedelta(minutes=5)
 CLOCK_SKEW = timedelta(minutes=2)  # between the hosts' clocks (they stamp each time)
 STORE_LAG = timedelta(minutes=5)  # receiving -> storing (or spooling): a request's length
 EXPORT_LAG = timedelta(days=1)  # what an export's second record may add: its stream's length
+EXPORT_STARTED = "auditLog.export"  # an export's first record, written when it starts
 EXPORT_ENDED = "auditLog.exportEnded"  # written when the export's stream ends
+# the rules a digest's window was sealed with (``timeRules``): 2, a wait in the spool and
+# an export's length are believed only when confirmed outside the record
+TIME_RULES = 2
 
 
-def time_suspicion(record: dict, backdated: datetime | None = None) -> str | None:
+class TimeEvidence:
+    """What, outside a record, confirms what its times claim; for one organization.
+
+    - A wait in the spool (``spooledAt``): the anchor's replay ledger holds the record's
+      id with the same times (``Anchor.anchor_replayed``, written before it was inserted).
+      Without an anchor nothing is confirmed (as nothing is excused by retention).
+    - An export's length (``auditLog.exportEnded``, by its ``durationMs``): the record is
+      the one the app writes when an export's stream ends (``capture.record_export_outcome``)
+      and the export's first record, written when it started, is in the organization with
+      the same ``requestId``, ``createdAt``, ``method`` and ``path``, and is itself not
+      suspicious; or it is gone with retention (stored before an anchored purge bound).
+
+    Reads the ledger file of one minute at a time (records come in ``storedAt`` order),
+    and only for records that claim a wait the normal bound does not cover; looks an
+    export's start up (one indexed query) only for an end the normal bound does not cover.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        organization_id: ObjectId,
+        anchor: Anchor | None,
+        expiry: Expiry | None = None,
+    ):
+        self._records = TenantCollection(db[COLLECTION], organization_id)
+        self._organization_id = organization_id
+        self._anchor = anchor
+        self._known_expiry = expiry  # None: read from the anchor when first needed
+        self._minute: datetime | None = None
+        self._replayed: frozenset[tuple] = frozenset()
+
+    @property
+    def _expiry(self) -> Expiry:
+        if self._known_expiry is None:
+            self._known_expiry = _expiry(self._anchor, self._organization_id)
+        return self._known_expiry
+
+    def replayed(self, record: dict) -> bool:
+        if self._anchor is None:
+            return False
+        try:
+            entry = replayed_entry(record)
+        except (KeyError, TypeError, AttributeError):
+            return False
+        minute = _aware(record["storedAt"]).replace(second=0, microsecond=0)
+        if minute != self._minute:
+            try:
+                self._replayed = self._anchor.replayed(self._organization_id, minute)
+            except OSError as error:  # unreadable: nothing is confirmed by it
+                log.error("Could not read the replay ledger of %s: %s", minute, error)
+                self._replayed = frozenset()
+            self._minute = minute
+        key = (entry["id"], entry["createdAt"], entry["spooledAt"], entry["storedAt"])
+        return key in self._replayed
+
+    def export_started(self, record: dict, backdated: datetime | None) -> bool:
+        request_id, method, path = record.get("requestId"), record.get("method"), record.get("path")
+        created = record.get("createdAt")
+        if not (
+            isinstance(request_id, str)
+            and isinstance(method, str)
+            and isinstance(path, str)
+            and isinstance(created, datetime)
+        ):
+            return False
+        query = {
+            "requestId": request_id,
+            "createdAt": created,
+            "action": EXPORT_STARTED,
+            "method": method,
+            "path": path,
+            "_id": {"$ne": record.get("_id")},
+        }
+        first = self._records.find_one(query)
+        if first is None:  # gone with retention, if stored before what it has removed
+            stored_by = _aware(created) + STORE_LAG
+            progress = self._expiry.progress
+            bound = max(
+                self._expiry.stored_before,
+                progress[0] if progress is not None else NOTHING_EXPIRED,
+                self._expiry.received_before,
+            )
+            return stored_by < _aware(bound)
+        stored, ended = first.get("storedAt"), record.get("storedAt")
+        if not isinstance(stored, datetime) or not isinstance(ended, datetime):
+            return False
+        if _aware(stored) > _aware(ended):
+            return False  # written after the export's end: not its start
+        return time_suspicion(first, backdated, self) is None
+
+
+def time_suspicion(
+    record: dict, backdated: datetime | None = None, evidence: TimeEvidence | None = None
+) -> str | None:
     """Why a record's times are not those of a real request, or None if they are.
 
     Someone who can write the database can insert a record into the window still open,
@@ -584,6 +696,10 @@ def time_suspicion(record: dict, backdated: datetime | None = None) -> str | Non
     ``storedAt`` (beyond clock skew), or older than storing, or spooling, explains, is
     named. ``backdated``: records stored up to then may be dated back (the demo's generated
     traffic; anchored outside the database when the demo is seeded).
+
+    ``evidence``: what confirms, outside the record, a wait in the spool or an export's
+    length (sealing and ``verify`` always give it). Without it, the record's own claims
+    are taken as they are: only their shape is checked.
     """
     created, stored = record.get("createdAt"), record.get("storedAt")
     if not isinstance(stored, datetime):
@@ -594,7 +710,7 @@ def time_suspicion(record: dict, backdated: datetime | None = None) -> str | Non
     created = _aware(created)
     if created > stored + CLOCK_SKEW:
         return f"Received at {iso(created)}, after it was stored ({iso(stored)})."
-    reference, what = stored, "stored"
+    reference, what, unconfirmed = stored, "stored", ""
     if "spooledAt" in record:
         spooled = record["spooledAt"]
         if not isinstance(spooled, datetime):
@@ -604,14 +720,28 @@ def time_suspicion(record: dict, backdated: datetime | None = None) -> str | Non
             return f"Spooled at {iso(spooled)}, after it was stored ({iso(stored)})."
         if created > spooled + CLOCK_SKEW:
             return f"Received at {iso(created)}, after it was spooled ({iso(spooled)})."
-        reference, what = spooled, "spooled"
-    allowed = STORE_LAG + _export_length(record)
+        if evidence is None or (stored - created > STORE_LAG and evidence.replayed(record)):
+            reference, what = spooled, "spooled"
+        elif stored - created > STORE_LAG:  # (within it, storing alone explains the record)
+            unconfirmed = (
+                f" It says it waited in the spool from {iso(spooled)}, which the replay "
+                "ledger does not confirm."
+            )
+    allowed = STORE_LAG
+    if reference - created > allowed:
+        length = _export_length(record)
+        if length and (evidence is None or evidence.export_started(record, backdated)):
+            allowed += length
+        elif length:
+            unconfirmed += (
+                " It says it ended an export, which no record of the export's start confirms."
+            )
     if reference - created > allowed:
         if backdated is not None and stored <= _aware(backdated):
             return None
         return (
             f"Received at {iso(created)}, {_span(reference - created)} before it was {what} "
-            f"({iso(reference)}); a request explains at most {_span(allowed)}."
+            f"({iso(reference)}); a request explains at most {_span(allowed)}.{unconfirmed}"
         )
     return None
 
@@ -729,7 +859,13 @@ def _sealed_entries(db: Database, organization_id: ObjectId, digest: dict, windo
 
 
 def _check_purged_window(
-    db, organization_id, digest, window, expired: Expiry, backdated: datetime | None = None
+    db,
+    organization_id,
+    digest,
+    window,
+    expired: Expiry,
+    backdated: datetime | None = None,
+    evidence: TimeEvidence | None = None,
 ) -> None:
     """A window the purge has gone past. While its chunks remain, its records are checked
     as any window's (a record the purge has not reached yet, or one kept by a hold, is no
@@ -737,7 +873,7 @@ def _check_purged_window(
     put there."""
     chunks = TenantCollection(db[CHUNKS], organization_id)
     if not digest.get("chunks") or chunks.find_one({"digestId": digest["_id"], "index": 0}):
-        _check_chunked_records(db, organization_id, digest, window, expired, backdated)
+        _check_chunked_records(db, organization_id, digest, window, expired, backdated, evidence)
     else:
         _check_nothing_left(db, organization_id, window)
     if window.status != "failed":
@@ -758,15 +894,24 @@ def _check_nothing_left(db, organization_id, window) -> None:
 
 
 def _check_chunked_records(
-    db, organization_id, digest, window, expired: Expiry, backdated: datetime | None = None
+    db,
+    organization_id,
+    digest,
+    window,
+    expired: Expiry,
+    backdated: datetime | None = None,
+    evidence: TimeEvidence | None = None,
 ) -> None:
     """Merge the sealed entries with the window's records, both in (storedAt, _id) order;
     in windows sealed with their times checked, name each record, as sealed, whose times
-    no request explains (sealed all the same: flagged, not hidden)."""
+    no request explains (sealed all the same: flagged, not hidden), by the rules the
+    window was sealed with (``timeRules``: claims confirmed outside the record, or not)."""
     if _chunks_hash(digest.get("chunks", [])) != digest.get("recordsHash"):
         window.fail("digestEdited", "The digest's chunk list does not match its records hash.")
     sealed = _sealed_entries(db, organization_id, digest, window)
     times_checked = "suspiciousTimes" in digest
+    if digest.get("timeRules") != TIME_RULES:
+        evidence = None  # sealed before claims were confirmed: judged as it was sealed
     actual = (
         ((_ms(r["storedAt"]), str(r["_id"])), record_hash_v2(r), r)
         for r in _record_stream(db, organization_id, window.window_start, window.window_end)
@@ -790,7 +935,7 @@ def _check_chunked_records(
         else:
             if s[1] != a[1]:
                 window.fail("modified", f"Record {s[0][1]} was modified after sealing.", s[0][1])
-            elif times_checked and (why := time_suspicion(a[2], backdated)) is not None:
+            elif times_checked and (why := time_suspicion(a[2], backdated, evidence)) is not None:
                 window.fail("suspiciousTime", f"Record {s[0][1]}: {why}", s[0][1])
             s, a = next(sealed, None), next(actual, None)
         if len(missing) + len(extra) > 10 * MAX_PROBLEMS_PER_WINDOW:

@@ -13,6 +13,9 @@ torn by a crash is set aside in ``rejected-<uuid>.ndjson`` for a person to look 
 Each entry carries ``spooledAt``, when it was spooled, and keeps it when replayed: the
 record's ``storedAt`` is then the replay's time, and verification needs to tell a request
 that waited out an outage from a record dated back by hand (``integrity.time_suspicion``).
+That claim is believed only if the anchor's replay ledger confirms it: the writer's
+``insert_one`` appends each record there before inserting it (``writer.AuditWriter.replay``),
+and an error from either leaves the file to the next replay.
 """
 
 from __future__ import annotations
@@ -185,7 +188,7 @@ class Spool:
                     result.duplicates += 1
                 except Exception as error:  # noqa: BLE001 - any store failure: keep the file
                     result.errors.append(f"{type(error).__name__}: {error}")
-                    log.warning("Spool replay paused, store still failing: %s", error)
+                    log.warning("Spool replay paused (the store, or the replay ledger): %s", error)
                     return False
             if rejected:
                 result.rejected += len(rejected)

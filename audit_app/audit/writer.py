@@ -9,6 +9,10 @@ Policy (also in docs/audit-schema.md and the README):
 - Each process's background runner (``background.py``) replays the spool as soon as it
   starts and every ``AUDIT_REPLAY_INTERVAL`` seconds; ``flask replay-spool`` does the same
   by hand.
+- Before a spooled record is inserted, its id and times go to the anchor's replay ledger
+  (``Anchor.anchor_replayed``, outside the database): only a record found there may say it
+  waited in the spool (``spooledAt``) to explain a late ``storedAt``. If the ledger cannot
+  be written, the record stays in the spool and the replay pauses, as when the store fails.
 - If the spool cannot be written either, the record is written to the error log as one
   ``AUDIT_RECORD_UNSPOOLED`` line of Extended JSON (recoverable from the logs), and
   ``/readyz`` answers 503 so the load balancer moves traffic away. The response itself is
@@ -25,6 +29,7 @@ import pymongo
 from pymongo.errors import DuplicateKeyError
 
 from ..ids import utcnow
+from .anchor import Anchor
 from .counters import HourlyTally
 from .repository import confirm_stored, insert_record
 from .spool import ReplayResult, Spool, dumps
@@ -49,9 +54,13 @@ class AuditWriter:
         *,
         timeout_ms: int,
         write_concern=None,
+        anchor: Anchor | None = None,
     ):
         self.store = store
         self.spool = spool
+        # the replay ledger's home (None: no record is confirmed as replayed, so a long
+        # wait in the spool reads as a time no request explains)
+        self.anchor = anchor
         self.timeout = timeout_ms / 1000
         self.write_concern = write_concern
         self._skip_store_until = 0.0
@@ -101,7 +110,12 @@ class AuditWriter:
         with self._replay_lock:
 
             def insert(record):
-                record["storedAt"] = utcnow()  # a late record falls in a window still open
+                # a late record falls in a window still open; to the millisecond, as
+                # stored, so that the ledger's entry matches the record read back
+                now = utcnow()
+                record["storedAt"] = now.replace(microsecond=now.microsecond // 1000 * 1000)
+                if self.anchor is not None and "spooledAt" in record:
+                    self.anchor.anchor_replayed(record)  # OSError: kept in the spool
                 with pymongo.timeout(max(self.timeout, 10)):
                     try:
                         insert_record(self.store.db, record, self.write_concern)

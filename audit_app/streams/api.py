@@ -36,32 +36,54 @@ class SetBySchema(Schema):
     at = UtcDateTime()
 
 
+# what health says of the records the filters matched (how many, when; a stream filtered
+# on one person dates their actions): null for those without viewAuditLog
+HIDDEN = "null without viewAuditLog"
+
+
+def _matched(what: str) -> dict[str, str]:
+    return {"description": f"{what}; {HIDDEN} (it dates or counts the records matched)"}
+
+
 class HealthSchema(Schema):
     state = fields.String(metadata={"enum": ["active", "paused", "failing"]})
-    lagSeconds = fields.Float()
-    lastDeliveredAt = fields.String(allow_none=True)
-    lastError = fields.String(allow_none=True)
+    lagSeconds = fields.Float(
+        allow_none=True,
+        metadata=_matched(
+            "how long the oldest record not yet delivered has waited (0: caught up, shown to all)"
+        ),
+    )
+    lastDeliveredAt = fields.String(allow_none=True, metadata=_matched("the last delivery"))
+    lastError = fields.String(
+        allow_none=True, metadata={"description": "why the last attempt failed (not when)"}
+    )
     lastErrorDetail = fields.String(
         allow_none=True,
-        metadata={"description": "what the destination answered; for viewAuditLog only"},
+        metadata={"description": f"what the destination answered; {HIDDEN}"},
     )
-    lastErrorAt = fields.String(allow_none=True)
+    lastErrorAt = fields.String(allow_none=True, metadata=_matched("the last failed attempt"))
     pausedReason = fields.String(
         allow_none=True, metadata={"description": "why the deliverer paused it, if it did"}
     )
-    failingSince = fields.String(allow_none=True)
-    nextAttemptAt = fields.String(allow_none=True)
-    delivered = fields.Integer(allow_none=True)
-    failed = fields.Integer(allow_none=True)
+    failingSince = fields.String(allow_none=True, metadata=_matched("the first failed attempt"))
+    nextAttemptAt = fields.String(allow_none=True, metadata=_matched("the next attempt"))
+    delivered = fields.Integer(allow_none=True, metadata=_matched("records delivered"))
+    failed = fields.Integer(allow_none=True, metadata=_matched("records not delivered yet"))
     truncated = fields.Integer(
         allow_none=True,
-        metadata={"description": "records too large for any delivery, delivered cut down"},
+        metadata=_matched("records too large for any delivery, delivered cut down"),
     )
-    lastTruncatedId = fields.String(allow_none=True)
-    lastTruncatedAt = fields.String(allow_none=True)
+    lastTruncatedId = fields.String(allow_none=True, metadata={"description": HIDDEN})
+    lastTruncatedAt = fields.String(allow_none=True, metadata={"description": HIDDEN})
 
 
-class StreamSchema(Schema):
+class StreamSchema(HealthSchema):
+    """A stream, and its health: in ``health``, and at the top level too, as PRODUCT.md
+    names the fields (the times of failures and attempts in ``health`` only)."""
+
+    class Meta:
+        exclude = ("lastErrorAt", "failingSince", "nextAttemptAt", "lastTruncatedAt")
+
     id = ObjectIdField(attribute="_id")
     name = fields.String()
     destination = fields.Nested(DestinationSchema)
@@ -71,20 +93,13 @@ class StreamSchema(Schema):
     secretSet = fields.Method("_secret_set")
     createdAt = UtcDateTime()
     updatedAt = UtcDateTime()
-    health = fields.Dict(metadata={"type": "object"})
-    # the health fields at the top level too, as PRODUCT.md names them
-    state = fields.String(metadata={"enum": ["active", "paused", "failing"]})
-    lagSeconds = fields.Float()
-    lastDeliveredAt = fields.String(allow_none=True)
-    lastError = fields.String(allow_none=True)
-    lastErrorDetail = fields.String(allow_none=True)
-    pausedReason = fields.String(allow_none=True)
-    delivered = fields.Integer(
-        allow_none=True, metadata={"description": "null without viewAuditLog"}
+    health = fields.Nested(
+        HealthSchema,
+        metadata={
+            "description": "the state, and why; what dates or counts the records the filters "
+            f"matched (lag, times, counts) is {HIDDEN}"
+        },
     )
-    failed = fields.Integer(allow_none=True)
-    truncated = fields.Integer(allow_none=True)
-    lastTruncatedId = fields.String(allow_none=True)
     destinationSetBy = fields.Nested(
         SetBySchema,
         allow_none=True,

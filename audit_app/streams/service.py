@@ -56,9 +56,13 @@ READS_THE_LOG = (MANAGE, VIEW_AUDIT_LOG)
 READING_SETTINGS = ("destination", "token", "format", "filters")
 MAX_URL, MAX_HOST = 2000, 255  # as the API's schema says; the page's input too
 # what health says of the records a stream's filters matched (how many, when): only for
-# holders of viewAuditLog, as the log itself
+# holders of viewAuditLog, as the log itself. Every time in it dates a matched record: the
+# lag runs from the storedAt of the first one not delivered (or of the cursor, the last one
+# delivered); a stream fails first when a matched record is there to send, and its later
+# attempts (lastErrorAt, nextAttemptAt) follow from then by the backoff.
 MATCHED_RECORDS_HEALTH = (
     "delivered", "failed", "truncated", "lastDeliveredAt", "lastTruncatedId", "lastTruncatedAt",
+    "lagSeconds", "failingSince", "lastErrorAt", "nextAttemptAt",
 )  # fmt: skip
 
 
@@ -458,10 +462,16 @@ def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, 
 def health_for(actor: Principal, stream: Mapping[str, Any]) -> dict[str, Any]:
     """The health as ``actor`` may see it: what the destination answered (which may quote
     the events it refused), and how many records the filters matched and when (a stream
-    filtered on one person dates their actions), only for holders of viewAuditLog."""
+    filtered on one person dates their actions: its counts, its lag, and the times of its
+    deliveries and failures), only for holders of viewAuditLog. Others see the ``state``,
+    and why (``lastError``, ``pausedReason``: what went wrong, not when, nor what), and a
+    lag of 0 when an active stream has caught up (no record's time in it)."""
     shown = health(stream)
     if not actor.can(VIEW_AUDIT_LOG):
+        pending = (stream.get("health") or {}).get("pendingSince")
+        caught_up = shown["state"] == "active" and pending is None
         shown.update(dict.fromkeys(("lastErrorDetail", *MATCHED_RECORDS_HEALTH)))
+        shown["lagSeconds"] = 0.0 if caught_up else None
     return shown
 
 
