@@ -165,11 +165,14 @@ def test_any_single_byte_change_to_a_stored_record_is_detected(
         changed["_id"] == original["_id"] or db.audit_logs.find_one({"_id": changed["_id"]}) is None
     )
     db.audit_logs.delete_one({"_id": original["_id"]})
-    db.audit_logs.insert_one(changed)
     try:
+        try:
+            db.audit_logs.insert_one(changed)
+        except Exception:  # a key the store refuses ($-prefixed): nobody could store it
+            assume(False)
         assert not verify(db, org).ok
-    finally:
-        db.audit_logs.delete_one({"_id": changed["_id"]})
+    finally:  # the record as it was, whatever happened, for the next example
+        db.audit_logs.delete_many({"_id": {"$in": [changed["_id"], original["_id"]]}})
         db.audit_logs.insert_one(original)
 
 

@@ -164,6 +164,9 @@ def test_a_back_dated_forgery_claiming_to_have_been_spooled_is_sealed_unflagged(
     code, report, state = _sealed_and_flagged(site, forged)
     assert code == 1 and not report["ok"], report
     assert state["state"] == "failed" and str(forged["_id"]) in _record_ids(state)
+    # the pages judge it as sealing does: the list and View Details mark it
+    details = site.page(f"/organization/audit-logs/{forged['_id']}")
+    assert "suspicious time" in details.lower()
 
 
 def test_a_back_dated_forgery_named_as_an_export_s_end_is_sealed_unflagged(make_app, tmp_path):

@@ -30,6 +30,7 @@ from .capture import WRITER_KEY
 from .counters import EVER, STATUS_CLASSES
 from .counters import FAILURES as COUNTS_FAILURES
 from .export import is_time_limit
+from .integrity import TimeEvidence, time_suspicion
 from .query import (
     NOTHING,
     AuditQuery,
@@ -41,6 +42,7 @@ from .query import (
     parse_query,
 )
 from .repository import find_record, find_records_by_ids, iter_records, search_records
+from .sealing import anchor
 
 
 @dataclass
@@ -138,6 +140,23 @@ def list_page(
         query,
         codec.encode(principal.org, query, items[0]) if newer else None,
     )
+
+
+def suspicious_times(principal: Principal, records: list[Document]) -> dict[str, str]:
+    """The records whose times no request explains, and why: judged as sealing and verify
+    judge them (the anchor's dating bound, its replay ledger, an export's genuine start)."""
+    organization_id = principal.organization_id
+    if organization_id is None:
+        return {}
+    anchored = anchor()
+    backdated = anchored.backdated_until(organization_id)
+    evidence = TimeEvidence(get_audit_db(), organization_id, anchored)
+    found: dict[str, str] = {}
+    for record in records:
+        why = time_suspicion(dict(record), backdated, evidence)
+        if why is not None:
+            found[str(record["_id"])] = why
+    return found
 
 
 def get_record(principal: Principal, record_id: ObjectId) -> Document | None:

@@ -22,11 +22,10 @@ from ..streams.service import failing_streams
 from . import export, service
 from .capture import audit_action, audited
 from .context import note_error
-from .integrity import time_suspicion
 from .query import AUTH_TYPES, METHODS, WebListQuerySchema, parse_moment
 from .redaction import unescape
 from .schemas import jsonable
-from .sealing import anchor, integrity_state
+from .sealing import integrity_state
 
 bp = Blueprint("auditLogs", __name__, url_prefix="/organization/audit-logs")
 
@@ -256,14 +255,7 @@ def _moment(value) -> datetime | None:
 def _suspicious_times(records: list[dict]) -> dict[str, str]:
     """The records whose times no request explains (a back- or future-dated forgery), and
     why: marked in the list and in View Details (docs/integrity.md)."""
-    organization_id = current_principal().organization_id
-    backdated = anchor().backdated_until(organization_id) if organization_id else None
-    found = {}
-    for record in records:
-        why = time_suspicion(record, backdated)
-        if why is not None:
-            found[str(record["_id"])] = why
-    return found
+    return service.suspicious_times(current_principal(), records)
 
 
 def _pretty(value) -> str:
