@@ -239,7 +239,10 @@ def test_each_organization_keeps_its_own_retention_and_verify_still_passes(store
     assert present(app, default_ids) == {200, 45, 40, 10, 1}
     with app.app_context():  # the activity chart's counts of the purged hours go too
         left = {c["day"] for c in get_audit_db().audit_counters.find({"organizationId": short.id})}
-    assert {_aware(hour) for hour in left} == {counted[10]}
+    # (today's requests of this test may be counted too, when the background flush runs)
+    assert {_aware(hour) for hour in left if _aware(hour) < NOW - timedelta(days=1)} == {
+        counted[10]
+    }
     for org in (short, default):
         report = verify(app, org)
         assert report["exit"] == 0 and report["ok"], report
