@@ -1,7 +1,8 @@
 """Errors: one exception for the API, and the handlers that render every error.
 
-API paths (``/api/...``) answer ``{"error": {"code", "message", "field"}}``; the web pages
-answer an error page in the layout. Nothing a client sends may become a 500: bad input is
+API paths (``/api/...``) answer ``{"error": {"code", "message", "field", "requestId"}}``; the
+web pages answer an error page in the layout, which shows the request id too (the id a user
+gives support, and that a ``requestId:`` search finds). Nothing a client sends may become a 500: bad input is
 raised as an ``ApiError`` with the status that fits.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from flask import jsonify, render_template, request
+from flask import g, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import HTTPException
@@ -69,11 +70,19 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+def _request_id() -> str | None:
+    """The id this request is recorded under: what a user gives support to find it."""
+    return g.get("request_id")
+
+
 def error_body(status: int, code: str, message: str, field: str | None = None):
     note_error(code, message)
     payload = {"code": code, "message": message}
     if field is not None:
         payload["field"] = field
+    request_id = _request_id()
+    if request_id:
+        payload["requestId"] = request_id
     response = jsonify({"error": payload})
     response.status_code = status
     return response
@@ -86,7 +95,14 @@ def error_code(name: str) -> str:
 
 def _render_page(status: int, title: str, message: str, code: str | None = None):
     note_error(code or error_code(title), message)
-    return render_template("errors/error.html", status=status, title=title, message=message), status
+    page = render_template(
+        "errors/error.html",
+        status=status,
+        title=title,
+        message=message,
+        request_id=_request_id(),
+    )
+    return page, status
 
 
 def handle_api_error(error: ApiError):

@@ -63,7 +63,7 @@ def create_key(
     )
     note_created(key["_id"])
     shown = {**key, "role": role["name"], "workspace": workspace["name"] if workspace else None}
-    record_changes(None, shown, KEY_FIELDS)
+    record_changes(None, shown, KEY_FIELDS, target=("apiKey", key["_id"], key["name"]))
     return key, secret
 
 
@@ -75,7 +75,10 @@ def revoke_key(actor: Principal, key_id: ObjectId) -> Document:
         went = credentials.after_key_revoked(actor.org, key["_id"])
         went = {name: value or None for name, value in went.items()}
         record_changes(
-            {"name": key["name"], "revokedAt": None}, {**key, **went}, ("revokedAt", *went)
+            {"name": key["name"], "revokedAt": None},
+            {**key, **went},
+            ("revokedAt", *went),
+            target=("apiKey", key["_id"], key["name"]),
         )
     return key
 

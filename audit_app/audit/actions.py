@@ -9,7 +9,8 @@ holds the two equal).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -56,6 +57,8 @@ _LABELS = {  # where "<resource> <verb>ed" does not read well
     "session.loginFailed": "Login failed",
     "session.logout": "Logged out",
     "session.switchOrganization": "Switched organization",
+    "invitation.open": "Invitation opened",
+    "account.revokeCredentials": "Account credentials revoked",
     "account.passwordChange": "Password changed",
     "member.roleChange": "Member's role changed",
     "role.permissionsChange": "Role's permissions changed",
@@ -82,8 +85,43 @@ _VERBS = {
 }
 
 
+# What an action is called when it did not happen: "Role creation refused"
+_NOUNS = {
+    "create": "creation",
+    "delete": "deletion",
+    "revoke": "revocation",
+    "invite": "invitation",
+    "remove": "removal",
+    "add": "addition",
+    "accept": "acceptance",
+    "list": "listing",
+    "open": "opening",
+    "verify": "verification",
+    "exportDigests": "digest export",
+    "switchOrganization": "organization switch",
+    "passwordChange": "password change",
+}
+
+
 def _words(camel: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r" \1", camel).lower()
+
+
+def record_label(record: Mapping[str, Any]) -> str:
+    """What a record's action reads as, said as what happened: "Role created", or "Role
+    creation refused" (401, 403) or "... failed" (another error) when it did not happen."""
+    action = record.get("action")
+    status = record.get("statusCode")
+    failed = record.get("outcome") == "failure" or (isinstance(status, int) and status >= 400)
+    if not failed or not action or "." not in action or action.endswith("Failed"):
+        return label(action)
+    if action in ("request.unmatched", "request.options"):
+        return label(action)
+    resource, verb = action.split(".", 1)
+    subject = _RESOURCES.get(resource) or _words(resource).capitalize()
+    noun = _NOUNS.get(verb) or _words(verb)
+    how = "refused" if status in (401, 403) else "failed"
+    return f"{subject} {noun} {how}"
 
 
 def label(action: str | None) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from bson import ObjectId
 
 from ..ids import iso
-from .context import note_changes
+from .context import note_changes, note_target
 from .record import redactor
 from .redaction import REDACTED
 
@@ -51,9 +51,23 @@ def diff(before: Values | None, after: Values | None, fields: Sequence[str]) -> 
     return entries
 
 
-def record_changes(before: Values | None, after: Values | None, fields: Sequence[str]) -> None:
-    """Note the differences for the request's (or the command's) record."""
+Target = tuple[str, ObjectId | None, str | None]  # (type, id, name as it is now)
+
+
+def record_changes(
+    before: Values | None,
+    after: Values | None,
+    fields: Sequence[str],
+    *,
+    target: Target | Sequence[Target] | None = None,
+) -> None:
+    """Note the differences for the request's (or the command's) record, and what it acted
+    on (``targets``): one call, so a change never goes without the object it changed."""
     note_changes(diff(before, after, fields))
+    if target is None:
+        return
+    for kind, object_id, name in [target] if isinstance(target[0], str) else target:  # type: ignore[misc]
+        note_target(kind, object_id, name)
 
 
 def _scalars(value: Any) -> bool:

@@ -30,6 +30,8 @@ class Notes:
     created_id: ObjectId | str | None = None
     credential_id: str | None = None
     error: dict[str, str] | None = None
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    opened_auth_type: str | None = None
 
 
 def begin() -> Notes:
@@ -95,9 +97,40 @@ def note_created(object_id: ObjectId | str) -> None:
     notes().created_id = object_id
 
 
-def note_credential(credential_id: str) -> None:
-    """The credential a login opened (a session, a JWT): its own requests carry this id."""
-    notes().credential_id = credential_id
+def note_credential(credential_id: str, auth_type: str | None = None) -> None:
+    """The credential a login opened (a session, a JWT): its own requests carry this id,
+    and the login's record its kind (``authType``: it was not authenticated before)."""
+    current = notes()
+    current.credential_id = credential_id
+    current.opened_auth_type = auth_type
+
+
+# What a record may name as a target: its ``type`` and the path parameter that holds its id
+TARGET_TYPES = {
+    "member": "accountId",
+    "role": "roleId",
+    "apiKey": "apiKeyId",
+    "workspace": "workspaceId",
+    "pathway": "pathwayId",
+    "invitation": "invitationId",
+    "auditStream": "streamId",
+    "organization": "organizationId",
+    "auditLog": "auditLogId",
+}
+
+
+def note_target(kind: str, object_id: ObjectId | None, name: str | None = None) -> None:
+    """Name an object the request acted on (``targets``), with its name as it is now: the
+    record keeps it, so a deleted object still reads well. Once per object."""
+    if kind not in TARGET_TYPES:
+        raise ValueError(f"not a target type: {kind!r}")
+    current = notes()
+    for target in current.targets:
+        if target["type"] == kind and target["id"] == object_id:
+            if name and not target["name"]:
+                target["name"] = name
+            return
+    current.targets.append({"type": kind, "id": object_id, "name": name})
 
 
 def note_error(code: str, message: str) -> None:

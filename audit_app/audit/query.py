@@ -30,7 +30,7 @@ MAX_SEARCH_LENGTH = 200
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CLI")
-AUTH_TYPES = ("jwt", "apiKey", "session", "none")
+AUTH_TYPES = ("jwt", "apiKey", "session", "cli", "none")  # every value a record holds
 _STATUS = re.compile(r"^(?:[1-5][0-9]{2}|[1-5]xx)$", re.IGNORECASE)
 _RESOURCE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
 
@@ -151,6 +151,9 @@ class ExportQuerySchema(FilterSchema):
 
 
 ID_FIELDS = ("accountId", "apiKeyId", "workspaceId")  # also the order of index preference
+TARGET_FIELD = "targets.id"  # what a request acted on (multikey): a search by id walks it too
+# how a record involves a searched id, by the field that holds it (``matchedAs``)
+MATCHED_AS = {"accountId": "actor", "apiKeyId": "apiKey", "workspaceId": "workspace"}
 EQUALITY_FIELDS = (
     *ID_FIELDS,
     "requestId",
@@ -214,6 +217,8 @@ class AuditQuery:
                 ]
         if "statusCode" in f:
             base["statusCode"] = status_clause(f["statusCode"])
+        if "target" in f:
+            base = {TARGET_FIELD: f["target"], **base}  # leads: its index is walked
         created = self._created_range()
         if created:
             base["createdAt"] = created
@@ -231,11 +236,17 @@ class AuditQuery:
             base["$and"] = others
         if searched_id is None:
             return [base]
-        if any(base.get(name) == searched_id for name in ID_FIELDS):
+        if any(base.get(name) == searched_id for name in (*ID_FIELDS, TARGET_FIELD)):
             return [base]  # a filter pins the searched id already: the rest are subsets
-        # one branch per id field the filters leave free, led by the searched field (the
-        # repository walks the index of a branch's leading id)
-        return [{name: searched_id, **base} for name in ID_FIELDS if name not in base]
+        # one branch per id field the filters leave free, the targets included, led by the
+        # searched field (the repository walks the index of a branch's leading id)
+        return [
+            {name: searched_id, **base} for name in (*ID_FIELDS, TARGET_FIELD) if name not in base
+        ]
+
+    def searched_id(self) -> ObjectId | None:
+        """The id a search is about (``q`` that is an id, or ``target:``), if any."""
+        return _as_id(self.filters.get("q", "").strip()) or self.filters.get("target")
 
     def _created_range(self) -> dict[str, datetime]:
         f = self.filters
@@ -291,6 +302,7 @@ def status_clause(value: str) -> int | dict[str, list[int]]:
 # The qualifiers of the search bar ----------------------------------------------------------
 
 QUALIFIERS = (
+    "target",
     "actor",
     "ip",
     "requestId",
@@ -302,7 +314,7 @@ QUALIFIERS = (
     "path",
 )
 QUALIFIER_HELP = (
-    "actor:<email>, ip:<address>, requestId:<id>, action:<name> or action:<resource>.*, "
+    "target:<id>, actor:<email>, ip:<address>, requestId:<id>, action:<name> or action:<resource>.*, "
     "credential:<credentialId>, method:<M>, status:<code or class>, "
     "created:>=<date>, created:<=<date>, path:<text>"
 )
@@ -365,6 +377,10 @@ def _qualifier_value(name: str, value: str) -> tuple[str, Any]:
         if not _EMAIL.match(value) or len(value) > 320:
             raise _bad_q("actor: needs an email address, such as ana@example.com.")
         return "actor", value.lower()
+    if name == "target":
+        if _as_id(value) is None:
+            raise _bad_q("target: needs the 24-character hexadecimal id of an object.")
+        return "target", ObjectId(value)
     if name == "ip":
         try:
             ipaddress.ip_address(value.split("%", 1)[0])

@@ -23,7 +23,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from ..errors import error_code
 from ..ids import canonical_ip, utcnow
 from . import actions
-from .context import Notes, body_mask, notes
+from .context import TARGET_TYPES, Notes, body_mask, notes
 from .redaction import REDACTED, Redactor, safe_str, scrub_decoded, scrub_values
 
 NEVER_STORED_HEADERS = frozenset(
@@ -288,6 +288,8 @@ RECORD_FIELDS = (
     "userAgent",
     "requestId",
     "response",
+    "outcome",
+    "targets",
 )
 OPTIONAL_FIELDS = ("changes",)  # present only when there is something to say
 (UNMATCHED_ACTION,) = actions.declare("request.unmatched")  # no route matched the request
@@ -311,10 +313,40 @@ def new_record(**fields) -> dict:
         durationMs=0.0,
         requestId=uuid.uuid4().hex,
         response={},
+        outcome=SUCCESS,
+        targets=[],
         request={"query": {}, "params": {}, "headers": {}, "bodyType": "empty", "body": None},
     )
     record.update(fields)
     return record
+
+
+SUCCESS, FAILURE = "success", "failure"
+OUTCOMES = (SUCCESS, FAILURE)
+
+
+def outcome_of(status: int, noted: Notes) -> str:
+    """``failure`` when the request did not do what it asked: an error status, or a page
+    that answered with the form's refusal (a web form redirects or re-renders on one)."""
+    return FAILURE if status >= 400 or noted.error else SUCCESS
+
+
+def targets_of(noted: Notes, *, from_path: bool = True) -> list[dict]:
+    """What the request acted on: what its service named (with names as they were), else,
+    for a refused request or one no service saw, the ids its path names (no names: a path
+    may name another organization's object, whose name is not this log's business)."""
+    if noted.targets:
+        return [
+            {"type": t["type"], "id": t["id"], "name": _clean_or_none(t["name"])}
+            for t in noted.targets
+        ]
+    found: list[dict] = []
+    arguments = (request.view_args or {}) if from_path else {}
+    for kind, parameter in TARGET_TYPES.items():
+        value = arguments.get(parameter)
+        if isinstance(value, str) and len(value) == 24 and ObjectId.is_valid(value):
+            found.append({"type": kind, "id": ObjectId(value), "name": None})
+    return found
 
 
 def _clean_or_none(text: str | None) -> str | None:
@@ -380,7 +412,11 @@ def summary_fields(response: Response | Any, duration_ms: float) -> dict:
         userAgent=_clean_or_none(request.headers.get("User-Agent", "")[:1024]),
         requestId=g.request_id,
         response=response_of(status, noted),
+        outcome=outcome_of(status, noted),
+        targets=targets_of(noted),
     )
+    if noted.opened_auth_type and status < 400:  # a login: the credential it opened
+        record["authType"] = noted.opened_auth_type
     del record["request"]
     if noted.changes:
         record["changes"] = noted.changes
@@ -404,6 +440,7 @@ def operator_record(
     return new_record(
         organizationId=organization_id,
         authType="cli",
+        targets=targets_of(noted, from_path=False),
         action=noted.action or action,
         response=response_of(200, noted),
         **extra,

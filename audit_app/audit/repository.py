@@ -46,6 +46,9 @@ INDEXES: list[IndexSpec] = [
     _by("accountId", "org_account_newest"),
     _by("apiKeyId", "org_apikey_newest"),
     _by("workspaceId", "org_workspace_newest"),
+    # what a request acted on (multikey: one key per target; the sort is not on the array,
+    # so the walk still comes out newest first and stops after limit + 1)
+    _by("targets.id", "org_target_newest"),
     _by("statusCode", "org_status_newest"),
     _by("method", "org_method_newest"),
     _by("authType", "org_authtype_newest"),
@@ -69,6 +72,7 @@ _IDS = (
     ("accountId", "org_account_newest"),
     ("apiKeyId", "org_apikey_newest"),
     ("workspaceId", "org_workspace_newest"),
+    ("targets.id", "org_target_newest"),
 )
 _HINTS = (
     ("requestId", "org_requestid_newest"),  # one request: a record or two

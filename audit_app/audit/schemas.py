@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from bson import ObjectId
 from marshmallow import Schema, fields, missing
@@ -70,8 +72,45 @@ class AuditLogSchema(Schema):
         },
     )
 
+    outcome = fields.Method(
+        "_outcome",
+        metadata={
+            "type": "string",
+            "enum": ["success", "failure"],
+            "description": "whether the request did what it asked (not only its status)",
+        },
+    )
+    targets = fields.Method(
+        "_targets",
+        metadata={
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "[{type, id, name}] of each object the request acted on (member, "
+            "role, apiKey, workspace, pathway, invitation, auditStream, organization, "
+            "auditLog); names as they were at the time",
+        },
+    )
+    matchedAs = fields.Method(
+        "_matched",
+        metadata={
+            "type": "array",
+            "items": {"type": "string", "enum": ["actor", "apiKey", "workspace", "target"]},
+            "description": "in a search by id: how the record involves it (by the actor, "
+            "the API key or in the workspace, or acting on it as a target); absent otherwise",
+        },
+    )
+
     def _response(self, record):
         return jsonable(record.get("response") or {})
+
+    def _outcome(self, record):
+        return outcome_of_record(record)
+
+    def _targets(self, record):
+        return jsonable(record.get("targets") or [])
+
+    def _matched(self, record):
+        return list(record["matchedAs"]) if "matchedAs" in record else missing
 
     def _changes(self, record):
         return jsonable(unescape(record["changes"])) if "changes" in record else missing
@@ -118,10 +157,21 @@ _LIST_FIELDS = [
 ]
 
 
+def outcome_of_record(record: Mapping[str, Any]) -> str:
+    """A record's ``outcome``; one stored before outcomes were (no field) by its status."""
+    stored = record.get("outcome")
+    if stored in ("success", "failure"):
+        return str(stored)
+    status = record.get("statusCode")
+    return "failure" if isinstance(status, int) and status >= 400 else "success"
+
+
 def present(record: dict, *, details: bool = False) -> dict:
     """``AuditLogSchema().dump(record)`` (``details``: the detail schema's), only faster."""
     shown = {name: convert(record[key]) for name, key, convert in _LIST_FIELDS if key in record}
     shown.setdefault("response", {})
+    shown.setdefault("targets", [])
+    shown["outcome"] = outcome_of_record(record)
     if details:
         shown["request"] = jsonable(unescape(record.get("request") or {}))
     return shown

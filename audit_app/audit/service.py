@@ -32,6 +32,7 @@ from .counters import FAILURES as COUNTS_FAILURES
 from .export import is_time_limit
 from .integrity import TimeEvidence, time_suspicion
 from .query import (
+    MATCHED_AS,
     NOTHING,
     AuditQuery,
     CursorCodec,
@@ -132,6 +133,7 @@ def list_page(
         text = query.filters.get("q", "")
         named = find_workspace_by_name(get_db(), principal.org, text) if text else None
         return Page(items, None, query, suggestion=suggestion_for(query), workspace=named)
+    _mark_matches(items, query)
     older = more if not before else True
     newer = bool(cursor) if not before else more
     return Page(
@@ -157,6 +159,19 @@ def suspicious_times(principal: Principal, records: list[Document]) -> dict[str,
         if why is not None:
             found[str(record["_id"])] = why
     return found
+
+
+def _mark_matches(items: list[Document], query: AuditQuery) -> None:
+    """In a search by id, say how each record involves it (``matchedAs``): by the actor,
+    the API key, in the workspace, or acting on it (a target)."""
+    searched = query.searched_id()
+    if searched is None:
+        return
+    for item in items:
+        matched = [role for name, role in MATCHED_AS.items() if item.get(name) == searched]
+        if any(t.get("id") == searched for t in item.get("targets") or ()):
+            matched.append("target")
+        item["matchedAs"] = matched
 
 
 def get_record(principal: Principal, record_id: ObjectId) -> Document | None:

@@ -72,7 +72,9 @@ def create_token():
             403, "forbidden", "This account is not a member of that organization.", "organizationId"
         )
     issued = issue_token(account, organization_id)
-    note_credential(issued.credential_id)  # this request opened the token: it carries its name
+    note_credential(
+        issued.credential_id, "jwt"
+    )  # this request opened the token: it carries its name
     answer = {
         "token": issued.token,
         "expiresIn": issued.lifetime,
@@ -96,7 +98,7 @@ def _invitation_token(account: dict, organization_id) -> Response:
         )
     note_actor(account, invitation["organizationId"])
     issued = issue_token(account, invitation["organizationId"], scope=INVITATIONS_SCOPE)
-    note_credential(issued.credential_id)
+    note_credential(issued.credential_id, "jwt")
     answer = {
         "token": issued.token,
         "expiresIn": issued.lifetime,

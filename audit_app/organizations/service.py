@@ -32,7 +32,7 @@ from flask import current_app
 from ..api_keys import repository as api_keys
 from ..audit import retention
 from ..audit.actions import declare
-from ..audit.changes import record_changes
+from ..audit.changes import Target, record_changes
 from ..audit.context import note_action, note_created
 from ..auth import sessions
 from ..auth.passwords import verify_password
@@ -169,7 +169,7 @@ def create_role(
         )
     role = orgs.create_role(get_db(), actor.org, name, permissions, description)
     note_created(role["_id"])
-    record_changes(None, role, ROLE_FIELDS)
+    record_changes(None, role, ROLE_FIELDS, target=_role_target(role))
     return role
 
 
@@ -197,7 +197,7 @@ def update_role(
     before, after = orgs.update_role(get_db(), actor.org, role_id, changes)
     if sorted(before["permissions"]) != after["permissions"]:
         note_action(PERMISSIONS_CHANGE)  # what an auditor looks for first
-    record_changes(before, after, ROLE_FIELDS)
+    record_changes(before, after, ROLE_FIELDS, target=_role_target(before))
     return after
 
 
@@ -212,7 +212,16 @@ def delete_role(actor: Principal, role_id: ObjectId) -> None:
             "roleId",
         )
     orgs.delete_role(get_db(), actor.org, role_id)
-    record_changes(role, None, ROLE_FIELDS)
+    record_changes(role, None, ROLE_FIELDS, target=_role_target(role))
+
+
+def _role_target(role: Mapping[str, Any]) -> Target:
+    return ("role", role["_id"], role.get("name"))
+
+
+def _member_target(account: Mapping[str, Any]) -> Target:
+    """A member as a target: the account's id, named by its email."""
+    return ("member", account["_id"], account.get("email"))
 
 
 # Members -------------------------------------------------------------------------------
@@ -249,7 +258,12 @@ def change_member_role(actor: Principal, account_id: ObjectId, role_id: ObjectId
         if role.get("key") == OWNER:
             orgs.put_owner_in(db, organization_id, account_id)
     changed = _member(organization_id, account_id)
-    record_changes(_member_view(member), _member_view(changed), MEMBER_FIELDS)
+    record_changes(
+        _member_view(member),
+        _member_view(changed),
+        MEMBER_FIELDS,
+        target=[_member_target(member["account"]), _role_target(role)],
+    )
     return changed
 
 
@@ -274,7 +288,12 @@ def remove_member(actor: Principal, account_id: ObjectId) -> None:
     keys = api_keys.revoke_keys_created_by(db, organization_id, account_id)
     invitations = orgs.revoke_invitations_by(db, organization_id, account_id)
     went = {"keysRevoked": keys or None, "invitationsRevoked": invitations or None}
-    record_changes({**_member_view(member), **went}, None, (*MEMBER_FIELDS, *went))
+    record_changes(
+        {**_member_view(member), **went},
+        None,
+        (*MEMBER_FIELDS, *went),
+        target=_member_target(member["account"]),
+    )
 
 
 def _member_view(member: Mapping[str, Any]) -> dict[str, Any]:
@@ -322,7 +341,12 @@ def invite(actor: Principal, email: str, role_id: ObjectId) -> tuple[Document, s
         lifetime=timedelta(hours=current_app.config["INVITATION_LIFETIME_HOURS"]),
     )
     note_created(invitation["_id"])
-    record_changes(None, {**invitation, "role": role["name"]}, INVITATION_FIELDS)
+    record_changes(
+        None,
+        {**invitation, "role": role["name"]},
+        INVITATION_FIELDS,
+        target=[("invitation", invitation["_id"], email), _role_target(role)],
+    )
     return invitation, token
 
 
@@ -341,7 +365,12 @@ def list_invitations(actor: Principal) -> list[Document]:
 
 def revoke_invitation(actor: Principal, invitation_id: ObjectId) -> Document:
     revoked = orgs.revoke_invitation(get_db(), actor.org, invitation_id)
-    record_changes({"revokedAt": None}, revoked, ("revokedAt",))
+    record_changes(
+        {"revokedAt": None},
+        revoked,
+        ("revokedAt",),
+        target=("invitation", revoked["_id"], revoked.get("email")),
+    )
     return revoked
 
 
@@ -418,7 +447,15 @@ def accept_invitation(
         orgs.release_invitation(db, invitation)
         raise
     member = {"email": existing["email"], "role": view.role["name"], "roleId": view.role["_id"]}
-    record_changes(None, member, MEMBER_FIELDS)
+    record_changes(
+        None,
+        member,
+        MEMBER_FIELDS,
+        target=[
+            ("invitation", invitation["_id"], invitation["email"]),
+            _member_target(existing),
+        ],
+    )
     return {
         "organizationId": invitation["organizationId"],
         "accountId": existing["_id"],
@@ -489,7 +526,12 @@ def change_password(
         "keysRevoked": revoked["apiKeysRevoked"] or None,
         "invitationsRevoked": revoked["invitationsRevoked"] or None,
     }
-    record_changes({"password": current}, {"password": new, **went}, ("password", *went))
+    record_changes(
+        {"password": current},
+        {"password": new, **went},
+        ("password", *went),
+        target=_member_target(account),
+    )
     return revoked
 
 
@@ -514,7 +556,7 @@ def add_member_as_operator(
             orgs.put_owner_in(db, organization_id, account["_id"])
     note_created(account["_id"])
     member = {"email": account["email"], "role": role["name"], "roleId": role["_id"]}
-    record_changes(None, member, MEMBER_FIELDS)
+    record_changes(None, member, MEMBER_FIELDS, target=_member_target(account))
     return {"account": account, "accountCreated": created, "passwordChanged": False}
 
 
@@ -531,7 +573,12 @@ def create_organization(name: str, owner_email: str, owner_password: str | None)
         account = orgs.create_account(db, email, checked_password(owner_password, "ownerPassword"))
     made = orgs.create_organization(db, name, account["_id"])
     note_created(made["organization"]["_id"])
-    record_changes(None, {"name": name, "owner": email}, ("name", "owner"))
+    record_changes(
+        None,
+        {"name": name, "owner": email},
+        ("name", "owner"),
+        target=[("organization", made["organization"]["_id"], name), _member_target(account)],
+    )
     return {**made, "owner": account, "accountCreated": created, "passwordChanged": False}
 
 
@@ -599,7 +646,12 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
         update["name"] = checked_name(changes["name"])
     if retention.DAYS not in changes and retention.HOLD not in changes:
         before, after = orgs.update_organization(get_db(), actor.org, update)
-        record_changes(_as_changed(_shown(before)), _as_changed(_shown(after)), ORGANIZATION_FIELDS)
+        record_changes(
+            _as_changed(_shown(before)),
+            _as_changed(_shown(after)),
+            ORGANIZATION_FIELDS,
+            target=("organization", before["_id"], before.get("name")),
+        )
         return _shown(after)
     with retention.locked(actor.org) as anchor:
         stored = _stored_organization(actor)
@@ -620,7 +672,10 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
             retention.anchor_settings(anchor, actor.org, current)
             raise
     record_changes(
-        _as_changed(_shown(stored, current)), _as_changed(_shown(after)), ORGANIZATION_FIELDS
+        _as_changed(_shown(stored, current)),
+        _as_changed(_shown(after)),
+        ORGANIZATION_FIELDS,
+        target=("organization", stored["_id"], stored.get("name")),
     )
     return _shown(after)
 

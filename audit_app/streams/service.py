@@ -35,7 +35,7 @@ from bson import ObjectId
 from werkzeug.datastructures import MultiDict
 
 from ..api_keys import repository as api_keys
-from ..audit.changes import record_changes
+from ..audit.changes import Target, record_changes
 from ..audit.context import note_created
 from ..audit.query import FilterSchema, parse_query
 from ..auth.principal import Principal
@@ -322,7 +322,7 @@ def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, 
     }
     streams.insert_stream(db, actor.org, stream)
     note_created(stream["_id"])
-    record_changes(None, _view(stream), STREAM_FIELDS)
+    record_changes(None, _view(stream), STREAM_FIELDS, target=_stream_target(stream))
     return stream, shown
 
 
@@ -389,13 +389,17 @@ def update_stream(
     if not update:
         return stream, None
     before, after = streams.update_stream(get_db(), actor.org, stream_id, update)
-    record_changes(_view(before), _view(after), STREAM_FIELDS)
+    record_changes(_view(before), _view(after), STREAM_FIELDS, target=_stream_target(before))
     return after, shown
 
 
 def delete_stream(actor: Principal, stream_id: ObjectId) -> None:
     deleted = streams.delete_stream(get_db(), actor.org, stream_id)
-    record_changes(_view(deleted), None, STREAM_FIELDS)
+    record_changes(_view(deleted), None, STREAM_FIELDS, target=_stream_target(deleted))
+
+
+def _stream_target(stream: Mapping[str, Any]) -> Target:
+    return ("auditStream", stream["_id"], stream.get("name"))
 
 
 def send_test_event(actor: Principal, stream_id: ObjectId) -> dict[str, Any]:

@@ -7,17 +7,19 @@ so the audit record shows it redacted (``audit.record``) and the page is never c
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from ..audit.actions import declare
 from ..audit.capture import audit_action, audited
-from ..audit.context import note_actor, note_error
+from ..audit.context import note_action, note_actor, note_error
 from ..errors import ApiError
 from ..organizations import service as access
 from .forms import AcceptInvitationForm
 from .session import open_session
 
 bp = Blueprint("invitations", __name__, url_prefix="/invitations")
+(OPEN,) = declare("invitation.open")  # the page was shown: nothing accepted yet
 
 
 def _render(view, form, status=200, error=None):
@@ -38,6 +40,8 @@ def _render(view, form, status=200, error=None):
 @audit_action("invitation.accept")
 @audited
 def accept_page(token):
+    if request.method == "GET":
+        note_action(OPEN)
     view = access.find_invitation(token)
     note_actor(
         {"_id": None, "email": view.invitation["email"]}, view.organization["_id"], overrides=True

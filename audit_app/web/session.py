@@ -83,7 +83,7 @@ def open_session(account: dict, organization_id: ObjectId | None, *, login: bool
     session[SESSION_TOKEN], session_id = sessions.start_session(get_db(), account["_id"], lifetime)
     login_user(SessionAccount(account, session_id))
     if login:
-        note_credential(session_credential(session_id))
+        note_credential(session_credential(session_id), "session")
     if organization_id is not None:
         session["organizationId"] = str(organization_id)
 

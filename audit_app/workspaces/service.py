@@ -7,7 +7,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from ..audit.changes import record_changes
+from ..audit.changes import Target, record_changes
 from ..audit.context import note_created, note_workspace
 from ..auth.principal import Principal
 from ..db import Document, get_db
@@ -49,7 +49,7 @@ def create_workspace(principal: Principal, name: str, description: str | None) -
     workspace = workspaces.create_workspace(get_db(), principal.org, name, description)
     note_workspace(workspace["_id"])
     note_created(workspace["_id"])
-    record_changes(None, workspace, WORKSPACE_FIELDS)
+    record_changes(None, workspace, WORKSPACE_FIELDS, target=_workspace(workspace))
     return workspace
 
 
@@ -57,7 +57,7 @@ def update_workspace(
     principal: Principal, workspace: Mapping[str, Any], data: Mapping[str, Any]
 ) -> Document:
     before, after = workspaces.update_workspace(get_db(), principal.org, workspace["_id"], data)
-    record_changes(before, after, WORKSPACE_FIELDS)
+    record_changes(before, after, WORKSPACE_FIELDS, target=_workspace(before))
     return after
 
 
@@ -65,7 +65,17 @@ def delete_workspace(principal: Principal, workspace: Mapping[str, Any]) -> None
     """Delete a workspace with its pathways; its bound keys are revoked (all in the record)."""
     deleted, pathways, keys = workspaces.delete_workspace(get_db(), principal.org, workspace["_id"])
     went = {"pathways": pathways or None, "boundApiKeys": keys or None}  # what went with it
-    record_changes({**deleted, **went}, None, (*WORKSPACE_FIELDS, *went))
+    record_changes(
+        {**deleted, **went}, None, (*WORKSPACE_FIELDS, *went), target=_workspace(deleted)
+    )
+
+
+def _workspace(workspace: Mapping[str, Any]) -> Target:
+    return ("workspace", workspace["_id"], workspace.get("name"))
+
+
+def _pathway(pathway: Mapping[str, Any]) -> Target:
+    return ("pathway", pathway["_id"], pathway.get("name"))
 
 
 def list_pathways(principal: Principal, workspace: Mapping[str, Any]) -> list[Document]:
@@ -88,7 +98,7 @@ def create_pathway(
         get_db(), principal.org, workspace["_id"], data, principal.account_id
     )
     note_created(pathway["_id"])
-    record_changes(None, pathway, PATHWAY_FIELDS)
+    record_changes(None, pathway, PATHWAY_FIELDS, target=_pathway(pathway))
     return pathway
 
 
@@ -101,7 +111,7 @@ def update_pathway(
     before, after = workspaces.update_pathway(
         get_db(), principal.org, workspace["_id"], pathway_id, data
     )
-    record_changes(before, after, PATHWAY_FIELDS)
+    record_changes(before, after, PATHWAY_FIELDS, target=_pathway(before))
     return after
 
 
@@ -109,4 +119,4 @@ def delete_pathway(
     principal: Principal, workspace: Mapping[str, Any], pathway_id: ObjectId
 ) -> None:
     deleted = workspaces.delete_pathway(get_db(), principal.org, workspace["_id"], pathway_id)
-    record_changes(deleted, None, PATHWAY_FIELDS)
+    record_changes(deleted, None, PATHWAY_FIELDS, target=_pathway(deleted))
