@@ -2,8 +2,8 @@
 
 API paths (``/api/...``) answer ``{"error": {"code", "message", "field", "requestId"}}``; the
 web pages answer an error page in the layout, which shows the request id too (the id a user
-gives support, and that a ``requestId:`` search finds). Nothing a client sends may become a 500: bad input is
-raised as an ``ApiError`` with the status that fits.
+gives support, and that a ``requestId:`` search finds). Nothing a client sends may become a
+500: bad input is raised as an ``ApiError`` with the status that fits.
 """
 
 from __future__ import annotations

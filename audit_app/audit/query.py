@@ -314,9 +314,9 @@ QUALIFIERS = (
     "path",
 )
 QUALIFIER_HELP = (
-    "target:<id>, actor:<email>, ip:<address>, requestId:<id>, action:<name> or action:<resource>.*, "
-    "credential:<credentialId>, method:<M>, status:<code or class>, "
-    "created:>=<date>, created:<=<date>, path:<text>"
+    "target:<id>, actor:<email>, ip:<address>, requestId:<id>, "
+    "action:<name> or action:<resource>.*, credential:<credentialId>, method:<M>, "
+    "status:<code or class>, created:>=<date>, created:<=<date>, path:<text>"
 )
 _QUALIFIER = re.compile(r"^([A-Za-z]+):(.*)$", re.DOTALL)
 _ACTION = re.compile(r"^[a-z][A-Za-z0-9]{0,39}\.(?:[a-z][A-Za-z0-9]{0,39}|\*)$")
