@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import cli, errors
 from .api_keys.api import bp as api_keys_bp
 from .audit.actions import label as action_label
-from .audit.actions import record_label
+from .audit.actions import matched_text, record_label, sentence, target_text
 from .audit.anchor import Anchor
 from .audit.api import bp as audit_logs_bp
 from .audit.capture import WRITER_KEY, record_response, start_request
@@ -161,6 +161,9 @@ def register_hooks(app: Flask) -> None:
     app.add_template_filter(auth_label, "auth_label")
     app.add_template_filter(action_label, "action_label")
     app.add_template_filter(record_label, "record_label")
+    app.add_template_filter(sentence, "record_sentence")
+    app.add_template_filter(target_text, "target_text")
+    app.add_template_filter(matched_text, "matched_text")
 
 
 def register_blueprints(app: Flask) -> None:

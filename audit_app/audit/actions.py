@@ -124,6 +124,74 @@ def record_label(record: Mapping[str, Any]) -> str:
     return f"{subject} {noun} {how}"
 
 
+_TARGET_WORDS = {
+    "member": "member",
+    "role": "role",
+    "apiKey": "API key",
+    "workspace": "workspace",
+    "pathway": "pathway",
+    "invitation": "invitation for",
+    "auditStream": "audit stream",
+    "organization": "organization",
+    "auditLog": "audit log record",
+}
+
+
+def target_text(target: Mapping[str, Any]) -> str:
+    """One target as people read it: ``role Auditors``, ``member ana@corp.example``."""
+    word = _TARGET_WORDS.get(str(target.get("type")), str(target.get("type")))
+    return f"{word} {target.get('name') or target.get('id') or '?'}"
+
+
+def actor_text(record: Mapping[str, Any]) -> str:
+    """Who did it, as a sentence names them."""
+    if record.get("accountEmail"):
+        return str(record["accountEmail"])
+    if record.get("apiKeyName"):
+        return f"API key {record['apiKeyName']}"
+    if record.get("authType") == "cli":
+        return "the operator (command line)"
+    return "an unauthenticated client"
+
+
+def matched_text(matched: Iterable[str]) -> str:
+    """How a record found by an id involves it: "by it", "acted on it", "in it"."""
+    matched = set(matched)
+    said = []
+    if matched & {"actor", "apiKey"}:
+        said.append("by it")
+    if "target" in matched:
+        said.append("acted on it")
+    if "workspace" in matched and not said:
+        said.append("in it")
+    return ", ".join(said)
+
+
+def sentence(record: Mapping[str, Any]) -> str:
+    """The record as one sentence, the target first: "ana@corp.example's role changed from
+    Member to Admin by owner@corp.example", "Role creation refused: role Auditors, by ..."."""
+    targets = [t for t in record.get("targets") or () if isinstance(t, Mapping)]
+    who = actor_text(record)
+    failed = record.get("outcome") == "failure"
+    if record.get("action") == "member.roleChange" and not failed:
+        member = next((t for t in targets if t.get("type") == "member"), None)
+        change = next(
+            (
+                c
+                for c in record.get("changes") or ()
+                if isinstance(c, Mapping) and c.get("field") == "role"
+            ),
+            None,
+        )
+        if member is not None and change is not None:
+            name = member.get("name") or member.get("id")
+            return f"{name}'s role changed from {change.get('from')} to {change.get('to')} by {who}"
+    said = record_label(record)
+    if targets:
+        return f"{said}: {', '.join(target_text(t) for t in targets)}, by {who}"
+    return f"{said}, by {who}"
+
+
 def label(action: str | None) -> str:
     """``apiKey.create`` -> "API key created"; ``workspace.list`` -> "Workspaces listed"."""
     if not action or "." not in action:
