@@ -45,6 +45,37 @@ def of_resource(actions: Iterable[str], resource: str) -> list[str]:
     return [name for name in actions if name.split(".", 1)[0] == resource]
 
 
+# Targets -----------------------------------------------------------------------------------
+
+# What each action's records name as ``targets`` (docs/audit-schema.md's table is this one: a
+# test holds them equal, and a test holds every record's target types to it). A refused
+# request names what its path names, with no name.
+_SAME = ("pathway", "role", "workspace", "auditStream")
+TARGETS: dict[str, tuple[str, ...]] = {
+    "account.passwordChange": ("member",),
+    "account.revokeCredentials": ("member",),
+    "apiKey.create": ("apiKey",),
+    "apiKey.revoke": ("apiKey",),
+    "auditLog.view": ("auditLog",),
+    "auditStream.test": ("auditStream",),
+    "invitation.accept": ("invitation", "member"),
+    "invitation.open": ("invitation",),
+    "invitation.revoke": ("invitation",),
+    "member.add": ("member",),
+    "member.invite": ("invitation", "role"),
+    "member.remove": ("member",),
+    "member.roleChange": ("member", "role"),
+    "organization.create": ("organization", "member"),
+    "organization.update": ("organization",),
+    "role.permissionsChange": ("role",),
+    **{
+        f"{kind}.{verb}": (kind,)
+        for kind in _SAME
+        for verb in ("create", "update", "delete", "view")
+    },
+}
+
+
 # Labels ------------------------------------------------------------------------------------
 
 _RESOURCES = {"apiKey": "API key", "apiDocs": "API description", "auditLog": "Audit log"}

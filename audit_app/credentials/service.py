@@ -26,6 +26,7 @@ from typing import Any
 from bson import ObjectId
 
 from ..api_keys import repository as api_keys
+from ..audit.context import note_target
 from ..auth import sessions
 from ..db import Document, get_db
 from ..organizations import repository as orgs
@@ -71,6 +72,7 @@ def revoke_credentials(
     """The operator's incident response: end every session and JWT of the account and
     revoke the keys and invitations it created (in one organization, or in all of them)."""
     db = get_db()
+    note_target("member", account["_id"], account.get("email"))
     ended = sessions.end_account_sessions(db, account["_id"])
     orgs.bump_credential_version(db, account["_id"])
     revoked = _revoke_made_by(

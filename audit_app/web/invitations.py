@@ -12,7 +12,7 @@ from flask_login import current_user
 
 from ..audit.actions import declare
 from ..audit.capture import audit_action, audited
-from ..audit.context import note_action, note_actor, note_error
+from ..audit.context import note_action, note_actor, note_error, note_target
 from ..errors import ApiError
 from ..organizations import service as access
 from .forms import AcceptInvitationForm
@@ -43,6 +43,7 @@ def accept_page(token):
     if request.method == "GET":
         note_action(OPEN)
     view = access.find_invitation(token)
+    note_target("invitation", view.invitation["_id"], view.invitation["email"])
     note_actor(
         {"_id": None, "email": view.invitation["email"]}, view.organization["_id"], overrides=True
     )
