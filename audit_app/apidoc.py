@@ -54,6 +54,9 @@ class ErrorDetailSchema(Schema):
     code = fields.String(required=True)
     message = fields.String(required=True)
     field = fields.String()
+    requestId = fields.String(
+        metadata={"description": "the id the request is recorded under: give it to support"}
+    )
 
 
 class ErrorSchema(Schema):

@@ -496,9 +496,15 @@ def seed_demo_command(request_count, if_empty, as_json):
     show_default=True,
     help="file to write; - for standard output",
 )
+@click.option(
+    "--details/--no-details",
+    default=True,
+    show_default=True,
+    help="with each record's request details (query, headers, body)",
+)
 @json_option
 @with_appcontext
-def export_command(organization_id, fmt, output, as_json, **filters):
+def export_command(organization_id, fmt, output, details, as_json, **filters):
     """Export an organization's audit log (filtered) as CSV or NDJSON, streamed."""
 
     organization = _organization(get_db(), organization_id)
@@ -523,7 +529,7 @@ def export_command(organization_id, fmt, output, as_json, **filters):
         python_name = {v: k for k, v in names.items()}.get(error.field, "")
         option = options.get(error.field) or "--" + python_name.replace("_", "-")
         raise click.BadParameter(error.message.split(": ", 1)[-1], param_hint=option) from None
-    options = {"format": fmt, "output": output, **args.to_dict()}
+    options = {"format": fmt, "output": output, "details": details, **args.to_dict()}
     started = record_operator_command(
         organization["_id"],
         "export",
@@ -537,7 +543,7 @@ def export_command(organization_id, fmt, output, as_json, **filters):
     try:
         records = export_records(organization["_id"], query)
         with click.open_file(output, "w", encoding="utf-8") as handle:
-            for chunk in export.chunks(fmt, records):
+            for chunk in export.chunks(fmt, records, details):
                 handle.write(chunk)
                 written += 1
                 if progress and written % 1000 == 0:

@@ -344,3 +344,62 @@ def test_the_schema_document_lists_each_action_s_targets():
         )
     }
     assert documented == TARGETS
+
+
+# Exports an auditor can read ---------------------------------------------------------------
+
+
+def test_the_csv_export_reads_as_what_happened_and_can_leave_details_out(api, db, org):
+    import csv
+    import io
+
+    api.patch(
+        f"/api/v1/members/{org.member.account_id}",
+        as_=org.owner,
+        json={"roleId": str(org.roles["admin"]["_id"])},
+    )
+    api.patch(f"/api/v1/roles/{org.roles['admin']['_id']}", as_=org.member, json={"name": "X"})
+    answer = api.get("/api/v1/audit-logs/export?format=csv&details=false", as_=org.admin)
+    assert answer.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
+    assert "request" not in rows[0] and {"label", "outcome", "targets"} <= set(rows[0])
+    change = next(r for r in rows if r["action"] == "member.roleChange")
+    assert change["label"] == "Member's role changed" and change["outcome"] == "success"
+    assert change["targets"] == (
+        f"member:{org.member.email} ({org.member.account_id}), "
+        f"role:Admin ({org.roles['admin']['_id']})"
+    )
+    refused = next(r for r in rows if r["action"] == "role.update")
+    assert refused["label"] == "Role update refused" and refused["outcome"] == "failure"
+    full = api.get("/api/v1/audit-logs/export?format=csv", as_=org.admin)
+    assert "request" in full.get_data(as_text=True).splitlines()[0]
+    assert (
+        api.get("/api/v1/audit-logs/export?format=csv&details=maybe", as_=org.admin).status_code
+        == 400
+    )
+
+
+def test_ocsf_and_cef_carry_the_targets(api, db, org):
+    from audit_app.streams.formats import ocsf, render
+
+    api.patch(
+        f"/api/v1/members/{org.member.account_id}",
+        as_=org.owner,
+        json={"roleId": str(org.roles["admin"]["_id"])},
+    )
+    record = _last(db, "member.roleChange")
+    event = ocsf(record)
+    assert {"uid": str(org.member.account_id), "type": "member", "name": org.member.email} in (
+        event["resources"]
+    )
+    assert f"cs6Label=targets cs6=member:{org.member.email}" in render("cef", record)
+    assert json_targets(render("json", record)) == [
+        {"type": "member", "id": str(org.member.account_id), "name": org.member.email},
+        {"type": "role", "id": str(org.roles["admin"]["_id"]), "name": "Admin"},
+    ]
+
+
+def json_targets(text):
+    import json
+
+    return json.loads(text)["targets"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from bson import ObjectId
 
@@ -66,7 +66,8 @@ def record_changes(
     note_changes(diff(before, after, fields))
     if target is None:
         return
-    for kind, object_id, name in [target] if isinstance(target[0], str) else target:  # type: ignore[misc]
+    targets = [target] if isinstance(target[0], str) else target
+    for kind, object_id, name in cast("Sequence[Target]", targets):
         note_target(kind, object_id, name)
 
 

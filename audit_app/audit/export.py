@@ -13,7 +13,8 @@ from flask import Response, stream_with_context
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from ..ids import iso, utcnow
-from ..streams.formats import ocsf
+from ..streams.formats import ocsf, targets_text
+from .actions import record_label
 from .capture import record_export_outcome
 from .schemas import present
 
@@ -37,6 +38,9 @@ CSV_COLUMNS = [
     "userAgent",
     "requestId",
     "action",
+    "label",
+    "outcome",
+    "targets",
     "credentialId",
     "errorCode",
     "errorMessage",
@@ -71,15 +75,19 @@ def _csv_line(values: list) -> str:
     return buffer.getvalue()
 
 
-def csv_chunks(records: Iterable[dict]) -> Iterator[str]:
-    """A UTF-8 CSV (with a BOM, so spreadsheets read it as UTF-8), one row a record."""
-    yield "\ufeff" + _csv_line(CSV_COLUMNS)
+def csv_chunks(records: Iterable[dict], details: bool = True) -> Iterator[str]:
+    """A UTF-8 CSV (with a BOM, so spreadsheets read it as UTF-8), one row a record: the
+    action also as it reads (``label``), ``outcome``, and ``targets`` as ``type:name (id)``;
+    ``details=False`` leaves the bulky request details out."""
+    columns = CSV_COLUMNS if details else [c for c in CSV_COLUMNS if c != "request"]
+    yield "\ufeff" + _csv_line(columns)
     for record in records:
-        row = present(record, details=True)
+        row = present(record, details=details)
         row.update(errorCode=row["response"].get("errorCode"))
         row.update(errorMessage=row["response"].get("errorMessage"))
+        row.update(label=record_label(record), targets=targets_text(record.get("targets")))
         cells = []
-        for column in CSV_COLUMNS:
+        for column in columns:
             value = row.get(column)
             if column in _JSON_COLUMNS and (value is not None or column == "request"):
                 value = json.dumps(value, ensure_ascii=False, sort_keys=True)
@@ -87,12 +95,12 @@ def csv_chunks(records: Iterable[dict]) -> Iterator[str]:
         yield _csv_line(cells)
 
 
-def ndjson_chunks(records: Iterable[dict]) -> Iterator[str]:
+def ndjson_chunks(records: Iterable[dict], details: bool = True) -> Iterator[str]:
     for record in records:
-        yield json.dumps(present(record, details=True), ensure_ascii=False) + "\n"
+        yield json.dumps(present(record, details=details), ensure_ascii=False) + "\n"
 
 
-def ocsf_chunks(records: Iterable[dict]) -> Iterator[str]:
+def ocsf_chunks(records: Iterable[dict], details: bool = True) -> Iterator[str]:
     for record in records:
         yield json.dumps(ocsf(record), ensure_ascii=False, default=str) + "\n"
 
@@ -105,14 +113,14 @@ class ExportTimedOut(Exception):
         self.rows = rows
 
 
-def chunks(fmt: str, records: Iterable[dict]) -> Iterator[str]:
+def chunks(fmt: str, records: Iterable[dict], details: bool = True) -> Iterator[str]:
     """The export's text; if the store's time budget runs out midway, a last line says the
     file is incomplete (a reader must not take a cut file for the whole log), then
     ``ExportTimedOut``."""
     rows = 0
     try:
         writers = {"csv": csv_chunks, "ndjson": ndjson_chunks, "ocsf": ocsf_chunks}
-        for chunk in writers[fmt](records):
+        for chunk in writers[fmt](records, details):
             yield chunk
             rows += 1
     except (ExecutionTimeout, OperationFailure) as error:
@@ -137,12 +145,12 @@ def is_time_limit(error: OperationFailure) -> bool:
     return error.code in (50, 262)
 
 
-def tallied(fmt: str, records: Iterable[dict], on_end) -> Iterator[str]:
+def tallied(fmt: str, records: Iterable[dict], on_end, details: bool = True) -> Iterator[str]:
     """The export's chunks; ``on_end(rows, outcome)`` runs however the export ends:
     ``completed``, ``interrupted`` (the client went away) or ``timedOut``."""
     written, outcome = 0, "interrupted"
     try:
-        for chunk in chunks(fmt, records):
+        for chunk in chunks(fmt, records, details):
             written += 1  # handed on: the buffer sends it before anything else happens
             yield chunk
         outcome = "completed"
@@ -162,7 +170,9 @@ def streamed_response(fmt: str, query, records: Iterable[dict], organization: di
     name = file_name(
         organization["name"], fmt, query.filters.get("from_"), query.filters.get("to"), utcnow()
     )
-    body = stream_with_context(buffered(tallied(fmt, records, record_export_outcome(fmt))))
+    details = query.filters.get("details", True) is not False
+    on_end = record_export_outcome(fmt)
+    body = stream_with_context(buffered(tallied(fmt, records, on_end, details)))
     response = Response(body, mimetype=CONTENT_TYPES[fmt].split(";")[0])
     response.headers["Content-Type"] = CONTENT_TYPES[fmt]
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'

@@ -148,6 +148,13 @@ class ExportQuerySchema(FilterSchema):
         required=True,
         validate=validate.OneOf(("csv", "ndjson", "ocsf"), error="Must be csv, ndjson or ocsf."),
     )
+    details = fields.Boolean(
+        load_default=True,
+        truthy={"true", "1"},
+        falsy={"false", "0"},
+        error_messages={"invalid": "Must be true or false."},
+        metadata={"description": "false: leave each record's request details out"},
+    )
 
 
 ID_FIELDS = ("accountId", "apiKeyId", "workspaceId")  # also the order of index preference

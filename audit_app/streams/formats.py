@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..audit.actions import label
+from ..audit.actions import label, record_label
 from ..audit.schemas import present
 from ..ids import iso
 
@@ -71,7 +71,7 @@ def ocsf(record: Mapping[str, Any]) -> dict[str, Any]:
         "severity_id": 1 if status < 400 else (2 if status < 500 else 3),
         "status_id": 1 if 0 < status < 400 else 2,
         "status_code": str(status),
-        "message": label(record.get("action")) or f"{record.get('method')} {record.get('path')}",
+        "message": record_label(record) or f"{record.get('method')} {record.get('path')}",
         "metadata": {
             "version": OCSF_VERSION,
             "uid": str(record["_id"]),
@@ -105,9 +105,31 @@ def ocsf(record: Mapping[str, Any]) -> dict[str, Any]:
         event["status_detail"] = response.get("errorMessage")
         event["api"]["response"]["error"] = response["errorCode"]
         event["api"]["response"]["error_message"] = response.get("errorMessage")
-    if response.get("id"):
-        event["resources"] = [{"uid": response["id"], "type": record.get("resource")}]
+    resources = [
+        {
+            "uid": str(t.get("id")),
+            "type": t.get("type"),
+            **({"name": t["name"]} if t.get("name") else {}),
+        }
+        for t in record.get("targets") or ()
+        if isinstance(t, Mapping) and t.get("id") is not None
+    ]
+    if response.get("id") and all(r["uid"] != response["id"] for r in resources):
+        resources.append({"uid": response["id"], "type": record.get("resource")})
+    if resources:  # what the request acted on (OCSF's resources[])
+        event["resources"] = resources
     return event
+
+
+def targets_text(targets: Any) -> str | None:
+    """What a request acted on, in one text: ``member:ana@corp.example (65f...), role:Admin
+    (65f...)`` (CEF's ``cs6`` and the CSV's column)."""
+    shown = [
+        f"{t.get('type')}:{t.get('name') or ''} ({t.get('id')})"
+        for t in targets or ()
+        if isinstance(t, Mapping)
+    ]
+    return ", ".join(shown) or None
 
 
 def _source(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,6 +188,8 @@ def cef(record: Mapping[str, Any]) -> str:
         "cs3": record.get("credentialId"),
         "cs4Label": "errorCode",
         "cs4": (record.get("response") or {}).get("errorCode"),
+        "cs6Label": "targets",
+        "cs6": targets_text(record.get("targets")),
     }
     fields = " ".join(f"{k}={_cef_value(v)}" for k, v in extension.items() if v not in (None, ""))
     header = "|".join(
