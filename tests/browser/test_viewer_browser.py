@@ -69,8 +69,11 @@ def test_search_by_account_id_and_by_workspace_id(page, live):
     open_audit_logs(page, live)
     member = live["people"]["member"]
     search(page, str(member["_id"]))
-    accounts = set(column(page, "Account"))
-    assert accounts == {member["email"]}
+    accounts = column(page, "Account")
+    involved = column(page, "Resource")
+    assert member["email"] in accounts
+    for account, how in zip(accounts, involved, strict=True):  # by the member, or to them
+        assert account == member["email"] or "acted on it" in how
     workspace_id = live["summary"]["workspaces"][0]
     search(page, workspace_id)
     cells = page.locator("td[data-label=Workspace] span[title]").all()
@@ -407,3 +410,35 @@ def test_the_activity_chart_counts_what_the_api_counts_and_narrows_on_a_click(pa
     created = column(page, "Created")
     assert len(created) == shown[busiest]
     assert page.locator("#activity a.bar").count() == 24  # that day, per hour
+
+
+def test_support_pastes_an_account_id_and_reads_what_was_done_to_it(page, live):
+    """A customer says "someone changed my role": support pastes their account id."""
+    from tests.factories import Api
+
+    member, owner = live["people"]["member"], live["logins"]["owner"]
+    api = Api(live["app"].test_client())
+    token = api.client.post(
+        "/api/v1/auth/token", json={"email": owner["email"], "password": owner["password"]}
+    ).get_json()["token"]
+    roles = {r["name"]: r["id"] for r in api.get("/api/v1/roles", token=token).get_json()["items"]}
+    for role in ("Admin", "Member"):  # changed, then put back: the page's people stay as they were
+        changed = api.patch(
+            f"/api/v1/members/{member['_id']}", token=token, json={"roleId": roles[role]}
+        )
+        assert changed.status_code == 200, changed.get_json()
+    log_in(page, live, "admin")
+    open_audit_logs(page, live)
+    search(page, str(member["_id"]))
+    first = page.locator("table.records tbody tr").first
+    assert "Member's role changed" in first.inner_text()
+    assert "acted on it" in first.inner_text()
+    assert first.locator("td[data-label=Account]").inner_text().strip() == owner["email"]
+    first.get_by_role("link", name="View Details").click()
+    page.wait_for_url(re.compile(r"/organization/audit-logs/[0-9a-f]{24}"))
+    sentence = page.locator("#sentence").inner_text()
+    assert sentence.startswith(f"{member['email']}'s role changed from Admin to Member by ")
+    assert owner["email"] in sentence
+    page.locator("#targets").get_by_role("link", name="Everything by or to it").first.click()
+    page.wait_for_load_state("networkidle")
+    assert str(member["_id"]) in unquote(page.url)
