@@ -403,3 +403,37 @@ def json_targets(text):
     import json
 
     return json.loads(text)["targets"]
+
+
+def test_a_web_form_names_the_same_targets_and_a_refused_one_fails(make_app, mongo, org):
+    from .test_web_session import csrf_from, login
+
+    app = make_app()
+    db = mongo["audit_app"]
+    browser = app.test_client()
+    login(browser, org.owner)
+    token = csrf_from(browser.get("/organization/members").get_data(as_text=True))
+    browser.post(
+        f"/organization/members/{org.member.account_id}",
+        data={"roleId": str(org.roles["admin"]["_id"]), "csrf_token": token},
+    )
+    change = _last(db, "member.roleChange")
+    assert change["authType"] == "session" and change["outcome"] == "success"
+    assert _targets(change) == [
+        ("member", org.member.account_id, org.member.email),
+        ("role", org.roles["admin"]["_id"], "Admin"),
+    ]
+    # the last Owner cannot be demoted: the form answers with a redirect and a message, and
+    # the record says it failed although its status is not an error
+    browser.post(
+        f"/organization/members/{org.owner.account_id}",
+        data={"roleId": str(org.roles["member"]["_id"]), "csrf_token": token},
+    )
+    refused = _last(
+        db,
+        "member.roleChange",
+        accountId=org.owner.account_id,
+        path=(f"/organization/members/{org.owner.account_id}"),
+    )
+    assert refused["statusCode"] < 400 and refused["outcome"] == "failure"
+    assert _targets(refused) == [("member", org.owner.account_id, None)]
