@@ -5,7 +5,10 @@ Prints, measured side by side in one run on the same build and store:
   machine's speed hits both sides alike), and their ratio (goal: >= 0.9);
 - records/s that the audit writer sustains on the embedded store and on mongomock;
 - the insert cost of each index the search bar's qualifiers walk (requestId, credential,
-  ip, action), each alone and all together, against the table without them.
+  ip, action), each alone and all together, against the table without them; and of what a
+  search by target walks (``targets.id``, 1-2 targets a record): on the embedded store the
+  side table ``audit_targets`` with and without its index ``org_target_newest``, alone and
+  beside every other index; on mongomock the writer with and without the index.
 
 - the same ratio for concurrent clients against gunicorn (``--concurrent``, default 8).
 
@@ -15,9 +18,11 @@ Usage: python -m bench.capture [--requests N] [--rounds R] [--records M] [--conc
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import tempfile
 import time
+from typing import Any
 
 import mongomock
 
@@ -87,6 +92,17 @@ def run_requests(app, key: str, workspace: str, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def targets_of(index: int) -> list[dict]:
+    """What a benchmark record acted on: one target, every other record two (a member
+    and its role, say), as requests that change something name them."""
+    from bson import ObjectId
+
+    targets = [{"type": "pathway", "id": ObjectId(), "name": f"pathway {index}"}]
+    if index % 2:
+        targets.append({"type": "role", "id": ObjectId(), "name": None})
+    return targets
+
+
 def writer_rate(store: Store, spool_dir: str, count: int, indexes=None) -> float:
     from bson import ObjectId
 
@@ -113,6 +129,7 @@ def writer_rate(store: Store, spool_dir: str, count: int, indexes=None) -> float
                 "createdAt": utcnow(),
                 "durationMs": 1.0,
                 "requestId": str(index),
+                "targets": targets_of(index),
                 "request": {"body": {"name": "x" * 200}, "query": {}, "params": {}, "headers": {}},
             }
         )
@@ -161,6 +178,7 @@ def main() -> None:
             f"{rate_embedded / rate_mock:.3f}"
         )
         index_cost(store_dir, spool_dir, args.records)
+        target_index_cost_mongomock(store_dir, spool_dir, args.records)
     if args.concurrent:
         concurrent_ratio(args.concurrent, args.rounds)
 
@@ -236,53 +254,117 @@ def concurrent_ratio(clients: int, rounds: int, requests: int = 150) -> None:
 
 def index_cost(store_dir: str, spool_dir: str, count: int) -> None:
     """Insert rate into the embedded store's table without the search-bar indexes, with
-    each one alone, and with all of them (alternating rounds, median of three)."""
+    each one alone, and with all of them; and the same for what a target search walks
+    (five alternating rounds, median). Each is given as records/s (wall clock) and as the
+    process's CPU time per record, which the other work of a shared machine disturbs less.
+
+    Every record names 1-2 targets. A variant without the target rows stores them under
+    ``tArgets`` (same length, so the same BSON bytes; ``targets.id`` then names nothing
+    and no side rows are written): that is an insert as it was before ``audit_targets``.
+    """
     from bson import ObjectId
 
-    from audit_app.audit.embedded import SQL_INDEXES, AuditLogCollection, AuditTable
+    from audit_app.audit.embedded import SQL_INDEXES, TARGET_INDEX, AuditLogCollection, AuditTable
 
     searched = ["org_requestid_newest", "org_credential_newest", "org_ip_newest"]
     searched.append("org_action_newest")
-    variants = {"without": set(searched), **{f"+{n}": set(searched) - {n} for n in searched}}
-    variants["all"] = set()
+    everything = {*searched, TARGET_INDEX}
+    # name: (indexes dropped, whether the records' targets get their side rows)
+    variants: dict[str, tuple[set[str], bool]] = {
+        "without": (everything, False),
+        **{f"+{n}": (everything - {n}, False) for n in searched},
+        "+audit_targets, no index": (everything, True),
+        f"+audit_targets+{TARGET_INDEX}": (set(searched), True),
+        "all but the targets (#23)": ({TARGET_INDEX}, False),
+        "all (what ships)": (set(), True),
+    }
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}  # µs of CPU a record
     org = ObjectId()
-    for round_index in range(3):
+    for round_index in range(5):
         order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
-        for name in order:
-            table = AuditTable(f"{store_dir}/index-cost-{name}-{round_index}.sqlite3")
-            for dropped in sorted(variants[name]):  # fixed names from SQL_INDEXES
-                assert dropped in SQL_INDEXES
-                table.writer().execute(f"DROP INDEX {dropped}")
+        for number, name in enumerate(order):
+            dropped, with_targets = variants[name]
+            table = AuditTable(f"{store_dir}/index-cost-{round_index}-{number}.sqlite3")
+            for index_name in sorted(dropped):  # fixed names from SQL_INDEXES
+                assert index_name in SQL_INDEXES
+                table.writer().execute(f"DROP INDEX {index_name}")
             collection = AuditLogCollection(table)
-            started = time.perf_counter()
-            for index in range(count):
-                collection.insert_one(
-                    {
-                        "_id": ObjectId(),
-                        "organizationId": org,
-                        "accountId": ObjectId(),
-                        "authType": "jwt",
-                        "credentialId": f"jwt_{ObjectId()}",
-                        "action": ("pathway.view", "pathway.update", "member.list")[index % 3],
-                        "resource": "pathways",
-                        "method": "GET",
-                        "path": f"/api/v1/pathways/{index}",
-                        "statusCode": 200,
-                        "createdAt": utcnow(),
-                        "storedAt": utcnow(),
-                        "ip": f"198.51.{index % 256}.{index % 200}",
-                        "requestId": ObjectId().binary.hex(),
-                        "request": {"body": {"name": "x" * 200}},
-                    }
-                )
+            records: list[dict[str, Any]] = [
+                {
+                    "_id": ObjectId(),
+                    "organizationId": org,
+                    "accountId": ObjectId(),
+                    "authType": "jwt",
+                    "credentialId": f"jwt_{ObjectId()}",
+                    "action": ("pathway.view", "pathway.update", "member.list")[index % 3],
+                    "resource": "pathways",
+                    "method": "GET",
+                    "path": f"/api/v1/pathways/{index}",
+                    "statusCode": 200,
+                    "ip": f"198.51.{index % 256}.{index % 200}",
+                    "requestId": ObjectId().binary.hex(),
+                    ("targets" if with_targets else "tArgets"): targets_of(index),
+                    "request": {"body": {"name": "x" * 200}},
+                }
+                for index in range(count)
+            ]
+            gc.collect()  # the garbage of the variant before is not this one's cost
+            started, started_cpu = time.perf_counter(), time.process_time()
+            for record in records:
+                record["createdAt"] = record["storedAt"] = utcnow()
+                collection.insert_one(record)
             rates[name].append(count / (time.perf_counter() - started))
+            cpu[name].append((time.process_time() - started_cpu) / count * 1e6)
+            side_rows = table.writer().execute("SELECT count(*) FROM audit_targets").fetchone()
+            assert (side_rows[0] > 0) == with_targets
             table.close()
     base = statistics.median(rates["without"])
-    print(f"Index cost on insert, embedded store ({count} records, median of 3 rounds):")
+    before = statistics.median(rates["all but the targets (#23)"])
+    base_cpu = statistics.median(cpu["without"])
+    before_cpu = statistics.median(cpu["all but the targets (#23)"])
+    print(
+        f"Index cost on insert, embedded store ({count} records with 1-2 targets each, "
+        "median of 5 rounds; ratios of rates, so < 1 is slower):"
+    )
+    for name, measured in rates.items():
+        rate, used = statistics.median(measured), statistics.median(cpu[name])
+        print(
+            f"  {name:34} {rate:7.1f} records/s  to without {rate / base:.3f}  "
+            f"to all but the targets {rate / before:.3f}  |  CPU {used:6.1f} µs/record  "
+            f"to without {base_cpu / used:.3f}  to all but the targets {before_cpu / used:.3f}"
+        )
+
+
+def target_index_cost_mongomock(store_dir: str, spool_dir: str, count: int) -> None:
+    """The audit writer on mongomock with the production indexes, with and without
+    ``org_target_newest`` (four alternating rounds, so each goes first as often; median).
+    mongomock keeps no
+    B-tree for an index that is not unique: this is its bookkeeping only, not MongoDB's
+    cost, which is one index key per distinct target id (measure with TEST_MONGO_URI)."""
+    from audit_app.audit.embedded import TARGET_INDEX
+    from audit_app.audit.repository import INDEXES
+
+    without = [(keys, options) for keys, options in INDEXES if options["name"] != TARGET_INDEX]
+    variants = {"without org_target_newest": without, "with (what ships)": list(INDEXES)}
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(4):
+        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
+        for name in order:
+            store = Store(
+                None,
+                db_name=f"bench_target_{round_index}",
+                embedded_dir=store_dir,
+                client=mongomock.MongoClient(tz_aware=True),
+            )
+            gc.collect()
+            rates[name].append(writer_rate(store, spool_dir, count, variants[name]))
+            store.close()
+    print(f"Target index on mongomock, audit writer ({count} records, median of 4 rounds):")
+    base = statistics.median(rates["without org_target_newest"])
     for name, measured in rates.items():
         rate = statistics.median(measured)
-        print(f"  {name:24} {rate:8.1f} records/s   ratio to without {rate / base:.3f}")
+        print(f"  {name:40} {rate:8.1f} records/s   ratio to without {rate / base:.3f}")
 
 
 if __name__ == "__main__":

@@ -36,10 +36,19 @@ def real_app(make_app):
 
 
 def test_indexes_exist_with_their_definitions(real_app):
+    # on MongoDB the app only checks its indexes: the deploy step builds them
+    built = real_app.test_cli_runner().invoke(args=["ensure-indexes"])
+    assert built.exit_code == 0, built.output
     with real_app.app_context():
         info = get_audit_db().audit_logs.index_information()
     assert not [name for name, index in info.items() if "expireAfterSeconds" in index]
     assert info["org_newest"]["key"][:3] == [("organizationId", 1), ("createdAt", -1), ("_id", -1)]
+    assert info["org_target_newest"]["key"] == [
+        ("organizationId", 1),
+        ("targets.id", 1),
+        ("createdAt", -1),
+        ("_id", -1),
+    ]
 
 
 def test_a_ttl_index_of_an_earlier_version_is_dropped(real_app):
@@ -111,6 +120,9 @@ def test_odd_keys_and_deep_bodies_are_accepted_by_the_server(real_app):
 
 RECORDS = 200_000
 RARE_ACCOUNT, RARE_KEY, RARE_WORKSPACE = ObjectId(), ObjectId(), ObjectId()
+# what the records acted on: every record names COMMON_TARGET, the rare ones RARE_TARGET
+# too, twice (as a member and as a workspace): one to three targets, two distinct ids
+COMMON_TARGET, RARE_TARGET = ObjectId(), ObjectId()
 
 
 class _Finds:
@@ -141,8 +153,11 @@ def finds():
 
 @pytest.fixture
 def big(real_app, finds):
-    """One organization holding RECORDS records, a few of them rare in each filter."""
+    """One organization holding RECORDS records, a few of them rare in each filter; the
+    audit indexes built as the deploy step builds them (the app only checks them)."""
     from datetime import UTC, datetime, timedelta
+
+    from audit_app.audit.repository import ensure_audit_indexes
 
     from .factories import audit_record
 
@@ -154,6 +169,12 @@ def big(real_app, finds):
         batch = []
         for i in range(RECORDS):
             rare = i % 20_000 == 7
+            targets = [{"type": "pathway", "id": COMMON_TARGET, "name": "p"}]
+            if rare:
+                targets += [
+                    {"type": "member", "id": RARE_TARGET, "name": None},
+                    {"type": "workspace", "id": RARE_TARGET, "name": None},
+                ]
             batch.append(
                 audit_record(
                     org.id,
@@ -167,11 +188,13 @@ def big(real_app, finds):
                     resource="members" if rare else "pathways",
                     path=f"/api/v1/pathways/{ObjectId()}",
                     storedAt=start + timedelta(milliseconds=250 * i + 3),
+                    targets=targets,
                 )
             )
             if len(batch) == 10_000:
                 collection.insert_many(batch, ordered=False)
                 batch = []
+        ensure_audit_indexes(get_audit_db())
     finds.commands.clear()
     return org
 
@@ -206,11 +229,18 @@ def _explain(real_app, command: dict) -> dict:
         "resource=members",
         "from=2026-01-01T01:00:00Z&to=2026-01-01T02:00:00Z",
         "q={account}",
+        "q={target}",
+        "q=target:{target}",
+        "q=target:{common}",  # every record: the sort must come from the index
     ],
 )
 def test_each_shape_is_an_index_walk_that_stops_after_limit_plus_one(big, real_app, finds, query):
     url = "/api/v1/audit-logs?limit=5&" + query.format(
-        account=RARE_ACCOUNT, key=RARE_KEY, workspace=RARE_WORKSPACE
+        account=RARE_ACCOUNT,
+        key=RARE_KEY,
+        workspace=RARE_WORKSPACE,
+        target=RARE_TARGET,
+        common=COMMON_TARGET,
     )
     answer = Api(real_app.test_client()).get(url, as_=big.admin)
     assert answer.status_code == 200, answer.get_json()
@@ -222,6 +252,34 @@ def test_each_shape_is_an_index_walk_that_stops_after_limit_plus_one(big, real_a
         assert {s["indexName"] for s in stages if s["stage"] == "IXSCAN"} == {command["hint"]}
         assert stats["totalDocsExamined"] <= 6, (command, stats["totalDocsExamined"])
         assert stats["totalKeysExamined"] <= 6 + 100, (command, stats["totalKeysExamined"])
+
+
+def test_a_target_branch_is_an_ixscan_of_the_multikey_index_with_no_sort(big, real_app, finds):
+    """Every record names COMMON_TARGET: a sort that did not come from the index would
+    read all 200,000. The walk of the multikey index comes out newest first (the sort keys
+    follow the equality on ``targets.id``), so the first page, its next page and the
+    target branch of a pasted id each stop after limit + 1; a record naming RARE_TARGET
+    twice has one key for it, and is listed once."""
+    api = Api(real_app.test_client())
+    url = f"/api/v1/audit-logs?limit=5&q=target:{COMMON_TARGET}"
+    first = api.get(url, as_=big.admin).get_json()
+    assert len(first["items"]) == 5 and first["nextCursor"]
+    api.get(url + f"&cursor={first['nextCursor']}", as_=big.admin)
+    rare = api.get(f"/api/v1/audit-logs?limit=5&q={RARE_TARGET}", as_=big.admin).get_json()
+    listed = [item["id"] for item in rare["items"]]
+    assert len(listed) == 5 and len(set(listed)) == 5
+    walks = [c for c in finds.commands if c["hint"] == "org_target_newest"]
+    assert len(walks) == 3
+    for command in walks:
+        assert next(iter(command["filter"])) == "targets.id" and command["limit"] == 6
+        stats = _explain(real_app, command)
+        stages = list(_stages(stats["executionStages"]))
+        assert "SORT" not in {s["stage"] for s in stages}, command
+        [scan] = [s for s in stages if s["stage"] == "IXSCAN"]
+        assert scan["indexName"] == "org_target_newest" and scan["isMultiKey"] is True
+        assert scan["direction"] == "forward"
+        assert stats["totalKeysExamined"] <= 7, (command, stats["totalKeysExamined"])
+        assert stats["totalDocsExamined"] <= 6, (command, stats["totalDocsExamined"])
 
 
 def test_page_fifty_costs_what_page_one_costs(big, real_app, finds):

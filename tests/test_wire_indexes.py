@@ -76,6 +76,13 @@ def test_ensure_indexes_sends_each_declared_index_with_its_options(server, build
         ("createdAt", -1),
         ("_id", -1),
     ]
+    # what a request acted on: multikey (one key per target), the sort still the index's
+    assert list(sent[("audit_logs", "org_target_newest")]["key"].items()) == [
+        ("organizationId", 1),
+        ("targets.id", 1),
+        ("createdAt", -1),
+        ("_id", -1),
+    ]
     assert ("audit_logs", "ttl_createdAt") not in sent  # retention: a purge per organization
     assert ("audit_digest_chunks", "ttl_windowEnd") not in sent
     assert list(sent[("audit_digest_chunks", "org_window_end")]["key"]) == [
@@ -116,3 +123,31 @@ def test_an_index_with_the_right_name_but_not_unique_is_not_ready(server, build,
     assert answer.get_json()["checks"]["indexes"] == [
         "audit_digests.org_sequence_unique differs from its declaration"
     ]
+
+
+def test_an_upgrade_without_the_target_index_is_not_ready_until_it_is_built(
+    server, build, monkeypatch
+):
+    """Installations upgraded without running ``ensure-indexes`` would walk no index for
+    ``target:``: ``/readyz`` names the missing index until the deploy step builds it."""
+    monkeypatch.setattr(indexes, "RECHECK_MISSING_SECONDS", 0.0)
+    app = build()
+    assert app.test_cli_runner().invoke(args=["ensure-indexes"]).exit_code == 0
+    server.indexes["audit_logs"] = [
+        index for index in server.indexes["audit_logs"] if index["name"] != "org_target_newest"
+    ]
+    app.extensions.pop(indexes.EXTENSION_KEY)
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 503
+    assert answer.get_json()["checks"]["indexes"] == ["audit_logs.org_target_newest is missing"]
+    sent_before = len(server.sent("createIndexes"))
+    assert app.test_cli_runner().invoke(args=["ensure-indexes"]).exit_code == 0
+    [rebuilt] = [
+        index
+        for doc in server.sent("createIndexes")[sent_before:]
+        for index in doc["indexes"]
+        if index["name"] == "org_target_newest"
+    ]
+    assert list(rebuilt["key"]) == ["organizationId", "targets.id", "createdAt", "_id"]
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 200, answer.get_json()

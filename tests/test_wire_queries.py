@@ -106,6 +106,19 @@ def test_the_next_page_is_bounded_by_its_cursor_at_the_top_level(server, wired):
         ("q=ip:203.0.113.7", {"ip": "203.0.113.7"}, "org_ip_newest"),
         ("q=ip:2001:DB8:0:0::1", {"ip": "2001:db8::1"}, "org_ip_newest"),
         ("q=action:member.roleChange", {"action": "member.roleChange"}, "org_action_newest"),
+        # what a request acted on: the multikey index of targets.id
+        ("q=target:{id}", {"targets.id": "id"}, "org_target_newest"),
+        (
+            "q=target:{id}%20method:post%20status:404",
+            {"targets.id": "id", "method": "POST", "statusCode": 404},
+            "org_target_newest",
+        ),
+        # a request id narrows more than a target
+        (
+            "q=target:{id}%20requestId:r9",
+            {"targets.id": "id", "requestId": "r9"},
+            "org_requestid_newest",
+        ),
         (
             "q=method:delete status:404",
             {"method": "DELETE", "statusCode": 404},
@@ -186,7 +199,7 @@ def test_a_path_search_matches_the_keys_of_org_newest(server, wired):
     assert find["hint"] == "org_newest"
 
 
-def test_an_id_search_is_three_equality_walks_never_a_path_regex(server, wired):
+def test_an_id_search_is_four_equality_walks_never_a_path_regex(server, wired):
     target = ObjectId()
     newest = datetime(2026, 11, 20, tzinfo=UTC)
     by_field = {
@@ -196,6 +209,11 @@ def test_an_id_search_is_three_equality_walks_never_a_path_regex(server, wired):
         ),
         "apiKeyId": audit_record(
             wired.organization_id, created_at=newest - timedelta(seconds=1), apiKeyId=target
+        ),
+        "targets.id": audit_record(
+            wired.organization_id,
+            created_at=newest - timedelta(seconds=3),
+            targets=[{"type": "member", "id": target, "name": None}],
         ),
     }
 
@@ -207,17 +225,64 @@ def test_an_id_search_is_three_equality_walks_never_a_path_regex(server, wired):
     response = wired(f"/api/v1/audit-logs?q={target}")
     assert response.status_code == 200
     sent = finds(server)
-    # the request's 5000 ms budget is shared by its three walks
+    # the request's 5000 ms budget is shared by its four walks
     assert [(f["hint"], f["limit"], f["maxTimeMS"]) for f in sent] == [
-        ("org_account_newest", 51, 1666),
-        ("org_apikey_newest", 51, 1666),
-        ("org_workspace_newest", 51, 1666),
+        ("org_account_newest", 51, 1250),
+        ("org_apikey_newest", 51, 1250),
+        ("org_workspace_newest", 51, 1250),
+        ("org_target_newest", 51, 1250),
     ]
-    for find, field in zip(sent, ("accountId", "apiKeyId", "workspaceId"), strict=True):
+    fields = ("accountId", "apiKeyId", "workspaceId", "targets.id")
+    for find, field in zip(sent, fields, strict=True):
         assert find["filter"] == {field: target, "organizationId": wired.organization_id}
+        assert next(iter(find["filter"])) == field  # the searched field leads
+        assert find["sort"] == NEWEST and find["projection"] == {"request": 0}
     assert "$regex" not in repr(sent)
-    ids = [item["id"] for item in response.get_json()["items"]]
-    assert ids == [str(by_field[f]["_id"]) for f in ("accountId", "apiKeyId", "workspaceId")]
+    items = response.get_json()["items"]
+    assert [item["id"] for item in items] == [
+        str(by_field[f]["_id"]) for f in ("accountId", "apiKeyId", "workspaceId", "targets.id")
+    ]
+    assert items[-1]["matchedAs"] == ["target"]
+
+
+def test_a_target_search_walks_org_target_newest_from_its_cursor(server, wired):
+    """``target:<id>`` with other filters: one walk of the multikey index, led by
+    ``targets.id``, the other filters tested on the way; its next page starts at the
+    cursor's position, stopped after limit + 1 entries as every page is."""
+    target = ObjectId()
+    base = datetime(2026, 11, 20, tzinfo=UTC)
+    page = [
+        audit_record(
+            wired.organization_id,
+            created_at=base - timedelta(seconds=i),
+            method="PATCH",
+            targets=[{"type": "workspace", "id": target, "name": "w"}],
+        )
+        for i in range(3)
+    ]
+    for record in page:
+        record.pop("request")
+    server.documents["audit_logs"] = page
+    query = f"/api/v1/audit-logs?limit=2&q=target:{target}%20method:PATCH%20status:2xx"
+    first = wired(query)
+    assert first.status_code == 200, first.get_json()
+    second = wired(query + f"&cursor={first.get_json()['nextCursor']}")
+    assert second.status_code == 200, second.get_json()
+    opening, following = finds(server)
+    for find in (opening, following):
+        assert next(iter(find["filter"])) == "targets.id"
+        assert find["filter"]["targets.id"] == target
+        assert find["filter"]["method"] == "PATCH"
+        assert find["filter"]["statusCode"] == {"$in": list(range(200, 300))}
+        assert find["filter"]["organizationId"] == wired.organization_id
+        assert find["hint"] == "org_target_newest" and find["sort"] == NEWEST
+        assert find["limit"] == 3 and find["maxTimeMS"] == 5000
+    last = page[1]["createdAt"].replace(tzinfo=None)
+    assert "createdAt" not in opening["filter"]
+    assert following["filter"]["createdAt"] == {"$lte": last}
+    assert following["filter"]["$and"] == [
+        {"$or": [{"createdAt": {"$lt": last}}, {"_id": {"$lt": page[1]["_id"]}}]}
+    ]
 
 
 def test_a_query_the_server_stops_at_max_time_ms_is_a_503_saying_what_to_do(server, wired):
@@ -263,12 +328,34 @@ def test_each_id_branch_walks_the_index_of_the_id_it_searches(server, wired):
     assert wired(f"/api/v1/audit-logs?q={searched}&workspaceId={workspace}").status_code == 200
     sent = finds(server)
     assert [
-        (f["hint"], f["filter"].get("accountId"), f["filter"].get("apiKeyId")) for f in sent
+        (
+            f["hint"],
+            f["filter"].get("accountId"),
+            f["filter"].get("apiKeyId"),
+            f["filter"].get("targets.id"),
+        )
+        for f in sent
     ] == [
-        ("org_account_newest", searched, None),
-        ("org_apikey_newest", None, searched),
+        ("org_account_newest", searched, None, None),
+        ("org_apikey_newest", None, searched, None),
+        ("org_target_newest", None, None, searched),
     ]
     assert all(f["filter"]["workspaceId"] == workspace for f in sent)
+
+
+def test_an_id_search_with_a_target_filter_tests_the_target_on_each_id_walk(server, wired):
+    """``q=<id> target:<other>``: the target is a filter of every id branch (each walks
+    its own id's index); no branch searches the target field for the other id."""
+    searched, target = ObjectId(), ObjectId()
+    answer = wired(f"/api/v1/audit-logs?q={searched}%20target:{target}")
+    assert answer.status_code == 200, answer.get_json()
+    sent = finds(server)
+    assert [f["hint"] for f in sent] == [
+        "org_account_newest",
+        "org_apikey_newest",
+        "org_workspace_newest",
+    ]
+    assert all(f["filter"]["targets.id"] == target for f in sent)
 
 
 def test_a_mongos_time_limit_is_a_503_query_timeout_too(server, wired):

@@ -13,6 +13,11 @@ repositories use, so the app has one set of repository functions whatever the st
 - the query shapes the app sends (``AuditQuery.branches()``, the sealing reads, the
   retention purge, a record by id) are recognised and answered by SQL walking the index
   the ``hint`` names (``INDEXED BY``), sorted by the index, stopped by ``LIMIT``;
+- ``targets.id`` (what a request acted on: an array, so a record has none, one or a few)
+  has a side table, ``audit_targets``, one row per distinct target id of a record, written
+  in the same transaction as the record and deleted with it (a trigger); its index
+  ``org_target_newest`` is the walk of a branch that leads with ``targets.id``, joined back
+  to the record by rowid, as MongoDB walks its multikey index of the same name;
 - anything else (an operator's or a test's ad-hoc filter, an update) is answered by
   mongomock's engine over the candidate rows: correct, and as slow as the embedded store
   always was. Nothing in the request path takes that road (tests assert it).
@@ -69,6 +74,36 @@ CREATE TABLE IF NOT EXISTS audit_logs (
     action TEXT,
     credential_id TEXT
 );
+-- what each record acted on (``targets.id``): one row per distinct ObjectId of a record's
+-- targets, with copies of the columns its index sorts on, so a target's records are one
+-- index walk newest first (the multikey index of MongoDB, as a table)
+CREATE TABLE IF NOT EXISTS audit_targets (
+    log_rowid INTEGER NOT NULL,       -- the record's row in audit_logs
+    target_id BLOB NOT NULL,          -- ObjectId bytes
+    organization_id BLOB,             -- the record's organization_id, created_at and id
+    created_at INTEGER,
+    id BLOB NOT NULL,
+    PRIMARY KEY (log_rowid, target_id)
+) WITHOUT ROWID;
+-- a record that goes takes its target rows with it, whoever deletes it (the purge, an update
+-- that rewrites it, an operator); a changed position moves them along
+CREATE TRIGGER IF NOT EXISTS audit_targets_deleted AFTER DELETE ON audit_logs
+BEGIN
+    DELETE FROM audit_targets WHERE log_rowid = OLD.rowid;
+END;
+CREATE TRIGGER IF NOT EXISTS audit_targets_moved
+AFTER UPDATE OF organization_id, created_at, id ON audit_logs
+BEGIN
+    UPDATE audit_targets
+    SET organization_id = NEW.organization_id, created_at = NEW.created_at, id = NEW.id
+    WHERE log_rowid = OLD.rowid;
+END;
+-- fills of tables of earlier versions: the rows up to last_rowid, done up to next_rowid
+CREATE TABLE IF NOT EXISTS audit_backfills (
+    name TEXT PRIMARY KEY,
+    next_rowid INTEGER NOT NULL,
+    last_rowid INTEGER NOT NULL
+);
 """
 # columns added to tables of earlier versions, filled from each row's BSON when added
 ADDED_COLUMNS = ("ip", "request_id", "action", "credential_id")
@@ -95,10 +130,14 @@ CREATE INDEX IF NOT EXISTS org_credential_newest
 CREATE INDEX IF NOT EXISTS org_ip_newest ON audit_logs (organization_id, ip, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_action_newest ON audit_logs (organization_id, action, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_stored ON audit_logs (organization_id, stored_at, id);
+CREATE INDEX IF NOT EXISTS org_target_newest
+    ON audit_targets (organization_id, target_id, {_NEWEST});
 -- the installation-wide purge of earlier versions: retention is per organization now
 DROP INDEX IF EXISTS created;
 """
 SQL_INDEXES = frozenset(re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", SCHEMA))
+TARGET_INDEX = "org_target_newest"  # on audit_targets, the others on audit_logs
+TARGET_FIELD = "targets.id"
 _EQUALITY_COLUMNS = {
     "accountId": "account_id",
     "workspaceId": "workspace_id",
@@ -204,6 +243,27 @@ def _row(document: Mapping[str, Any]) -> tuple[SqlValue, ...]:
     )
 
 
+def _target_ids(document: Mapping[str, Any]) -> list[bytes]:
+    """The distinct ObjectIds that ``{"targets.id": <ObjectId>}`` matches in a record, as
+    bytes: the ``id`` of each target (an array of them counts each), in order."""
+    targets = document.get("targets")
+    found: list[bytes] = []
+    for target in targets if isinstance(targets, list) else [targets]:
+        value = target.get("id") if isinstance(target, Mapping) else None
+        for candidate in value if isinstance(value, list) else [value]:
+            if isinstance(candidate, ObjectId) and candidate.binary not in found:
+                found.append(candidate.binary)
+    return found
+
+
+def _target_rows(
+    log_rowid: int, row: Sequence[SqlValue], document: Mapping[str, Any]
+) -> list[tuple[SqlValue, ...]]:
+    """The ``audit_targets`` rows of a record stored as ``row`` (``_row``'s) at ``log_rowid``."""
+    key, organization, created = row[0], row[1], row[2]
+    return [(log_rowid, target, organization, created, key) for target in _target_ids(document)]
+
+
 def _added(document: Mapping[str, Any]) -> tuple[SqlValue, ...]:
     """The values of ``ADDED_COLUMNS``."""
     return tuple(
@@ -233,6 +293,28 @@ _COLUMN_LIST = ", ".join(COLUMNS)
 _PLACEHOLDERS = ", ".join("?" * len(COLUMNS))
 # fixed column names and placeholders only
 _INSERT = f"INSERT INTO audit_logs ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 # nosec B608
+_INSERT_OR_IGNORE = _INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
+
+
+_INSERT_TARGETS = (
+    "INSERT OR IGNORE INTO audit_targets (log_rowid, target_id, organization_id, created_at, id)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _store(
+    connection: sqlite3.Connection, document: Mapping[str, Any], *, missing: bool = False
+) -> bool:
+    """Insert a record and its target rows, within the caller's transaction; ``missing``:
+    skip a record whose ``_id`` is stored already (False), else a duplicate raises."""
+    row = _row(document)
+    cursor = connection.execute(_INSERT_OR_IGNORE if missing else _INSERT, row)
+    if missing and cursor.rowcount == 0:
+        return False
+    targets = _target_rows(cast("int", cursor.lastrowid), row, document)
+    if targets:
+        connection.executemany(_INSERT_TARGETS, targets)
+    return True
 
 
 _SELECT = "SELECT doc, id, organization_id, created_at, stored_at FROM audit_logs"
@@ -299,6 +381,7 @@ class AuditTable:
         connection.execute("PRAGMA wal_autocheckpoint=10000")
         connection.executescript(TABLE)
         _migrate(connection)
+        _backfill_targets(connection)
         connection.executescript(SCHEMA)
         return connection
 
@@ -375,6 +458,65 @@ def _migrate(connection: sqlite3.Connection) -> None:
     log.warning("Embedded audit store upgraded: added %s, filled %d rows", missing, filled)
 
 
+BACKFILL_BATCH = 5_000  # rows a transaction of a backfill reads: other writers wait no longer
+_TARGETS_BACKFILL = "targets"
+
+
+def _backfill_targets(connection: sqlite3.Connection) -> None:
+    """Give the records of a table of an earlier version their ``audit_targets`` rows.
+
+    The first open after the upgrade notes the range to fill (the rows up to the largest
+    rowid then: every record stored later is stored with its target rows) and fills it a
+    bounded batch per transaction, noting how far it got in the same transaction: records
+    are stored between batches, and a killed process resumes where the last commit left
+    off (several processes opening at once share the batches). A new file notes an empty
+    range. Rows are re-read from each record's BSON, as ``_migrate`` fills its columns.
+    """
+    done = "SELECT next_rowid >= last_rowid FROM audit_backfills WHERE name = ?"
+    if (connection.execute(done, (_TARGETS_BACKFILL,)).fetchone() or (False,))[0]:
+        return
+    filled = 0
+    while True:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(
+                "INSERT OR IGNORE INTO audit_backfills (name, next_rowid, last_rowid) "
+                "VALUES (?, 0, (SELECT coalesce(max(rowid), 0) FROM audit_logs))",
+                (_TARGETS_BACKFILL,),
+            )
+            next_rowid, last_rowid = connection.execute(
+                "SELECT next_rowid, last_rowid FROM audit_backfills WHERE name = ?",
+                (_TARGETS_BACKFILL,),
+            ).fetchone()
+            rows = connection.execute(
+                "SELECT rowid, id, organization_id, created_at, doc FROM audit_logs "
+                "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+                (next_rowid, last_rowid, BACKFILL_BATCH),
+            ).fetchall()
+            targets: list[tuple[SqlValue, ...]] = []
+            for rowid, key, organization, created, blob in rows:
+                try:
+                    document = _decode(blob)
+                except Exception:  # noqa: BLE001, S112 - an unreadable row has no targets
+                    continue  # (verification reports it as unreadable)
+                targets += _target_rows(rowid, (key, organization, created), document)
+            connection.executemany(_INSERT_TARGETS, targets)
+            reached = rows[-1][0] if len(rows) == BACKFILL_BATCH else last_rowid
+            connection.execute(
+                "UPDATE audit_backfills SET next_rowid = ? WHERE name = ?",
+                (reached, _TARGETS_BACKFILL),
+            )
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        filled += len(rows)
+        if reached >= last_rowid:
+            break
+    if filled:
+        log.warning("Embedded audit store upgraded: filled the targets of %d rows", filled)
+
+
 def _missing_columns(connection: sqlite3.Connection) -> list[str]:
     present = {row[1] for row in connection.execute("PRAGMA table_info(audit_logs)")}
     return [column for column in ADDED_COLUMNS if column not in present]
@@ -430,9 +572,12 @@ class AuditLogCollection:
 
     def insert_one(self, document: Document, *args: Any, **kwargs: Any) -> _Result:
         document.setdefault("_id", ObjectId())
-        row = _row(document)
-        try:  # one statement: its own transaction, committed before it returns
-            self.table.writer().execute(_INSERT, row)
+        try:
+            if _target_ids(document):  # the record and its target rows, in one transaction
+                with self.table.write() as connection:
+                    _store(connection, document)
+            else:  # one statement: its own transaction, committed before it returns
+                self.table.writer().execute(_INSERT, _row(document))
         except sqlite3.IntegrityError:
             raise DuplicateKeyError(
                 f"E11000 duplicate key error collection: {COLLECTION} index: _id_",
@@ -450,7 +595,7 @@ class AuditLogCollection:
             for index, document in enumerate(documents):
                 document.setdefault("_id", ObjectId())
                 try:
-                    connection.execute(_INSERT, _row(document))
+                    _store(connection, document)
                     inserted.append(document["_id"])
                 except sqlite3.IntegrityError:
                     errors.append({"index": index, "code": 11000, "errmsg": "E11000 duplicate"})
@@ -518,9 +663,9 @@ class AuditLogCollection:
             after = scratch.find_one({"_id": document["_id"]})
             if after is None:  # the update replaced the _id: refused, as MongoDB refuses it
                 raise OperationFailure("the _id of a record cannot change", 66)
-            with self.table.write() as connection:
+            with self.table.write() as connection:  # its target rows go with it (trigger)
                 connection.execute("DELETE FROM audit_logs WHERE id = ?", (_key(document["_id"]),))
-                connection.execute(_INSERT, _row(after))
+                _store(connection, after)
             changed += 1
         return _Result(matched_count=changed, modified_count=changed, upserted_id=None)
 
@@ -575,28 +720,45 @@ class AuditLogCollection:
         return cast("int | None", row[0]) or 0
 
     def column_mismatches(self, organization_id: ObjectId, limit: int = 100) -> list[str]:
-        """Records whose typed columns disagree with their sealed BSON (the columns were
-        edited: filters would no longer find what the record says), or whose BSON cannot
-        be read at all. Verification runs this; MongoDB has no such second copy."""
+        """Records whose typed columns or target rows disagree with their sealed BSON (they
+        were edited: filters would no longer find what the record says, or would find it
+        for a target it does not name), or whose BSON cannot be read at all. Verification
+        runs this; MongoDB has no such second copy."""
         found: list[str] = []
-        rows = self.table.connection().execute(
-            f"SELECT {_COLUMN_LIST} FROM audit_logs "  # noqa: S608 # nosec B608 - fixed names
+        connection = self.table.connection()
+        rows = connection.execute(
+            f"SELECT rowid, {_COLUMN_LIST} FROM audit_logs "  # noqa: S608 # nosec B608 - fixed names
             "WHERE organization_id = ? OR organization_id IS NULL",
             (organization_id.binary,),
         )
-        for row in rows:
+        for rowid, *columns in rows:
             try:
-                document = _decode(row[-1])
+                document = _decode(columns[-1])
                 expected = _row(document)[:-1]
             except Exception:  # noqa: BLE001 - an unreadable record is what is reported
-                found.append(f"unreadable row {bytes(row[0]).hex()}")
+                found.append(f"unreadable row {bytes(columns[0]).hex()}")
             else:
                 belongs = document.get("organizationId") == organization_id
-                if (belongs or row[1] == organization_id.binary) and tuple(row[:-1]) != expected:
+                if (belongs or columns[1] == organization_id.binary) and (
+                    tuple(columns[:-1]) != expected
+                    or self._targets_of(connection, rowid)
+                    != sorted(_target_rows(rowid, expected, document))
+                ):
                     found.append(str(document.get("_id")))
             if len(found) >= limit:
                 break
         return found
+
+    @staticmethod
+    def _targets_of(connection: sqlite3.Connection, rowid: int) -> list[tuple[SqlValue, ...]]:
+        """The ``audit_targets`` rows stored for the record at ``rowid``, sorted."""
+        return sorted(
+            connection.execute(
+                "SELECT log_rowid, target_id, organization_id, created_at, id "
+                "FROM audit_targets WHERE log_rowid = ?",
+                (rowid,),
+            )
+        )
 
     # indexes: the table's indexes are its schema; these answer as MongoDB would
 
@@ -727,14 +889,33 @@ def _project(document: Document, projection: Mapping[str, Any] | None) -> Docume
 
 # Recognising the query shapes --------------------------------------------------------------
 
-_ORDERS: dict[tuple[tuple[str, int], ...], str] = {
-    (("createdAt", -1), ("_id", -1)): f"ORDER BY {_NEWEST}",
-    (("createdAt", 1), ("_id", 1)): "ORDER BY created_at ASC, id ASC",
-    (("storedAt", 1), ("_id", 1)): "ORDER BY stored_at ASC, id ASC",
-    (("_id", 1),): "ORDER BY id ASC",  # a copy of the whole table (migrate-store)
-    (): "",
+# each sort the app asks for, as the columns (and directions) of the SQL ORDER BY
+_ORDERS: dict[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]] = {
+    (("createdAt", -1), ("_id", -1)): (("created_at", "DESC"), ("id", "DESC")),
+    (("createdAt", 1), ("_id", 1)): (("created_at", "ASC"), ("id", "ASC")),
+    (("storedAt", 1), ("_id", 1)): (("stored_at", "ASC"), ("id", "ASC")),
+    (("_id", 1),): (("id", "ASC"),),  # a copy of the whole table (migrate-store)
+    (): (),
 }
 _RANGE_OPERATORS = {"$gte": ">=", "$gt": ">", "$lte": "<=", "$lt": "<"}
+# how a clause names a column: bare on audit_logs alone; in a walk of audit_targets, the
+# columns it copies are read from it (its index holds them), the others from the record
+Columns = Callable[[str], str]
+_TARGET_COPIES = frozenset({"organization_id", "created_at", "id"})
+
+
+def _bare(column: str) -> str:
+    return column
+
+
+def _joined(column: str) -> str:
+    return ("t." if column in _TARGET_COPIES else "l.") + column
+
+
+_SELECT_JOINED = (  # fixed names only
+    "SELECT l.doc, l.id, l.organization_id, l.created_at, l.stored_at "
+    "FROM audit_targets AS t INDEXED BY org_target_newest CROSS JOIN audit_logs AS l"
+)
 
 
 class _NotAShape(Exception):
@@ -749,7 +930,9 @@ def plan_sql(
     if order is None or not isinstance(filter_, dict):
         return None
     try:
-        where, parameters, index = _where(filter_)
+        if hint == TARGET_INDEX:
+            return _plan_targets(filter_, order)
+        where, parameters, index = _where(filter_, _bare)
     except _NotAShape:
         return None
     if hint is not None:
@@ -763,41 +946,77 @@ def plan_sql(
     sql = _SELECT + indexed
     if where:
         sql += " WHERE " + " AND ".join(where)
-    return (sql + " " + order).strip(), tuple(parameters)
+    return (sql + " " + _order_by(order, _bare)).strip(), tuple(parameters)
 
 
-def _where(filter_: Mapping[str, Any]) -> tuple[list[str], list[SqlValue], str | None]:
+def _order_by(order: Sequence[tuple[str, str]], columns: Columns) -> str:
+    if not order:
+        return ""
+    return "ORDER BY " + ", ".join(f"{columns(name)} {way}" for name, way in order)
+
+
+def _plan_targets(
+    filter_: Mapping[str, Any], order: Sequence[tuple[str, str]]
+) -> tuple[str, tuple[SqlValue, ...]]:
+    """A branch led by ``targets.id``: a walk of ``org_target_newest`` (the target's rows
+    of the organization, newest first), each joined to its record by rowid, where the
+    branch's other filters are tested; so the sort and the LIMIT are the index's."""
+    target = filter_.get(TARGET_FIELD)
+    if not isinstance(target, ObjectId):
+        raise _NotAShape(TARGET_FIELD)
+    rest = {name: value for name, value in filter_.items() if name != TARGET_FIELD}
+    where, parameters, _ = _where(rest, _joined)
+    where = ["t.target_id = ?", "l.rowid = t.log_rowid", *where]
+    parameters = [target.binary, *parameters]
+    organization = filter_.get("organizationId")
+    if isinstance(organization, ObjectId):  # the record's own column too: a target row
+        where.append("l.organization_id = ?")  # edited to another organization's record
+        parameters.append(organization.binary)  # cannot show it here
+    sql = f"{_SELECT_JOINED} WHERE {' AND '.join(where)} {_order_by(order, _joined)}"
+    return sql.strip(), tuple(parameters)
+
+
+def _where(
+    filter_: Mapping[str, Any], columns: Columns
+) -> tuple[list[str], list[SqlValue], str | None]:
     where: list[str] = []
     parameters: list[SqlValue] = []
     index: str | None = None
     for name, value in filter_.items():
         if name == "organizationId":
             _require(isinstance(value, ObjectId))
-            where.append("organization_id = ?")
+            where.append(f"{columns('organization_id')} = ?")
             parameters.append(value.binary)
         elif name == "_id" and isinstance(value, dict):  # a batch by id (migrate-store)
             _require(list(value) == ["$in"] and isinstance(value["$in"], list))
             keys = value["$in"]
             _require(0 < len(keys) <= 1000 and all(isinstance(k, ObjectId) for k in keys))
-            where.append("id IN (" + ", ".join("?" * len(keys)) + ")")
+            where.append(f"{columns('id')} IN (" + ", ".join("?" * len(keys)) + ")")
             parameters.extend(_key(key) for key in keys)
         elif name == "_id":
             _require(isinstance(value, ObjectId))
-            where.append("id = ?")
+            where.append(f"{columns('id')} = ?")
             parameters.append(_key(value))
         elif name in _EQUALITY_COLUMNS:
             kind_ok = isinstance(value, ObjectId) if name in _ID_FIELDS else isinstance(value, str)
             _require(kind_ok)
-            where.append(f"{_EQUALITY_COLUMNS[name]} = ?")
+            where.append(f"{columns(_EQUALITY_COLUMNS[name])} = ?")
             parameters.append(value.binary if isinstance(value, ObjectId) else value)
+        elif name == TARGET_FIELD:  # a target the walk of another index tests on its way
+            _require(isinstance(value, ObjectId) and columns is _bare)
+            where.append(
+                "EXISTS (SELECT 1 FROM audit_targets "
+                "WHERE audit_targets.log_rowid = audit_logs.rowid AND target_id = ?)"
+            )
+            parameters.append(value.binary)
         elif name == "statusCode":
-            index = _status(value, where, parameters) or index
+            index = _status(value, where, parameters, columns) or index
         elif name in ("createdAt", "storedAt"):
-            _range(name, value, where, parameters)
+            _range(name, value, where, parameters, columns)
         elif name == "$and":
             _require(isinstance(value, list))
             for clause in value:
-                _and_clause(clause, where, parameters)
+                _and_clause(clause, where, parameters, columns)
         else:
             raise _NotAShape(name)
     return where, parameters, index
@@ -808,9 +1027,11 @@ def _require(condition: bool) -> None:
         raise _NotAShape
 
 
-def _status(value: Any, where: list[str], parameters: list[SqlValue]) -> str | None:
+def _status(
+    value: Any, where: list[str], parameters: list[SqlValue], columns: Columns
+) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
-        where.append("status_code = ?")
+        where.append(f"{columns('status_code')} = ?")
         parameters.append(value)
         return None
     _require(isinstance(value, dict) and list(value) == ["$in"])
@@ -822,17 +1043,19 @@ def _status(value: Any, where: list[str], parameters: list[SqlValue]) -> str | N
         and codes[0] % 100 == 0
         and codes == list(range(codes[0], codes[0] + 100))
     )
-    where.append("status_class = ?")  # exactly the integral codes of one class
+    where.append(f"{columns('status_class')} = ?")  # exactly the integral codes of one class
     parameters.append(codes[0] // 100)
     return "org_statusclass_newest"
 
 
-def _range(name: str, value: Any, where: list[str], parameters: list[SqlValue]) -> None:
-    column = "created_at" if name == "createdAt" else "stored_at"
+def _range(
+    name: str, value: Any, where: list[str], parameters: list[SqlValue], columns: Columns
+) -> None:
+    column = columns("created_at" if name == "createdAt" else "stored_at")
     _require(isinstance(value, dict) and bool(value))
     if list(value) == ["$not"]:
         _require(value["$not"] == {"$type": "date"} and name == "storedAt")
-        where.append("stored_at IS NULL")
+        where.append(f"{column} IS NULL")
         return
     for operator, bound in value.items():
         _require(operator in _RANGE_OPERATORS and isinstance(bound, datetime))
@@ -840,18 +1063,20 @@ def _range(name: str, value: Any, where: list[str], parameters: list[SqlValue]) 
         parameters.append(_datetime_to_millis(bound))
 
 
-def _and_clause(clause: Any, where: list[str], parameters: list[SqlValue]) -> None:
+def _and_clause(
+    clause: Any, where: list[str], parameters: list[SqlValue], columns: Columns
+) -> None:
     _require(isinstance(clause, dict) and len(clause) == 1)
     [(name, value)] = clause.items()
     if name == "path":
-        where.append("instr(path_fold, ?) > 0")
+        where.append(f"instr({columns('path_fold')}, ?) > 0")
         parameters.append(fold(_literal(value)))
         return
     _require(name == "$or" and isinstance(value, list) and len(value) == 2)
     first, second = value
     _require(list(first) in (["createdAt"], ["storedAt"]) and list(second) == ["_id"])
     [time_field] = list(first)
-    column = "created_at" if time_field == "createdAt" else "stored_at"
+    column = columns("created_at" if time_field == "createdAt" else "stored_at")
     [(operator, at)] = first[time_field].items()
     [(id_operator, record_id)] = second["_id"].items()
     _require(
@@ -861,7 +1086,8 @@ def _and_clause(clause: Any, where: list[str], parameters: list[SqlValue]) -> No
         and isinstance(record_id, ObjectId)
     )
     # with the time bounded at `at` on the same side, (time, _id) past the position
-    where.append(f"({column} {_RANGE_OPERATORS[operator]} ? OR id {_RANGE_OPERATORS[operator]} ?)")
+    sign = _RANGE_OPERATORS[operator]
+    where.append(f"({column} {sign} ? OR {columns('id')} {sign} ?)")
     parameters.extend([_datetime_to_millis(at), _key(record_id)])
 
 
@@ -924,8 +1150,4 @@ def move_legacy_records(database: Any, table: AuditTable) -> int:
 
 def _insert_missing(table: AuditTable, documents: Iterable[Mapping[str, Any]]) -> int:
     with table.write() as connection:
-        before = connection.total_changes
-        connection.executemany(
-            _INSERT.replace("INSERT", "INSERT OR IGNORE", 1), map(_row, documents)
-        )
-        return connection.total_changes - before
+        return sum(_store(connection, document, missing=True) for document in documents)
