@@ -566,6 +566,7 @@ def export_command(organization_id, fmt, output, details, as_json, **filters):
             "export",
             options,
             action=EXPORT_ENDED,
+            outcome="success" if outcome == "completed" else "failure",
             export={
                 "format": fmt,
                 "rowsWritten": count,

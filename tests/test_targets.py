@@ -132,7 +132,8 @@ def test_a_refused_request_names_the_target_its_path_names(api, db, org):
     assert record["outcome"] == "failure"
     assert _targets(record) == [("role", role_id, None)]
     assert record_label(record) == "Role update refused"
-    assert record_label({**record, "statusCode": 409}) == "Role update failed"
+    conflict = {**record, "statusCode": 409, "response": {"errorCode": "conflict"}}
+    assert record_label(conflict) == "Role update failed"
     refused = api.post("/api/v1/roles", as_=org.member, json={"name": "R", "permissions": []})
     assert refused.status_code == 403
     assert record_label(_last(db, path="/api/v1/roles")) == "Role creation refused"

@@ -345,7 +345,8 @@ def test_each_id_branch_walks_the_index_of_the_id_it_searches(server, wired):
 
 def test_an_id_search_with_a_target_filter_tests_the_target_on_each_id_walk(server, wired):
     """``q=<id> target:<other>``: the target is a filter of every id branch (each walks
-    its own id's index); no branch searches the target field for the other id."""
+    its own id's index); the pasted id as a second target walks the qualifier's target
+    and tests the pasted one on each record (the two ids of one role change)."""
     searched, target = ObjectId(), ObjectId()
     answer = wired(f"/api/v1/audit-logs?q={searched}%20target:{target}")
     assert answer.status_code == 200, answer.get_json()
@@ -354,8 +355,10 @@ def test_an_id_search_with_a_target_filter_tests_the_target_on_each_id_walk(serv
         "org_account_newest",
         "org_apikey_newest",
         "org_workspace_newest",
+        "org_target_newest",
     ]
     assert all(f["filter"]["targets.id"] == target for f in sent)
+    assert {"targets.id": searched} in sent[-1]["filter"]["$and"]
 
 
 def test_a_mongos_time_limit_is_a_503_query_timeout_too(server, wired):

@@ -151,7 +151,9 @@ def record_label(record: Mapping[str, Any]) -> str:
     resource, verb = action.split(".", 1)
     subject = _RESOURCES.get(resource) or _words(resource).capitalize()
     noun = _NOUNS.get(verb) or _words(verb)
-    how = "refused" if status in (401, 403) else "failed"
+    error = (record.get("response") or {}).get("errorCode")
+    refused = status in (401, 403) or error in ("forbidden", "unauthorized")
+    how = "refused" if refused else "failed"  # (a web form answers a refusal with a 302)
     return f"{subject} {noun} {how}"
 
 

@@ -96,9 +96,16 @@ def _minimal_record(response, duration_ms: float) -> dict:
 
 
 def record_operator_command(
-    organization_id, command: str, options: dict, *, action: str, **details
+    organization_id,
+    command: str,
+    options: dict,
+    *,
+    action: str,
+    outcome: str = "success",
+    **details,
 ):
-    """Write the record of an operator's command in the organization's log (the CLI).
+    """Write the record of an operator's command in the organization's log (the CLI);
+    ``outcome``: ``failure`` when the command did not do what it was asked.
 
     Returns the record's id (None when auditing is off).
     """
@@ -108,6 +115,7 @@ def record_operator_command(
     record = operator_record(
         organization_id, command, options, action=action, details=details or None
     )
+    record["outcome"] = outcome
     writer.write(record)
     return record["_id"]
 
@@ -136,6 +144,9 @@ def record_export_outcome(fmt: str):
                 "body": None,
                 "export": {"format": fmt, "rowsWritten": rows, "outcome": outcome},
             }
+            # an export cut short (the client went away, the time budget ran out) did not
+            # do what was asked, whatever the 200 its start answered
+            record["outcome"] = "success" if outcome == "completed" else "failure"
         except Exception:  # the stream is over: never raise into the server
             log.exception("Could not build the export outcome record")
             return

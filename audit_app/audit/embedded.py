@@ -1003,12 +1003,8 @@ def _where(
             where.append(f"{columns(_EQUALITY_COLUMNS[name])} = ?")
             parameters.append(value.binary if isinstance(value, ObjectId) else value)
         elif name == TARGET_FIELD:  # a target the walk of another index tests on its way
-            _require(isinstance(value, ObjectId) and columns is _bare)
-            where.append(
-                "EXISTS (SELECT 1 FROM audit_targets "
-                "WHERE audit_targets.log_rowid = audit_logs.rowid AND target_id = ?)"
-            )
-            parameters.append(value.binary)
+            _require(columns is _bare)
+            _target_probe(value, where, parameters, columns)
         elif name == "statusCode":
             index = _status(value, where, parameters, columns) or index
         elif name in ("createdAt", "storedAt"):
@@ -1063,11 +1059,29 @@ def _range(
         parameters.append(_datetime_to_millis(bound))
 
 
+def _target_probe(
+    value: Any, where: list[str], parameters: list[SqlValue], columns: Columns
+) -> None:
+    """Whether the record names this target: a primary-key probe of ``audit_targets``
+    (also a second target tested on a walk of the first: ``target:<a>`` and a pasted id)."""
+    _require(isinstance(value, ObjectId))
+    where.append(_PROBE_BARE if columns is _bare else _PROBE_JOINED)
+    parameters.append(value.binary)
+
+
+_PROBE = "EXISTS (SELECT 1 FROM audit_targets AS probe WHERE probe.log_rowid = {} AND "
+_PROBE_BARE = _PROBE.format("audit_logs.rowid") + "probe.target_id = ?)"
+_PROBE_JOINED = _PROBE.format("l.rowid") + "probe.target_id = ?)"
+
+
 def _and_clause(
     clause: Any, where: list[str], parameters: list[SqlValue], columns: Columns
 ) -> None:
     _require(isinstance(clause, dict) and len(clause) == 1)
     [(name, value)] = clause.items()
+    if name == TARGET_FIELD:
+        _target_probe(value, where, parameters, columns)
+        return
     if name == "path":
         where.append(f"instr({columns('path_fold')}, ?) > 0")
         parameters.append(fold(_literal(value)))

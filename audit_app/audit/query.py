@@ -247,9 +247,14 @@ class AuditQuery:
             return [base]  # a filter pins the searched id already: the rest are subsets
         # one branch per id field the filters leave free, the targets included, led by the
         # searched field (the repository walks the index of a branch's leading id)
-        return [
-            {name: searched_id, **base} for name in (*ID_FIELDS, TARGET_FIELD) if name not in base
-        ]
+        branches = [{name: searched_id, **base} for name in ID_FIELDS if name not in base]
+        if TARGET_FIELD not in base:
+            branches.append({TARGET_FIELD: searched_id, **base})
+        else:  # target:<one> and the pasted id as another target of the same record: walk
+            # the qualifier's target, and test the pasted one on each record it reaches
+            also = {TARGET_FIELD: searched_id}
+            branches.append({**base, "$and": [*base.get("$and", []), also]})
+        return branches
 
     def searched_id(self) -> ObjectId | None:
         """The id a search is about (``q`` that is an id, or ``target:``), if any."""
@@ -354,6 +359,13 @@ def split_search(q: str) -> tuple[str, dict[str, Any]]:
         found[name] = value
 
     for word in q.split():
+        excluded = _QUALIFIER.match(word[1:]) if word.startswith("-") else None
+        if excluded is not None and excluded.group(1) in QUALIFIERS:
+            # never a path search for "-action:..." (it would find nothing, silently)
+            raise _bad_q(
+                f"{word}: excluding with -{excluded.group(1)}: is not supported yet; "
+                "search for what to keep instead."
+            )
         match = _QUALIFIER.match(word)
         if match is None:
             words.append(word)

@@ -43,9 +43,16 @@ def accept_page(token):
     if request.method == "GET":
         note_action(OPEN)
     view = access.find_invitation(token)
-    note_target("invitation", view.invitation["_id"], view.invitation["email"])
+    # opening the page names the invitation; an acceptance names it only once it is accepted
+    # (the service does): a refused request names ids only
+    shown = view.invitation["email"] if request.method == "GET" else None
+    note_target("invitation", view.invitation["_id"], shown)
+    # who is logged in acts (their attempt is theirs); nobody logged in: the invited email
+    who = current_user.account if current_user.is_authenticated else None
     note_actor(
-        {"_id": None, "email": view.invitation["email"]}, view.organization["_id"], overrides=True
+        who or {"_id": None, "email": view.invitation["email"]},
+        view.organization["_id"],
+        overrides=True,
     )
     form = AcceptInvitationForm()
     if not form.is_submitted():
