@@ -132,7 +132,9 @@ class AuditWriter:
             result = self.spool.replay(insert)
         if result.stored or result.duplicates:
             log.info("Replayed spooled audit records: %s", result.as_dict())
-        if not result.errors:
+        if (result.stored or result.duplicates) and not result.errors:
+            # the store took records again: stop skipping it. An empty replay proves
+            # nothing (the start-up replay racing a failing request must not undo its skip)
             self._skip_store_until = 0.0
         return result
 
