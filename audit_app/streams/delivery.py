@@ -263,11 +263,7 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
         position = (last["storedAt"], last["_id"])
         full = len(batch) == config["AUDIT_STREAM_BATCH"]
         update: dict[str, Any] = {
-            "cursor": {"storedAt": last["storedAt"], "id": last["_id"]},
-            "health.attempts": 0,
-            "health.lastError": None,
-            "health.lastErrorDetail": None,
-            "health.failingSince": None,
+            **_past(last),
             "health.pendingSince": last["storedAt"] if full else None,
             "nextAttemptAt": utcnow(),
         }
@@ -277,20 +273,24 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
             return
 
 
+def _past(last: Document) -> dict[str, Any]:
+    """The cursor moved past a record, and the health of a stream that is delivering."""
+    return {
+        "cursor": {"storedAt": last["storedAt"], "id": last["_id"]},
+        "health.attempts": 0,
+        "health.lastError": None,
+        "health.lastErrorDetail": None,
+        "health.failingSince": None,
+    }
+
+
 def _acknowledged(stream: Document, holder: str, sent: list[Piece], chunk: list[Piece]) -> bool:
     """Move the cursor past a delivery the destination acknowledged (``sent`` keeps what
     was, in order); False if the lease went to another deliverer."""
     sent.extend(chunk)
     last = chunk[-1].record
     now = utcnow()
-    update: dict[str, Any] = {
-        "cursor": {"storedAt": last["storedAt"], "id": last["_id"]},
-        "health.attempts": 0,
-        "health.lastError": None,
-        "health.lastErrorDetail": None,
-        "health.failingSince": None,
-        "health.lastDeliveredAt": now,
-    }
+    update: dict[str, Any] = {**_past(last), "health.lastDeliveredAt": now}
     shrunk = [piece for piece in chunk if piece.stage]
     if shrunk:
         update["health.lastTruncatedId"] = str(shrunk[-1].record["_id"])
