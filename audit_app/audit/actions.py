@@ -149,12 +149,11 @@ def record_label(record: Mapping[str, Any]) -> str:
     if action in ("request.unmatched", "request.options"):
         return label(action)
     resource, verb = action.split(".", 1)
-    subject = _RESOURCES.get(resource) or _words(resource).capitalize()
     noun = _NOUNS.get(verb) or _words(verb)
     error = (record.get("response") or {}).get("errorCode")
     refused = status in (401, 403) or error in ("forbidden", "unauthorized")
     how = "refused" if refused else "failed"  # (a web form answers a refusal with a 302)
-    return f"{subject} {noun} {how}"
+    return f"{_subject(resource)} {noun} {how}"
 
 
 _TARGET_WORDS = {
@@ -232,6 +231,10 @@ def label(action: str | None) -> str:
     if action in _LABELS:
         return _LABELS[action]
     resource, verb = action.split(".", 1)
-    subject = _RESOURCES.get(resource) or _words(resource).capitalize()
     said = _VERBS.get(verb) or " " + _words(verb)
-    return subject + (said if said.startswith("s ") else " " + said.lstrip())
+    return _subject(resource) + (said if said.startswith("s ") else " " + said.lstrip())
+
+
+def _subject(resource: str) -> str:
+    """What a label calls a resource: ``apiKey`` -> "API key", ``member`` -> "Member"."""
+    return _RESOURCES.get(resource) or _words(resource).capitalize()

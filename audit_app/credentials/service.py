@@ -95,9 +95,8 @@ def _revoke_made_by(
         organizations = [o for o in organizations if o == organization_id]
     for org in organizations:
         keys: list[ObjectId] = []
-        if everything:
+        if everything:  # a key made by a key carries the person at the root as its creator
             keys = api_keys.revoke_keys_where(db, org, {"createdBy": account_id})
-            keys += api_keys.revoke_keys_made_with(db, org, keys)
             invitations = orgs.revoke_invitations_by(db, org, account_id, reason)
         else:
             invitations = orgs.revoke_invitations_sent_with_password(db, org, account_id, reason)

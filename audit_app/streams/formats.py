@@ -148,8 +148,8 @@ CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _cef_shown(match: re.Match[str]) -> str:
-    """CEF escapes only \\ = \\n \\r: any other control is shown as the text \\uXXXX, its
-    backslash escaped as CEF wants (a reader sees ``\\u001b``)."""
+    """CEF escapes only \\ = \\n \\r: any other control is shown as the text ``\\u``
+    and its four hex digits, the backslash escaped as CEF wants (ESC reads ``\\u001b``)."""
     return f"\\\\u{ord(match.group()):04x}"
 
 
