@@ -100,15 +100,28 @@ class Anchor:
     def settings_path(self, organization_id: ObjectId) -> Path:
         return self.directory / f"{ObjectId(organization_id)}.retention-settings.ndjson"
 
-    def anchor_settings(self, organization_id: ObjectId, retention_days: int, hold: bool) -> None:
-        """Anchor a change of the retention settings; OSError if it cannot be written."""
-        entry = {
+    def anchor_settings(
+        self,
+        organization_id: ObjectId,
+        retention_days: int,
+        hold: bool,
+        pending: dict | None = None,
+    ) -> None:
+        """Anchor a change of the retention settings (with a shortening still in its grace,
+        ``{days, effectiveAt}``); OSError if it cannot be written."""
+        entry: dict = {
             "kind": "settings",
             "retentionDays": retention_days,
             "legalHold": hold,
             "at": iso(utcnow()),
         }
+        if pending is not None:
+            entry["pending"] = pending
         self._append(self.settings_path(organization_id), entry)
+
+    def settings_entries(self, organization_id: ObjectId) -> list[dict]:
+        """Every anchored settings line, oldest first (a torn line skipped)."""
+        return _entries(self.settings_path(organization_id))
 
     def anchor_progress(self, organization_id: ObjectId, stored_at: datetime, last_id) -> None:
         """Anchor how far a purge batch goes, before it deletes: every record up to this

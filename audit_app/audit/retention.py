@@ -43,7 +43,7 @@ from ..db import get_audit_db, get_db
 from ..errors import ApiError, bad_request
 from ..ids import floor_to, iso, readable, utcnow
 from .actions import declare
-from .anchor import Anchor, _entries
+from .anchor import Anchor
 from .capture import record_operator_command
 from .counters import forget_before
 from .integrity import purge_window_chunks
@@ -172,7 +172,7 @@ def anchored_settings(anchor: Anchor, organization_id: ObjectId) -> Retention | 
     """The latest settings in the anchor (``<organization>.retention-settings.ndjson``), with
     their pending change; None until any is anchored. OSError if unreadable."""
     latest = None
-    for entry in _entries(anchor.settings_path(organization_id)):
+    for entry in anchor.settings_entries(organization_id):
         days, hold = _days(entry.get("retentionDays")), entry.get("legalHold")
         if days is not None and isinstance(hold, bool):
             latest = Retention(days, hold, _pending(entry.get("pending")))
@@ -316,19 +316,15 @@ def _unwritable(organization_id: ObjectId, error: OSError) -> ApiError:
 
 def anchor_settings(anchor: Anchor, organization_id: ObjectId, settings: Retention) -> None:
     """Anchor new settings, with their pending change, before the database holds them; a
-    503 if the anchor is not writable (then nothing changed). One line: the anchor's own
-    reader (``Anchor.retention``) reads its ``retentionDays`` and ``legalHold`` as before."""
-    entry: dict[str, Any] = {
-        "kind": "settings",
-        "retentionDays": settings.days,
-        "legalHold": settings.hold,
-        "at": iso(utcnow()),
-    }
-    if settings.pending is not None:
-        pending = settings.pending
-        entry["pending"] = {"days": pending.days, "effectiveAt": iso(pending.effective_at)}
+    503 if the anchor is not writable (then nothing changed)."""
+    pending = settings.pending
+    shown = (
+        None
+        if pending is None
+        else {"days": pending.days, "effectiveAt": iso(pending.effective_at)}
+    )
     try:
-        anchor._append(anchor.settings_path(organization_id), entry)
+        anchor.anchor_settings(organization_id, settings.days, settings.hold, shown)
     except OSError as error:
         raise _unwritable(organization_id, error) from None
 
