@@ -23,7 +23,7 @@ from ..errors import ApiError, forbidden, unauthorized
 from ..organizations import repository as orgs
 from ..organizations.permissions import PERMISSIONS
 from ..ratelimit import login_email_key
-from .tokens import Claims, TokenError, check_version, decode_token
+from .tokens import Claims, TokenError, check_version, credential_version, decode_token
 
 JWT = "jwt"
 API_KEY = "apiKey"
@@ -47,6 +47,8 @@ class Principal:
     role_key: str | None = None
     key_creator_id: ObjectId | None = None
     credential_id: str | None = None  # the audit log's non-reversible name of the credential
+    # the password's version behind a person's JWT or session (what dies with a change)
+    credential_version: int | None = None
     permissions: frozenset = field(default_factory=frozenset)
 
     @property
@@ -91,6 +93,7 @@ def _member_principal(auth_type: str, account: dict, organization_id: ObjectId) 
         role_name=role["name"] if role else None,
         role_key=role.get("key") if role else None,
         permissions=frozenset(role["permissions"]) if role else frozenset(),
+        credential_version=credential_version(account),
     )
 
 

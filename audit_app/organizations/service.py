@@ -355,8 +355,7 @@ def _credential_version(actor: Principal) -> int | None:
     session); None for an API key or the operator."""
     if actor.api_key_id is not None or actor.account_id is None:
         return None
-    account = orgs.find_account(get_db(), actor.account_id)
-    return int(account.get("credentialVersion") or 0) if account else None
+    return actor.credential_version  # read with the account when the principal was made
 
 
 def list_invitations(actor: Principal) -> list[Document]:
