@@ -594,6 +594,9 @@ EXPORT_ENDED = "auditLog.exportEnded"  # written when the export's stream ends
 TIME_RULES = 2
 
 
+EXPORT_START_CANDIDATES = 20  # records of one request id at one moment worth reading
+
+
 class TimeEvidence:
     """What, outside a record, confirms what its times claim; for one organization.
 
@@ -659,15 +662,27 @@ class TimeEvidence:
             and isinstance(created, datetime)
         ):
             return False
-        query = {
-            "requestId": request_id,
-            "createdAt": created,
-            "action": EXPORT_STARTED,
-            "method": method,
-            "path": path,
-            "_id": {"$ne": record.get("_id")},
-        }
-        first = self._records.find_one(query)
+        # a walk of the request id's index at that moment (a request writes a record or
+        # two), the rest told apart here: on both stores an index walk, never a scan
+        candidates = (
+            self._records.find(
+                {"requestId": request_id, "createdAt": {"$gte": created, "$lte": created}}
+            )
+            .sort([("createdAt", -1), ("_id", -1)])
+            .hint("org_requestid_newest")
+            .limit(EXPORT_START_CANDIDATES)
+        )
+        first = next(
+            (
+                candidate
+                for candidate in candidates
+                if candidate.get("action") == EXPORT_STARTED
+                and candidate.get("method") == method
+                and candidate.get("path") == path
+                and candidate["_id"] != record.get("_id")
+            ),
+            None,
+        )
         if first is None:  # gone with retention, if stored before what it has removed
             stored_by = _aware(created) + STORE_LAG
             progress = self._expiry.progress
