@@ -165,13 +165,17 @@ class Anchor:
         """Once per installation, at its first start with per-organization retention: what
         the TTL index of an earlier version may have removed (records received before
         ``before``). Never rewritten, so it never moves with the clock."""
+        self._write_once(self.legacy_path(), {"receivedBefore": iso(before)})
+
+    def _write_once(self, path: Path, entry: dict) -> None:
+        """Write a file that is never rewritten: a second call leaves the first one's."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            fd = os.open(self.legacy_path(), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return
         try:
-            os.write(fd, json.dumps({"receivedBefore": iso(before)}).encode("ascii"))
+            os.write(fd, json.dumps(entry).encode("ascii"))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -232,18 +236,7 @@ class Anchor:
     def anchor_backdated(self, organization_id: ObjectId, until: datetime) -> None:
         """Once, for the demo: the records stored up to ``until`` were dated back on
         purpose. Never rewritten, so nothing stored later is ever excused."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(
-                self.backdated_path(organization_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
-            )
-        except FileExistsError:
-            return
-        try:
-            os.write(fd, json.dumps({"storedUntil": iso(until)}).encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._write_once(self.backdated_path(organization_id), {"storedUntil": iso(until)})
 
     def backdated_until(self, organization_id: ObjectId) -> datetime | None:
         try:
