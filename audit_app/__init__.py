@@ -17,12 +17,13 @@ from .audit.actions import matched_text, record_label, sentence, target_text
 from .audit.anchor import Anchor
 from .audit.api import bp as audit_logs_bp
 from .audit.capture import WRITER_KEY, record_response, start_request
+from .audit.journal import Journal
 from .audit.repository import audit_write_concern
 from .audit.retention import background_purger
 from .audit.retention import check_bounds as check_retention_bounds
 from .audit.sealing import background_sealer
 from .audit.spool import Spool
-from .audit.writer import AuditWriter
+from .audit.writer import AuditWriter, write_mode
 from .auth.api import bp as auth_bp
 from .auth.principal import _LoginRedirect, load_principal, login_redirect
 from .background import EXTENSION_KEY as BACKGROUND_KEY
@@ -119,6 +120,10 @@ def _flush_at_exit(writer_ref: weakref.ref[AuditWriter]) -> None:
     if writer is None:
         return
     try:
+        writer.fold(wait=True)  # what this process answered, stored before it goes
+    except Exception as error:  # noqa: BLE001 - at exit: say it, never raise
+        logging.getLogger(__name__).warning("Audit journal not folded at exit: %s", error)
+    try:
         writer.flush_counts()
     except Exception as error:  # noqa: BLE001 - at exit: say it, never raise
         logging.getLogger(__name__).warning("Activity counts not flushed at exit: %s", error)
@@ -128,15 +133,21 @@ def register_hooks(app: Flask) -> None:
     """Audit first (request id, clock), then the principal every view and record relies on."""
     runner = app.extensions[BACKGROUND_KEY] = BackgroundRunner()
     if app.config["AUDIT_ENABLED"]:
+        store = stores(app)["audit"]
+        mode = write_mode(app.config.get("AUDIT_WRITE_MODE"), store.kind)
         writer = app.extensions[WRITER_KEY] = AuditWriter(
-            stores(app)["audit"],
+            store,
             Spool(app.config["AUDIT_SPOOL_DIR"]),
             timeout_ms=app.config["AUDIT_WRITE_TIMEOUT_MS"],
             write_concern=audit_write_concern(
                 app.config["AUDIT_WRITE_CONCERN"], app.config["AUDIT_WRITE_JOURNAL"]
             ),
             anchor=Anchor(app.config["AUDIT_ANCHOR_DIR"]),  # the replay ledger
+            journal=Journal(app.config["AUDIT_JOURNAL_DIR"]) if mode == "journal" else None,
         )
+        if mode == "journal":  # a lane of its own: never behind a seal or a purge
+            interval = app.config["AUDIT_FOLD_INTERVAL_MS"] / 1000
+            runner.add("fold", interval, writer.fold, lane="journal")
         if app.config["AUDIT_REPLAY_INTERVAL"] > 0:
             runner.add("replay", app.config["AUDIT_REPLAY_INTERVAL"], writer.replay_if_pending)
         if app.config["AUDIT_COUNTS_INTERVAL"] > 0:

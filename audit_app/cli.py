@@ -6,6 +6,7 @@ Bad arguments end with a message and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -24,7 +25,7 @@ from .api_keys import service as api_key_service
 from .api_keys.api import ApiKeyCreateSchema
 from .audit import export
 from .audit.actions import declare
-from .audit.capture import WRITER_KEY, record_operator_command
+from .audit.capture import WRITER_KEY, record_operator_command, store_journaled
 from .audit.context import begin as begin_notes
 from .audit.integrity import iter_digests
 from .audit.query import FilterSchema, IsoDateTime, parse_query
@@ -428,6 +429,45 @@ def ensure_indexes_command(as_json):
     )
 
 
+def reads_the_log(callback):
+    """A command that reads the audit log: what the journal holds is stored first (the
+    journal write mode), so it reads every request answered before it ran."""
+
+    @functools.wraps(callback)
+    def folded_first(*args, **kwargs):
+        store_journaled()
+        return callback(*args, **kwargs)
+
+    return folded_first
+
+
+@command("fold-journal")
+@json_option
+@with_appcontext
+def fold_journal_command(as_json):
+    """Store what waits in the audit journal now (the journal write mode); safe any time."""
+
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is None:
+        raise click.ClickException("Auditing is disabled (AUDIT_ENABLED=false).")
+    if writer.journal is None:
+        _emit(as_json, {"mode": "sync"}, ["AUDIT_WRITE_MODE is sync: there is no journal."])
+        return
+    result = writer.fold(wait=True)
+    _emit(
+        as_json,
+        {"mode": "journal", **result.as_dict()},
+        [
+            f"Stored {result.stored} record(s), {result.duplicates} already stored, "
+            f"{result.spooled} spooled, {result.rejected} unreadable stretch(es) set aside, "
+            f"{result.files} file(s) done"
+        ]
+        + [f"Error: {e}" for e in result.errors],
+    )
+    if result.errors:
+        raise SystemExit(1)
+
+
 @command("replay-spool")
 @json_option
 @with_appcontext
@@ -504,6 +544,7 @@ def seed_demo_command(request_count, if_empty, as_json):
 )
 @json_option
 @with_appcontext
+@reads_the_log
 def export_command(organization_id, fmt, output, details, as_json, **filters):
     """Export an organization's audit log (filtered) as CSV or NDJSON, streamed."""
 
@@ -610,6 +651,7 @@ def export_command(organization_id, fmt, output, details, as_json, **filters):
 )
 @json_option
 @with_appcontext
+@reads_the_log
 def seal_command(organization_id, up_to_now, as_json):
     """Seal every closed window: signed, chained digests of the audit records."""
 
@@ -648,6 +690,7 @@ def _date_option(value, option):
 )
 @json_option
 @with_appcontext
+@reads_the_log
 def purge_command(organization_id, as_json):
     """Delete the records past each organization's retention, now (a background task does it
     every AUDIT_PURGE_INTERVAL seconds). An organization on legal hold keeps everything."""
@@ -685,6 +728,7 @@ def purge_command(organization_id, as_json):
 @click.option("--to", "end", default=None, help="ISO 8601")
 @json_option
 @with_appcontext
+@reads_the_log
 def verify_command(organization_id, start, end, as_json):
     """Recompute the digests and the chain; exit non-zero if anything differs."""
 
@@ -796,6 +840,7 @@ def payload_window(window) -> str:
 @click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-")
 @json_option
 @with_appcontext
+@reads_the_log
 def export_digests_command(organization_id, output, as_json):
     """Write an organization's digests as NDJSON, to keep in write-once storage."""
 
@@ -834,6 +879,7 @@ def export_digests_command(organization_id, output, as_json):
 @click.option("--verify/--no-verify", default=True, show_default=True, help="verify on the target")
 @json_option
 @with_appcontext
+@reads_the_log
 def migrate_store_command(target, source, verify, as_json):
     """Copy this installation (platform data, audit records, digests) to another store.
 
@@ -983,6 +1029,7 @@ def register(app) -> None:
         create_api_key_command,
         ensure_indexes_command,
         replay_spool_command,
+        fold_journal_command,
         seed_demo_command,
         export_command,
         seal_command,

@@ -118,6 +118,17 @@ def _write_concern_setting() -> str:
     return value
 
 
+WRITE_MODES = ("sync", "journal")
+
+
+def _write_mode_setting() -> str | None:
+    """``sync`` or ``journal``; unset: chosen by the store (``audit_app.write_mode``)."""
+    value = os.environ.get("AUDIT_WRITE_MODE", "").strip().lower()
+    if value and value not in WRITE_MODES:
+        raise ConfigError(f"AUDIT_WRITE_MODE must be sync or journal, got {value!r}")
+    return value or None
+
+
 def load_settings(instance_path: Path) -> dict:
     """Read every setting from the environment, failing fast on bad values."""
     env = os.environ.get("APP_ENV", "development").strip().lower()
@@ -168,6 +179,12 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_SPOOL_DIR": os.environ.get("AUDIT_SPOOL_DIR", "").strip()
         or str(instance_path / "audit-spool"),
         "AUDIT_REPLAY_INTERVAL": _env_int("AUDIT_REPLAY_INTERVAL", 30),
+        # where a request hands its record off (sync: the store itself; journal: a local
+        # file that a background writer folds into the store in batches)
+        "AUDIT_WRITE_MODE": _write_mode_setting(),
+        "AUDIT_JOURNAL_DIR": os.environ.get("AUDIT_JOURNAL_DIR", "").strip()
+        or str(instance_path / "audit-journal"),
+        "AUDIT_FOLD_INTERVAL_MS": _env_int("AUDIT_FOLD_INTERVAL_MS", 200, minimum=10),
         # an organization's own retention is within the bounds; until it sets one, the default
         "AUDIT_RETENTION_DAYS": retention_days,
         # seconds between adding each process's activity counts to the store (the chart's)

@@ -13,6 +13,7 @@ import random
 import secrets
 from datetime import datetime, timedelta
 
+from .audit.capture import store_journaled
 from .audit.context import requests_happen_at
 from .audit.sealing import anchor
 from .db import get_db
@@ -79,6 +80,7 @@ def _seed(app, request_count: int) -> dict:
     )
     traffic = _Traffic(app, random.Random(20261125))  # noqa: S311 - demo data, not crypto
     summary = traffic.run(request_count)
+    store_journaled(app)  # stored before the moment that excuses their dates is set
     # its records are dated back on purpose: said outside the database, once, so that
     # sealing and verify do not name them (docs/integrity.md, "Times no request explains")
     anchor(app).anchor_backdated(organization_id, utcnow())

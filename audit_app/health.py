@@ -35,6 +35,10 @@ def readyz():
             problems.append(f"audit spool {writer.spool.directory} cannot be written")
         if checks["auditStore"] != "ok" and not spool_ok:
             problems.append("audit records cannot be persisted")
+        checks["auditWriteMode"] = writer.mode
+        if writer.journal is not None:  # where requests hand their records off
+            checks["auditJournal"] = "ok" if writer.last_journal_error is None else "unwritable"
+            checks["auditJournalPendingBytes"] = writer.journal.pending_bytes()
     runner = current_app.extensions.get(BACKGROUND_KEY)
     if runner is not None and runner.tasks:
         # unauthenticated: each task's error by its kind only (the message, which may name

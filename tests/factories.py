@@ -151,3 +151,13 @@ def audit_record(organization_id, *, created_at=None, **fields) -> dict:
     }
     stored = {k: fields.pop(k) for k in ("storedAt",) if k in fields}  # set by the writer
     return {**new_record(**{**defaults, **fields}), **stored}
+
+
+def settled(app) -> None:
+    """Store what the audit journal holds (the journal write mode, the embedded store's
+    default): a test that reads the store itself right after a request settles first, as
+    every reader of the log in the app does (``audit.capture.store_journaled``)."""
+    from audit_app.audit.capture import store_journaled
+
+    with app.app_context():
+        store_journaled(app)

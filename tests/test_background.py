@@ -20,8 +20,12 @@ def test_no_replay_interval_stops_the_replay_only(make_app, tmp_path):
         AUDIT_PURGE_INTERVAL=3600,
     )
     runner = app.extensions[EXTENSION_KEY]
-    assert set(runner.tasks) == {"counts", "purge", "seal", "streams"}
+    assert set(runner.tasks) == {"counts", "purge", "seal", "streams", "fold"}
     assert runner.tasks["streams"].lane == "streams"  # a slow SIEM holds up nothing else
+    # the journal's fold neither (the embedded store's write mode): records wait at most
+    # one interval, whatever a seal or a purge takes
+    assert runner.tasks["fold"].lane == "journal"
+    assert runner.tasks["fold"].interval == 0.2
     client = app.test_client()
     client.get("/healthz")  # the first request starts the process's runner
     deadline = time.monotonic() + 30
@@ -31,6 +35,7 @@ def test_no_replay_interval_stops_the_replay_only(make_app, tmp_path):
     assert status["seal"]["runs"] >= 1 and status["seal"]["lastError"] is None
     assert status["purge"]["runs"] >= 1
     assert status["streams"]["runs"] >= 1 and status["streams"]["lastError"] is None
+    assert status["fold"]["runs"] >= 1 and status["fold"]["lastError"] is None
     runner.stop()
 
 

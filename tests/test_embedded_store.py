@@ -586,13 +586,14 @@ def test_editing_the_table_s_columns_to_hide_a_record_is_caught_by_verify(make_a
 
 
 def test_a_record_whose_bson_was_destroyed_is_listed_not_a_500(make_app, tmp_path):
-    from .factories import Api, make_org
+    from .factories import Api, make_org, settled
 
     store = tmp_path / "store"
     app = make_app(MONGO_CLIENT=None, MONGO_URI=None, EMBEDDED_STORE_DIR=str(store))
     org = make_org(app, "Broken")
     api = Api(app.test_client())
     api.get("/api/v1/organization", as_=org.admin)
+    settled(app)
     database = sqlite3.connect(str(store / "audit_app.audit_logs.sqlite3"))
     database.execute("UPDATE audit_logs SET doc = x'ffff0000'")
     database.commit()

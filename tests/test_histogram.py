@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from .factories import audit_record
+from .factories import audit_record, settled
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -155,6 +155,7 @@ def test_an_unfiltered_view_past_the_cap_is_counted_whole_from_the_write_time_co
         "to": now.isoformat(),
     }
     organization_id = ObjectId(summary["organizationId"])
+    settled(app)
     with app.app_context():
         stored = get_audit_db().audit_logs.count_documents(
             {"organizationId": organization_id, "createdAt": {"$lte": now}}

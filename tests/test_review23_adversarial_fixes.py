@@ -36,7 +36,7 @@ from audit_app.audit.integrity import (
 )
 from audit_app.db import get_audit_db, get_db
 
-from .factories import Api, audit_record, make_org
+from .factories import Api, audit_record, make_org, settled
 from .fakes import FlakyClient
 from .test_review23_integrity import SETTINGS, _install, _now, _record_ids
 from .test_review23_streams import member_with
@@ -293,14 +293,17 @@ def exported(request, make_app, monkeypatch, tmp_path):
         )
     api = Api(app.test_client())
     token = api.token(org.admin)
+    settled(app)  # stored before the clock goes back
     clock = _Clock(began)
     monkeypatch.setattr(capture, "utcnow", clock.utcnow)
     monkeypatch.setattr(capture, "time", clock)
     monkeypatch.setattr(writer_module, "utcnow", clock.utcnow)
     answer = api.get("/api/v1/audit-logs/export?format=ndjson", token=token, buffered=False)
+    settled(app)  # each record stored when it is written (the journal write mode: folded)
     clock.now = _now() - timedelta(minutes=10)  # the first record is written: now stream
     b"".join(answer.response)
     answer.close()
+    settled(app)
     monkeypatch.undo()
     with app.app_context():
         records = get_audit_db().audit_logs

@@ -20,7 +20,7 @@ from audit_app.db import get_audit_db, get_db
 from audit_app.ids import utcnow
 from audit_app.organizations import service as access
 
-from .factories import PASSWORD, Api, Person, make_org
+from .factories import PASSWORD, Api, Person, make_org, settled
 from .test_retention import DAILY, history, patch, present, run
 from .test_web_session import csrf_from, login
 
@@ -177,6 +177,7 @@ def test_shortening_deletes_nothing_until_the_grace_has_passed(store_app, clock)
     effective = pending["effectiveAt"]
     assert shown(api, org)["auditRetentionPending"] == pending
     assert shown(api, org)["auditRetentionBounds"]["graceDays"] == 7
+    settled(app)
     with app.app_context():
         record = get_audit_db().audit_logs.find_one({"organizationId": org.id, "method": "PATCH"})
     assert record["changes"] == [

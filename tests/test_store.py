@@ -10,6 +10,8 @@ import pytest
 
 from audit_app.db import stores
 
+from .factories import settled
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -46,6 +48,7 @@ def test_embedded_store_survives_an_app_restart(embedded, runner):
     )
     assert answer.status_code == 200
     assert answer.get_json()["organizationId"] == organization_id
+    settled(second)
     records = stores(second)["audit"].db.audit_logs.count_documents({"path": "/api/v1/auth/token"})
     assert records == 1
 

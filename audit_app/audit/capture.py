@@ -12,12 +12,13 @@ import logging
 import time
 
 from bson import ObjectId
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 
 from ..background import EXTENSION_KEY as BACKGROUND_KEY
 from ..ids import utcnow
 from .actions import ACTION, declare
 from .context import backdated, begin
+from .journal import FoldResult
 from .record import build_record, operator_record, request_id_from, summary_fields
 
 log = logging.getLogger("audit_app.audit")
@@ -26,6 +27,16 @@ WRITER_KEY = "audit_app.audit_writer"
 _UNRECORDED_ENDPOINTS = {"static", "health.healthz", "health.readyz"}
 _STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 (EXPORT_ENDED,) = declare("auditLog.exportEnded")  # an export's second record: how it ended
+
+
+def store_journaled(app: Flask | None = None) -> FoldResult | None:
+    """Store what waits in the journal now (the journal write mode), waiting for a fold in
+    progress elsewhere: before a read of the log that must see every request answered
+    before it. None when there is no journal."""
+    writer = (app or current_app).extensions.get(WRITER_KEY)
+    if writer is None or writer.journal is None:
+        return None
+    return writer.fold(wait=True)
 
 
 def audited(view):
@@ -116,7 +127,9 @@ def record_operator_command(
         organization_id, command, options, action=action, details=details or None
     )
     record["outcome"] = outcome
-    writer.write(record)
+    # into the store before the command goes on: its process may end as soon as it answers,
+    # and the command's own next step (a verification, an export) reads the log
+    writer.write(record, sync=True)
     return record["_id"]
 
 

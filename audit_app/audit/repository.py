@@ -20,6 +20,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -118,6 +119,25 @@ def insert_record(
         # MongoDB only: mongomock and the embedded store acknowledge on their own terms
         collection = collection.with_options(write_concern=write_concern)
     collection.insert_one(record)
+
+
+def insert_records(
+    db: Database[Document], records: list[Document], write_concern: WriteConcern | None = None
+) -> set[int]:
+    """Store records in one command (``insert_many``, unordered, so one duplicate stops
+    nothing): a batch of the journal's fold. Return the positions of the records that were
+    stored already; raise on any other failure."""
+    collection = db[COLLECTION]
+    if write_concern is not None and isinstance(collection, Collection):
+        collection = collection.with_options(write_concern=write_concern)
+    try:
+        collection.insert_many(records, ordered=False)
+    except BulkWriteError as error:
+        found = error.details.get("writeErrors", [])
+        if not found or any(e.get("code") != 11000 for e in found):
+            raise
+        return {int(e["index"]) for e in found}
+    return set()
 
 
 def confirm_stored(db: Database[Document], record: Mapping[str, Any]) -> bool:

@@ -84,9 +84,17 @@ class Spool:
     def append(self, record: dict) -> None:
         """Write one record durably, with when (``spooledAt``); raise OSError if the disk
         refuses. The caller's record is left as it was."""
+        self.append_many([record])
+
+    def append_many(self, records: list[dict]) -> None:
+        """Write records durably, in one ``write`` and one ``fsync`` (a batch of the
+        journal's fold that the store refused); all of them or, raising OSError, none."""
         self._ensure_directory()
-        spooled = record if "spooledAt" in record else {**record, "spooledAt": utcnow()}
-        line = (dumps(spooled) + "\n").encode("utf-8")
+        now = utcnow()
+        line = "".join(
+            dumps(record if "spooledAt" in record else {**record, "spooledAt": now}) + "\n"
+            for record in records
+        ).encode("utf-8")
         path = self.active_path
         while True:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

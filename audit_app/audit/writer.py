@@ -17,6 +17,16 @@ Policy (also in docs/audit-schema.md and the README):
   ``AUDIT_RECORD_UNSPOOLED`` line of Extended JSON (recoverable from the logs), and
   ``/readyz`` answers 503 so the load balancer moves traffic away. The response itself is
   never turned into an error by the audit path.
+
+The journal write mode (``AUDIT_WRITE_MODE=journal``, the embedded store's default) takes
+the store off the request's path: the record is appended to the local journal
+(``journal.py``, one ``write``, no ``fsync``) and a folder stores the journal's records in
+batches (``fold``), each batch one ``insert_many`` (on the embedded store one
+transaction), at most ``AUDIT_FOLD_INTERVAL_MS`` later. ``storedAt`` is then the fold's
+time. A batch the store refuses goes to the spool, and from there as above; a record that
+waited in the journal longer than ``JOURNAL_LATE`` (its process was killed and nothing
+folded for a while) goes through the spool too, so that the replay ledger confirms its
+wait. If the journal cannot be written, the record is written as in the sync mode.
 """
 
 from __future__ import annotations
@@ -24,19 +34,37 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
 import pymongo
+from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from ..ids import utcnow
 from .anchor import Anchor
 from .counters import HourlyTally
-from .repository import confirm_stored, insert_record
+from .journal import Entry, FoldResult, Journal
+from .repository import COLLECTION, confirm_stored, insert_record, insert_records
 from .spool import ReplayResult, Spool, dumps
 
 log = logging.getLogger("audit_app.audit")
 
 STORE_RETRY_SECONDS = 5.0
+# a record handed off to the journal longer ago than this is stored through the spool, so
+# that the replay ledger confirms its wait (verification names a record stored more than
+# integrity.STORE_LAG after it was received, unless the ledger explains it)
+JOURNAL_LATE = timedelta(seconds=60)
+
+
+def write_mode(configured: str | None, store_kind: str) -> str:
+    """``AUDIT_WRITE_MODE``, or the store's default: the journal on the embedded store
+    (its volume is the store's, so a record in the journal is as safe as one committed),
+    sync elsewhere (on MongoDB the record is on a majority before the response, which a
+    local file on a volume that may not be durable is not)."""
+    mode = (configured or "").strip().lower() or ("journal" if store_kind == "embedded" else "sync")
+    if mode not in ("sync", "journal"):
+        raise ValueError(f"AUDIT_WRITE_MODE must be sync or journal, got {configured!r}")
+    return mode
 
 
 class NotYetDurable(Exception):
@@ -55,9 +83,13 @@ class AuditWriter:
         timeout_ms: int,
         write_concern=None,
         anchor: Anchor | None = None,
+        journal: Journal | None = None,
     ):
         self.store = store
         self.spool = spool
+        # the journal write mode: records handed off there, folded in batches (None: sync)
+        self.journal = journal
+        self._fold_skip_until = 0.0
         # the replay ledger's home (None: no record is confirmed as replayed, so a long
         # wait in the spool reads as a time no request explains)
         self.anchor = anchor
@@ -67,12 +99,29 @@ class AuditWriter:
         self._replay_lock = threading.Lock()
         self.tally = HourlyTally()  # the activity chart's counts, added to the store in batches
         self.last_spool_error: str | None = None
-        self.stats = {"stored": 0, "spooled": 0, "unspooled": 0}
+        self.stats = {"stored": 0, "spooled": 0, "unspooled": 0, "journaled": 0, "folded": 0}
+        self.last_journal_error: str | None = None
 
     # Writing ----------------------------------------------------------------------
 
-    def write(self, record: dict) -> str:
-        """Persist one record; return where it went: stored, spooled or logged."""
+    @property
+    def mode(self) -> str:
+        return "sync" if self.journal is None else "journal"
+
+    def write(self, record: dict, *, sync: bool = False) -> str:
+        """Persist one record; return where it went: journaled, stored, spooled or logged.
+
+        ``sync``: into the store now, whatever the mode (an operator's command, whose
+        process ends when it has answered)."""
+        if self.journal is not None and not sync:
+            try:
+                self.journal.append(record)
+                self.stats["journaled"] += 1
+                self.last_journal_error = None
+                return "journaled"
+            except OSError as error:  # the journal's disk: the store itself, as in sync mode
+                self.last_journal_error = f"{type(error).__name__}: {error}"
+                log.warning("Audit journal not writable (%s); storing directly", error)
         if time.monotonic() >= self._skip_store_until:
             record["storedAt"] = utcnow()  # the sealing window this record belongs to
             try:
@@ -102,6 +151,71 @@ class AuditWriter:
                 "AUDIT_RECORD_UNSPOOLED requestId=%s %s", record.get("requestId"), dumps(record)
             )
             return "logged"
+
+    # Folding the journal ------------------------------------------------------------
+
+    def fold(self, *, wait: bool = False) -> FoldResult:
+        """Store what waits in the journal (the background lane ``journal``; ``wait``: a
+        reader of the log, who waits for a fold in progress elsewhere)."""
+        if self.journal is None or (not wait and time.monotonic() < self._fold_skip_until):
+            return FoldResult()
+        result = self.journal.fold(self._fold_batch, wait=wait)
+        if result.spooled and time.monotonic() >= self._skip_store_until:
+            self.replay()  # late records (the store took the rest): through the ledger, now
+        return result
+
+    def _fold_batch(self, entries: list[Entry]) -> tuple[int, int, int]:
+        now = utcnow()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored
+        fresh, late = [], []
+        for entry in entries:
+            record = entry.record
+            if now - entry.handed_off > JOURNAL_LATE:
+                record.setdefault("spooledAt", entry.handed_off)
+                late.append(record)
+            else:
+                record["storedAt"] = now  # the sealing window still open
+                fresh.append(record)
+        if fresh and time.monotonic() < self._skip_store_until:
+            late, fresh = late + fresh, []
+        stored = duplicates = 0
+        if fresh:
+            try:
+                stored, duplicates = self._insert_fresh(fresh)
+            except Exception as error:  # noqa: BLE001 - any store failure: to the spool
+                self._skip_store_until = time.monotonic() + STORE_RETRY_SECONDS
+                log.warning(
+                    "Audit store refused a batch of the journal (%s: %s); spooling it",
+                    type(error).__name__,
+                    error,
+                )
+                for record in fresh:
+                    record.pop("storedAt", None)
+                late += fresh
+        if late:
+            try:
+                self.spool.append_many(late)  # OSError: the journal file is kept
+            except OSError as error:
+                self.last_spool_error = f"{type(error).__name__}: {error}"
+                self._fold_skip_until = time.monotonic() + STORE_RETRY_SECONDS
+                raise
+            self.stats["spooled"] += len(late)
+        self.stats["folded"] += stored
+        return stored, duplicates, len(late)
+
+    def _insert_fresh(self, records: list[dict]) -> tuple[int, int]:
+        with pymongo.timeout(max(self.timeout, 10)):
+            already = insert_records(self.store.db, records, self.write_concern)
+            if already and isinstance(self.store.db[COLLECTION], Collection):
+                # MongoDB: a copy exists, but one a failover may still roll back unless a
+                # majority holds it; then the journal file stays for the next fold
+                for index in already:
+                    if not confirm_stored(self.store.db, records[index]):
+                        raise NotYetDurable(records[index]["_id"])
+        for index, record in enumerate(records):
+            if index not in already:
+                self.tally.add(record)
+        return len(records) - len(already), len(already)
 
     # Replaying --------------------------------------------------------------------
 
