@@ -58,10 +58,19 @@ class Redactor:
         self._text_pattern = _text_pattern(self.exact | set(self.contained), self.whole)
         self._xml_pattern = _xml_pattern(self.exact | set(self.contained), self.whole)
         self._key_verdicts: dict[bytes, bool] = {}
+        self._verdicts: dict[str, bool] = {}
 
     def is_secret(self, key) -> bool:
         if not isinstance(key, str):
             return False
+        known = self._verdicts.get(key)
+        if known is None:
+            known = self._judge(key)
+            if len(self._verdicts) < 4096:  # keys repeat (headers, a body's fields)
+                self._verdicts[key] = known
+        return known
+
+    def _judge(self, key: str) -> bool:
         normalized = normalize_key(key)
         if any(w in normalized for w in self.contained):
             return True
@@ -143,7 +152,10 @@ class Redactor:
         Percent-encoding cannot hide a secret (``?next=%20oal_...`` in a Referer): when the
         decoded text holds one, the decoded text is kept, redacted.
         """
-        text = self._text_once(safe_str(text))
+        text = safe_str(text)
+        if _inert(text):  # most strings: one scan, nothing any rule below could change
+            return text
+        text = self._text_once(text)
         for decode in (_percent_decoded, _json_unescaped):
             decoded = decode(text)
             if decoded != text:
@@ -481,6 +493,21 @@ def _redact_credential(match: Any) -> str:
     return match.group(1) + match.group(2) + match.group(3) + REDACTED
 
 
+# What every rule of this module needs to find before it changes anything: a key's ``=``,
+# ``:`` or ``<tag>``, a URL's user info (``@``), an escape (``%``, ``\u``), this product's
+# key prefixes, a Bearer or Basic scheme, or the first two dots of three base64url segments
+# (a JWT). A string without any of them is left as it is by ``text`` and ``scrub_values``,
+# so one RE2 scan (about 1.5 µs) replaces a dozen (tests/test_redaction_fast_path.py checks
+# the equivalence on generated text).
+_TRIGGER = _compile(
+    r"[=:<%@\\]|oal_|inv_|(?i:bearer|basic)|[A-Za-z0-9_-]{3}\.[A-Za-z0-9_-]{2,}\."
+)
+
+
+def _inert(text: str) -> bool:
+    return _TRIGGER.search(text) is None
+
+
 def _percent_decoded(text: str) -> str:
     if "%" not in text:
         return text
@@ -517,6 +544,8 @@ def scrub_values(text: str) -> str:
     if not text or len(text) < 8:
         return text
     text = safe_str(text)
+    if _inert(text):
+        return text
     text = _OWN_SECRETS.sub(lambda m: m.group(1) + REDACTED, text)
     text = _SCHEME_CREDENTIALS.sub(_redact_credential, text)
     text = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
