@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +46,7 @@ def iso(value: datetime | None) -> str | None:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # the same few addresses, request after request
 def canonical_ip(text: str | None) -> str | None:
     """An address as records keep it and ``ip:`` searches it: IPv6 compressed and lower
     case, an IPv4 address mapped into IPv6 (a dual-stack server's ``::ffff:a.b.c.d``) as

@@ -390,3 +390,36 @@ def test_a_sigkill_of_every_process_between_hand_off_and_fold_loses_and_duplicat
     stored = [r for r in _stored_request_ids(env, organization_id) if "kill" in r]
     assert sorted(stored) == sorted(answered)  # every one, once
     assert json.loads(flask(env, "fold-journal", "--json"))["stored"] == 0
+
+
+def test_appends_from_many_threads_racing_folds_are_each_stored_once(embedded):
+    """Eight threads hand records off while another folds again and again (claiming the
+    file under their feet): every record lands once, none is lost in a claimed file."""
+    app = embedded()
+    writer = app.extensions[WRITER_KEY]
+    organization_id = ObjectId()
+    stop = threading.Event()
+
+    def hand_off(index: int) -> None:
+        for number in range(150):
+            record = audit_record(organization_id, requestId=f"race-{index}-{number}")
+            record.pop("storedAt", None)
+            assert writer.write(record) == "journaled"
+
+    def fold_again_and_again() -> None:
+        with app.app_context():
+            while not stop.is_set():
+                writer.fold()
+
+    folder = threading.Thread(target=fold_again_and_again)
+    folder.start()
+    threads = [threading.Thread(target=hand_off, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    folder.join()
+    writer.fold(wait=True)
+    stored = [r["requestId"] for r in _stored(app, organizationId=organization_id)]
+    assert len(stored) == 8 * 150 == len(set(stored))

@@ -33,6 +33,7 @@ import errno
 import fcntl
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -132,6 +133,11 @@ def _entry_at(data: bytes, position: int) -> tuple[Entry | None, int]:
 class Journal:
     def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
+        self._active = os.fspath(self.directory / ACTIVE)  # (a str: no Path work per append)
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None  # the active file, open for appends
+        self._pid: int | None = None
+        self._inode: int | None = None
         self.appended = 0  # this process's appends (the tests count commits against them)
 
     @property
@@ -146,31 +152,55 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> None:
         """Hand one record off: one ``write`` under the file's lock, no ``fsync``.
-        Raise OSError if the disk refuses (the caller then writes to the store itself)."""
+        Raise OSError if the disk refuses (the caller then writes to the store itself).
+
+        The file stays open between appends (per process; the threads take turns): an
+        append is a lock, a check that the name is still this file, a write and an unlock.
+        """
         entry = encode(record)
-        self._ensure_directory()
-        path = self.active_path
-        while True:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
+        with self._thread_lock:
+            while True:
+                fd = self._open_active()
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
-                    current = os.stat(path)
-                except FileNotFoundError:
-                    current = None
-                if current is None or current.st_ino != os.fstat(fd).st_ino:
-                    continue  # a folder claimed the file between our open and our lock
-                before = os.fstat(fd).st_size
-                try:
-                    _write_all(fd, entry)
-                except OSError:
-                    with contextlib.suppress(OSError):  # no torn entry left behind
-                        os.ftruncate(fd, before)
-                    raise
-                self.appended += 1
-                return
-            finally:
-                os.close(fd)
+                    try:
+                        current = os.stat(self._active).st_ino
+                    except FileNotFoundError:
+                        current = None
+                    if current != self._inode:  # a folder claimed the file: the new one
+                        self._close_active()
+                        continue
+                    before = os.fstat(fd).st_size
+                    try:
+                        _write_all(fd, entry)
+                    except OSError:
+                        with contextlib.suppress(OSError):  # no torn entry left behind
+                            os.ftruncate(fd, before)
+                        raise
+                    self.appended += 1
+                    return
+                finally:
+                    if self._fd == fd:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _open_active(self) -> int:
+        if self._fd is not None and self._pid == os.getpid():
+            return self._fd
+        if self._pid != os.getpid():  # a forked child: the parent's descriptor is not ours
+            self._fd = None
+        try:
+            fd = os.open(self._active, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the first record: the directory is made once
+            self._ensure_directory()
+            fd = os.open(self._active, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd, self._pid, self._inode = fd, os.getpid(), os.fstat(fd).st_ino
+        return fd
+
+    def _close_active(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = self._inode = None
 
     # The folder's part ----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ body can never expose a secret that redaction would have caught.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import json
@@ -46,7 +47,7 @@ def request_id_from(req: Request) -> str:
     given = req.headers.get("X-Request-Id", "")
     if _REQUEST_ID.match(given) and scrub_values(given) == given:
         return given
-    return uuid.uuid4().hex  # malformed, or a secret pasted where an id goes
+    return os.urandom(16).hex()  # malformed, or a secret pasted where an id goes
 
 
 def redactor() -> Redactor:
@@ -62,7 +63,12 @@ def redactor() -> Redactor:
 def route_of(req: Request) -> str | None:
     """The matched URL rule without converter names: ``/api/v1/pathways/<pathwayId>``."""
     rule = req.url_rule
-    return _ROUTE_CONVERTER.sub(r"<\1>", rule.rule) if rule is not None else None
+    return _route_text(rule.rule) if rule is not None else None
+
+
+@functools.lru_cache(maxsize=1024)  # one entry per URL rule of the app
+def _route_text(rule: str) -> str:
+    return _ROUTE_CONVERTER.sub(r"<\1>", rule)
 
 
 def resource_of(req: Request) -> str:
