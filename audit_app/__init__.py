@@ -16,7 +16,7 @@ from .audit.actions import label as action_label
 from .audit.actions import matched_text, record_label, sentence, target_text
 from .audit.anchor import Anchor
 from .audit.api import bp as audit_logs_bp
-from .audit.capture import WRITER_KEY, record_response, start_request
+from .audit.capture import WRITER_KEY, end_request, record_response, start_request
 from .audit.journal import Journal
 from .audit.repository import audit_write_concern
 from .audit.retention import background_purger
@@ -143,11 +143,14 @@ def register_hooks(app: Flask) -> None:
                 app.config["AUDIT_WRITE_CONCERN"], app.config["AUDIT_WRITE_JOURNAL"]
             ),
             anchor=Anchor(app.config["AUDIT_ANCHOR_DIR"]),  # the replay ledger
-            journal=Journal(app.config["AUDIT_JOURNAL_DIR"]) if mode == "journal" else None,
+            # one folder a store: two stores given one directory never fold into each other
+            journal=Journal(Path(app.config["AUDIT_JOURNAL_DIR"]) / store.identity())
+            if mode == "journal"
+            else None,
         )
         if mode == "journal":  # a lane of its own: never behind a seal or a purge
             interval = app.config["AUDIT_FOLD_INTERVAL_MS"] / 1000
-            runner.add("fold", interval, writer.fold, lane="journal")
+            runner.add("fold", interval, writer.fold_in_background, lane="journal")
         if app.config["AUDIT_REPLAY_INTERVAL"] > 0:
             runner.add("replay", app.config["AUDIT_REPLAY_INTERVAL"], writer.replay_if_pending)
         if app.config["AUDIT_COUNTS_INTERVAL"] > 0:
@@ -166,6 +169,7 @@ def register_hooks(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, [])[:0] = [start_request, load_principal]
     app.after_request(set_security_headers)
     app.after_request(record_response)
+    app.teardown_request(end_request)
     app.context_processor(navigation_context)
     app.add_template_filter(iso, "iso")
     app.add_template_filter(readable, "readable")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import threading
@@ -91,6 +92,19 @@ class Store:
             host = parsed.hostname or "?"
             return f"MongoDB at {parsed.scheme}://{host} (database {self.db_name})"
         return f"{self.kind} store (database {self.db_name})"
+
+    def identity(self) -> str:
+        """A short, stable name of what this store is (never its credentials): the journal
+        of one store is kept apart from another's, whatever directory they are given."""
+        if self.kind == "embedded":
+            where = os.path.realpath(self.embedded_dir)
+        elif self.kind == "mongodb":
+            parsed = urlparse(self.uri or "")
+            where = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}"
+        else:
+            where = f"{self.kind}:{id(self._injected) if self._injected is not None else self.uri}"
+        digest = hashlib.sha256(f"{where}|{self.db_name}".encode()).hexdigest()[:16]
+        return f"{self.kind}-{digest}"
 
     @property
     def client(self) -> Any:

@@ -1,18 +1,28 @@
-"""Benchmark: what auditing costs a request, and how fast the writer stores records.
+"""Benchmark: what auditing costs a request, and how fast the audit writer stores records.
 
-Prints, measured side by side in one run on the same build and store:
-- requests/s of the API with auditing on and off (alternating rounds, so drift in the
-  machine's speed hits both sides alike), and their ratio (goal: >= 0.9);
-- records/s that the audit writer sustains on the embedded store and on mongomock;
-- the insert cost of each index the search bar's qualifiers walk (requestId, credential,
-  ip, action), each alone and all together, against the table without them; and of what a
-  search by target walks (``targets.id``, 1-2 targets a record): on the embedded store the
-  side table ``audit_targets`` with and without its index ``org_target_newest``, alone and
-  beside every other index; on mongomock the writer with and without the index.
+Prints, measured side by side in one run on the same build and store, in alternating
+rounds (so drift in the machine's speed hits every side alike), medians:
 
-- the same ratio for concurrent clients against gunicorn (``--concurrent``, default 8).
+- requests/s of a cheap authenticated ``GET /api/v1/workspaces/<id>`` (an API key) with
+  auditing off, on in the journal write mode (the embedded store's default: the request
+  appends its record to a local file, a background writer folds it into the store in
+  batches) and on in the sync mode (the request commits its record), and the ratios to
+  off (goal: >= 0.95): in-process with one client, then against gunicorn (2 workers x 4
+  threads) with one client and with ``--concurrent`` clients (default 8). ``--shape mix``
+  sends the earlier mix instead (80% ``GET /api/v1/workspaces``, 20% ``POST`` pathways);
+- the CPU time of the whole process per request in-process (the background writer's
+  share included): what a saturated machine runs out of;
+- records/s that the audit writer sustains on the embedded store and on mongomock, one
+  record at a time (the sync mode) and folded in batches (the journal mode);
+- with ``--index-cost``: the insert cost of each index the search bar's qualifiers walk
+  (requestId, credential, ip, action), each alone and all together, against the table
+  without them; and of what a search by target walks (``targets.id``, 1-2 targets a
+  record): on the embedded store the side table ``audit_targets`` with and without its
+  index ``org_target_newest``, alone and beside every other index; on mongomock the writer
+  with and without the index.
 
 Usage: python -m bench.capture [--requests N] [--rounds R] [--records M] [--concurrent C]
+       [--shape get|mix] [--index-cost]
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import mongomock
 
 from audit_app import create_app
 from audit_app.audit.capture import WRITER_KEY
+from audit_app.audit.journal import Journal
 from audit_app.audit.repository import ensure_audit_indexes
 from audit_app.audit.spool import Spool
 from audit_app.audit.writer import AuditWriter
@@ -35,17 +46,21 @@ from audit_app.db import Store, get_db
 from audit_app.ids import utcnow
 
 SECRET = "bench-secret-key-0123456789-0123456789-0123456789"
+MODES = {"off": None, "journal": "journal", "sync": "sync"}  # side: AUDIT_WRITE_MODE
 
 
-def build(store_dir: str, spool_dir: str, audited: bool):
+def build(store_dir: str, spool_dir: str, audited: bool, mode: str | None = None):
     return create_app(
         {
             "SECRET_KEY": SECRET,
             "MONGO_URI": None,
             "EMBEDDED_STORE_DIR": store_dir,
             "AUDIT_SPOOL_DIR": spool_dir,
+            "AUDIT_JOURNAL_DIR": f"{spool_dir}/journal",
             "AUDIT_ENABLED": audited,
+            "AUDIT_WRITE_MODE": mode,
             "AUDIT_REPLAY_INTERVAL": 0,
+            "AUDIT_SEAL_IN_BACKGROUND": False,
             "PASSWORD_HASH_PROFILE": "fast",
             "INSTANCE_PATH": spool_dir,
         }
@@ -72,24 +87,62 @@ def seed(app) -> tuple[str, str]:
     return key, str(workspace["_id"])
 
 
-def run_requests(app, key: str, workspace: str, count: int) -> float:
-    """Requests per second for a mix of reads and writes through the whole stack."""
+def request_of(shape: str, index: int, workspace: str) -> tuple[str, str, dict | None]:
+    """The ``index``-th request of a shape: method, path, JSON body."""
+    if shape == "get":
+        return "GET", f"/api/v1/workspaces/{workspace}", None
+    if index % 5 == 0:
+        body: dict[str, Any] = {"name": f"p{index}", "steps": [{"title": "s"}]}
+        if index % 10 == 0:
+            body["secret"] = {"token": "x"}
+        return "POST", "/api/v1/pathways", body
+    return "GET", "/api/v1/workspaces", None
+
+
+def run_requests(app, key: str, workspace: str, count: int, shape: str = "get") -> float:
+    """Requests per second through the whole stack, one client, in-process."""
     client = app.test_client()
     headers = {"X-API-Key": key, "X-Workspace-Id": workspace, "User-Agent": "bench/1.0"}
     started = time.perf_counter()
     for index in range(count):
-        if index % 5 == 0:
-            answer = client.post(
-                "/api/v1/pathways",
-                headers=headers,
-                json={"name": f"p{index}", "steps": [{"title": "s"}], "secret": {"token": "x"}}
-                if index % 10 == 0
-                else {"name": f"p{index}", "steps": [{"title": "s"}]},
-            )
-        else:
-            answer = client.get("/api/v1/workspaces", headers=headers)
+        method, path, body = request_of(shape, index, workspace)
+        answer = client.open(path, method=method, headers=headers, json=body)
         assert answer.status_code < 500
     return count / (time.perf_counter() - started)
+
+
+def in_process(args, store_dir: str, spool_dir: str) -> None:
+    """One client, in-process: requests/s and the process's CPU time per request."""
+    apps = {
+        name: build(store_dir, spool_dir, mode is not None, mode) for name, mode in MODES.items()
+    }
+    key, workspace = seed(apps["journal"])
+    for app in apps.values():  # warm up each (and start each one's background writer)
+        run_requests(app, key, workspace, 30, args.shape)
+    rates: dict[str, list[float]] = {name: [] for name in apps}
+    cpu: dict[str, list[float]] = {name: [] for name in apps}
+    for round_index in range(args.rounds):
+        order = list(apps) if round_index % 2 == 0 else list(reversed(apps))
+        for name in order:
+            gc.collect()
+            started = time.process_time()
+            rates[name].append(run_requests(apps[name], key, workspace, args.requests, args.shape))
+            cpu[name].append((time.process_time() - started) / args.requests * 1e6)
+    for name in ("journal", "sync"):
+        writer = apps[name].extensions[WRITER_KEY]
+        writer.fold(wait=True)
+        assert writer.stats["spooled"] == 0 and writer.mode == name
+    off, off_cpu = statistics.median(rates["off"]), statistics.median(cpu["off"])
+    print(
+        f"{args.shape!r} requests, embedded store, in-process, one client, {args.rounds} rounds "
+        f"x {args.requests} (median):"
+    )
+    for name in apps:
+        rate, used = statistics.median(rates[name]), statistics.median(cpu[name])
+        print(
+            f"  audit {name:8} {rate:8.1f} req/s  ratio to off {rate / off:.3f}   |  "
+            f"CPU {used:7.1f} µs/request  ratio to off {off_cpu / used:.3f}"
+        )
 
 
 def targets_of(index: int) -> list[dict]:
@@ -103,7 +156,11 @@ def targets_of(index: int) -> list[dict]:
     return targets
 
 
-def writer_rate(store: Store, spool_dir: str, count: int, indexes=None) -> float:
+def writer_rate(
+    store: Store, spool_dir: str, count: int, indexes=None, journal: bool = False
+) -> float:
+    """Records/s from the first write to the last record stored (``journal``: handed off
+    to the journal, then folded in batches, as the background writer does)."""
     from bson import ObjectId
 
     if indexes is None:
@@ -111,7 +168,12 @@ def writer_rate(store: Store, spool_dir: str, count: int, indexes=None) -> float
     else:
         for keys, options in indexes:
             store.db.audit_logs.create_index(keys, **options)
-    writer = AuditWriter(store, Spool(spool_dir), timeout_ms=2000)
+    writer = AuditWriter(
+        store,
+        Spool(spool_dir),
+        timeout_ms=2000,
+        journal=Journal(f"{spool_dir}/journal") if journal else None,
+    )
     org = ObjectId()
     started = time.perf_counter()
     for index in range(count):
@@ -133,6 +195,9 @@ def writer_rate(store: Store, spool_dir: str, count: int, indexes=None) -> float
                 "request": {"body": {"name": "x" * 200}, "query": {}, "params": {}, "headers": {}},
             }
         )
+        if journal and index % 40 == 39:  # what the background writer finds every 200 ms
+            writer.fold()
+    writer.fold()
     assert writer.stats["spooled"] == 0
     return count / (time.perf_counter() - started)
 
@@ -140,29 +205,17 @@ def writer_rate(store: Store, spool_dir: str, count: int, indexes=None) -> float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300, help="requests per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--records", type=int, default=2000, help="records for the writer rate")
     parser.add_argument(
         "--concurrent", type=int, default=8, help="clients for the gunicorn ratio (0: skip)"
     )
+    parser.add_argument("--shape", choices=("get", "mix"), default="get")
+    parser.add_argument("--index-cost", action="store_true", help="also the indexes' cost")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store_dir, spool_dir = f"{tmp}/store", f"{tmp}/spool"
-        apps = {"on": build(store_dir, spool_dir, True), "off": build(store_dir, spool_dir, False)}
-        key, workspace = seed(apps["on"])
-        for app in apps.values():  # warm up both
-            run_requests(app, key, workspace, 20)
-        rates: dict[str, list[float]] = {"on": [], "off": []}
-        for round_index in range(args.rounds):
-            order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
-            for name in order:
-                rates[name].append(run_requests(apps[name], key, workspace, args.requests))
-        on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
-        assert apps["on"].extensions[WRITER_KEY].stats["spooled"] == 0
-        print(
-            f"API requests/s, embedded store, {args.rounds} rounds x {args.requests} "
-            f"(median): audit on {on:8.1f}   audit off {off:8.1f}   ratio on/off {on / off:.3f}"
-        )
+        in_process(args, store_dir, spool_dir)
         embedded = Store(None, db_name="bench_writer", embedded_dir=store_dir)
         mocked = Store(
             None,
@@ -170,21 +223,29 @@ def main() -> None:
             embedded_dir=store_dir,
             client=mongomock.MongoClient(tz_aware=True),
         )
-        rate_embedded = writer_rate(embedded, spool_dir, args.records)
-        rate_mock = writer_rate(mocked, spool_dir, args.records)
-        print(
-            f"Audit writer records/s ({args.records} records): embedded {rate_embedded:8.1f}   "
-            f"mongomock {rate_mock:8.1f}   ratio embedded/mongomock "
-            f"{rate_embedded / rate_mock:.3f}"
-        )
-        index_cost(store_dir, spool_dir, args.records)
-        target_index_cost_mongomock(store_dir, spool_dir, args.records)
+        print(f"Audit writer records/s ({args.records} records, median of 3):")
+        for label, store in (("embedded", embedded), ("mongomock", mocked)):
+            sync = statistics.median(
+                writer_rate(store, f"{spool_dir}/w", args.records) for _ in range(3)
+            )
+            folded = statistics.median(
+                writer_rate(store, f"{spool_dir}/w", args.records, journal=True) for _ in range(3)
+            )
+            print(
+                f"  {label:9} one at a time (sync) {sync:8.1f}   folded in batches (journal) "
+                f"{folded:8.1f}   ratio {folded / sync:.2f}"
+            )
+        if args.index_cost:
+            index_cost(store_dir, spool_dir, args.records)
+            target_index_cost_mongomock(store_dir, spool_dir, args.records)
+    gunicorn_ratio(1, args.rounds, args.requests, args.shape)
     if args.concurrent:
-        concurrent_ratio(args.concurrent, args.rounds)
+        gunicorn_ratio(args.concurrent, args.rounds, max(args.requests // 2, 50), args.shape)
 
 
-def concurrent_ratio(clients: int, rounds: int, requests: int = 150) -> None:
-    """The same mix from ``clients`` threads against gunicorn, audit on and off."""
+def gunicorn_ratio(clients: int, rounds: int, requests: int, shape: str) -> None:
+    """The same requests from ``clients`` threads against gunicorn (2 workers x 4
+    threads), audit off, journal and sync, each its own server on the same store."""
     import http.client
     import json
     import signal
@@ -194,14 +255,13 @@ def concurrent_ratio(clients: int, rounds: int, requests: int = 150) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         env = environment(tmp)
-        env.update(AUDIT_SEAL_IN_BACKGROUND="false")
+        env.update(AUDIT_SEAL_IN_BACKGROUND="false", AUDIT_JOURNAL_DIR=f"{tmp}/journal")
         _, key, workspace = setup(env)
         servers, ports = {}, {}
-        for name, audited in (("on", "true"), ("off", "false")):
+        for name, mode in MODES.items():
             ports[name] = free_port()
-            servers[name] = gunicorn(
-                {**env, "AUDIT_ENABLED": audited, "GUNICORN_THREADS": "4"}, ports[name], 2
-            )
+            settings = {"AUDIT_ENABLED": "false"} if mode is None else {"AUDIT_WRITE_MODE": mode}
+            servers[name] = gunicorn({**env, **settings, "GUNICORN_THREADS": "4"}, ports[name], 2)
         try:
             for port in ports.values():
                 _wait_ready(port)
@@ -215,11 +275,9 @@ def concurrent_ratio(clients: int, rounds: int, requests: int = 150) -> None:
                         "Content-Type": "application/json",
                     }
                     for index in range(requests):
-                        if index % 5 == 0:
-                            body = json.dumps({"name": f"p{index}", "steps": [{"title": "s"}]})
-                            connection.request("POST", "/api/v1/pathways", body, headers)
-                        else:
-                            connection.request("GET", "/api/v1/workspaces", headers=headers)
+                        method, path, body = request_of(shape, index, workspace)
+                        payload = json.dumps(body) if body is not None else None
+                        connection.request(method, path, payload, headers)
                         answer = connection.getresponse()
                         answer.read()
                         assert answer.status < 500, answer.status
@@ -235,21 +293,23 @@ def concurrent_ratio(clients: int, rounds: int, requests: int = 150) -> None:
 
             for name in ports:
                 load(ports[name])  # warm up
-            rates: dict[str, list[float]] = {"on": [], "off": []}
+            rates: dict[str, list[float]] = {name: [] for name in ports}
             for round_index in range(rounds):
-                order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
+                order = list(ports) if round_index % 2 == 0 else list(reversed(ports))
                 for name in order:
                     rates[name].append(load(ports[name]))
         finally:
             for server in servers.values():
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=60)
-        on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+        off = statistics.median(rates["off"])
         print(
-            f"API requests/s, gunicorn (2 workers x 4 threads), {clients} concurrent clients, "
-            f"{rounds} rounds (median): audit on {on:8.1f}   audit off {off:8.1f}   "
-            f"ratio on/off {on / off:.3f}"
+            f"{shape!r} requests, gunicorn (2 workers x 4 threads), {clients} "
+            f"client{'s' if clients > 1 else ''}, {rounds} rounds x {requests} a client (median):"
         )
+        for name in ports:
+            rate = statistics.median(rates[name])
+            print(f"  audit {name:8} {rate:8.1f} req/s  ratio to off {rate / off:.3f}")
 
 
 def index_cost(store_dir: str, spool_dir: str, count: int) -> None:

@@ -236,6 +236,7 @@ def run(workers: int, threads: int, requests: int, kill_worker: bool) -> LoadRes
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
         flask(env, "replay-spool")
+        flask(env, "fold-journal")  # what no worker folded before it stopped (or was killed)
         result.stored = _stored_request_ids(env, organization_id)
     return result
 

@@ -228,7 +228,7 @@ def test_a_torn_entry_is_set_aside_and_the_entries_after_it_are_stored(embedded,
     assert (result.stored, result.rejected) == (3, 1)
     stored = {r["requestId"] for r in _stored(app, organizationId=organization_id)}
     assert stored == {"torn-0", "torn-1", "torn-2"}
-    [rejected] = list((tmp_path / "journal").glob("rejected-*.bin"))
+    [rejected] = list(writer.journal.directory.glob("rejected-*.bin"))
     assert rejected.read_bytes().startswith(MAGIC) and b"garbage" in rejected.read_bytes()
 
 
@@ -363,6 +363,12 @@ def test_a_sigkill_of_every_process_between_hand_off_and_fold_loses_and_duplicat
     answered: list[str] = []
     try:
         _wait_ready(port)
+        # both workers up, each past the fold its background runner makes at start (which
+        # would store what the other one journaled)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(worker_pids(server.pid)) < 2:
+            time.sleep(0.1)
+        time.sleep(3)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for number in range(40):
             headers = {"X-API-Key": key, "X-Request-Id": f"load-kill-{number}"}
@@ -384,7 +390,8 @@ def test_a_sigkill_of_every_process_between_hand_off_and_fold_loses_and_duplicat
         server.wait(timeout=60)
     assert len(answered) == 40
     # nothing was folded before the kill (no reader, no interval, no graceful exit)
-    assert [r for r in _stored_request_ids(env, organization_id) if "kill" in r] == []
+    before = [r for r in _stored_request_ids(env, organization_id) if "kill" in r]
+    assert before == []
     report = json.loads(flask(env, "fold-journal", "--json"))
     assert report["errors"] == [] and report["stored"] >= 40
     stored = [r for r in _stored_request_ids(env, organization_id) if "kill" in r]
@@ -423,3 +430,57 @@ def test_appends_from_many_threads_racing_folds_are_each_stored_once(embedded):
     writer.fold(wait=True)
     stored = [r["requestId"] for r in _stored(app, organizationId=organization_id)]
     assert len(stored) == 8 * 150 == len(set(stored))
+
+
+def test_a_busy_process_leaves_the_fold_to_an_idle_one_for_a_bounded_time(embedded):
+    app = embedded()
+    app.extensions["audit_app.background"].tasks.pop("fold")  # the test folds by hand
+    writer = app.extensions[WRITER_KEY]
+    record = audit_record(ObjectId(), requestId="deferred")
+    record.pop("storedAt", None)
+    writer.write(record)
+    entered = threading.Event()
+    leave = threading.Event()
+
+    @app.get("/slow-for-the-test")
+    def slow():
+        entered.set()
+        leave.wait(10)
+        return "ok"
+
+    serving = threading.Thread(target=lambda: app.test_client().get("/slow-for-the-test"))
+    serving.start()
+    assert entered.wait(10)
+    try:
+        deferred = [writer.fold_in_background().stored for _ in range(writer_module.FOLD_DEFERRALS)]
+        assert deferred == [0] * writer_module.FOLD_DEFERRALS  # busy: left to another process
+        assert writer.fold_in_background().stored == 1  # but not longer than that
+    finally:
+        leave.set()
+        serving.join()
+    assert writer._in_flight == 0  # the request's end was counted, whatever it answered
+
+
+def test_two_stores_given_one_journal_directory_never_fold_into_each_other(make_app, tmp_path):
+    shared = str(tmp_path / "one-journal-dir")
+    apps = [
+        make_app(
+            MONGO_CLIENT=None,
+            MONGO_URI=None,
+            EMBEDDED_STORE_DIR=str(tmp_path / name),
+            AUDIT_JOURNAL_DIR=shared,
+        )
+        for name in ("store-a", "store-b")
+    ]
+    writers = [app.extensions[WRITER_KEY] for app in apps]
+    assert writers[0].journal.directory != writers[1].journal.directory
+    organization_id = ObjectId()
+    for index, writer in enumerate(writers):
+        record = audit_record(organization_id, requestId=f"store-{index}")
+        record.pop("storedAt", None)
+        writer.write(record)
+    writers[1].fold()  # folds only its own store's journal
+    assert [r["requestId"] for r in _stored(apps[1], organizationId=organization_id)] == ["store-1"]
+    assert _stored(apps[0], organizationId=organization_id) == []
+    writers[0].fold()
+    assert [r["requestId"] for r in _stored(apps[0], organizationId=organization_id)] == ["store-0"]

@@ -85,6 +85,17 @@ def start_request() -> None:
     runner = current_app.extensions.get(BACKGROUND_KEY)
     if runner is not None:
         runner.ensure_started()  # the first request after a fork starts the process's own
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is not None and "audit_serving" not in g:
+        writer.request_started()  # (the background fold prefers an idle process)
+        g.audit_serving = writer
+
+
+def end_request(_error: BaseException | None = None) -> None:
+    """Teardown of every request ``start_request`` saw, however it ended."""
+    writer = g.pop("audit_serving", None)
+    if writer is not None:
+        writer.request_ended()
 
 
 def record_response(response):

@@ -54,6 +54,9 @@ STORE_RETRY_SECONDS = 5.0
 # that the replay ledger confirms its wait (verification names a record stored more than
 # integrity.STORE_LAG after it was received, unless the ledger explains it)
 JOURNAL_LATE = timedelta(seconds=60)
+# the background fold leaves the work to an idle process (another gunicorn worker) while
+# this one serves requests, at most this many intervals in a row
+FOLD_DEFERRALS = 4
 
 
 def write_mode(configured: str | None, store_kind: str) -> str:
@@ -90,6 +93,9 @@ class AuditWriter:
         # the journal write mode: records handed off there, folded in batches (None: sync)
         self.journal = journal
         self._fold_skip_until = 0.0
+        self._in_flight = 0  # this process's requests being served (the fold's idleness)
+        self._in_flight_lock = threading.Lock()
+        self._deferred = 0
         # the replay ledger's home (None: no record is confirmed as replayed, so a long
         # wait in the spool reads as a time no request explains)
         self.anchor = anchor
@@ -153,6 +159,24 @@ class AuditWriter:
             return "logged"
 
     # Folding the journal ------------------------------------------------------------
+
+    def request_started(self) -> None:
+        with self._in_flight_lock:
+            self._in_flight += 1
+
+    def request_ended(self) -> None:
+        with self._in_flight_lock:
+            self._in_flight = max(0, self._in_flight - 1)
+
+    def fold_in_background(self) -> FoldResult:
+        """The background lane's fold: while this process serves requests, leave the work
+        to an idle one (the records wait at most ``FOLD_DEFERRALS`` + 1 intervals), so a
+        busy worker's requests do not share its CPU and its GIL with the fold."""
+        if self._in_flight > 0 and self._deferred < FOLD_DEFERRALS:
+            self._deferred += 1
+            return FoldResult()
+        self._deferred = 0
+        return self.fold()
 
     def fold(self, *, wait: bool = False) -> FoldResult:
         """Store what waits in the journal (the background lane ``journal``; ``wait``: a
