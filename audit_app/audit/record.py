@@ -298,6 +298,7 @@ RECORD_FIELDS = (
     "targets",
 )
 OPTIONAL_FIELDS = ("changes",)  # present only when there is something to say
+_KNOWN_FIELDS = frozenset((*RECORD_FIELDS, *OPTIONAL_FIELDS, "request"))
 (UNMATCHED_ACTION,) = actions.declare("request.unmatched")  # no route matched the request
 (OPTIONS_ACTION,) = actions.declare("request.options")  # which methods a path takes
 
@@ -308,22 +309,26 @@ def new_record(**fields) -> dict:
     Every top-level field is present (unknown ones are refused), so records of every origin
     have the same shape; what is not given is null, or a fresh id and the current time.
     """
-    unknown = set(fields) - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS) - {"request"}
+    unknown = fields.keys() - _KNOWN_FIELDS
     if unknown:
         raise TypeError(f"not audit record fields: {sorted(unknown)}")
     record: dict = dict.fromkeys(RECORD_FIELDS)
     record.update(
-        _id=ObjectId(),
         authType="none",
-        createdAt=utcnow(),
         durationMs=0.0,
-        requestId=uuid.uuid4().hex,
         response={},
         outcome=SUCCESS,
         targets=[],
         request={"query": {}, "params": {}, "headers": {}, "bodyType": "empty", "body": None},
     )
     record.update(fields)
+    # made only when not given (a request's record gives them: no id or time wasted)
+    if record["_id"] is None:
+        record["_id"] = ObjectId()
+    if record["createdAt"] is None:
+        record["createdAt"] = utcnow()
+    if record["requestId"] is None:
+        record["requestId"] = uuid.uuid4().hex
     return record
 
 
