@@ -380,3 +380,37 @@ def test_a_read_write_user_builds_the_indexes_and_the_limiter_works(real_app):
         finally:
             scoped.close()
             db.command("dropUser", user)
+
+
+def test_the_journal_mode_folds_a_batch_with_a_majority_and_each_record_once(make_app):
+    """AUDIT_WRITE_MODE=journal on a real server: the requests insert nothing, the fold
+    one unordered batch; a fold run again over the same entries (a crash before the
+    journal's file went) meets duplicate keys and stores nothing twice."""
+    from audit_app.audit import journal as journal_module
+
+    base = URI.rsplit("/", 1)[0] if URI.count("/") > 2 else URI
+    name = f"audit_test_{uuid.uuid4().hex[:8]}"
+    app = make_app(MONGO_CLIENT=None, MONGO_URI=f"{base}/{name}", AUDIT_WRITE_MODE="journal")
+    try:
+        writer = app.extensions[WRITER_KEY]
+        org = make_org(app, "Journaled")
+        api = Api(app.test_client())
+        for _ in range(4):
+            api.get("/api/v1/organization", as_=org.admin)
+        with app.app_context():
+            assert get_audit_db().audit_logs.count_documents({"organizationId": org.id}) == 0
+        copy = writer.journal.active_path.read_bytes()
+        assert writer.fold().stored >= 4
+        writer.journal.active_path.write_bytes(copy)  # the same entries, folded again
+        again = writer.fold()
+        assert again.stored == 0 and again.duplicates >= 4 and again.errors == []
+        with app.app_context():
+            stored = get_audit_db().audit_logs.count_documents(
+                {"organizationId": org.id, "path": "/api/v1/organization"}
+            )
+        assert stored == 4
+        assert journal_module.BATCH >= 4
+    finally:
+        from audit_app.db import stores
+
+        stores(app)["main"].client.drop_database(name)
