@@ -46,6 +46,7 @@ from audit_app.db import Store, get_db
 from audit_app.ids import utcnow
 
 SECRET = "bench-secret-key-0123456789-0123456789-0123456789"
+GOAL = 0.95  # audited / unaudited throughput (issue #25)
 MODES = {"off": None, "journal": "journal", "sync": "sync"}  # side: AUDIT_WRITE_MODE
 
 
@@ -140,9 +141,13 @@ def in_process(args, store_dir: str, spool_dir: str) -> None:
     for name in apps:
         rate, used = statistics.median(rates[name]), statistics.median(cpu[name])
         print(
-            f"  audit {name:8} {rate:8.1f} req/s  ratio to off {rate / off:.3f}   |  "
-            f"CPU {used:7.1f} µs/request  ratio to off {off_cpu / used:.3f}"
+            f"  audit {name:8} {rate:8.1f} req/s  ratio to off {rate / off:.3f}{_goal(rate / off)}"
+            f"  |  CPU {used:7.1f} µs/request  ratio to off {off_cpu / used:.3f}"
         )
+
+
+def _goal(ratio: float) -> str:
+    return "  (goal >= 0.95: met)" if ratio >= GOAL else "  (goal >= 0.95: missed)"
 
 
 def targets_of(index: int) -> list[dict]:
@@ -309,7 +314,10 @@ def gunicorn_ratio(clients: int, rounds: int, requests: int, shape: str) -> None
         )
         for name in ports:
             rate = statistics.median(rates[name])
-            print(f"  audit {name:8} {rate:8.1f} req/s  ratio to off {rate / off:.3f}")
+            print(
+                f"  audit {name:8} {rate:8.1f} req/s  ratio to off {rate / off:.3f}"
+                + _goal(rate / off)
+            )
 
 
 def index_cost(store_dir: str, spool_dir: str, count: int) -> None:
