@@ -484,3 +484,14 @@ def test_two_stores_given_one_journal_directory_never_fold_into_each_other(make_
     assert _stored(apps[0], organizationId=organization_id) == []
     writers[0].fold()
     assert [r["requestId"] for r in _stored(apps[0], organizationId=organization_id)] == ["store-0"]
+
+
+def test_ascii_folds_as_it_lowers_so_its_shortcut_changes_no_search():
+    """The fold's shortcut for ASCII text (what a path nearly always is) gives what the
+    character-by-character fold gives (Kelvin's K and the long s fold onto ASCII letters,
+    never from them)."""
+    from audit_app.audit.embedded import _fold_char, fold
+
+    every = "".join(chr(code) for code in range(128))
+    assert fold(every) == "".join(_fold_char(char) for char in every)
+    assert fold("/API/V1/Pathways/K\u212a\u017fS") == "/api/v1/pathways/kkss"
