@@ -64,5 +64,16 @@ class ErrorSchema(Schema):
 
 
 def list_of(name: str, item: type[Schema]) -> type[Schema]:
-    """The ``{"items": [...]}`` answer of a list view."""
-    return type(name, (Schema,), {"items": fields.List(fields.Nested(item), required=True)})
+    """The ``{"items": [...], "nextCursor": ...}`` answer of a list view (``pagination``)."""
+    return type(
+        name,
+        (Schema,),
+        {
+            "items": fields.List(fields.Nested(item), required=True),
+            "nextCursor": fields.String(
+                required=True,
+                allow_none=True,
+                metadata={"description": "the next page's cursor; null on the last page"},
+            ),
+        },
+    )

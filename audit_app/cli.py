@@ -52,6 +52,7 @@ from .organizations import repository as orgs
 from .organizations import service as access
 from .organizations.repository import find_account_by_email, has_any_organization
 from .organizations.service import operator
+from .pagination import PageRequest
 from .schemas import _lone_surrogate
 
 
@@ -216,7 +217,8 @@ def _role(db, organization_id: ObjectId, value: str) -> dict:
         role = orgs.find_role(db, organization_id, ObjectId(value))
     role = role or orgs.find_role_by_name(db, organization_id, value)
     if role is None:
-        names = ", ".join(r["name"] for r in orgs.list_roles(db, organization_id))
+        first, more = orgs.list_roles(db, organization_id, PageRequest(50))
+        names = ", ".join(r["name"] for r in first) + (", ..." if more else "")
         raise click.BadParameter(
             f"no role {value!r} in this organization; roles: {names}", param_hint="--role"
         )

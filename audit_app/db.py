@@ -133,11 +133,14 @@ class Store:
         )
 
     def _embedded_client(self) -> Any:
-        import litemongo  # the embedded engine: not loaded by a MongoDB deployment
+        # the embedded engine (litemongo, with the lists' sorted indexes): not loaded by a
+        # MongoDB deployment; here, since the declarations build on this module
+        from . import sorted_store
+        from .indexes import sorted_indexes
 
         pid = os.getpid()
         if getattr(self._local, "pid", None) != pid:
-            self._local.client = litemongo.connect(self.embedded_dir, tz_aware=True)
+            self._local.client = sorted_store.connect(self.embedded_dir, sorted_indexes())
             self._local.pid = pid
         return self._local.client
 
@@ -166,7 +169,11 @@ class Store:
                     if moved:
                         log.info("Moved %d audit records into %s", moved, path)
                     self._audit_table = table
-        return EmbeddedDatabase(self.client[self.db_name], self._audit_table)
+        from . import sorted_store
+        from .indexes import sorted_indexes
+
+        platform = sorted_store.SortedDatabase(self.client[self.db_name], sorted_indexes())
+        return EmbeddedDatabase(platform, self._audit_table)
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""

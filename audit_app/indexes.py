@@ -24,6 +24,7 @@ from flask import Flask
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
+from .api_keys.repository import API_KEYS
 from .api_keys.repository import INDEXES as API_KEY_INDEXES
 from .audit import counters, integrity
 from .audit import repository as audit_repository
@@ -31,9 +32,19 @@ from .audit.retention import legacy_from_ttl
 from .auth.sessions import INDEXES as SESSION_INDEXES
 from .db import Document, IndexSpec, Store, stores
 from .organizations.repository import INDEXES as ORGANIZATION_INDEXES
-from .organizations.repository import grant_added_permissions
+from .organizations.repository import (
+    INVITATIONS,
+    MEMBERS,
+    ROLES,
+    fill_membership_emails,
+    grant_added_permissions,
+)
+from .pagination import Listing
+from .sorted_store import SortedIndex
 from .streams.repository import INDEXES as STREAM_INDEXES
+from .streams.repository import STREAMS
 from .workspaces.repository import INDEXES as WORKSPACE_INDEXES
+from .workspaces.repository import PATHWAYS, WORKSPACES
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,16 @@ PLATFORM_INDEXES: dict[str, list[IndexSpec]] = {
     **SESSION_INDEXES,
     **STREAM_INDEXES,
 }
+# every paged list of the API; on the embedded store each one's index is a sorted table
+LISTINGS: tuple[Listing, ...] = (
+    WORKSPACES,
+    PATHWAYS,
+    MEMBERS,
+    INVITATIONS,
+    ROLES,
+    API_KEYS,
+    STREAMS,
+)
 AUDIT_INDEXES: dict[str, list[IndexSpec]] = {
     audit_repository.COLLECTION: audit_repository.INDEXES,
     integrity.DIGESTS: integrity.INDEXES,
@@ -65,6 +86,21 @@ class IndexReport:
     conflicts: list[str] = field(default_factory=list)
 
 
+def sorted_indexes() -> dict[str, list[SortedIndex]]:
+    """The indexes of the lists, by collection, as the embedded store keeps them."""
+    found: dict[str, list[SortedIndex]] = {}
+    for listing in LISTINGS:
+        [keys] = [
+            keys
+            for keys, options in PLATFORM_INDEXES[listing.collection]
+            if options["name"] == listing.index
+        ]
+        found.setdefault(listing.collection, []).append(
+            SortedIndex(listing.index, tuple((name, int(way)) for name, way in keys))
+        )
+    return found
+
+
 def ensure_indexes(
     main_db: Database[Document],
     audit_db: Database[Document],
@@ -76,6 +112,7 @@ def ensure_indexes(
     after ``before_dropping_ttl`` (its ``expireAfterSeconds``) has anchored what they removed."""
     report = IndexReport()
     grant_added_permissions(main_db)
+    fill_membership_emails(main_db)
     for db, declared in ((main_db, PLATFORM_INDEXES), (audit_db, AUDIT_INDEXES)):
         for collection, specs in declared.items():
             names = report.created.setdefault(collection, [])

@@ -1,12 +1,13 @@
 """``/api/v1/api-keys``: list, create (the secret is in the 201 answer only) and revoke."""
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from marshmallow import Schema, fields, validate
 
 from ..apidoc import list_of, operation
 from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..ids import parse_object_id
+from ..pagination import PageQuerySchema
 from ..schemas import ObjectIdField, Text, UtcDateTime, load_body
 from . import service
 
@@ -41,12 +42,15 @@ ApiKeyListSchema = list_of("ApiKeyList", ApiKeySchema)
 @bp.get("/api-keys")
 @audit_action("apiKey.list")
 @operation(
-    "List API keys (never their secrets)", response=(200, ApiKeyListSchema), errors=(401, 403)
+    "List API keys (never their secrets), newest first, a page at a time",
+    response=(200, ApiKeyListSchema),
+    errors=(400, 401, 403),
+    query=PageQuerySchema,
 )
 @require_permission("viewApiKeys")
 def list_keys():
-    items = service.list_keys(current_principal())
-    return jsonify(items=ApiKeySchema(many=True).dump(items))
+    page = service.list_keys(current_principal(), request.args)
+    return jsonify(items=ApiKeySchema(many=True).dump(page.items), nextCursor=page.next_cursor)
 
 
 @bp.post("/api-keys")

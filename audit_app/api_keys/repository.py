@@ -25,6 +25,7 @@ from pymongo.errors import PyMongoError
 from ..db import Document, IndexSpec, TenantCollection
 from ..errors import not_found
 from ..ids import utcnow
+from ..pagination import Listing, PageRequest, find_page
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,15 @@ KEY_PREFIX = "oal_"
 PREFIX_LENGTH = 12
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
+API_KEYS = Listing("apiKeys", "api_keys", "org_newest_id", "createdAt", -1)
 INDEXES: dict[str, list[IndexSpec]] = {
     "api_keys": [
         ([("prefix", ASCENDING)], {"name": "prefix"}),
-        ([("organizationId", ASCENDING), ("createdAt", DESCENDING)], {"name": "org_newest"}),
+        # the list, newest first
+        (
+            [("organizationId", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)],
+            {"name": "org_newest_id"},
+        ),
         ([("organizationId", ASCENDING), ("createdBy", ASCENDING)], {"name": "org_creator"}),
         # revoking a key revokes the keys it made
         (
@@ -105,9 +111,12 @@ def touch_last_used(db: Database[Document], key: Mapping[str, Any]) -> None:
             log.warning("Could not record when API key %s was last used: %s", key["_id"], error)
 
 
-def list_api_keys(db: Database[Document], organization_id: ObjectId) -> list[Document]:
-    cursor = TenantCollection(db.api_keys, organization_id).find({}, {"keyHash": 0})
-    return list(cursor.sort("createdAt", DESCENDING).limit(500))
+def list_api_keys(
+    db: Database[Document], organization_id: ObjectId, request: PageRequest
+) -> tuple[list[Document], bool]:
+    """A page of the organization's keys (never their hashes), newest first."""
+    keys = TenantCollection(db.api_keys, organization_id)
+    return find_page(keys, API_KEYS, {}, request, {"keyHash": 0})
 
 
 def find_api_keys_by_ids(

@@ -9,7 +9,11 @@ the organization, the keys they created are revoked with the membership (docs/se
 
 from __future__ import annotations
 
+from typing import Any
+
 from bson import ObjectId
+from marshmallow import Schema
+from werkzeug.datastructures import MultiDict
 
 from ..audit.changes import record_changes
 from ..audit.context import note_created
@@ -20,6 +24,7 @@ from ..errors import unprocessable
 from ..organizations import repository as orgs
 from ..organizations.permissions import MEMBER, OWNER
 from ..organizations.service import check_may_grant
+from ..pagination import Page, PageRequest, WebPageQuerySchema, paged
 from ..workspaces import repository as workspaces
 from . import repository as api_keys
 
@@ -83,15 +88,41 @@ def revoke_key(actor: Principal, key_id: ObjectId) -> Document:
     return key
 
 
-def list_keys(actor: Principal) -> list[Document]:
-    return api_keys.list_api_keys(get_db(), actor.org)
-
-
-def page_data(actor: Principal) -> dict[str, list[Document]]:
-    """What the API Keys page shows: the keys, and the roles and workspaces to pick from."""
+def list_keys(
+    actor: Principal, args: MultiDict[str, str] | None = None, schema: Schema | None = None
+) -> Page:
+    """A page of the organization's keys, newest first."""
     db = get_db()
+    return paged(
+        args if args is not None else MultiDict(),
+        api_keys.API_KEYS,
+        actor.org,
+        lambda request: api_keys.list_api_keys(db, actor.org, request),
+        schema,
+    )
+
+
+def page_data(actor: Principal, args: MultiDict[str, str]) -> dict[str, Any]:
+    """What the API Keys page shows: a page of keys with the names of their roles and
+    workspaces, and the first roles and workspaces (by name) to pick from."""
+    db = get_db()
+    page = list_keys(actor, args, WebPageQuerySchema())
+    choices = PageRequest(CHOICES)
     return {
-        "keys": api_keys.list_api_keys(db, actor.org),
-        "roles": orgs.list_roles(db, actor.org),
-        "workspaces": workspaces.list_workspaces(db, actor.org),
+        "page": page,
+        "roles": orgs.list_roles(db, actor.org, choices)[0],
+        "workspaces": workspaces.list_workspaces(db, actor.org, choices)[0],
+        "role_names": {
+            r["_id"]: r["name"]
+            for r in orgs.find_roles_by_ids(db, actor.org, [k["roleId"] for k in page.items])
+        },
+        "workspace_names": {
+            w: found["name"]
+            for w, found in workspaces.find_workspaces_by_ids(
+                db, actor.org, [k.get("workspaceId") for k in page.items]
+            ).items()
+        },
     }
+
+
+CHOICES = 200  # roles and workspaces offered by a form's list, first by name

@@ -16,14 +16,15 @@ bp = Blueprint("apiKeys", __name__, url_prefix="/organization/api-keys")
 
 def _page(created=None, secret=None, status=200):
     principal = current_principal()
-    shown = service.page_data(principal)
+    shown = service.page_data(principal, request.args)
     response = render_template(
         "organization/api_keys.html",
-        keys=shown["keys"],
+        keys=shown["page"].items,
+        page=shown["page"],
         roles=shown["roles"],
-        role_names={r["_id"]: r["name"] for r in shown["roles"]},
+        role_names=shown["role_names"],
         workspaces=shown["workspaces"],
-        workspace_names={w["_id"]: w["name"] for w in shown["workspaces"]},
+        workspace_names=shown["workspace_names"],
         can_manage=principal.can("manageApiKeys"),
         form=ActionForm(),
         created=created,

@@ -13,6 +13,7 @@ from ..auth.principal import account_of_token, current_principal, require_permis
 from ..auth.tokens import TokenError
 from ..errors import ApiError, unauthorized
 from ..ids import parse_object_id
+from ..pagination import PageQuerySchema
 from ..schemas import load_body
 from . import service
 from .schemas import (
@@ -69,11 +70,17 @@ def update_organization():
 
 @members_bp.get("/members")
 @audit_action("member.list")
-@operation("List members and their roles", response=(200, MemberListSchema), errors=(401, 403))
+@operation(
+    "List members and their roles by email, a page at a time; email= keeps the members "
+    "whose email starts with it (any case)",
+    response=(200, MemberListSchema),
+    errors=(400, 401, 403),
+    query=service.MemberPageQuerySchema,
+)
 @require_permission("viewMembers")
 def list_members():
-    members = service.list_members(current_principal())
-    return jsonify(items=MemberSchema(many=True).dump(members))
+    page = service.list_members(current_principal(), request.args)
+    return jsonify(items=MemberSchema(many=True).dump(page.items), nextCursor=page.next_cursor)
 
 
 @members_bp.post("/members")
@@ -129,11 +136,16 @@ def remove_member(accountId):
 
 @invitations_bp.get("/invitations")
 @audit_action("invitation.list")
-@operation("List pending invitations", response=(200, InvitationListSchema), errors=(401, 403))
+@operation(
+    "List pending invitations, soonest to expire first, a page at a time",
+    response=(200, InvitationListSchema),
+    errors=(400, 401, 403),
+    query=PageQuerySchema,
+)
 @require_permission("viewMembers")
 def list_invitations():
-    items = service.list_invitations(current_principal())
-    return jsonify(items=InvitationSchema(many=True).dump(items))
+    page = service.list_invitations(current_principal(), request.args)
+    return jsonify(items=InvitationSchema(many=True).dump(page.items), nextCursor=page.next_cursor)
 
 
 @invitations_bp.delete("/invitations/<invitationId>")
@@ -195,11 +207,16 @@ def _attribute_to_invitation(token: str) -> None:
 
 @roles_bp.get("/roles")
 @audit_action("role.list")
-@operation("List roles and their permissions", response=(200, RoleListSchema), errors=(401, 403))
+@operation(
+    "List roles and their permissions by name, a page at a time",
+    response=(200, RoleListSchema),
+    errors=(400, 401, 403),
+    query=PageQuerySchema,
+)
 @require_permission("viewRoles")
 def list_roles():
-    roles = service.list_roles(current_principal())
-    return jsonify(items=RoleSchema(many=True).dump(roles))
+    page = service.list_roles(current_principal(), request.args)
+    return jsonify(items=RoleSchema(many=True).dump(page.items), nextCursor=page.next_cursor)
 
 
 @roles_bp.post("/roles")

@@ -23,8 +23,13 @@ from ..db import Document, IndexSpec, TenantCollection
 from ..emails import email_key
 from ..errors import conflict, not_found
 from ..ids import utcnow
+from ..pagination import Listing, PageRequest, find_page, prefix_range
 from .permissions import ADDED_PERMISSIONS, ADMIN, BUILTIN_ROLES, OWNER
 
+# the lists of the API, each walked on its index (``pagination``)
+MEMBERS = Listing("members", "memberships", "org_email_id", "emailLower", 1)
+ROLES = Listing("roles", "roles", "org_name_id", "nameLower", 1)
+INVITATIONS = Listing("invitations", "invitations", "org_pending_expiry", "expiresAt", 1)
 INDEXES: dict[str, list[IndexSpec]] = {
     "accounts": [([("emailLower", ASCENDING)], {"name": "email_unique", "unique": True})],
     "memberships": [
@@ -33,11 +38,20 @@ INDEXES: dict[str, list[IndexSpec]] = {
             {"name": "org_account_unique", "unique": True},
         ),
         ([("accountId", ASCENDING), ("createdAt", ASCENDING)], {"name": "account_orgs"}),
+        # the members list by email, and its search by the start of an email
+        (
+            [("organizationId", ASCENDING), ("emailLower", ASCENDING), ("_id", ASCENDING)],
+            {"name": "org_email_id"},
+        ),
     ],
     "roles": [
         (
             [("organizationId", ASCENDING), ("nameLower", ASCENDING)],
             {"name": "org_name_unique", "unique": True},
+        ),
+        (
+            [("organizationId", ASCENDING), ("nameLower", ASCENDING), ("_id", ASCENDING)],
+            {"name": "org_name_id"},
         ),
     ],
     "invitations": [
@@ -46,7 +60,18 @@ INDEXES: dict[str, list[IndexSpec]] = {
             [("organizationId", ASCENDING), ("emailLower", ASCENDING)],
             {"name": "org_email"},
         ),
-        ([("organizationId", ASCENDING), ("createdAt", ASCENDING)], {"name": "org_oldest"}),
+        # the pending ones (neither accepted nor revoked), soonest to expire first: the
+        # range expiresAt > now is the walk itself
+        (
+            [
+                ("organizationId", ASCENDING),
+                ("acceptedAt", ASCENDING),
+                ("revokedAt", ASCENDING),
+                ("expiresAt", ASCENDING),
+                ("_id", ASCENDING),
+            ],
+            {"name": "org_pending_expiry"},
+        ),
         # an account that belongs to no organization logs in to accept one (its newest)
         ([("emailLower", ASCENDING), ("createdAt", DESCENDING)], {"name": "email_newest"}),
     ],
@@ -238,9 +263,12 @@ def set_password(db: Database[Document], account_id: ObjectId, password: str) ->
 def add_membership(
     db: Database[Document], organization_id: ObjectId, account_id: ObjectId, role_id: ObjectId
 ) -> Document:
+    account = db.accounts.find_one({"_id": account_id}, {"emailLower": 1})
     membership: Document = {
         "_id": ObjectId(),
         "accountId": account_id,
+        # the account's email (it never changes), so the members list sorts and searches by it
+        "emailLower": account.get("emailLower") if account else None,
         "roleId": role_id,
         "createdAt": utcnow(),
     }
@@ -257,23 +285,62 @@ def find_membership(
     return TenantCollection(db.memberships, organization_id).find_one({"accountId": account_id})
 
 
-def list_members(
-    db: Database[Document], organization_id: ObjectId, limit: int = 500
+def list_memberships(
+    db: Database[Document],
+    organization_id: ObjectId,
+    request: PageRequest,
+    email_prefix: str | None = None,
+) -> tuple[list[Document], bool]:
+    """A page of memberships by email (only emails starting with ``email_prefix``, lower
+    case, when given), and whether more follow."""
+    filter_ = {"emailLower": prefix_range(email_prefix)} if email_prefix else {}
+    memberships = TenantCollection(db.memberships, organization_id)
+    return find_page(memberships, MEMBERS, filter_, request)
+
+
+def members_of(
+    db: Database[Document], organization_id: ObjectId, memberships: list[Document]
 ) -> list[dict[str, Any]]:
-    """Members with their account and role, oldest first."""
-    memberships = list(
-        TenantCollection(db.memberships, organization_id).find().sort("createdAt", 1).limit(limit)
-    )
+    """Memberships with their account and role (two reads by id, whatever the page)."""
     accounts = {
         a["_id"]: a
         for a in db.accounts.find({"_id": {"$in": [m["accountId"] for m in memberships]}})
     }
-    roles = {r["_id"]: r for r in TenantCollection(db.roles, organization_id).find()}
+    roles = {
+        r["_id"]: r
+        for r in find_roles_by_ids(db, organization_id, [m["roleId"] for m in memberships])
+    }
     return [
         {"membership": m, "account": accounts.get(m["accountId"]), "role": roles.get(m["roleId"])}
         for m in memberships
         if m["accountId"] in accounts
     ]
+
+
+def fill_membership_emails(db: Database[Document]) -> int:
+    """Copy each account's email onto memberships made before they carried it, once (a
+    marker in ``app_upgrades``); returns how many were filled."""
+    marker = "membership-emails"
+    if db.app_upgrades.find_one({"_id": marker}) is not None:
+        return 0
+    filled = 0
+    missing = list(db.memberships.find({"emailLower": {"$exists": False}}, {"accountId": 1}))
+    for start in range(0, len(missing), 500):
+        batch = missing[start : start + 500]
+        emails = {
+            a["_id"]: a.get("emailLower")
+            for a in db.accounts.find(
+                {"_id": {"$in": [m["accountId"] for m in batch]}}, {"emailLower": 1}
+            )
+        }
+        for membership in batch:
+            db.memberships.update_one(
+                {"_id": membership["_id"], "emailLower": {"$exists": False}},
+                {"$set": {"emailLower": emails.get(membership["accountId"])}},
+            )
+            filled += 1
+    db.app_upgrades.update_one({"_id": marker}, {"$setOnInsert": {"at": utcnow()}}, upsert=True)
+    return filled
 
 
 def find_member(
@@ -316,10 +383,20 @@ def delete_membership(
 # Roles ---------------------------------------------------------------------------------
 
 
-def list_roles(db: Database[Document], organization_id: ObjectId) -> list[Document]:
-    roles = list(TenantCollection(db.roles, organization_id).find().limit(500))
-    order: dict[str | None, int] = {"owner": 0, "admin": 1, "member": 2}
-    return sorted(roles, key=lambda r: (order.get(r.get("key"), 3), r["nameLower"]))
+def list_roles(
+    db: Database[Document], organization_id: ObjectId, request: PageRequest
+) -> tuple[list[Document], bool]:
+    """A page of the organization's roles by name, and whether more follow."""
+    return find_page(TenantCollection(db.roles, organization_id), ROLES, {}, request)
+
+
+def find_roles_by_ids(
+    db: Database[Document], organization_id: ObjectId, ids: list[ObjectId]
+) -> list[Document]:
+    wanted = list({i for i in ids if i is not None})
+    if not wanted:
+        return []
+    return list(TenantCollection(db.roles, organization_id).find({"_id": {"$in": wanted}}))
 
 
 def find_role(
@@ -459,12 +536,11 @@ def create_invitation(
 
 
 def list_pending_invitations(
-    db: Database[Document], organization_id: ObjectId, limit: int = 500
-) -> list[Document]:
-    cursor = TenantCollection(db.invitations, organization_id).find(
-        _pending(utcnow()), {"tokenHash": 0}
-    )
-    return list(cursor.sort("createdAt", ASCENDING).limit(limit))
+    db: Database[Document], organization_id: ObjectId, request: PageRequest
+) -> tuple[list[Document], bool]:
+    """A page of the pending invitations, soonest to expire first, and whether more follow."""
+    invitations = TenantCollection(db.invitations, organization_id)
+    return find_page(invitations, INVITATIONS, _pending(utcnow()), request, {"tokenHash": 0})
 
 
 def find_pending_invitation(db: Database[Document], token: str) -> Document | None:

@@ -28,6 +28,8 @@ from typing import Any
 
 from bson import ObjectId
 from flask import current_app
+from marshmallow import Schema, fields, validate
+from werkzeug.datastructures import MultiDict
 
 from ..api_keys import repository as api_keys
 from ..audit import retention
@@ -42,6 +44,16 @@ from ..db import Document, exclusive, get_db
 from ..emails import InvalidEmail, clean_email
 from ..errors import ApiError, bad_request, conflict, not_found, unauthorized
 from ..ids import iso
+from ..pagination import (
+    Page,
+    PageQuerySchema,
+    PageRequest,
+    WebPageQuerySchema,
+    load_page_query,
+    make_page,
+    paged,
+    read_request,
+)
 from . import repository as orgs
 from .permissions import OWNER, PERMISSIONS
 
@@ -358,8 +370,18 @@ def _credential_version(actor: Principal) -> int | None:
     return actor.credential_version  # read with the account when the principal was made
 
 
-def list_invitations(actor: Principal) -> list[Document]:
-    return orgs.list_pending_invitations(get_db(), actor.org)
+def list_invitations(
+    actor: Principal, args: MultiDict[str, str] | None = None, schema: Schema | None = None
+) -> Page:
+    """A page of the pending invitations, soonest to expire first."""
+    db = get_db()
+    return paged(
+        args if args is not None else MultiDict(),
+        orgs.INVITATIONS,
+        actor.org,
+        lambda request: orgs.list_pending_invitations(db, actor.org, request),
+        schema,
+    )
 
 
 def revoke_invitation(actor: Principal, invitation_id: ObjectId) -> Document:
@@ -682,12 +704,60 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
 # Reading members and roles (the pages and the API show the same) -------------------------
 
 
-def list_members(actor: Principal) -> list[dict[str, Any]]:
-    return orgs.list_members(get_db(), actor.org)
+class MemberPageQuerySchema(PageQuerySchema):
+    email = fields.String(
+        validate=validate.Length(min=1, max=254, error="Must be 1 to 254 characters.")
+    )
 
 
-def list_roles(actor: Principal) -> list[Document]:
-    return orgs.list_roles(get_db(), actor.org)
+class WebMemberPageQuerySchema(MemberPageQuerySchema, WebPageQuerySchema):
+    pass
+
+
+def list_members(
+    actor: Principal, args: MultiDict[str, str] | None = None, schema: Schema | None = None
+) -> Page:
+    """A page of the members by email, each with their account and role; ``email`` keeps
+    the members whose email starts with it (any case): an index range, not a scan."""
+    db = get_db()
+    loaded = load_page_query(
+        args if args is not None else MultiDict(), schema or MemberPageQuerySchema()
+    )
+    prefix = loaded.get("email", "").strip().lower()
+    if any(ord(c) < 32 or ord(c) == 127 for c in prefix):
+        raise bad_request("email: control characters are not accepted.", "email")
+    filters = {"email": prefix} if prefix else {}
+    request = read_request(loaded, orgs.MEMBERS, actor.org, filters)
+    memberships, more = orgs.list_memberships(db, actor.org, request, prefix or None)
+    page = make_page(memberships, more, request, orgs.MEMBERS, actor.org, filters)
+    page.items = orgs.members_of(db, actor.org, memberships)
+    return page
+
+
+def list_roles(
+    actor: Principal, args: MultiDict[str, str] | None = None, schema: Schema | None = None
+) -> Page:
+    """A page of the roles by name."""
+    db = get_db()
+    return paged(
+        args if args is not None else MultiDict(),
+        orgs.ROLES,
+        actor.org,
+        lambda request: orgs.list_roles(db, actor.org, request),
+        schema,
+    )
+
+
+def roles_by_ids(actor: Principal, ids: list[ObjectId]) -> list[Document]:
+    return orgs.find_roles_by_ids(get_db(), actor.org, ids)
+
+
+def role_choices(actor: Principal) -> list[Document]:
+    """The roles a form offers: the first ``CHOICES`` by name."""
+    return orgs.list_roles(get_db(), actor.org, PageRequest(CHOICES))[0]
+
+
+CHOICES = 200
 
 
 def find_role(actor: Principal, role_id: ObjectId) -> Document:

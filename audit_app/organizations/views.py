@@ -10,11 +10,13 @@ from collections.abc import Callable
 
 from bson import ObjectId
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
 
 from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id, readable
+from ..pagination import WebPageQuerySchema
 from ..web.forms import ActionForm, refused, require_valid_form
 from . import service
 from .api import accept_url
@@ -57,10 +59,11 @@ def _attempt(change: Callable[[], str], page: str):
 @require_permission("viewRoles")
 def roles_page():
     principal = current_principal()
-    roles = service.list_roles(principal)
+    page = service.list_roles(principal, request.args, WebPageQuerySchema())
     return render_template(
         "organization/roles.html",
-        roles=roles,
+        roles=page.items,
+        page=page,
         permissions=PERMISSIONS,
         can_manage=principal.can("manageRoles"),
         form=ActionForm(),
@@ -112,15 +115,40 @@ def delete_role(roleId):
 # Members and invitations ---------------------------------------------------------------
 
 
+# the invitations' pages on the Members page have their own parameters
+_INVITATION_PARAMETERS = {"invitationsCursor": "cursor", "invitationsBefore": "before"}
+
+
 def _members_page(invited=None, url=None, status=200):
     principal = current_principal()
-    roles = service.list_roles(principal)
+    roles = service.role_choices(principal)
+    member_args = MultiDict(
+        [(k, v) for k, v in request.args.items(multi=True) if k in ("email", "cursor", "before")]
+    )
+    members = service.list_members(principal, member_args, service.WebMemberPageQuerySchema())
+    invitation_args = MultiDict(
+        [
+            (_INVITATION_PARAMETERS[k], v)
+            for k, v in request.args.items(multi=True)
+            if k in _INVITATION_PARAMETERS
+        ]
+    )
+    invitations = service.list_invitations(principal, invitation_args, WebPageQuerySchema())
+    role_names = {r["_id"]: r["name"] for r in roles}
+    role_names.update(
+        (r["_id"], r["name"])
+        for r in service.roles_by_ids(principal, [i["roleId"] for i in invitations.items])
+    )
     response = render_template(
         "organization/members.html",
-        members=service.list_members(principal),
+        members=members.items,
+        members_page=members,
+        email=members.filters.get("email", ""),
         roles=roles,
-        role_names={r["_id"]: r["name"] for r in roles},
-        invitations=service.list_invitations(principal),
+        role_ids={r["_id"] for r in roles},
+        role_names=role_names,
+        invitations=invitations.items,
+        invitations_page=invitations,
         can_manage=principal.can("manageMembers"),
         own_account_id=principal.account_id,
         form=ActionForm(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from marshmallow import Schema, fields, pre_dump, validate
 
 from ..apidoc import list_of, operation
@@ -13,6 +13,7 @@ from ..audit.context import mask_bodies_of
 from ..audit.query import FilterSchema, IsoDateTime
 from ..auth.principal import current_principal, require_permission
 from ..ids import parse_object_id
+from ..pagination import PageQuerySchema
 from ..schemas import ObjectIdField, Text, UtcDateTime, load_body
 from . import formats, service
 from .destinations import DESTINATION_TYPES
@@ -173,10 +174,16 @@ def _dumped(stream: dict[str, Any], secret: str | None = None) -> dict[str, Any]
 
 @bp.get("/audit-streams")
 @audit_action("auditStream.list")
-@operation("List log streams and their health", response=(200, StreamListSchema), errors=(401, 403))
+@operation(
+    "List log streams and their health, newest first, a page at a time",
+    response=(200, StreamListSchema),
+    errors=(400, 401, 403),
+    query=PageQuerySchema,
+)
 @require_permission(MANAGE)
 def list_streams():
-    return jsonify(items=[_dumped(s) for s in service.list_streams(current_principal())])
+    page = service.list_streams(current_principal(), request.args)
+    return jsonify(items=[_dumped(s) for s in page.items], nextCursor=page.next_cursor)
 
 
 @bp.post("/audit-streams")

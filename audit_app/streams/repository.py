@@ -18,12 +18,17 @@ from pymongo.database import Database
 from ..db import Document, IndexSpec, TenantCollection
 from ..errors import not_found
 from ..ids import utcnow
+from ..pagination import Listing, PageRequest, find_page
 
 COLLECTION = "audit_streams"
 MAX_STREAMS = 20  # per organization
+STREAMS = Listing("auditStreams", COLLECTION, "org_newest_id", "createdAt", -1)
 INDEXES: dict[str, list[IndexSpec]] = {
     COLLECTION: [
-        ([("organizationId", ASCENDING), ("createdAt", DESCENDING)], {"name": "org_newest"}),
+        (
+            [("organizationId", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)],
+            {"name": "org_newest_id"},
+        ),
         ([("state", ASCENDING), ("nextAttemptAt", ASCENDING)], {"name": "state_due"}),
     ]
 }
@@ -41,9 +46,17 @@ def count_streams(db: Database[Document], organization_id: ObjectId) -> int:
     return _streams(db, organization_id).count_documents({}, limit=MAX_STREAMS + 1)
 
 
-def list_streams(db: Database[Document], organization_id: ObjectId) -> list[Document]:
-    cursor = _streams(db, organization_id).find({})
-    return list(cursor.sort("createdAt", DESCENDING).limit(MAX_STREAMS))
+def list_streams(
+    db: Database[Document], organization_id: ObjectId, request: PageRequest | None = None
+) -> list[Document]:
+    """The organization's streams, newest first: a page, or all (at most ``MAX_STREAMS``)."""
+    return page_streams(db, organization_id, request or PageRequest(MAX_STREAMS))[0]
+
+
+def page_streams(
+    db: Database[Document], organization_id: ObjectId, request: PageRequest
+) -> tuple[list[Document], bool]:
+    return find_page(_streams(db, organization_id), STREAMS, {}, request)
 
 
 def find_stream(

@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from marshmallow import Schema
 from werkzeug.datastructures import MultiDict
 
 from ..api_keys import repository as api_keys
@@ -44,6 +45,7 @@ from ..errors import ApiError, bad_request, conflict, not_found
 from ..ids import iso, utcnow
 from ..organizations import repository as orgs
 from ..organizations.permissions import VIEW_AUDIT_LOG
+from ..pagination import Page, paged
 from . import delivery, destinations, formats
 from . import repository as streams
 from .secrets import SecretUnreadable, fingerprint, open_destination, seal
@@ -326,8 +328,18 @@ def create_stream(actor: Principal, data: Mapping[str, Any]) -> tuple[Document, 
     return stream, shown
 
 
-def list_streams(actor: Principal) -> list[Document]:
-    return streams.list_streams(get_db(), actor.org)
+def list_streams(
+    actor: Principal, args: MultiDict[str, str] | None = None, schema: Schema | None = None
+) -> Page:
+    """A page of the organization's streams, newest first."""
+    db = get_db()
+    return paged(
+        args if args is not None else MultiDict(),
+        streams.STREAMS,
+        actor.org,
+        lambda request: streams.page_streams(db, actor.org, request),
+        schema,
+    )
 
 
 def find_stream(actor: Principal, stream_id: ObjectId) -> Document:

@@ -12,6 +12,7 @@ from ..audit.context import mask_bodies_of
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id
+from ..pagination import WebPageQuerySchema
 from ..web.forms import ActionForm, refused, require_valid_form
 from . import formats, service
 from .destinations import DESTINATION_TYPES
@@ -23,17 +24,19 @@ mask_bodies_of("web.auditStreams.", service.masked_body)  # destination URLs: cr
 
 def _page(created: dict[str, Any] | None = None, secret: str | None = None, status: int = 200):
     principal = current_principal()
+    page = service.list_streams(principal, request.args, WebPageQuerySchema())
     shown = [
         (
             stream,
             service.health_for(principal, stream),
             service.shown_destination(stream["destination"]),
         )
-        for stream in service.list_streams(principal)
+        for stream in page.items
     ]
     response = render_template(
         "organization/audit_streams.html",
         streams=shown,
+        page=page,
         formats=formats.FORMATS,
         kinds=DESTINATION_TYPES,
         form=ActionForm(),

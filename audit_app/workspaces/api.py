@@ -11,6 +11,7 @@ from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import bad_request
 from ..ids import parse_object_id
+from ..pagination import PageQuerySchema
 from ..schemas import load_body
 from . import service
 from .schemas import (
@@ -36,11 +37,16 @@ def _workspace_from_path(raw_id: str) -> dict:
 
 @workspaces_bp.get("/workspaces")
 @audit_action("workspace.list")
-@operation("List workspaces", response=(200, WorkspaceListSchema), errors=(401, 403))
+@operation(
+    "List workspaces by name, a page at a time",
+    response=(200, WorkspaceListSchema),
+    errors=(400, 401, 403),
+    query=PageQuerySchema,
+)
 @require_permission("viewWorkspaces", workspace_scoped=True)
 def list_workspaces():
-    items = service.list_workspaces(current_principal())
-    return jsonify(items=WorkspaceSchema(many=True).dump(items))
+    page = service.list_workspaces(current_principal(), request.args)
+    return jsonify(items=WorkspaceSchema(many=True).dump(page.items), nextCursor=page.next_cursor)
 
 
 @workspaces_bp.post("/workspaces")
@@ -118,16 +124,17 @@ def _request_workspace() -> dict:
 @pathways_bp.get("/pathways")
 @audit_action("pathway.list")
 @operation(
-    "List the workspace's pathways",
+    "List the workspace's pathways, newest first, a page at a time",
     response=(200, PathwayListSchema),
     errors=(400, 401, 403, 404),
     workspace=True,
+    query=PageQuerySchema,
 )
 @require_permission("viewPathways", workspace_scoped=True)
 def list_pathways():
     workspace = _request_workspace()
-    items = service.list_pathways(current_principal(), workspace)
-    return jsonify(items=PathwaySchema(many=True).dump(items))
+    page = service.list_pathways(current_principal(), workspace, request.args)
+    return jsonify(items=PathwaySchema(many=True).dump(page.items), nextCursor=page.next_cursor)
 
 
 @pathways_bp.post("/pathways")

@@ -13,6 +13,11 @@ from pymongo.errors import DuplicateKeyError
 from ..db import Document, IndexSpec, TenantCollection
 from ..errors import conflict, not_found
 from ..ids import utcnow
+from ..pagination import Listing, PageRequest, find_page
+
+# the lists of the API, each walked on its index (``pagination``)
+WORKSPACES = Listing("workspaces", "workspaces", "org_name_id", "nameLower", 1)
+PATHWAYS = Listing("pathways", "pathways", "org_workspace_newest_id", "createdAt", -1)
 
 INDEXES: dict[str, list[IndexSpec]] = {
     "workspaces": [
@@ -20,11 +25,21 @@ INDEXES: dict[str, list[IndexSpec]] = {
             [("organizationId", ASCENDING), ("nameLower", ASCENDING)],
             {"name": "org_name_unique", "unique": True},
         ),
+        # the list, by name (a name is unique, but the page's keyset is (name, _id))
+        (
+            [("organizationId", ASCENDING), ("nameLower", ASCENDING), ("_id", ASCENDING)],
+            {"name": "org_name_id"},
+        ),
     ],
     "pathways": [
         (
-            [("organizationId", ASCENDING), ("workspaceId", ASCENDING), ("createdAt", DESCENDING)],
-            {"name": "org_workspace_newest"},
+            [
+                ("organizationId", ASCENDING),
+                ("workspaceId", ASCENDING),
+                ("createdAt", DESCENDING),
+                ("_id", DESCENDING),
+            ],
+            {"name": "org_workspace_newest_id"},
         ),
     ],
 }
@@ -50,11 +65,10 @@ def create_workspace(
 
 
 def list_workspaces(
-    db: Database[Document], organization_id: ObjectId, only: ObjectId | None = None
-) -> list[Document]:
-    filter_ = {"_id": only} if only else {}
-    cursor = TenantCollection(db.workspaces, organization_id).find(filter_)
-    return list(cursor.sort("nameLower", ASCENDING).limit(500))
+    db: Database[Document], organization_id: ObjectId, request: PageRequest
+) -> tuple[list[Document], bool]:
+    """A page of the organization's workspaces by name, and whether more follow."""
+    return find_page(TenantCollection(db.workspaces, organization_id), WORKSPACES, {}, request)
 
 
 def find_workspace(
@@ -151,10 +165,11 @@ def create_pathway(
 
 
 def list_pathways(
-    db: Database[Document], organization_id: ObjectId, workspace_id: ObjectId, limit: int = 500
-) -> list[Document]:
-    cursor = TenantCollection(db.pathways, organization_id).find({"workspaceId": workspace_id})
-    return list(cursor.sort("createdAt", DESCENDING).limit(limit))
+    db: Database[Document], organization_id: ObjectId, workspace_id: ObjectId, request: PageRequest
+) -> tuple[list[Document], bool]:
+    """A page of a workspace's pathways, newest first, and whether more follow."""
+    pathways = TenantCollection(db.pathways, organization_id)
+    return find_page(pathways, PATHWAYS, {"workspaceId": workspace_id}, request)
 
 
 def find_pathway(

@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from bson import ObjectId
+from werkzeug.datastructures import MultiDict
 
 from ..audit.changes import Target, record_changes
 from ..audit.context import note_created, note_workspace
 from ..auth.principal import Principal
 from ..db import Document, get_db
 from ..errors import ApiError, not_found
+from ..pagination import Page, PageQuerySchema, load_page_query, make_page, paged, read_request
 from . import repository as workspaces
 
 
@@ -41,8 +43,21 @@ WORKSPACE_FIELDS = ("name", "description")
 PATHWAY_FIELDS = ("name", "description", "steps")
 
 
-def list_workspaces(principal: Principal) -> list[Document]:
-    return workspaces.list_workspaces(get_db(), principal.org, only=principal.bound_workspace_id)
+def list_workspaces(principal: Principal, args: MultiDict[str, str] | None = None) -> Page:
+    """A page of the workspaces by name; a key bound to a workspace sees that one only."""
+    db = get_db()
+    args = args if args is not None else MultiDict()
+    bound = principal.bound_workspace_id
+    if bound is not None:
+        load_page_query(args, PageQuerySchema())
+        found = workspaces.find_workspace(db, principal.org, bound)
+        return Page([found] if found else [])
+    return paged(
+        args,
+        workspaces.WORKSPACES,
+        principal.org,
+        lambda request: workspaces.list_workspaces(db, principal.org, request),
+    )
 
 
 def create_workspace(principal: Principal, name: str, description: str | None) -> Document:
@@ -78,8 +93,17 @@ def _pathway(pathway: Mapping[str, Any]) -> Target:
     return ("pathway", pathway["_id"], pathway.get("name"))
 
 
-def list_pathways(principal: Principal, workspace: Mapping[str, Any]) -> list[Document]:
-    return workspaces.list_pathways(get_db(), principal.org, workspace["_id"])
+def list_pathways(
+    principal: Principal, workspace: Mapping[str, Any], args: MultiDict[str, str] | None = None
+) -> Page:
+    """A page of the workspace's pathways, newest first (a cursor of another workspace's
+    list is refused: the workspace is part of the list's filters)."""
+    db = get_db()
+    filters = {"workspaceId": str(workspace["_id"])}
+    loaded = load_page_query(args if args is not None else MultiDict(), PageQuerySchema())
+    request = read_request(loaded, workspaces.PATHWAYS, principal.org, filters)
+    found, more = workspaces.list_pathways(db, principal.org, workspace["_id"], request)
+    return make_page(found, more, request, workspaces.PATHWAYS, principal.org, filters)
 
 
 def find_pathway(
