@@ -133,7 +133,7 @@ def test_create_user_unknown_role_lists_the_roles(runner, org):
         ]
     )
     assert result.exit_code != 0
-    assert "Owner, Admin, Member" in result.output
+    assert "Admin, Member, Owner" in result.output  # by name
 
 
 def test_create_user_twice_is_a_clear_conflict(runner, org):
