@@ -228,7 +228,10 @@ class AuditWriter:
         return stored, duplicates, len(late)
 
     def _insert_fresh(self, records: list[dict]) -> tuple[int, int]:
-        with pymongo.timeout(max(self.timeout, 10)):
+        # as a request's own insert is bounded: stored well within the streams' settle time
+        # after the storedAt it was given (a stream reads up to AUDIT_STREAM_SETTLE_SECONDS
+        # ago, so a batch committed later than that could be passed over)
+        with pymongo.timeout(self.timeout):
             already = insert_records(self.store.db, records, self.write_concern)
             if already and isinstance(self.store.db[COLLECTION], Collection):
                 # MongoDB: a copy exists, but one a failover may still roll back unless a
