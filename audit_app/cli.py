@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -117,8 +118,15 @@ class AppCommand(click.Command):
             )
             raise (CommandError(failure) if ctx.params.get("as_json") else failure) from None
         except (PyMongoError, sqlite3.Error) as error:
-            failure = click.ClickException(f"The store is unavailable: {error}")
+            failure = click.ClickException(f"The store is unavailable: {_first_reason(error)}")
             raise (CommandError(failure) if ctx.params.get("as_json") else failure) from None
+
+
+def _first_reason(error: Exception) -> str:
+    """What went wrong, without the driver's topology dump and timeout settings (``host:
+    [Errno 111] Connection refused``)."""
+    text = str(error).split(", Timeout:", 1)[0]
+    return re.sub(r" \(configured timeouts:[^)]*\)", "", text).strip() or type(error).__name__
 
 
 def command(name: str):
@@ -734,13 +742,16 @@ def purge_command(organization_id, as_json):
 def verify_command(organization_id, start, end, as_json):
     """Recompute the digests and the chain; exit non-zero if anything differs."""
 
+    since, until = _date_option(start, "--from"), _date_option(end, "--to")
+    if since is not None and until is not None and since > until:
+        raise click.BadParameter(f"{start} is after --to {end}.", param_hint="--from")
     organization = _organization(get_db(), organization_id)
-    report = verify(
-        organization["_id"], start=_date_option(start, "--from"), end=_date_option(end, "--to")
-    )
+    report = verify(organization["_id"], start=since, end=until)
     payload = report.as_dict()
+    sealed_nothing = not report.windows and not report.chain_problems
+    payload["nothingSealed"] = sealed_nothing
     state = None
-    if start is None and end is None:  # every window: the state the pages show
+    if start is None and end is None and not sealed_nothing:  # every window: the pages' state
         state = store_state(organization["_id"], report, "full")
         payload["integrityState"] = state["state"]
     record_operator_command(
@@ -760,11 +771,20 @@ def verify_command(organization_id, start, end, as_json):
             lines.append(f"FAILED window #{window.sequence} {payload_window(window)}:")
             lines += [f"  {p['type']}: {p['message']}" for p in window.problems]
     lines += [f"FAILED chain: {p['type']}: {p['message']}" for p in report.chain_problems]
-    lines.append("OK: every window verified" if report.ok else "TAMPERING DETECTED")
+    if sealed_nothing:
+        # nothing was checked: not an OK (the background sealer seals every
+        # AUDIT_SEAL_INTERVAL seconds, records older than AUDIT_SEAL_DELAY)
+        lines.append(
+            "NOTHING VERIFIED: no window of this organization is sealed"
+            + (" in that range" if start or end else " yet")
+            + "; run 'flask --app wsgi seal' (or wait for the background sealer), then verify"
+        )
+    else:
+        lines.append("OK: every window verified" if report.ok else "TAMPERING DETECTED")
     if state is not None and state["state"] != ("verified" if report.ok else "failed"):
         lines.append(f"Integrity state: {state['state']} (see acknowledge-integrity)")
     _emit(as_json, payload, lines)
-    if not report.ok:
+    if not report.ok or sealed_nothing:
         raise SystemExit(1)
 
 
@@ -895,6 +915,13 @@ def migrate_store_command(target, source, verify, as_json):
         source_main, source_audit = stores()["main"], stores()["audit"]
     else:
         source_main = source_audit = _store_option(source, "--from", config)
+        if source_main.kind == "embedded" and not os.path.isdir(source_main.embedded_dir):
+            # opening it would make an empty store there, and copying nothing "succeed"
+            raise click.BadParameter(
+                f"{source_main.embedded_dir} is not an embedded store's folder (it does not "
+                "exist); give the folder that holds the store (instance/store by default).",
+                param_hint="--from",
+            )
     target_store = _store_option(target, "--to", config, config.get("MIGRATE_TARGET_CLIENT"))
     if _same_store(target_store, source_main) or _same_store(target_store, source_audit):
         raise click.BadParameter("the target is the store being copied", param_hint="--to")

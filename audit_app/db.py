@@ -88,10 +88,20 @@ class Store:
         if self.kind == "embedded":
             return f"embedded store at {self.embedded_dir} (database {self.db_name})"
         if self.kind == "mongodb":
-            parsed = urlparse(self.uri or "")
-            host = parsed.hostname or "?"
-            return f"MongoDB at {parsed.scheme}://{host} (database {self.db_name})"
+            return f"MongoDB at {self.hosts()} (database {self.db_name})"
         return f"{self.kind} store (database {self.db_name})"
+
+    def hosts(self) -> str:
+        """``scheme://host:port[,host:port...]`` of a MongoDB URI: never its user or password
+        (MongoDB's default port said when the URI leaves it out)."""
+        parsed = urlparse(self.uri or "")
+        netloc = parsed.netloc.rpartition("@")[2] or "?"
+        if parsed.scheme == "mongodb":
+            netloc = ",".join(
+                host if ":" in host.rsplit("]", 1)[-1] else f"{host}:27017"
+                for host in netloc.split(",")
+            )
+        return f"{parsed.scheme}://{netloc}"
 
     def identity(self) -> str:
         """A short, stable name of what this store is (never its credentials): the journal
@@ -99,8 +109,7 @@ class Store:
         if self.kind == "embedded":
             where = os.path.realpath(self.embedded_dir)
         elif self.kind == "mongodb":
-            parsed = urlparse(self.uri or "")
-            where = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}"
+            where = self.hosts()
         else:
             where = f"{self.kind}:{id(self._injected) if self._injected is not None else self.uri}"
         digest = hashlib.sha256(f"{where}|{self.db_name}".encode()).hexdigest()[:16]

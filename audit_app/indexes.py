@@ -30,6 +30,7 @@ from .audit import counters, integrity
 from .audit import repository as audit_repository
 from .audit.retention import legacy_from_ttl
 from .auth.sessions import INDEXES as SESSION_INDEXES
+from .background import EXTENSION_KEY as BACKGROUND_KEY
 from .db import Document, IndexSpec, Store, stores
 from .organizations.repository import INDEXES as ORGANIZATION_INDEXES
 from .organizations.repository import (
@@ -150,11 +151,19 @@ def missing_indexes(main_db: Database[Document], audit_db: Database[Document]) -
     return problems
 
 
+INDEX_CHECK_SECONDS = 3600  # how often each server process logs missing indexes again
+
+
 def ensure_indexes_on_start(app: Flask) -> None:
     """The embedded store and mongomock build their indexes; MongoDB's are only checked."""
     main, audit = stores(app)["main"], stores(app)["audit"]
     if main.kind == "mongodb" or audit.kind == "mongodb":
-        check_indexes(app)
+        # checked when a server's background tasks start (and by /readyz), not when a
+        # command of the CLI builds the app: a command against a MongoDB that is down says
+        # so in its own error, with no line about indexes before it
+        runner = app.extensions.get(BACKGROUND_KEY)
+        if runner is not None:
+            runner.add("indexes", INDEX_CHECK_SECONDS, lambda: check_indexes(app, max_age=60))
         return
     try:
         ensure_indexes(main.db, audit.db, legacy_from_ttl(app))
