@@ -229,11 +229,16 @@ def find_page(
 def prefix_range(prefix: str) -> dict[str, str]:
     """The strings that start with ``prefix``, as a range an index walks (MongoDB and
     SQLite both compare strings by their UTF-8 bytes, that is by code points)."""
-    last = ord(prefix[-1])
-    following = last + 1 if last + 1 != 0xD800 else 0xE000
-    if following > 0x10FFFF:
+    if prefix[-1] in "\u03c2\u03c3":
+        # a sigma last: the stored, lower-cased address has the final or the medial form
+        # there depending on what follows it (a letter or not), so both (they are adjacent)
+        return {"$gte": prefix[:-1] + "\u03c2", "$lt": prefix[:-1] + "\u03c4"}
+    head = prefix.rstrip("\U0010ffff")  # the last code point has no successor: the one before
+    if not head:  # nothing sorts after the last code point but strings that start with it
         return {"$gte": prefix}
-    return {"$gte": prefix, "$lt": prefix[:-1] + chr(following)}
+    last = ord(head[-1])
+    following = last + 1 if last + 1 != 0xD800 else 0xE000
+    return {"$gte": prefix, "$lt": head[:-1] + chr(following)}
 
 
 def paged(

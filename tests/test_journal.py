@@ -218,7 +218,7 @@ def test_a_torn_entry_is_set_aside_and_the_entries_after_it_are_stored(embedded,
         record.pop("storedAt", None)
     journal = writer.journal
     journal.append(good[0])
-    torn = encode(audit_record(organization_id, requestId="torn-cut"))
+    torn = encode(audit_record(organization_id, requestId="torn-cut"), journal.key)
     with open(journal.active_path, "ab") as handle:
         handle.write(torn[: len(torn) // 2])  # a write the machine's crash cut short
         handle.write(b"garbage\x00\x01")
@@ -274,7 +274,9 @@ def test_a_record_left_in_the_journal_for_long_verifies_through_the_replay_ledge
     record = audit_record(org.id, requestId="left-behind", createdAt=hour_ago)
     record.pop("storedAt", None)
     with open(writer.journal.active_path, "ab") as handle:
-        handle.write(encode(record, handed_off=hour_ago + timedelta(milliseconds=3)))
+        handle.write(
+            encode(record, writer.journal.key, handed_off=hour_ago + timedelta(milliseconds=3))
+        )
     result = writer.fold()
     assert result.spooled == 1 and result.stored == 0
     [stored] = _stored(app, requestId="left-behind")  # replayed at once, through the ledger

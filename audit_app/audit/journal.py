@@ -6,10 +6,13 @@ request thread does not commit to the store: it appends the record to one local 
 survives a crash of the process (the bytes are in the kernel's page cache) as a commit of
 the embedded store at ``synchronous=NORMAL`` does; a lost disk or machine takes both.
 
-Each entry is ``MAGIC`` followed by one BSON document ``{"t": <when handed off>, "r":
-<the record>}`` (BSON is self-delimiting: its first four bytes are its length, its last
-is NUL). An append takes an exclusive ``flock`` of the file and writes the entry in one
-``write``, so entries of concurrent processes and threads never interleave.
+Each entry is ``MAGIC``, a 16-byte MAC, then one BSON document ``{"t": <when handed off>,
+"r": <the record>}`` (BSON is self-delimiting: its first four bytes are its length, its
+last is NUL). The MAC is an HMAC-SHA256 of the BSON under the journal's own key
+(``journal.key`` in its folder, 0600, made once): a record holds what clients sent, and
+bytes a client shaped like an entry must never be read as one. An append takes an
+exclusive ``flock`` of the file and writes the entry in one ``write``, so entries of
+concurrent processes and threads never interleave.
 
 A folder (each process's background lane ``journal``, every ``AUDIT_FOLD_INTERVAL_MS``;
 a read of the log, so a reader sees what was answered before it; a process's exit) claims
@@ -23,7 +26,9 @@ that stops half-way (a crash, a failing store) runs again and stores each record
 Only one folder works at a time, across the processes that share the directory
 (``fold.lock``): the background folders skip when another one holds it, a reader waits
 for it. An entry that cannot be read (a crash of the machine tore a write) is set aside
-in ``rejected-<uuid>.bin``, and reading resumes at the next ``MAGIC``.
+in ``rejected-<uuid>.bin``, and reading resumes at the next ``MAGIC`` that starts an entry
+whose MAC holds (a write cut short by a crash of the machine, or by a SIGKILL in the middle
+of a large ``write``: that request was never answered).
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
+import hmac
 import logging
 import os
+import secrets
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -88,18 +96,26 @@ class Entry:
 InsertBatch = Callable[[list[Entry]], tuple[int, int, int]]
 
 
-def encode(record: dict[str, Any], handed_off: datetime | None = None) -> bytes:
-    return MAGIC + bson.encode({"t": handed_off or utcnow(), "r": record})
+MAC_SIZE = 16
 
 
-def decode_all(data: bytes) -> tuple[list[Entry], list[bytes]]:
+def _mac(key: bytes, document: bytes) -> bytes:
+    return hmac.new(key, document, hashlib.sha256).digest()[:MAC_SIZE]
+
+
+def encode(record: dict[str, Any], key: bytes, handed_off: datetime | None = None) -> bytes:
+    document = bson.encode({"t": handed_off or utcnow(), "r": record})
+    return MAGIC + _mac(key, document) + document
+
+
+def decode_all(data: bytes, key: bytes) -> tuple[list[Entry], list[bytes]]:
     """The entries of a file's bytes, and the damaged stretches between them."""
     entries: list[Entry] = []
     damaged: list[bytes] = []
     position, size = 0, len(data)
     while position < size:
         start = position
-        entry, end = _entry_at(data, position)
+        entry, end = _entry_at(data, position, key)
         if entry is not None:
             entries.append(entry)
             position = end
@@ -110,16 +126,18 @@ def decode_all(data: bytes) -> tuple[list[Entry], list[bytes]]:
     return entries, damaged
 
 
-def _entry_at(data: bytes, position: int) -> tuple[Entry | None, int]:
+def _entry_at(data: bytes, position: int, key: bytes) -> tuple[Entry | None, int]:
     if data[position : position + len(MAGIC)] != MAGIC:
         return None, position
-    begin = position + len(MAGIC)
+    begin = position + len(MAGIC) + MAC_SIZE
     if begin + 5 > len(data):
         return None, position
     length = int.from_bytes(data[begin : begin + 4], "little")
     end = begin + length
     if length < 5 or length > _LENGTH_LIMIT or end > len(data) or data[end - 1] != 0:
         return None, position
+    if not hmac.compare_digest(data[begin - MAC_SIZE : begin], _mac(key, data[begin:end])):
+        return None, position  # not written by this journal: a client's bytes, or damage
     try:
         document = bson.decode(data[begin:end], codec_options=_CODEC)
     except (bson.errors.BSONError, ValueError, OverflowError):
@@ -135,6 +153,7 @@ class Journal:
         self.directory = Path(directory)
         self._active = os.fspath(self.directory / ACTIVE)  # (a str: no Path work per append)
         self._thread_lock = threading.Lock()
+        self._key: bytes | None = None
         self._fd: int | None = None  # the active file, open for appends
         self._pid: int | None = None
         self._inode: int | None = None
@@ -143,6 +162,31 @@ class Journal:
     @property
     def active_path(self) -> Path:
         return self.directory / ACTIVE
+
+    @property
+    def key(self) -> bytes:
+        """The journal's MAC key, made once by the first process that needs it."""
+        if self._key is None:
+            path = self.directory / "journal.key"
+            try:
+                key = path.read_bytes()
+            except FileNotFoundError:
+                self._ensure_directory()
+                temporary = self.directory / f".journal.key-{uuid.uuid4().hex}"
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    os.write(fd, secrets.token_bytes(32))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                with contextlib.suppress(FileExistsError):  # another process made it first
+                    os.link(temporary, path)
+                os.unlink(temporary)
+                key = path.read_bytes()
+            if len(key) != 32:
+                raise OSError(errno.EINVAL, f"{path} is not a journal key (32 bytes)")
+            self._key = key
+        return self._key
 
     def _ensure_directory(self) -> None:
         if not self.directory.is_dir():
@@ -157,7 +201,7 @@ class Journal:
         The file stays open between appends (per process; the threads take turns): an
         append is a lock, a check that the name is still this file, a write and an unlock.
         """
-        entry = encode(record)
+        entry = encode(record, self.key)
         with self._thread_lock:
             while True:
                 fd = self._open_active()
@@ -246,13 +290,21 @@ class Journal:
         finally:
             os.close(fd)
 
-    def fold(self, insert_batch: InsertBatch, *, wait: bool = False) -> FoldResult:
+    def fold(
+        self,
+        insert_batch: InsertBatch,
+        *,
+        wait: bool = False,
+        then: Callable[[FoldResult], None] | None = None,
+    ) -> FoldResult:
         """Move every entry into the store through ``insert_batch``; idempotent.
 
         ``wait``: wait for a fold in progress elsewhere instead of leaving the work to it
-        (a reader, who must see what was answered before its request)."""
+        (a reader, who must see what was answered before its request). ``then``: what to
+        do next while the fold lock is still held (store what went to the spool), so a
+        reader waiting for this fold finds it done."""
         result = FoldResult()
-        if not self.pending():
+        if not self.pending() and (then is None or not wait):
             return result
         with self._folding(wait) as held:
             if not held:
@@ -264,6 +316,8 @@ class Journal:
             for path in sorted(self.directory.glob(f"{CLAIMED_PREFIX}*.bin")):
                 if not self._fold_file(path, insert_batch, result):
                     break
+            if then is not None:
+                then(result)
         return result
 
     def _fold_file(self, path: Path, insert_batch: InsertBatch, result: FoldResult) -> bool:
@@ -275,7 +329,7 @@ class Journal:
             fcntl.flock(fd, fcntl.LOCK_EX)  # appends that opened the old name finish first
             with os.fdopen(os.dup(fd), "rb") as handle:
                 data = handle.read()
-            entries, damaged = decode_all(data)
+            entries, damaged = decode_all(data, self.key)
             for start in range(0, len(entries), BATCH):
                 try:
                     stored, duplicates, spooled = insert_batch(entries[start : start + BATCH])

@@ -183,10 +183,16 @@ class AuditWriter:
         reader of the log, who waits for a fold in progress elsewhere)."""
         if self.journal is None or (not wait and time.monotonic() < self._fold_skip_until):
             return FoldResult()
-        result = self.journal.fold(self._fold_batch, wait=wait)
-        if result.spooled and time.monotonic() >= self._skip_store_until:
-            self.replay()  # late records (the store took the rest): through the ledger, now
-        return result
+
+        def then(result: FoldResult) -> None:
+            # under the fold lock, so that a reader waiting for this fold finds them stored:
+            # what this fold sent through the spool (records that waited long: the ledger
+            # confirms their wait), and for a reader, what another process's fold spooled
+            storable = time.monotonic() >= self._skip_store_until
+            if (result.spooled or wait) and storable and self.spool.pending_files():
+                self.replay()
+
+        return self.journal.fold(self._fold_batch, wait=wait, then=then)
 
     def _fold_batch(self, entries: list[Entry]) -> tuple[int, int, int]:
         now = utcnow()
@@ -200,8 +206,8 @@ class AuditWriter:
             else:
                 record["storedAt"] = now  # the sealing window still open
                 fresh.append(record)
-        if fresh and time.monotonic() < self._skip_store_until:
-            late, fresh = late + fresh, []
+        # (no request waits on a fold: the store is tried even while this process skips it
+        # for its own requests' sake; a batch it refuses goes to the spool below)
         stored = duplicates = 0
         if fresh:
             try:
