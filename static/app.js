@@ -5,6 +5,7 @@ document.addEventListener("DOMContentLoaded", () => {
     select.addEventListener("change", () => select.form.submit());
   });
   showTimes();
+  askFirst();
   document.querySelectorAll("[data-copy]").forEach((button) => {
     button.addEventListener("click", async () => {
       try {
@@ -116,4 +117,58 @@ function zoneTheFilters(zone) {
       });
     }
   });
+}
+
+// Destructive forms ask first (data-confirm holds the question and what will happen). The
+// dialog posts the same form with confirm=yes, as the confirmation page without JavaScript
+// does; cancelling posts nothing.
+function askFirst() {
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (form.dataset.confirmed === "yes") return;
+      event.preventDefault();
+      const dialog = confirmDialog();
+      dialog.querySelector(".confirm-text").textContent = form.dataset.confirm;
+      const submit = form.querySelector("button[type=submit]");
+      dialog.querySelector(".confirm-ok").textContent = submit ? submit.textContent : "Confirm";
+      dialog.returnValue = "";
+      dialog.onclose = () => {
+        if (dialog.returnValue !== "yes") return;
+        const field = document.createElement("input");
+        field.type = "hidden";
+        field.name = "confirm";
+        field.value = "yes";
+        form.appendChild(field);
+        form.dataset.confirmed = "yes";
+        form.submit();
+      };
+      dialog.showModal();
+    });
+  });
+}
+
+function confirmDialog() {
+  let dialog = document.getElementById("confirm-dialog");
+  if (dialog) return dialog;
+  dialog = document.createElement("dialog");
+  dialog.id = "confirm-dialog";
+  dialog.className = "card";
+  dialog.setAttribute("aria-labelledby", "confirm-dialog-text");
+  const form = document.createElement("form");
+  form.method = "dialog";
+  const text = document.createElement("p");
+  text.className = "confirm-text";
+  text.id = "confirm-dialog-text";
+  const ok = document.createElement("button");
+  ok.value = "yes";
+  ok.className = "button danger confirm-ok";
+  const cancel = document.createElement("button");
+  cancel.value = "cancel";
+  cancel.className = "button secondary";
+  cancel.textContent = "Cancel";
+  cancel.autofocus = true;
+  form.append(text, ok, " ", cancel);
+  dialog.append(form);
+  document.body.append(dialog);
+  return dialog;
 }

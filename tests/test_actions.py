@@ -533,7 +533,7 @@ WEB_CASES = {
             t.client,
             "/organization/members",
             f"/organization/members/{t.org.member.account_id}/remove",
-            {},
+            {"confirm": "yes"},
         ),
         [
             change("email", t.org.member.email, None),
@@ -588,7 +588,7 @@ WEB_CASES = {
             t.client,
             "/organization/api-keys",
             f"/organization/api-keys/{t.org.api_key_id}/revoke",
-            {},
+            {"confirm": "yes"},
         ),
         [change("revokedAt", None, ANY)],
     ),

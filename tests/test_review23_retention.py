@@ -279,7 +279,7 @@ def test_the_settings_page_shows_a_pending_shortening_and_cancels_it(app, api, o
     token = csrf_from(admin.get("/organization/settings").get_data(as_text=True))
     saved = admin.post(
         "/organization/settings",
-        data={"csrf_token": token, "name": "Acme", "auditRetentionDays": "30"},
+        data={"csrf_token": token, "name": "Acme", "auditRetentionDays": "30", "confirm": "yes"},
         follow_redirects=True,
     ).get_data(as_text=True)
     pending = shown(api, org)["auditRetentionPending"]

@@ -226,7 +226,7 @@ def test_a_refused_web_form_change_records_no_error(web, org, db):
         client,
         "/organization/members",
         f"/organization/members/{org.owner.account_id}/remove",
-        {},
+        {"confirm": "yes"},
     )
     assert refused.status_code == 302
     assert db.memberships.find_one({"accountId": org.owner.account_id}) is not None

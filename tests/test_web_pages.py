@@ -206,7 +206,8 @@ def test_create_and_delete_custom_role(owner_client, org, db):
     )
     assert bad.status_code == 400
     owner_client.post(
-        f"/organization/roles/{role['_id']}/delete", data={"csrf_token": token_of(owner_client)}
+        f"/organization/roles/{role['_id']}/delete",
+        data={"csrf_token": token_of(owner_client), "confirm": "yes"},
     )
     assert db.roles.find_one({"_id": role["_id"]}) is None
     assert (
@@ -252,7 +253,8 @@ def test_assign_roles_and_last_owner(owner_client, org, db):
     )
     assert "own role" in owner_client.get("/organization/members").get_data(as_text=True)
     owner_client.post(
-        f"/organization/members/{org.owner.account_id}/remove", data={"csrf_token": token}
+        f"/organization/members/{org.owner.account_id}/remove",
+        data={"csrf_token": token, "confirm": "yes"},
     )
     assert db.memberships.find_one({"accountId": org.owner.account_id})
     assert "last Owner" in owner_client.get("/organization/members").get_data(as_text=True)
@@ -300,7 +302,10 @@ def test_invite_accept_and_remove_member(owner_client, web, org, db):
     account = db.accounts.find_one({"emailLower": "new@acme.example"})
     assert db.memberships.find_one({"accountId": account["_id"], "organizationId": org.id})
     assert invitee.get(path).status_code == 404  # used once
-    owner_client.post(f"/organization/members/{account['_id']}/remove", data={"csrf_token": token})
+    owner_client.post(
+        f"/organization/members/{account['_id']}/remove",
+        data={"csrf_token": token, "confirm": "yes"},
+    )
     assert db.memberships.find_one({"accountId": account["_id"]}) is None
     assert invitee.get("/organization/members").status_code == 302  # their session ended
 
@@ -323,7 +328,9 @@ def test_api_key_secret_shown_once_then_revoked(owner_client, org, db):
     assert key["workspaceId"] == org.workspace["_id"]
     record = db.audit_logs.find_one({"path": "/organization/api-keys", "method": "POST"})
     assert secret not in str(record)
-    owner_client.post(f"/organization/api-keys/{key['_id']}/revoke", data={"csrf_token": token})
+    owner_client.post(
+        f"/organization/api-keys/{key['_id']}/revoke", data={"csrf_token": token, "confirm": "yes"}
+    )
     assert db.api_keys.find_one({"_id": key["_id"]})["revokedAt"] is not None
 
 

@@ -20,7 +20,7 @@ from ..audit.context import note_created
 from ..auth.principal import Principal
 from ..credentials import service as credentials
 from ..db import Document, get_db
-from ..errors import unprocessable
+from ..errors import not_found, unprocessable
 from ..organizations import repository as orgs
 from ..organizations.permissions import MEMBER, OWNER
 from ..organizations.service import check_may_grant
@@ -70,6 +70,14 @@ def create_key(
     shown = {**key, "role": role["name"], "workspace": workspace["name"] if workspace else None}
     record_changes(None, shown, KEY_FIELDS, target=("apiKey", key["_id"], key["name"]))
     return key, secret
+
+
+def find_key(actor: Principal, key_id: ObjectId) -> Document:
+    """One key of the organization (never its hash); a 404 if there is none."""
+    key = api_keys.find_api_keys_by_ids(get_db(), actor.org, [key_id]).get(key_id)
+    if key is None:
+        raise not_found("API key", "apiKeyId")
+    return key
 
 
 def revoke_key(actor: Principal, key_id: ObjectId) -> Document:

@@ -8,6 +8,7 @@ from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id
+from ..web.confirm import ask_first, confirmed
 from ..web.forms import ActionForm, refused, require_valid_form
 from . import service
 
@@ -69,6 +70,14 @@ def create_key():
 def revoke_key(apiKeyId):
     require_valid_form()
     key_id = parse_object_id(apiKeyId, "apiKeyId", status=404, what="API key")
+    if not confirmed():
+        found = service.find_key(current_principal(), key_id)
+        return ask_first(
+            "apiKey.revoke",
+            found["name"],
+            cancel_url=url_for(".api_keys_page"),
+            target=("apiKey", found["_id"], found["name"]),
+        )
     key = service.revoke_key(current_principal(), key_id)
     flash(f"API key {key['name']!r} revoked.")
     return redirect(url_for(".api_keys_page"))

@@ -68,6 +68,13 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "organization.create": ("organization", "member"),
     "organization.update": ("organization",),
     "role.permissionsChange": ("role",),
+    # a destructive web form's first POST: its confirmation page (web/confirm.py)
+    "apiKey.revokeAsked": ("apiKey",),
+    "auditStream.deleteAsked": ("auditStream",),
+    "invitation.revokeAsked": ("invitation",),
+    "member.removeAsked": ("member",),
+    "organization.updateAsked": ("organization",),
+    "role.deleteAsked": ("role",),
     **{
         f"{kind}.{verb}": (kind,)
         for kind in _SAME
@@ -231,6 +238,9 @@ def label(action: str | None) -> str:
     if action in _LABELS:
         return _LABELS[action]
     resource, verb = action.split(".", 1)
+    if verb.endswith("Asked"):  # "Member removal: confirmation asked" (nothing done yet)
+        asked = verb.removesuffix("Asked")
+        return f"{_subject(resource)} {_NOUNS.get(asked) or _words(asked)}: confirmation asked"
     said = _VERBS.get(verb) or " " + _words(verb)
     return _subject(resource) + (said if said.startswith("s ") else " " + said.lstrip())
 

@@ -555,6 +555,15 @@ def find_pending_invitation(db: Database[Document], token: str) -> Document | No
     return db.invitations.find_one({"tokenHash": _token_hash(token), **_pending(utcnow())})
 
 
+def find_pending_invitation_by_id(
+    db: Database[Document], organization_id: ObjectId, invitation_id: ObjectId
+) -> Document | None:
+    """A pending invitation of the organization by its id (without its token's hash)."""
+    return TenantCollection(db.invitations, organization_id).find_one(
+        {"_id": invitation_id, **_pending(utcnow())}, {"tokenHash": 0}
+    )
+
+
 def revoke_invitation(
     db: Database[Document], organization_id: ObjectId, invitation_id: ObjectId
 ) -> Document:

@@ -246,6 +246,11 @@ def _member(organization_id: ObjectId, account_id: ObjectId) -> dict[str, Any]:
     return member
 
 
+def find_member(actor: Principal, account_id: ObjectId) -> dict[str, Any]:
+    """One member with their account and role (a 404 if not a member)."""
+    return _member(actor.org, account_id)
+
+
 def change_member_role(actor: Principal, account_id: ObjectId, role_id: ObjectId) -> dict[str, Any]:
     """Give a member another role; the Owner guard keeps the last Owner in place."""
     db = get_db()
@@ -382,6 +387,13 @@ def list_invitations(
         lambda request: orgs.list_pending_invitations(db, actor.org, request),
         schema,
     )
+
+
+def find_pending_invitation(actor: Principal, invitation_id: ObjectId) -> Document:
+    invitation = orgs.find_pending_invitation_by_id(get_db(), actor.org, invitation_id)
+    if invitation is None:
+        raise not_found("Pending invitation", "invitationId")
+    return invitation
 
 
 def revoke_invitation(actor: Principal, invitation_id: ObjectId) -> Document:

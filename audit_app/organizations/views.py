@@ -7,6 +7,7 @@ with a message; a refused change is flashed, an unknown id is a 404.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from bson import ObjectId
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -15,8 +16,9 @@ from werkzeug.datastructures import MultiDict
 from ..audit.capture import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
-from ..ids import parse_object_id, readable
+from ..ids import parse_object_id, readable, utcnow
 from ..pagination import WebPageQuerySchema
+from ..web.confirm import ask_first, confirmed
 from ..web.forms import ActionForm, refused, require_valid_form
 from . import service
 from .api import accept_url
@@ -105,8 +107,18 @@ def update_role(roleId):
 @audit_action("role.delete")
 @require_permission("manageRoles")
 def delete_role(roleId):
+    role_id = _object_id_or_404(roleId, "Role")
+    if not confirmed():
+        role = service.find_role(current_principal(), role_id)
+        return ask_first(
+            "role.delete",
+            role["name"],
+            cancel_url=url_for(".roles_page"),
+            target=("role", role["_id"], role["name"]),
+        )
+
     def change():
-        service.delete_role(current_principal(), _object_id_or_404(roleId, "Role"))
+        service.delete_role(current_principal(), role_id)
         return "Role deleted."
 
     return _attempt(change, ".roles_page")
@@ -185,10 +197,18 @@ def invite_member():
 @audit_action("invitation.revoke")
 @require_permission("manageMembers")
 def revoke_invitation(invitationId):
-    def change():
-        invitation = service.revoke_invitation(
-            current_principal(), _object_id_or_404(invitationId, "Invitation")
+    invitation_id = _object_id_or_404(invitationId, "Invitation")
+    if not confirmed():
+        invitation = service.find_pending_invitation(current_principal(), invitation_id)
+        return ask_first(
+            "invitation.revoke",
+            invitation["email"],
+            cancel_url=url_for(".members_page"),
+            target=("invitation", invitation["_id"], invitation["email"]),
         )
+
+    def change():
+        invitation = service.revoke_invitation(current_principal(), invitation_id)
         return f"Invitation of {invitation['email']} revoked."
 
     return _attempt(change, ".members_page")
@@ -211,8 +231,19 @@ def change_role(accountId):
 @audit_action("member.remove")
 @require_permission("manageMembers")
 def remove_member(accountId):
+    account_id = _object_id_or_404(accountId, "Member")
+    principal = current_principal()
+    if not confirmed():
+        account = service.find_member(principal, account_id)["account"]
+        return ask_first(
+            "member.leave" if account_id == principal.account_id else "member.remove",
+            account["email"],
+            cancel_url=url_for(".members_page"),
+            target=("member", account["_id"], account["email"]),
+        )
+
     def change():
-        service.remove_member(current_principal(), _object_id_or_404(accountId, "Member"))
+        service.remove_member(principal, account_id)
         return "Member removed."
 
     return _attempt(change, ".members_page")
@@ -251,7 +282,19 @@ def _days(text: str) -> object:
 @require_permission(None)
 def save_settings():
     """Send the service only what the form changed: a member who may change the retention
-    but not the name (or the other way round) can still save the page."""
+    but not the name (or the other way round) can still save the page. Shortening the
+    retention asks first."""
+    shorter = _shortened_retention()
+    if shorter is not None and not confirmed():
+        days, consequence = shorter
+        organization = service.find_organization(current_principal())
+        return ask_first(
+            "organization.shortenRetention",
+            days,
+            consequence=consequence,
+            cancel_url=url_for(".settings_page"),
+            target=("organization", organization["_id"], organization["name"]),
+        )
 
     def change() -> str:
         principal = current_principal()
@@ -284,3 +327,36 @@ def save_settings():
         return "Settings saved."
 
     return _attempt(change, ".settings_page")
+
+
+def _shortened_retention() -> tuple[int, str] | None:
+    """The days and the consequence when the form shortens the retention (within the
+    installation's bounds: a value out of them is refused without asking), else None."""
+    form = request.form
+    principal = current_principal()
+    if (
+        form.get("cancelPending")
+        or "auditRetentionDays" not in form
+        or not principal.can("manageAuditRetention")  # refused without asking
+    ):
+        return None
+    days = _days(form.get("auditRetentionDays", ""))
+    shown = service.find_organization(principal)
+    bounds = shown["auditRetentionBounds"]
+    if not isinstance(days, int) or not bounds["minDays"] <= days < shown["auditRetentionDays"]:
+        return None
+    grace = bounds["graceDays"]
+    if grace:
+        when = readable(utcnow() + timedelta(days=grace))
+        consequence = (
+            f"Records older than {days} days will be deleted for good from {when} (in "
+            f"{grace} days); until then the change can be cancelled on the settings page."
+        )
+    else:
+        consequence = (
+            f"Records older than {days} days will be deleted for good at the next purge, "
+            "within the hour. This cannot be undone."
+        )
+    if form.get("auditLegalHold") == "on":
+        consequence += " While the legal hold is on, nothing is deleted."
+    return days, consequence

@@ -13,6 +13,7 @@ from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id
 from ..pagination import WebPageQuerySchema
+from ..web.confirm import ask_first, confirmed
 from ..web.forms import ActionForm, refused, require_valid_form
 from . import formats, service
 from .destinations import DESTINATION_TYPES
@@ -145,6 +146,15 @@ def test_stream(streamId):
 @require_permission(MANAGE)
 def delete_stream(streamId):
     require_valid_form()
-    service.delete_stream(current_principal(), _stream_id(streamId))
+    stream_id = _stream_id(streamId)
+    if not confirmed():
+        stream = service.find_stream(current_principal(), stream_id)
+        return ask_first(
+            "auditStream.delete",
+            stream["name"],
+            cancel_url=url_for(".streams_page"),
+            target=("auditStream", stream["_id"], stream["name"]),
+        )
+    service.delete_stream(current_principal(), stream_id)
     flash("Stream deleted.")
     return redirect(url_for(".streams_page"))

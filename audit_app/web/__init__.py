@@ -9,6 +9,7 @@ from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..organizations.views import members_bp, roles_bp, settings_bp
 from ..streams.views import bp as audit_streams_bp
 from . import invitations, session
+from .confirm import confirm_text
 
 
 def create_web_blueprint() -> Blueprint:
@@ -24,6 +25,7 @@ def create_web_blueprint() -> Blueprint:
         settings_bp,
     ):
         web.register_blueprint(child)
+    web.add_app_template_global(confirm_text, "confirm_text")
 
     @web.get("/")
     def home():
