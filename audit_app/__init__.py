@@ -8,6 +8,8 @@ import weakref
 from pathlib import Path
 
 from flask import Blueprint, Flask
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import cli, errors
@@ -41,7 +43,7 @@ from .security import set_security_headers
 from .streams.api import bp as audit_streams_bp
 from .streams.delivery import background_deliverer
 from .streams.secrets import check_key as check_stream_key
-from .web import create_web_blueprint, navigation_context
+from .web import create_web_blueprint, navigation_context, session
 from .workspaces.api import pathways_bp, workspaces_bp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,6 +211,8 @@ def register_blueprints(app: Flask) -> None:
 def register_errorhandlers(app: Flask) -> None:
     errors.register_errorhandlers(app)
     app.register_error_handler(_LoginRedirect, login_redirect)
+    app.register_error_handler(CSRFError, session.csrf_refused)  # a session that ended
+    app.register_error_handler(RateLimitExceeded, session.login_limited)
 
 
 def register_commands(app: Flask) -> None:

@@ -52,7 +52,9 @@ def test_a_cookie_saved_before_logout_no_longer_opens_the_pages(web, org):
     thief.set_cookie("session", stolen)
     refused = thief.get("/organization/members")
     assert refused.status_code == 302 and "/login" in refused.headers["Location"]
-    assert "Your session has ended" in thief.get(refused.headers["Location"]).get_data(as_text=True)
+    assert "Your session ended; sign in to continue" in thief.get(
+        refused.headers["Location"]
+    ).get_data(as_text=True)
 
 
 def test_a_password_change_ends_every_other_session_and_token(web, api, org):

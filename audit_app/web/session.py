@@ -7,6 +7,7 @@ membership, in every process at once.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -22,7 +23,10 @@ from flask import (
     session,
     url_for,
 )
+from flask_limiter.errors import RateLimitExceeded
 from flask_login import UserMixin, current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
 
 from ..audit.capture import audit_action
 from ..audit.context import note_actor, note_credential, note_error
@@ -36,7 +40,7 @@ from ..auth.principal import (
     session_credential,
 )
 from ..db import get_db
-from ..errors import ApiError
+from ..errors import ApiError, handle_http_exception, wants_json
 from ..extensions import login_manager
 from ..organizations import repository as orgs
 from ..organizations import service as access
@@ -44,6 +48,7 @@ from ..ratelimit import limiter, login_email_key, login_limit
 from .forms import ChangePasswordForm, LoginForm, SwitchOrganizationForm
 
 SESSION_TOKEN = "sid"
+SESSION_ENDED = "Your session ended; sign in to continue."
 
 bp = Blueprint("session", __name__)
 
@@ -66,7 +71,7 @@ def load_account(user_id: str):
     session_id = sessions.live_session(db, session.get(SESSION_TOKEN), ObjectId(user_id))
     if session_id is None:
         session.clear()  # ended elsewhere (logout, password change, removal): forget it here
-        flash("Your session has ended; log in again.")
+        flash_once(SESSION_ENDED)
         return None
     account = orgs.find_account(db, ObjectId(user_id))
     return SessionAccount(account, session_id) if account else None
@@ -94,14 +99,84 @@ def close_session() -> None:
     session.clear()
 
 
+def is_safe_next(target: str | None) -> bool:
+    """A redirect target within this site: a path of it, never another host (``//evil``,
+    ``https://evil``, ``/\\evil``), no backslash and no control character anywhere."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return False
+    if "\\" in target or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in target):
+        return False
+    parts = urlsplit(target)
+    return not (parts.scheme or parts.netloc)
+
+
 def safe_next(target: str | None) -> str:
     """Accept a redirect target only within this site: a path, never another host."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("web.home")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return url_for("web.home")
-    return target
+    return target if is_safe_next(target) else url_for("web.home")  # type: ignore[return-value]
+
+
+def flash_once(message: str, category: str = "message") -> None:
+    """Flash a message unless it already waits to be shown."""
+    if (category, message) not in session.get("_flashes", []):
+        flash(message, category)
+
+
+def page_before() -> str | None:
+    """The page the person was on when they sent a form: the Referer when it is this site
+    (the app sends ``Referrer-Policy: same-origin``), else the nearest page above the
+    form's path (``/organization/members/<id>/remove`` -> ``/organization/members``)."""
+    referrer = urlsplit(request.referrer or "")
+    here = urlsplit(request.host_url)
+    if (referrer.scheme, referrer.netloc) == (here.scheme, here.netloc):
+        target = referrer.path + (f"?{referrer.query}" if referrer.query else "")
+        if is_safe_next(target) and not target.startswith(("/login", "/logout")):
+            return target
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    path = request.path
+    while path not in ("", "/"):
+        try:
+            endpoint, _ = adapter.match(path, method="GET")
+        except HTTPException:  # no page there (a 404, a 405 or a redirect): go up
+            pass
+        else:
+            if str(endpoint).startswith("web.") and endpoint != "web.session.login":
+                return path
+        path = path.rsplit("/", 1)[0]
+    return None
+
+
+def csrf_refused(error: CSRFError):
+    """A form refused by CSRF protection. When the session behind it has ended (logged out
+    elsewhere, expired, its cookie gone), the form's token died with it: back to the login
+    page, then to the page the person was on. A logged-in person's stale or forged form
+    stays a 400. Either way the request is recorded, as a refusal."""
+    if wants_json():
+        return handle_http_exception(error)
+    if request.endpoint == "web.session.login":  # the login form itself expired: again
+        note_error("csrf_error", str(error.description))
+        form = LoginForm()
+        form.csrf_token.errors = [str(error.description)]
+        return render_template("session/login.html", form=form), 400
+    if current_principal().is_authenticated:
+        return handle_http_exception(error)
+    note_error("session_ended", f"{error.description} The session had ended; nothing was changed.")
+    flash_once(SESSION_ENDED)
+    return redirect(url_for("web.session.login", next=page_before()))
+
+
+def login_limited(error: RateLimitExceeded):
+    """Too many login attempts: the login page again, saying how long to wait (429)."""
+    if wants_json() or request.endpoint != "web.session.login":
+        return handle_http_exception(error)
+    limit = limiter.current_limit
+    # as the limiter's own Retry-After header counts them
+    seconds = max(1, int(limit.reset_at - time.time())) if limit else 60
+    message = f"Too many attempts; try again in {seconds} seconds."
+    note_error("too_many_requests", message)
+    form = LoginForm()
+    form.next.data = request.form.get("next", "")
+    page = render_template("session/login.html", form=form, limited=message)
+    return page, 429, {"Retry-After": str(seconds)}
 
 
 @bp.route("/login", methods=["GET", "POST"])
