@@ -20,7 +20,7 @@ from ..audit.context import note_created
 from ..auth.principal import Principal
 from ..credentials import service as credentials
 from ..db import Document, get_db
-from ..errors import not_found, unprocessable
+from ..errors import ApiError, not_found, unprocessable
 from ..organizations import repository as orgs
 from ..organizations.permissions import MEMBER, OWNER
 from ..organizations.service import check_may_grant
@@ -118,7 +118,7 @@ def page_data(actor: Principal, args: MultiDict[str, str]) -> dict[str, Any]:
     choices = PageRequest(CHOICES)
     return {
         "page": page,
-        "roles": orgs.list_roles(db, actor.org, choices)[0],
+        "roles": key_roles(actor, orgs.list_roles(db, actor.org, choices)[0]),
         "workspaces": workspaces.list_workspaces(db, actor.org, choices)[0],
         "role_names": {
             r["_id"]: r["name"]
@@ -131,6 +131,21 @@ def page_data(actor: Principal, args: MultiDict[str, str]) -> dict[str, Any]:
             ).items()
         },
     }
+
+
+def key_roles(actor: Principal, roles: list[Document]) -> list[Document]:
+    """The roles a new key of this actor may hold: the ones ``create_key`` accepts (never
+    Owner, only what the actor could grant), so the form offers nothing it then refuses."""
+    offered = []
+    for role in roles:
+        if role.get("key") == OWNER:
+            continue
+        try:
+            check_may_grant(actor, role)
+        except ApiError:
+            continue
+        offered.append(role)
+    return offered
 
 
 CHOICES = 200  # roles and workspaces offered by a form's list, first by name
