@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import (
     Blueprint,
+    current_app,
     redirect,
     render_template,
     request,
@@ -197,7 +198,13 @@ def integrity_page():
         if problem.get("recordId")
     }
     existing = service.existing_records(principal, sorted(concerned))
-    return render_template("audit_logs/integrity.html", integrity=state, existing=existing)
+    seal = {  # when records are sealed: what "no window checked yet" waits for
+        "interval": current_app.config["AUDIT_SEAL_INTERVAL"],
+        "delay": current_app.config["AUDIT_SEAL_DELAY"],
+    }
+    return render_template(
+        "audit_logs/integrity.html", integrity=state, existing=existing, seal=seal
+    )
 
 
 @bp.get("/export")
