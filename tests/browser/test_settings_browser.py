@@ -53,6 +53,9 @@ def test_legal_hold_stops_the_purge(page, browser, live, tmp_path, monkeypatch):
     days.fill("30")
     page.get_by_label(re.compile("Legal hold")).check()
     page.get_by_role("button", name="Save settings").click()
+    # shortening asks first (issue #26), naming what will happen
+    assert "While the legal hold is on, nothing is deleted." in page.content()
+    page.get_by_role("button", name="Shorten to 30 days").click()
     assert "Settings saved." in page.locator(".flash").inner_text()
     assert "On legal hold" in page.content()
     # the shorter retention waits for its grace: the page says so, and keeps 400 until then
