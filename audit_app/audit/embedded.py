@@ -136,7 +136,40 @@ CREATE INDEX IF NOT EXISTS org_target_newest
 DROP INDEX IF EXISTS created;
 """
 SQL_INDEXES = frozenset(re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", SCHEMA))
+# the path search's index: the trigrams of each record's folded path (FTS5, external content:
+# the text stays in audit_logs.path_fold, the index holds only the trigrams and their
+# positions). Kept in step by triggers, so every writer (insert_one, insert_many, a purge,
+# an operator's update, migrate-store) keeps it without a line of its own; a record stored
+# in a batch adds its trigrams to the batch's transaction, written at its commit. A row of
+# an earlier version is indexed by the backfill (``_index_paths``); until the backfill has
+# passed it, its triggers leave it alone (``_PATHS_PENDING``), so no row is indexed twice.
+PATHS_BACKFILL = "paths"
+_PATHS_PENDING = (
+    "EXISTS (SELECT 1 FROM audit_backfills WHERE name = 'paths' "
+    "AND {row} > next_rowid AND {row} <= last_rowid)"
+)
+PATHS_SCHEMA = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS audit_paths USING fts5(path_fold, "
+    "content='audit_logs', content_rowid='rowid', columnsize=0, "
+    "tokenize='trigram case_sensitive 1')",
+    "CREATE TRIGGER IF NOT EXISTS audit_paths_added AFTER INSERT ON audit_logs "
+    "WHEN NEW.path_fold IS NOT NULL BEGIN "
+    "INSERT INTO audit_paths (rowid, path_fold) VALUES (NEW.rowid, NEW.path_fold); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_paths_deleted AFTER DELETE ON audit_logs "  # noqa: S608 # nosec B608
+    f"WHEN OLD.path_fold IS NOT NULL AND NOT {_PATHS_PENDING.format(row='OLD.rowid')} BEGIN "
+    "INSERT INTO audit_paths (audit_paths, rowid, path_fold) "
+    "VALUES ('delete', OLD.rowid, OLD.path_fold); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_paths_changed AFTER UPDATE OF path_fold ON audit_logs "
+    f"WHEN NOT {_PATHS_PENDING.format(row='OLD.rowid')} BEGIN "
+    "INSERT INTO audit_paths (audit_paths, rowid, path_fold) "
+    "SELECT 'delete', OLD.rowid, OLD.path_fold WHERE OLD.path_fold IS NOT NULL; "
+    "INSERT INTO audit_paths (rowid, path_fold) "
+    "SELECT NEW.rowid, NEW.path_fold WHERE NEW.path_fold IS NOT NULL; END",
+)
+# a search text shorter than a trigram has no trigram to look up: it walks as before
+TRIGRAM = 3
 TARGET_INDEX = "org_target_newest"  # on audit_targets, the others on audit_logs
+PATH_INDEX = "org_path_newest"  # MongoDB's; here the trigram index (``PathSearch``) serves it
 TARGET_FIELD = "targets.id"
 _EQUALITY_COLUMNS = {
     "accountId": "account_id",
@@ -319,7 +352,8 @@ def _store(
     return True
 
 
-_SELECT = "SELECT doc, id, organization_id, created_at, stored_at FROM audit_logs"
+_READ = "doc, id, organization_id, created_at, stored_at"  # what _document reads
+_SELECT = f"SELECT {_READ} FROM audit_logs"  # noqa: S608 # nosec B608 - fixed names
 
 
 def _decode(blob: bytes) -> Document:
@@ -384,7 +418,9 @@ class AuditTable:
         connection.executescript(TABLE)
         _migrate(connection)
         _backfill_targets(connection)
+        _index_paths(connection)
         connection.executescript(SCHEMA)
+        connection.create_function("audit_path", 1, _path_of, deterministic=True)
         return connection
 
     def _connections(self) -> dict[str, sqlite3.Connection]:
@@ -517,6 +553,74 @@ def _backfill_targets(connection: sqlite3.Connection) -> None:
             break
     if filled:
         log.warning("Embedded audit store upgraded: filled the targets of %d rows", filled)
+
+
+PATHS_BACKFILL_BATCH = 20_000  # rows a transaction of the path index's backfill reads
+
+
+def _index_paths(connection: sqlite3.Connection) -> None:
+    """Create the path search's trigram index, and fill it for the rows already stored.
+
+    The index, its triggers and the range the backfill owns (the rows up to the largest
+    rowid then) are made in one transaction, so each row is indexed exactly once: by the
+    triggers if stored later, by the backfill otherwise. The backfill then runs as the
+    targets' does: a bounded batch per transaction, its progress noted in the same
+    transaction, resumed by whichever process opens the file next.
+    """
+    made = "SELECT 1 FROM sqlite_master WHERE name = 'audit_paths_changed'"
+    if connection.execute(made).fetchone() is None:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if connection.execute(made).fetchone() is None:
+                for statement in PATHS_SCHEMA:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT OR IGNORE INTO audit_backfills (name, next_rowid, last_rowid) "
+                    "VALUES (?, 0, (SELECT coalesce(max(rowid), 0) FROM audit_logs))",
+                    (PATHS_BACKFILL,),
+                )
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    state = "SELECT next_rowid, last_rowid FROM audit_backfills WHERE name = ?"
+    next_rowid, last_rowid = connection.execute(state, (PATHS_BACKFILL,)).fetchone()
+    filled = 0
+    while next_rowid < last_rowid:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            next_rowid, last_rowid = connection.execute(state, (PATHS_BACKFILL,)).fetchone()
+            (reached,) = connection.execute(
+                "SELECT max(rowid) FROM (SELECT rowid FROM audit_logs "
+                "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?)",
+                (next_rowid, last_rowid, PATHS_BACKFILL_BATCH),
+            ).fetchone()
+            reached = last_rowid if reached is None else reached
+            filled += connection.execute(
+                "INSERT INTO audit_paths (rowid, path_fold) SELECT rowid, path_fold "
+                "FROM audit_logs WHERE rowid > ? AND rowid <= ? AND path_fold IS NOT NULL",
+                (next_rowid, reached),
+            ).rowcount
+            connection.execute(
+                "UPDATE audit_backfills SET next_rowid = ? WHERE name = ?",
+                (reached, PATHS_BACKFILL),
+            )
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        next_rowid = reached
+    if filled:
+        log.warning("Embedded audit store upgraded: indexed the paths of %d rows", filled)
+
+
+def _path_of(blob: bytes) -> str | None:
+    """A record's exact path (not folded), for the anchored form's case-sensitive test."""
+    try:
+        path = _decode(blob).get("path")
+    except Exception:  # noqa: BLE001 - an unreadable record has no path to match
+        return None
+    return path if isinstance(path, str) else None
 
 
 def _missing_columns(connection: sqlite3.Connection) -> list[str]:
@@ -841,18 +945,58 @@ class AuditLogCursor:
         if plan is None:
             yield from self._fallback()
             return
-        sql, parameters = plan
-        if self._limit:
-            sql += f" LIMIT {int(self._limit)}"
-        connection = self.collection.table.connection()
         budget = [self._max_time_ms / 1000 if self._max_time_ms else None]
+        search = plan_search(self.filter, self._sort, self._hint)
+        if search is not None:
+            for row in self._search(search, budget):
+                yield _project(_document(row), self.projection)
+            return
+        sql, parameters = plan
+        for row in self._rows(sql, parameters, self._limit, budget):
+            yield _project(_document(row), self.projection)
+
+    def _rows(
+        self, sql: str, parameters: Sequence[Any], limit: int, budget: list[float | None]
+    ) -> Iterator[Any]:
+        """A statement's rows, a batch at a time, within the time budget."""
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        connection = self.collection.table.connection()
         rows = _timed(connection, budget, lambda: connection.execute(sql, parameters))
         while True:
             batch = _timed(connection, budget, lambda: rows.fetchmany(self._batch))
             if not batch:
                 return
-            for row in batch:
-                yield _project(_document(row), self.projection)
+            yield from batch
+
+    def _search(self, search: PathSearch, budget: list[float | None]) -> Iterator[Any]:
+        """A path search: the bounded walk, then the trigram index or the rest of the walk
+        (``PathSearch``); rows in the order asked, at most the limit."""
+        connection = self.collection.table.connection()
+        wanted = self._limit or None
+        sql, parameters = search.walk(None, PATH_WALK_KEYS)
+        keys = _timed(connection, budget, lambda: connection.execute(sql, parameters).fetchall())
+        hits: list[int] = []
+        for rowid, _created, _key, matched in keys:
+            if matched:
+                hits.append(rowid)
+                if wanted is not None and len(hits) == wanted:
+                    break
+        for first in range(0, len(hits), 500):  # the matches' records, in the walk's order
+            yield from _by_rowid(connection, budget, hits[first : first + 500])
+        if len(keys) < PATH_WALK_KEYS or (wanted is not None and len(hits) >= wanted):
+            return  # the range ended within the walk, or the page is full
+        remaining = 0 if wanted is None else wanted - len(hits)
+        after = (keys[-1][1], keys[-1][2])
+        sql, parameters = search.counted()
+        (matches,) = _timed(
+            connection, budget, lambda: connection.execute(sql, parameters).fetchone()
+        )
+        if matches <= PATH_MATCHES_SORTED:
+            sql, parameters = search.matched(after)
+        else:
+            sql, parameters = search.walk(after, None)
+        yield from self._rows(sql, parameters, remaining, budget)
 
     def _fallback(self) -> Iterator[Document]:
         """Any other filter: mongomock's engine over the organization's rows (or all)."""
@@ -874,6 +1018,19 @@ class AuditLogCursor:
         if self._limit:
             cursor = cursor.limit(self._limit)
         yield from cursor
+
+
+def _by_rowid(
+    connection: sqlite3.Connection, budget: list[float | None], rowids: list[int]
+) -> list[Any]:
+    """The rows of these rowids (at most 500), in this order."""
+    marks = ", ".join("?" * len(rowids))
+    sql = f"SELECT rowid, {_READ} FROM audit_logs WHERE rowid IN ({marks})"  # noqa: S608 # nosec B608 - placeholders
+    found = {
+        row[0]: row[1:]
+        for row in _timed(connection, budget, lambda: connection.execute(sql, rowids).fetchall())
+    }
+    return [found[rowid] for rowid in rowids]
 
 
 def _project(document: Document, projection: Mapping[str, Any] | None) -> Document:
@@ -934,9 +1091,22 @@ def plan_sql(
     try:
         if hint == TARGET_INDEX:
             return _plan_targets(filter_, order)
-        where, parameters, index = _where(filter_, _bare)
+        source, where, parameters = _plan_parts(filter_, hint)
     except _NotAShape:
         return None
+    sql = f"SELECT {_READ} FROM {source}"  # noqa: S608 # nosec B608 - fixed names
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return (sql + " " + _order_by(order, _bare)).strip(), tuple(parameters)
+
+
+def _plan_parts(
+    filter_: Mapping[str, Any], hint: str | None
+) -> tuple[str, list[str], list[SqlValue]]:
+    """The table and the index it is walked by, the WHERE clauses and their parameters."""
+    where, parameters, index = _where(filter_, _bare)
+    if hint == PATH_INDEX:  # the paths' range on MongoDB: here org_newest and the trigrams
+        hint = "org_newest"
     if hint is not None:
         if hint not in SQL_INDEXES:
             raise OperationFailure(f"hint provided does not correspond to an index: {hint}", 2)
@@ -945,10 +1115,139 @@ def plan_sql(
     # every part is a fixed string of this module (index names from SCHEMA, columns, "?"
     # placeholders); values only ever travel as parameters
     indexed = f" INDEXED BY {index}" if index and hint else ""
-    sql = _SELECT + indexed
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return (sql + " " + _order_by(order, _bare)).strip(), tuple(parameters)
+    return "audit_logs" + indexed, where, parameters
+
+
+# a path search first walks this many keys of its index (newest first from its position),
+# testing the path on each key; what it has not found there, it takes from the trigram
+# index when the search text's trigrams match at most PATH_MATCHES_SORTED records
+PATH_WALK_KEYS = 4_000
+PATH_MATCHES_SORTED = 10_000
+_TIME_ORDERS = (("created_at", "DESC"), ("id", "DESC")), (("created_at", "ASC"), ("id", "ASC"))
+
+
+class PathSearch:
+    """A branch that searches the path, with a text of at least three characters.
+
+    A walk of the branch's index tests the path on each key and stops after ``limit + 1``
+    matches: cheap when matches are many, a read of every key of the range when they are
+    few. So the walk is bounded (``PATH_WALK_KEYS``), and past it the trigram index
+    answers: the records whose folded path holds every trigram of the text, in the
+    order asked (tested again exactly, and sorted: at most ``PATH_MATCHES_SORTED`` of
+    them). When the text's trigrams match more records than that, the search text is
+    common, and the walk goes on from where it stopped, as before (within the query's
+    time budget).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        where: list[str],
+        parameters: list[SqlValue],
+        clauses: list[PathClause],
+        order: tuple[tuple[str, str], ...],
+    ) -> None:
+        self.source, self.where, self.parameters, self.order = source, where, parameters, order
+        tests = [_path_condition(clause, _bare) for clause in clauses]
+        self.test = " AND ".join(condition for condition, _ in tests)
+        self.test_parameters = [value for _, values in tests for value in values]
+        self.match = " AND ".join(
+            '"' + fold(text).replace('"', '""') + '"' for _, text in clauses if len(text) >= TRIGRAM
+        )
+
+    def walk(
+        self, after: tuple[int | None, bytes] | None, keys: int | None
+    ) -> tuple[str, list[SqlValue]]:
+        """The index walk from ``after`` (exclusive): every key with whether its path
+        matches (``keys``: at most that many), or only the matching records (None)."""
+        where, parameters = list(self.where), list(self.parameters)
+        if after is not None:
+            past, values = _past(self.order, after)
+            where.append(past)
+            parameters.extend(values)
+        if keys is None:
+            where.append(self.test)
+            parameters.extend(self.test_parameters)
+            read, first = _READ, []
+        else:
+            read, first = f"rowid, created_at, id, coalesce({self.test}, 0)", self.test_parameters
+        sql = f"SELECT {read} FROM {self.source}"  # noqa: S608 # nosec B608 - fixed names
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " " + _order_by(self.order, _bare)
+        if keys is not None:
+            sql += f" LIMIT {int(keys)}"
+        return sql, [*first, *parameters]
+
+    def counted(self) -> tuple[str, list[SqlValue]]:
+        """How many records the text's trigrams match, up to one more than are sorted."""
+        return (
+            "SELECT count(*) FROM (SELECT rowid FROM audit_paths WHERE audit_paths MATCH ? "  # noqa: S608 # nosec B608 - a number
+            f"LIMIT {PATH_MATCHES_SORTED + 1})",
+            [self.match],
+        )
+
+    def matched(self, after: tuple[int | None, bytes] | None) -> tuple[str, list[SqlValue]]:
+        """The records the trigram index finds, tested exactly, in order, past ``after``."""
+        where = ["audit_logs.rowid = found.hit", *self.where, self.test]
+        parameters: list[SqlValue] = [self.match, *self.parameters, *self.test_parameters]
+        if after is not None:
+            past, values = _past(self.order, after)
+            where.append(past)
+            parameters.extend(values)
+        # CROSS JOIN: the trigram matches drive, each record found by its rowid
+        sql = (
+            f"SELECT {_READ} FROM (SELECT rowid AS hit FROM audit_paths "  # noqa: S608 # nosec B608
+            "WHERE audit_paths MATCH ?) AS found CROSS JOIN audit_logs "
+            f"WHERE {' AND '.join(where)} {_order_by(self.order, _bare)}"
+        )
+        return sql, parameters
+
+
+def plan_search(
+    filter_: Mapping[str, Any], sort: Sequence[tuple[str, int]], hint: str | None
+) -> PathSearch | None:
+    """The path search of a filter the app sends, if it has one the trigrams can serve."""
+    order = _ORDERS.get(tuple(sort))
+    clauses_in = filter_.get("$and") if isinstance(filter_, dict) else None
+    if order not in _TIME_ORDERS or hint == TARGET_INDEX or not isinstance(clauses_in, list):
+        return None
+    clauses: list[PathClause] = []
+    others = []
+    try:
+        for clause in clauses_in:
+            if isinstance(clause, dict) and list(clause) == ["path"]:
+                clauses.append(_path_clause(clause["path"]))
+            else:
+                others.append(clause)
+        if not any(len(text) >= TRIGRAM for _, text in clauses):
+            return None
+        rest = {name: value for name, value in filter_.items() if name != "$and"}
+        if others:
+            rest["$and"] = others
+        source, where, parameters = _plan_parts(rest, hint)
+    except _NotAShape:
+        return None
+    return PathSearch(source, where, parameters, clauses, order)
+
+
+def _past(
+    order: Sequence[tuple[str, str]], after: tuple[int | None, bytes]
+) -> tuple[str, list[SqlValue]]:
+    """Rows strictly past a position ``(created_at, id)`` in this order (SQLite sorts
+    NULL first: a record whose createdAt is no date)."""
+    created, key = after
+    newest_first = order[0][1] == "DESC"
+    if created is None:
+        if newest_first:
+            return "(created_at IS NULL AND id < ?)", [key]
+        return "(created_at IS NOT NULL OR id > ?)", [key]
+    if newest_first:
+        return (
+            "(created_at < ? OR created_at IS NULL OR (created_at = ? AND id < ?))",
+            [created, created, key],
+        )
+    return "(created_at > ? OR (created_at = ? AND id > ?))", [created, created, key]
 
 
 def _order_by(order: Sequence[tuple[str, str]], columns: Columns) -> str:
@@ -1085,8 +1384,9 @@ def _and_clause(
         _target_probe(value, where, parameters, columns)
         return
     if name == "path":
-        where.append(f"instr({columns('path_fold')}, ?) > 0")
-        parameters.append(fold(_literal(value)))
+        condition, values = _path_condition(_path_clause(value), columns)
+        where.append(condition)
+        parameters.extend(values)
         return
     _require(name == "$or" and isinstance(value, list) and len(value) == 2)
     first, second = value
@@ -1105,6 +1405,35 @@ def _and_clause(
     sign = _RANGE_OPERATORS[operator]
     where.append(f"({column} {sign} ? OR {columns('id')} {sign} ?)")
     parameters.extend([_datetime_to_millis(at), _key(record_id)])
+
+
+PathClause = tuple[bool, str]  # (anchored, text): a part anywhere, or the path's start
+
+
+def _path_clause(value: Any) -> PathClause:
+    """A path search the app sends: a literal case-insensitive regex (a part anywhere in
+    the path), or an anchored literal case-sensitive one (``path:/...``, the start)."""
+    if isinstance(value, dict) and list(value) == ["$regex"] and isinstance(value["$regex"], str):
+        pattern = value["$regex"]
+        _require(pattern.startswith("^"))
+        text = re.sub(r"\\(.)", r"\1", pattern[1:], flags=re.DOTALL)
+        _require(re.escape(text) == pattern[1:])
+        return True, text
+    return False, _literal(value)
+
+
+def _path_condition(clause: PathClause, columns: Columns) -> tuple[str, list[SqlValue]]:
+    """The SQL test of a path clause: on the folded path (in ``org_newest``'s keys), and for
+    the anchored form also on the exact path, read from the record only when the folded
+    start matches."""
+    anchored, text = clause
+    column = columns("path_fold")
+    if not anchored:
+        return f"instr({column}, ?) > 0", [fold(text)]
+    return (
+        f"(substr({column}, 1, ?) = ? AND substr(audit_path({columns('doc')}), 1, ?) = ?)",
+        [len(text), fold(text), len(text), text],
+    )
 
 
 def _literal(value: Any) -> str:

@@ -171,6 +171,9 @@ EQUALITY_FIELDS = (
     "resource",
 )
 NOTHING = "nothing"  # a filter that can match no record (an actor with no account)
+# ``path:/...``: the paths that start with the text, exactly (``prefix_regex``); ``path:``
+# with any other text, plain text and the ``path`` parameter match a part, in any case
+PATH_START = "pathStart"
 
 
 @dataclass
@@ -235,6 +238,8 @@ class AuditQuery:
             others.append(tie_break)
         if "path" in f:
             others.append({"path": literal_regex(f["path"])})
+        if PATH_START in f:
+            others.append({"path": prefix_regex(f[PATH_START])})
         search = f.get("q", "").strip()
         searched_id = _as_id(search)
         if search and searched_id is None:
@@ -298,6 +303,13 @@ def literal_regex(text: str) -> dict[str, str]:
     return {"$regex": re.escape(text), "$options": "i"}
 
 
+def prefix_regex(text: str) -> dict[str, str]:
+    """The paths that start with ``text``, exactly (case included): an anchored literal
+    regex, which MongoDB turns into a range of ``org_path_newest`` (a case-insensitive or
+    unanchored one reads every key of the organization instead)."""
+    return {"$regex": "^" + re.escape(text)}
+
+
 def status_clause(value: str) -> int | dict[str, list[int]]:
     """An exact code, or a class as the list of its codes.
 
@@ -328,7 +340,8 @@ QUALIFIERS = (
 QUALIFIER_HELP = (
     "target:<id>, actor:<email>, ip:<address>, requestId:<id>, "
     "action:<name> or action:<resource>.*, credential:<credentialId>, method:<M>, "
-    "status:<code or class>, created:>=<date>, created:<=<date>, path:<text>"
+    "status:<code or class>, created:>=<date>, created:<=<date>, path:<text> "
+    "(path:/<start> for the paths that start so)"
 )
 _QUALIFIER = re.compile(r"^([A-Za-z]+):(.*)$", re.DOTALL)
 _ACTION = re.compile(r"^[a-z][A-Za-z0-9]{0,39}\.(?:[a-z][A-Za-z0-9]{0,39}|\*)$")
@@ -431,7 +444,7 @@ def _qualifier_value(name: str, value: str) -> tuple[str, Any]:
         return "statusCode", value.lower()
     if _CONTROLS.search(value):  # path
         raise _bad_q("path: must not contain control characters.")
-    return "path", value
+    return (PATH_START if value.startswith("/") else "path"), value
 
 
 def _created(value: str) -> tuple[str, datetime]:

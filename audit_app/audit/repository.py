@@ -59,6 +59,9 @@ INDEXES: list[IndexSpec] = [
     _by("credentialId", "org_credential_newest"),
     _by("ip", "org_ip_newest"),
     _by("action", "org_action_newest"),
+    # the paths that start with a text (``path:/...``: an anchored, case-sensitive regex):
+    # a range of this index's keys, the matches sorted newest first
+    _by("path", "org_path_newest"),
     # sealing reads each organization's records by the time they were stored
     (
         [("organizationId", ASCENDING), ("storedAt", ASCENDING), ("_id", ASCENDING)],
@@ -107,7 +110,14 @@ def index_for(branch: Mapping[str, Any]) -> str:
     for name, index in _HINTS:
         if name in branch:
             return index
+    if any(_anchored(clause.get("path")) for clause in branch.get("$and", ())):
+        return "org_path_newest"
     return "org_newest"
+
+
+def _anchored(clause: Any) -> bool:
+    """Whether a path clause is the anchored form (``query.prefix_regex``)."""
+    return isinstance(clause, Mapping) and str(clause.get("$regex", "")).startswith("^")
 
 
 def insert_record(

@@ -1,0 +1,324 @@
+"""The path search's trigram index on the embedded store (#25).
+
+- agreement: the trigram index finds exactly the records a literal case-insensitive regex
+  finds, on hypothesis-generated paths (non-ASCII and case folding included), and a search
+  pages through the same records in the same order as MongoDB's engine, whichever road it
+  takes (the bounded walk, the trigram index, or the rest of the walk);
+- plans: the walk is bounded and covered by ``org_newest``, the index's matches drive the
+  join by rowid, and nothing scans the table;
+- in step: inserts, batches, updates, the retention purge and the backfill of a store of an
+  earlier version leave the index equal to its table (FTS5's own ``integrity-check``).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import timedelta
+
+import mongomock
+import pytest
+from bson import ObjectId
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from audit_app.audit import embedded
+from audit_app.audit.embedded import AuditLogCollection, AuditTable, fold, plan_search
+from audit_app.audit.query import AuditQuery, merge_search
+from audit_app.audit.repository import NEWEST_FIRST, index_for, iter_records
+
+from .test_embedded_store import BASE, ORG, OTHER, WORDS, Both, _pages
+
+# letters whose cases fold in uncommon ways, beside plain ones
+LETTERS = "aAbsSßẞ\u017fkK\u212a\u0131İiI\u03c3Σςé\u00c9/-.()*_0"
+paths = st.text(alphabet=st.sampled_from(LETTERS), min_size=0, max_size=12)
+
+
+def _integrity(table: AuditTable) -> None:
+    """FTS5 compares its index with the table it indexes: raises when they differ."""
+    table.writer().execute("INSERT INTO audit_paths (audit_paths) VALUES ('integrity-check')")
+
+
+def _records(texts, org=ORG):
+    return [
+        {
+            "_id": ObjectId(),
+            "organizationId": org,
+            "createdAt": BASE + timedelta(milliseconds=(i // 2) * 7),  # ties on purpose
+            "storedAt": BASE,
+            "path": text,
+            "statusCode": 200,
+            "method": "GET",
+        }
+        for i, text in enumerate(texts)
+    ]
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(st.one_of(paths, st.text(max_size=12)), max_size=12),
+    needle=st.one_of(paths, st.text(min_size=1, max_size=5)),
+    pick=st.integers(0, 11),
+    start=st.integers(0, 8),
+    swap=st.booleans(),
+)
+def test_the_trigram_index_finds_exactly_what_the_regex_finds(
+    tmp_path_factory, texts, needle, pick, start, swap
+):
+    if texts and swap:  # often a piece of a stored path, in another case
+        source = texts[pick % len(texts)]
+        needle = source[start : start + 3 + pick % 4].swapcase() or needle
+    table = AuditTable(str(tmp_path_factory.mktemp("t") / "audit.sqlite3"))
+    records = _records(texts)
+    AuditLogCollection(table).insert_many([dict(r) for r in records])
+    expected = {r["_id"] for r in records if re.search(re.escape(needle), r["path"], re.IGNORECASE)}
+    folded = fold(needle)
+    if len(needle) >= embedded.TRIGRAM:
+        rowids = table.connection().execute(
+            "SELECT rowid FROM audit_paths WHERE audit_paths MATCH ?",
+            ['"' + folded.replace('"', '""') + '"'],
+        )
+        keys = {
+            row[0]
+            for row in table.connection().execute(
+                f"SELECT id FROM audit_logs WHERE rowid IN ({','.join(str(r) for (r,) in rowids)})"
+            )
+        }
+        assert keys == {embedded._key(i) for i in expected}
+    _integrity(table)
+    table.close()
+
+
+@pytest.fixture
+def small_walks(monkeypatch):
+    """A walk of two keys and a sort of at most four matches, so that a handful of
+    records takes every road a million does."""
+    monkeypatch.setattr(embedded, "PATH_WALK_KEYS", 2)
+    monkeypatch.setattr(embedded, "PATH_MATCHES_SORTED", 4)
+
+
+SEARCHES = st.sampled_from(
+    [
+        "pathways",
+        "STRASSE",
+        "straße",
+        "été",
+        "σας",
+        "star",
+        "k",  # shorter than a trigram: the walk alone
+        "v1/",
+        "/api/v1/ΣΑΣ",
+        "path:/api/v1/members/",  # anchored: the start of the path, exact case
+        "path:/api/v1/Straße",
+        "path:/API/v1/",  # no path starts so: nothing, whatever the case of the rest
+        "path:/a",
+        "path:/api/v1/pathways/1 method:GET",
+        "nothing-like-this",
+    ]
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    words=st.lists(
+        st.tuples(st.sampled_from(WORDS), st.sampled_from([ORG, ORG, OTHER])), max_size=25
+    ),
+    q=SEARCHES,
+    also=st.sampled_from([None, "AP", "/1"]),
+    limit=st.integers(1, 4),
+)
+def test_a_path_search_pages_as_mongodb_s_engine_on_every_road(
+    tmp_path_factory, small_walks, words, q, also, limit
+):
+    both = Both(tmp_path_factory.mktemp("s") / "audit.sqlite3")
+    records = _records([f"/api/v1/{word}/{i}" for i, (word, _) in enumerate(words)])
+    for record, (_, org) in zip(records, words, strict=True):
+        record["organizationId"] = org
+    both.insert(records)
+    filters = merge_search({"q": q, **({"path": also} if also else {})})
+    before = embedded.FALLBACKS[0]
+    assert _pages(both.sql, filters, limit) == _pages(both.mock, filters, limit)
+    assert embedded.FALLBACKS[0] == before
+    both.table.close()
+
+
+@pytest.mark.parametrize("matches", [3, 50])  # few: the index's matches; many: the walk
+def test_a_search_past_the_walk_takes_the_index_or_the_rest_of_the_walk(
+    tmp_path, small_walks, matches
+):
+    both = Both(tmp_path / "audit.sqlite3")
+    texts = ["/api/v1/rare/x" if i < matches else f"/api/v1/common/{i}" for i in range(60)]
+    both.insert(_records(texts))  # the rare ones are the oldest
+    for limit in (1, 2, 50):
+        filters = merge_search({"q": "rare"})
+        assert _pages(both.sql, filters, limit) == _pages(both.mock, filters, limit)
+    both.table.close()
+
+
+def _plan(connection, sql, parameters):
+    return " | ".join(r[3] for r in connection.execute("EXPLAIN QUERY PLAN " + sql, parameters))
+
+
+@pytest.mark.parametrize("q", ["roles", "path:/api/v1/roles/", "/Roles/ method:GET"])
+def test_each_part_of_a_path_search_walks_an_index(tmp_path, q):
+    table = AuditTable(str(tmp_path / "plan.sqlite3"))
+    connection = table.connection()
+    after = (BASE, ObjectId())
+    for position in (None, after):
+        [branch] = AuditQuery(filters=merge_search({"q": q}), after=position).branches()
+        hint = index_for(branch)
+        search = plan_search({**branch, "organizationId": ORG}, NEWEST_FIRST, hint)
+        assert search is not None
+        expected = "org_method_newest" if "method" in q else "org_newest"
+        # the bounded walk: keys of the branch's index, in order, no sort
+        walk = _plan(connection, *search.walk(None, 4000))
+        assert f"INDEX {expected}" in walk and "TEMP B-TREE" not in walk, walk
+        if q == "roles":  # the folded path is in its keys; the anchored form reads a
+            # record's exact path only when the folded one starts as asked
+            assert "COVERING INDEX org_newest" in walk, walk
+        # past it: the trigram index drives, each record found by its rowid
+        matched = _plan(connection, *search.matched((1, b"\x07" + bytes(12))))
+        assert re.search(r"SCAN audit_paths VIRTUAL TABLE INDEX \d+:M", matched), matched
+        assert "SEARCH audit_logs USING INTEGER PRIMARY KEY (rowid=?)" in matched, matched
+        assert "SCAN audit_logs" not in matched, matched
+        counted = _plan(connection, *search.counted())
+        assert "VIRTUAL TABLE INDEX" in counted and "audit_logs" not in counted, counted
+        rest = _plan(connection, *search.walk((1, b"\x07" + bytes(12)), None))
+        assert f"INDEX {expected}" in rest and "TEMP B-TREE" not in rest, rest
+    table.close()
+
+
+def test_short_texts_and_other_shapes_are_no_trigram_search():
+    def planned(q):
+        [branch] = AuditQuery(filters=merge_search({"q": q})).branches()
+        return plan_search({**branch, "organizationId": ORG}, NEWEST_FIRST, index_for(branch))
+
+    assert planned("ro") is None  # no trigram to look up: the walk as before
+    assert planned("path:/a") is None
+    assert planned("method:GET") is None
+    assert planned("ro les") is not None  # words are one text: "ro les"
+
+
+def test_every_writer_keeps_the_index_in_step(tmp_path):
+    table = AuditTable(str(tmp_path / "audit.sqlite3"))
+    collection = AuditLogCollection(table)
+    records = _records([f"/api/v1/{word}/{i}" for i, word in enumerate(WORDS * 3)])
+    collection.insert_many([dict(r) for r in records[:20]])
+    for record in records[20:]:
+        collection.insert_one(dict(record))
+    collection.insert_one({**records[0], "_id": ObjectId(), "path": 42})  # no text: no row
+    _integrity(table)
+    collection.update_one({"_id": records[3]["_id"]}, {"$set": {"path": "/api/v1/renamed"}})
+    table.writer().execute(  # an operator edits a column by hand: the trigger follows
+        "UPDATE audit_logs SET path_fold = '/edited' WHERE id = ?",
+        (embedded._key(records[4]["_id"]),),
+    )
+    _integrity(table)
+    collection.delete_many({"_id": {"$in": [r["_id"] for r in records[:10]]}})
+    _integrity(table)
+    found = list(
+        iter_records({"audit_logs": collection}, ORG, AuditQuery({"q": "renamed"}).branches(), 2000)
+    )
+    assert found == []  # deleted with the first ten
+    table.close()
+
+
+def test_the_retention_purge_keeps_the_index_in_step(tmp_path):
+    from audit_app.audit.repository import delete_records, stored_before
+
+    table = AuditTable(str(tmp_path / "audit.sqlite3"))
+    collection = AuditLogCollection(table)
+    collection.insert_many([dict(r) for r in _records([f"/p/{i}/roles" for i in range(30)])])
+    db = {"audit_logs": collection}
+    batch = stored_before(db, ORG, BASE + timedelta(days=1), 1000)
+    assert delete_records(db, ORG, [record_id for record_id, _ in batch]) == 30
+    _integrity(table)
+    count = table.connection().execute(
+        "SELECT count(*) FROM audit_paths WHERE audit_paths MATCH 'roles'"
+    )
+    assert count.fetchone() == (0,)
+    table.close()
+
+
+def _as_before_the_index(path: str) -> None:
+    """Leave a table as the previous version did: no trigram index, no triggers, no fill."""
+    old = sqlite3.connect(path)
+    for name in ("audit_paths_added", "audit_paths_deleted", "audit_paths_changed"):
+        old.execute(f"DROP TRIGGER {name}")
+    old.execute("DROP TABLE audit_paths")
+    old.execute("DELETE FROM audit_backfills WHERE name = 'paths'")
+    old.commit()
+    old.close()
+
+
+def test_a_store_of_an_earlier_version_is_indexed_in_bounded_resumable_batches(
+    tmp_path, monkeypatch
+):
+    path = str(tmp_path / "old.sqlite3")
+    table = AuditTable(path)
+    records = _records([f"/api/v1/{word}/{i}" for i, word in enumerate(WORDS * 3)])
+    AuditLogCollection(table).insert_many([dict(r) for r in records])
+    table.close()
+    _as_before_the_index(path)
+    monkeypatch.setattr(embedded, "PATHS_BACKFILL_BATCH", 4)
+    killer = sqlite3.connect(path)  # the process dies while committing its third batch
+    killer.execute(
+        "CREATE TRIGGER killed BEFORE UPDATE ON audit_backfills "
+        "WHEN NEW.name = 'paths' AND NEW.next_rowid > 8 BEGIN SELECT RAISE(ABORT, 'killed'); END"
+    )
+    killer.commit()
+    with pytest.raises(sqlite3.IntegrityError):
+        AuditTable(path).connection()
+    state = "SELECT next_rowid, last_rowid FROM audit_backfills WHERE name = 'paths'"
+    assert killer.execute(state).fetchone() == (8, 30)  # two batches of four committed
+    # a record stored meanwhile is indexed by its trigger; a deleted one not yet indexed
+    # leaves nothing behind
+    killer.execute("DROP TRIGGER killed")
+    killer.commit()
+    killer.close()
+    table = AuditTable(path)
+    assert table.connection().execute(state).fetchone() == (30, 30)
+    collection = AuditLogCollection(table)
+    later = _records(["/api/v1/later/σας"])[0]
+    collection.insert_one(dict(later))
+    _integrity(table)
+    mock = mongomock.MongoClient(tz_aware=True).db
+    mock.audit_logs.insert_many([dict(r) for r in [*records, later]])
+    for q in ("σας", "STRASSE", "path:/api/v1/later/"):
+        filters = merge_search({"q": q})
+        assert _pages({"audit_logs": collection}, filters, 2) == _pages(mock, filters, 2)
+    table.close()
+
+
+def test_a_record_deleted_before_the_backfill_reached_it_is_never_indexed(tmp_path, monkeypatch):
+    path = str(tmp_path / "old.sqlite3")
+    table = AuditTable(path)
+    records = _records([f"/api/v1/roles/{i}" for i in range(12)])
+    AuditLogCollection(table).insert_many([dict(r) for r in records])
+    table.close()
+    _as_before_the_index(path)
+    monkeypatch.setattr(embedded, "PATHS_BACKFILL_BATCH", 4)
+    killer = sqlite3.connect(path)
+    killer.execute(
+        "CREATE TRIGGER killed BEFORE UPDATE ON audit_backfills "
+        "WHEN NEW.name = 'paths' AND NEW.next_rowid > 4 BEGIN SELECT RAISE(ABORT, 'killed'); END"
+    )
+    killer.commit()
+    with pytest.raises(sqlite3.IntegrityError):
+        AuditTable(path).connection()
+    killer.execute("DROP TRIGGER killed")
+    killer.execute("DELETE FROM audit_logs WHERE rowid IN (2, 10)")  # one indexed, one not yet
+    killer.commit()
+    killer.close()
+    table = AuditTable(path)
+    _integrity(table)
+    collection = AuditLogCollection(table)
+    found = list(
+        iter_records({"audit_logs": collection}, ORG, AuditQuery({"q": "roles"}).branches(), 2000)
+    )
+    assert len(found) == 10
+    table.close()
