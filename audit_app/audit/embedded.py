@@ -1430,8 +1430,9 @@ def _path_condition(clause: PathClause, columns: Columns) -> tuple[str, list[Sql
     column = columns("path_fold")
     if not anchored:
         return f"instr({column}, ?) > 0", [fold(text)]
-    return (
-        f"(substr({column}, 1, ?) = ? AND substr(audit_path({columns('doc')}), 1, ?) = ?)",
+    return (  # CASE, not AND: SQLite evaluates both sides of an AND that is a value
+        f"(CASE WHEN substr({column}, 1, ?) = ? "
+        f"THEN substr(audit_path({columns('doc')}), 1, ?) = ? ELSE 0 END)",
         [len(text), fold(text), len(text), text],
     )
 
