@@ -7,7 +7,10 @@ HTTP, an export's rate, and the worker's resident memory. Background sealing is 
 during the measurement (it would compete for the two cores); ``--seal`` times sealing the
 whole backlog once at the end.
 
-Usage: python -m bench.scale [--sizes 10000,100000,1000000] [--repeat 21]
+``--store DIR`` keeps each size's store in ``DIR/<size>`` and reuses it on the next run
+(filling a million records takes minutes); without it the stores are temporary.
+
+Usage: python -m bench.scale [--sizes 10000,100000,1000000] [--repeat 21] [--store DIR]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import signal
 import statistics
@@ -45,10 +49,20 @@ PATHS = ["pathways", "workspaces", "members", "roles", "api-keys", "audit-logs"]
 RESOURCES = {"api-keys": "apiKeys", "audit-logs": "auditLogs"}
 
 
+# a resource only the oldest records name (ten of the first 5,000 of a million): a search
+# for it matches only old records
+LEGACY = "legacy-reports"
+
+
+def _legacy(index: int, total: int) -> bool:
+    return index < total // 200 and index % (total // 2000 or 1) == 7
+
+
 def _record(organization: ObjectId, index: int, total: int, rng: random.Random) -> dict:
     at = START + SPAN * (index / total)
     by_key = rng.random() < 0.3
     path = rng.choices(PATHS, weights=[60, 20, 8, 4, 5, 3])[0]
+    path = LEGACY if _legacy(index, total) else path
     method = rng.choices(["GET", "POST", "PATCH", "DELETE"], weights=[70, 15, 10, 5])[0]
     status = rng.choices(
         [200, 201, 204, 400, 403, 404, 409, 500], weights=[70, 8, 4, 5, 3, 6, 2, 2]
@@ -128,7 +142,7 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(port: int, key: str, total: int, repeat: int) -> dict:
+def measure(port: int, key: str, legacy: int, repeat: int) -> dict:
     base = "/api/v1/audit-logs?limit=50"
     first = _get(port, key, base)[1]
     day = (START + SPAN / 2).date().isoformat()
@@ -143,6 +157,10 @@ def measure(port: int, key: str, total: int, repeat: int) -> dict:
         "auth apiKey": f"{base}&authType=apiKey",
         "date range": f"{base}&from={day}T00:00:00Z&to={day}T23:59:59Z",
         "path search": f"{base}&q=roles",
+        "path, old only": f"{base}&q={LEGACY}",
+        "path, nothing": f"{base}&q=no-such-path-anywhere",
+        "path:/ start": f"{base}&q=path:/api/v1/roles/",
+        "path:/ old": f"{base}&q=path:/api/v1/{LEGACY}/",
         "id search": f"{base}&q={ACCOUNTS[20]}",
     }
     figures = {}
@@ -150,6 +168,8 @@ def measure(port: int, key: str, total: int, repeat: int) -> dict:
         _get(port, key, path)  # warm
         times = sorted(_get(port, key, path)[0] * 1000 for _ in range(repeat))
         figures[name] = (statistics.median(times), times[int(0.95 * (len(times) - 1))])
+    found = _get(port, key, f"{base}&q={LEGACY}")[1]
+    assert found is not None and len(found["items"]) == legacy, "an old record was not found"
     return figures
 
 
@@ -165,30 +185,62 @@ def export_rate(port: int, key: str) -> tuple[float, int]:
     return lines / (time.perf_counter() - started), lines
 
 
+def _env(folder: str) -> dict:
+    env = environment(folder)
+    env.update(AUDIT_SEAL_IN_BACKGROUND="false", AUDIT_REPLAY_INTERVAL="30")
+    return env
+
+
+def _kept_store(folder: str, size: int, total: int) -> tuple[dict, str, str]:
+    """A store of ``size`` records (of a log of ``total``) under ``folder``: made and
+    filled once, then reused as it is (the records of earlier runs' requests included)."""
+    env = _env(folder)
+    noted = f"{folder}/bench.json"
+    if os.path.exists(noted):
+        with open(noted) as kept:
+            state = json.load(kept)
+        if state["size"] == size and state["total"] == total:
+            print(f"reusing {folder} ({size:,} records)", flush=True)
+            return env, state["organization"], state["key"]
+        raise SystemExit(f"{folder} holds another fill ({state}); remove it or pick another folder")
+    os.makedirs(folder, exist_ok=True)
+    organization_id, key, _ = setup(env)
+    rate = fill(env, organization_id, 0, size, total)
+    print(f"filled {folder} to {size:,} records ({rate:,.0f} records/s)", flush=True)
+    with open(noted, "w") as kept:
+        json.dump({"size": size, "total": total, "organization": organization_id, "key": key}, kept)
+    return env, organization_id, key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--repeat", type=int, default=21)
     parser.add_argument("--no-export", action="store_true")
     parser.add_argument("--seal", action="store_true", help="time sealing the backlog at the end")
+    parser.add_argument("--store", help="keep each size's store under this folder, and reuse it")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        env = environment(tmp)
-        env.update(AUDIT_SEAL_IN_BACKGROUND="false", AUDIT_REPLAY_INTERVAL="30")
-        organization_id, key, _ = setup(env)
-        filled = 0
+        env, organization_id, key, filled = {}, "", "", 0
         for size in sizes:
-            rate = fill(env, organization_id, filled, size, sizes[-1])
-            print(f"filled to {size:,} records ({rate:,.0f} records/s)", flush=True)
-            filled = size
+            if args.store:
+                env, organization_id, key = _kept_store(f"{args.store}/{size}", size, sizes[-1])
+            elif not env:
+                env = _env(tmp)
+                organization_id, key, _ = setup(env)
+            if filled < size and not args.store:
+                rate = fill(env, organization_id, filled, size, sizes[-1])
+                print(f"filled to {size:,} records ({rate:,.0f} records/s)", flush=True)
+                filled = size
             port = free_port()
             server = gunicorn(env, port)
             try:
                 _wait_ready(port)
                 [worker] = worker_pids(server.pid)
-                figures = measure(port, key, size, args.repeat)
+                legacy = sum(_legacy(i, sizes[-1]) for i in range(min(size, sizes[-1] // 200)))
+                figures = measure(port, key, legacy, args.repeat)
                 rss = _rss_mb(worker)
                 exported = export_rate(port, key) if not args.no_export else (0.0, 0)
                 peak = _rss_mb(worker)
