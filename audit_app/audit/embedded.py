@@ -975,19 +975,25 @@ class AuditLogCursor:
         connection = self.collection.table.connection()
         wanted = self._limit or None
         sql, parameters = search.walk(None, PATH_WALK_KEYS)
-        keys = _timed(connection, budget, lambda: connection.execute(sql, parameters).fetchall())
+        walked = _timed(connection, budget, lambda: connection.execute(sql, parameters))
         hits: list[int] = []
-        for rowid, _created, _key, matched in keys:
-            if matched:
-                hits.append(rowid)
-                if wanted is not None and len(hits) == wanted:
-                    break
+        read, last = 0, None
+        while wanted is None or len(hits) < wanted:  # a common text fills a page early
+            keys = _timed(connection, budget, lambda: walked.fetchmany(self._batch))
+            if not keys:
+                break
+            for rowid, created, key, matched in keys:
+                read, last = read + 1, (created, key)
+                if matched:
+                    hits.append(rowid)
+                    if wanted is not None and len(hits) == wanted:
+                        break
         for first in range(0, len(hits), 500):  # the matches' records, in the walk's order
             yield from _by_rowid(connection, budget, hits[first : first + 500])
-        if len(keys) < PATH_WALK_KEYS or (wanted is not None and len(hits) >= wanted):
+        if read < PATH_WALK_KEYS or last is None or (wanted is not None and len(hits) >= wanted):
             return  # the range ended within the walk, or the page is full
         remaining = 0 if wanted is None else wanted - len(hits)
-        after = (keys[-1][1], keys[-1][2])
+        after = last
         sql, parameters = search.counted()
         (matches,) = _timed(
             connection, budget, lambda: connection.execute(sql, parameters).fetchone()
