@@ -322,3 +322,103 @@ def test_a_record_deleted_before_the_backfill_reached_it_is_never_indexed(tmp_pa
     )
     assert len(found) == 10
     table.close()
+
+
+# The histogram's counts in SQL ----------------------------------------------------------
+
+
+def _walked(db, branches, step, cap):
+    """What the service's walk counts: the newest ``cap`` records by bucket and class."""
+    from audit_app.audit.counters import status_class
+    from audit_app.ids import floor_to
+
+    counts = {}
+    walked = iter_records(db, ORG, branches, 5000, projection={"createdAt": 1, "statusCode": 1})
+    for seen, record in enumerate(walked):
+        if seen >= cap:
+            return counts, record["createdAt"]
+        family = status_class(record.get("statusCode"))
+        if family is not None:
+            key = (floor_to(record["createdAt"], step), int(family[0]))
+            counts[key] = counts.get(key, 0) + 1
+    return counts, None
+
+
+HISTOGRAM_FILTERS = st.sampled_from(
+    [
+        {},
+        {"method": "DELETE"},
+        {"statusCode": "4xx"},
+        {"q": "pathways"},
+        {"q": "STRASSE"},
+        {"q": "k"},
+        {"q": "path:/api/v1/members/"},
+        {"q": f"{OTHER}"},  # an id: four branches, merged
+        {"q": "action:member.*"},
+    ]
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    words=st.lists(
+        st.tuples(
+            st.sampled_from(WORDS),
+            st.sampled_from(["GET", "DELETE"]),
+            st.sampled_from([200, 404, 500, 99, 600, None]),
+            st.integers(0, 90),
+            st.booleans(),
+        ),
+        max_size=30,
+    ),
+    args=HISTOGRAM_FILTERS,
+    cap=st.integers(1, 12),
+    hourly=st.booleans(),
+)
+def test_the_histogram_s_sql_counts_equal_the_walk_s(
+    tmp_path_factory, small_walks, words, args, cap, hourly
+):
+    from audit_app.audit.repository import count_by_bucket
+
+    table = AuditTable(str(tmp_path_factory.mktemp("h") / "audit.sqlite3"))
+    collection = AuditLogCollection(table)
+    records = _records([f"/api/v1/{word}/{i}" for i, (word, *_) in enumerate(words)])
+    for record, (_, method, status, minutes, by_other) in zip(records, words, strict=True):
+        record.update(method=method, statusCode=status, accountId=OTHER if by_other else None)
+        record["createdAt"] = BASE + timedelta(minutes=minutes * 20, milliseconds=minutes % 3)
+        record["action"] = "member.invite" if by_other else "pathway.update"
+    collection.insert_many([dict(r) for r in records])
+    filters = merge_search(dict(args))
+    if filters.get("action") == "member.*":
+        filters["action"] = ["member.invite", "member.remove"]
+    filters.update(from_=BASE, to=BASE + timedelta(days=2))
+    branches = AuditQuery(filters=filters).branches()
+    step = timedelta(hours=1) if hourly else timedelta(days=1)
+    db = {"audit_logs": collection}
+    rows, more = count_by_bucket(db, ORG, branches, step, cap, 5000)
+    counted = {(start, family): n for start, family, n in rows if family is not None}
+    assert (counted, more) == _walked(db, branches, step, cap)
+    table.close()
+
+
+def test_the_histogram_s_sql_walks_positions_and_reads_a_record_only_for_its_status(tmp_path):
+    table = AuditTable(str(tmp_path / "plan.sqlite3"))
+    collection = AuditLogCollection(table)
+    seen = []
+    table.connection().set_trace_callback(seen.append)
+    for args, index in (({"method": "GET"}, "org_method_newest"), ({}, "org_newest")):
+        filters = {**merge_search(args), "from_": BASE, "to": BASE + timedelta(days=30)}
+        [branch] = AuditQuery(filters=filters).branches()
+        collection.bucket_counts(
+            [({**branch, "organizationId": ORG}, index_for(branch))], 3600000, 20000, 5000
+        )
+        sql = seen[-1]
+        plan = " | ".join(r[3] for r in table.connection().execute("EXPLAIN QUERY PLAN " + sql))
+        assert f"COVERING INDEX {index}" in plan, plan  # positions only: no record read
+        assert "SEARCH audit_logs USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan  # status
+        assert "SCAN audit_logs" not in plan.replace(
+            f"SCAN audit_logs USING COVERING INDEX {index}", ""
+        ), plan
+    table.close()

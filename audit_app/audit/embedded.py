@@ -52,6 +52,7 @@ BUSY_TIMEOUT_MS = 5_000  # as docs/audit-schema.md says; past it, the record is 
 
 # the organization's newest-first order, with the tie-break on _id
 _NEWEST = "created_at DESC, id DESC"
+NEWEST = (("createdAt", -1), ("_id", -1))  # the same, as the app asks for it
 TABLE = """
 CREATE TABLE IF NOT EXISTS audit_logs (
     rowid INTEGER PRIMARY KEY,
@@ -855,6 +856,75 @@ class AuditLogCollection:
                 break
         return found
 
+    def bucket_counts(
+        self,
+        branches: Sequence[tuple[Mapping[str, Any], str]],
+        step_ms: int,
+        cap: int,
+        max_time_ms: int,
+    ) -> tuple[list[tuple[int, int | None, int]], int | None] | None:
+        """The histogram's counts in SQL: ``(bucket start, status class, records)`` of the
+        newest ``cap`` records that match any of the branches (each ``(filter, hint)``,
+        newest first on its index, as ``iter_records`` walks them), and the createdAt of
+        the next record when there are more (None: whole). None when a branch is no shape
+        the SQL plans answer (the caller walks the records then).
+
+        Only positions are walked (each branch's index, or the trigram index's matches),
+        merged and cut in SQL; a record is read only for its status, never decoded.
+        """
+        connection = self.table.connection()
+        budget: list[float | None] = [max_time_ms / 1000]
+        walks: list[str] = []
+        parameters: list[SqlValue] = []
+        for filter_, hint in branches:
+            planned = self._keys_of(connection, budget, filter_, hint)
+            if planned is None:
+                return None
+            walks.append(f"SELECT * FROM ({planned[0]} LIMIT {int(cap) + 1})")  # noqa: S608 # nosec B608
+            parameters.extend(planned[1])
+        # the status class as counters.status_class gives it for an integer code
+        family = (
+            "CASE WHEN typeof(audit_logs.status_code) = 'integer' AND "
+            "audit_logs.status_code BETWEEN 100 AND 599 THEN audit_logs.status_code / 100 END"
+        )
+        # fixed names, numbers and placeholders only
+        sql = (
+            f"WITH picked AS MATERIALIZED (SELECT r, created_at, id FROM ({' UNION '.join(walks)}) "  # noqa: S608 # nosec B608
+            f"ORDER BY created_at DESC, id DESC LIMIT {int(cap) + 1}), "
+            "ranked AS (SELECT r, created_at, "
+            "row_number() OVER (ORDER BY created_at DESC, id DESC) AS n FROM picked) "
+            f"SELECT NULL, NULL, created_at FROM ranked WHERE n > {int(cap)} UNION ALL "
+            f"SELECT ranked.created_at - ranked.created_at % ?, {family}, count(*) "
+            "FROM ranked CROSS JOIN audit_logs WHERE audit_logs.rowid = ranked.r "
+            f"AND n <= {int(cap)} GROUP BY 1, 2"
+        )
+        rows = _timed(
+            connection, budget, lambda: connection.execute(sql, [*parameters, step_ms]).fetchall()
+        )
+        counts = [(bucket, family, count) for bucket, family, count in rows if bucket is not None]
+        more = [count for bucket, _, count in rows if bucket is None]
+        return counts, (more[0] if more else None)
+
+    @staticmethod
+    def _keys_of(
+        connection: sqlite3.Connection,
+        budget: list[float | None],
+        filter_: Mapping[str, Any],
+        hint: str,
+    ) -> tuple[str, Sequence[SqlValue]] | None:
+        """A branch's walk of positions, newest first: its index, or for a path search
+        whose text matches few records, the trigram index's matches (``PathSearch``)."""
+        search = plan_search(filter_, NEWEST, hint)
+        if search is None:
+            return plan_sql(filter_, NEWEST, hint, keys=True)
+        sql, parameters = search.counted()
+        (matches,) = _timed(
+            connection, budget, lambda: connection.execute(sql, parameters).fetchone()
+        )
+        if matches <= PATH_MATCHES_SORTED:
+            return search.matched(None, _KEYS)
+        return search.walk(None, None, _KEYS)
+
     @staticmethod
     def _targets_of(connection: sqlite3.Connection, rowid: int) -> list[tuple[SqlValue, ...]]:
         """The ``audit_targets`` rows stored for the record at ``rowid``, sorted."""
@@ -1077,10 +1147,11 @@ def _joined(column: str) -> str:
     return ("t." if column in _TARGET_COPIES else "l.") + column
 
 
-_SELECT_JOINED = (  # fixed names only
-    "SELECT l.doc, l.id, l.organization_id, l.created_at, l.stored_at "
-    "FROM audit_targets AS t INDEXED BY org_target_newest CROSS JOIN audit_logs AS l"
-)
+_READ_JOINED = "l.doc, l.id, l.organization_id, l.created_at, l.stored_at"
+_FROM_JOINED = "audit_targets AS t INDEXED BY org_target_newest CROSS JOIN audit_logs AS l"
+# a record's position alone (the histogram's counts): no record is read for it
+_KEYS = "audit_logs.rowid AS r, created_at, id"
+_KEYS_JOINED = "l.rowid AS r, t.created_at AS created_at, t.id AS id"
 
 
 class _NotAShape(Exception):
@@ -1088,19 +1159,25 @@ class _NotAShape(Exception):
 
 
 def plan_sql(
-    filter_: Mapping[str, Any], sort: Sequence[tuple[str, int]], hint: str | None
+    filter_: Mapping[str, Any],
+    sort: Sequence[tuple[str, int]],
+    hint: str | None,
+    *,
+    keys: bool = False,
 ) -> tuple[str, tuple[SqlValue, ...]] | None:
-    """The SQL for a filter the app sends, walking the index ``hint`` names; else None."""
+    """The SQL for a filter the app sends, walking the index ``hint`` names; else None.
+    ``keys``: each row's ``r, created_at, id`` (its rowid and position) instead."""
     order = _ORDERS.get(tuple(sort))
     if order is None or not isinstance(filter_, dict):
         return None
     try:
         if hint == TARGET_INDEX:
-            return _plan_targets(filter_, order)
+            return _plan_targets(filter_, order, _KEYS_JOINED if keys else _READ_JOINED)
         source, where, parameters = _plan_parts(filter_, hint)
     except _NotAShape:
         return None
-    sql = f"SELECT {_READ} FROM {source}"  # noqa: S608 # nosec B608 - fixed names
+    read = _KEYS if keys else _READ
+    sql = f"SELECT {read} FROM {source}"  # noqa: S608 # nosec B608 - fixed names
     if where:
         sql += " WHERE " + " AND ".join(where)
     return (sql + " " + _order_by(order, _bare)).strip(), tuple(parameters)
@@ -1162,7 +1239,7 @@ class PathSearch:
         )
 
     def walk(
-        self, after: tuple[int | None, bytes] | None, keys: int | None
+        self, after: tuple[int | None, bytes] | None, keys: int | None, read: str = _READ
     ) -> tuple[str, list[SqlValue]]:
         """The index walk from ``after`` (exclusive): every key with whether its path
         matches (``keys``: at most that many), or only the matching records (None)."""
@@ -1174,7 +1251,7 @@ class PathSearch:
         if keys is None:
             where.append(self.test)
             parameters.extend(self.test_parameters)
-            read, first = _READ, []
+            first = []
         else:
             read, first = f"rowid, created_at, id, coalesce({self.test}, 0)", self.test_parameters
         sql = f"SELECT {read} FROM {self.source}"  # noqa: S608 # nosec B608 - fixed names
@@ -1193,7 +1270,9 @@ class PathSearch:
             [self.match],
         )
 
-    def matched(self, after: tuple[int | None, bytes] | None) -> tuple[str, list[SqlValue]]:
+    def matched(
+        self, after: tuple[int | None, bytes] | None, read: str = _READ
+    ) -> tuple[str, list[SqlValue]]:
         """The records the trigram index finds, tested exactly, in order, past ``after``."""
         where = ["audit_logs.rowid = found.hit", *self.where, self.test]
         parameters: list[SqlValue] = [self.match, *self.parameters, *self.test_parameters]
@@ -1203,7 +1282,7 @@ class PathSearch:
             parameters.extend(values)
         # CROSS JOIN: the trigram matches drive, each record found by its rowid
         sql = (
-            f"SELECT {_READ} FROM (SELECT rowid AS hit FROM audit_paths "  # noqa: S608 # nosec B608
+            f"SELECT {read} FROM (SELECT rowid AS hit FROM audit_paths "  # noqa: S608 # nosec B608
             "WHERE audit_paths MATCH ?) AS found CROSS JOIN audit_logs "
             f"WHERE {' AND '.join(where)} {_order_by(self.order, _bare)}"
         )
@@ -1263,7 +1342,7 @@ def _order_by(order: Sequence[tuple[str, str]], columns: Columns) -> str:
 
 
 def _plan_targets(
-    filter_: Mapping[str, Any], order: Sequence[tuple[str, str]]
+    filter_: Mapping[str, Any], order: Sequence[tuple[str, str]], read: str
 ) -> tuple[str, tuple[SqlValue, ...]]:
     """A branch led by ``targets.id``: a walk of ``org_target_newest`` (the target's rows
     of the organization, newest first), each joined to its record by rowid, where the
@@ -1279,7 +1358,9 @@ def _plan_targets(
     if isinstance(organization, ObjectId):  # the record's own column too: a target row
         where.append("l.organization_id = ?")  # edited to another organization's record
         parameters.append(organization.binary)  # cannot show it here
-    sql = f"{_SELECT_JOINED} WHERE {' AND '.join(where)} {_order_by(order, _joined)}"
+    sql = (
+        f"SELECT {read} FROM {_FROM_JOINED} WHERE {' AND '.join(where)} {_order_by(order, _joined)}"  # noqa: S608 # nosec B608 - fixed names
+    )
     return sql.strip(), tuple(parameters)
 
 

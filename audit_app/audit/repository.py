@@ -13,7 +13,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -355,6 +355,37 @@ def iter_records(
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def count_by_bucket(
+    db: Database[Document],
+    organization_id: ObjectId,
+    branches: Sequence[Mapping[str, Any]],
+    step: timedelta,
+    cap: int,
+    max_time_ms: int,
+) -> tuple[list[tuple[datetime, int | None, int]], datetime | None] | None:
+    """The newest ``cap`` matching records counted by ``step`` (from the epoch) and status
+    class (``4`` for 4xx; None: no integer code), and the createdAt of the next record when
+    there are more: what a walk of ``iter_records`` would count, counted by the store
+    itself. None when the store cannot (MongoDB and mongomock: the caller walks)."""
+    collection = db[COLLECTION]
+    # looked up on the class: a pymongo Collection answers any attribute with a collection
+    count = getattr(type(collection), "bucket_counts", None)
+    if count is None:
+        return None
+    scoped = [
+        ({**branch, "organizationId": organization_id}, index_for(branch)) for branch in branches
+    ]
+    found = count(collection, scoped, step // timedelta(milliseconds=1), cap, max_time_ms)
+    if found is None:
+        return None
+    rows, more = found
+    at = _EPOCH + timedelta(milliseconds=more) if more is not None else None
+    return [(_EPOCH + timedelta(milliseconds=b), family, n) for b, family, n in rows], at
 
 
 def stored_after(
