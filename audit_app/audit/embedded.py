@@ -869,61 +869,57 @@ class AuditLogCollection:
         the next record when there are more (None: whole). None when a branch is no shape
         the SQL plans answer (the caller walks the records then).
 
-        Only positions are walked (each branch's index, or the trigram index's matches),
-        merged and cut in SQL; a record is read only for its status, never decoded.
+        Two statements: where the newest ``cap`` end (positions only, from each branch's
+        index or the trigram index's matches), then their counts by bucket and class,
+        each record read for its status column, never decoded.
         """
         connection = self.table.connection()
         budget: list[float | None] = [max_time_ms / 1000]
-        walks: list[str] = []
-        parameters: list[SqlValue] = []
+        positions: list[tuple[str, Sequence[SqlValue]]] = []
+        statuses: list[tuple[str, Sequence[SqlValue]]] = []
         for filter_, hint in branches:
-            planned = self._keys_of(connection, budget, filter_, hint)
-            if planned is None:
-                return None
-            walks.append(f"SELECT * FROM ({planned[0]} LIMIT {int(cap) + 1})")  # noqa: S608 # nosec B608
-            parameters.extend(planned[1])
-        # the status class as counters.status_class gives it for an integer code
+            for read, walks in ((_POSITION, positions), (_STATUS, statuses)):
+                planned = self._walk_of(connection, budget, filter_, hint, read)
+                if planned is None:
+                    return None
+                walks.append(planned)
+        # where the newest cap records end: positions only, read from the indexes
+        sql, parameters = _newest(positions, cap + 1, read=_POSITION)
+        sql = f"SELECT created_at FROM ({sql}) LIMIT 1 OFFSET {int(cap)}"  # noqa: S608 # nosec B608
+        more = _timed(connection, budget, lambda: connection.execute(sql, parameters).fetchone())
+        # their counts: each record read for its status (the class as counters.status_class
+        # gives it for an integer code)
+        sql, parameters = _newest(statuses, cap, read=_STATUS)
         family = (
-            "CASE WHEN typeof(audit_logs.status_code) = 'integer' AND "
-            "audit_logs.status_code BETWEEN 100 AND 599 THEN audit_logs.status_code / 100 END"
+            "CASE WHEN typeof(status_code) = 'integer' "
+            "AND status_code BETWEEN 100 AND 599 THEN status_code / 100 END"
         )
-        # fixed names, numbers and placeholders only
-        sql = (
-            f"WITH picked AS MATERIALIZED (SELECT r, created_at, id FROM ({' UNION '.join(walks)}) "  # noqa: S608 # nosec B608
-            f"ORDER BY created_at DESC, id DESC LIMIT {int(cap) + 1}), "
-            "ranked AS (SELECT r, created_at, "
-            "row_number() OVER (ORDER BY created_at DESC, id DESC) AS n FROM picked) "
-            f"SELECT NULL, NULL, created_at FROM ranked WHERE n > {int(cap)} UNION ALL "
-            f"SELECT ranked.created_at - ranked.created_at % ?, {family}, count(*) "
-            "FROM ranked CROSS JOIN audit_logs WHERE audit_logs.rowid = ranked.r "
-            f"AND n <= {int(cap)} GROUP BY 1, 2"
-        )
+        sql = f"SELECT created_at - created_at % ?, {family}, count(*) FROM ({sql}) GROUP BY 1, 2"  # noqa: S608 # nosec B608
         rows = _timed(
-            connection, budget, lambda: connection.execute(sql, [*parameters, step_ms]).fetchall()
+            connection, budget, lambda: connection.execute(sql, [step_ms, *parameters]).fetchall()
         )
-        counts = [(bucket, family, count) for bucket, family, count in rows if bucket is not None]
-        more = [count for bucket, _, count in rows if bucket is None]
-        return counts, (more[0] if more else None)
+        return [tuple(row) for row in rows], (more[0] if more else None)
 
     @staticmethod
-    def _keys_of(
+    def _walk_of(
         connection: sqlite3.Connection,
         budget: list[float | None],
         filter_: Mapping[str, Any],
         hint: str,
+        read: str,
     ) -> tuple[str, Sequence[SqlValue]] | None:
-        """A branch's walk of positions, newest first: its index, or for a path search
-        whose text matches few records, the trigram index's matches (``PathSearch``)."""
+        """A branch's walk newest first: its index, or for a path search whose text matches
+        few records, the trigram index's matches (``PathSearch``)."""
         search = plan_search(filter_, NEWEST, hint)
         if search is None:
-            return plan_sql(filter_, NEWEST, hint, keys=True)
+            return plan_sql(filter_, NEWEST, hint, read=read)
         sql, parameters = search.counted()
         (matches,) = _timed(
             connection, budget, lambda: connection.execute(sql, parameters).fetchone()
         )
         if matches <= PATH_MATCHES_SORTED:
-            return search.matched(None, _KEYS)
-        return search.walk(None, None, _KEYS)
+            return search.matched(None, read)
+        return search.walk(None, None, read)
 
     @staticmethod
     def _targets_of(connection: sqlite3.Connection, rowid: int) -> list[tuple[SqlValue, ...]]:
@@ -1109,6 +1105,18 @@ def _by_rowid(
     return [found[rowid] for rowid in rowids]
 
 
+def _newest(
+    walks: Sequence[tuple[str, Sequence[SqlValue]]], limit: int, read: str
+) -> tuple[str, list[SqlValue]]:
+    """The first ``limit`` rows of these newest-first walks in one order, each record
+    once (a record several branches match is one row of UNION)."""
+    parameters = [value for _, values in walks for value in values]
+    if len(walks) == 1:
+        return f"{walks[0][0]} LIMIT {int(limit)}", parameters
+    each = " UNION ".join(f"SELECT {read} FROM ({sql} LIMIT {int(limit)})" for sql, _ in walks)  # noqa: S608 # nosec B608
+    return f"SELECT {read} FROM ({each}) ORDER BY {_NEWEST} LIMIT {int(limit)}", parameters  # noqa: S608 # nosec B608
+
+
 def _project(document: Document, projection: Mapping[str, Any] | None) -> Document:
     if not projection:
         return document
@@ -1149,9 +1157,14 @@ def _joined(column: str) -> str:
 
 _READ_JOINED = "l.doc, l.id, l.organization_id, l.created_at, l.stored_at"
 _FROM_JOINED = "audit_targets AS t INDEXED BY org_target_newest CROSS JOIN audit_logs AS l"
-# a record's position alone (the histogram's counts): no record is read for it
-_KEYS = "audit_logs.rowid AS r, created_at, id"
-_KEYS_JOINED = "l.rowid AS r, t.created_at AS created_at, t.id AS id"
+# what the histogram's counts read of a row, on audit_logs and on a walk of audit_targets:
+# its position alone (the index holds it), or its position and status
+_POSITION = "created_at, id"
+_STATUS = "created_at, id, status_code"
+_READS_JOINED = {
+    _POSITION: "t.created_at AS created_at, t.id AS id",
+    _STATUS: "t.created_at AS created_at, t.id AS id, l.status_code AS status_code",
+}
 
 
 class _NotAShape(Exception):
@@ -1163,20 +1176,19 @@ def plan_sql(
     sort: Sequence[tuple[str, int]],
     hint: str | None,
     *,
-    keys: bool = False,
+    read: str = _READ,
 ) -> tuple[str, tuple[SqlValue, ...]] | None:
     """The SQL for a filter the app sends, walking the index ``hint`` names; else None.
-    ``keys``: each row's ``r, created_at, id`` (its rowid and position) instead."""
+    ``read``: the columns each row gives (``_READ``: what ``_document`` reads)."""
     order = _ORDERS.get(tuple(sort))
     if order is None or not isinstance(filter_, dict):
         return None
     try:
         if hint == TARGET_INDEX:
-            return _plan_targets(filter_, order, _KEYS_JOINED if keys else _READ_JOINED)
+            return _plan_targets(filter_, order, _READS_JOINED.get(read, _READ_JOINED))
         source, where, parameters = _plan_parts(filter_, hint)
     except _NotAShape:
         return None
-    read = _KEYS if keys else _READ
     sql = f"SELECT {read} FROM {source}"  # noqa: S608 # nosec B608 - fixed names
     if where:
         sql += " WHERE " + " AND ".join(where)
