@@ -75,7 +75,7 @@ def test_the_trigram_index_finds_exactly_what_the_regex_finds(
     AuditLogCollection(table).insert_many([dict(r) for r in records])
     expected = {r["_id"] for r in records if re.search(re.escape(needle), r["path"], re.IGNORECASE)}
     folded = fold(needle)
-    if len(needle) >= embedded.TRIGRAM:
+    if len(needle) >= embedded.TRIGRAM and "\x00" not in needle:  # (the API refuses a NUL)
         rowids = table.connection().execute(
             "SELECT rowid FROM audit_paths WHERE audit_paths MATCH ?",
             ['"' + folded.replace('"', '""') + '"'],
@@ -201,6 +201,7 @@ def test_short_texts_and_other_shapes_are_no_trigram_search():
     assert planned("path:/a") is None
     assert planned("method:GET") is None
     assert planned("ro les") is not None  # words are one text: "ro les"
+    assert planned("rol\x00es") is None  # a NUL would end the FTS5 query: the walk
 
 
 def test_every_writer_keeps_the_index_in_step(tmp_path):

@@ -1319,6 +1319,8 @@ def plan_search(
                 others.append(clause)
         if not any(len(text) >= TRIGRAM for _, text in clauses):
             return None
+        if any("\x00" in text for _, text in clauses):  # ends an FTS5 query (the API
+            return None  # refuses control characters in search text: never sent)
         rest = {name: value for name, value in filter_.items() if name != "$and"}
         if others:
             rest["$and"] = others
