@@ -186,7 +186,7 @@ def big(real_app, finds):
                     statusCode=418 if rare else (404 if i % 50 == 0 else 200),
                     authType="apiKey" if rare else "jwt",
                     resource="members" if rare else "pathways",
-                    path=f"/api/v1/pathways/{ObjectId()}",
+                    path=f"/api/v1/{'members' if rare else 'pathways'}/{ObjectId()}",
                     storedAt=start + timedelta(milliseconds=250 * i + 3),
                     targets=targets,
                 )
@@ -298,6 +298,32 @@ def test_a_path_search_fetches_only_matching_documents(big, real_app, finds):
     stages = {s["stage"] for s in _stages(stats["executionStages"])}
     assert "SORT" not in stages  # the regex is tested on index keys, in order
     assert stats["totalDocsExamined"] == stats["nReturned"]
+
+
+@pytest.mark.parametrize(
+    "start,matches",
+    [
+        ("/api/v1/members/", 10),  # the ten rare records of 200,000
+        ("/api/v1/nothing/", 0),
+        ("/API/v1/members/", 0),  # exact case: a range cannot be case-insensitive
+    ],
+)
+def test_an_anchored_path_reads_only_the_keys_of_its_range(big, real_app, finds, start, matches):
+    """``path:/...`` is a range of ``org_path_newest``: the server reads the keys of the
+    paths that start so and sorts those newest first (a SORT of the matches, not of the
+    organization), where the unanchored search reads every key of the organization when
+    its text matches few records."""
+    url = f"/api/v1/audit-logs?limit=5&q=path:{start}"
+    answer = Api(real_app.test_client()).get(url, as_=big.admin)
+    assert answer.status_code == 200, answer.get_json()
+    assert len(answer.get_json()["items"]) == min(matches, 5)
+    [command] = [c for c in finds.commands if c.get("hint") == "org_path_newest"]
+    stats = _explain(real_app, command)
+    [scan] = [s for s in _stages(stats["executionStages"]) if s["stage"] == "IXSCAN"]
+    assert scan["indexName"] == "org_path_newest"
+    assert any(start in bound for bound in scan["indexBounds"]["path"]), scan["indexBounds"]
+    assert stats["totalKeysExamined"] <= matches + 2, stats["totalKeysExamined"]
+    assert stats["totalDocsExamined"] <= matches, stats["totalDocsExamined"]
 
 
 # Fail points (a server started with --setParameter enableTestCommands=1) ----------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from bson import ObjectId
@@ -197,6 +198,27 @@ def test_a_path_search_matches_the_keys_of_org_newest(server, wired):
     [find] = finds(server)
     assert find["filter"]["$and"] == [{"path": {"$regex": r"pathways/\(x", "$options": "i"}}]
     assert find["hint"] == "org_newest"
+
+
+@pytest.mark.parametrize(
+    "q,clause,index",
+    [
+        # a path's start (path:/...): anchored and case-sensitive, so a range of the index
+        ("path:/api/v1/pathways/(x", {"$regex": r"^/api/v1/pathways/\(x"}, "org_path_newest"),
+        # a part anywhere, in any case: path: without the slash, and plain text
+        ("path:pathways/", {"$regex": "pathways/", "$options": "i"}, "org_newest"),
+        ("/api/v1/pathways/", {"$regex": "/api/v1/pathways/", "$options": "i"}, "org_newest"),
+        # an equality narrows more than a range of paths: its index, the start tested
+        ("path:/api/v1/ method:DELETE", {"$regex": "^/api/v1/"}, "org_method_newest"),
+    ],
+)
+def test_an_anchored_path_is_a_prefix_range_of_org_path_newest(server, wired, q, clause, index):
+    answer = wired(f"/api/v1/audit-logs?{urlencode({'q': q})}")
+    assert answer.status_code == 200, answer.get_json()
+    [find] = finds(server)
+    assert find["filter"]["$and"] == [{"path": clause}]
+    assert find["hint"] == index
+    assert find["sort"] == NEWEST and find["limit"] == 51
 
 
 def test_an_id_search_is_four_equality_walks_never_a_path_regex(server, wired):
