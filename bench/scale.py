@@ -7,8 +7,10 @@ HTTP, an export's rate, and the worker's resident memory. Background sealing is 
 during the measurement (it would compete for the two cores); ``--seal`` times sealing the
 whole backlog once at the end.
 
-``--store DIR`` keeps each size's store in ``DIR/<size>`` and reuses it on the next run
-(filling a million records takes minutes); without it the stores are temporary.
+Each size has a store of its own, served by its own gunicorn, and the sizes take turns
+request by request (``measure``). ``--store DIR`` keeps each size's store in
+``DIR/<size>`` and reuses it on the next run (filling a million records takes minutes);
+without it the stores are temporary.
 
 Usage: python -m bench.scale [--sizes 10000,100000,1000000] [--repeat 21] [--store DIR]
 """
@@ -142,11 +144,11 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(port: int, key: str, legacy: int, repeat: int) -> dict:
+def shapes(port: int, key: str) -> dict[str, str]:
     base = "/api/v1/audit-logs?limit=50"
     first = _get(port, key, base)[1]
     day = (START + SPAN / 2).date().isoformat()
-    shapes = {
+    return {
         "first page": base,
         "next page": f"{base}&cursor={first['nextCursor']}",
         "account": f"{base}&accountId={ACCOUNTS[20]}",
@@ -163,13 +165,30 @@ def measure(port: int, key: str, legacy: int, repeat: int) -> dict:
         "path:/ old": f"{base}&q=path:/api/v1/{LEGACY}/",
         "id search": f"{base}&q={ACCOUNTS[20]}",
     }
-    figures = {}
-    for name, path in shapes.items():
-        _get(port, key, path)  # warm
-        times = sorted(_get(port, key, path)[0] * 1000 for _ in range(repeat))
-        figures[name] = (statistics.median(times), times[int(0.95 * (len(times) - 1))])
-    found = _get(port, key, f"{base}&q={LEGACY}")[1]
-    assert found is not None and len(found["items"]) == legacy, "an old record was not found"
+
+
+def measure(servers: dict[int, tuple[int, str]], repeat: int) -> dict[int, dict]:
+    """Median and p95 of each shape at each size (``servers``: size -> port, key).
+
+    The sizes take turns request by request, so that each sees the same machine: on two
+    shared cores, measuring one size and then the other compared two different moments
+    of the other processes' load as much as two sizes.
+    """
+    paths = {size: shapes(port, key) for size, (port, key) in servers.items()}
+    times: dict[int, dict[str, list[float]]] = {size: {} for size in servers}
+    for name in paths[next(iter(servers))]:
+        for size, (port, key) in servers.items():
+            _get(port, key, paths[size][name])  # warm
+        for _ in range(repeat):
+            for size, (port, key) in servers.items():
+                took = _get(port, key, paths[size][name])[0] * 1000
+                times[size].setdefault(name, []).append(took)
+    figures: dict[int, dict] = {}
+    for size, by_name in times.items():
+        figures[size] = {}
+        for name, taken in by_name.items():
+            taken.sort()
+            figures[size][name] = (statistics.median(taken), taken[int(0.95 * (len(taken) - 1))])
     return figures
 
 
@@ -221,48 +240,52 @@ def main() -> None:
     parser.add_argument("--store", help="keep each size's store under this folder, and reuse it")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        env, organization_id, key, filled = {}, "", "", 0
-        for size in sizes:
-            if args.store:
-                env, organization_id, key = _kept_store(f"{args.store}/{size}", size, sizes[-1])
-            elif not env:
-                env = _env(tmp)
-                organization_id, key, _ = setup(env)
-            if filled < size and not args.store:
-                rate = fill(env, organization_id, filled, size, sizes[-1])
-                print(f"filled to {size:,} records ({rate:,.0f} records/s)", flush=True)
-                filled = size
-            port = free_port()
-            server = gunicorn(env, port)
-            try:
+        stores = {
+            size: _kept_store(f"{args.store or tmp}/{size}", size, sizes[-1]) for size in sizes
+        }
+        servers, workers, running = {}, {}, []
+        try:
+            for size, (env, _, key) in stores.items():
+                port = free_port()
+                running.append(gunicorn(env, port))
                 _wait_ready(port)
-                [worker] = worker_pids(server.pid)
+                [workers[size]] = worker_pids(running[-1].pid)
+                servers[size] = (port, key)
+            results = measure(servers, args.repeat)
+            for size, (port, key) in servers.items():
                 legacy = sum(_legacy(i, sizes[-1]) for i in range(min(size, sizes[-1] // 200)))
-                figures = measure(port, key, legacy, args.repeat)
-                rss = _rss_mb(worker)
-                exported = export_rate(port, key) if not args.no_export else (0.0, 0)
-                peak = _rss_mb(worker)
-            finally:
+                found = _get(port, key, f"/api/v1/audit-logs?limit=50&q={LEGACY}")[1]
+                assert found is not None and len(found["items"]) == legacy, "an old one is missing"
+            rss = {size: _rss_mb(worker) for size, worker in workers.items()}
+            exported = {
+                size: export_rate(port, key) if not args.no_export else (0.0, 0)
+                for size, (port, key) in servers.items()
+            }
+            peak = {size: _rss_mb(worker) for size, worker in workers.items()}
+        finally:
+            for server in running:
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=60)
-            results[size] = figures
-            print(f"\n{size:,} records (median / p95 ms over HTTP, {args.repeat} runs each)")
-            for name, (median, p95) in figures.items():
-                print(f"  {name:<14} {median:8.1f} {p95:8.1f}")
-            print(f"  worker RSS after the queries {rss:.0f} MB; after the export {peak:.0f} MB")
-            if exported[1]:
-                print(
-                    f"  export NDJSON: {exported[1]:,} rows at {exported[0]:,.0f} rows/s",
-                    flush=True,
-                )
+        print(f"\nmedian / p95 ms over HTTP, {args.repeat} runs each, the sizes taking turns")
+        print(f"  {'shape':<14}" + "".join(f"{size:>18,}" for size in sizes))
+        for name in results[sizes[0]]:
+            cells = "".join(
+                f"{results[size][name][0]:10.1f} /{results[size][name][1]:6.1f}" for size in sizes
+            )
+            print(f"  {name:<14}{cells}")
+        print("  worker RSS    " + "".join(f"{rss[s]:12.0f} MB{'':3}" for s in sizes))
+        for size, (rate, rows) in exported.items():
+            if rows:
+                print(f"  export NDJSON at {size:,}: {rows:,} rows at {rate:,.0f} rows/s")
+                print(f"  worker RSS after the export {peak[size]:.0f} MB")
         if len(sizes) > 1:
             small, large = sizes[0], sizes[-1]
             print(f"\ngrowth {small:,} -> {large:,} records (median ratio)")
             for name in results[small]:
                 print(f"  {name:<14} {results[large][name][0] / results[small][name][0]:6.2f}x")
         if args.seal:
+            env, organization_id, _ = stores[sizes[-1]]
             began = time.perf_counter()
             flask(env, "seal", "--organization", organization_id)
             print(f"\nsealing the whole backlog: {time.perf_counter() - began:.1f} s")
