@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import tempfile
 import time
@@ -217,7 +218,17 @@ def main() -> None:
     )
     parser.add_argument("--shape", choices=("get", "mix"), default="get")
     parser.add_argument("--index-cost", action="store_true", help="also the indexes' cost")
+    parser.add_argument(
+        "--path-index-only",
+        action="store_true",
+        help="only the path index's cost on insert (path_index_cost)",
+    )
     args = parser.parse_args()
+    if args.path_index_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.makedirs(f"{tmp}/store")
+            path_index_cost(f"{tmp}/store", args.records, args.rounds)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         store_dir, spool_dir = f"{tmp}/store", f"{tmp}/spool"
         in_process(args, store_dir, spool_dir)
@@ -242,6 +253,7 @@ def main() -> None:
             )
         if args.index_cost:
             index_cost(store_dir, spool_dir, args.records)
+            path_index_cost(store_dir, args.records, args.rounds)
             target_index_cost_mongomock(store_dir, spool_dir, args.records)
     gunicorn_ratio(1, args.rounds, args.requests, args.shape)
     if args.concurrent:
@@ -318,6 +330,78 @@ def gunicorn_ratio(clients: int, rounds: int, requests: int, shape: str) -> None
                 f"  audit {name:8} {rate:8.1f} req/s  ratio to off {rate / off:.3f}"
                 + _goal(rate / off)
             )
+
+
+def path_index_cost(store_dir: str, count: int, rounds: int = 5) -> None:
+    """Insert rate into the embedded store's table with and without the path search's
+    trigram index (``audit_paths``, kept by triggers: dropped for "without"), a record a
+    transaction (``insert_one``, today's writer) and in batches of 100 (``insert_many``, the
+    batched writer to come); alternating rounds, medians, wall clock and CPU per record."""
+    from bson import ObjectId
+
+    from audit_app.audit.embedded import PATHS_SCHEMA, AuditLogCollection, AuditTable
+
+    triggers = [s.split()[5] for s in PATHS_SCHEMA if s.startswith("CREATE TRIGGER")]
+    variants = {
+        (index, batch): f"{'with' if index else 'without'} the path index, "
+        f"{'batches of 100' if batch else 'one a transaction'}"
+        for batch in (False, True)
+        for index in (False, True)
+    }
+    rates: dict[tuple[bool, bool], list[float]] = {v: [] for v in variants}
+    cpu: dict[tuple[bool, bool], list[float]] = {v: [] for v in variants}
+    org = ObjectId()
+    for round_index in range(rounds):
+        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
+        for number, (index, batch) in enumerate(order):
+            table = AuditTable(f"{store_dir}/path-cost-{round_index}-{number}.sqlite3")
+            if not index:
+                for name in triggers:  # fixed names from PATHS_SCHEMA
+                    table.writer().execute(f"DROP TRIGGER {name}")
+            collection = AuditLogCollection(table)
+            records: list[dict[str, Any]] = [
+                {
+                    "_id": ObjectId(),
+                    "organizationId": org,
+                    "accountId": ObjectId(),
+                    "authType": "jwt",
+                    "credentialId": f"jwt_{ObjectId()}",
+                    "action": ("pathway.view", "pathway.update", "member.list")[i % 3],
+                    "resource": "pathways",
+                    "method": "GET",
+                    "path": f"/api/v1/pathways/{ObjectId()}",  # 42 characters, 40 trigrams
+                    "statusCode": 200,
+                    "ip": f"198.51.{i % 256}.{i % 200}",
+                    "requestId": ObjectId().binary.hex(),
+                    "request": {"body": {"name": "x" * 200}},
+                }
+                for i in range(count)
+            ]
+            gc.collect()
+            started, started_cpu = time.perf_counter(), time.process_time()
+            for first in range(0, count, 100 if batch else 1):
+                chunk = records[first : first + (100 if batch else 1)]
+                for record in chunk:
+                    record["createdAt"] = record["storedAt"] = utcnow()
+                if batch:
+                    collection.insert_many(chunk)
+                else:
+                    collection.insert_one(chunk[0])
+            rates[(index, batch)].append(count / (time.perf_counter() - started))
+            cpu[(index, batch)].append((time.process_time() - started_cpu) / count * 1e6)
+            table.close()
+    print(f"Path index cost on insert, embedded store ({count} records, median of {rounds}):")
+    for (index, batch), name in variants.items():
+        rate, used = (
+            statistics.median(rates[(index, batch)]),
+            statistics.median(cpu[(index, batch)]),
+        )
+        base = statistics.median(rates[(False, batch)])
+        base_cpu = statistics.median(cpu[(False, batch)])
+        print(
+            f"  {name:45} {rate:8.1f} records/s  to without {rate / base:.3f}  |  "
+            f"CPU {used:6.1f} µs/record  (+{used - base_cpu:5.1f})"
+        )
 
 
 def index_cost(store_dir: str, spool_dir: str, count: int) -> None:
