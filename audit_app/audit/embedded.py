@@ -1054,6 +1054,7 @@ class AuditLogCursor:
                     hits.append(rowid)
                     if wanted is not None and len(hits) == wanted:
                         break
+        walked.close()
         for first in range(0, len(hits), 500):  # the matches' records, in the walk's order
             yield from _by_rowid(connection, budget, hits[first : first + 500])
         if read < PATH_WALK_KEYS or last is None or (wanted is not None and len(hits) >= wanted):
@@ -1102,7 +1103,7 @@ def _by_rowid(
         row[0]: row[1:]
         for row in _timed(connection, budget, lambda: connection.execute(sql, rowids).fetchall())
     }
-    return [found[rowid] for rowid in rowids]
+    return [found[rowid] for rowid in rowids if rowid in found]  # (a purge may have won)
 
 
 def _newest(
