@@ -70,25 +70,33 @@ def test_the_trigram_index_finds_exactly_what_the_regex_finds(
     if texts and swap:  # often a piece of a stored path, in another case
         source = texts[pick % len(texts)]
         needle = source[start : start + 3 + pick % 4].swapcase() or needle
+    needle = _CONTROLS.sub("", needle)  # as the API refuses them in search text
     table = AuditTable(str(tmp_path_factory.mktemp("t") / "audit.sqlite3"))
-    records = _records(texts)
-    AuditLogCollection(table).insert_many([dict(r) for r in records])
-    expected = {r["_id"] for r in records if re.search(re.escape(needle), r["path"], re.IGNORECASE)}
-    folded = fold(needle)
-    if len(needle) >= embedded.TRIGRAM and "\x00" not in needle:  # (the API refuses a NUL)
-        rowids = table.connection().execute(
-            "SELECT rowid FROM audit_paths WHERE audit_paths MATCH ?",
-            ['"' + folded.replace('"', '""') + '"'],
-        )
-        keys = {
-            row[0]
-            for row in table.connection().execute(
-                f"SELECT id FROM audit_logs WHERE rowid IN ({','.join(str(r) for (r,) in rowids)})"
-            )
+    try:
+        records = _records(texts)  # paths may hold any character, a NUL too
+        AuditLogCollection(table).insert_many([dict(r) for r in records])
+        expected = {
+            r["_id"] for r in records if re.search(re.escape(needle), r["path"], re.IGNORECASE)
         }
-        assert keys == {embedded._key(i) for i in expected}
-    _integrity(table)
-    table.close()
+        if len(needle) >= embedded.TRIGRAM:
+            rowids = table.connection().execute(
+                "SELECT rowid FROM audit_paths WHERE audit_paths MATCH ?",
+                ['"' + fold(needle).replace('"', '""') + '"'],
+            )
+            found = ",".join(str(rowid) for (rowid,) in rowids)
+            keys = {
+                row[0]
+                for row in table.connection().execute(
+                    f"SELECT id FROM audit_logs WHERE rowid IN ({found})"
+                )
+            }
+            assert keys == {embedded._key(i) for i in expected}
+        _integrity(table)
+    finally:
+        table.close()
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @pytest.fixture
@@ -141,8 +149,25 @@ def test_a_path_search_pages_as_mongodb_s_engine_on_every_road(
     both.insert(records)
     filters = merge_search({"q": q, **({"path": also} if also else {})})
     before = embedded.FALLBACKS[0]
-    assert _pages(both.sql, filters, limit) == _pages(both.mock, filters, limit)
-    assert embedded.FALLBACKS[0] == before
+    try:
+        assert _pages(both.sql, filters, limit) == _pages(both.mock, filters, limit)
+        assert embedded.FALLBACKS[0] == before
+    finally:  # (a failing example shrinks through many: each would keep its files open)
+        both.table.close()
+
+
+def test_a_path_with_a_nul_is_found_past_it_on_every_road(tmp_path, small_walks):
+    """A request to ``/api/v1/x%00/roles`` has a NUL in its path: SQLite's trigram
+    tokenizer would stop there, so the folded path keeps it as \\x01 (new records, and
+    those of an earlier version when the index is built)."""
+    both = Both(tmp_path / "audit.sqlite3")
+    texts = ["/api/v1/x\x00/ROLES/1", "/a\x00b\x00roles"]
+    texts += [f"/api/v1/other/{i}" for i in range(9)]
+    both.insert(_records(texts))  # the two with a NUL are the oldest: the index finds them
+    for q in ("roles", "path:/api/v1/x"):
+        filters = merge_search({"q": q})
+        assert _pages(both.sql, filters, 2) == _pages(both.mock, filters, 2)
+    _integrity(both.table)
     both.table.close()
 
 
@@ -257,14 +282,22 @@ def _as_before_the_index(path: str) -> None:
 
 
 def test_a_store_of_an_earlier_version_is_indexed_in_bounded_resumable_batches(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, small_walks
 ):
     path = str(tmp_path / "old.sqlite3")
     table = AuditTable(path)
     records = _records([f"/api/v1/{word}/{i}" for i, word in enumerate(WORDS * 3)])
+    records[5]["path"] = "/api/v1/x\x00/later/z"  # kept with its NUL by earlier versions
     AuditLogCollection(table).insert_many([dict(r) for r in records])
     table.close()
     _as_before_the_index(path)
+    old = sqlite3.connect(path)
+    old.execute(
+        "UPDATE audit_logs SET path_fold = ? WHERE id = ?",
+        (fold(records[5]["path"]), embedded._key(records[5]["_id"])),
+    )
+    old.commit()
+    old.close()
     monkeypatch.setattr(embedded, "PATHS_BACKFILL_BATCH", 4)
     killer = sqlite3.connect(path)  # the process dies while committing its third batch
     killer.execute(
@@ -289,9 +322,10 @@ def test_a_store_of_an_earlier_version_is_indexed_in_bounded_resumable_batches(
     _integrity(table)
     mock = mongomock.MongoClient(tz_aware=True).db
     mock.audit_logs.insert_many([dict(r) for r in [*records, later]])
-    for q in ("σας", "STRASSE", "path:/api/v1/later/"):
+    for q in ("σας", "STRASSE", "path:/api/v1/later/", "later/z"):
         filters = merge_search({"q": q})
         assert _pages({"audit_logs": collection}, filters, 2) == _pages(mock, filters, 2)
+    assert collection.column_mismatches(ORG) == []  # the NUL kept as now: no edit
     table.close()
 
 
@@ -398,10 +432,12 @@ def test_the_histogram_s_sql_counts_equal_the_walk_s(
     branches = AuditQuery(filters=filters).branches()
     step = timedelta(hours=1) if hourly else timedelta(days=1)
     db = {"audit_logs": collection}
-    rows, more = count_by_bucket(db, ORG, branches, step, cap, 5000)
-    counted = {(start, family): n for start, family, n in rows if family is not None}
-    assert (counted, more) == _walked(db, branches, step, cap)
-    table.close()
+    try:
+        rows, more = count_by_bucket(db, ORG, branches, step, cap, 5000)
+        counted = {(start, family): n for start, family, n in rows if family is not None}
+        assert (counted, more) == _walked(db, branches, step, cap)
+    finally:
+        table.close()
 
 
 def test_the_histogram_s_sql_walks_the_branch_s_index_and_reads_records_only_to_count(tmp_path):

@@ -273,10 +273,17 @@ def _row(document: Mapping[str, Any]) -> tuple[SqlValue, ...]:
         _text(document.get("method")),
         _text(document.get("authType")),
         _text(document.get("resource")),
-        fold(path) if isinstance(path, str) else None,
+        _folded_path(path),
         *_added(document),
         bson.encode(document),
     )
+
+
+def _folded_path(path: Any) -> str | None:
+    """``path_fold``: the path case-folded, a NUL as \\x01. SQLite's trigram tokenizer stops
+    at a NUL (a path may hold one: ``%00``); no search text holds a control character, so
+    either one matches nothing a search asks for, and the trigrams after it are indexed."""
+    return fold(path).replace("\x00", "\x01") if isinstance(path, str) else None
 
 
 def _target_ids(document: Mapping[str, Any]) -> list[bytes]:
@@ -597,6 +604,19 @@ def _index_paths(connection: sqlite3.Connection) -> None:
                 (next_rowid, last_rowid, PATHS_BACKFILL_BATCH),
             ).fetchone()
             reached = last_rowid if reached is None else reached
+            # a NUL an earlier version kept in a path (see _folded_path), as it is kept now
+            stored = connection.execute(
+                "SELECT rowid, path_fold FROM audit_logs WHERE rowid > ? AND rowid <= ?",
+                (next_rowid, reached),
+            ).fetchall()
+            connection.executemany(
+                "UPDATE audit_logs SET path_fold = ? WHERE rowid = ?",
+                [
+                    (text.replace("\x00", "\x01"), rowid)
+                    for rowid, text in stored
+                    if isinstance(text, str) and "\x00" in text
+                ],
+            )
             filled += connection.execute(
                 "INSERT INTO audit_paths (rowid, path_fold) SELECT rowid, path_fold "
                 "FROM audit_logs WHERE rowid > ? AND rowid <= ? AND path_fold IS NOT NULL",
