@@ -154,6 +154,7 @@ def test_a_resources_actions_are_one_equality_walk_each_merged(server, wired):
         "member.invite",
         "member.list",
         "member.remove",
+        "member.removeAsked",
         "member.roleChange",
     ]
     assert all(find["hint"] == "org_action_newest" and find["limit"] == 51 for find in sent)

@@ -26,6 +26,7 @@ says so.
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 from collections import Counter
@@ -63,7 +64,12 @@ INDEXES: list[IndexSpec] = [
 
 
 def status_class(status: Any) -> str | None:
-    family = f"{int(status) // 100}xx" if isinstance(status, int) else None
+    """``4xx`` of 404, and of 404.0 (a whole number however it is stored: as a status
+    filter matches it, and as the embedded store's SQL counts it); None of anything else."""
+    whole = isinstance(status, int | float) and not isinstance(status, bool)
+    if not whole or not math.isfinite(status) or not float(status).is_integer():
+        return None
+    family = f"{int(status) // 100}xx"
     return family if family in STATUS_CLASSES else None
 
 
