@@ -45,8 +45,23 @@ def make_app(tmp_path, mongo):
 
     yield build
     for app in built:
-        for store in set(stores(app).values()):
-            store.close()
+        close_app(app)
+
+
+def close_app(app) -> None:
+    """Stop what an app runs in the background (its threads hold connections of their own,
+    and a journal's fold wakes five times a second) and close what it holds open."""
+    from audit_app.audit.capture import WRITER_KEY
+    from audit_app.background import EXTENSION_KEY
+
+    runner = app.extensions.get(EXTENSION_KEY)
+    if runner is not None:
+        runner.stop()
+    writer = app.extensions.get(WRITER_KEY)
+    if writer is not None:
+        writer.close()
+    for store in set(stores(app).values()):
+        store.close()
 
 
 @pytest.fixture

@@ -240,6 +240,11 @@ class Journal:
         self._fd, self._pid, self._inode = fd, os.getpid(), os.fstat(fd).st_ino
         return fd
 
+    def close(self) -> None:
+        """Let go of the active file (a process that stops handing off: tests, shutdown)."""
+        with self._thread_lock:
+            self._close_active()
+
     def _close_active(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):

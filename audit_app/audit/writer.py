@@ -110,6 +110,11 @@ class AuditWriter:
 
     # Writing ----------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Let go of what the writer holds open (the journal's file)."""
+        if self.journal is not None:
+            self.journal.close()
+
     @property
     def mode(self) -> str:
         return "sync" if self.journal is None else "journal"
