@@ -36,7 +36,7 @@ def store_journaled(app: Flask | None = None) -> FoldResult | None:
     writer = (app or current_app).extensions.get(WRITER_KEY)
     if writer is None or writer.journal is None:
         return None
-    return writer.fold(wait=True)
+    return writer.fold(wait=True, reader=True)
 
 
 def audited(view):

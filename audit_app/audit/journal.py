@@ -309,7 +309,7 @@ class Journal:
         do next while the fold lock is still held (store what went to the spool), so a
         reader waiting for this fold finds it done."""
         result = FoldResult()
-        if not self.pending() and (then is None or not wait):
+        if not self.pending() and not wait:
             return result
         with self._folding(wait) as held:
             if not held:

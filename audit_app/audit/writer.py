@@ -183,9 +183,10 @@ class AuditWriter:
         self._deferred = 0
         return self.fold()
 
-    def fold(self, *, wait: bool = False) -> FoldResult:
-        """Store what waits in the journal (the background lane ``journal``; ``wait``: a
-        reader of the log, who waits for a fold in progress elsewhere)."""
+    def fold(self, *, wait: bool = False, reader: bool = False) -> FoldResult:
+        """Store what waits in the journal (the background lane ``journal``; ``wait``: wait
+        for a fold in progress elsewhere; ``reader``: for a read of the log, which also
+        stores what another process's fold sent to the spool)."""
         if self.journal is None or (not wait and time.monotonic() < self._fold_skip_until):
             return FoldResult()
 
@@ -194,10 +195,10 @@ class AuditWriter:
             # what this fold sent through the spool (records that waited long: the ledger
             # confirms their wait), and for a reader, what another process's fold spooled
             storable = time.monotonic() >= self._skip_store_until
-            if (result.spooled or wait) and storable and self.spool.pending_files():
+            if (result.spooled or reader) and storable and self.spool.pending_files():
                 self.replay()
 
-        return self.journal.fold(self._fold_batch, wait=wait, then=then)
+        return self.journal.fold(self._fold_batch, wait=wait or reader, then=then)
 
     def _fold_batch(self, entries: list[Entry]) -> tuple[int, int, int]:
         now = utcnow()
