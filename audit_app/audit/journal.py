@@ -44,7 +44,7 @@ import secrets
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ import bson
 from bson.codec_options import CodecOptions
 
 from ..ids import utcnow
+from .spool import ReplayResult
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +66,13 @@ _LENGTH_LIMIT = 64 * 1024 * 1024  # no record comes near it (they are far below 
 
 
 @dataclass
-class FoldResult:
-    stored: int = 0
-    duplicates: int = 0
+class FoldResult(ReplayResult):
+    """A replay's counts (``rejected``: unreadable stretches), and what went to the spool."""
+
     spooled: int = 0
-    rejected: int = 0
-    files: int = 0
-    errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {
-            "stored": self.stored,
-            "duplicates": self.duplicates,
-            "spooled": self.spooled,
-            "rejected": self.rejected,
-            "files": self.files,
-            "errors": self.errors,
-        }
+        return {**super().as_dict(), "spooled": self.spooled}
 
 
 @dataclass
