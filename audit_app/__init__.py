@@ -146,7 +146,10 @@ def register_hooks(app: Flask) -> None:
             ),
             anchor=Anchor(app.config["AUDIT_ANCHOR_DIR"]),  # the replay ledger
             # one folder a store: two stores given one directory never fold into each other
-            journal=Journal(Path(app.config["AUDIT_JOURNAL_DIR"]) / store.identity())
+            journal=Journal(
+                Path(app.config["AUDIT_JOURNAL_DIR"]) / store.identity(),
+                max_bytes=app.config["AUDIT_JOURNAL_MAX_BYTES"],
+            )
             if mode == "journal"
             else None,
         )

@@ -185,6 +185,9 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_JOURNAL_DIR": os.environ.get("AUDIT_JOURNAL_DIR", "").strip()
         or str(instance_path / "audit-journal"),
         "AUDIT_FOLD_INTERVAL_MS": _env_int("AUDIT_FOLD_INTERVAL_MS", 200, minimum=10),
+        "AUDIT_JOURNAL_MAX_BYTES": _env_int(
+            "AUDIT_JOURNAL_MAX_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024
+        ),
         # an organization's own retention is within the bounds; until it sets one, the default
         "AUDIT_RETENTION_DAYS": retention_days,
         # seconds between adding each process's activity counts to the store (the chart's)

@@ -497,3 +497,24 @@ def test_ascii_folds_as_it_lowers_so_its_shortcut_changes_no_search():
     every = "".join(chr(code) for code in range(128))
     assert fold(every) == "".join(_fold_char(char) for char in every)
     assert fold("/API/V1/Pathways/K\u212a\u017fS") == "/api/v1/pathways/kkss"
+
+
+def test_a_journal_the_fold_does_not_keep_up_with_is_bounded_in_bytes(embedded):
+    """Clients feed the journal; if nothing folds it (the fold thread stalled, the store
+    too slow), requests store their own records past AUDIT_JOURNAL_MAX_BYTES instead of
+    growing the file without end: nothing lost, the file no larger than the bound."""
+    app = embedded(AUDIT_JOURNAL_MAX_BYTES=1024 * 1024)
+    app.extensions["audit_app.background"].tasks.pop("fold")  # nothing folds on its own
+    writer = app.extensions[WRITER_KEY]
+    organization_id = ObjectId()
+    body = {"body": "x" * 60_000}
+    where = []
+    for n in range(40):  # ~2.4 MB of records against a 1 MiB journal
+        record = audit_record(organization_id, requestId=f"bound-{n}", request=body)
+        record.pop("storedAt", None)
+        where.append(writer.write(record))
+    assert writer.journal.active_path.stat().st_size <= 1024 * 1024
+    assert "journaled" in where and "stored" in where
+    writer.fold(wait=True)
+    stored = {r["requestId"] for r in _stored(app, organizationId=organization_id)}
+    assert stored == {f"bound-{n}" for n in range(40)}  # each one, once

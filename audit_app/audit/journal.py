@@ -53,7 +53,7 @@ import bson
 from bson.codec_options import CodecOptions
 
 from ..ids import utcnow
-from .spool import ReplayResult
+from .spool import ReplayResult, write_all
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ ACTIVE = "journal.bin"
 CLAIMED_PREFIX = "folding-"
 MAGIC = b"\x1eAJ1"  # an entry starts here; reading resumes at the next one after damage
 BATCH = 500  # records a transaction of the fold inserts
+MAX_BYTES = 64 * 1024 * 1024  # AUDIT_JOURNAL_MAX_BYTES: the active file's bound
 _CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
 _LENGTH_LIMIT = 64 * 1024 * 1024  # no record comes near it (they are far below 16 MB)
 
@@ -140,8 +141,12 @@ def _entry_at(data: bytes, position: int, key: bytes) -> tuple[Entry | None, int
 
 
 class Journal:
-    def __init__(self, directory: str | os.PathLike[str]):
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int = MAX_BYTES):
         self.directory = Path(directory)
+        # what requests may hand off before a fold takes it: past it they store their own
+        # records (the sync path), so a store that cannot keep up slows requests down
+        # instead of growing a file without end
+        self.max_bytes = max_bytes
         self._active = os.fspath(self.directory / ACTIVE)  # (a str: no Path work per append)
         self._thread_lock = threading.Lock()
         self._key: bytes | None = None
@@ -206,8 +211,10 @@ class Journal:
                         self._close_active()
                         continue
                     before = os.fstat(fd).st_size
+                    if before + len(entry) > self.max_bytes:  # the fold is not keeping up
+                        raise OSError(errno.EFBIG, f"the journal holds {before} bytes already")
                     try:
-                        _write_all(fd, entry)
+                        write_all(fd, entry)
                     except OSError:
                         with contextlib.suppress(OSError):  # no torn entry left behind
                             os.ftruncate(fd, before)
@@ -351,12 +358,3 @@ class Journal:
             return True
         finally:
             os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, "the journal accepted no more bytes")
-        view = view[written:]

@@ -108,7 +108,7 @@ class Spool:
                     continue  # a replayer renamed the file between our open and our lock
                 before = os.fstat(fd).st_size
                 try:
-                    _write_all(fd, line)
+                    write_all(fd, line)
                     os.fsync(fd)
                 except OSError:
                     # no torn line is left behind: the whole record goes to the caller's
@@ -216,7 +216,7 @@ class Spool:
             os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     """Write every byte, or raise: a short write is retried, a write of nothing is ENOSPC."""
     view = memoryview(data)
     while view:
