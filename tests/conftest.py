@@ -65,6 +65,22 @@ def close_app(app) -> None:
 
 
 @pytest.fixture
+def embedded(make_app, tmp_path):
+    """Builds an app on the embedded store, in its default write mode (the journal)."""
+
+    def build(**overrides):
+        config = {
+            "MONGO_CLIENT": None,
+            "MONGO_URI": None,
+            "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
+            "AUDIT_JOURNAL_DIR": str(tmp_path / "journal"),
+        }
+        return make_app(**{**config, **overrides})
+
+    return build
+
+
+@pytest.fixture
 def app(make_app):
     return make_app()
 

@@ -27,22 +27,6 @@ from .conftest import TEST_SECRET
 from .factories import Api, audit_record, make_org, settled
 
 
-@pytest.fixture
-def embedded(make_app, tmp_path):
-    """An app on the embedded store, in its default write mode."""
-
-    def build(**overrides):
-        config = {
-            "MONGO_CLIENT": None,
-            "MONGO_URI": None,
-            "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
-            "AUDIT_JOURNAL_DIR": str(tmp_path / "journal"),
-        }
-        return make_app(**{**config, **overrides})
-
-    return build
-
-
 class Commits:
     """Every write the audit table takes (one transaction, or one statement that commits
     on its own), by thread: the request's thread must take none."""

@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import bson
-import pytest
 
 from audit_app.audit.capture import WRITER_KEY
 from audit_app.audit.journal import MAGIC
@@ -15,22 +14,6 @@ from audit_app.db import get_audit_db
 from audit_app.organizations import service as access
 
 from .factories import Api, make_org
-
-
-@pytest.fixture
-def embedded(make_app, tmp_path):
-    """An app on the embedded store, in its default write mode (the journal)."""
-
-    def build(**overrides):
-        config = {
-            "MONGO_CLIENT": None,
-            "MONGO_URI": None,
-            "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
-            "AUDIT_JOURNAL_DIR": str(tmp_path / "journal"),
-        }
-        return make_app(**{**config, **overrides})
-
-    return build
 
 
 def _stored(app, **filter_) -> list[dict]:
