@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -471,11 +472,17 @@ def test_a_full_pass_marked_done_in_the_future_is_due(app):
     "created", [timedelta(days=-30), timedelta(days=3 * 365)], ids=["backdated", "future"]
 )
 def test_a_forged_copy_with_an_impossible_time_is_sealed_flagged_and_named(site, created):
+    with site.app.app_context():  # the open window starts where the last seal ended
+        last = get_audit_db().audit_digests.find_one(
+            {"organizationId": site.org.id}, sort=[("sequence", -1)]
+        )
+    opened = last["windowEnd"].replace(tzinfo=UTC) if last else _now() - timedelta(hours=1)
+    stored = max(_now() - timedelta(seconds=8), opened + timedelta(milliseconds=1))
+    while _now() - stored < timedelta(seconds=6):  # `seal --now` seals up to 5 s ago
+        time.sleep(0.2)
     now = _now()
     original = site.records[-1]
-    forged = dict(
-        original, _id=ObjectId(), createdAt=now + created, storedAt=now - timedelta(seconds=8)
-    )
+    forged = dict(original, _id=ObjectId(), createdAt=now + created, storedAt=stored)
     site.insert(forged)  # into the open window, not yet sealed
     assert site.run("seal", "--now")[0] == 0
     with site.app.app_context():  # sealed all the same: it cannot be changed silently later
