@@ -16,16 +16,16 @@ from . import cli, errors
 from .api_keys.api import bp as api_keys_bp
 from .audit.actions import label as action_label
 from .audit.actions import matched_text, record_label, sentence, target_text
-from .audit.anchor import Anchor
 from .audit.api import bp as audit_logs_bp
-from .audit.capture import WRITER_KEY, end_request, record_response, start_request
-from .audit.journal import Journal
-from .audit.repository import audit_write_concern
-from .audit.retention import background_purger
-from .audit.retention import check_bounds as check_retention_bounds
-from .audit.sealing import background_sealer
-from .audit.spool import Spool
-from .audit.writer import AuditWriter, write_mode
+from .audit.capture.hooks import WRITER_KEY, end_request, record_response, start_request
+from .audit.capture.journal import Journal
+from .audit.capture.spool import Spool
+from .audit.capture.writer import AuditWriter, write_mode
+from .audit.integrity.anchor import Anchor
+from .audit.integrity.retention import background_purger
+from .audit.integrity.retention import check_bounds as check_retention_bounds
+from .audit.integrity.sealing import background_sealer
+from .audit.store.repository import audit_write_concern
 from .auth.api import bp as auth_bp
 from .auth.principal import _LoginRedirect, load_principal, login_redirect
 from .background import EXTENSION_KEY as BACKGROUND_KEY

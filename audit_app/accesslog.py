@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from gunicorn.glogging import Logger
 
-from .audit.record import NEVER_STORED_HEADERS
-from .audit.redaction import REDACTED, Redactor
+from .audit.capture.record import NEVER_STORED_HEADERS
+from .audit.capture.redaction import REDACTED, Redactor
 from .config import DEFAULT_REDACT_KEYS, DEFAULT_REDACT_WORDS, _env_list
 
 

@@ -26,13 +26,11 @@ from .api_keys import service as api_key_service
 from .api_keys.api import ApiKeyCreateSchema
 from .audit import export
 from .audit.actions import declare
-from .audit.capture import WRITER_KEY, record_operator_command, store_journaled
-from .audit.context import begin as begin_notes
-from .audit.integrity import iter_digests
-from .audit.query import FilterSchema, IsoDateTime, parse_query
-from .audit.retention import legacy_from_ttl, purge_all
-from .audit.schemas import jsonable
-from .audit.sealing import (
+from .audit.capture.context import begin as begin_notes
+from .audit.capture.hooks import WRITER_KEY, record_operator_command, store_journaled
+from .audit.integrity.digests import iter_digests
+from .audit.integrity.retention import legacy_from_ttl, purge_all
+from .audit.integrity.sealing import (
     RECENT_WINDOWS,
     NothingToAcknowledge,
     acknowledge,
@@ -40,8 +38,10 @@ from .audit.sealing import (
     store_state,
     verify,
 )
-from .audit.sealing import policy as sealing_policy
+from .audit.integrity.sealing import policy as sealing_policy
+from .audit.schemas import jsonable
 from .audit.service import build_query, export_records
+from .audit.store.query import FilterSchema, IsoDateTime, parse_query
 from .credentials import service as credentials
 from .db import get_audit_db, get_db, stores
 from .demo import DEMO_LOGINS, find_demo, seed_demo

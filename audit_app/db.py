@@ -34,7 +34,7 @@ from pymongo.database import Database
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
 if TYPE_CHECKING:
-    from .audit.embedded import EmbeddedDatabase
+    from .audit.store.embedded import EmbeddedDatabase
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +162,7 @@ class Store:
         return cast("Database[Document]", self.client[self.db_name])
 
     def _embedded_database(self) -> EmbeddedDatabase:
-        from .audit.embedded import (  # here: embedded.py builds on this module
-            AuditTable,
-            EmbeddedDatabase,
-            move_legacy_records,
-        )
+        from .audit.store.embedded import AuditTable, EmbeddedDatabase, move_legacy_records
 
         if self._audit_table is None:
             with self._lock:

@@ -16,9 +16,9 @@ import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from .audit.capture import store_journaled
-from .audit.context import requests_happen_at
-from .audit.sealing import anchor
+from .audit.capture.context import requests_happen_at
+from .audit.capture.hooks import store_journaled
+from .audit.integrity.sealing import anchor
 from .db import get_db
 from .ids import utcnow
 from .organizations import repository as orgs

@@ -16,7 +16,7 @@ from flask.json.provider import DefaultJSONProvider
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import HTTPException
 
-from .audit.context import note_error
+from .audit.capture.context import note_error
 
 log = logging.getLogger(__name__)
 

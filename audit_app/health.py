@@ -2,7 +2,7 @@
 
 from flask import Blueprint, current_app, jsonify
 
-from .audit.capture import WRITER_KEY
+from .audit.capture.hooks import WRITER_KEY
 from .background import EXTENSION_KEY as BACKGROUND_KEY
 from .db import stores
 from .indexes import check_indexes

@@ -26,9 +26,10 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from .api_keys.repository import API_KEYS
 from .api_keys.repository import INDEXES as API_KEY_INDEXES
-from .audit import counters, integrity
-from .audit import repository as audit_repository
-from .audit.retention import legacy_from_ttl
+from .audit.integrity import digests as integrity
+from .audit.integrity.retention import legacy_from_ttl
+from .audit.store import counters
+from .audit.store import repository as audit_repository
 from .auth.sessions import INDEXES as SESSION_INDEXES
 from .background import EXTENSION_KEY as BACKGROUND_KEY
 from .db import Document, IndexSpec, Store, stores

@@ -28,8 +28,8 @@ from typing import Any
 import bson
 from pymongo.errors import BulkWriteError
 
-from .audit import integrity
-from .audit.repository import COLLECTION as AUDIT_LOGS
+from .audit.integrity import digests as integrity
+from .audit.store.repository import COLLECTION as AUDIT_LOGS
 from .db import Store
 from .ids import utcnow
 from .indexes import ensure_indexes

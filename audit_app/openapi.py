@@ -16,8 +16,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
 
 from .apidoc import ERRORS, EXPORT, ErrorSchema, Operation
-from .audit.capture import audit_action
-from .audit.query import IsoDateTime
+from .audit.capture.hooks import audit_action
+from .audit.store.query import IsoDateTime
 from .schemas import ObjectIdField, Text, UtcDateTime
 
 bp = Blueprint("openapi", __name__)

@@ -160,7 +160,7 @@ def read_request(
 
 def load_page_query(args: MultiDict[str, str], schema: Schema) -> dict[str, Any]:
     """Validate a list's query parameters or raise a 400 naming the parameter."""
-    from .audit.query import parse_query  # the audit log's loader: the same messages
+    from .audit.store.query import parse_query
 
     return parse_query(args, schema)
 

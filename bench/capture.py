@@ -38,11 +38,11 @@ from typing import Any
 import mongomock
 
 from audit_app import create_app
-from audit_app.audit.capture import WRITER_KEY, store_journaled
-from audit_app.audit.journal import Journal
-from audit_app.audit.repository import ensure_audit_indexes
-from audit_app.audit.spool import Spool
-from audit_app.audit.writer import AuditWriter
+from audit_app.audit.capture.hooks import WRITER_KEY, store_journaled
+from audit_app.audit.capture.journal import Journal
+from audit_app.audit.capture.spool import Spool
+from audit_app.audit.capture.writer import AuditWriter
+from audit_app.audit.store.repository import ensure_audit_indexes
 from audit_app.db import Store, get_db
 from audit_app.ids import utcnow
 
@@ -353,7 +353,7 @@ def path_index_cost(store_dir: str, count: int, rounds: int = 5) -> None:
     batched writer to come); alternating rounds, medians, wall clock and CPU per record."""
     from bson import ObjectId
 
-    from audit_app.audit.embedded import PATHS_SCHEMA, AuditLogCollection, AuditTable
+    from audit_app.audit.store.embedded import PATHS_SCHEMA, AuditLogCollection, AuditTable
 
     triggers = [s.split()[5] for s in PATHS_SCHEMA if s.startswith("CREATE TRIGGER")]
     variants = {
@@ -430,7 +430,12 @@ def index_cost(store_dir: str, spool_dir: str, count: int) -> None:
     """
     from bson import ObjectId
 
-    from audit_app.audit.embedded import SQL_INDEXES, TARGET_INDEX, AuditLogCollection, AuditTable
+    from audit_app.audit.store.embedded import (
+        SQL_INDEXES,
+        TARGET_INDEX,
+        AuditLogCollection,
+        AuditTable,
+    )
 
     searched = ["org_requestid_newest", "org_credential_newest", "org_ip_newest"]
     searched.append("org_action_newest")
@@ -508,8 +513,8 @@ def target_index_cost_mongomock(store_dir: str, spool_dir: str, count: int) -> N
     mongomock keeps no
     B-tree for an index that is not unique: this is its bookkeeping only, not MongoDB's
     cost, which is one index key per distinct target id (measure with TEST_MONGO_URI)."""
-    from audit_app.audit.embedded import TARGET_INDEX
-    from audit_app.audit.repository import INDEXES
+    from audit_app.audit.store.embedded import TARGET_INDEX
+    from audit_app.audit.store.repository import INDEXES
 
     without = [(keys, options) for keys, options in INDEXES if options["name"] != TARGET_INDEX]
     variants = {"without org_target_newest": without, "with (what ships)": list(INDEXES)}

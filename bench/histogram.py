@@ -36,9 +36,9 @@ from datetime import UTC, datetime, timedelta
 from bson import ObjectId
 
 from audit_app import create_app
-from audit_app.audit import embedded
-from audit_app.audit.counters import HOUR, HourlyTally
-from audit_app.audit.embedded import AuditLogCollection
+from audit_app.audit.store import embedded
+from audit_app.audit.store.counters import HOUR, HourlyTally
+from audit_app.audit.store.embedded import AuditLogCollection
 from audit_app.db import get_audit_db, get_db
 from audit_app.ids import floor_to
 from audit_app.organizations import service as access

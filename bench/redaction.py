@@ -19,8 +19,8 @@ import tempfile
 import time
 
 from audit_app import create_app
-from audit_app.audit.record import capture_body
-from audit_app.audit.redaction import Redactor
+from audit_app.audit.capture.record import capture_body
+from audit_app.audit.capture.redaction import Redactor
 from audit_app.config import DEFAULT_REDACT_KEYS, DEFAULT_REDACT_WORDS
 
 SHAPES = {

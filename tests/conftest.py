@@ -51,7 +51,7 @@ def make_app(tmp_path, mongo):
 def close_app(app) -> None:
     """Stop what an app runs in the background (its threads hold connections of their own,
     and a journal's fold wakes five times a second) and close what it holds open."""
-    from audit_app.audit.capture import WRITER_KEY
+    from audit_app.audit.capture.hooks import WRITER_KEY
     from audit_app.background import EXTENSION_KEY
 
     runner = app.extensions.get(EXTENSION_KEY)

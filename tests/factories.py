@@ -133,7 +133,7 @@ def audit_record(organization_id, *, created_at=None, **fields) -> dict:
 
     from bson import ObjectId
 
-    from audit_app.audit.record import new_record
+    from audit_app.audit.capture.record import new_record
 
     defaults = {
         "organizationId": organization_id,
@@ -157,7 +157,7 @@ def settled(app) -> None:
     """Store what the audit journal holds (the journal write mode, the embedded store's
     default): a test that reads the store itself right after a request settles first, as
     every reader of the log in the app does (``audit.capture.store_journaled``)."""
-    from audit_app.audit.capture import store_journaled
+    from audit_app.audit.capture.hooks import store_journaled
 
     with app.app_context():
         store_journaled(app)

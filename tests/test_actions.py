@@ -15,7 +15,7 @@ import pytest
 from bson import ObjectId
 
 from audit_app.audit.actions import known_actions, label
-from audit_app.audit.redaction import REDACTED
+from audit_app.audit.capture.redaction import REDACTED
 
 from .factories import Api
 from .test_web_session import csrf_from, login

@@ -359,7 +359,7 @@ def test_export_parameters_are_validated(api, org, query, field):
 
 def test_export_is_streamed_and_recorded(app, api, org, db, monkeypatch):
     seed(db, org, 1200)
-    from audit_app.audit import repository
+    from audit_app.audit.store import repository
 
     fetched = []
     original = repository.iter_records

@@ -9,7 +9,7 @@ import bson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit_app.audit.redaction import (
+from audit_app.audit.capture.redaction import (
     MAX_DEPTH,
     REDACTED,
     Redactor,

@@ -10,8 +10,8 @@ import time
 import pytest
 from bson import ObjectId
 
-from audit_app.audit.capture import WRITER_KEY
-from audit_app.audit.spool import Spool, dumps
+from audit_app.audit.capture.hooks import WRITER_KEY
+from audit_app.audit.capture.spool import Spool, dumps
 from audit_app.ids import utcnow
 
 from .factories import Api
@@ -224,7 +224,7 @@ def test_every_answered_request_is_recoverable_by_its_request_id_whatever_the_di
     flaky_app, flaky, org, caplog, monkeypatch, mode
 ):
     """The store down and the spool's disk failing: each record is spooled whole or logged."""
-    from audit_app.audit import spool as spool_module
+    from audit_app.audit.capture import spool as spool_module
 
     api = Api(flaky_app.test_client())
     token = api.token(org.admin)

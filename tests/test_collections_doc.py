@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from audit_app.audit import sealing
-from audit_app.audit.capture import WRITER_KEY
+from audit_app.audit.capture.hooks import WRITER_KEY
+from audit_app.audit.integrity import sealing
 from audit_app.db import get_db
 from audit_app.indexes import AUDIT_INDEXES, PLATFORM_INDEXES
 from audit_app.streams import delivery

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from audit_app.audit import embedded
-from audit_app.audit.canonical import record_hash_v2
-from audit_app.audit.embedded import AuditLogCollection, AuditTable, fold, plan_sql
-from audit_app.audit.query import AuditQuery, ListQuerySchema, merge_search, parse_query
-from audit_app.audit.repository import NEWEST_FIRST, index_for, iter_records, search_records
+from audit_app.audit.integrity.canonical import record_hash_v2
+from audit_app.audit.store import embedded
+from audit_app.audit.store.embedded import AuditLogCollection, AuditTable, fold, plan_sql
+from audit_app.audit.store.query import AuditQuery, ListQuerySchema, merge_search, parse_query
+from audit_app.audit.store.repository import NEWEST_FIRST, index_for, iter_records, search_records
 from audit_app.errors import ApiError
 
 ORG, OTHER = ObjectId(), ObjectId()
@@ -511,8 +511,8 @@ def test_a_write_while_this_thread_streams_an_export_does_not_fail(tmp_path):
 
 
 def test_retention_purges_one_organization_in_batches(tmp_path):
-    from audit_app.audit.embedded import FALLBACKS
-    from audit_app.audit.repository import delete_records, stored_before
+    from audit_app.audit.store.embedded import FALLBACKS
+    from audit_app.audit.store.repository import delete_records, stored_before
 
     table = AuditTable(str(tmp_path / "purge.sqlite3"))
     collection = AuditLogCollection(table)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from audit_app.audit.capture import WRITER_KEY
+from audit_app.audit.capture.hooks import WRITER_KEY
 
 from .factories import Api
 

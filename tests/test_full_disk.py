@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from audit_app.audit.spool import loads
+from audit_app.audit.capture.spool import loads
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -212,7 +212,7 @@ def test_a_failed_flush_keeps_the_tally_for_the_next():
     from bson import ObjectId
     from pymongo.errors import AutoReconnect
 
-    from audit_app.audit.counters import HourlyTally
+    from audit_app.audit.store.counters import HourlyTally
 
     class Down:
         def update_one(self, *args, **kwargs):

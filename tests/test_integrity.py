@@ -11,7 +11,12 @@ from bson import ObjectId
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from audit_app.audit.integrity import SealPolicy, Signer, seal_organization, verify_organization
+from audit_app.audit.integrity.digests import (
+    SealPolicy,
+    Signer,
+    seal_organization,
+    verify_organization,
+)
 
 from .factories import audit_record
 
@@ -112,7 +117,7 @@ def test_an_edited_digest_is_detected(db, org, sealed):
 
 
 def test_a_digest_recomputed_without_the_key_is_detected(db, org, sealed):
-    from audit_app.audit.integrity import digest_hash
+    from audit_app.audit.integrity.digests import digest_hash
 
     digest = db.audit_digests.find_one({"organizationId": org.id, "sequence": 2})
     digest["chunks"] = []
@@ -134,7 +139,7 @@ def test_a_range_is_checked_with_its_link_to_the_previous_digest(db, org, sealed
 
 
 def test_windows_past_retention_report_expired_not_deleted(db, org, sealed, tmp_path):
-    from audit_app.audit.anchor import Anchor
+    from audit_app.audit.integrity.anchor import Anchor
 
     anchor = Anchor(tmp_path / "anchor")
     db.audit_logs.delete_many({})
@@ -177,8 +182,8 @@ def test_any_single_byte_change_to_a_stored_record_is_detected(
 
 
 def test_records_replayed_from_the_spool_after_an_outage_verify(make_app, org, mongo):
-    from audit_app.audit.capture import WRITER_KEY
-    from audit_app.audit.sealing import seal_now, verify
+    from audit_app.audit.capture.hooks import WRITER_KEY
+    from audit_app.audit.integrity.sealing import seal_now, verify
 
     from .factories import Api
     from .fakes import FlakyClient
@@ -195,7 +200,7 @@ def test_records_replayed_from_the_spool_after_an_outage_verify(make_app, org, m
     db = mongo["audit_app"]
     assert all(r.get("storedAt") for r in db.audit_logs.find({"organizationId": org.id}))
     # seal as if two minutes had passed, so every window holding these records is closed
-    import audit_app.audit.sealing as sealing
+    import audit_app.audit.integrity.sealing as sealing
 
     future = datetime.now(UTC) + timedelta(minutes=2)
     original = sealing.utcnow

@@ -1,5 +1,5 @@
 """The journal write mode: the request hands its record to a local file and answers; a
-background writer folds the file into the store in batches (audit/journal.py, writer.py)."""
+background writer folds the file into the store in batches (audit/capture/journal.py, writer.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import pytest
 from bson import ObjectId
 
 from audit_app import create_app
-from audit_app.audit import journal as journal_module
-from audit_app.audit import writer as writer_module
-from audit_app.audit.capture import WRITER_KEY
-from audit_app.audit.embedded import AuditLogCollection, AuditTable
-from audit_app.audit.journal import MAGIC, encode
-from audit_app.audit.writer import write_mode
+from audit_app.audit.capture import journal as journal_module
+from audit_app.audit.capture import writer as writer_module
+from audit_app.audit.capture.hooks import WRITER_KEY
+from audit_app.audit.capture.journal import MAGIC, encode
+from audit_app.audit.capture.writer import write_mode
+from audit_app.audit.store.embedded import AuditLogCollection, AuditTable
 from audit_app.config import ConfigError, load_settings
 from audit_app.db import get_audit_db
 
@@ -476,7 +476,7 @@ def test_ascii_folds_as_it_lowers_so_its_shortcut_changes_no_search():
     """The fold's shortcut for ASCII text (what a path nearly always is) gives what the
     character-by-character fold gives (Kelvin's K and the long s fold onto ASCII letters,
     never from them)."""
-    from audit_app.audit.embedded import _fold_char, fold
+    from audit_app.audit.store.embedded import _fold_char, fold
 
     every = "".join(chr(code) for code in range(128))
     assert fold(every) == "".join(_fold_char(char) for char in every)

@@ -22,10 +22,10 @@ from bson import ObjectId
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit_app.audit import embedded
-from audit_app.audit.embedded import AuditLogCollection, AuditTable, fold, plan_search
-from audit_app.audit.query import AuditQuery, merge_search
-from audit_app.audit.repository import NEWEST_FIRST, index_for, iter_records
+from audit_app.audit.store import embedded
+from audit_app.audit.store.embedded import AuditLogCollection, AuditTable, fold, plan_search
+from audit_app.audit.store.query import AuditQuery, merge_search
+from audit_app.audit.store.repository import NEWEST_FIRST, index_for, iter_records
 
 from .test_embedded_store import BASE, ORG, OTHER, WORDS, Both, _pages
 
@@ -254,7 +254,7 @@ def test_every_writer_keeps_the_index_in_step(tmp_path):
 
 
 def test_the_retention_purge_keeps_the_index_in_step(tmp_path):
-    from audit_app.audit.repository import delete_records, stored_before
+    from audit_app.audit.store.repository import delete_records, stored_before
 
     table = AuditTable(str(tmp_path / "audit.sqlite3"))
     collection = AuditLogCollection(table)
@@ -364,7 +364,7 @@ def test_a_record_deleted_before_the_backfill_reached_it_is_never_indexed(tmp_pa
 
 def _walked(db, branches, step, cap):
     """What the service's walk counts: the newest ``cap`` records by bucket and class."""
-    from audit_app.audit.counters import status_class
+    from audit_app.audit.store.counters import status_class
     from audit_app.ids import floor_to
 
     counts = {}
@@ -415,7 +415,7 @@ HISTOGRAM_FILTERS = st.sampled_from(
 def test_the_histogram_s_sql_counts_equal_the_walk_s(
     tmp_path_factory, small_walks, words, args, cap, hourly
 ):
-    from audit_app.audit.repository import count_by_bucket
+    from audit_app.audit.store.repository import count_by_bucket
 
     table = AuditTable(str(tmp_path_factory.mktemp("h") / "audit.sqlite3"))
     collection = AuditLogCollection(table)

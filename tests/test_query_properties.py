@@ -9,8 +9,8 @@ from bson import ObjectId
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from audit_app.audit.query import AuditQuery, CursorCodec
-from audit_app.audit.repository import search_records
+from audit_app.audit.store.query import AuditQuery, CursorCodec
+from audit_app.audit.store.repository import search_records
 from audit_app.errors import ApiError
 
 ASCII = string.ascii_letters + string.digits + string.punctuation + " "

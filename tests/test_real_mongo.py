@@ -13,7 +13,7 @@ import uuid
 import pytest
 from bson import ObjectId
 
-from audit_app.audit.capture import WRITER_KEY
+from audit_app.audit.capture.hooks import WRITER_KEY
 from audit_app.db import get_audit_db
 
 from .factories import Api, make_org
@@ -52,7 +52,7 @@ def test_indexes_exist_with_their_definitions(real_app):
 
 
 def test_a_ttl_index_of_an_earlier_version_is_dropped(real_app):
-    from audit_app.audit.repository import TTL_INDEX, drop_ttl
+    from audit_app.audit.store.repository import TTL_INDEX, drop_ttl
 
     with real_app.app_context():
         db = get_audit_db()
@@ -67,7 +67,7 @@ def test_the_purge_batch_is_a_covered_walk_of_org_stored(big, real_app):
     the limit; the delete then names exactly those ids."""
     from datetime import UTC, datetime
 
-    from audit_app.audit.repository import stored_before
+    from audit_app.audit.store.repository import stored_before
 
     with real_app.app_context():
         db = get_audit_db()
@@ -157,7 +157,7 @@ def big(real_app, finds):
     audit indexes built as the deploy step builds them (the app only checks them)."""
     from datetime import UTC, datetime, timedelta
 
-    from audit_app.audit.repository import ensure_audit_indexes
+    from audit_app.audit.store.repository import ensure_audit_indexes
 
     from .factories import audit_record
 
@@ -388,7 +388,7 @@ def test_a_read_write_user_builds_the_indexes_and_the_limiter_works(real_app):
     from pymongo import MongoClient
     from pymongo.errors import OperationFailure
 
-    from audit_app.audit.repository import ensure_audit_indexes
+    from audit_app.audit.store.repository import ensure_audit_indexes
 
     with real_app.app_context():
         db = get_audit_db()
@@ -412,7 +412,7 @@ def test_the_journal_mode_folds_a_batch_with_a_majority_and_each_record_once(mak
     """AUDIT_WRITE_MODE=journal on a real server: the requests insert nothing, the fold
     one unordered batch; a fold run again over the same entries (a crash before the
     journal's file went) meets duplicate keys and stores nothing twice."""
-    from audit_app.audit import journal as journal_module
+    from audit_app.audit.capture import journal as journal_module
 
     base = URI.rsplit("/", 1)[0] if URI.count("/") > 2 else URI
     name = f"audit_test_{uuid.uuid4().hex[:8]}"

@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from audit_app.audit import redaction
-from audit_app.audit.redaction import Redactor, scrub_values
+from audit_app.audit.capture import redaction
+from audit_app.audit.capture.redaction import Redactor, scrub_values
 from audit_app.config import DEFAULT_REDACT_KEYS, DEFAULT_REDACT_WORDS
 
 REDACTOR = Redactor(DEFAULT_REDACT_KEYS, DEFAULT_REDACT_WORDS)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bson import ObjectId
 
-from audit_app.audit.anchor import Anchor
+from audit_app.audit.integrity.anchor import Anchor
 from audit_app.db import get_audit_db, get_db
 
 from .factories import Api, audit_record, make_org
@@ -277,7 +277,7 @@ def test_a_legal_hold_stops_the_purge_and_lifting_it_resumes_it(store_app):
 
 def test_the_purge_takes_one_batch_at_a_time_and_rechecks_the_hold(app, api, org, monkeypatch):
     """A hold answered between two batches: the next batch deletes nothing."""
-    from audit_app.audit import retention
+    from audit_app.audit.integrity import retention
 
     monkeypatch.setattr(retention, "BATCH", 2)
     ids = history(app, org, days=(50, 49, 48, 47, 46, 45))

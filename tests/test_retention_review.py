@@ -13,9 +13,9 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import AutoReconnect
 
-from audit_app.audit import retention, sealing
-from audit_app.audit.anchor import Anchor
-from audit_app.audit.integrity import seal_all, verify_organization
+from audit_app.audit.integrity import retention, sealing
+from audit_app.audit.integrity.anchor import Anchor
+from audit_app.audit.integrity.digests import seal_all, verify_organization
 from audit_app.db import get_audit_db, get_db
 
 from .factories import Api, audit_record, make_org

@@ -15,8 +15,8 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import AutoReconnect, NetworkTimeout
 
-from audit_app.audit import retention
-from audit_app.audit.capture import WRITER_KEY
+from audit_app.audit.capture.hooks import WRITER_KEY
+from audit_app.audit.integrity import retention
 from audit_app.db import get_audit_db, get_db
 
 from .factories import Api, audit_record, make_org
@@ -96,7 +96,7 @@ def test_a_flush_that_fails_part_way_does_not_count_twice():
     write concern error after the primary applied it, on MongoDB), the whole tally is put
     back and the applied increments are sent again: the chart then counts more requests
     than were made, for good."""
-    from audit_app.audit.counters import HourlyTally
+    from audit_app.audit.store.counters import HourlyTally
 
     class Store:
         def __init__(self, fail_on: int | None = None):
@@ -130,7 +130,7 @@ def test_a_record_stored_by_a_write_that_timed_out_is_still_counted(make_app, mo
     write concern error) is spooled; the replay then meets a duplicate key and the record
     is never added to the tally. The chart, answered from the counts, says ``partial:
     false`` yet counts fewer requests than the log holds."""
-    from audit_app.audit import writer as writer_module
+    from audit_app.audit.capture import writer as writer_module
 
     app = make_app(AUDIT_HISTOGRAM_MAX_RECORDS=100)
     org = make_org(app, "Busy")
@@ -341,7 +341,7 @@ def test_an_upgrade_whose_ttl_index_kept_another_retention_does_not_read_as_tamp
     start, not from the TTL index that did the deleting: an installation whose index said
     90 days, started with 400, reports every record and chunk the TTL index removed
     between 400 and 90 days as deleted."""
-    from audit_app.audit.repository import TTL_INDEX
+    from audit_app.audit.store.repository import TTL_INDEX
 
     app = make_app(**REVIEW)  # stands in for the earlier version: records, seals, anchor
     org = make_org(app, "Upgraded")

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bson import ObjectId
 
-from audit_app.audit import redaction
-from audit_app.audit.record import SCRUB_MARGIN
-from audit_app.audit.redaction import REDACTED
+from audit_app.audit.capture import redaction
+from audit_app.audit.capture.record import SCRUB_MARGIN
+from audit_app.audit.capture.redaction import REDACTED
 
 from .test_review23_integrity import _install, _record_ids
 from .test_review23_streams import member_with

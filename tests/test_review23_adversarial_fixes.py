@@ -19,11 +19,12 @@ import mongomock
 import pytest
 from bson import ObjectId
 
-from audit_app.audit import capture, integrity
-from audit_app.audit import writer as writer_module
-from audit_app.audit.anchor import Anchor, replayed_entry
-from audit_app.audit.capture import WRITER_KEY
-from audit_app.audit.integrity import (
+from audit_app.audit.capture import hooks as capture
+from audit_app.audit.capture import writer as writer_module
+from audit_app.audit.capture.hooks import WRITER_KEY
+from audit_app.audit.integrity import digests as integrity
+from audit_app.audit.integrity.anchor import Anchor, replayed_entry
+from audit_app.audit.integrity.digests import (
     NOTHING_EXPIRED,
     Expiry,
     SealPolicy,
@@ -58,7 +59,7 @@ def _records(site):
 def _spool_during_an_outage(site, make_app, monkeypatch, *paths, hours=3):
     """Records of requests made ``hours`` ago, spooled then (the store was down); an app
     sharing the site's store, spool and anchor, and its writer."""
-    from audit_app.audit import spool as spool_module
+    from audit_app.audit.capture import spool as spool_module
 
     flaky = FlakyClient(site.app.config["MONGO_CLIENT"])
     app = make_app(AUDIT_MONGO_CLIENT=flaky, **SETTINGS)
@@ -326,7 +327,7 @@ def test_a_long_export_through_the_api_ends_late_and_verifies(exported):
     # what the app writes: the same request, method, path and arrival as its first record
     for name in ("requestId", "method", "path", "createdAt"):
         assert ended[name] == first[name], name
-    from audit_app.audit import embedded
+    from audit_app.audit.store import embedded
 
     fallbacks = embedded.FALLBACKS[0]
     code, output = _seal_and_verify(app, org)

@@ -27,9 +27,10 @@ import bson
 import pytest
 from bson import ObjectId
 
-from audit_app.audit import embedded, sealing
-from audit_app.audit.capture import WRITER_KEY
-from audit_app.audit.integrity import VerifyReport, WindowReport, time_suspicion
+from audit_app.audit.capture.hooks import WRITER_KEY
+from audit_app.audit.integrity import sealing
+from audit_app.audit.integrity.digests import VerifyReport, WindowReport, time_suspicion
+from audit_app.audit.store import embedded
 from audit_app.db import Store, get_audit_db, get_db
 
 from .factories import Api, audit_record, make_org
@@ -515,7 +516,7 @@ def test_a_forged_copy_with_an_impossible_time_is_sealed_flagged_and_named(site,
 def test_a_record_replayed_from_the_spool_after_a_long_outage_is_not_suspicious(
     make_app, tmp_path, monkeypatch
 ):
-    from audit_app.audit import spool as spool_module
+    from audit_app.audit.capture import spool as spool_module
 
     from .fakes import FlakyClient
 

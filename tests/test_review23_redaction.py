@@ -18,9 +18,9 @@ import re2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit_app.audit import redaction
-from audit_app.audit.record import SCRUB_MARGIN
-from audit_app.audit.redaction import REDACTED, Redactor
+from audit_app.audit.capture import redaction
+from audit_app.audit.capture.record import SCRUB_MARGIN
+from audit_app.audit.capture.redaction import REDACTED, Redactor
 from audit_app.config import DEFAULT_REDACT_KEYS, DEFAULT_REDACT_WORDS
 
 # The shapes the review found (each 2-5 s at 20 KB with Python's engine), and shapes made

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from audit_app.audit import retention
+from audit_app.audit.integrity import retention
 from audit_app.config import ConfigError, load_settings
 from audit_app.db import get_audit_db, get_db
 from audit_app.ids import utcnow

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import bson
 
-from audit_app.audit.capture import WRITER_KEY
-from audit_app.audit.journal import MAGIC
+from audit_app.audit.capture.hooks import WRITER_KEY
+from audit_app.audit.capture.journal import MAGIC
 from audit_app.db import get_audit_db
 from audit_app.organizations import service as access
 
@@ -168,7 +168,7 @@ def test_a_reader_waits_for_the_late_records_a_fold_in_progress_sends_through_th
     assert answered.status_code == 201
     request_id = answered.headers["X-Request-Id"]
     journal = writer_b.journal
-    from audit_app.audit.journal import decode_all, encode
+    from audit_app.audit.capture.journal import decode_all, encode
 
     entries, _ = decode_all(journal.active_path.read_bytes(), journal.key)
     journal.active_path.write_bytes(

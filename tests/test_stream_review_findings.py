@@ -450,7 +450,7 @@ def test_ocsf_src_endpoint_is_empty_for_records_without_an_ip(app, org):
     """API Activity requires src_endpoint, a network_endpoint that needs at least one of
     ip, uid, name, hostname, ... An operator's command (flask CLI: authType cli) and the
     stream's own test event have no ip: src_endpoint is {"ip": null}."""
-    from audit_app.audit.record import operator_record
+    from audit_app.audit.capture.record import operator_record
 
     with app.test_request_context():
         record = operator_record(

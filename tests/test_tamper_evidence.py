@@ -15,8 +15,8 @@ import mongomock
 import pytest
 from bson import Int64, ObjectId
 
-from audit_app.audit.anchor import Anchor
-from audit_app.audit.integrity import (
+from audit_app.audit.integrity.anchor import Anchor
+from audit_app.audit.integrity.digests import (
     CHUNK_SIZE,
     SealPolicy,
     SealRefused,
@@ -204,7 +204,7 @@ def test_two_sealers_racing_produce_one_chain(db, org, anchor):
 def test_a_window_of_200k_records_keeps_every_document_far_below_16_mib(org, monkeypatch):
     """Sealing streams the window: 200k records are read one batch at a time (generated here,
     as a cursor would yield them) and every document written stays small."""
-    from audit_app.audit import integrity
+    from audit_app.audit.integrity import digests as integrity
 
     db = mongomock.MongoClient(tz_aware=True)["big"]
     moment = START + timedelta(minutes=10)
@@ -232,7 +232,7 @@ def test_a_window_of_200k_records_keeps_every_document_far_below_16_mib(org, mon
 
 
 def test_a_window_over_many_chunks_names_each_change(db, org, monkeypatch):
-    from audit_app.audit import integrity
+    from audit_app.audit.integrity import digests as integrity
 
     monkeypatch.setattr(integrity, "CHUNK_SIZE", 7)
     records = [stored(org.id, 0.01 * i, path=f"/c/{i}") for i in range(50)]
@@ -262,7 +262,7 @@ def test_a_window_over_many_chunks_names_each_change(db, org, monkeypatch):
 
 
 def test_one_sealer_holds_the_lease_until_it_expires(app):
-    from audit_app.audit.sealing import acquire_lease, release_lease
+    from audit_app.audit.integrity.sealing import acquire_lease, release_lease
 
     with app.app_context():
         assert acquire_lease("sealer", "host-a", 60)
@@ -277,7 +277,8 @@ def test_one_sealer_holds_the_lease_until_it_expires(app):
 
 
 def test_the_background_task_seals_verifies_and_stores_a_signed_state(app, api, db, org):
-    from audit_app.audit import integrity, sealing
+    from audit_app.audit.integrity import digests as integrity
+    from audit_app.audit.integrity import sealing
 
     recent = datetime.now(UTC) - timedelta(hours=3)
     db.organizations.update_one({"_id": org.id}, {"$set": {"createdAt": recent - HOUR}})
@@ -311,8 +312,8 @@ def test_retention_takes_the_chunks_of_expired_windows_and_the_chain_still_verif
     """The purge's steps: anchor the bound, delete the records below it and the chunks of
     windows that ended below it. The chain verifies; without the anchored bound, the same
     deletions are tampering."""
-    from audit_app.audit.integrity import ensure_digest_indexes, purge_window_chunks
-    from audit_app.audit.repository import delete_records, stored_before
+    from audit_app.audit.integrity.digests import ensure_digest_indexes, purge_window_chunks
+    from audit_app.audit.store.repository import delete_records, stored_before
 
     assert "ttl_windowEnd" not in ensure_digest_indexes(db)
     cutoff = START + timedelta(days=1)
@@ -360,7 +361,7 @@ def test_poisoned_digests_and_chunks_are_named_not_crashing(db, org, anchor, sea
 
 
 def test_an_old_or_deleted_stored_verification_does_not_read_as_verified(app, api, db, org):
-    from audit_app.audit import sealing
+    from audit_app.audit.integrity import sealing
 
     recent = datetime.now(UTC) - timedelta(hours=3)
     db.organizations.update_one({"_id": org.id}, {"$set": {"createdAt": recent - HOUR}})

@@ -28,10 +28,10 @@ import pytest
 from bson import ObjectId
 from werkzeug.datastructures import MultiDict
 
-from audit_app.audit import embedded
-from audit_app.audit.embedded import AuditLogCollection, AuditTable, plan_sql
-from audit_app.audit.query import AuditQuery, ListQuerySchema, merge_search, parse_query
-from audit_app.audit.repository import (
+from audit_app.audit.store import embedded
+from audit_app.audit.store.embedded import AuditLogCollection, AuditTable, plan_sql
+from audit_app.audit.store.query import AuditQuery, ListQuerySchema, merge_search, parse_query
+from audit_app.audit.store.repository import (
     NEWEST_FIRST,
     OLDEST_FIRST,
     delete_records,
@@ -174,7 +174,7 @@ def test_a_target_beside_another_walked_id_is_a_primary_key_probe(tmp_path):
 
 
 def test_sql_indexes_hold_the_target_index_and_every_declared_one():
-    from audit_app.audit.repository import INDEXES
+    from audit_app.audit.store.repository import INDEXES
 
     declared = {options["name"] for _, options in INDEXES}
     assert "org_target_newest" in embedded.SQL_INDEXES

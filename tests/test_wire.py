@@ -67,7 +67,7 @@ def test_the_ttl_index_of_an_earlier_version_is_dropped_not_rebuilt(server):
     it (cheap: no rebuild, no collMod) and creates none."""
     import pymongo
 
-    from audit_app.audit.repository import TTL_INDEX, drop_ttl, ensure_audit_indexes
+    from audit_app.audit.store.repository import TTL_INDEX, drop_ttl, ensure_audit_indexes
 
     listed = {
         "id": 0,

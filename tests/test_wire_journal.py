@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from audit_app.audit.capture import WRITER_KEY
+from audit_app.audit.capture.hooks import WRITER_KEY
 from audit_app.db import stores
 
 from .wire import ScriptedServer, app_on

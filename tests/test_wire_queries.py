@@ -435,7 +435,7 @@ def test_the_histogram_walks_the_lists_index_for_two_fields_in_its_range(server,
 def test_a_streams_next_batch_walks_org_stored_from_its_cursor(server, wired):
     """The deliverer's read: the organization's records after the cursor in stored order,
     up to the settle time, on ``org_stored``, one batch, within the time budget."""
-    from audit_app.audit.repository import stored_after
+    from audit_app.audit.store.repository import stored_after
     from audit_app.db import get_audit_db
 
     at, after_id = datetime(2026, 11, 20, 9, tzinfo=UTC), ObjectId()
@@ -519,7 +519,7 @@ def test_the_activity_counts_are_added_in_one_bulk_and_read_on_their_index(serve
     organization and day, its hours inside), unordered, in one round trip acknowledged by
     a majority; the histogram reads the days of its range on ``org_day_unique``, bounded by
     their number."""
-    from audit_app.audit import counters
+    from audit_app.audit.store import counters
     from audit_app.db import get_audit_db
 
     organization_id = wired.organization_id

@@ -4,7 +4,7 @@ from flask import Blueprint, jsonify, request
 from marshmallow import Schema, fields, validate
 
 from ..apidoc import list_of, operation
-from ..audit.capture import audit_action
+from ..audit.capture.hooks import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..ids import parse_object_id
 from ..pagination import PageQuerySchema

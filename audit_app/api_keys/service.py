@@ -15,8 +15,8 @@ from bson import ObjectId
 from marshmallow import Schema
 from werkzeug.datastructures import MultiDict
 
-from ..audit.changes import record_changes
-from ..audit.context import note_created
+from ..audit.capture.changes import record_changes
+from ..audit.capture.context import note_created
 from ..auth.principal import Principal
 from ..credentials import service as credentials
 from ..db import Document, get_db

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from ..audit.capture import audit_action
+from ..audit.capture.hooks import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id

@@ -8,8 +8,8 @@ from ..errors import not_found
 from ..ids import parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from . import export, service
-from .capture import audit_action
-from .query import ExportQuerySchema, HistogramQuerySchema, ListQuerySchema
+from .capture.hooks import audit_action
+from .integrity.sealing import integrity_state
 from .schemas import (
     AuditLogDetailSchema,
     AuditLogPageSchema,
@@ -17,7 +17,7 @@ from .schemas import (
     IntegritySchema,
     present,
 )
-from .sealing import integrity_state
+from .store.query import ExportQuerySchema, HistogramQuerySchema, ListQuerySchema
 
 bp = Blueprint("auditLogs", __name__)
 

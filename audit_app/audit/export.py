@@ -15,7 +15,7 @@ from pymongo.errors import ExecutionTimeout, OperationFailure
 from ..ids import iso, utcnow
 from ..streams.formats import ocsf, targets_text
 from .actions import record_label
-from .capture import record_export_outcome
+from .capture.hooks import record_export_outcome
 from .schemas import present
 
 CSV_COLUMNS = [

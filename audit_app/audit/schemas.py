@@ -13,7 +13,7 @@ from marshmallow.utils import ensure_text_type
 
 from ..ids import iso
 from ..schemas import ObjectIdField, UtcDateTime
-from .redaction import unescape
+from .capture.redaction import unescape
 
 
 def jsonable(value):

@@ -25,14 +25,15 @@ from ..errors import ApiError, bad_request
 from ..ids import floor_to, iso, utcnow
 from ..organizations.repository import find_account_by_email, find_organization
 from ..workspaces.repository import find_workspace_by_name, find_workspaces_by_ids
-from . import counters
 from .actions import known_actions, of_resource
-from .capture import WRITER_KEY, store_journaled
-from .counters import EVER, STATUS_CLASSES
-from .counters import FAILURES as COUNTS_FAILURES
+from .capture.hooks import WRITER_KEY, store_journaled
 from .export import is_time_limit
-from .integrity import TimeEvidence, time_suspicion
-from .query import (
+from .integrity.digests import TimeEvidence, time_suspicion
+from .integrity.sealing import anchor
+from .store import counters
+from .store.counters import EVER, STATUS_CLASSES
+from .store.counters import FAILURES as COUNTS_FAILURES
+from .store.query import (
     MATCHED_AS,
     NOTHING,
     AuditQuery,
@@ -43,14 +44,13 @@ from .query import (
     merge_search,
     parse_query,
 )
-from .repository import (
+from .store.repository import (
     count_by_bucket,
     find_record,
     find_records_by_ids,
     iter_records,
     search_records,
 )
-from .sealing import anchor
 
 
 @dataclass

@@ -21,12 +21,12 @@ from ..ids import iso, parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..streams.service import failing_streams
 from . import export, service
-from .capture import audit_action, audited
-from .context import note_error
-from .query import AUTH_TYPES, METHODS, WebListQuerySchema, parse_moment
-from .redaction import unescape
+from .capture.context import note_error
+from .capture.hooks import audit_action, audited
+from .capture.redaction import unescape
+from .integrity.sealing import integrity_state
 from .schemas import jsonable
-from .sealing import integrity_state
+from .store.query import AUTH_TYPES, METHODS, WebListQuerySchema, parse_moment
 
 bp = Blueprint("auditLogs", __name__, url_prefix="/organization/audit-logs")
 

@@ -5,8 +5,8 @@ from flask import Blueprint, Response, jsonify
 from marshmallow import Schema, fields, validate
 
 from ..apidoc import operation
-from ..audit.capture import audit_action
-from ..audit.context import note_actor, note_credential
+from ..audit.capture.context import note_actor, note_credential
+from ..audit.capture.hooks import audit_action
 from ..db import get_db
 from ..errors import ApiError, unauthorized
 from ..organizations import repository as orgs

@@ -17,7 +17,7 @@ from flask import g, redirect, request, session, url_for
 from flask_login import current_user
 
 from ..api_keys import repository as api_keys
-from ..audit.context import note_actor, note_former_credential
+from ..audit.capture.context import note_actor, note_former_credential
 from ..db import get_db
 from ..errors import ApiError, forbidden, unauthorized
 from ..organizations import repository as orgs

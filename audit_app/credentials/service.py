@@ -26,7 +26,7 @@ from typing import Any
 from bson import ObjectId
 
 from ..api_keys import repository as api_keys
-from ..audit.context import note_target
+from ..audit.capture.context import note_target
 from ..auth import sessions
 from ..db import Document, get_db
 from ..organizations import repository as orgs

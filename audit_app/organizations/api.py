@@ -7,8 +7,8 @@ lives) and renders the answer.
 from flask import Blueprint, jsonify, request, url_for
 
 from ..apidoc import operation
-from ..audit.capture import audit_action
-from ..audit.context import note_actor
+from ..audit.capture.context import note_actor
+from ..audit.capture.hooks import audit_action
 from ..auth.principal import account_of_token, current_principal, require_permission
 from ..auth.tokens import TokenError
 from ..errors import ApiError, unauthorized

@@ -32,10 +32,10 @@ from marshmallow import Schema, fields, validate
 from werkzeug.datastructures import MultiDict
 
 from ..api_keys import repository as api_keys
-from ..audit import retention
 from ..audit.actions import declare
-from ..audit.changes import Target, record_changes
-from ..audit.context import note_action, note_created
+from ..audit.capture.changes import Target, record_changes
+from ..audit.capture.context import note_action, note_created
+from ..audit.integrity import retention
 from ..auth import sessions
 from ..auth.passwords import verify_password
 from ..auth.principal import OPERATOR_AUTH, Principal

@@ -13,7 +13,7 @@ from bson import ObjectId
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from ..audit.capture import audit_action
+from ..audit.capture.hooks import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id, readable, utcnow

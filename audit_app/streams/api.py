@@ -8,9 +8,9 @@ from flask import Blueprint, jsonify, request
 from marshmallow import Schema, fields, pre_dump, validate
 
 from ..apidoc import list_of, operation
-from ..audit.capture import audit_action
-from ..audit.context import mask_bodies_of
-from ..audit.query import FilterSchema, IsoDateTime
+from ..audit.capture.context import mask_bodies_of
+from ..audit.capture.hooks import audit_action
+from ..audit.store.query import FilterSchema, IsoDateTime
 from ..auth.principal import current_principal, require_permission
 from ..ids import parse_object_id
 from ..pagination import PageQuerySchema

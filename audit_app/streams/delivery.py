@@ -35,9 +35,9 @@ from flask import Flask, current_app
 from mongomock.filtering import filter_applies
 from werkzeug.datastructures import MultiDict
 
-from ..audit.query import FilterSchema, parse_query
-from ..audit.repository import stored_after
 from ..audit.service import build_query
+from ..audit.store.query import FilterSchema, parse_query
+from ..audit.store.repository import stored_after
 from ..db import Document, get_audit_db, get_db
 from ..errors import ApiError
 from ..ids import utcnow

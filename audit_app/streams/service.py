@@ -36,9 +36,9 @@ from marshmallow import Schema
 from werkzeug.datastructures import MultiDict
 
 from ..api_keys import repository as api_keys
-from ..audit.changes import Target, record_changes
-from ..audit.context import note_created
-from ..audit.query import FilterSchema, parse_query
+from ..audit.capture.changes import Target, record_changes
+from ..audit.capture.context import note_created
+from ..audit.store.query import FilterSchema, parse_query
 from ..auth.principal import Principal
 from ..db import Document, get_db
 from ..errors import ApiError, bad_request, conflict, not_found

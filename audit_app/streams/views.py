@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from ..audit.capture import audit_action
-from ..audit.context import mask_bodies_of
+from ..audit.capture.context import mask_bodies_of
+from ..audit.capture.hooks import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
 from ..ids import parse_object_id

@@ -16,7 +16,7 @@ from __future__ import annotations
 from flask import current_app, render_template, request
 
 from ..audit.actions import declare
-from ..audit.context import note_action, note_target
+from ..audit.capture.context import note_action, note_target
 
 CONFIRM_FIELD = "confirm"
 

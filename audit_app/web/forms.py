@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm as _FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from ..audit.context import note_error
+from ..audit.capture.context import note_error
 from ..errors import ApiError
 
 

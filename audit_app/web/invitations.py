@@ -11,8 +11,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..audit.actions import declare
-from ..audit.capture import audit_action, audited
-from ..audit.context import note_action, note_actor, note_error, note_target
+from ..audit.capture.context import note_action, note_actor, note_error, note_target
+from ..audit.capture.hooks import audit_action, audited
 from ..errors import ApiError
 from ..organizations import service as access
 from .forms import AcceptInvitationForm

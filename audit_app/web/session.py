@@ -28,8 +28,8 @@ from flask_login import UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from ..audit.capture import audit_action
-from ..audit.context import note_actor, note_credential, note_error
+from ..audit.capture.context import note_actor, note_credential, note_error
+from ..audit.capture.hooks import audit_action
 from ..auth import sessions
 from ..auth.passwords import verify_password
 from ..auth.principal import (

@@ -7,7 +7,7 @@ key is bound to. A key bound to a workspace sees that workspace only.
 from flask import Blueprint, jsonify, request
 
 from ..apidoc import operation
-from ..audit.capture import audit_action
+from ..audit.capture.hooks import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import bad_request
 from ..ids import parse_object_id

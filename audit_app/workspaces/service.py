@@ -8,8 +8,8 @@ from typing import Any
 from bson import ObjectId
 from werkzeug.datastructures import MultiDict
 
-from ..audit.changes import Target, record_changes
-from ..audit.context import note_created, note_workspace
+from ..audit.capture.changes import Target, record_changes
+from ..audit.capture.context import note_created, note_workspace
 from ..auth.principal import Principal
 from ..db import Document, get_db
 from ..errors import ApiError, not_found

@@ -81,7 +81,7 @@ def test_legal_hold_stops_the_purge(page, browser, live, tmp_path, monkeypatch):
     _purge(live)
     assert _shows_the_old_record(page, live)  # no hold, but the grace has not passed yet
 
-    from audit_app.audit import retention
+    from audit_app.audit.integrity import retention
 
     later = retention.utcnow() + timedelta(days=8)
     monkeypatch.setattr(retention, "utcnow", lambda: later)

@@ -34,11 +34,11 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from ..db import IndexSpec, TenantCollection
-from ..ids import floor_to, iso
+from ...db import IndexSpec, TenantCollection
+from ...ids import floor_to, iso
+from ..store.repository import COLLECTION, index_mismatches
 from .anchor import Anchor, replayed_entry
 from .canonical import canonical_bytes, record_hash, record_hash_v2
-from .repository import COLLECTION, index_mismatches
 
 log = logging.getLogger(__name__)
 

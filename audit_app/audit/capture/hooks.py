@@ -14,9 +14,9 @@ import time
 from bson import ObjectId
 from flask import Flask, current_app, g, request
 
-from ..background import EXTENSION_KEY as BACKGROUND_KEY
-from ..ids import utcnow
-from .actions import ACTION, declare
+from ...background import EXTENSION_KEY as BACKGROUND_KEY
+from ...ids import utcnow
+from ..actions import ACTION, declare
 from .context import backdated, begin
 from .journal import FoldResult
 from .record import build_record, operator_record, request_id_from, summary_fields

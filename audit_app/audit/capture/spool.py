@@ -35,7 +35,7 @@ from bson import json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS, JSONOptions
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ..ids import utcnow
+from ...ids import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError, ServerSelectionTimeoutError
 from pymongo.write_concern import WriteConcern
 
-from ..db import Document, IndexSpec, TenantCollection
-from ..ids import floor_to, utcnow
+from ...db import Document, IndexSpec, TenantCollection
+from ...ids import floor_to, utcnow
 
 log = logging.getLogger(__name__)
 

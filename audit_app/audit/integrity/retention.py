@@ -38,16 +38,16 @@ from bson import ObjectId
 from flask import Flask, current_app
 from pymongo import ASCENDING
 
-from ..config import ConfigError
-from ..db import get_audit_db, get_db
-from ..errors import ApiError, bad_request
-from ..ids import floor_to, iso, readable, utcnow
-from .actions import declare
+from ...config import ConfigError
+from ...db import get_audit_db, get_db
+from ...errors import ApiError, bad_request
+from ...ids import floor_to, iso, readable, utcnow
+from ..actions import declare
+from ..capture.hooks import record_operator_command
+from ..store.counters import forget_before
+from ..store.repository import delete_records, stored_before
 from .anchor import Anchor
-from .capture import record_operator_command
-from .counters import forget_before
-from .integrity import purge_window_chunks
-from .repository import delete_records, stored_before
+from .digests import purge_window_chunks
 
 log = logging.getLogger(__name__)
 (PURGE,) = declare("auditLog.purge")
@@ -410,7 +410,7 @@ def purge_all(
     """One pass over every organization (or one), under a lease so that one process purges
     at a time; None when another holds it. Each deletion is recorded in the organization's
     log (``auditLog.purge``; ``by``: ``command`` or ``background task``), a partial one too."""
-    from .sealing import acquire_lease, release_lease  # here: sealing imports integrity
+    from .sealing import acquire_lease, release_lease
 
     holder = uuid.uuid4().hex
     if not acquire_lease(LEASE, holder, LEASE_SECONDS, app):

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from bson import ObjectId
 
-from ..ids import iso
+from ...ids import iso
 from .context import note_changes, note_target
 from .record import redactor
 from .redaction import REDACTED

@@ -52,7 +52,7 @@ from typing import Any
 import bson
 from bson.codec_options import CodecOptions
 
-from ..ids import utcnow
+from ...ids import utcnow
 from .spool import ReplayResult, write_all
 
 log = logging.getLogger(__name__)

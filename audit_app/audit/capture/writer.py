@@ -40,11 +40,11 @@ import pymongo
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
-from ..ids import utcnow
-from .anchor import Anchor
-from .counters import HourlyTally
+from ...ids import utcnow
+from ..integrity.anchor import Anchor
+from ..store.counters import HourlyTally
+from ..store.repository import COLLECTION, confirm_stored, insert_record, insert_records
 from .journal import Entry, FoldResult, Journal
-from .repository import COLLECTION, confirm_stored, insert_record, insert_records
 from .spool import ReplayResult, Spool, dumps
 
 log = logging.getLogger("audit_app.audit")

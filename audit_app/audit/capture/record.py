@@ -21,9 +21,9 @@ from flask import Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ..errors import error_code
-from ..ids import canonical_ip, utcnow
-from . import actions
+from ...errors import error_code
+from ...ids import canonical_ip, utcnow
+from .. import actions
 from .context import TARGET_TYPES, Notes, body_mask, notes
 from .redaction import REDACTED, Redactor, safe_str, scrub_decoded, scrub_values
 

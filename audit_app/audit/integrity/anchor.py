@@ -48,7 +48,7 @@ from pathlib import Path
 
 from bson import ObjectId
 
-from ..ids import iso, utcnow
+from ...ids import iso, utcnow
 
 
 @dataclass(frozen=True)

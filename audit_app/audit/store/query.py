@@ -21,10 +21,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 from werkzeug.datastructures import MultiDict
 
-from ..db import Document
-from ..errors import ApiError, bad_request
-from ..ids import canonical_ip
-from ..schemas import ObjectIdField
+from ...db import Document
+from ...errors import ApiError, bad_request
+from ...ids import canonical_ip
+from ...schemas import ObjectIdField
 
 MAX_SEARCH_LENGTH = 200
 DEFAULT_LIMIT = 50

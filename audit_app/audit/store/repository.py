@@ -24,7 +24,7 @@ from pymongo.errors import BulkWriteError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from ..db import Document, IndexSpec, TenantCollection
+from ...db import Document, IndexSpec, TenantCollection
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from bson.codec_options import CodecOptions
 from bson.datetime_ms import _datetime_to_millis
 from pymongo.errors import BulkWriteError, DuplicateKeyError, ExecutionTimeout, OperationFailure
 
-from ..db import Document
+from ...db import Document
 from . import repository
 
 COLLECTION = repository.COLLECTION

@@ -14,18 +14,11 @@ from bson import ObjectId
 from flask import current_app
 from pymongo.errors import DuplicateKeyError
 
-from ..db import get_audit_db, get_db, stores
-from ..ids import iso, utcnow
+from ...db import get_audit_db, get_db, stores
+from ...ids import iso, utcnow
 from .anchor import Anchor
 from .canonical import canonical_bytes
-from .integrity import (
-    DIGESTS,
-    SealPolicy,
-    Signer,
-    VerifyReport,
-    seal_all,
-    verify_organization,
-)
+from .digests import DIGESTS, SealPolicy, Signer, VerifyReport, seal_all, verify_organization
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""Capture: request hooks, record builder, redaction, and the write path (writer, journal,
+spool)."""

@@ -1,0 +1,1 @@
+"""Integrity: the canonical form, the signed digests, the anchor, sealing, and retention."""
