@@ -349,7 +349,7 @@ def test_the_test_event_says_whether_it_arrived(app, api, org, receiver):
     stream = create(api, org, destination={"type": "webhook", "url": receiver.url})
     receiver.secret = stream["secret"]
     ok = api.post(f"/api/v1/audit-streams/{stream['id']}/test", as_=org.admin).get_json()
-    assert ok == {"delivered": True, "error": None}
+    assert ok == {"delivered": True, "error": None, "errorCode": None}
     assert receiver.verify(receiver.requests[-1])
     assert receiver.events()[-1]["action"] == "auditStream.test"
     receiver.statuses = [500]

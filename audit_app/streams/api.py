@@ -16,7 +16,7 @@ from ..ids import parse_object_id
 from ..pagination import PageQuerySchema
 from ..schemas import ObjectIdField, Text, UtcDateTime, load_body
 from . import formats, service
-from .destinations import DESTINATION_TYPES
+from .destinations import DESTINATION_TYPES, FAILURE_CODES
 
 bp = Blueprint("auditStreams", __name__)
 MANAGE = "manageAuditStreams"
@@ -57,6 +57,15 @@ class HealthSchema(Schema):
     lastDeliveredAt = fields.String(allow_none=True, metadata=_matched("the last delivery"))
     lastError = fields.String(
         allow_none=True, metadata={"description": "why the last attempt failed (not when)"}
+    )
+    lastErrorCode = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "why the last attempt failed, as a code: "
+            + "; ".join(f"{code}: {meaning}" for code, meaning in FAILURE_CODES.items())
+            + "; paused: the deliverer paused it (pausedReason says why); null: no failure",
+            "enum": [*FAILURE_CODES, "paused", None],
+        },
     )
     lastErrorDetail = fields.String(
         allow_none=True,
@@ -156,6 +165,13 @@ class StreamUpdateSchema(Schema):
 class TestResultSchema(Schema):
     delivered = fields.Boolean(required=True)
     error = fields.String(allow_none=True)
+    errorCode = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "why it was not delivered, as health's lastErrorCode says it",
+            "enum": [*FAILURE_CODES, None],
+        },
+    )
 
 
 StreamListSchema = list_of("AuditStreamList", StreamSchema)

@@ -108,7 +108,7 @@ def send(
     except destinations.DeliveryFailed:
         raise
     except destinations.AddressRefused as error:
-        raise destinations.DeliveryFailed(str(error)) from None
+        raise destinations.DeliveryFailed(str(error), code=error.code) from None
     except Exception as error:
         log.exception("Stream %s: sending failed", stream.get("_id"))
         raise destinations.DeliveryFailed(f"Sending failed: {type(error).__name__}.") from None
@@ -255,6 +255,7 @@ def deliver_stream(app: Flask, stream: Document, holder: str) -> None:
                 len(matching) - len(sent),
                 pending=waiting["storedAt"],
                 detail=error.detail,
+                code=error.code,
             )
             return
         if not complete:
@@ -279,6 +280,7 @@ def _past(last: Document) -> dict[str, Any]:
         "cursor": {"storedAt": last["storedAt"], "id": last["_id"]},
         "health.attempts": 0,
         "health.lastError": None,
+        "health.lastErrorCode": None,
         "health.lastErrorDetail": None,
         "health.failingSince": None,
     }
@@ -325,6 +327,7 @@ def _failed(
     events: int,
     pending: datetime | None = None,
     detail: str | None = None,
+    code: str = "failed",
 ) -> None:
     health = stream.get("health") or {}
     attempts = int(health.get("attempts") or 0) + 1
@@ -332,6 +335,7 @@ def _failed(
     update = {
         "health.attempts": attempts,
         "health.lastError": message[:300],
+        "health.lastErrorCode": code,
         "health.lastErrorDetail": detail[:300] if detail else None,
         "health.lastErrorAt": now,
         "health.failingSince": health.get("failingSince") or now,

@@ -36,17 +36,40 @@ USER_AGENT = "organization-audit-log-streams/1"
 _T = TypeVar("_T")
 
 
+# Why a delivery failed, as a code beside the message (health's ``lastErrorCode``, a test
+# event's ``errorCode``), so a monitor tells a receiver that is down from one that hangs
+FAILURE_CODES: dict[str, str] = {
+    "connectionRefused": "nothing accepts connections at the destination's address and port",
+    "timeout": "the destination did not connect, or did not answer, in time",
+    "dnsFailure": "the destination's host name does not resolve",
+    "tlsError": "the TLS handshake failed (certificate, host name or protocol)",
+    "connectionFailed": "the connection failed otherwise (reset, network unreachable)",
+    "httpStatus": "the destination answered with a status other than 2xx",
+    "notAcknowledged": "Splunk answered 2xx without acknowledging the batch",
+    "addressRefused": "the destination is on an address this installation does not send to",
+    "failed": "anything else (a secret that cannot be read, filters no longer valid)",
+}
+
+
 class DeliveryFailed(Exception):
     """The destination did not acknowledge the batch; the message says why, in our words.
 
     ``status``: the HTTP status it answered, if any. ``detail``: what the destination said
     (an excerpt of its answer), kept apart because a receiver may quote the events it
-    refused: only holders of viewAuditLog see it (``service.health_for``).
+    refused: only holders of viewAuditLog see it (``service.health_for``). ``code``: why,
+    one of ``FAILURE_CODES``.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, detail: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        code: str = "failed",
+    ):
         super().__init__(message)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.code = status, detail, code
 
     def full(self) -> str:
         """The message with the destination's own words, for those who may read them."""
@@ -55,6 +78,14 @@ class DeliveryFailed(Exception):
 
 class AddressRefused(ValueError):
     """A destination on an address this installation does not send to."""
+
+    code = "addressRefused"
+
+
+class NameNotResolved(AddressRefused):
+    """A destination whose host name does not resolve."""
+
+    code = "dnsFailure"
 
 
 def _allow_private() -> bool:
@@ -70,9 +101,9 @@ def resolve(host: str, port: int) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError, OSError) as error:
-        raise AddressRefused(f"The host {host!r} does not resolve: {error}.") from None
+        raise NameNotResolved(f"The host {host!r} does not resolve: {error}.") from None
     if not infos:
-        raise AddressRefused(f"The host {host!r} does not resolve.")
+        raise NameNotResolved(f"The host {host!r} does not resolve.")
     addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
     if not _allow_private():
         for address in addresses:
@@ -156,7 +187,9 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def _within(seconds: float, work: Callable[[], _T], stop: Callable[[], None]) -> _T:
+def _within(
+    seconds: float, work: Callable[[], _T], stop: Callable[[], None], where: str = ""
+) -> _T:
     """Run ``work`` with an overall deadline: a destination that trickles its answer a byte
     at a time cannot hold the deliverer past it (``stop`` closes the connection)."""
     outcome: dict[str, Any] = {}
@@ -172,7 +205,11 @@ def _within(seconds: float, work: Callable[[], _T], stop: Callable[[], None]) ->
     worker.join(seconds)
     if worker.is_alive():
         stop()
-        raise DeliveryFailed(f"The destination did not answer within {seconds:.0f} s.")
+        raise DeliveryFailed(
+            f"The destination did not answer in time: the exchange with {where or 'it'} "
+            f"took more than {seconds:g} s.",
+            code="timeout",
+        )
     if "error" in outcome:
         raise outcome["error"]
     return cast(_T, outcome["value"])
@@ -209,21 +246,75 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         finally:
             response.release_conn()
 
+    where = _where(host, port)
     try:
-        return _within(CONNECT_TIMEOUT + READ_TIMEOUT, exchange, pool.close)
-    except urllib3.exceptions.TimeoutError:
-        raise DeliveryFailed("The destination did not answer in time.") from None
-    except (urllib3.exceptions.HTTPError, OSError, ssl.SSLError) as error:
-        raise DeliveryFailed(f"The request failed: {type(error).__name__}.") from None
+        return _within(CONNECT_TIMEOUT + READ_TIMEOUT, exchange, pool.close, where)
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise failure(error, where, "sent no answer") from None
     finally:
         pool.close()
+
+
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _inner(error: BaseException) -> BaseException:
+    """The OS or TLS error a urllib3 error wraps (its cause, or an argument), or itself."""
+    found = error
+    for _ in range(3):  # urllib3 wraps at most twice
+        inner = found.__cause__ or next(
+            (arg for arg in found.args if isinstance(arg, BaseException)), None
+        )
+        if inner is None:
+            break
+        found = inner
+    return found
+
+
+def failure(error: BaseException, where: str, awaited: str | None) -> DeliveryFailed:
+    """What went wrong with a connection to ``where`` (``host:port``), in our words and as
+    a code: refused, not in time, a TLS failure, or another connection failure. ``awaited``
+    says what the destination failed to do once connected (None: it was connecting). urllib3 raises
+    a refused connection as a subclass of its connect timeout: the OS error inside tells."""
+    inner = _inner(error)
+    if isinstance(inner, ConnectionRefusedError):
+        return DeliveryFailed(
+            f"Connection refused by {where}: nothing accepts connections there (is the "
+            "receiver running, on that port?).",
+            code="connectionRefused",
+        )
+    timed_out = isinstance(inner, TimeoutError) or (
+        isinstance(error, urllib3.exceptions.TimeoutError)
+        and not isinstance(error, urllib3.exceptions.NewConnectionError)
+    )
+    if timed_out:
+        connecting = awaited is None or isinstance(error, urllib3.exceptions.ConnectTimeoutError)
+        if connecting:
+            said = f"no connection to {where} within {CONNECT_TIMEOUT:g} s"
+        else:
+            said = f"{where} took the connection but {awaited} within {READ_TIMEOUT:g} s"
+        return DeliveryFailed(f"The destination did not answer in time: {said}.", code="timeout")
+    if isinstance(inner, ssl.SSLError) or isinstance(error, urllib3.exceptions.SSLError):
+        reason = getattr(inner, "verify_message", None) or getattr(inner, "reason", None)
+        return DeliveryFailed(
+            f"TLS with {where} failed: {reason or type(inner).__name__}.", code="tlsError"
+        )
+    reason = inner.strerror if isinstance(inner, OSError) else None
+    return DeliveryFailed(
+        f"The connection to {where} failed: {reason or type(inner).__name__}.",
+        code="connectionFailed",
+    )
 
 
 def _answered(status: int, text: bytes) -> None:
     if not 200 <= status < 300:
         excerpt = text[:200].decode("utf-8", "replace").replace("\n", " ").strip()
         raise DeliveryFailed(
-            f"The destination answered {status}.", status=status, detail=excerpt or None
+            f"The destination answered {status}.",
+            status=status,
+            detail=excerpt or None,
+            code="httpStatus",
         )
 
 
@@ -269,7 +360,9 @@ def send_splunk(destination: Mapping[str, Any], token: str, body: bytes) -> None
     code = acknowledged.get("code") if isinstance(acknowledged, dict) else None
     if code != 0 or isinstance(code, bool):  # HEC acknowledges with {"code": 0}, nothing else
         raise DeliveryFailed(
-            "Splunk did not acknowledge the batch (no code 0).", detail=f"code {code!r}"[:200]
+            "Splunk did not acknowledge the batch (no code 0).",
+            detail=f"code {code!r}"[:200],
+            code="notAcknowledged",
         )
 
 
@@ -292,10 +385,11 @@ def send_syslog(destination: Mapping[str, Any], body: bytes) -> None:
     host, port = destination["host"], int(destination["port"])
     address = resolve(host, port)  # connect to exactly the address that was checked
     cafile = current_app.config.get("AUDIT_STREAM_CA_FILE")
+    where = _where(host, port)
     try:
         raw = socket.create_connection((address, port), timeout=CONNECT_TIMEOUT)
     except OSError as error:
-        raise DeliveryFailed(f"Could not connect: {type(error).__name__}.") from None
+        raise failure(error, where, None) from None
 
     def write() -> None:
         raw.settimeout(READ_TIMEOUT)
@@ -306,8 +400,8 @@ def send_syslog(destination: Mapping[str, Any], body: bytes) -> None:
         connection.sendall(body)
 
     try:
-        _within(CONNECT_TIMEOUT + READ_TIMEOUT, write, raw.close)
-    except (OSError, ssl.SSLError) as error:
-        raise DeliveryFailed(f"Sending failed: {type(error).__name__}.") from None
+        _within(CONNECT_TIMEOUT + READ_TIMEOUT, write, raw.close, where)
+    except OSError as error:
+        raise failure(error, where, "did not take the events") from None
     finally:
         raw.close()

@@ -437,14 +437,16 @@ def send_test_event(actor: Principal, stream_id: ObjectId) -> dict[str, Any]:
     try:
         delivery.send(stream, [event])
     except destinations.DeliveryFailed as error:
-        return {"delivered": False, "error": error.full()}
-    return {"delivered": True, "error": None}
+        return {"delivered": False, "error": error.full(), "errorCode": error.code}
+    return {"delivered": True, "error": None, "errorCode": None}
 
 
 def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """``state`` (active, paused, failing), ``lagSeconds``, ``lastDeliveredAt``,
-    ``lastError``, ``delivered``, ``failed``, ``truncated`` (records delivered cut down, the
-    last one's id in ``lastTruncatedId``), from what the deliverer saved."""
+    ``lastError`` (and why as a code, ``lastErrorCode``: one of ``FAILURE_CODES``, or
+    ``paused`` when the deliverer paused it), ``delivered``, ``failed``, ``truncated``
+    (records delivered cut down, the last one's id in ``lastTruncatedId``), from what the
+    deliverer saved."""
     now = now or utcnow()
     kept = stream.get("health") or {}
     state = stream.get("state", "active")
@@ -462,6 +464,7 @@ def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, 
         "lagSeconds": round(lag, 1),
         "lastDeliveredAt": iso(kept.get("lastDeliveredAt")),
         "lastError": paused_reason or kept.get("lastError"),
+        "lastErrorCode": "paused" if paused_reason else _error_code(kept),
         "lastErrorDetail": None if paused_reason else kept.get("lastErrorDetail"),
         "pausedReason": paused_reason,
         "lastErrorAt": iso(kept.get("lastErrorAt")),
@@ -473,6 +476,13 @@ def health(stream: Mapping[str, Any], now: datetime | None = None) -> dict[str, 
         "lastTruncatedId": kept.get("lastTruncatedId"),
         "lastTruncatedAt": iso(kept.get("lastTruncatedAt")),
     }
+
+
+def _error_code(kept: Mapping[str, Any]) -> str | None:
+    """The last failure's code (one saved before codes were kept: ``failed``)."""
+    if not kept.get("lastError"):
+        return None
+    return kept.get("lastErrorCode") or "failed"
 
 
 def health_for(actor: Principal, stream: Mapping[str, Any]) -> dict[str, Any]:
