@@ -11,6 +11,7 @@ on 127.0.0.1: a closed port refuses, a listening socket that never answers times
 from __future__ import annotations
 
 import html
+import json
 import socket
 from contextlib import contextmanager
 
@@ -67,6 +68,112 @@ def _selected(page: str, select_id: str) -> list[str]:
         for option in select.split("<option")[1:]
         if " selected" in option.split(">", 1)[0]
     ]
+
+
+# The form keeps what was typed ------------------------------------------------------------
+
+
+def test_a_refused_form_comes_back_as_typed_but_the_token(app, org, owner, db):
+    typed = {
+        "name": "Splunk <prod>",
+        "type": "splunk",
+        "url": "https://127.0.0.1:8088/services/collector/event",
+        "token": HEC_TOKEN,
+        "format": "cef",  # cef is for syslog: refused
+        "q": "status:4xx action:member.*",
+    }
+    answer = owner.post("/organization/audit-streams", data={"csrf_token": _token(owner), **typed})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert db.audit_streams.count_documents({}) == 0
+    assert _value(page, "stream-name") == "Splunk <prod>"
+    assert _value(page, "stream-url") == typed["url"]
+    assert _value(page, "stream-q") == typed["q"]
+    assert _selected(page, "stream-type") == ["splunk"]
+    assert _selected(page, "stream-format") == ["cef"]
+    # what to change, beside the form, and the field it names marked
+    error = page.split('id="stream-error"', 1)[1].split("</p>", 1)[0]
+    assert "cef is for syslog destinations" in error
+    assert 'aria-invalid="true"' in page.split('id="stream-format"', 1)[1].split(">", 1)[0]
+    # the token: never sent back, and the page says to enter it again
+    assert HEC_TOKEN not in page
+    assert _value(page, "stream-token") is None
+    assert "Enter the HEC token again" in page
+    # the record says why, and keeps no token
+    record = _record(db, answer)
+    assert record["statusCode"] == 400 and record["outcome"] == "failure"
+    assert "cef is for syslog" in record["response"]["errorMessage"]
+    assert HEC_TOKEN not in json.dumps(record, default=str)
+
+
+def test_a_refused_syslog_form_keeps_its_host_port_and_tls(app, org, owner, db):
+    answer = owner.post(
+        "/organization/audit-streams",
+        data={
+            "csrf_token": _token(owner),
+            "name": "Syslog",
+            "type": "syslog",
+            "host": "127.0.0.1",
+            "port": "70000",
+            "tls": "on",
+            "format": "cef",
+        },
+    )
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 400 and db.audit_streams.count_documents({}) == 0
+    assert "port" in page.split('id="stream-error"', 1)[1].split("</p>", 1)[0]
+    assert _value(page, "stream-host") == "127.0.0.1" and _value(page, "stream-port") == "70000"
+    assert "checked" in page.split('id="stream-tls"', 1)[1].split(">", 1)[0]
+    assert 'aria-invalid="true"' in page.split('id="stream-port"', 1)[1].split(">", 1)[0]
+    assert _selected(page, "stream-type") == ["syslog"]
+    assert "Enter the HEC token again" not in page  # none was typed
+
+
+def test_a_form_without_its_csrf_token_changes_nothing(app, org, owner, db):
+    for token in ({}, {"csrf_token": "forged"}):
+        answer = owner.post(
+            "/organization/audit-streams",
+            data={"name": "x", "type": "webhook", "url": "http://127.0.0.1:9/", **token},
+        )
+        assert answer.status_code == 400
+    assert db.audit_streams.count_documents({}) == 0
+
+
+def test_the_form_still_creates_a_stream(app, org, owner, db):
+    receiver = HttpReceiver()
+    try:
+        answer = owner.post(
+            "/organization/audit-streams",
+            data={
+                "csrf_token": _token(owner),
+                "name": "Hook",
+                "type": "webhook",
+                "url": receiver.url + "/hook",
+                "format": "json",
+            },
+        )
+    finally:
+        receiver.stop()
+    assert answer.status_code == 201 and "whsec_" in answer.get_data(as_text=True)
+    assert db.audit_streams.find_one({})["name"] == "Hook"
+    assert 'id="stream-error"' not in answer.get_data(as_text=True)
+
+
+def test_without_javascript_each_field_says_which_type_it_is_for(app, org, owner):
+    page = owner.get("/organization/audit-streams").get_data(as_text=True)
+    for input_id, words, kinds in (
+        ("stream-url", "URL (webhook, Splunk HEC)", "webhook splunk"),
+        ("stream-token", "HEC token (Splunk only)", "splunk"),
+        ("stream-host", "Host (syslog only)", "syslog"),
+        ("stream-port", "Port (syslog only)", "syslog"),
+        ("stream-tls", "TLS (syslog only)", "syslog"),
+    ):
+        field = page.split(f'id="{input_id}"', 1)[0].rsplit('<div class="field"', 1)[1]
+        assert f'data-destination="{kinds}"' in field, input_id
+        label = page.split(f'<label for="{input_id}">', 1)[1].split("</label>", 1)[0]
+        assert words in html.unescape(label.replace(f'<input id="{input_id}"', "")), label
+    assert "cef (syslog only)" in page
+    assert "/static/streams.js" in page
 
 
 # Refused is not a timeout ---------------------------------------------------------------------

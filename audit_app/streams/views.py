@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from ..audit.capture.context import mask_bodies_of
+from ..audit.capture.context import mask_bodies_of, note_error
 from ..audit.capture.hooks import audit_action
 from ..auth.principal import current_principal, require_permission
 from ..errors import ApiError
@@ -23,7 +23,17 @@ MANAGE = "manageAuditStreams"
 mask_bodies_of("web.auditStreams.", service.masked_body)  # destination URLs: credentials
 
 
-def _page(created: dict[str, Any] | None = None, secret: str | None = None, status: int = 200):
+# the New stream form's fields shown again as typed after a refusal; never the HEC token
+TYPED_FIELDS = ("name", "type", "url", "host", "port", "tls", "format", "q")
+
+
+def _page(
+    created: dict[str, Any] | None = None,
+    secret: str | None = None,
+    status: int = 200,
+    typed: dict[str, Any] | None = None,
+    error: ApiError | None = None,
+):
     principal = current_principal()
     page = service.list_streams(principal, request.args, WebPageQuerySchema())
     shown = [
@@ -43,8 +53,33 @@ def _page(created: dict[str, Any] | None = None, secret: str | None = None, stat
         form=ActionForm(),
         created=created,
         secret=secret,
+        typed=typed or {},
+        error=error,
+        invalid=_invalid_input(error, typed) if error is not None else None,
     )
     return response, status, {"Cache-Control": "no-store"}
+
+
+def _typed(form) -> dict[str, Any]:
+    """What the New stream form sent, to show it again: a refusal loses nothing typed but
+    the HEC token, a secret that is never sent back (``tokenGiven`` says to enter it again;
+    the request's record masks it, as any token)."""
+    typed: dict[str, Any] = {name: form.get(name, "") for name in TYPED_FIELDS}
+    typed["tokenGiven"] = bool(form.get("token"))
+    return typed
+
+
+def _invalid_input(error: ApiError, typed: dict[str, Any] | None) -> str | None:
+    """The form input the refusal names (``error.field`` is the API's field)."""
+    field = error.field or ""
+    if field == "destination":
+        syslog = (typed or {}).get("type") == "syslog"
+        if syslog and "port" in error.message:
+            return "port"
+        return "host" if syslog else "url"
+    if field == "filters":
+        return "q"
+    return field if field in (*TYPED_FIELDS, "token") else None
 
 
 @bp.get("")
@@ -81,7 +116,9 @@ def create_stream():
     try:
         name = form.get("name", "").strip()
         if not name or len(name) > 200:
-            raise ApiError(400, "bad_request", "A stream needs a name of 1 to 200 characters.")
+            raise ApiError(
+                400, "bad_request", "A stream needs a name of 1 to 200 characters.", "name"
+            )
         filters = {"q": form["q"].strip()} if form.get("q", "").strip() else {}
         stream, secret = service.create_stream(
             current_principal(),
@@ -94,8 +131,9 @@ def create_stream():
             },
         )
     except ApiError as error:
-        refused(error)
-        return redirect(url_for(".streams_page"))
+        # the page again, as typed, saying what to change beside the form (and in the record)
+        note_error(error.code, error.message)
+        return _page(typed=_typed(form), error=error, status=error.status)
     return _page(created=stream, secret=secret, status=201)
 
 
