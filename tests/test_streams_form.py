@@ -176,6 +176,49 @@ def test_without_javascript_each_field_says_which_type_it_is_for(app, org, owner
     assert "/static/streams.js" in page
 
 
+# A private destination names the setting -----------------------------------------------------
+
+
+@pytest.fixture
+def guarded(make_app, org):
+    """The installation's default: private destinations (and http://) refused."""
+    return make_app(WTF_CSRF_ENABLED=True, AUDIT_STREAM_ALLOW_PRIVATE=False)
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        {"type": "webhook", "url": "https://127.0.0.1/hook"},
+        {"type": "webhook", "url": "https://localhost:8443/hook"},
+        {"type": "syslog", "host": "10.1.2.3", "port": "514"},
+        {"type": "webhook", "url": "http://siem.example.com/hook"},  # http:// too
+    ],
+)
+def test_a_private_destination_says_it_needs_audit_stream_allow_private(
+    guarded, org, db, destination
+):
+    client = guarded.test_client()
+    login(client, org.owner)
+    answer = client.post(
+        "/organization/audit-streams",
+        data={"csrf_token": _token(client), "name": "Inside", "format": "json", **destination},
+    )
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and db.audit_streams.count_documents({}) == 0
+    error = page.split('id="stream-error"', 1)[1].split("</p>", 1)[0]
+    assert "AUDIT_STREAM_ALLOW_PRIVATE" in error
+    assert _value(page, "stream-name") == "Inside"
+    body = {**destination}
+    if "port" in body:
+        body["port"] = int(body["port"])
+    api = Api(guarded.test_client()).post(
+        "/api/v1/audit-streams", as_=org.owner, json={"name": "Inside", "destination": body}
+    )
+    assert api.status_code == 422
+    assert api.get_json()["error"]["field"] == "destination"
+    assert "AUDIT_STREAM_ALLOW_PRIVATE" in api.get_json()["error"]["message"]
+
+
 # Refused is not a timeout ---------------------------------------------------------------------
 
 

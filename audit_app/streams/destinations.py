@@ -88,6 +88,12 @@ class NameNotResolved(AddressRefused):
     code = "dnsFailure"
 
 
+ALLOW_PRIVATE_HINT = (
+    "A destination inside your own network needs the installation's operator to set "
+    "AUDIT_STREAM_ALLOW_PRIVATE=true."
+)
+
+
 def _allow_private() -> bool:
     return bool(current_app.config.get("AUDIT_STREAM_ALLOW_PRIVATE"))
 
@@ -111,7 +117,8 @@ def resolve(host: str, port: int) -> str:
             if why is not None:
                 raise AddressRefused(
                     f"The host {host!r} resolves to {address}, which is not a public address "
-                    f"({why}); this installation sends only to globally reachable addresses."
+                    f"({why}): this installation sends only to globally reachable addresses. "
+                    + ALLOW_PRIVATE_HINT
                 )
     return addresses[0]
 
@@ -127,7 +134,10 @@ def _target(url: str) -> tuple[str, str, int, str]:
     if parts.scheme not in ("https", "http") or not host or parts.username or parts.password:
         raise AddressRefused("The URL needs https://, a host, and no user or password in it.")
     if parts.scheme != "https" and not _allow_private():
-        raise AddressRefused("The URL must be https:// (http:// only where private is allowed).")
+        raise AddressRefused(
+            "The URL must be https://: http:// is taken only where private destinations are "
+            "allowed (AUDIT_STREAM_ALLOW_PRIVATE=true)."
+        )
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, host, port, path
 
