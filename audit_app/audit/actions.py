@@ -75,6 +75,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "member.removeAsked": ("member",),
     "organization.updateAsked": ("organization",),
     "role.deleteAsked": ("role",),
+    "workspace.deleteAsked": ("workspace",),
     **{
         f"{kind}.{verb}": (kind,)
         for kind in _SAME

@@ -8,6 +8,7 @@ from ..auth.principal import account_organizations, current_principal
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..organizations.views import members_bp, roles_bp, settings_bp
 from ..streams.views import bp as audit_streams_bp
+from ..workspaces.views import bp as workspaces_bp
 from . import invitations, session
 from .confirm import confirm_text
 
@@ -20,6 +21,7 @@ def create_web_blueprint() -> Blueprint:
         audit_logs_bp,
         roles_bp,
         members_bp,
+        workspaces_bp,
         api_keys_bp,
         audit_streams_bp,
         settings_bp,
@@ -52,11 +54,12 @@ def navigation_context():
     }
 
 
-# (label, endpoint, permission): Organization -> Audit Logs, Members, Roles, API Keys
+# (label, endpoint, permission): Organization -> Audit Logs, Members, Roles, Workspaces, ...
 NAVIGATION = (
     ("Audit Logs", "web.auditLogs.list_page", VIEW_AUDIT_LOG),
     ("Members", "web.members.members_page", "viewMembers"),
     ("Roles", "web.roles.roles_page", "viewRoles"),
+    ("Workspaces", "web.workspaces.workspaces_page", "viewWorkspaces"),
     ("API Keys", "web.apiKeys.api_keys_page", "viewApiKeys"),
     ("Audit Streams", "web.auditStreams.streams_page", "manageAuditStreams"),
     ("Settings", "web.settings.settings_page", ("manageOrganization", "manageAuditRetention")),

@@ -57,6 +57,12 @@ QUESTIONS: dict[str, tuple[str, str, str]] = {
         "Its link stops working at once; {name} needs a new invitation to join.",
         "Revoke the invitation",
     ),
+    "workspace.delete": (
+        "Delete workspace {name}?",
+        "Its pathways are deleted with it and the API keys bound to it are revoked at once; "
+        "its audit log stays. This cannot be undone.",
+        "Delete {name}",
+    ),
     "organization.shortenRetention": (
         "Shorten the audit log retention to {name} days?",
         "{consequence}",
@@ -72,6 +78,7 @@ ASKED = declare(
     "role.deleteAsked",
     "invitation.revokeAsked",
     "organization.updateAsked",
+    "workspace.deleteAsked",
 )
 
 

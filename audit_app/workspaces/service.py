@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bson import ObjectId
+from marshmallow import Schema
 from werkzeug.datastructures import MultiDict
 
 from ..audit.capture.changes import Target, record_changes
@@ -43,13 +44,16 @@ WORKSPACE_FIELDS = ("name", "description")
 PATHWAY_FIELDS = ("name", "description", "steps")
 
 
-def list_workspaces(principal: Principal, args: MultiDict[str, str] | None = None) -> Page:
-    """A page of the workspaces by name; a key bound to a workspace sees that one only."""
+def list_workspaces(
+    principal: Principal, args: MultiDict[str, str] | None = None, schema: Schema | None = None
+) -> Page:
+    """A page of the workspaces by name (``schema``: the page's parameters, the API's by
+    default; the web page's also pages back); a key bound to a workspace sees that one only."""
     db = get_db()
     args = args if args is not None else MultiDict()
     bound = principal.bound_workspace_id
     if bound is not None:
-        load_page_query(args, PageQuerySchema())
+        load_page_query(args, schema or PageQuerySchema())
         found = workspaces.find_workspace(db, principal.org, bound)
         return Page([found] if found else [])
     return paged(
@@ -57,6 +61,7 @@ def list_workspaces(principal: Principal, args: MultiDict[str, str] | None = Non
         workspaces.WORKSPACES,
         principal.org,
         lambda request: workspaces.list_workspaces(db, principal.org, request),
+        schema,
     )
 
 
