@@ -317,3 +317,32 @@ def test_an_api_key_is_no_credential_for_the_page(app, org, db, make_app):
     for key in (bound, org.api_key):
         answer = client.get(PAGE, headers={"X-API-Key": key})
         assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+
+
+def test_the_page_works_on_the_embedded_store(embedded):
+    """The store ``make run`` uses: the list walks its index, and the workspace's audit log
+    behind the link holds what the page did."""
+    app = embedded(WTF_CSRF_ENABLED=True)
+    org = make_org(app, "Acme")
+    owner = _client(app, org.owner)
+    with app.app_context():
+        for i in range(55):
+            workspaces.create_workspace(get_db(), org.id, f"Team {i:02d}")
+    token = _token(owner)
+    assert owner.post(PAGE, data={"csrf_token": token, "name": "Embedded"}).status_code == 302
+    with app.app_context():
+        made = workspaces.find_workspace_by_name(get_db(), org.id, "Embedded")
+    url = f"{PAGE}/{made['_id']}"
+    assert owner.post(url, data={"csrf_token": token, "name": "Embedded 2"}).status_code == 302
+    first = owner.get(PAGE).get_data(as_text=True)
+    following = html.unescape(re.search(r'href="([^"]+)" rel="next"', first).group(1))
+    second = owner.get(following).get_data(as_text=True)
+    names = re.findall(r'<span class="workspace-name">([^<]+)</span>', first + second)
+    assert len(names) == 58 and "Embedded 2" in names
+    log = owner.get(f"/organization/audit-logs?workspaceId={made['_id']}").get_data(True)
+    assert f"{PAGE}/{made['_id']}" in log  # the rename, in the workspace's own log
+    confirmed = {"csrf_token": token, "confirm": "yes"}
+    assert owner.post(f"{url}/delete", data=confirmed).status_code == 302
+    after = owner.get(PAGE).get_data(as_text=True)
+    assert "Workspace &#39;Embedded 2&#39; deleted." in after
+    assert '<span class="workspace-name">Embedded 2</span>' not in after
