@@ -27,6 +27,18 @@ def declare(*names: str) -> tuple[str, ...]:
     return names
 
 
+# a reader's views of the log (the list, a record, the chart, the integrity page), which the
+# web list hides for its viewer by default; an export is no view: it stays in sight
+LOG_VIEWS = ("auditLog.list", "auditLog.view", "auditLog.histogram", "auditLog.viewIntegrity")
+
+
+def canonical_action(actions: Iterable[str], name: str) -> str:
+    """The declared spelling of an action named in any case (``member.ADD``: member.add);
+    a name no action has stays as given (it finds what it names, as before)."""
+    folded = name.lower()
+    return next((action for action in actions if action.lower() == folded), name)
+
+
 def known_actions(app: Flask) -> list[str]:
     """Every action a record of this app can carry, sorted."""
     cached = app.extensions.get("audit_app.actions")
@@ -42,7 +54,9 @@ def known_actions(app: Flask) -> list[str]:
 
 
 def of_resource(actions: Iterable[str], resource: str) -> list[str]:
-    return [name for name in actions if name.split(".", 1)[0] == resource]
+    """The actions of a resource, named in any case (``MEMBER``: member's)."""
+    folded = resource.lower()
+    return [name for name in actions if name.split(".", 1)[0].lower() == folded]
 
 
 # Targets -----------------------------------------------------------------------------------

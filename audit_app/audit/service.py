@@ -25,7 +25,7 @@ from ..errors import ApiError, bad_request
 from ..ids import floor_to, iso, utcnow
 from ..organizations.repository import find_account_by_email, find_organization
 from ..workspaces.repository import find_workspace_by_name, find_workspaces_by_ids
-from .actions import known_actions, of_resource
+from .actions import canonical_action, known_actions, of_resource
 from .capture.hooks import WRITER_KEY, store_journaled
 from .export import is_time_limit
 from .integrity.digests import TimeEvidence, time_suspicion
@@ -34,6 +34,8 @@ from .store import counters
 from .store.counters import EVER, STATUS_CLASSES
 from .store.counters import FAILURES as COUNTS_FAILURES
 from .store.query import (
+    EXCLUDE,
+    HIDE_VIEWS_OF,
     MATCHED_AS,
     NOTHING,
     AuditQuery,
@@ -63,9 +65,17 @@ class Page:
     workspace: Document | None = None  # the workspace the text names, if it names one
 
 
-def build_query(organization_id: ObjectId, loaded: dict[str, Any], limit: int = 50) -> AuditQuery:
+def build_query(
+    organization_id: ObjectId,
+    loaded: dict[str, Any],
+    limit: int = 50,
+    *,
+    hide_views_of: ObjectId | None = None,
+) -> AuditQuery:
     """The query for validated parameters: the qualifiers of ``q`` folded in, an actor's
-    email resolved to the account's id, ``action:<resource>.*`` to that resource's actions."""
+    email resolved to the account's id, an action to its declared spelling (any case) and
+    ``action:<resource>.*`` to that resource's actions; the same for what ``-`` excludes.
+    ``hide_views_of``: leave out this account's own reads of the log (the web list)."""
     filters = merge_search(loaded)
     email = filters.pop("actor", None)
     if email is not None:
@@ -76,10 +86,44 @@ def build_query(organization_id: ObjectId, loaded: dict[str, Any], limit: int = 
             filters[NOTHING] = True  # two accounts at once: nothing (and no word on which exists)
         else:
             filters["accountId"] = account["_id"]
+    declared = known_actions(current_app)
     action = filters.get("action")
-    if isinstance(action, str) and action.endswith(".*"):
-        filters["action"] = of_resource(known_actions(current_app), action[:-2])
+    if isinstance(action, str):
+        filters["action"] = _actions_named(declared, action)
+    excluded = filters.get(EXCLUDE)
+    if excluded:
+        excluded = filters[EXCLUDE] = dict(excluded)
+        emails = excluded.pop("actor", [])
+        accounts = [find_account_by_email(get_db(), email) for email in emails]
+        # an email with no account excludes nobody; the ids stay within the organization's
+        # log whatever they are: the tenant filter is beside them, never under them
+        ids = [account["_id"] for account in accounts if account is not None]
+        if ids:
+            excluded["accountId"] = ids
+        names = excluded.pop("action", [])
+        left_out: list[str] = []
+        for name in names:
+            found = _actions_named(declared, name)
+            for one in [found] if isinstance(found, str) else found:
+                if one not in left_out:
+                    left_out.append(one)
+        if left_out:
+            excluded["action"] = left_out
+            kept = filters.get("action")  # what is asked and left out at once: not asked
+            if isinstance(kept, list):
+                filters["action"] = [one for one in kept if one not in left_out]
+            elif isinstance(kept, str) and kept in left_out:
+                filters[NOTHING] = True
+    if hide_views_of is not None:
+        filters[HIDE_VIEWS_OF] = hide_views_of
     return AuditQuery(filters=filters, limit=limit)
+
+
+def _actions_named(declared: list[str], name: str) -> str | list[str]:
+    """An action in its declared spelling, or a resource's actions for ``<resource>.*``."""
+    if name.endswith(".*"):
+        return of_resource(declared, name[:-2])
+    return canonical_action(declared, name)
 
 
 _SUGGESTIONS = (
@@ -117,18 +161,23 @@ def _codec() -> CursorCodec:
 
 
 def list_page(
-    principal: Principal, args: MultiDict[str, str], *, schema: Schema | None = None
+    principal: Principal,
+    args: MultiDict[str, str],
+    *,
+    schema: Schema | None = None,
+    hide_views_of: ObjectId | None = None,
 ) -> Page:
     """Validate the parameters and return one page of the caller's organization's log.
 
     ``cursor`` pages towards older records (the API's ``nextCursor``); the web list also
-    sends ``before`` to page towards newer ones.
+    sends ``before`` to page towards newer ones, and ``hide_views_of`` (its viewer) to
+    leave that account's own reads of the log out.
     """
     loaded = parse_query(args, schema or ListQuerySchema())
     limit = loaded.pop("limit")
     cursor = loaded.pop("cursor", None)
     before = loaded.pop("before", None)
-    query = build_query(principal.org, loaded, limit)
+    query = build_query(principal.org, loaded, limit, hide_views_of=hide_views_of)
     if cursor and before:
         raise ApiError(400, "bad_request", "cursor: give cursor or before, not both.", "cursor")
     codec = _codec()
@@ -197,12 +246,12 @@ def get_record(principal: Principal, record_id: ObjectId) -> Document | None:
 
 
 def open_export(
-    principal: Principal, args: MultiDict[str, str]
+    principal: Principal, args: MultiDict[str, str], *, hide_views_of: ObjectId | None = None
 ) -> tuple[str, AuditQuery, Iterator[Document], Document | None]:
     """Validate the export parameters; return (format, query, records, organization)."""
     loaded = parse_query(args, ExportQuerySchema())
     fmt = loaded.pop("format")
-    query = build_query(principal.org, loaded)
+    query = build_query(principal.org, loaded, hide_views_of=hide_views_of)
     records = export_records(principal.org, query)
     organization = find_organization(get_db(), principal.org)
     return fmt, query, records, organization
@@ -267,7 +316,11 @@ HISTOGRAM_MAX_BUCKETS = 400
 
 
 def histogram(
-    principal: Principal, args: MultiDict[str, str], *, max_records: int | None = None
+    principal: Principal,
+    args: MultiDict[str, str],
+    *,
+    max_records: int | None = None,
+    hide_views_of: ObjectId | None = None,
 ) -> dict[str, Any]:
     """Requests per hour or day for the filtered set, by status class, at bounded cost.
 
@@ -289,11 +342,15 @@ def histogram(
             f"{HISTOGRAM_MAX_BUCKETS} buckets; use day, or a shorter range.",
             "interval",
         )
-    query = build_query(principal.org, {**loaded, "from_": start, "to": end})
+    query = build_query(
+        principal.org, {**loaded, "from_": start, "to": end}, hide_views_of=hide_views_of
+    )
     _log()  # the journal folded: its records counted, by the walk and by the tally
     cap = max_records or current_app.config["AUDIT_HISTOGRAM_MAX_RECORDS"]
     # an organization's unfiltered view: its counts kept at write time, once they hold more
     # than the walk would count (a walk of the records stays exact to the second)
+    # (the viewer's hidden views too: past ``cap`` records they are too few to change a bar,
+    # and below it the walk counts without them, so a bar never leads to an empty page)
     unfiltered = not any(value for name, value in loaded.items() if name not in ("from_", "to"))
     kept = _kept_counts(principal.org, start, end, step) if unfiltered else None
     if kept is not None and kept[1] is None and sum(map(_total, kept[0].values())) > cap:

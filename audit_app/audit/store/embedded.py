@@ -1502,6 +1502,8 @@ def _and_clause(
 ) -> None:
     _require(isinstance(clause, dict) and len(clause) == 1)
     [(name, value)] = clause.items()
+    if _excluding(name, value, where, parameters, columns):
+        return
     if name == TARGET_FIELD:
         _target_probe(value, where, parameters, columns)
         return
@@ -1527,6 +1529,66 @@ def _and_clause(
     sign = _RANGE_OPERATORS[operator]
     where.append(f"({column} {sign} ? OR {columns('id')} {sign} ?)")
     parameters.extend([_datetime_to_millis(at), _key(record_id)])
+
+
+def _excluding(
+    name: str, value: Any, where: list[str], parameters: list[SqlValue], columns: Columns
+) -> bool:
+    """An exclusion (``query.exclusions``, the hiding of a viewer's reads), tested on each
+    record the walk reaches, true as MongoDB's ``$ne`` / ``$nin`` / ``$nor`` are for a
+    record without the field (its column NULL); False when the clause is none."""
+    operator = next(iter(value)) if isinstance(value, dict) and len(value) == 1 else None
+    if name in _EQUALITY_COLUMNS and operator in ("$ne", "$nin"):
+        values = [value["$ne"]] if operator == "$ne" else value["$nin"]
+        _require(isinstance(values, list) and 0 < len(values) <= 200)
+        kind = ObjectId if name in _ID_FIELDS else str
+        _require(all(isinstance(one, kind) for one in values))
+        column = columns(_EQUALITY_COLUMNS[name])
+        marks = ", ".join("?" * len(values))
+        where.append(f"({column} IS NULL OR {column} NOT IN ({marks}))")
+        parameters.extend(one.binary if isinstance(one, ObjectId) else one for one in values)
+        return True
+    if name == "statusCode" and operator in ("$ne", "$nin"):
+        # the complement of what ``_status`` walks: a code, or the integral codes of a class
+        test: list[str] = []
+        _status(value["$ne"] if operator == "$ne" else {"$in": value["$nin"]}, test, [], columns)
+        column = "status_code" if operator == "$ne" else "status_class"
+        where.append(f"{columns(column)} IS NOT ?")
+        parameters.append(value["$ne"] if operator == "$ne" else value["$nin"][0] // 100)
+        return True
+    if name == TARGET_FIELD and operator == "$nin":
+        targets = value["$nin"]
+        _require(isinstance(targets, list) and 0 < len(targets) <= 200)
+        _require(all(isinstance(one, ObjectId) for one in targets))
+        marks = ", ".join("?" * len(targets))
+        owner = "audit_logs.rowid" if columns is _bare else "l.rowid"
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM audit_targets AS probe "  # noqa: S608 # nosec B608
+            f"WHERE probe.log_rowid = {owner} AND probe.target_id IN ({marks}))"
+        )
+        parameters.extend(one.binary for one in targets)
+        return True
+    if name != "$nor":
+        return False
+    _require(isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict))
+    [left_out] = value
+    if list(left_out) == ["path"]:  # -path:
+        condition, values = _path_condition(_path_clause(left_out["path"]), columns)
+        where.append(f"NOT coalesce({condition}, 0)")
+        parameters.extend(values)
+        return True
+    # a viewer's own reads of the log: {accountId: <id>, action: {$in: [...]}}
+    _require(sorted(left_out) == ["accountId", "action"])
+    account, actions = left_out["accountId"], left_out["action"]
+    _require(isinstance(account, ObjectId) and isinstance(actions, dict))
+    _require(list(actions) == ["$in"] and isinstance(actions["$in"], list))
+    _require(0 < len(actions["$in"]) <= 20 and all(isinstance(a, str) for a in actions["$in"]))
+    marks = ", ".join("?" * len(actions["$in"]))
+    where.append(
+        f"NOT coalesce({columns('account_id')} = ? AND {columns('action')} IN ({marks}), 0)"
+    )
+    parameters.extend([account.binary, *actions["$in"]])
+    return True
 
 
 PathClause = tuple[bool, str]  # (anchored, text): a part anywhere, or the path's start

@@ -25,6 +25,7 @@ from ...db import Document
 from ...errors import ApiError, bad_request
 from ...ids import canonical_ip
 from ...schemas import ObjectIdField
+from ..actions import LOG_VIEWS
 
 MAX_SEARCH_LENGTH = 200
 DEFAULT_LIMIT = 50
@@ -90,11 +91,22 @@ def _no_controls(value: str) -> None:
         raise ValidationError("Must not contain control characters (such as NUL or a newline).")
 
 
+def _searchable(value: str) -> None:
+    """Search text is refused past its limit, never cut: a cut search finds other records."""
+    if not value:
+        raise ValidationError("Must not be empty.")
+    if len(value) > MAX_SEARCH_LENGTH:
+        raise ValidationError(
+            f"Must be at most {MAX_SEARCH_LENGTH} characters; this one has {len(value)}. "
+            "Search for a shorter part."
+        )
+
+
 class FilterSchema(Schema):
     """The filters shared by the list, the export and the web page."""
 
-    q = fields.String(validate=[validate.Length(min=1, max=MAX_SEARCH_LENGTH), _no_controls])
-    path = fields.String(validate=[validate.Length(min=1, max=MAX_SEARCH_LENGTH), _no_controls])
+    q = fields.String(validate=[_searchable, _no_controls])
+    path = fields.String(validate=[_searchable, _no_controls])
     accountId = ObjectIdField()
     workspaceId = ObjectIdField()
     apiKeyId = ObjectIdField()
@@ -174,6 +186,12 @@ NOTHING = "nothing"  # a filter that can match no record (an actor with no accou
 # ``path:/...``: the paths that start with the text, exactly (``prefix_regex``); ``path:``
 # with any other text, plain text and the ``path`` parameter match a part, in any case
 PATH_START = "pathStart"
+# ``-qualifier:value``: what to leave out, by the name of the filter the qualifier sets
+# (``accountId`` for an actor, once the service resolved the email; ``createdFrom`` and
+# ``createdTo`` for ``-created:>=`` and ``-created:<=``), each a list of values
+EXCLUDE = "exclude"
+# the web list's "Hide my views of this log": the account whose reads of the log to leave out
+HIDE_VIEWS_OF = "hideViewsOf"
 
 
 @dataclass
@@ -195,7 +213,14 @@ class AuditQuery:
       would make the server scan every key of the organization;
     - the actions of a resource (``action:member.*``, resolved by the service to the list
       of its actions) are one branch per action, each an equality walk, merged the same
-      way: on both stores an ``$in`` over the action index would sort every match.
+      way: on both stores an ``$in`` over the action index would sort every match;
+    - an exclusion (``-action:``, ``-actor:``, ``-status:``, ... and the web list's
+      hiding of the viewer's own reads) is a ``$ne`` / ``$nin`` / ``$nor`` inside ``$and``,
+      never at the top level, so it never chooses the index: the branch walks the index
+      its other filters pick (``org_newest`` when none), newest first, and the clause is
+      tested on each record on the way, the walk stopping after ``limit + 1`` matches
+      within the request's time budget, as a path search does. ``-created:`` narrows the
+      ``createdAt`` range instead.
     """
 
     filters: dict[str, Any] = field(default_factory=dict)
@@ -244,6 +269,10 @@ class AuditQuery:
         searched_id = _as_id(search)
         if search and searched_id is None:
             others.append({"path": literal_regex(search)})
+        others.extend(exclusions(f.get(EXCLUDE) or {}))
+        hidden = f.get(HIDE_VIEWS_OF)
+        if hidden is not None:  # the viewer's own reads of the log: one record per page view
+            others.append({"$nor": [{"accountId": hidden, "action": {"$in": list(LOG_VIEWS)}}]})
         if others:
             base["$and"] = others
         if searched_id is None:
@@ -272,6 +301,13 @@ class AuditQuery:
             upper = self.after[0] if upper is None else min(upper, self.after[0])
         if self.before is not None:
             lower = self.before[0] if lower is None else max(lower, self.before[0])
+        excluded = f.get(EXCLUDE) or {}
+        for moment in excluded.get("createdFrom", ()):  # -created:>=D: before D only
+            last = _whole_ms(moment, up=True) - timedelta(milliseconds=1)
+            upper = last if upper is None else min(upper, last)
+        for moment in excluded.get("createdTo", ()):  # -created:<=D: after D only
+            first = _whole_ms(moment, up=False) + timedelta(milliseconds=1)
+            lower = first if lower is None else max(lower, first)
         created: dict[str, datetime] = {}
         if lower is not None:
             created["$gte"] = lower
@@ -293,6 +329,40 @@ class AuditQuery:
         """A short hash of the filters, so a cursor cannot be reused with other filters."""
         canonical = json.dumps(self.filters, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _whole_ms(moment: datetime, *, up: bool) -> datetime:
+    """A moment on the millisecond (records are stored to the millisecond), rounded up or
+    down, so a bound one millisecond past it is exact."""
+    extra = moment.microsecond % 1000
+    moment = moment - timedelta(microseconds=extra)
+    return moment + timedelta(milliseconds=1) if up and extra else moment
+
+
+# the order exclusions are written in (a fingerprint and the wire tests see one order)
+_EXCLUDED_FIELDS = ("accountId", "action", "ip", "requestId", "credentialId", "method")
+
+
+def exclusions(excluded: Mapping[str, list[Any]]) -> list[Document]:
+    """The ``$and`` clauses that leave out what ``-qualifier:`` names: each one true for a
+    record that lacks the field, as "not this one" means (``$ne`` matches a missing field)."""
+    clauses: list[Document] = []
+    for name in _EXCLUDED_FIELDS:
+        values = excluded.get(name)
+        if values:
+            clauses.append({name: {"$ne": values[0]} if len(values) == 1 else {"$nin": values}})
+    for value in excluded.get("statusCode", ()):  # a class: its codes, as status_clause
+        clause = status_clause(value)
+        clauses.append(
+            {"statusCode": {"$nin": clause["$in"]} if isinstance(clause, dict) else {"$ne": clause}}
+        )
+    if excluded.get("target"):
+        clauses.append({TARGET_FIELD: {"$nin": list(excluded["target"])}})
+    for value in excluded.get("path", ()):
+        clauses.append({"$nor": [{"path": literal_regex(value)}]})
+    for value in excluded.get(PATH_START, ()):
+        clauses.append({"$nor": [{"path": prefix_regex(value)}]})
+    return clauses
 
 
 def _as_id(text: str) -> ObjectId | None:
@@ -344,7 +414,8 @@ QUALIFIER_HELP = (
     "(path:/<start> for the paths that start so)"
 )
 _QUALIFIER = re.compile(r"^([A-Za-z]+):(.*)$", re.DOTALL)
-_ACTION = re.compile(r"^[a-z][A-Za-z0-9]{0,39}\.(?:[a-z][A-Za-z0-9]{0,39}|\*)$")
+# any case: the service maps a name to its declared spelling (``member.ADD`` is member.add)
+_ACTION = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}\.(?:[A-Za-z][A-Za-z0-9]{0,39}|\*)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _CREDENTIAL = re.compile(r"^(?:jwt|ses|key)_[A-Za-z0-9_-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -361,10 +432,14 @@ def split_search(q: str) -> tuple[str, dict[str, Any]]:
     other words are the plain text (an id or part of a path). The filters come back under
     the names the parameters use (``statusCode``, ``from_``, ``to``, ...) plus ``actor``
     (an email, which the service resolves to the account's id) and ``action`` (a name, or
-    ``<resource>.*``). Anything else with a colon is a 400 naming ``q``.
+    ``<resource>.*``). A qualifier preceded by ``-`` excludes: its values go, as lists by
+    the same names, under ``EXCLUDE`` (``-created:>=`` as ``createdFrom``, ``-created:<=``
+    as ``createdTo``); each may be given several times. Anything else with a colon is a
+    400 naming ``q``.
     """
     words: list[str] = []
     found: dict[str, Any] = {}
+    excluded: dict[str, list[Any]] = {}
 
     def put(name: str, value: Any, word: str) -> None:
         if name in found:
@@ -372,20 +447,30 @@ def split_search(q: str) -> tuple[str, dict[str, Any]]:
         found[name] = value
 
     for word in q.split():
-        excluded = _QUALIFIER.match(word[1:]) if word.startswith("-") else None
-        if excluded is not None and excluded.group(1) in QUALIFIERS:
-            # never a path search for "-action:..." (it would find nothing, silently)
-            raise _bad_q(
-                f"{word}: excluding with -{excluded.group(1)}: is not supported yet; "
-                "search for what to keep instead."
-            )
+        negated = _QUALIFIER.match(word[1:]) if word.startswith("-") else None
+        if negated is not None and negated.group(1) in QUALIFIERS:
+            name, value = negated.group(1), negated.group(2)
+            if not value:
+                raise _bad_q(f"-{name}: needs a value, e.g. -{_example(name)}.")
+            if name == "created":
+                bound, moment = _created(value)
+                filter_name, clean = ("createdFrom" if bound == ">=" else "createdTo"), moment
+            else:
+                filter_name, clean = _qualifier_value(name, value)
+            values = excluded.setdefault(filter_name, [])
+            if clean not in values:
+                values.append(clean)
+            continue
         match = _QUALIFIER.match(word)
         if match is None:
             words.append(word)
             continue
         name, value = match.group(1), match.group(2)
         if name not in QUALIFIERS:
-            raise _bad_q(f"unknown qualifier {name}:; accepted: {QUALIFIER_HELP}.")
+            raise _bad_q(
+                f"unknown qualifier {name}:; accepted: {QUALIFIER_HELP}; a - before one "
+                "excludes, e.g. -action:auditLog.view."
+            )
         if not value:
             raise _bad_q(f"{name}: needs a value, e.g. {_example(name)}.")
         if name == "created":
@@ -396,6 +481,8 @@ def split_search(q: str) -> tuple[str, dict[str, Any]]:
             put(filter_name, clean, word)
     if "from_" in found and "to" in found and found["from_"] > found["to"]:
         raise _bad_q("created:>= must not be after created:<=.")
+    if excluded:
+        found[EXCLUDE] = excluded
     return " ".join(words), found
 
 
