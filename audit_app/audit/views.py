@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from bson import ObjectId
 from flask import (
     Blueprint,
     current_app,
@@ -66,10 +67,119 @@ def _filters_from(args) -> dict:
     return {name: args.get(name, "") for name in FILTER_NAMES if args.get(name, "").strip()}
 
 
+# "Hide my views of this log": on unless the URL says ``myViews=shown``. The form sends a
+# hidden ``myViews=shown`` and, when the box is ticked, ``myViews=hidden`` after it, so
+# the box works without JavaScript and a plain link keeps the default
+MY_VIEWS = "myViews"
+
+
+def _hides_my_views(args) -> bool:
+    values = args.getlist(MY_VIEWS)
+    return "shown" not in values or "hidden" in values
+
+
+def _view_state(hide: bool) -> dict:
+    """What every link of the page carries besides the filters: the toggle, when off."""
+    return {} if hide else {MY_VIEWS: "shown"}
+
+
+def _hidden_for(hide: bool):
+    """The account whose own reads of the log the page leaves out (None: none)."""
+    return current_principal().account_id if hide else None
+
+
+# how the chips name each filter, and each qualifier of the search bar
+_CHIP_NAMES = {
+    "q": "Search",
+    "method": "Method",
+    "statusCode": "Status",
+    "authType": "Auth type",
+    "resource": "Resource",
+    "from": "From",
+    "to": "To",
+    "accountId": "Account",
+    "workspaceId": "Workspace",
+    "apiKeyId": "API key",
+    "path": "Path contains",
+}
+_QUALIFIER_NAMES = {
+    "target": "Acted on",
+    "actor": "Actor",
+    "ip": "IP",
+    "requestId": "Request",
+    "action": "Action",
+    "credential": "Credential",
+    "method": "Method",
+    "status": "Status",
+    "created": "Created",
+    "path": "Path",
+}
+
+
+def _chips(filters: dict, state: dict, items: list[dict]) -> list[dict]:
+    """A chip for each filter in force, hidden ones included (and each word of the search
+    bar): its name, a readable value (a workspace's or an API key's name, an account's
+    email as its records give it, a time), and the link that drops just that filter."""
+    ids = {
+        name: ObjectId(filters[name])
+        if len(filters.get(name, "")) == 24 and ObjectId.is_valid(filters[name])
+        else None
+        for name in ("workspaceId", "apiKeyId", "accountId")
+    }
+    workspaces, keys = _names_for(
+        [{"workspaceId": ids["workspaceId"], "apiKeyId": ids["apiKeyId"]}]
+    )
+    emails = {i.get("accountId"): i.get("accountEmail") for i in items if i.get("accountEmail")}
+    readable = {
+        "workspaceId": (workspaces.get(ids["workspaceId"]) or {}).get("name"),
+        "apiKeyId": (keys.get(ids["apiKeyId"]) or {}).get("name"),
+        "accountId": emails.get(ids["accountId"]),
+    }
+    chips = []
+    for name in FILTER_NAMES:
+        value = filters.get(name)
+        if not value:
+            continue
+        words = value.split() if name == "q" else [value]
+        for index, word in enumerate(words):
+            rest = " ".join(words[:index] + words[index + 1 :]) if name == "q" else ""
+            kept = {k: v for k, v in filters.items() if k != name}
+            if rest:
+                kept[name] = rest
+            label, shown = _CHIP_NAMES[name], readable.get(name) or word
+            if name in ("from", "to"):
+                moment = parse_moment(word, end_of_day=name == "to")
+                stamp = iso(moment) if moment else None
+                shown = stamp[:19].replace("T", " ") + " UTC" if stamp else word
+            elif name == "q":
+                label, shown = _word_label(word)
+            chips.append(
+                {
+                    "name": name,
+                    "label": label,
+                    "value": shown,
+                    "raw": word,
+                    "remove": url_for(".list_page", **kept, **state),
+                }
+            )
+    return chips
+
+
+def _word_label(word: str) -> tuple[str, str]:
+    """How a chip names a word of the search bar: its qualifier (``Not action`` for a
+    ``-`` one) and its value; plain text is a search."""
+    negated = word.startswith("-")
+    name, colon, value = word[1 if negated else 0 :].partition(":")
+    if colon and name in _QUALIFIER_NAMES and value:
+        label = _QUALIFIER_NAMES[name]
+        return (f"Not {label.lower()}" if negated else label), value
+    return "Search", word
+
+
 CHART_RECORDS = 5000  # what the page's chart counts at most (the API's own cap is a setting)
 
 
-def _chart(filters: dict) -> dict | None:
+def _chart(filters: dict, hide: bool = False, state: dict | None = None) -> dict | None:
     """The activity chart above the table: the page's filters, per day (or per hour for
     three days or less), each bar a link that narrows the range to its bucket."""
     shown = {k: v for k, v in filters.items() if k not in ("cursor", "before")}
@@ -80,6 +190,7 @@ def _chart(filters: dict) -> dict | None:
             current_principal(),
             MultiDict({**shown, "interval": interval}),
             max_records=CHART_RECORDS,
+            hide_views_of=_hidden_for(hide),
         )
     except ApiError:
         return None
@@ -99,8 +210,15 @@ def _chart(filters: dict) -> dict | None:
             if height:
                 stacked.append({"family": family, "y": 100 - base - height, "height": height})
                 base += height
-        bars.append({**bucket, "href": url_for(".list_page", **narrowed), "stacked": stacked})
-    return {**found, "bars": bars, "tallest": tallest}
+        bars.append(
+            {
+                **bucket,
+                "href": url_for(".list_page", **narrowed, **(state or {})),
+                "stacked": stacked,
+            }
+        )
+    empty = not any(bucket["count"] for bucket in found["buckets"])
+    return {**found, "bars": bars, "tallest": tallest, "empty": empty}
 
 
 def _span_days(filters: dict) -> float | None:
@@ -112,8 +230,9 @@ def _span_days(filters: dict) -> float | None:
 
 
 def _clean_args(args):
-    """Empty form fields mean 'no filter'; drop them before validation."""
-    return MultiDict([(k, v) for k, v in args.items(multi=True) if v.strip()])
+    """Empty form fields mean 'no filter'; drop them before validation (and the toggle of
+    the viewer's own views, which is the page's, not a filter of the log)."""
+    return MultiDict([(k, v) for k, v in args.items(multi=True) if v.strip() and k != MY_VIEWS])
 
 
 def _names_for(items: list[dict]) -> tuple[dict, dict]:
@@ -127,6 +246,8 @@ def _names_for(items: list[dict]) -> tuple[dict, dict]:
 def list_page():
     args = _clean_args(request.args)
     filters = _filters_from(args)
+    hide = _hides_my_views(request.args)
+    state = _view_state(hide)
     limit = args.get("limit", "50")
     context = {
         "filters": filters,
@@ -147,26 +268,36 @@ def list_page():
         "suggestion": None,
         "qualifier_examples": QUALIFIER_EXAMPLES,
         "suspicious": {},
+        "hide_my_views": hide,
+        "chips": [],
     }
     try:
-        page = service.list_page(current_principal(), args, schema=WebListQuerySchema())
+        page = service.list_page(
+            current_principal(),
+            args,
+            schema=WebListQuerySchema(),
+            hide_views_of=_hidden_for(hide),
+        )
     except ApiError as error:
         if error.status != 400:
             raise
         context["error"] = error
+        context["error_label"] = _CHIP_NAMES.get(error.field or "")
+        context["chips"] = _chips(filters, state, [])
         note_error(error.code, error.message)
         return render_template("audit_logs/list.html", **context), 400
     context["integrity"] = integrity_state(current_principal().organization_id)
-    context["chart"] = _chart(filters)
+    context["chart"] = _chart(filters, hide, state)
     context["failing_streams"] = failing_streams(current_principal())
     if args.get("before") and page.newer_cursor is None:
         # the newest records are reached: show the first page, full
-        return redirect(url_for(".list_page", **filters, limit=limit))
+        return redirect(url_for(".list_page", **filters, limit=limit, **state))
     workspaces, keys = _names_for(page.items)
     context["suspicious"] = _suspicious_times(page.items)
-    base = {**filters, "limit": limit}
+    base = {**filters, "limit": limit, **state}
     context.update(
         items=page.items,
+        chips=_chips(filters, state, page.items),
         suggestion=page.suggestion,
         named_workspace=page.workspace,
         workspaces=workspaces,
@@ -176,8 +307,8 @@ def list_page():
         if page.newer_cursor
         else None,
         first=url_for(".list_page", **base) if (args.get("cursor") or args.get("before")) else None,
-        export_csv=url_for(".export_file", **filters, format="csv"),
-        export_ndjson=url_for(".export_file", **filters, format="ndjson"),
+        export_csv=url_for(".export_file", **filters, format="csv", **state),
+        export_ndjson=url_for(".export_file", **filters, format="ndjson", **state),
     )
     return render_template("audit_logs/list.html", **context)
 
@@ -213,7 +344,10 @@ def integrity_page():
 @audited
 def export_file():
     args = _clean_args(request.args)
-    fmt, query, records, organization = service.open_export(current_principal(), args)
+    hidden = _hidden_for(_hides_my_views(request.args))
+    fmt, query, records, organization = service.open_export(
+        current_principal(), args, hide_views_of=hidden
+    )
     return export.streamed_response(fmt, query, records, organization)
 
 
