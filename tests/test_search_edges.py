@@ -380,3 +380,40 @@ def test_hiding_the_viewers_views_never_hides_another_accounts(owner_client, org
     )
     for record in (someone, mine, export):
         assert str(record["_id"]) in html
+
+
+# attacks -------------------------------------------------------------------------------------
+
+
+def test_a_role_without_view_audit_log_cannot_exclude_its_way_in(api, org):
+    for q in ("-action:member.invite", "-status:5xx", f"-actor:{org.owner.email}"):
+        answer = api.get("/api/v1/audit-logs", as_=org.member, query_string={"q": q})
+        assert answer.status_code == 403
+
+
+def test_an_excluded_path_is_literal_and_linear(api, org, db):
+    """A pattern-looking text is the text itself (escaped, so MongoDB's engine and the
+    embedded store match it literally): no regex of the client's is ever run."""
+    import time
+
+    db.audit_logs.insert_many(
+        [
+            audit_record(org.id, path="/api/v1/x/(a+)+$", created_at=T0),
+            audit_record(org.id, path="/api/v1/" + "a" * 150 + "!", created_at=T0),
+        ]
+    )
+    kept = found(api, org, "-path:(a+)+$", **{"from": "2026-11-20", "to": "2026-11-20"})
+    assert [i["path"] for i in kept] == ["/api/v1/" + "a" * 150 + "!"]
+    started = time.monotonic()
+    evil = "-path:" + "(a*)*" * 30 + "b"
+    answer = api.get("/api/v1/audit-logs", as_=org.owner, query_string={"q": evil})
+    assert answer.status_code == 200 and time.monotonic() - started < 2
+
+
+def test_chips_show_what_was_typed_as_text_never_as_markup(owner_client):
+    page = owner_client.get(
+        "/organization/audit-logs", query_string={"q": '<script>alert(1)</script> -path:"x'}
+    )
+    html = page.get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
