@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from bson import ObjectId
@@ -204,4 +205,33 @@ def test_the_apps_requests_with_exclusions_never_take_the_generic_road(make_app,
     items = api.get("/api/v1/audit-logs", as_=org.admin, query_string={"q": q}).get_json()["items"]
     assert items and all(i["statusCode"] != 404 and i["action"] != "role.list" for i in items)
     assert all(i.get("accountId") != str(org.owner.account_id) for i in items)
+    assert embedded.FALLBACKS[0] == before
+
+
+def test_the_page_hiding_its_viewers_views_never_takes_the_generic_road(make_app, tmp_path):
+    """The web list's default on the embedded store: the list, its chart (the SQL counts)
+    and the export from the page, with the viewer's views left out, each over an index."""
+    from .test_web_pages import login
+
+    app = make_app(MONGO_CLIENT=None, MONGO_URI=None, EMBEDDED_STORE_DIR=str(tmp_path / "e"))
+    org = make_org(app, "Emb")
+    client = app.test_client()
+    login(client, org.owner)
+    for _ in range(3):
+        assert client.get("/organization/audit-logs").status_code == 200
+    before = embedded.FALLBACKS[0]
+    page = client.get("/organization/audit-logs", query_string={"q": "action:auditLog.list"})
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'id="chart-empty"' in html  # the owner's views were all there was
+    exported = client.get("/organization/audit-logs/export?format=ndjson&q=-status:5xx")
+    assert exported.status_code == 200
+    lines = [json.loads(line) for line in exported.get_data(as_text=True).splitlines()]
+    owner = str(org.owner.account_id)
+    assert not [r for r in lines if r.get("accountId") == owner and r.get("action") in LOG_VIEWS]
+    assert any(r.get("accountId") == owner for r in lines)  # (its login: no view)
+    shown = client.get(
+        "/organization/audit-logs", query_string={"q": "action:auditLog.list", "myViews": "shown"}
+    ).get_data(as_text=True)
+    assert shown.count("View Details") >= 3 and 'id="chart-empty"' not in shown
     assert embedded.FALLBACKS[0] == before
