@@ -115,3 +115,11 @@ def test_search_text_over_200_characters_is_refused_saying_the_limit(page, live)
         .startswith(f"Workspace: {name}")
     )
     assert page.get_by_label("Search").get_attribute("aria-invalid") == "true"
+
+
+def test_an_empty_chart_says_so_and_draws_no_empty_bars(page, live):
+    log_in(page, live, "owner")
+    page.goto(f"{live['url']}{LIST}?from=2001-01-01&to=2001-01-03")
+    assert page.locator("#chart-empty").inner_text() == "No activity in this range."
+    assert not page.locator("#activity svg").is_visible()
+    assert not page.locator("#activity .chart-legend").is_visible()
