@@ -59,6 +59,7 @@ QUALIFIER_EXAMPLES = (
     "created:>=2026-11-01",
     "created:<=2026-11-30",
     "path:/api/v1",
+    "-action:auditLog.view",  # a - before any of them excludes
 )
 
 
