@@ -90,8 +90,9 @@ def _ids(db, filters) -> list[ObjectId]:
 def _records(data):
     made = [_record(i, *row) for i, row in enumerate(data)]
     for i, record in enumerate(made):
-        if i % 3 == 0:  # some reads of the log, by the viewer and by others
+        if i % 3 == 0:  # some reads of the log, by the viewer and by others, some on a page
             record["action"] = LOG_VIEWS[i % len(LOG_VIEWS)]
+            record["authType"] = "session" if i % 2 == 0 else record["authType"]
     return made
 
 
@@ -123,7 +124,9 @@ def test_an_exclusion_is_the_complement_of_its_search_on_both_stores(
                 views = {
                     r["_id"]
                     for r in records
-                    if r["accountId"] == IDS[0] and r["action"] in LOG_VIEWS
+                    if r["accountId"] == IDS[0]
+                    and r["authType"] == "session"
+                    and r["action"] in LOG_VIEWS
                 }
             else:
                 views = set(_ids(db, {**plain, **left_out}))

@@ -368,17 +368,26 @@ def test_the_export_from_the_page_leaves_out_the_viewers_views_as_the_page_does(
 
 
 def test_hiding_the_viewers_views_never_hides_another_accounts(owner_client, org, db):
-    """Another member's page views, and the owner's records that are no view, stay."""
+    """Another member's page views, and the owner's records that are no page view (an
+    export, a script's reads with the owner's JWT), stay."""
     someone = audit_record(
         org.id, accountId=org.admin.account_id, action="auditLog.list", authType="session"
     )
     mine = audit_record(org.id, accountId=org.owner.account_id, action="member.invite")
     export = audit_record(org.id, accountId=org.owner.account_id, action="auditLog.export")
-    db.audit_logs.insert_many([someone, mine, export])
+    # a script reading the log with the owner's JWT: no page view, listed
+    script = audit_record(
+        org.id, accountId=org.owner.account_id, action="auditLog.list", authType="jwt"
+    )
+    page_view = audit_record(
+        org.id, accountId=org.owner.account_id, action="auditLog.view", authType="session"
+    )
+    db.audit_logs.insert_many([someone, mine, export, script, page_view])
     html = owner_client.get("/organization/audit-logs", query_string={"limit": "100"}).get_data(
         as_text=True
     )
-    for record in (someone, mine, export):
+    assert str(page_view["_id"]) not in html
+    for record in (someone, mine, export, script):
         assert str(record["_id"]) in html
 
 

@@ -157,8 +157,9 @@ def test_the_chart_and_the_export_send_the_same_exclusion(server, wired):
 
 
 def test_hiding_a_viewers_views_is_one_nor_on_the_same_walk(server, wired):
-    """The web list's default: the viewer's own reads of the log left out on the walk the
-    page makes anyway (``org_newest``, ``limit + 1``, the request's ``maxTimeMS``)."""
+    """The web list's default: the viewer's own page views of the log (a web session's)
+    left out on the walk the page makes anyway (``org_newest``, ``limit + 1``, the
+    request's ``maxTimeMS``)."""
     viewer = server.documents["accounts"][0]["_id"]
     principal = Principal(
         auth_type="session",
@@ -171,7 +172,13 @@ def test_hiding_a_viewers_views_is_one_nor_on_the_same_walk(server, wired):
     assert page.items == []
     [find] = finds(server)
     assert find["filter"] == {
-        "$and": [{"$nor": [{"accountId": viewer, "action": {"$in": list(LOG_VIEWS)}}]}],
+        "$and": [
+            {
+                "$nor": [
+                    {"accountId": viewer, "authType": "session", "action": {"$in": list(LOG_VIEWS)}}
+                ]
+            }
+        ],
         "organizationId": wired.organization_id,
     }
     assert find["hint"] == "org_newest" and find["sort"] == NEWEST

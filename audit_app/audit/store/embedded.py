@@ -1577,17 +1577,20 @@ def _excluding(
         where.append(f"NOT coalesce({condition}, 0)")
         parameters.extend(values)
         return True
-    # a viewer's own reads of the log: {accountId: <id>, action: {$in: [...]}}
-    _require(sorted(left_out) == ["accountId", "action"])
-    account, actions = left_out["accountId"], left_out["action"]
-    _require(isinstance(account, ObjectId) and isinstance(actions, dict))
-    _require(list(actions) == ["$in"] and isinstance(actions["$in"], list))
-    _require(0 < len(actions["$in"]) <= 20 and all(isinstance(a, str) for a in actions["$in"]))
-    marks = ", ".join("?" * len(actions["$in"]))
+    # a viewer's own page views of the log: {accountId: <id>, authType, action: {$in: [...]}}
+    _require(sorted(left_out) == ["accountId", "action", "authType"])
+    account, auth, actions = left_out["accountId"], left_out["authType"], left_out["action"]
+    _require(isinstance(account, ObjectId) and isinstance(auth, str))
+    _require(isinstance(actions, dict) and list(actions) == ["$in"])
+    names = actions["$in"]
+    _require(isinstance(names, list) and 0 < len(names) <= 20)
+    _require(all(isinstance(name, str) for name in names))
+    marks = ", ".join("?" * len(names))
     where.append(
-        f"NOT coalesce({columns('account_id')} = ? AND {columns('action')} IN ({marks}), 0)"
+        f"NOT coalesce({columns('account_id')} = ? AND {columns('auth_type')} = ? "
+        f"AND {columns('action')} IN ({marks}), 0)"
     )
-    parameters.extend([account.binary, *actions["$in"]])
+    parameters.extend([account.binary, auth, *names])
     return True
 
 

@@ -271,8 +271,8 @@ class AuditQuery:
             others.append({"path": literal_regex(search)})
         others.extend(exclusions(f.get(EXCLUDE) or {}))
         hidden = f.get(HIDE_VIEWS_OF)
-        if hidden is not None:  # the viewer's own reads of the log: one record per page view
-            others.append({"$nor": [{"accountId": hidden, "action": {"$in": list(LOG_VIEWS)}}]})
+        if hidden is not None:  # the viewer's own page views of the log (a web session's)
+            others.append({"$nor": [hidden_views(hidden)]})
         if others:
             base["$and"] = others
         if searched_id is None:
@@ -329,6 +329,14 @@ class AuditQuery:
         """A short hash of the filters, so a cursor cannot be reused with other filters."""
         canonical = json.dumps(self.filters, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def hidden_views(account_id: ObjectId) -> Document:
+    """The records "Hide my views of this log" leaves out: this account's page views of the
+    log in the web UI (a session's; what a script reads with the same person's JWT or a key
+    stays listed). One record per page a person loads, so the walk that skips them reads at
+    most that many more entries than the page shows."""
+    return {"accountId": account_id, "authType": "session", "action": {"$in": list(LOG_VIEWS)}}
 
 
 def _whole_ms(moment: datetime, *, up: bool) -> datetime:
