@@ -426,3 +426,14 @@ def test_chips_show_what_was_typed_as_text_never_as_markup(owner_client):
     html = page.get_data(as_text=True)
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_a_chips_link_keeps_the_page_size_and_the_views_shown(owner_client):
+    html = owner_client.get(
+        "/organization/audit-logs",
+        query_string={"q": "method:GET status:2xx", "limit": "25", "myViews": "shown"},
+    ).get_data(as_text=True)
+    for _, _, href in _chips(html):
+        left = _query(href)
+        assert left["limit"] == ["25"] and left["myViews"] == ["shown"]
+        assert len(left["q"][0].split()) == 1

@@ -85,7 +85,7 @@ def _view_state(hide: bool) -> dict:
 
 
 def _hidden_for(hide: bool):
-    """The account whose own reads of the log the page leaves out (None: none)."""
+    """The account whose own page views of the log the page leaves out (None: none)."""
     return current_principal().account_id if hide else None
 
 
@@ -164,6 +164,11 @@ def _chips(filters: dict, state: dict, items: list[dict]) -> list[dict]:
                 }
             )
     return chips
+
+
+def _kept_size(state: dict, limit: str) -> dict:
+    """The page's state with its page size, when not the default (a chip's link keeps it)."""
+    return {**state, "limit": limit} if limit != "50" else state
 
 
 def _word_label(word: str) -> tuple[str, str]:
@@ -284,7 +289,7 @@ def list_page():
             raise
         context["error"] = error
         context["error_label"] = _CHIP_NAMES.get(error.field or "")
-        context["chips"] = _chips(filters, state, [])
+        context["chips"] = _chips(filters, _kept_size(state, limit), [])
         note_error(error.code, error.message)
         return render_template("audit_logs/list.html", **context), 400
     context["integrity"] = integrity_state(current_principal().organization_id)
@@ -298,7 +303,7 @@ def list_page():
     base = {**filters, "limit": limit, **state}
     context.update(
         items=page.items,
-        chips=_chips(filters, state, page.items),
+        chips=_chips(filters, _kept_size(state, limit), page.items),
         suggestion=page.suggestion,
         named_workspace=page.workspace,
         workspaces=workspaces,
