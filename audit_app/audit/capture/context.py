@@ -32,6 +32,7 @@ class Notes:
     error: dict[str, str] | None = None
     targets: list[dict[str, Any]] = field(default_factory=list)
     opened_auth_type: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # more of ``request``, by key
 
 
 def begin() -> Notes:
@@ -116,6 +117,7 @@ TARGET_TYPES = {
     "auditStream": "streamId",
     "organization": "organizationId",
     "auditLog": "auditLogId",
+    "staffGrant": "grantId",
 }
 
 
@@ -131,6 +133,12 @@ def note_target(kind: str, object_id: ObjectId | None, name: str | None = None) 
                 target["name"] = name
             return
     current.targets.append({"type": kind, "id": object_id, "name": name})
+
+
+def note_details(key: str, value: Any) -> None:
+    """Add ``request.<key>`` to the record (a staff grant's justification and ticket), as
+    its redaction rules clean it."""
+    notes().details[key] = value
 
 
 def note_error(code: str, message: str) -> None:

@@ -256,6 +256,8 @@ def build_record(response: Response, duration_ms: float) -> dict:
     params = clean.clean({k: str(v) for k, v in (request.view_args or {}).items()})
     details = {"query": query, "params": params, "headers": selected_headers(request)}
     details.update(capture_body(request))
+    for key, value in notes().details.items():  # what a service added (a staff grant)
+        details[key] = clean.clean(value)
     mask = body_mask(request.endpoint)
     if mask is not None:  # secrets only its view knows (a log stream's destination URL)
         details["body"] = mask(details["body"])
