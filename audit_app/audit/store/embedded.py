@@ -131,6 +131,7 @@ CREATE INDEX IF NOT EXISTS org_credential_newest
 CREATE INDEX IF NOT EXISTS org_ip_newest ON audit_logs (organization_id, ip, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_action_newest ON audit_logs (organization_id, action, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_stored ON audit_logs (organization_id, stored_at, id);
+CREATE INDEX IF NOT EXISTS requestid_newest ON audit_logs (request_id, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_target_newest
     ON audit_targets (organization_id, target_id, {_NEWEST});
 -- the installation-wide purge of earlier versions: retention is per organization now

@@ -62,6 +62,12 @@ INDEXES: list[IndexSpec] = [
     # the paths that start with a text (``path:/...``: an anchored, case-sensitive regex):
     # a range of this index's keys, the matches sorted newest first
     _by("path", "org_path_newest"),
+    # the platform's support staff: which organization a pasted request id belongs to
+    # (``staff.lookup``), across organizations, a record or two per request
+    (
+        [("requestId", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)],
+        {"name": "requestid_newest"},
+    ),
     # sealing reads each organization's records by the time they were stored
     (
         [("organizationId", ASCENDING), ("storedAt", ASCENDING), ("_id", ASCENDING)],
@@ -316,6 +322,25 @@ def find_record(
     db: Database[Document], organization_id: ObjectId, record_id: ObjectId
 ) -> Document | None:
     return _scoped(db, organization_id).find_one({"_id": record_id})
+
+
+def organization_of_record(db: Database[Document], record_id: ObjectId) -> ObjectId | None:
+    """The organization of one record, across organizations (the staff's lookup: ``_id``)."""
+    found = db[COLLECTION].find_one({"_id": record_id}, {"organizationId": 1})
+    return found.get("organizationId") if found is not None else None
+
+
+def organizations_of_request(db: Database[Document], request_id: str, limit: int) -> list[ObjectId]:
+    """The organizations whose records carry this request id, across organizations (the
+    staff's lookup): a walk of ``requestid_newest`` that stops after ``limit`` records."""
+    cursor = (
+        db[COLLECTION]
+        .find({"requestId": request_id}, {"organizationId": 1})
+        .sort([("createdAt", DESCENDING), ("_id", DESCENDING)])
+        .hint("requestid_newest")
+        .limit(limit)
+    )
+    return [r["organizationId"] for r in cursor if r.get("organizationId") is not None]
 
 
 def find_records_by_ids(
