@@ -40,6 +40,10 @@ from .openapi import bp as openapi_bp
 from .organizations.api import invitations_bp, members_bp, organization_bp, roles_bp
 from .ratelimit import default_storage_uri, limiter
 from .security import set_security_headers
+from .staff.api import bp as staff_api_bp
+from .staff.api import requests_bp as staff_requests_bp
+from .staff.principal import StaffLoginRedirect, load_staff, staff_login_redirect
+from .staff.views import bp as staff_pages_bp
 from .streams.api import bp as audit_streams_bp
 from .streams.delivery import background_deliverer
 from .streams.secrets import check_key as check_stream_key
@@ -171,7 +175,7 @@ def register_hooks(app: Flask) -> None:
         app.logger.warning("AUDIT_ENABLED=false: REQUESTS ARE NOT BEING RECORDED IN THE AUDIT LOG")
     # first of all before_request hooks, so that a request refused by another one (CSRF
     # protection, a rate limit) still has its clock, its id, its principal and its record
-    app.before_request_funcs.setdefault(None, [])[:0] = [start_request, load_principal]
+    app.before_request_funcs.setdefault(None, [])[:0] = [start_request, load_principal, load_staff]
     app.after_request(set_security_headers)
     app.after_request(record_response)
     app.teardown_request(end_request)
@@ -199,6 +203,8 @@ def register_blueprints(app: Flask) -> None:
         api_keys_bp,
         audit_logs_bp,
         audit_streams_bp,
+        staff_api_bp,
+        staff_requests_bp,
         openapi_bp,
     ):
         api.register_blueprint(child)
@@ -209,11 +215,13 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api)
     app.register_blueprint(health_bp)
     app.register_blueprint(create_web_blueprint())
+    app.register_blueprint(staff_pages_bp)  # /staff: the platform's support staff
 
 
 def register_errorhandlers(app: Flask) -> None:
     errors.register_errorhandlers(app)
     app.register_error_handler(_LoginRedirect, login_redirect)
+    app.register_error_handler(StaffLoginRedirect, staff_login_redirect)
     app.register_error_handler(CSRFError, session.csrf_refused)  # a session that ended
     app.register_error_handler(RateLimitExceeded, session.login_limited)
 

@@ -1052,7 +1052,10 @@ def revoke_credentials_command(email, organization_id, as_json):
 
 
 def register(app) -> None:
+    from .staff.cli import COMMANDS as STAFF_COMMANDS
+
     for command in (
+        *STAFF_COMMANDS,
         create_org_command,
         create_user_command,
         create_api_key_command,

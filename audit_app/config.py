@@ -207,6 +207,11 @@ def load_settings(instance_path: Path) -> dict:
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "").strip()
         or "10 per minute; 100 per hour",
         "RATELIMIT_ENABLED": _env_bool("RATELIMIT_ENABLED", True),
+        # the platform's support staff: lookups and grant requests per staff member
+        "RATELIMIT_STAFF": os.environ.get("RATELIMIT_STAFF", "").strip()
+        or "60 per minute; 600 per hour",
+        "STAFF_SESSION_HOURS": _env_int("STAFF_SESSION_HOURS", 8, minimum=1),
+        "STAFF_GRANT_MINUTES": _env_int("STAFF_GRANT_MINUTES", 60, minimum=1),
         # a broken limit store must not lock everyone out: count nothing and log it
         "RATELIMIT_SWALLOW_ERRORS": True,
         "AUDIT_SIGNING_KEY": signing_key,

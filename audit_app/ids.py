@@ -67,6 +67,7 @@ AUTH_LABELS = {
     "apiKey": "API key",
     "session": "Web session",
     "cli": "Command line",
+    "staff": "Platform staff",
     "none": "Unauthenticated",
 }
 

@@ -43,6 +43,8 @@ from .organizations.repository import (
 )
 from .pagination import Listing
 from .sorted_store import SortedIndex
+from .staff.repository import INDEXES as STAFF_INDEXES
+from .staff.repository import LISTINGS as STAFF_LISTINGS
 from .streams.repository import INDEXES as STREAM_INDEXES
 from .streams.repository import STREAMS
 from .workspaces.repository import INDEXES as WORKSPACE_INDEXES
@@ -56,6 +58,7 @@ PLATFORM_INDEXES: dict[str, list[IndexSpec]] = {
     **API_KEY_INDEXES,
     **SESSION_INDEXES,
     **STREAM_INDEXES,
+    **STAFF_INDEXES,
 }
 # every paged list of the API; on the embedded store each one's index is a sorted table
 LISTINGS: tuple[Listing, ...] = (
@@ -66,6 +69,7 @@ LISTINGS: tuple[Listing, ...] = (
     ROLES,
     API_KEYS,
     STREAMS,
+    *STAFF_LISTINGS,
 )
 AUDIT_INDEXES: dict[str, list[IndexSpec]] = {
     audit_repository.COLLECTION: audit_repository.INDEXES,

@@ -62,6 +62,10 @@ def build_spec(app=None, version: str = "1.0.0") -> dict:
     spec.components.security_scheme(
         "apiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     )
+    spec.components.security_scheme(  # the platform's support staff: /staff/... only
+        "staffBearerAuth",
+        {"type": "http", "scheme": "bearer", "bearerFormat": "staff token (POST /staff/token)"},
+    )
     spec.components.schema("Error", schema=ErrorSchema)
     paths: dict[str, dict] = {}
     for path, method, view in api_views(app or current_app):

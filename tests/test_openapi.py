@@ -76,6 +76,16 @@ def test_document_lists_every_endpoint_with_auth_and_errors(client):
         "/audit-streams",
         "/audit-streams/{streamId}",
         "/audit-streams/{streamId}/test",
+        "/staff/token",
+        "/staff/lookup",
+        "/staff/grants",
+        "/staff/organizations/{organizationId}/audit-logs",
+        "/staff/organizations/{organizationId}/audit-logs/{auditLogId}",
+        "/staff/organizations/{organizationId}/audit-logs/export",
+        "/staff/organizations/{organizationId}/audit-logs/histogram",
+        "/staff-requests",
+        "/staff-requests/{grantId}/approve",
+        "/staff-requests/{grantId}/deny",
     }
     assert set(document["paths"]) == expected
     schemes = document["components"]["securitySchemes"]

@@ -82,6 +82,12 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "organization.create": ("organization", "member"),
     "organization.update": ("organization",),
     "role.permissionsChange": ("role",),
+    # the platform's support staff (``staff/``): a grant names its organization and itself;
+    # a read under it names the grant (and the record it opened); a refused one its path's
+    "staff.grantRequested": ("organization", "staffGrant"),
+    "staff.grantApproved": ("staffGrant",),
+    "staff.grantDenied": ("staffGrant",),
+    "staff.access": ("staffGrant", "auditLog", "organization"),
     # a destructive web form's first POST: its confirmation page (web/confirm.py)
     "apiKey.revokeAsked": ("apiKey",),
     "auditStream.deleteAsked": ("auditStream",),
@@ -115,6 +121,16 @@ _LABELS = {  # where "<resource> <verb>ed" does not read well
     "account.passwordChange": "Password changed",
     "member.roleChange": "Member's role changed",
     "role.permissionsChange": "Role's permissions changed",
+    "staff.login": "Platform staff signed in",
+    "staff.loginFailed": "Platform staff sign-in failed",
+    "staff.logout": "Platform staff signed out",
+    "staff.lookup": "Platform staff looked up an id",
+    "staff.listGrants": "Platform staff listed their grants",
+    "staff.grantRequested": "Platform staff requested access",
+    "staff.grantApproved": "Platform staff access approved",
+    "staff.grantDenied": "Platform staff access denied",
+    "staff.access": "Platform staff read the log",
+    "staff.listRequests": "Platform staff requests listed",
 }
 _VERBS = {
     "create": "created",
@@ -263,3 +279,11 @@ def label(action: str | None) -> str:
 def _subject(resource: str) -> str:
     """What a label calls a resource: ``apiKey`` -> "API key", ``member`` -> "Member"."""
     return _RESOURCES.get(resource) or _words(resource).capitalize()
+
+
+# The access transparency of the platform's support staff: each grant request, decision and
+# read under a grant is recorded in the organization's own log with ``authType: "staff"``
+# (docs/security.md, "Platform staff")
+STAFF_ACTIONS = declare(
+    "staff.grantRequested", "staff.grantApproved", "staff.grantDenied", "staff.access"
+)

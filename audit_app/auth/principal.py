@@ -252,6 +252,10 @@ def load_principal() -> None:
     g.account_organizations = None
     if request.endpoint in ("static", "health.healthz", "health.readyz"):
         return
+    if is_staff_path(request.path):
+        # the platform's support staff: their own credentials, resolved by
+        # ``staff.principal.load_staff``; no organization's session, JWT or key counts here
+        return
     if request.method == "POST" and request.endpoint in _LOGIN_ENDPOINTS:
         # a login names its own subject, whose organization's log it belongs in (before a
         # rate limit or CSRF refuses it); a credential sent along is not its caller
@@ -276,6 +280,12 @@ def load_principal() -> None:
         g.auth_error = str(error)
         if error.attribution:
             note_former_credential(error.attribution)
+
+
+def is_staff_path(path: str) -> bool:
+    """Under ``/staff`` or ``/api/v1/staff/``: where only staff credentials count (and
+    nowhere else do they)."""
+    return path in ("/staff", "/api/v1/staff") or path.startswith(("/staff/", "/api/v1/staff/"))
 
 
 _LOGIN_ENDPOINTS = frozenset({"api.auth.create_token", "web.session.login"})

@@ -31,6 +31,14 @@ class OrganizationSchema(Schema):
     auditLegalHold = fields.Boolean(
         metadata={"description": "True: nothing of this organization's audit log is deleted."}
     )
+    staffAccess = fields.String(
+        metadata={
+            "enum": ["open", "approval", "none"],
+            "description": "Whether and how the platform's support staff may read this "
+            "organization's log: open (under a grant with a reason), approval (an Owner or "
+            "Admin approves each grant first) or none.",
+        }
+    )
     auditRetentionPending = fields.Nested(
         RetentionPendingSchema,
         allow_none=True,
@@ -53,6 +61,7 @@ class OrganizationUpdateSchema(Schema):
     name = Text(validate=validate.Length(max=200))
     auditRetentionDays = fields.Raw(metadata={"type": "integer"})
     auditLegalHold = fields.Raw(metadata={"type": "boolean"})
+    staffAccess = fields.Raw(metadata={"type": "string", "enum": ["open", "approval", "none"]})
 
 
 class RoleSchema(Schema):

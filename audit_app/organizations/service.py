@@ -62,7 +62,11 @@ MAX_PASSWORD = 1024
 
 (PERMISSIONS_CHANGE,) = declare("role.permissionsChange")
 # What a reader of the audit log sees of each object, field by field (``changes``)
-ORGANIZATION_FIELDS = ("name", retention.DAYS, retention.HOLD, retention.PENDING)
+ORGANIZATION_FIELDS = ("name", "staffAccess", retention.DAYS, retention.HOLD, retention.PENDING)
+# whether and how the platform's support staff may read the log (``staff.service``)
+STAFF_ACCESS = "staffAccess"
+STAFF_ACCESS_SETTINGS = ("open", "approval", "none")
+DEFAULT_STAFF_ACCESS = "open"
 ROLE_FIELDS = ("name", "description", "permissions")
 MEMBER_FIELDS = ("email", "role", "roleId")
 INVITATION_FIELDS = ("email", "role", "roleId", "expiresAt")
@@ -632,6 +636,7 @@ def _shown(organization: Document, settings: retention.Retention | None = None) 
     settings = settings or retention.settings_of(organization)
     return {
         **organization,
+        STAFF_ACCESS: staff_access_of(organization),
         **settings.as_fields(),
         "auditRetentionBounds": {
             "minDays": low,
@@ -639,6 +644,12 @@ def _shown(organization: Document, settings: retention.Retention | None = None) 
             "graceDays": retention.grace().days,
         },
     }
+
+
+def staff_access_of(organization: Document) -> str:
+    """The organization's ``staffAccess``: ``open`` until it chooses otherwise."""
+    value = organization.get(STAFF_ACCESS)
+    return value if value in STAFF_ACCESS_SETTINGS else DEFAULT_STAFF_ACCESS
 
 
 def _as_changed(organization: Document) -> Document:
@@ -665,18 +676,31 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
     """Change the organization's settings: its name (``manageOrganization``), its audit
     retention and legal hold (``manageAuditRetention``). Retention changes are anchored
     before the database holds them, under the lock the purge takes."""
-    asked = [name for name in ("name", retention.DAYS, retention.HOLD) if name in changes]
+    organization_wide = ("name", STAFF_ACCESS)
+    asked = [
+        name for name in (*organization_wide, retention.DAYS, retention.HOLD) if name in changes
+    ]
     if not asked:
         raise bad_request(
-            "Send at least one of name, auditRetentionDays and auditLegalHold.", "name"
+            "Send at least one of name, staffAccess, auditRetentionDays and auditLegalHold.",
+            "name",
         )
     for name in asked:
-        permission = "manageOrganization" if name == "name" else "manageAuditRetention"
+        permission = "manageOrganization" if name in organization_wide else "manageAuditRetention"
         if not actor.can(permission):
             raise refused(f"Changing {name} needs the {permission} permission.", name)
     update: dict[str, Any] = {}
     if "name" in changes:
         update["name"] = checked_name(changes["name"])
+    if STAFF_ACCESS in changes:
+        if changes[STAFF_ACCESS] not in STAFF_ACCESS_SETTINGS:
+            raise bad_request(
+                "staffAccess: is one of open (platform staff read the log under a grant "
+                "with a reason), approval (an Owner or Admin approves each grant first) "
+                "and none.",
+                STAFF_ACCESS,
+            )
+        update[STAFF_ACCESS] = changes[STAFF_ACCESS]
     if retention.DAYS not in changes and retention.HOLD not in changes:
         before, after = orgs.update_organization(get_db(), actor.org, update)
         record_changes(

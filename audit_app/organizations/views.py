@@ -308,6 +308,7 @@ def save_settings():
             return f"The shortening of the retention was cancelled: it stays {days} days."
         wanted = {
             "name": form.get("name", shown["name"]).strip(),
+            "staffAccess": form.get("staffAccess", shown["staffAccess"]),
             "auditRetentionDays": _days(form.get("auditRetentionDays", "")),
             "auditLegalHold": form.get("auditLegalHold") == "on",
         }

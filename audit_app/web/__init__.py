@@ -7,6 +7,7 @@ from ..audit.views import bp as audit_logs_bp
 from ..auth.principal import account_organizations, current_principal
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..organizations.views import members_bp, roles_bp, settings_bp
+from ..staff.org_views import requests_page_bp as staff_requests_bp
 from ..streams.views import bp as audit_streams_bp
 from ..workspaces.views import bp as workspaces_bp
 from . import invitations, session
@@ -25,6 +26,7 @@ def create_web_blueprint() -> Blueprint:
         api_keys_bp,
         audit_streams_bp,
         settings_bp,
+        staff_requests_bp,
     ):
         web.register_blueprint(child)
     web.add_app_template_global(confirm_text, "confirm_text")
@@ -42,6 +44,8 @@ def create_web_blueprint() -> Blueprint:
 def navigation_context():
     """Template globals: the caller, their organizations, and which menu items they may use."""
     principal = current_principal()
+    if principal.auth_type == "staff":  # the staff pages have their own header
+        return {"principal": principal, "organizations": [], "nav_items": []}
     organizations = []
     if principal.auth_type == "session" and principal.account_id:
         organizations = account_organizations(principal.account_id)
@@ -63,6 +67,7 @@ NAVIGATION = (
     ("API Keys", "web.apiKeys.api_keys_page", "viewApiKeys"),
     ("Audit Streams", "web.auditStreams.streams_page", "manageAuditStreams"),
     ("Settings", "web.settings.settings_page", ("manageOrganization", "manageAuditRetention")),
+    ("Staff requests", "web.staffRequests.requests_page", "manageOrganization"),
 )
 
 

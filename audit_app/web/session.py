@@ -17,6 +17,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -34,6 +35,7 @@ from ..auth import sessions
 from ..auth.passwords import verify_password
 from ..auth.principal import (
     current_principal,
+    is_staff_path,
     login_account,
     require_authentication,
     require_permission,
@@ -152,6 +154,11 @@ def csrf_refused(error: CSRFError):
     stays a 400. Either way the request is recorded, as a refusal."""
     if wants_json():
         return handle_http_exception(error)
+    if is_staff_path(request.path):  # the staff's own pages: their own sign-in
+        if g.get("staff") is not None:
+            return handle_http_exception(error)
+        note_error("session_ended", f"{error.description} Nothing was changed.")
+        return redirect(url_for("staffPages.login"))
     if request.endpoint == "web.session.login":  # the login form itself expired: again
         note_error("csrf_error", str(error.description))
         form = LoginForm()

@@ -31,7 +31,7 @@ MAX_SEARCH_LENGTH = 200
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CLI")
-AUTH_TYPES = ("jwt", "apiKey", "session", "cli", "none")  # every value a record holds
+AUTH_TYPES = ("jwt", "apiKey", "session", "cli", "staff", "none")  # every value a record holds
 _STATUS = re.compile(r"^(?:[1-5][0-9]{2}|[1-5]xx)$", re.IGNORECASE)
 _RESOURCE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
 
