@@ -80,6 +80,8 @@ def staff_login(client, email=STAFF_EMAIL, password=PASSWORD):
 
 
 def logs(api, org, **query):
+    if "action" in query:
+        query["q"] = f"action:{query.pop('action')}"
     answer = api.get("/api/v1/audit-logs", as_=org.admin, query_string={"limit": 200, **query})
     assert answer.status_code == 200, answer.get_json()
     return answer.get_json()["items"]
@@ -410,3 +412,427 @@ def test_lookup_on_the_embedded_store_uses_the_indexes(embedded):
         query_string={"id": str(org.owner.account_id)},
     ).get_json()
     assert account["kind"] == "account"
+
+
+# Grants ---------------------------------------------------------------------------------
+
+
+def test_without_a_grant_nothing_is_read(client, api, org, token):
+    for suffix in ("", "/histogram", "/export?format=csv", f"/{ObjectId()}"):
+        answer = client.get(
+            f"/api/v1/staff/organizations/{org.id}/audit-logs{suffix}", headers=bearer(token)
+        )
+        assert answer.status_code == 403, suffix
+        assert answer.get_json()["error"]["code"] == "staff_grant_required"
+    assert (
+        client.get(
+            "/api/v1/staff/organizations/not-an-id/audit-logs", headers=bearer(token)
+        ).status_code
+        == 404
+    )
+
+
+def test_an_open_organization_s_grant_reads_its_log_as_its_admin_would(client, api, org, token):
+    api.get("/api/v1/workspaces", as_=org.member)
+    answer = grant(client, token, org.id)
+    assert answer.status_code == 201, answer.get_json()
+    made = answer.get_json()
+    assert made["state"] == "active" and ObjectId.is_valid(made["grantId"])
+    assert set(made) >= {"grantId", "state", "expiresAt"}
+    base = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    page = client.get(base, headers=bearer(token), query_string={"q": str(org.member.account_id)})
+    assert page.status_code == 200, page.get_json()
+    items = page.get_json()["items"]
+    assert items and all(i["accountId"] == str(org.member.account_id) for i in items)
+    mine = api.get(
+        "/api/v1/audit-logs", as_=org.admin, query_string={"q": str(org.member.account_id)}
+    ).get_json()["items"]
+    assert [i["id"] for i in items] == [i["id"] for i in mine]  # the same rule, one place
+    detail = client.get(f"{base}/{items[0]['id']}", headers=bearer(token))
+    assert detail.status_code == 200 and detail.get_json()["id"] == items[0]["id"]
+    histogram = client.get(f"{base}/histogram", headers=bearer(token))
+    assert histogram.status_code == 200 and histogram.get_json()["buckets"]
+    exported = client.get(
+        f"{base}/export", headers=bearer(token), query_string={"format": "ndjson"}
+    )
+    assert exported.status_code == 200 and str(org.member.account_id) in exported.get_data(
+        as_text=True
+    )
+    bad = client.get(base, headers=bearer(token), query_string={"limit": "9999"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "limit"
+    for method in ("POST", "PATCH", "DELETE", "PUT"):  # read-only
+        assert client.open(base, method=method, headers=bearer(token)).status_code == 405
+    listed = client.get("/api/v1/staff/grants", headers=bearer(token)).get_json()["items"]
+    assert [g["grantId"] for g in listed] == [made["grantId"]]
+    assert listed[0]["justification"] == JUSTIFICATION and listed[0]["ticket"] == "SUP-1234"
+
+
+@pytest.mark.parametrize("justification", ["too short", "", " " * 20, "x" * 501, None, 42])
+def test_a_grant_needs_a_justification_of_10_to_500_characters(client, org, token, justification):
+    answer = client.post(
+        "/api/v1/staff/grants",
+        headers=bearer(token),
+        json={"organizationId": str(org.id), "justification": justification},
+    )
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["field"] == "justification"
+
+
+def test_a_grant_request_s_other_input_is_checked(client, org, token):
+    assert grant(client, token, ObjectId()).status_code == 404
+    bad = client.post(
+        "/api/v1/staff/grants",
+        headers=bearer(token),
+        json={"organizationId": "nope", "justification": JUSTIFICATION},
+    )
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "organizationId"
+    long_ticket = grant(client, token, org.id, ticket="T" * 101)
+    assert long_ticket.status_code == 400 and long_ticket.get_json()["error"]["field"] == "ticket"
+
+
+def test_a_grant_for_one_organization_never_reads_another(app, client, api, org, other_org, token):
+    """By id, by a cursor of the other organization, by export and histogram."""
+    for _ in range(3):
+        api.get("/api/v1/workspaces", as_=org.admin)
+        api.get("/api/v1/workspaces", as_=other_org.admin)
+    assert grant(client, token, org.id).status_code == 201
+    other = f"/api/v1/staff/organizations/{other_org.id}/audit-logs"
+    for suffix in ("", "/histogram", "/export?format=ndjson"):
+        assert client.get(other + suffix, headers=bearer(token)).status_code == 403
+    mine = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    # a record of the other organization, asked for through the granted one
+    settled(app)
+    theirs = logs(api, other_org)[0]["id"]
+    assert client.get(f"{mine}/{theirs}", headers=bearer(token)).status_code == 404
+    # the other organization's own cursor (signed, bound to it) on the granted one
+    cursor = api.get(
+        "/api/v1/audit-logs", as_=other_org.admin, query_string={"limit": 1}
+    ).get_json()["nextCursor"]
+    answer = client.get(mine, headers=bearer(token), query_string={"limit": 1, "cursor": cursor})
+    assert answer.status_code == 400 and answer.get_json()["error"]["field"] == "cursor"
+    # and a cursor of the granted one, once the grant exists for both, on the other
+    assert grant(client, token, other_org.id).status_code == 201
+    own = client.get(mine, headers=bearer(token), query_string={"limit": 1}).get_json()
+    answer = client.get(
+        other, headers=bearer(token), query_string={"limit": 1, "cursor": own["nextCursor"]}
+    )
+    assert answer.status_code == 400 and answer.get_json()["error"]["field"] == "cursor"
+    exported = client.get(
+        other + "/export", headers=bearer(token), query_string={"format": "ndjson"}
+    )
+    assert str(org.id) not in exported.get_data(as_text=True)
+
+
+def test_a_grant_expires_on_time_on_every_request(app, client, api, org, token, monkeypatch):
+    assert grant(client, token, org.id).status_code == 201
+    base = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    assert client.get(base, headers=bearer(token)).status_code == 200
+    start = utcnow()
+    monkeypatch.setattr(staff_service, "utcnow", lambda: start + timedelta(minutes=59))
+    assert client.get(base, headers=bearer(token)).status_code == 200
+    monkeypatch.setattr(staff_service, "utcnow", lambda: start + timedelta(minutes=61))
+    for suffix in ("", "/histogram", "/export?format=csv"):
+        assert client.get(base + suffix, headers=bearer(token)).status_code == 403, suffix
+    listed = client.get("/api/v1/staff/grants", headers=bearer(token)).get_json()["items"]
+    assert listed[0]["state"] == "expired"
+
+
+def test_the_grant_is_read_from_the_store_not_a_cache(app, client, org, token):
+    """Another worker (or an operator) ends the grant: the next request knows."""
+    made = grant(client, token, org.id).get_json()
+    base = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    assert client.get(base, headers=bearer(token)).status_code == 200
+    with app.app_context():
+        get_db().staff_grants.update_one(
+            {"_id": ObjectId(made["grantId"])}, {"$set": {"expiresAt": utcnow()}}
+        )
+    assert client.get(base, headers=bearer(token)).status_code == 403
+
+
+def test_staff_grant_minutes_sets_the_lifetime(make_app):
+    app = make_app(STAFF_GRANT_MINUTES=5)
+    org = make_org(app, "Acme")
+    create_staff(app)
+    client = app.test_client()
+    token = staff_token(client)
+    made = grant(client, token, org.id).get_json()
+    with app.app_context():
+        stored = get_db().staff_grants.find_one({"_id": ObjectId(made["grantId"])})
+    assert stored["expiresAt"] - stored["createdAt"] == timedelta(minutes=5)
+
+
+def test_none_refuses_every_grant_but_lookup_still_answers(client, api, org, token):
+    set_access(api, org, "none")
+    answer = grant(client, token, org.id)
+    assert (
+        answer.status_code == 403 and answer.get_json()["error"]["code"] == "staff_access_refused"
+    )
+    base = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    assert client.get(base, headers=bearer(token)).status_code == 403
+    found = client.get(
+        "/api/v1/staff/lookup",
+        headers=bearer(token),
+        query_string={"id": str(org.workspace["_id"])},
+    ).get_json()
+    assert found["organizations"] == [{"id": str(org.id), "name": "Acme", "staffAccess": "none"}]
+    # the refused request is in the organization's log, with its reason
+    refused = logs(api, org, action="staff.grantRequested")
+    assert refused and refused[0]["statusCode"] == 403 and refused[0]["authType"] == "staff"
+
+
+def test_staff_access_is_the_organization_s_to_set(api, org):
+    assert api.get("/api/v1/organization", as_=org.member).get_json()["staffAccess"] == "open"
+    refused = api.patch("/api/v1/organization", as_=org.member, json={"staffAccess": "none"})
+    assert refused.status_code == 403 and refused.get_json()["error"]["field"] == "staffAccess"
+    bad = api.patch("/api/v1/organization", as_=org.owner, json={"staffAccess": "sometimes"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "staffAccess"
+    assert all(v in bad.get_json()["error"]["message"] for v in ("open", "approval", "none"))
+    changed = api.patch("/api/v1/organization", as_=org.admin, json={"staffAccess": "approval"})
+    assert changed.status_code == 200 and changed.get_json()["staffAccess"] == "approval"
+    record = logs(api, org, action="organization.update")[0]
+    assert {"field": "staffAccess", "from": "open", "to": "approval"} in record["changes"]
+
+
+def test_the_settings_page_sets_staff_access(client, api, org):
+    login(client, org.owner)
+    page = client.get("/organization/settings").get_data(as_text=True)
+    assert 'name="staffAccess" value="approval"' in page
+    answer = client.post(
+        "/organization/settings",
+        data={
+            "csrf_token": csrf_from(page),
+            "name": "Acme",
+            "staffAccess": "approval",
+            "auditRetentionDays": str(
+                api.get("/api/v1/organization", as_=org.owner).get_json()["auditRetentionDays"]
+            ),
+        },
+    )
+    assert answer.status_code == 302
+    assert api.get("/api/v1/organization", as_=org.owner).get_json()["staffAccess"] == "approval"
+
+
+def test_approval_waits_for_an_owner_or_admin_never_a_member(app, client, api, org, token):
+    set_access(api, org, "approval")
+    made = grant(client, token, org.id).get_json()
+    assert made["state"] == "pending"
+    base = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    assert client.get(base, headers=bearer(token)).status_code == 403
+    approve = f"/api/v1/staff-requests/{made['grantId']}/approve"
+    # a Member, an API key (even an Admin's), and a staff token: refused
+    assert api.post(approve, as_=org.member).status_code == 403
+    assert api.post(approve, key=org.api_key).status_code == 403
+    assert client.post(approve, headers=bearer(token)).status_code == 401
+    assert api.get("/api/v1/staff-requests", as_=org.member).status_code == 403
+    pending = api.get("/api/v1/staff-requests", as_=org.admin).get_json()["items"]
+    assert [p["grantId"] for p in pending] == [made["grantId"]]
+    assert pending[0]["justification"] == JUSTIFICATION and pending[0]["staffEmail"] == STAFF_EMAIL
+    approved = api.post(approve, as_=org.admin)
+    assert approved.status_code == 200 and approved.get_json()["state"] == "active"
+    assert client.get(base, headers=bearer(token)).status_code == 200
+    again = api.post(approve, as_=org.owner)
+    assert again.status_code == 409
+    # another organization's Admin cannot decide this organization's requests
+    assert api.get("/api/v1/staff-requests", as_=org.admin).get_json()["items"] == []
+
+
+def test_a_denied_or_expired_request_reads_nothing(app, client, api, org, token, monkeypatch):
+    set_access(api, org, "approval")
+    denied = grant(client, token, org.id).get_json()
+    answer = api.post(f"/api/v1/staff-requests/{denied['grantId']}/deny", as_=org.owner)
+    assert answer.status_code == 200 and answer.get_json()["state"] == "denied"
+    base = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    assert client.get(base, headers=bearer(token)).status_code == 403
+    late = grant(client, token, org.id).get_json()
+    start = utcnow()
+    monkeypatch.setattr(staff_service, "utcnow", lambda: start + timedelta(hours=25))
+    answer = api.post(f"/api/v1/staff-requests/{late['grantId']}/approve", as_=org.owner)
+    assert answer.status_code == 409 and "expired" in answer.get_json()["error"]["message"]
+    assert api.get("/api/v1/staff-requests", as_=org.owner).get_json()["items"] == []
+
+
+def test_another_organization_s_admin_cannot_decide(client, api, org, other_org, token):
+    set_access(api, org, "approval")
+    made = grant(client, token, org.id).get_json()
+    answer = api.post(f"/api/v1/staff-requests/{made['grantId']}/approve", as_=other_org.owner)
+    assert answer.status_code == 404
+    assert (
+        client.get(
+            f"/api/v1/staff/organizations/{org.id}/audit-logs", headers=bearer(token)
+        ).status_code
+        == 403
+    )
+
+
+def test_a_staff_member_cannot_approve_their_own_grant(app, client, api, org):
+    """The same person, an Admin of the organization and on the platform's staff."""
+    create_staff(app, email=org.admin.email)
+    token = staff_token(client, email=org.admin.email)
+    set_access(api, org, "approval")
+    made = grant(client, token, org.id).get_json()
+    answer = api.post(f"/api/v1/staff-requests/{made['grantId']}/approve", as_=org.admin)
+    assert answer.status_code == 403 and "own" in answer.get_json()["error"]["message"]
+    assert (
+        api.post(f"/api/v1/staff-requests/{made['grantId']}/approve", as_=org.owner).status_code
+        == 200
+    )
+
+
+def test_the_staff_requests_page_approves(client, api, org, token):
+    set_access(api, org, "approval")
+    made = grant(client, token, org.id).get_json()
+    login(client, org.member)
+    assert client.get("/organization/staff-requests").status_code == 403
+    client.post("/logout")
+    login(client, org.admin)
+    page = client.get("/organization/staff-requests")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and JUSTIFICATION in html and STAFF_EMAIL in html
+    answer = client.post(
+        f"/organization/staff-requests/{made['grantId']}/approve",
+        data={"csrf_token": csrf_from(html)},
+    )
+    assert answer.status_code == 302
+    assert (
+        client.get(
+            f"/api/v1/staff/organizations/{org.id}/audit-logs", headers=bearer(token)
+        ).status_code
+        == 200
+    )
+
+
+def test_a_removed_staff_account_is_dead_at_once(app, client, api, org, token):
+    cookie = staff_login(client)
+    made = grant(client, token, org.id).get_json()
+    base = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    assert client.get(base, headers=bearer(token)).status_code == 200
+    result = app.test_cli_runner().invoke(args=["remove-staff", "--email", STAFF_EMAIL, "--json"])
+    assert result.exit_code == 0, result.output
+    removed = json.loads(result.output)
+    assert removed["sessionsEnded"] == 1 and removed["grantsEnded"] == 1
+    assert client.get(base, headers=bearer(token)).status_code == 401
+    assert client.get("/api/v1/staff/grants", headers=bearer(token)).status_code == 401
+    fresh = app.test_client()
+    fresh.set_cookie("staff_session", cookie, path="/staff")
+    assert fresh.get("/staff").status_code == 302
+    with app.app_context():
+        assert (
+            get_db().staff_grants.find_one({"_id": ObjectId(made["grantId"])})["state"] == "revoked"
+        )
+    # made again with the same email: a new account, none of the old grants
+    create_staff(app)
+    token = staff_token(client)
+    assert client.get(base, headers=bearer(token)).status_code == 403
+
+
+# What the customer sees -----------------------------------------------------------------
+
+
+def test_every_staff_access_is_in_the_organization_s_own_log(app, client, api, org, token):
+    api.get("/api/v1/workspaces", as_=org.member)
+    made = grant(client, token, org.id).get_json()
+    base = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    listed = client.get(base, headers=bearer(token), query_string={"q": "action:workspace.list"})
+    record_id = listed.get_json()["items"][0]["id"]
+    client.get(f"{base}/{record_id}", headers=bearer(token))
+    client.get(f"{base}/histogram", headers=bearer(token))
+    client.get(f"{base}/export", headers=bearer(token), query_string={"format": "csv"}).get_data()
+    settled(app)
+    staff_records = logs(api, org, authType="staff")
+    actions = sorted(r["action"] for r in staff_records)
+    assert actions == sorted(
+        [
+            "staff.grantRequested",
+            "staff.access",
+            "staff.access",
+            "staff.access",
+            "staff.access",
+            "auditLog.exportEnded",
+        ]
+    )
+    for record in staff_records:
+        assert record["accountEmail"] == STAFF_EMAIL and record["accountId"] is None
+        assert record["organizationId"] == str(org.id)
+    for record in (r for r in staff_records if r["action"].startswith("staff.")):
+        detail = api.get(f"/api/v1/audit-logs/{record['id']}", as_=org.admin).get_json()
+        assert detail["request"]["staffGrant"]["justification"] == JUSTIFICATION
+        assert detail["request"]["staffGrant"]["ticket"] == "SUP-1234"
+        assert {"type": "staffGrant", "id": made["grantId"], "name": STAFF_EMAIL} in detail[
+            "targets"
+        ]
+    viewed = [r for r in staff_records if r["path"].endswith(record_id)]
+    assert {"type": "auditLog", "id": record_id, "name": None} in viewed[0]["targets"]
+    searched = [r for r in staff_records if r["action"] == "staff.access" and r["path"] == base]
+    assert api.get(f"/api/v1/audit-logs/{searched[0]['id']}", as_=org.admin).get_json()["request"][
+        "query"
+    ] == {"q": "action:workspace.list"}
+    # the organization's export carries them, justification included
+    exported = api.get(
+        "/api/v1/audit-logs/export",
+        as_=org.admin,
+        query_string={"format": "ndjson", "authType": "staff"},
+    ).get_data(as_text=True)
+    rows = [json.loads(line) for line in exported.splitlines() if line.strip()]
+    assert any(
+        r.get("request", {}).get("staffGrant", {}).get("justification") == JUSTIFICATION
+        for r in rows
+    )
+    # and the web list's "Platform staff" chip filters them
+    login(client, org.admin)
+    page = client.get("/organization/audit-logs").get_data(as_text=True)
+    assert 'id="staff-chip"' in page and "authType=staff" in page
+    chip = client.get("/organization/audit-logs?authType=staff").get_data(as_text=True)
+    assert STAFF_EMAIL in chip and "Platform staff" in chip
+
+
+def test_approvals_and_denials_are_recorded(app, client, api, org, token):
+    set_access(api, org, "approval")
+    one = grant(client, token, org.id).get_json()
+    two = grant(client, token, org.id, justification="A second look at the same ticket").get_json()
+    api.post(f"/api/v1/staff-requests/{one['grantId']}/approve", as_=org.admin)
+    api.post(f"/api/v1/staff-requests/{two['grantId']}/deny", as_=org.owner)
+    settled(app)
+    approved = logs(api, org, action="staff.grantApproved")[0]
+    denied = logs(api, org, action="staff.grantDenied")[0]
+    assert approved["accountEmail"] == org.admin.email and denied["accountEmail"] == org.owner.email
+    detail = api.get(f"/api/v1/audit-logs/{approved['id']}", as_=org.admin).get_json()
+    assert detail["request"]["staffGrant"]["staffEmail"] == STAFF_EMAIL
+    assert detail["request"]["staffGrant"]["state"] == "active"
+    logged = app.test_cli_runner().invoke(args=["staff-log", "--json", "--email", STAFF_EMAIL])
+    actions = [i["action"] for i in json.loads(logged.output)["items"]]
+    assert {"staff.grantRequested", "staff.grantApproved", "staff.grantDenied"} <= set(actions)
+
+
+def test_a_stream_delivers_the_staff_access(make_app, receiver):
+    from datetime import UTC, datetime
+
+    from audit_app.streams import delivery
+
+    app = make_app(AUDIT_STREAM_ALLOW_PRIVATE=True, AUDIT_STREAM_SETTLE_SECONDS=0)
+    org = make_org(app, "Acme")
+    create_staff(app)
+    client = app.test_client()
+    from .factories import Api
+
+    api = Api(client)
+    stream = api.post(
+        "/api/v1/audit-streams",
+        as_=org.admin,
+        json={"name": "SIEM", "destination": {"type": "webhook", "url": receiver.url}},
+    )
+    assert stream.status_code == 201, stream.get_json()
+    receiver.secret = stream.get_json()["secret"]
+    token = staff_token(client)
+    grant(client, token, org.id)
+    client.get(f"/api/v1/staff/organizations/{org.id}/audit-logs", headers=bearer(token))
+    with app.app_context():
+        get_db().audit_streams.update_many({}, {"$set": {"nextAttemptAt": datetime.now(UTC)}})
+    delivery.deliver_due(app, "test")
+    events = receiver.events()
+    staff_events = [e for e in events if e.get("authType") == "staff"]
+    assert {e["action"] for e in staff_events} == {"staff.grantRequested", "staff.access"}
+    assert all(e["accountEmail"] == STAFF_EMAIL for e in staff_events)
+    assert any(
+        (e.get("request") or {}).get("staffGrant", {}).get("justification") == JUSTIFICATION
+        for e in staff_events
+    )
