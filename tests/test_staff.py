@@ -836,3 +836,32 @@ def test_a_stream_delivers_the_staff_access(make_app, receiver):
         (e.get("request") or {}).get("staffGrant", {}).get("justification") == JUSTIFICATION
         for e in staff_events
     )
+
+
+def test_the_staff_flow_on_the_embedded_store_walks_its_indexes(embedded):
+    """Every list of the staff's collections is a walk of its sorted index there."""
+    from audit_app import sorted_store
+
+    app = embedded()
+    org = make_org(app, "Acme")
+    create_staff(app)
+    client = app.test_client()
+    from .factories import Api
+
+    api = Api(client)
+    token = staff_token(client)
+    fallbacks = sorted_store.FALLBACKS[0]
+    assert grant(client, token, org.id).status_code == 201
+    base = f"/api/v1/staff/organizations/{org.id}/audit-logs"
+    assert client.get(base, headers=bearer(token)).status_code == 200
+    assert client.get("/api/v1/staff/grants", headers=bearer(token)).status_code == 200
+    set_access(api, org, "approval")
+    pending = grant(client, token, org.id).get_json()
+    listed = api.get("/api/v1/staff-requests", as_=org.admin).get_json()["items"]
+    assert [p["grantId"] for p in listed] == [pending["grantId"]]
+    logged = app.test_cli_runner().invoke(args=["staff-log", "--json"])
+    assert logged.exit_code == 0 and json.loads(logged.output)["items"]
+    assert app.test_cli_runner().invoke(args=["list-staff", "--json"]).exit_code == 0
+    walked = {index for index, _, _ in sorted_store.WALKS}
+    assert {"staff_org_expiry", "staff_newest", "org_state_newest", "newest", "oldest"} <= walked
+    assert sorted_store.FALLBACKS[0] == fallbacks
