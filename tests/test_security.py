@@ -138,6 +138,8 @@ VALID_BODIES = {
     "/api-keys": {"name": "k"},
     "/audit-streams": {"name": "s", "destination": {"type": "webhook", "url": "https://x.example"}},
     "/audit-streams/{streamId}": {"name": "t"},
+    "/staff/token": {"email": "support@platform.example", "password": "correct horse battery"},
+    "/staff/grants": {"organizationId": "{organization}", "justification": "A ticket to look at"},
 }
 INJECTIONS = [
     (method, path, name)
@@ -164,16 +166,32 @@ def test_operator_objects_in_any_json_field_are_a_400(api, org, method, path, fi
     }
     url = "/api/v1" + path.format(**{k: str(v) for k, v in ids.items()})
     body = {
-        k: (v.format(role=ids["role"]) if isinstance(v, str) else v)
+        k: (v.format(role=ids["role"], organization=org.id) if isinstance(v, str) else v)
         for k, v in VALID_BODIES[path].items()
     }
     if field in ("steps",) and isinstance(payload, list):
         payload = ["$where"]
     body[field] = payload
-    auth = {} if path == "/auth/token" else {"as_": org.owner}
+    auth = {} if path in ("/auth/token", "/staff/token") else {"as_": org.owner}
+    if path.startswith("/staff/") and path != "/staff/token":  # the staff's own token
+        auth = {"token": _staff_token(api)}
     answer = api.call(method.upper(), url, json=body, workspace=org.workspace["_id"], **auth)
     assert answer.status_code == 400, answer.get_json()
     assert answer.get_json()["error"]["field"].split(".")[0] == field
+
+
+def _staff_token(api) -> str:
+    app = api.client.application
+    made = app.test_cli_runner().invoke(
+        args=["create-staff", "--email", "support@platform.example", "--password-stdin"],
+        input="correct horse battery\n",
+    )
+    assert made.exit_code == 0, made.output
+    answer = api.client.post(
+        "/api/v1/staff/token",
+        json={"email": "support@platform.example", "password": "correct horse battery"},
+    )
+    return answer.get_json()["token"]
 
 
 @pytest.mark.parametrize(
@@ -205,6 +223,21 @@ def test_every_web_form_needs_a_csrf_token(make_app, org):
     app = make_app(WTF_CSRF_ENABLED=True)
     client = app.test_client()
     login(client, org.owner)
+    # and signed in as platform staff, for the staff's own forms
+    made = app.test_cli_runner().invoke(
+        args=["create-staff", "--email", "support@platform.example", "--password-stdin"],
+        input="correct horse battery\n",
+    )
+    assert made.exit_code == 0, made.output
+    signed_in = client.post(
+        "/staff/login",
+        data={
+            "email": "support@platform.example",
+            "password": "correct horse battery",
+            "csrf_token": csrf_from(client.get("/staff/login").get_data(as_text=True)),
+        },
+    )
+    assert signed_in.status_code == 302
     routes = list(web_post_routes(app))
     assert len(routes) >= 10
     for rule in routes:

@@ -155,6 +155,11 @@ def csrf_refused(error: CSRFError):
     if wants_json():
         return handle_http_exception(error)
     if is_staff_path(request.path):  # the staff's own pages: their own sign-in
+        if request.endpoint == "staffPages.login":  # the sign-in form itself expired
+            note_error("csrf_error", str(error.description))
+            form = LoginForm()
+            form.csrf_token.errors = [str(error.description)]
+            return render_template("staff/login.html", form=form), 400
         if g.get("staff") is not None:
             return handle_http_exception(error)
         note_error("session_ended", f"{error.description} Nothing was changed.")
