@@ -31,6 +31,7 @@ from flask import current_app, g, request
 
 from ..audit.capture.context import note_action, note_details, note_target
 from ..audit.capture.hooks import store_journaled
+from ..audit.capture.record import redactor
 from ..audit.store.repository import organization_of_record, organizations_of_request
 from ..auth.passwords import hash_password, verify_password
 from ..auth.principal import Principal
@@ -346,8 +347,11 @@ def request_grant(
     # from here on the request is this organization's business: its log records it
     g.principal = caller.principal(organization_id)
     note_target("organization", organization_id, organization.get("name"))
-    reason = checked_justification(justification)
+    # stored as the audit log stores text: a secret pasted into a reason is masked
+    clean = redactor()
+    reason = clean.text(checked_justification(justification))
     reference = checked_ticket(ticket)
+    reference = clean.text(reference) if reference is not None else None
     note_details("staffGrant", {"justification": reason, "ticket": reference})
     setting = staff_access(organization)
     if setting == "none":
