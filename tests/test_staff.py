@@ -18,6 +18,7 @@ from audit_app.ids import utcnow
 from audit_app.staff import service as staff_service
 
 from .factories import PASSWORD, make_org, settled
+from .test_openapi import document_app
 from .test_web_session import csrf_from, login
 
 STAFF_EMAIL = "support@platform.example"
@@ -226,39 +227,51 @@ def _state(app, org):
         }
 
 
-def test_a_staff_credential_reaches_no_organization_endpoint_or_page(app, client, org, staff):
-    """The matrix over the URL map: a staff token and a staff session cookie (replayed on
-    every path) at every organization endpoint and page, every method: no data, no effect."""
+ROUTES = [
+    (rule.endpoint, rule.rule, method)
+    for rule in _org_rules(document_app())
+    for method in sorted(rule.methods - {"HEAD", "OPTIONS"})
+]
+
+
+@pytest.fixture
+def staff_credentials(app, client, org, staff):
+    """A staff token and a staff session cookie, holding a live grant for the organization."""
     token = staff_token(client)
     cookie = staff_login(client)
-    grant(client, token, org.id)  # even holding a live grant for the organization
+    assert grant(client, token, org.id).status_code == 201
+    return token, cookie
+
+
+@pytest.mark.parametrize("endpoint,rule,method", ROUTES, ids=[f"{m} {r}" for _, r, m in ROUTES])
+def test_a_staff_credential_reaches_no_organization_endpoint_or_page(
+    app, org, staff_credentials, endpoint, rule, method
+):
+    """The matrix over the URL map (a new route joins it by itself): a staff token and a
+    staff session cookie (replayed on every path), while a live grant for the organization
+    is held, at every organization endpoint and page: no data, no effect."""
+    token, cookie = staff_credentials
+    [matched] = [r for r in app.url_map.iter_rules() if r.rule == rule and r.endpoint == endpoint]
+    url = _concrete(matched, org)
     before = _state(app, org)
-    checked = 0
-    for rule in _org_rules(app):
-        url = _concrete(rule, org)
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            for how in ("token", "cookie"):
-                fresh = app.test_client()
-                headers = bearer(token) if how == "token" else {}
-                if how == "cookie":
-                    fresh.set_cookie("staff_session", cookie, path="/")
-                answer = fresh.open(url, method=method, headers=headers, json={})
-                body = answer.get_data(as_text=True)
-                checked += 1
-                context = f"{method} {url} with a staff {how}: {answer.status_code}"
-                if rule.endpoint in PUBLIC:
-                    assert org.name not in body and str(org.id) not in body.replace(url, ""), (
-                        context
-                    )
-                    continue
-                assert answer.status_code in (302, 400, 401, 403, 404, 405, 415), context
-                if answer.status_code == 302:
-                    assert "/login" in answer.headers["Location"], context
-                assert org.name not in body, context
-    assert checked > 100
+    for how in ("token", "cookie"):
+        fresh = app.test_client()
+        headers = bearer(token) if how == "token" else {}
+        if how == "cookie":
+            fresh.set_cookie("staff_session", cookie, path="/")
+        answer = fresh.open(url, method=method, headers=headers, json={})
+        body = answer.get_data(as_text=True)
+        context = f"{method} {url} with a staff {how}: {answer.status_code}"
+        if endpoint in PUBLIC:  # what anyone gets: nothing of the organization
+            assert org.name not in body and str(org.id) not in body.replace(url, ""), context
+            continue
+        assert answer.status_code in (302, 400, 401, 403, 404, 405, 415), context
+        if answer.status_code == 302:
+            assert "/login" in answer.headers["Location"], context
+        assert org.name not in body, context
     assert _state(app, org) == before
-    with app.app_context():  # nothing recorded as staff but the grant itself
-        records = list(get_db().audit_logs.find({"organizationId": org.id, "authType": "staff"}))
+    with app.app_context():  # nothing recorded as staff in its log but the grant itself
+        records = get_db().audit_logs.find({"organizationId": org.id, "authType": "staff"})
         assert {r["action"] for r in records} == {"staff.grantRequested"}
 
 
@@ -865,3 +878,56 @@ def test_the_staff_flow_on_the_embedded_store_walks_its_indexes(embedded):
     walked = {index for index, _, _ in sorted_store.WALKS}
     assert {"staff_org_expiry", "staff_newest", "org_state_newest", "newest", "oldest"} <= walked
     assert sorted_store.FALLBACKS[0] == fallbacks
+
+
+def test_a_secret_pasted_into_a_justification_is_never_stored(app, client, api, org, token):
+    secret = org.api_key
+    answer = grant(client, token, org.id, justification=f"The customer sent their key {secret}")
+    assert answer.status_code == 201
+    settled(app)
+    with app.app_context():
+        assert secret not in str(list(get_db().staff_grants.find({})))
+        assert secret not in str(list(get_db().audit_logs.find({})))
+        assert secret not in str(list(get_db().staff_log.find({})))
+
+
+def test_the_staff_sign_in_goes_only_to_staff_pages(app, client, staff):
+    page = client.get("/staff/login?next=//evil.example/x").get_data(as_text=True)
+    answer = client.post(
+        "/staff/login",
+        data={
+            "email": STAFF_EMAIL,
+            "password": PASSWORD,
+            "next": "//evil.example/x",
+            "csrf_token": csrf_from(page),
+        },
+    )
+    assert answer.status_code == 302 and answer.headers["Location"] == "/staff"
+    for target in ("/organization/audit-logs", "https://evil.example/"):
+        again = client.post(
+            "/staff/login",
+            data={
+                "email": STAFF_EMAIL,
+                "password": PASSWORD,
+                "next": target,
+                "csrf_token": csrf_from(page),
+            },
+        )
+        assert again.headers["Location"] == "/staff"
+    cookie = client.get_cookie("staff_session", path="/staff")
+    assert cookie.http_only and cookie.path == "/staff" and cookie.same_site == "Strict"
+
+
+def test_a_custom_role_with_manage_organization_does_not_decide(client, api, org, token):
+    role = api.post(
+        "/api/v1/roles",
+        as_=org.owner,
+        json={"name": "Org manager", "permissions": ["manageOrganization", "viewAuditLog"]},
+    ).get_json()
+    api.patch(
+        f"/api/v1/members/{org.member.account_id}", as_=org.owner, json={"roleId": role["id"]}
+    )
+    set_access(api, org, "approval")
+    made = grant(client, token, org.id).get_json()
+    answer = api.post(f"/api/v1/staff-requests/{made['grantId']}/approve", as_=org.member)
+    assert answer.status_code == 403
