@@ -931,3 +931,11 @@ def test_a_custom_role_with_manage_organization_does_not_decide(client, api, org
     made = grant(client, token, org.id).get_json()
     answer = api.post(f"/api/v1/staff-requests/{made['grantId']}/approve", as_=org.member)
     assert answer.status_code == 403
+
+
+def test_the_staff_requests_page_is_in_the_navigation_of_owners_and_admins_only(client, org):
+    for person, shown in ((org.member, False), (org.admin, True), (org.owner, True)):
+        login(client, person)
+        home = client.get("/").get_data(as_text=True)
+        assert ('href="/organization/staff-requests"' in home) is shown, person.email
+        client.post("/logout")

@@ -8,6 +8,7 @@ from ..auth.principal import account_organizations, current_principal
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..organizations.views import members_bp, roles_bp, settings_bp
 from ..staff.org_views import requests_page_bp as staff_requests_bp
+from ..staff.service import may_decide
 from ..streams.views import bp as audit_streams_bp
 from ..workspaces.views import bp as workspaces_bp
 from . import invitations, session
@@ -67,7 +68,7 @@ NAVIGATION = (
     ("API Keys", "web.apiKeys.api_keys_page", "viewApiKeys"),
     ("Audit Streams", "web.auditStreams.streams_page", "manageAuditStreams"),
     ("Settings", "web.settings.settings_page", ("manageOrganization", "manageAuditRetention")),
-    ("Staff requests", "web.staffRequests.requests_page", "manageOrganization"),
+    ("Staff requests", "web.staffRequests.requests_page", may_decide),  # Owners and Admins
 )
 
 
@@ -76,8 +77,12 @@ def _nav_items(principal) -> list[dict]:
         return []
     items = []
     for label, endpoint, permission in NAVIGATION:
-        needed = (permission,) if isinstance(permission, str) else permission
-        if endpoint in current_app.view_functions and any(map(principal.can, needed)):
+        if callable(permission):
+            allowed = permission(principal)
+        else:
+            needed = (permission,) if isinstance(permission, str) else permission
+            allowed = any(map(principal.can, needed))
+        if endpoint in current_app.view_functions and allowed:
             url = url_for(endpoint)
             items.append({"label": label, "url": url, "active": request.path.startswith(url)})
     return items
