@@ -790,6 +790,12 @@ def test_every_staff_access_is_in_the_organization_s_own_log(app, client, api, o
         r.get("request", {}).get("staffGrant", {}).get("justification") == JUSTIFICATION
         for r in rows
     )
+    as_csv = api.get(
+        "/api/v1/audit-logs/export",
+        as_=org.admin,
+        query_string={"format": "csv", "authType": "staff"},
+    ).get_data(as_text=True)
+    assert JUSTIFICATION in as_csv and STAFF_EMAIL in as_csv
     # and the web list's "Platform staff" chip filters them
     login(client, org.admin)
     page = client.get("/organization/audit-logs").get_data(as_text=True)
