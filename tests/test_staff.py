@@ -945,3 +945,14 @@ def test_the_staff_requests_page_is_in_the_navigation_of_owners_and_admins_only(
         home = client.get("/").get_data(as_text=True)
         assert ('href="/organization/staff-requests"' in home) is shown, person.email
         client.post("/logout")
+
+
+def test_everything_one_staff_credential_did_is_one_filter(app, client, api, org, token):
+    grant(client, token, org.id)
+    client.get(f"/api/v1/staff/organizations/{org.id}/audit-logs", headers=bearer(token))
+    settled(app)
+    records = logs(api, org, authType="staff")
+    credential = records[0]["credentialId"]
+    assert credential.startswith("stft_") and token not in str(records)
+    same = logs(api, org, q=f"credential:{credential}")
+    assert {r["id"] for r in same} == {r["id"] for r in records}

@@ -129,7 +129,7 @@ def _actions_named(declared: list[str], name: str) -> str | list[str]:
 _SUGGESTIONS = (
     (re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), "actor"),
     (re.compile(r"^(?:\d{1,3}\.){3}\d{1,3}$|^[0-9a-fA-F:]*:[0-9a-fA-F:]+$"), "ip"),
-    (re.compile(r"^(?:jwt|ses|key)_[A-Za-z0-9_-]+$"), "credential"),
+    (re.compile(r"^(?:jwt|ses|key|stfs|stft)_[A-Za-z0-9_-]+$"), "credential"),
     (re.compile(r"^[0-9a-fA-F]{32}$|^[0-9a-fA-F-]{36}$"), "requestId"),
     (re.compile(r"^[a-z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*$"), "action"),
 )

@@ -425,7 +425,8 @@ _QUALIFIER = re.compile(r"^([A-Za-z]+):(.*)$", re.DOTALL)
 # any case: the service maps a name to its declared spelling (``member.ADD`` is member.add)
 _ACTION = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}\.(?:[A-Za-z][A-Za-z0-9]{0,39}|\*)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_CREDENTIAL = re.compile(r"^(?:jwt|ses|key)_[A-Za-z0-9_-]{1,64}$")
+# an organization's JWTs, sessions and keys, and platform staff's sessions and tokens
+_CREDENTIAL = re.compile(r"^(?:jwt|ses|key|stfs|stft)_[A-Za-z0-9_-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
