@@ -956,3 +956,36 @@ def test_everything_one_staff_credential_did_is_one_filter(app, client, api, org
     assert credential.startswith("stft_") and token not in str(records)
     same = logs(api, org, q=f"credential:{credential}")
     assert {r["id"] for r in same} == {r["id"] for r in records}
+
+
+def test_the_staff_pages_start_from_the_pasted_id_s_timeline(app, client, api, org, staff):
+    staff_login(client)
+    answered = api.get("/api/v1/workspaces", as_=org.member)
+    request_id = answered.headers["X-Request-Id"]
+    page = client.get("/staff", query_string={"id": request_id}).get_data(as_text=True)
+    assert "requestId" in page and "Acme" in page
+    answer = client.post(
+        "/staff/grants",
+        data={
+            "csrf_token": csrf_from(page),
+            "organizationId": str(org.id),
+            "justification": JUSTIFICATION,
+            "id": request_id,
+        },
+    )
+    assert answer.status_code == 302
+    assert answer.headers["Location"].endswith(f"q=requestId:{request_id}")
+    listed = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "/api/v1/workspaces" in listed and JUSTIFICATION in listed
+    # and a pasted workspace id: every record in, by or to it
+    workspace = str(org.workspace["_id"])
+    answer = client.post(
+        "/staff/grants",
+        data={
+            "csrf_token": csrf_from(page),
+            "organizationId": str(org.id),
+            "justification": JUSTIFICATION,
+            "id": workspace,
+        },
+    )
+    assert answer.headers["Location"].endswith(f"q={workspace}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from bson import ObjectId
+
 from flask import (
     Blueprint,
     current_app,
@@ -129,8 +131,18 @@ def request_grant():
         )
         return redirect(url_for(".home", id=text) if text else url_for(".home"))
     return redirect(
-        url_for(".audit_logs_page", organizationId=str(organization_id), q=text or None)
+        url_for(".audit_logs_page", organizationId=str(organization_id), q=timeline_of(text))
     )
+
+
+def timeline_of(text: str) -> str | None:
+    """The search that starts from a pasted id: an ObjectId as itself (the actor, the
+    workspace, the key or a target), anything else as the request id it was looked up as."""
+    if not text:
+        return None
+    if len(text) == 24 and ObjectId.is_valid(text):
+        return text
+    return f"requestId:{text}"
 
 
 def _under_grant(organization_id: str, what: str):
