@@ -989,3 +989,23 @@ def test_the_staff_pages_start_from_the_pasted_id_s_timeline(app, client, api, o
         },
     )
     assert answer.headers["Location"].endswith(f"q={workspace}")
+
+
+def test_the_staff_list_page_filters_pages_and_charts(app, client, api, org, staff):
+    for _ in range(4):
+        api.get("/api/v1/workspaces", as_=org.member)
+        api.get(f"/api/v1/workspaces/{ObjectId()}", as_=org.member)
+    staff_login(client)
+    token = staff_token(client)
+    grant(client, token, org.id)
+    base = f"/staff/organizations/{org.id}/audit-logs"
+    page = client.get(base, query_string={"statusCode": "4xx", "limit": "2"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="activity"' in html
+    assert html.count("View Details") == 2 and 'id="older"' in html
+    older = re.search(r'id="older" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert "statusCode=4xx" in older and "cursor=" in older
+    assert client.get(older).status_code == 200
+    bad = client.get(base, query_string={"statusCode": "abc"})
+    assert bad.status_code == 400 and "statusCode" in bad.get_data(as_text=True)
+    assert client.post(base).status_code == 405

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from bson import ObjectId
-
 from flask import (
     Blueprint,
     current_app,
@@ -15,12 +14,14 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.datastructures import MultiDict
 
 from ..audit import export
 from ..audit import service as audit_service
 from ..audit.capture.context import note_credential, note_error, note_target
 from ..audit.capture.hooks import audit_action, audited
 from ..audit.schemas import jsonable
+from ..audit.store.query import AUTH_TYPES, METHODS
 from ..auth.principal import current_principal
 from ..errors import ApiError, not_found
 from ..ids import parse_object_id
@@ -169,6 +170,7 @@ def audit_logs_page(organizationId):
         args.pop(name)
     try:
         page = audit_service.list_page(principal, args)
+        activity = _activity(principal, args)
     except ApiError as refused:
         note_error(refused.code, refused.message)
         return render_template(
@@ -177,9 +179,12 @@ def audit_logs_page(organizationId):
             grant=grant,
             organization=organization,
             items=[],
-            next_cursor=None,
+            older=None,
             args=args,
             error=refused.message,
+            activity=[],
+            methods=METHODS,
+            auth_types=AUTH_TYPES,
         ), refused.status
     return render_template(
         "staff/audit_logs.html",
@@ -187,10 +192,30 @@ def audit_logs_page(organizationId):
         grant=grant,
         organization=organization,
         items=page.items,
-        next_cursor=page.next_cursor,
+        older=url_for(
+            ".audit_logs_page",
+            organizationId=organizationId,
+            **{**args.to_dict(), "cursor": page.next_cursor},
+        )
+        if page.next_cursor
+        else None,
         args=args,
         error=None,
+        activity=activity,
+        methods=METHODS,
+        auth_types=AUTH_TYPES,
     )
+
+
+def _activity(principal, args) -> list[dict]:
+    """The days of the filtered set that had requests (the organization's own chart's
+    service, at its bounded cost), newest first."""
+    wanted = MultiDict(
+        [(k, v) for k, v in args.items(multi=True) if k not in ("cursor", "limit", "before")]
+    )
+    wanted["interval"] = "day"
+    found = audit_service.histogram(principal, wanted)
+    return [b for b in reversed(found["buckets"]) if b["count"]]
 
 
 @bp.get("/organizations/<organizationId>/audit-logs/export")
