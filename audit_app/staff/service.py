@@ -339,11 +339,10 @@ def request_grant(
     (``approval``) or refused (``none``, 403). Recorded in the organization's own log,
     refused or not, with the justification and the ticket."""
     db = get_db()
-    organization = db.organizations.find_one(
-        {"_id": organization_id}, {"_id": 1, "name": 1, "staffAccess": 1}
-    )
-    if organization is None:
+    found = staff_db.find_organizations(db, [organization_id])
+    if not found:
         raise not_found("Organization", "organizationId")
+    organization = found[0]
     # from here on the request is this organization's business: its log records it
     g.principal = caller.principal(organization_id)
     note_target("organization", organization_id, organization.get("name"))
