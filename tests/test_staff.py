@@ -347,7 +347,10 @@ def test_lookup_says_what_an_id_is_and_where_and_nothing_else(
     settled(app)
     with app.app_context():
         record = get_db().audit_logs.find_one({"requestId": request_id})
+        stream_id = ObjectId()  # a stream's document, as the lookup reads it (by _id)
+        get_db().audit_streams.insert_one({"_id": stream_id, "organizationId": org.id})
     cases = {
+        str(stream_id): "auditStream",
         str(org.member.account_id): "account",
         str(org.workspace["_id"]): "workspace",
         str(org.id): "organization",
@@ -993,6 +996,10 @@ def test_the_staff_pages_start_from_the_pasted_id_s_timeline(app, client, api, o
     assert answer.headers["Location"].endswith(f"q=requestId:{request_id}")
     listed = client.get(answer.headers["Location"]).get_data(as_text=True)
     assert "/api/v1/workspaces" in listed and JUSTIFICATION in listed
+    settled(app)
+    [viewed] = [r for r in logs(api, org, authType="staff") if r["method"] == "GET"]
+    assert viewed["action"] == "staff.access" and viewed["credentialId"].startswith("stfs_")
+    assert viewed["path"] == f"/staff/organizations/{org.id}/audit-logs"
     # and a pasted workspace id: every record in, by or to it
     workspace = str(org.workspace["_id"])
     answer = client.post(
