@@ -117,6 +117,8 @@ def test_staff_accounts_by_cli_with_exit_codes(app, runner):
         args=["create-staff", "--email", "b@platform.example", "--password-stdin"], input="short\n"
     )
     assert short.exit_code == 2
+    no_password = runner.invoke(args=["create-staff", "--email", "c@platform.example", "--json"])
+    assert no_password.exit_code == 2  # no terminal to prompt at, nothing on stdin: nothing made
     listed = runner.invoke(args=["list-staff", "--json"])
     assert listed.exit_code == 0
     items = json.loads(listed.output)["items"]
