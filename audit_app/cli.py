@@ -55,6 +55,7 @@ from .organizations.repository import find_account_by_email, has_any_organizatio
 from .organizations.service import operator
 from .pagination import PageRequest
 from .schemas import _lone_surrogate
+from .witness import WitnessError, witness
 
 
 class CommandError(click.ClickException):
@@ -1051,6 +1052,53 @@ def revoke_credentials_command(email, organization_id, as_json):
     )
 
 
+@command("witness")
+@click.option("--url", required=True, help="the installation, e.g. https://audit.example.com")
+@click.option("--organization", "organization_id", type=OBJECT_ID, required=True)
+@click.option("--state", "state_path", required=True, help="this witness's own state file")
+@click.option("--key", default=None, help="the log's public key (default: the first one seen)")
+@click.option(
+    "--token-env",
+    default="AUDIT_WITNESS_TOKEN",
+    show_default=True,
+    help="the environment variable holding a JWT or an API key with viewAuditLog",
+)
+@json_option
+def witness_command(url, organization_id, state_path, key, token_env, as_json):
+    """Witness an organization's verifiable log: accept its newest checkpoint only if it
+    extends the one seen last; fail on a rollback, a fork or a truncated tail."""
+    token = os.environ.get(token_env, "").strip()
+    if not token:
+        raise click.UsageError(f"set {token_env} to a JWT or an API key with viewAuditLog")
+    headers = (
+        {"Authorization": f"Bearer {token}"} if token.count(".") == 2 else {"X-API-Key": token}
+    )
+    try:
+        outcome = witness(url, str(organization_id), state_path, headers, key)
+    except WitnessError as error:
+        if as_json:
+            click.echo(json.dumps({"error": {"code": error.kind, "message": str(error)}}), err=True)
+        else:
+            click.echo(f"NOT WITNESSED: {error}", err=True)
+        raise SystemExit(1) from None
+    checkpoint = outcome.checkpoint
+    said = {
+        "first": "first checkpoint seen; kept",
+        "extended": f"extends tree size {outcome.old_size} (consistency proof verified)",
+        "unchanged": "unchanged since last run",
+    }[outcome.kind]
+    _emit(
+        as_json,
+        {
+            "outcome": outcome.kind,
+            "origin": checkpoint.origin,
+            "treeSize": checkpoint.size,
+            "previousTreeSize": outcome.old_size,
+        },
+        [f"WITNESSED {checkpoint.origin} at tree size {checkpoint.size}: {said}"],
+    )
+
+
 def register(app) -> None:
     from .staff.cli import COMMANDS as STAFF_COMMANDS
 
@@ -1071,5 +1119,6 @@ def register(app) -> None:
         export_digests_command,
         migrate_store_command,
         revoke_credentials_command,
+        witness_command,
     ):
         app.cli.add_command(command)

@@ -221,6 +221,11 @@ def load_settings(instance_path: Path) -> dict:
         "AUDIT_VERIFY_INTERVAL": _env_int("AUDIT_VERIFY_INTERVAL", 86400, minimum=60),
         "AUDIT_ANCHOR_DIR": os.environ.get("AUDIT_ANCHOR_DIR", "").strip()
         or str(instance_path / "audit-anchor"),
+        # the verifiable log (docs/integrity.md): checkpoints name <origin>/<organizationId>
+        # and are signed with Ed25519: AUDIT_CHECKPOINT_KEY (a note key PRIVATE+KEY+...), or
+        # a key derived from AUDIT_SIGNING_KEY; both stay outside the database
+        "AUDIT_LOG_ORIGIN": os.environ.get("AUDIT_LOG_ORIGIN", "").strip() or "audit-log.localhost",
+        "AUDIT_CHECKPOINT_KEY": os.environ.get("AUDIT_CHECKPOINT_KEY", "").strip() or None,
         "AUDIT_QUERY_TIMEOUT_MS": _env_int("AUDIT_QUERY_TIMEOUT_MS", 5000, minimum=100),
         "AUDIT_EXPORT_TIMEOUT_MS": _env_int("AUDIT_EXPORT_TIMEOUT_MS", 120000, minimum=100),
         "AUDIT_HISTOGRAM_MAX_RECORDS": _env_int("AUDIT_HISTOGRAM_MAX_RECORDS", 20000, minimum=100),

@@ -31,6 +31,7 @@ class ApiError(Exception):
         message: str,
         field: str | None = None,
         headers: dict | None = None,
+        extra: dict | None = None,
     ):
         super().__init__(message)
         self.status = status
@@ -38,6 +39,7 @@ class ApiError(Exception):
         self.message = message
         self.field = field
         self.headers = headers or {}
+        self.extra = extra or {}  # more of what the client may act on (a time to retry)
 
 
 def bad_request(message: str, field: str | None = None) -> ApiError:
@@ -75,11 +77,14 @@ def _request_id() -> str | None:
     return g.get("request_id")
 
 
-def error_body(status: int, code: str, message: str, field: str | None = None):
+def error_body(
+    status: int, code: str, message: str, field: str | None = None, extra: dict | None = None
+):
     note_error(code, message)
     payload = {"code": code, "message": message}
     if field is not None:
         payload["field"] = field
+    payload.update(extra or {})
     request_id = _request_id()
     if request_id:
         payload["requestId"] = request_id
@@ -109,7 +114,7 @@ def handle_api_error(error: ApiError):
     if not wants_json():
         title = error.code.replace("_", " ").title()
         return _render_page(error.status, title, error.message, error.code)
-    response = error_body(error.status, error.code, error.message, error.field)
+    response = error_body(error.status, error.code, error.message, error.field, error.extra)
     response.headers.update(error.headers)
     return response
 

@@ -27,6 +27,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from .api_keys.repository import API_KEYS
 from .api_keys.repository import INDEXES as API_KEY_INDEXES
 from .audit.integrity import digests as integrity
+from .audit.integrity import merkle
 from .audit.integrity.retention import legacy_from_ttl
 from .audit.store import counters
 from .audit.store import repository as audit_repository
@@ -76,6 +77,7 @@ AUDIT_INDEXES: dict[str, list[IndexSpec]] = {
     integrity.DIGESTS: integrity.INDEXES,
     integrity.CHUNKS: integrity.CHUNK_INDEXES,
     counters.COUNTERS: counters.INDEXES,
+    merkle.CHECKPOINTS: merkle.CHECKPOINT_INDEXES,
 }
 # server error codes for "an index of that name or key exists with other options"
 _CONFLICT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict

@@ -29,6 +29,7 @@ import bson
 from pymongo.errors import BulkWriteError
 
 from .audit.integrity import digests as integrity
+from .audit.integrity import merkle
 from .audit.store.repository import COLLECTION as AUDIT_LOGS
 from .db import Store
 from .ids import utcnow
@@ -43,8 +44,13 @@ AUDIT_COLLECTIONS = (
     integrity.CHUNKS,
     "audit_integrity",
     "audit_counters",
+    merkle.TILES,
+    merkle.TREES,
+    merkle.CHECKPOINTS,
 )
-APPEND_ONLY = frozenset({AUDIT_LOGS, integrity.DIGESTS, integrity.CHUNKS})
+APPEND_ONLY = frozenset(
+    {AUDIT_LOGS, integrity.DIGESTS, integrity.CHUNKS, merkle.TILES, merkle.CHECKPOINTS}
+)
 
 
 @dataclass

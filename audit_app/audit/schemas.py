@@ -271,3 +271,42 @@ class HistogramSchema(Schema):
             "an unfiltered view past the cap, from the counts kept at write time (whole hours)",
         }
     )
+
+
+class CheckpointSchema(Schema):
+    """The latest signed checkpoint of the organization's verifiable log."""
+
+    origin = fields.String(required=True, metadata={"description": "<AUDIT_LOG_ORIGIN>/<orgId>"})
+    publicKey = fields.String(
+        required=True, metadata={"description": "the Ed25519 note key that signs checkpoints"}
+    )
+    treeSize = fields.Integer(required=True)
+    rootHash = fields.String(allow_none=True, metadata={"description": "base64 SHA-256"})
+    checkpoint = fields.String(allow_none=True, metadata={"description": "C2SP signed note"})
+    createdAt = fields.String(allow_none=True)
+
+
+class RecordProofSchema(Schema):
+    """A record with its RFC 9162 inclusion proof: what ``python -m audit_app.verifier``
+    checks offline."""
+
+    format = fields.String(required=True)
+    origin = fields.String(required=True)
+    publicKey = fields.String(required=True)
+    leafIndex = fields.Integer(required=True)
+    treeSize = fields.Integer(required=True)
+    inclusionProof = fields.List(fields.String(), required=True)
+    checkpoint = fields.String(required=True)
+    proof = fields.String(required=True, metadata={"description": "c2sp.org/tlog-proof@v1"})
+    record = fields.Dict(
+        required=True, metadata={"description": "the record in canonical Extended JSON"}
+    )
+
+
+class ConsistencyProofSchema(Schema):
+    origin = fields.String(required=True)
+    proof = fields.List(fields.String(), required=True)
+    checkpoint = fields.String(allow_none=True)
+
+    class Meta:
+        include = {"from": fields.Integer(required=True), "to": fields.Integer(required=True)}

@@ -17,11 +17,12 @@ from flask import (
 from werkzeug.datastructures import MultiDict
 
 from ..auth.principal import current_principal, require_permission
+from ..db import get_audit_db
 from ..errors import ApiError, not_found
 from ..ids import iso, parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..streams.service import failing_streams
-from . import export, service
+from . import export, proofs, service
 from .capture.context import note_error
 from .capture.hooks import audit_action, audited
 from .capture.redaction import unescape
@@ -357,6 +358,26 @@ def export_file():
     return export.streamed_response(fmt, query, records, organization)
 
 
+@bp.get("/<auditLogId>/proof")
+@audit_action("auditLog.viewProof")
+@require_permission(VIEW_AUDIT_LOG)
+@audited
+def proof_file(auditLogId):
+    """ "Download proof": the record and its inclusion proof in one file, for
+    ``python -m audit_app.verifier FILE --key KEY`` (a record not in the log yet: a page
+    saying when it will be)."""
+    record_id = parse_object_id(auditLogId, "auditLogId", status=404, what="Audit log record")
+    organization_id = current_principal().organization_id
+    answer = proofs.record_proof(get_audit_db(), organization_id, record_id, None)
+    response = current_app.response_class(
+        json.dumps(answer, indent=2, ensure_ascii=False) + "\n", mimetype="application/json"
+    )
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="audit-record-{auditLogId}.proof.json"'
+    )
+    return response
+
+
 @bp.get("/<auditLogId>")
 @audit_action("auditLog.view")
 @require_permission(VIEW_AUDIT_LOG)
@@ -392,6 +413,7 @@ def detail_page(auditLogId):
         # when it was stored, and spooled (a replay): what its times are checked against
         stored_at=_moment(record.get("storedAt")),
         spooled_at=_moment(record.get("spooledAt")),
+        public_key=proofs.public_key(),
     )
 
 

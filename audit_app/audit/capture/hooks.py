@@ -117,6 +117,18 @@ def _minimal_record(response, duration_ms: float) -> dict:
     return {**summary_fields(response, duration_ms), "request": {"detailsError": True}}
 
 
+def record_system_event(organization_id, *, action: str, path: str, details: dict):
+    """Write a record of something the server did on its own (the sealer publishing a
+    checkpoint), as an operator's command is written (``authType: "cli"``)."""
+    writer = current_app.extensions.get(WRITER_KEY)
+    if writer is None:
+        return None
+    record = operator_record(organization_id, path, {}, action=action, details=details)
+    record.update(userAgent="audit-log server", path=path, route=path)
+    writer.write(record, sync=True)
+    return record["_id"]
+
+
 def record_operator_command(
     organization_id,
     command: str,

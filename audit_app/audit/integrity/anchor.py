@@ -91,6 +91,27 @@ class Anchor:
         finally:
             os.close(fd)
 
+    # The verifiable log's checkpoints (merkle.py) ---------------------------------------
+
+    def checkpoints_path(self, organization_id: ObjectId) -> Path:
+        return self.directory / f"{ObjectId(organization_id)}.checkpoints.ndjson"
+
+    def append_checkpoint(
+        self, organization_id: ObjectId, size: int, root_hash: str, note: str
+    ) -> None:
+        entry = {"treeSize": size, "rootHash": root_hash, "checkpoint": note}
+        entry["anchoredAt"] = iso(utcnow())
+        self._append(self.checkpoints_path(organization_id), entry)  # JSON escapes the em dash
+
+    def checkpoints(self, organization_id: ObjectId) -> list[dict]:
+        """The anchored checkpoints, oldest first (a line torn by a crash is skipped)."""
+        found = []
+        for entry in _entries(self.checkpoints_path(organization_id)):
+            size, note = entry.get("treeSize"), entry.get("checkpoint")
+            if _is_int(size) and isinstance(note, str):
+                found.append(entry)
+        return found
+
     # Retention ------------------------------------------------------------------------
 
     def retention_path(self, organization_id: ObjectId) -> Path:

@@ -37,8 +37,10 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from ...db import IndexSpec, TenantCollection
 from ...ids import floor_to, iso
 from ..store.repository import COLLECTION, index_mismatches
+from . import merkle
 from .anchor import Anchor, replayed_entry
 from .canonical import canonical_bytes, record_hash, record_hash_v2
+from .merkle import Notary, TreeRefused
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,12 @@ CHUNK_INDEXES: list[IndexSpec] = [
     ),
     # the retention purge: an organization's chunks of windows past its bound
     ([("organizationId", ASCENDING), ("windowEnd", ASCENDING)], {"name": "org_window_end"}),
+    # a record's place in its window (its leaf in the verifiable log): the first chunk whose
+    # last record was stored at or after it
+    (
+        [("organizationId", ASCENDING), ("digestId", ASCENDING), ("lastMs", ASCENDING)],
+        {"name": "org_digest_last"},
+    ),
 ]
 
 
@@ -107,6 +115,7 @@ class SealPolicy:
     interval: timedelta
     delay: timedelta
     anchor: Anchor | None = None
+    notary: Notary | None = None  # signs the verifiable log's checkpoints (merkle.py)
 
 
 def ensure_digest_indexes(db: Database) -> list[str]:
@@ -255,6 +264,10 @@ def seal_organization(
         start = start.replace(tzinfo=UTC)
     previous = last["digestHash"] if last else None
     sequence = last["sequence"] + 1 if last else 1
+    # where the window's records start among the leaves of the verifiable log (merkle.py):
+    # every sealed record becomes a leaf, in order (bookkeeping, not signed: a wrong value
+    # only makes a proof fail); unknown after a chain sealed before the log existed
+    tree_start = _next_tree_start(last)
     backdated = anchor.backdated_until(organization_id) if anchor is not None else None
     evidence = TimeEvidence(db, organization_id, anchor)
     written = 0
@@ -292,6 +305,8 @@ def seal_organization(
         digest["digestHash"] = digest_hash(digest)
         digest["signature"] = signer.sign(digest["digestHash"])
         digest["createdAt"] = now
+        if tree_start is not None:
+            digest["treeStart"] = tree_start
         try:
             digests.insert_one(digest)
         except DuplicateKeyError:  # another process sealed this window first
@@ -310,8 +325,18 @@ def seal_organization(
                 iso(end),
             )
         previous, sequence, start = digest["digestHash"], sequence + 1, end
+        tree_start = None if tree_start is None else tree_start + count
         written += 1
     return written
+
+
+def _next_tree_start(last: dict | None) -> int | None:
+    if last is None:
+        return 0
+    start = last.get("treeStart")
+    if isinstance(start, int) and not isinstance(start, bool):
+        return start + int(last.get("count") or 0)
+    return None
 
 
 def _check_reaches_anchor(digests: TenantCollection, last: dict | None, head) -> None:
@@ -354,6 +379,7 @@ def _write_chunks(
                 "digestId": digest_id,
                 "index": len(hashes) - 1,
                 "windowEnd": end,
+                "lastMs": buffer[-1][2],
                 "records": buffer,
             }
         )
@@ -384,8 +410,12 @@ def seal_all(
     policy: SealPolicy,
     only: ObjectId | None = None,
     until: datetime | None = None,
+    on_checkpoint=None,
 ) -> dict:
     """Seal every organization (or one); return the digests written per organization.
+
+    Then each organization's verifiable log grows by the windows just sealed; a new
+    checkpoint is handed to ``on_checkpoint(organization_id, checkpoint)``.
 
     One organization's failure (a refused chain, a store error) is logged and reported as
     ``{"error": ...}`` for it; the others are sealed all the same.
@@ -401,7 +431,60 @@ def seal_all(
         except (SealRefused, PyMongoError, OSError) as error:
             log.error("Sealing organization %s failed: %s", key, error)
             written[key] = {"error": f"{type(error).__name__}: {error}"}
+            continue
+        try:
+            checkpoint = grow_tree(audit_db, organization["_id"], now, policy)
+        except (TreeRefused, PyMongoError, OSError, LookupError) as error:
+            log.error("The verifiable log of organization %s did not grow: %s", key, error)
+            continue
+        if checkpoint is not None and on_checkpoint is not None:
+            on_checkpoint(organization["_id"], checkpoint)
     return written
+
+
+def grow_tree(
+    db: Database, organization_id: ObjectId, now: datetime, policy: SealPolicy
+) -> dict | None:
+    """Append the records of the windows sealed since the last growth to the organization's
+    Merkle tree (merkle.py), each checked against its digest first; return the new
+    checkpoint, if the tree grew."""
+    if policy.notary is None:
+        return None
+    return merkle.extend(
+        db,
+        organization_id,
+        policy.notary,
+        now,
+        policy.anchor,
+        entries=lambda digest: _digest_entries(db, organization_id, digest),
+        records=lambda digest: _record_stream(
+            db, organization_id, digest["windowStart"], digest["windowEnd"]
+        ),
+        hash_of=_sealed_hash,
+    )
+
+
+def _digest_entries(db: Database, organization_id: ObjectId, digest: dict):
+    """(record id, hash) of a digest's records, in its order (chunks, or inline in v1)."""
+    if "chunks" not in digest:
+        for entry in digest.get("records") or []:
+            yield str(entry[0]), str(entry[1])
+        return
+    chunks = TenantCollection(db[CHUNKS], organization_id)
+    for index, expected in enumerate(digest["chunks"]):
+        chunk = chunks.find_one({"digestId": digest["_id"], "index": index})
+        entries = chunk.get("records", []) if chunk else None
+        if entries is None or _chunk_hash(entries) != expected:
+            raise TreeRefused(
+                f"chunk {index} of digest #{digest['sequence']} is missing or was edited; "
+                "run verify"
+            )
+        for record_id, record_hash_, _ in entries:
+            yield record_id, record_hash_
+
+
+def _sealed_hash(digest: dict, record: dict) -> str:
+    return record_hash_v2(record) if digest.get("hashVersion") == 2 else record_hash(record)
 
 
 @dataclass

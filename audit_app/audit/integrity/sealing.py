@@ -14,13 +14,16 @@ from bson import ObjectId
 from flask import current_app
 from pymongo.errors import DuplicateKeyError
 
-from ...db import get_audit_db, get_db, stores
+from ...db import TenantCollection, get_audit_db, get_db, stores
 from ...ids import iso, utcnow
+from ..actions import declare
 from .anchor import Anchor
 from .canonical import canonical_bytes
 from .digests import DIGESTS, SealPolicy, Signer, VerifyReport, seal_all, verify_organization
+from .merkle import CHECKPOINT_ACTION, Notary
 
 log = logging.getLogger(__name__)
+declare(CHECKPOINT_ACTION)
 
 RECENT_WINDOWS = 24
 
@@ -33,6 +36,14 @@ def anchor(app=None) -> Anchor:
     return Anchor((app or current_app).config["AUDIT_ANCHOR_DIR"])
 
 
+def notary(app=None) -> Notary:
+    """The checkpoints' Ed25519 signer (its key, like the digests', outside the database)."""
+    config = (app or current_app).config
+    return Notary.from_settings(
+        config["AUDIT_LOG_ORIGIN"], config["AUDIT_SIGNING_KEY"], config["AUDIT_CHECKPOINT_KEY"]
+    )
+
+
 def policy(app=None) -> SealPolicy:
     """The installation's sealing policy, from its settings."""
     config = (app or current_app).config
@@ -41,6 +52,7 @@ def policy(app=None) -> SealPolicy:
         interval=timedelta(minutes=config["AUDIT_SEAL_INTERVAL"]),
         delay=timedelta(seconds=config["AUDIT_SEAL_DELAY"]),
         anchor=anchor(app),
+        notary=notary(app),
     )
 
 
@@ -59,7 +71,41 @@ def seal_now(app, only=None, up_to_now: bool = False) -> dict:
         if up_to_now:
             sealing = replace(sealing, delay=min(sealing.delay, UP_TO_NOW_MARGIN))
         until = now - sealing.delay if up_to_now else None
-        return seal_all(get_db(), get_audit_db(), now, sealing, only=only, until=until)
+        return seal_all(
+            get_db(),
+            get_audit_db(),
+            now,
+            sealing,
+            only=only,
+            until=until,
+            on_checkpoint=record_checkpoint,
+        )
+
+
+def record_checkpoint(organization_id, checkpoint: dict) -> None:
+    """Write a new checkpoint into the organization's own log, so its audit streams deliver
+    it and a SIEM keeps a copy outside this installation. Not for a tree that grew by such
+    records alone: an idle organization gets no record per seal."""
+    if not checkpoint.get("newRecords"):
+        return
+    # never into a window already sealed (a seal run with a clock ahead, as tests do):
+    # the record would read as one inserted after sealing
+    digests = TenantCollection(get_audit_db()[DIGESTS], ObjectId(organization_id))
+    last = digests.find_one({}, {"windowEnd": 1}, sort=[("sequence", -1)])
+    if last is not None and _aware(last["windowEnd"]) > datetime.now(UTC):
+        return
+    from ..capture.hooks import record_system_event
+
+    record_system_event(
+        organization_id,
+        action=CHECKPOINT_ACTION,
+        path="seal",
+        details={
+            "checkpoint": checkpoint["checkpoint"],
+            "treeSize": checkpoint["treeSize"],
+            "rootHash": checkpoint["rootHash"],
+        },
+    )
 
 
 def verify(organization_id, *, start=None, end=None, last=None) -> VerifyReport:
