@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import warnings
 import weakref
 from pathlib import Path
 
@@ -49,6 +50,14 @@ from .streams.delivery import background_deliverer
 from .streams.secrets import check_key as check_stream_key
 from .web import create_web_blueprint, navigation_context, session
 from .workspaces.api import pathways_bp, workspaces_bp
+
+# `python -m audit_app.verifier`: the package's import already loads the verifier (the app
+# checks proofs with it too); running it as the main module is still the same code
+warnings.filterwarnings(
+    "ignore",
+    message="'audit_app.verifier' found in sys.modules",
+    category=RuntimeWarning,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

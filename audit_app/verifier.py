@@ -198,7 +198,7 @@ class VerifierKey:
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
         """``<name>+<8 hex key id>+<base64(0x01 || 32-byte Ed25519 public key)>``."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 may hold "+" too
         if len(parts) != 3 or not parts[0]:
             raise VerificationError("a key is <name>+<key id>+<base64 key>")
         name, hex_id, encoded = parts

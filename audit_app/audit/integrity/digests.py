@@ -272,6 +272,9 @@ def seal_organization(
     evidence = TimeEvidence(db, organization_id, anchor)
     written = 0
     limit = now - delay if until is None else min(now - delay, until)
+    # whole milliseconds, as BSON keeps dates: a window end read back must be the end its
+    # records were selected by (else a record in the end's millisecond is in two windows)
+    limit = limit.replace(microsecond=limit.microsecond - limit.microsecond % 1000)
     while written < MAX_WINDOWS_PER_RUN:
         end = floor_to(start, interval) + interval
         if end > limit:
@@ -649,7 +652,47 @@ def verify_organization(
                 f"{late} record(s) stored before {iso(due)} are in windows that should have "
                 "been sealed but are not (sealing stopped, or its digests were deleted).",
             )
+    if anchor is not None and policy.notary is not None:
+        _check_checkpoints(report, db, organization_id, anchor, policy.notary, last)
     return report
+
+
+MAX_CHECKPOINTS_CHECKED = 1000
+RECENT_CHECKPOINTS = 24
+
+
+def _check_checkpoints(report, db, organization_id, anchor: Anchor, notary: Notary, last) -> None:
+    """Each checkpoint anchored outside the database (the newest ones) must be signed by the
+    installation's key and be the root of the tree the database holds at its size: so the
+    tree still extends every checkpoint published, and its tiles were not rewritten."""
+    from ...verifier import VerificationError, verified_checkpoint
+
+    anchored = anchor.checkpoints(organization_id)
+    anchored = anchored[-(RECENT_CHECKPOINTS if last else MAX_CHECKPOINTS_CHECKED) :]
+    tiles = merkle.Tiles(db, organization_id)
+    origin = notary.log_origin(organization_id)
+    for entry in anchored:
+        size = int(entry["treeSize"])
+        try:
+            checkpoint = verified_checkpoint(entry["checkpoint"], notary.verifier_key, origin)
+        except VerificationError as error:
+            report.fail("checkpointForged", f"The anchored checkpoint of size {size}: {error}.")
+            continue
+        try:
+            held = merkle.root(tiles, checkpoint.size)
+        except LookupError:
+            report.fail(
+                "logTruncated",
+                f"The verifiable log no longer holds the tree of size {checkpoint.size} that "
+                "was published: its tiles were deleted.",
+            )
+            continue
+        if held != checkpoint.root:
+            report.fail(
+                "logRewritten",
+                f"The verifiable log's tree of size {checkpoint.size} is not the one that was "
+                "published (its tiles were rewritten): proofs against it fail.",
+            )
 
 
 def _well_formed(digest: dict) -> bool:

@@ -113,7 +113,7 @@ class Notary:
         """``AUDIT_CHECKPOINT_KEY`` (``PRIVATE+KEY+<name>+<id>+<base64(0x01 || seed)>``), or
         a key derived from ``AUDIT_SIGNING_KEY`` (HKDF-SHA256), so no new secret is needed."""
         if note_key:
-            parts = note_key.split("+")
+            parts = note_key.split("+", 4)  # base64 may hold "+" too
             if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
                 raise ValueError("AUDIT_CHECKPOINT_KEY must be PRIVATE+KEY+<name>+<id>+<key>")
             raw = base64.b64decode(parts[4])
