@@ -272,3 +272,21 @@ def test_the_leaf_is_rfc8785_canonical_json_of_canonical_extended_json():
     assert extended["a"][0] == {"$numberInt": "1"}
     assert extended["a"][1] == {"$numberLong": "2"}
     assert merkle.record_leaf(record) == rfc8785.dumps(extended)
+
+
+def test_the_documented_leaf_test_vector_is_what_the_code_computes():
+    import json
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "integrity.md").read_text()
+    section = text.split("- Test vector", 1)[1]
+    record_json, leaf_text = re.findall(r"```(?:json|text)\n(.*?)\n\s*```", section, re.S)[:2]
+    leaf_hash = re.search(r"leaf hash: `([0-9a-f]{64})`", section).group(1)
+    record = json.loads(record_json.strip())
+    assert verifier.leaf_bytes(record).decode() == leaf_text.strip()
+    assert verifier.record_leaf_hash(record).hex() == leaf_hash
+    from bson import json_util
+
+    stored = json_util.loads(record_json.strip())
+    assert merkle.record_leaf(stored).decode() == leaf_text.strip()
