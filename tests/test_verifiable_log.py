@@ -475,3 +475,44 @@ def test_a_witness_refuses_a_checkpoint_not_signed_by_the_pinned_key(served, tmp
     assert not (tmp_path / "s.json").exists()
     done = witness(app, url, org, tmp_path / "s.json", "")
     assert done.exit_code == 2, done.output
+
+
+def test_the_tree_takes_in_windows_sealed_before_it_and_stops_at_a_changed_record(
+    setup, tmp_path, caplog
+):
+    """An installation upgraded from before the verifiable log: its digests have no
+    ``treeStart``; the first seal appends their records. A record changed since its window
+    was sealed stops the tree there (and verify names it), never becoming a leaf."""
+    from audit_app import verifier
+
+    app, org, api, token = setup
+    some_records(api, token, 3)
+    with pytest.MonkeyPatch.context() as before:
+        before.setattr(sealing, "notary", lambda app=None: None)
+        seal(app, org)
+    with app.app_context():
+        db = get_audit_db()
+        db.audit_digests.update_many({"organizationId": org.id}, {"$unset": {"treeStart": ""}})
+        assert merkle.tree_state(db, org.id).size == 0
+    seal(app, org)
+    first = api.get("/api/v1/audit-logs/checkpoint", token=token).get_json()
+    assert first["treeSize"] >= 3
+    oldest = newest(api, token, path="/api/v1/workspaces")[-1]
+    proof = api.get(f"/api/v1/audit-logs/{oldest['id']}/proof", token=token).get_json()
+    verifier.verify_record_proof(proof, verifier.VerifierKey.parse(first["publicKey"]))
+
+    some_records(api, token, 2)
+    with pytest.MonkeyPatch.context() as lagging:
+        lagging.setattr(sealing, "notary", lambda app=None: None)
+        seal(app, org)
+    changed = newest(api, token, path="/api/v1/workspaces")[0]
+    with app.app_context():
+        get_audit_db().audit_logs.update_one(
+            {"_id": ObjectId(changed["id"])}, {"$set": {"statusCode": 299}}
+        )
+    caplog.clear()
+    seal(app, org)
+    assert "did not grow" in caplog.text and changed["id"] in caplog.text
+    after = api.get("/api/v1/audit-logs/checkpoint", token=token).get_json()
+    assert after["treeSize"] == first["treeSize"]
+    assert api.get(f"/api/v1/audit-logs/{changed['id']}/proof", token=token).status_code == 409
