@@ -31,6 +31,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 
@@ -88,9 +89,44 @@ def jcs(value) -> str:
     )
 
 
+# characters whose order differs between UTF-16 code units (JCS) and code points (Python's
+# sort): a supplementary character against one of U+E000..U+FFFF
+_SUPPLEMENTARY = re.compile("[\U00010000-\U0010ffff]")
+_HIGH_BMP = re.compile("[\ue000-\uffff]")
+
+
+def jcs_text(value) -> str:
+    """``jcs(value)``, by the json module's C encoder when that gives the same text: it
+    escapes strings as RFC 8785 does, and sorts keys by code point, which is UTF-16 order
+    unless a text holds both a supplementary character and one of U+E000..U+FFFF."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError):
+        return jcs(value)
+    if (_SUPPLEMENTARY.search(text) and _HIGH_BMP.search(text)) or _has_float(text, value):
+        return jcs(value)
+    return text
+
+
+def _has_float(text: str, value) -> bool:
+    """A bare JSON number other than an integer (never in canonical Extended JSON)."""
+    if not any(c in text for c in ".eE"):
+        return False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def leaf_bytes(record: dict) -> bytes:
     """The bytes the log hashes for a record given in canonical Extended JSON."""
-    return jcs(record).encode("utf-8", "surrogatepass")
+    return jcs_text(record).encode("utf-8", "surrogatepass")
 
 
 def record_leaf_hash(record: dict) -> bytes:

@@ -290,3 +290,54 @@ def test_the_documented_leaf_test_vector_is_what_the_code_computes():
 
     stored = json_util.loads(record_json.strip())
     assert merkle.record_leaf(stored).decode() == leaf_text.strip()
+
+
+def _values():
+    from datetime import UTC, datetime
+
+    from bson import Decimal128, Int64
+    from hypothesis import strategies as st
+
+    text = st.text(max_size=8)
+    scalars = st.one_of(
+        text,
+        st.booleans(),
+        st.none(),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1).map(Int64),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.builds(ObjectId),
+        st.datetimes(
+            min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+        ).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)),
+        st.integers(min_value=-(10**12), max_value=10**12).map(lambda n: Decimal128(f"{n}.125")),
+        st.binary(max_size=6),
+    )
+    return st.recursive(
+        scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4), st.dictionaries(text, children, max_size=4)
+        ),
+        max_leaves=12,
+    )
+
+
+def test_the_fast_leaf_encoding_is_json_util_and_rfc8785_for_any_record():
+    import json
+
+    import rfc8785
+    from bson import json_util
+    from bson.json_util import CANONICAL_JSON_OPTIONS
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.dictionaries(st.text(max_size=8), _values(), max_size=6))
+    def check(record):
+        expected = json.loads(json_util.dumps(record, json_options=CANONICAL_JSON_OPTIONS))
+        extended = merkle.canonical_extended_json(record)
+        assert extended == expected
+        assert verifier.leaf_bytes(extended) == rfc8785.dumps(expected)
+        assert verifier.jcs(extended).encode("utf-8") == rfc8785.dumps(expected)
+
+    check()
