@@ -110,9 +110,24 @@ def bench_seal(records: int) -> dict:
 
 
 def bench_proof(leaves: int, repeat: int) -> dict:
-    import mongomock
+    """Tiles in the embedded store's audit database (litemongo: one SQLite file, a hash
+    index on ``_id``), as a proof reads them there."""
+    with tempfile.TemporaryDirectory() as folder:
+        app = create_app(
+            {
+                "SECRET_KEY": "bench-" + "x" * 40,
+                "INSTANCE_PATH": folder,
+                "EMBEDDED_STORE_DIR": f"{folder}/store",
+                "AUDIT_SEAL_IN_BACKGROUND": False,
+                "PASSWORD_HASH_PROFILE": "fast",
+            }
+        )
+        with app.app_context():
+            return _bench_proof(get_audit_db(), leaves, repeat)
 
-    tiles = merkle.Tiles(mongomock.MongoClient().db, ObjectId())
+
+def _bench_proof(db, leaves: int, repeat: int) -> dict:
+    tiles = merkle.Tiles(db, ObjectId())
     seed = hashlib.sha256(b"bench").digest()
     started = time.perf_counter()
     merkle.append(
