@@ -28,7 +28,12 @@ from audit_app.db import get_audit_db
 from .factories import Api, make_org
 
 ROOT = Path(__file__).resolve().parent.parent
-SEALING = {"AUDIT_SEAL_INTERVAL": 1, "AUDIT_SEAL_DELAY": 0, "AUDIT_LOG_ORIGIN": "audit.test"}
+SEALING = {
+    "AUDIT_SEAL_INTERVAL": 1,
+    "AUDIT_SEAL_DELAY": 0,
+    "AUDIT_LOG_ORIGIN": "audit.test",
+    "AUDIT_SEAL_IN_BACKGROUND": False,  # the test seals when it says so
+}
 
 
 @pytest.fixture(autouse=True)
