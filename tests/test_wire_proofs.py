@@ -1,0 +1,235 @@
+"""A record's proof on the wire: the commands the real driver sends a (scripted) MongoDB to
+serve ``GET /api/v1/audit-logs/<id>/proof``, at a thousand leaves and at a million.
+
+The server (``tests/wire.py``) answers from documents built here: the tiles of a tree grown
+with ``merkle.append`` on a mongomock database (the record's leaf hash at its index), the
+window's digest with its ``treeStart``, one chunk with its ``lastMs``, the tree's state and
+a checkpoint signed with the app's key. The test asserts every command the proof sends, and
+that the proof the app builds from those answers verifies with ``audit_app.verifier``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import bson
+import mongomock
+import pytest
+from bson import ObjectId
+
+from audit_app import verifier
+from audit_app.audit.integrity import merkle, sealing
+from audit_app.audit.integrity.digests import CHUNKS, DIGESTS
+from audit_app.auth.tokens import issue_token
+from audit_app.db import stores
+
+from .factories import audit_record
+from .wire import app_on, member_documents
+
+PROOF_COLLECTIONS = {
+    "audit_logs",
+    DIGESTS,
+    CHUNKS,
+    merkle.TREES,
+    merkle.CHECKPOINTS,
+    merkle.TILES,
+}
+STORED = datetime(2026, 11, 20, 9, 30, 15, 123000, tzinfo=UTC)
+
+
+def roundtrip(document: dict) -> dict:
+    """The document as the server gives it back (BSON: whole milliseconds, naive UTC)."""
+    return bson.decode(bson.encode(document))
+
+
+class Log:
+    """An organization's verifiable log of ``size`` leaves, the record at ``index``."""
+
+    def __init__(self, organization_id: ObjectId, size: int, index: int, position: int):
+        self.organization_id = organization_id
+        self.size, self.index = size, index
+        self.record = roundtrip(audit_record(organization_id, storedAt=STORED, created_at=STORED))
+        leaf = merkle.leaf_hash(merkle.record_leaf(self.record))
+        seed = hashlib.sha256(str(size).encode()).digest()
+        self.db = mongomock.MongoClient().db
+        tiles = merkle.Tiles(self.db, organization_id)
+        merkle.append(
+            tiles,
+            0,
+            (
+                leaf if i == index else hashlib.sha256(seed + i.to_bytes(4, "big")).digest()
+                for i in range(size)
+            ),
+        )
+        self.root = merkle.root(tiles, size)
+        stored_ms = int(STORED.timestamp() * 1000)
+        self.digest = {
+            "_id": ObjectId(),
+            "organizationId": organization_id,
+            "sequence": 7,
+            "windowStart": STORED.replace(minute=0, second=0, microsecond=0),
+            "windowEnd": STORED.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1),
+            "hashVersion": 2,
+            "chunks": ["unused here"],
+            "count": position + 2,
+            "treeStart": index - position,
+        }
+        self.chunk = {
+            "_id": ObjectId(),
+            "organizationId": organization_id,
+            "digestId": self.digest["_id"],
+            "index": 0,
+            "lastMs": stored_ms + 5,
+            "records": [[str(ObjectId()), "h", stored_ms - 1] for _ in range(position)]
+            + [[str(self.record["_id"]), "h", stored_ms], [str(ObjectId()), "h", stored_ms + 5]],
+        }
+        self.tree = {
+            "_id": ObjectId(),
+            "organizationId": organization_id,
+            "size": size,
+            "sequence": 7,
+            "rootHash": base64.b64encode(self.root).decode(),
+        }
+
+    def checkpoint(self, app) -> dict:
+        with app.app_context():
+            note = sealing.notary().sign(self.organization_id, self.size, self.root)
+        return {
+            "_id": ObjectId(),
+            "organizationId": self.organization_id,
+            "treeSize": self.size,
+            "rootHash": base64.b64encode(self.root).decode(),
+            "checkpoint": note,
+            "newRecords": 1,
+            "createdAt": datetime(2026, 11, 20, 10, 20),
+        }
+
+    def tiles_for(self, find: dict) -> list[dict]:
+        return list(self.db[merkle.TILES].find(find["filter"]))
+
+
+# one organization for the module: its million-leaf tree is grown once
+DOCUMENTS, ORGANIZATION = member_documents(["viewAuditLog"])
+
+
+@pytest.fixture(scope="module")
+def million():
+    # a record late in a late window: leaf 999,321 of 1,000,000
+    return Log(ORGANIZATION, 1_000_000, 999_321, 4321)
+
+
+@pytest.fixture
+def wired(server, tmp_path):
+    documents, organization_id = DOCUMENTS, ORGANIZATION
+    server.documents.update(documents)
+    app = app_on(server.uri, tmp_path, AUDIT_LOG_ORIGIN="audit.wire")
+    with app.app_context():
+        token = issue_token(documents["accounts"][0], organization_id).token
+    client = app.test_client()
+
+    def get(path: str):
+        return client.get(path, headers={"Authorization": f"Bearer {token}"})
+
+    get.organization_id = organization_id
+    get.app = app
+    yield get
+    for store in set(stores(app).values()):
+        store.close()
+
+
+def script(server, log: Log, checkpoint: dict) -> None:
+    server.documents.update(
+        {
+            "audit_logs": [log.record],
+            DIGESTS: [log.digest],
+            CHUNKS: [log.chunk],
+            merkle.TREES: [log.tree],
+            merkle.CHECKPOINTS: [checkpoint],
+            merkle.TILES: log.tiles_for,
+        }
+    )
+
+
+def proof_commands(server) -> list[dict]:
+    """What the proof sent to the log's collections (the request's own record is a write)."""
+    return [
+        doc
+        for doc in list(server.requests)
+        if next(iter(doc)) not in ("insert", "update", "endSessions")
+        and doc[next(iter(doc))] in PROOF_COLLECTIONS
+    ]
+
+
+def serve_proof(server, wired, log: Log) -> tuple[dict, list[dict]]:
+    checkpoint = log.checkpoint(wired.app)
+    script(server, log, checkpoint)
+    server.requests.clear()
+    answer = wired(f"/api/v1/audit-logs/{log.record['_id']}/proof")
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json(), proof_commands(server)
+
+
+def expected_tiles(index: int, size: int) -> set[str]:
+    """The tiles on leaf ``index``'s path in a tree of ``size`` (computed by the planner)."""
+    planner = merkle.Hashes()
+    merkle._path(planner, index, 0, size)
+    merkle.subtree_root(planner, 0, size)
+    return {f"{level}/{tile}" for level, tile in planner.wanted}
+
+
+def test_a_proof_reads_its_tiles_with_one_find_at_a_million_leaves(server, wired, million):
+    log = million
+    proof, sent = serve_proof(server, wired, log)
+    key = verifier.VerifierKey.parse(proof["publicKey"])
+    proved = verifier.verify_record_proof(proof, key)
+    assert (proved.index, proved.checkpoint.size) == (999_321, 1_000_000)
+    assert proved.record_id == str(log.record["_id"])
+
+    [tiles] = [doc for doc in sent if doc[next(iter(doc))] == merkle.TILES]
+    assert next(iter(tiles)) == "find"
+    org = wired.organization_id
+    ids = tiles["filter"]["_id"]["$in"]
+    assert tiles["filter"] == {"_id": {"$in": ids}, "organizationId": org}
+    assert len(ids) <= 8 and len(ids) == len(set(ids))
+    assert {i.removeprefix(f"{org}/") for i in ids} == expected_tiles(999_321, 1_000_000)
+    # level 0: the leaf's own tile; level 1: 256-leaf tiles up to the edge; level 2: the top
+    assert f"{org}/0/{999_321 >> 8}" in ids and f"{org}/2/0" in ids
+
+
+def test_the_whole_proof_is_the_same_few_commands_at_a_thousand_and_a_million_leaves(
+    server, wired, million
+):
+    shapes = []
+    for log in (Log(wired.organization_id, 1_000, 321, 21), million):
+        proof, sent = serve_proof(server, wired, log)
+        verifier.verify_record_proof(proof, verifier.VerifierKey.parse(proof["publicKey"]))
+        assert len(sent) <= 7, sent
+        shapes.append([(next(iter(doc)), doc[next(iter(doc))]) for doc in sent])
+        org = wired.organization_id
+        by = {doc[next(iter(doc))]: doc for doc in sent}
+        record = by["audit_logs"]
+        assert record["filter"] == {"_id": log.record["_id"], "organizationId": org}
+        assert record["limit"] == 1
+        digest = by[DIGESTS]
+        assert digest["filter"] == {
+            "windowStart": {"$lte": STORED.replace(tzinfo=None)},
+            "organizationId": org,
+        }
+        assert digest["sort"] == {"windowStart": -1} and digest["limit"] == 1
+        chunks = by[CHUNKS]
+        assert chunks["filter"] == {
+            "digestId": log.digest["_id"],
+            "lastMs": {"$gte": int(STORED.timestamp() * 1000)},
+            "organizationId": org,
+        }
+        assert chunks["sort"] == {"lastMs": 1} and chunks["limit"] == 3
+        assert by[merkle.TREES]["filter"] == {"organizationId": org}
+        assert by[merkle.TREES]["limit"] == 1
+        checkpoint = by[merkle.CHECKPOINTS]
+        assert checkpoint["filter"] == {"organizationId": org}
+        assert checkpoint["sort"] == {"treeSize": -1} and checkpoint["limit"] == 1
+        assert len(by[merkle.TILES]["filter"]["_id"]["$in"]) <= 8
+    assert shapes[0] == shapes[1]  # the same commands whatever the tree's size
+    assert len(shapes[0]) == 6
