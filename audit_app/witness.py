@@ -59,7 +59,7 @@ def _get(url: str, path: str, headers: dict, params: dict | None = None) -> dict
     # the scheme is checked above: http(s) only
     request = urllib.request.Request(url.rstrip("/") + path + query, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310  # nosec B310
             return json.loads(response.read().decode("utf-8"))
     except urllib.error.HTTPError as error:
         raise WitnessError(
