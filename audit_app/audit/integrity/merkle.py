@@ -363,6 +363,7 @@ def extend(
     tiles = Tiles(db, organization_id)
     state = tree_state(db, organization_id)
     size, sequence = state.size, state.sequence
+    _check_signed_tree(db, organization_id, notary, tiles, anchor)
     grown = False
     news = [0]  # leaves that are not checkpoint records
     pending = digests.find({"sequence": {"$gt": sequence}}).sort("sequence", ASCENDING)
@@ -404,6 +405,38 @@ def extend(
     if not grown:
         return None
     return publish(db, organization_id, notary, state, now, anchor, news[0])
+
+
+def _check_signed_tree(db, organization_id: ObjectId, notary: Notary, tiles: Tiles, anchor):
+    """The tree about to grow must still be the one signed last: whoever writes the tiles
+    (and the tree's state) must not get a checkpoint signed over a leaf they rewrote. The
+    last checkpoint is the anchor's (outside the database), else the newest stored one whose
+    signature verifies."""
+    from ...verifier import VerificationError, verified_checkpoint
+
+    note = None
+    if anchor is not None:
+        anchored = anchor.checkpoints(organization_id)
+        note = anchored[-1]["checkpoint"] if anchored else None
+    if note is None:
+        stored = latest_checkpoint(db, organization_id)
+        note = stored.get("checkpoint") if stored else None
+    if note is None:
+        return
+    try:
+        signed = verified_checkpoint(note, notary.verifier_key, notary.log_origin(organization_id))
+        held = root(tiles, signed.size)
+    except VerificationError as error:
+        raise TreeRefused(f"the last checkpoint does not verify ({error}); run verify") from None
+    except LookupError as error:
+        raise TreeRefused(
+            f"the tiles of the tree last signed are gone ({error}); run verify"
+        ) from None
+    if held != signed.root:
+        raise TreeRefused(
+            f"the tiles no longer hold the tree of size {signed.size} that was signed last: "
+            "they were rewritten, and no checkpoint is signed over them; run verify"
+        )
 
 
 def publish(
