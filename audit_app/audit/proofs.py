@@ -94,7 +94,10 @@ def record_proof(
             )
         raise _not_yet(record)
     tiles = merkle.Tiles(db, organization_id)
-    hashes, _ = merkle.inclusion(tiles, index, tree_size)
+    try:
+        hashes, _ = merkle.inclusion(tiles, index, tree_size)
+    except LookupError:
+        raise _damaged(tree_size) from None
     note = found["checkpoint"]
     return {
         "format": PROOF_FORMAT,
@@ -120,7 +123,10 @@ def consistency(
     if old > new:
         raise bad_request("'from' may not be more than 'to'.", "from")
     tiles = merkle.Tiles(db, organization_id)
-    proof = merkle.consistency(tiles, old, new)
+    try:
+        proof = merkle.consistency(tiles, old, new)
+    except LookupError:
+        raise _damaged(new) from None
     found = merkle.latest_checkpoint(db, organization_id, new)
     return {
         "origin": log_origin(organization_id),
@@ -197,6 +203,17 @@ def _not_yet(record: dict) -> ApiError:
         "The record is not in the verifiable log yet: it enters it when its window is "
         f"sealed{f', by about {iso(when)}' if when else ''}.",
         extra={"availableAfter": iso(when) if when else None},
+    )
+
+
+def _damaged(size: int) -> ApiError:
+    """The tiles a proof needs are not in the database (deleted, or a checkpoint names a
+    tree the log never held): the installation's damage, which ``flask verify`` names."""
+    return ApiError(
+        503,
+        "log_unavailable",
+        f"The verifiable log cannot give this proof: the tree of size {size} is not whole in "
+        "the database. The installation's operator should run flask verify.",
     )
 
 
