@@ -608,6 +608,7 @@ def verify_organization(
             report.windows.append(window)
             try:
                 _check_digest(digest, previous, signer, window, first_in_chain=previous is None)
+                _check_tree_start(digest, previous, window)
                 if window.window_end <= expired.windows_before and id(digest) in hashes:
                     if window.status != "failed":  # an early digest: its window, as a whole
                         window.status = "expired"
@@ -671,6 +672,8 @@ def _check_checkpoints(report, db, organization_id, anchor: Anchor, notary: Nota
     anchored = anchored[-(RECENT_CHECKPOINTS if last else MAX_CHECKPOINTS_CHECKED) :]
     tiles = merkle.Tiles(db, organization_id)
     origin = notary.log_origin(organization_id)
+    if anchored:
+        _check_served_state(report, db, organization_id, anchored[-1])
     for entry in anchored:
         size = int(entry["treeSize"])
         try:
@@ -693,6 +696,34 @@ def _check_checkpoints(report, db, organization_id, anchor: Anchor, notary: Nota
                 f"The verifiable log's tree of size {checkpoint.size} is not the one that was "
                 "published (its tiles were rewritten): proofs against it fail.",
             )
+
+
+def _check_served_state(report, db, organization_id, newest: dict) -> None:
+    """What proofs are served from must still hold the newest checkpoint anchored: the
+    checkpoint itself (else the records after the one before read as not in the log yet),
+    and a tree state at least that large (else the same)."""
+    size = int(newest["treeSize"])
+    stored = merkle.latest_checkpoint(db, organization_id, size)
+    if stored is None or stored.get("checkpoint") != newest["checkpoint"]:
+        report.fail(
+            "checkpointMissing",
+            f"The checkpoint of tree size {size} anchored outside the database is not the one "
+            "the database serves (deleted or replaced): proofs against it are not given.",
+        )
+    state = merkle.tree_state(db, organization_id)
+    digests = TenantCollection(db[DIGESTS], organization_id)
+    digest = digests.find_one({"sequence": state.sequence}) if state.sequence else None
+    if digest is not None and isinstance(digest.get("treeStart"), int):
+        ends = digest["treeStart"] + int(digest.get("count") or 0)
+    else:  # no digest in the tree yet: empty; a digest gone: the chain's own checks name it
+        ends = 0 if not state.sequence else state.size
+    if state.size < size or ends != state.size:
+        report.fail(
+            "treeBehind",
+            f"The verifiable log's state (tree size {state.size}, up to digest "
+            f"#{state.sequence}) is not the tree of size {size} that was published: its "
+            "records read as not in the log yet.",
+        )
 
 
 def _well_formed(digest: dict) -> bool:
@@ -983,6 +1014,13 @@ def _sealed_entries(db: Database, organization_id: ObjectId, digest: dict, windo
                 "digestEdited",
                 f"Chunk {index} of the digest's record list is missing or was edited.",
             )
+        elif "lastMs" in chunk and entries and chunk["lastMs"] != entries[-1][2]:
+            # not hashed (an index key): a wrong one hides its records from their proofs
+            window.fail(
+                "digestEdited",
+                f"Chunk {index}'s lastMs is not its last record's time: the proofs of its "
+                "records cannot find them.",
+            )
         for entry in entries:
             if not (
                 isinstance(entry, list)
@@ -1098,6 +1136,28 @@ def _received_before(record_id: str, moment: datetime) -> bool:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _check_tree_start(digest: dict, previous: dict | None, window: WindowReport) -> None:
+    """``treeStart`` (where the window's records start among the verifiable log's leaves)
+    is bookkeeping outside the signed digest: it must follow on from the window before, or
+    every proof of the window's records is served for the wrong leaf."""
+    start = digest.get("treeStart")
+    if start is None:
+        return
+    if digest.get("sequence") == 1:
+        expected = 0
+    elif previous is not None and previous.get("treeStart") is not None:
+        expected = previous["treeStart"] + int(previous.get("count") or 0)
+    else:
+        return
+    if start != expected:
+        window.fail(
+            "treeStartMoved",
+            f"The digest says its records start at leaf {start} of the verifiable log, "
+            f"but the windows before end at leaf {expected}: their proofs are served for the "
+            "wrong leaves.",
+        )
 
 
 def _check_digest(
