@@ -98,7 +98,7 @@ def audit_log_checkpoint():
 @operation(
     "An RFC 9162 consistency proof: the tree of size `to` extends the tree of size `from`",
     response=(200, ConsistencyProofSchema),
-    errors=(400, 401, 403),
+    errors=(400, 401, 403, 503),
 )
 @require_permission(VIEW_AUDIT_LOG)
 def audit_log_consistency():
@@ -114,7 +114,7 @@ def audit_log_consistency():
     "One record in canonical Extended JSON with its inclusion proof and signed checkpoint "
     "(`?format=tlog-proof`: the C2SP tlog-proof text)",
     response=(200, RecordProofSchema),
-    errors=(400, 401, 403, 404, 409, 410),
+    errors=(400, 401, 403, 404, 409, 410, 503),
 )
 @require_permission(VIEW_AUDIT_LOG)
 def audit_log_proof(auditLogId):
