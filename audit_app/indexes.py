@@ -78,6 +78,7 @@ AUDIT_INDEXES: dict[str, list[IndexSpec]] = {
     integrity.CHUNKS: integrity.CHUNK_INDEXES,
     counters.COUNTERS: counters.INDEXES,
     merkle.CHECKPOINTS: merkle.CHECKPOINT_INDEXES,
+    merkle.TREES: merkle.TREE_INDEXES,
 }
 # server error codes for "an index of that name or key exists with other options"
 _CONFLICT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict

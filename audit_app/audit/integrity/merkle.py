@@ -69,6 +69,11 @@ MAX_DIGESTS_PER_RUN = 1000
 CHECKPOINT_ACTION = "auditLog.checkpointed"
 
 TILE_INDEXES: list[IndexSpec] = []  # tiles are read by _id only
+# the tree's state, read by every proof and seal: one document per organization, found on
+# its index (not a scan of every organization's), and only one even when two sealers race
+TREE_INDEXES: list[IndexSpec] = [
+    ([("organizationId", ASCENDING)], {"name": "org_unique", "unique": True}),
+]
 CHECKPOINT_INDEXES: list[IndexSpec] = [
     (
         [("organizationId", ASCENDING), ("treeSize", ASCENDING)],
@@ -386,18 +391,21 @@ def extend(
         if recorded is None:  # a digest sealed before the verifiable log existed
             digests.update_one({"_id": digest["_id"]}, {"$set": {"treeStart": start}})
         new_root = root(tiles, size)
-        updated = trees.update_one(
-            {"size": state.size, "sequence": sequence},
-            {
-                "$set": {
-                    "size": size,
-                    "sequence": digest["sequence"],
-                    "rootHash": base64.b64encode(new_root).decode(),
-                    "updatedAt": now,
-                }
-            },
-            upsert=state.size == 0 and sequence == 0,
-        )
+        try:
+            updated = trees.update_one(
+                {"size": state.size, "sequence": sequence},
+                {
+                    "$set": {
+                        "size": size,
+                        "sequence": digest["sequence"],
+                        "rootHash": base64.b64encode(new_root).decode(),
+                        "updatedAt": now,
+                    }
+                },
+                upsert=state.size == 0 and sequence == 0,
+            )
+        except DuplicateKeyError:  # another sealer made the first state first
+            return None
         if updated.matched_count == 0 and updated.upserted_id is None:
             return None  # another sealer grew it first
         state = TreeState(size, digest["sequence"], new_root)
