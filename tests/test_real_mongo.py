@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 from bson import ObjectId
+from pymongo import monitoring
 
 from audit_app.audit.capture.hooks import WRITER_KEY
 from audit_app.db import get_audit_db
@@ -125,7 +126,7 @@ RARE_ACCOUNT, RARE_KEY, RARE_WORKSPACE = ObjectId(), ObjectId(), ObjectId()
 COMMON_TARGET, RARE_TARGET = ObjectId(), ObjectId()
 
 
-class _Finds:
+class _Finds(monitoring.CommandListener):
     """Records each ``find`` on audit_logs as sent (a pymongo command listener)."""
 
     def __init__(self):
@@ -144,8 +145,6 @@ class _Finds:
 
 @pytest.fixture(scope="module")
 def finds():
-    from pymongo import monitoring
-
     listener = _Finds()
     monitoring.register(listener)  # clients created from here on report to it
     return listener
@@ -439,4 +438,94 @@ def test_the_journal_mode_folds_a_batch_with_a_majority_and_each_record_once(mak
     finally:
         from audit_app.db import stores
 
+        stores(app)["main"].client.drop_database(name)
+
+
+class _ProofCommands(monitoring.CommandListener):
+    """Every ``find`` on the verifiable log's collections, as sent (a command listener)."""
+
+    COLLECTIONS = (
+        "audit_logs",
+        "audit_digests",
+        "audit_digest_chunks",
+        "audit_log_trees",
+        "audit_checkpoints",
+        "audit_log_tiles",
+    )
+
+    def __init__(self):
+        self.commands: list[dict] = []
+
+    def started(self, event):
+        if event.command_name == "find" and event.command.get("find") in self.COLLECTIONS:
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_a_proofs_reads_walk_their_indexes(make_app, monkeypatch):
+    """``GET .../proof`` on a real server: the chunk holding the record is found on
+    ``org_digest_last``, the newest checkpoint on ``org_tree_size_unique``, the window's
+    digest on ``org_window_unique``, and the tiles by ``_id`` (IDHACK or an IXSCAN of _id_),
+    each without a blocking SORT."""
+    from datetime import timedelta
+
+    from audit_app import verifier
+    from audit_app.audit.capture.hooks import store_journaled
+    from audit_app.audit.integrity import sealing
+    from audit_app.db import stores
+
+    listener = _ProofCommands()
+    monitoring.register(listener)  # the app's client, created below, reports to it
+    monkeypatch.setattr(sealing, "UP_TO_NOW_MARGIN", timedelta(0))
+    base = URI.rsplit("/", 1)[0] if URI.count("/") > 2 else URI
+    name = f"audit_test_{uuid.uuid4().hex[:8]}"
+    app = make_app(
+        MONGO_CLIENT=None,
+        MONGO_URI=f"{base}/{name}",
+        AUDIT_SEAL_INTERVAL=1,
+        AUDIT_SEAL_DELAY=0,
+        AUDIT_LOG_ORIGIN="audit.test",
+    )
+    try:
+        assert app.test_cli_runner().invoke(args=["ensure-indexes"]).exit_code == 0
+        org = make_org(app, "Proved")
+        api = Api(app.test_client())
+        token = api.token(org.owner)
+        for _ in range(5):
+            assert api.get("/api/v1/workspaces", token=token).status_code == 200
+        with app.app_context():
+            store_journaled()
+        sealing.seal_now(app, only=org.id, up_to_now=True)
+        items = api.get(
+            "/api/v1/audit-logs", token=token, query_string={"path": "/api/v1/workspaces"}
+        ).get_json()["items"]
+        listener.commands.clear()
+        proof = api.get(f"/api/v1/audit-logs/{items[0]['id']}/proof", token=token).get_json()
+        verifier.verify_record_proof(proof, verifier.VerifierKey.parse(proof["publicKey"]))
+        sent = {command["find"]: command for command in listener.commands}
+
+        def plan(collection: str) -> list[dict]:
+            stats = _explain(app, sent[collection])
+            stages = list(_stages(stats["executionStages"]))
+            assert not [s for s in stages if s["stage"] == "SORT"], stages
+            assert not [s for s in stages if s["stage"] == "COLLSCAN"], stages
+            return stages
+
+        def walks(collection: str) -> set[str]:
+            return {s["indexName"] for s in plan(collection) if s["stage"] == "IXSCAN"}
+
+        assert walks("audit_digest_chunks") == {"org_digest_last"}
+        assert walks("audit_checkpoints") == {"org_tree_size_unique"}
+        assert walks("audit_digests") == {"org_window_unique"}
+        assert walks("audit_log_trees") == {"org_unique"}
+        tiles = plan("audit_log_tiles")
+        assert {s["stage"] for s in tiles} & {"IDHACK", "IXSCAN", "EXPRESS_IXSCAN"}
+        assert {s["indexName"] for s in tiles if "indexName" in s} <= {"_id_"}
+    finally:
+        monitoring._LISTENERS.command_listeners.remove(listener)
         stores(app)["main"].client.drop_database(name)
