@@ -6,6 +6,8 @@ with ``merkle.append`` on a mongomock database (the record's leaf hash at its in
 window's digest with its ``treeStart``, one chunk with its ``lastMs``, the tree's state and
 a checkpoint signed with the app's key. The test asserts every command the proof sends, and
 that the proof the app builds from those answers verifies with ``audit_app.verifier``.
+The embedded store is held to the same reads, counted at ``TenantCollection``, through which
+every read of the log passes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ PROOF_COLLECTIONS = {
     merkle.CHECKPOINTS,
     merkle.TILES,
 }
+INDEX = 654_321
 STORED = datetime(2026, 11, 20, 9, 30, 15, 123000, tzinfo=UTC)
 
 
@@ -44,25 +47,84 @@ def roundtrip(document: dict) -> dict:
     return bson.decode(bson.encode(document))
 
 
-class Log:
-    """An organization's verifiable log of ``size`` leaves, the record at ``index``."""
+PLACEHOLDER = ObjectId("000000000000000000000000")
+EDGE = 1_000_000 & ~255  # the complete tiles of a million leaves: 999,936 leaves
 
-    def __init__(self, organization_id: ObjectId, size: int, index: int, position: int):
+
+def complete_tiles() -> list[dict]:
+    """The tiles of the first 999,936 leaves of a million-leaf tree, grown with
+    ``merkle.append`` once: every tile they fill is complete, so a log of any organization
+    takes them (renamed) and appends its last partial tile itself."""
+    db = mongomock.MongoClient().db
+    seed = hashlib.sha256(b"a million").digest()
+    merkle.append(
+        merkle.Tiles(db, PLACEHOLDER),
+        0,
+        (hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(EDGE)),
+    )
+    return list(db[merkle.TILES].find({}))
+
+
+def place(db, organization_id: ObjectId, index: int, value: bytes) -> None:
+    """Put a leaf hash at ``index`` of complete tiles, and the hash of each complete tile
+    it changes into the tile above, as ``merkle.append`` would have written them."""
+    level = 0
+    while True:
+        key = merkle.tile_id(organization_id, level, index >> 8)
+        hashes = bytearray(db[merkle.TILES].find_one({"_id": key})["hashes"])
+        at = (index & 255) * 32
+        hashes[at : at + 32] = value
+        db[merkle.TILES].update_one({"_id": key}, {"$set": {"hashes": bytes(hashes)}})
+        if len(hashes) != 256 * 32:
+            return
+        value = merkle._reduce(bytes(hashes))
+        level, index = level + 1, index >> 8
+
+
+class Log:
+    """An organization's verifiable log of ``size`` leaves, the record at ``index``, its
+    tiles in ``db`` (``prefix``: the complete tiles to start from, made for PLACEHOLDER)."""
+
+    def __init__(
+        self,
+        organization_id: ObjectId,
+        size: int,
+        index: int,
+        position: int,
+        db=None,
+        prefix: list[dict] | None = None,
+    ):
         self.organization_id = organization_id
         self.size, self.index = size, index
         self.record = roundtrip(audit_record(organization_id, storedAt=STORED, created_at=STORED))
         leaf = merkle.leaf_hash(merkle.record_leaf(self.record))
         seed = hashlib.sha256(str(size).encode()).digest()
-        self.db = mongomock.MongoClient().db
+        self.db = mongomock.MongoClient().db if db is None else db
         tiles = merkle.Tiles(self.db, organization_id)
+        start = 0
+        if prefix:
+            renamed = str(PLACEHOLDER), str(organization_id)
+            self.db[merkle.TILES].insert_many(
+                [
+                    {
+                        **tile,
+                        "_id": tile["_id"].replace(*renamed),
+                        "organizationId": organization_id,
+                    }
+                    for tile in prefix
+                ]
+            )
+            start = EDGE
         merkle.append(
             tiles,
-            0,
+            start,
             (
                 leaf if i == index else hashlib.sha256(seed + i.to_bytes(4, "big")).digest()
-                for i in range(size)
+                for i in range(start, size)
             ),
         )
+        if index < start:
+            place(self.db, organization_id, index, leaf)
         self.root = merkle.root(tiles, size)
         stored_ms = int(STORED.timestamp() * 1000)
         self.digest = {
@@ -115,9 +177,14 @@ DOCUMENTS, ORGANIZATION = member_documents(["viewAuditLog"])
 
 
 @pytest.fixture(scope="module")
-def million():
-    # a record late in a late window: leaf 999,321 of 1,000,000
-    return Log(ORGANIZATION, 1_000_000, 999_321, 4321)
+def prefix():
+    return complete_tiles()
+
+
+@pytest.fixture(scope="module")
+def million(prefix):
+    # a record deep in the tree, in complete tiles: leaf 654,321 of 1,000,000
+    return Log(ORGANIZATION, 1_000_000, INDEX, 4321, prefix=prefix)
 
 
 @pytest.fixture
@@ -184,7 +251,7 @@ def test_a_proof_reads_its_tiles_with_one_find_at_a_million_leaves(server, wired
     proof, sent = serve_proof(server, wired, log)
     key = verifier.VerifierKey.parse(proof["publicKey"])
     proved = verifier.verify_record_proof(proof, key)
-    assert (proved.index, proved.checkpoint.size) == (999_321, 1_000_000)
+    assert (proved.index, proved.checkpoint.size) == (INDEX, 1_000_000)
     assert proved.record_id == str(log.record["_id"])
 
     [tiles] = [doc for doc in sent if doc[next(iter(doc))] == merkle.TILES]
@@ -193,9 +260,9 @@ def test_a_proof_reads_its_tiles_with_one_find_at_a_million_leaves(server, wired
     ids = tiles["filter"]["_id"]["$in"]
     assert tiles["filter"] == {"_id": {"$in": ids}, "organizationId": org}
     assert len(ids) <= 8 and len(ids) == len(set(ids))
-    assert {i.removeprefix(f"{org}/") for i in ids} == expected_tiles(999_321, 1_000_000)
+    assert {i.removeprefix(f"{org}/") for i in ids} == expected_tiles(INDEX, 1_000_000)
     # level 0: the leaf's own tile; level 1: 256-leaf tiles up to the edge; level 2: the top
-    assert f"{org}/0/{999_321 >> 8}" in ids and f"{org}/2/0" in ids
+    assert f"{org}/0/{INDEX >> 8}" in ids and f"{org}/2/0" in ids
 
 
 def test_the_whole_proof_is_the_same_few_commands_at_a_thousand_and_a_million_leaves(
@@ -233,3 +300,57 @@ def test_the_whole_proof_is_the_same_few_commands_at_a_thousand_and_a_million_le
         assert len(by[merkle.TILES]["filter"]["_id"]["$in"]) <= 8
     assert shapes[0] == shapes[1]  # the same commands whatever the tree's size
     assert len(shapes[0]) == 6
+
+
+# The embedded store: the same reads, counted where every one passes (TenantCollection) ----
+
+
+def test_the_embedded_store_serves_a_proof_with_the_same_few_reads(embedded, prefix, monkeypatch):
+    from audit_app.db import TenantCollection, get_audit_db
+
+    from .factories import Api, make_org
+
+    app = embedded(AUDIT_LOG_ORIGIN="audit.embedded")
+    api = Api(app.test_client())
+    reads: list[tuple[str, str]] = []
+    for method in ("find", "find_one", "count_documents"):
+        original = getattr(TenantCollection, method)
+
+        def counted(self, *args, _original=original, _method=method, **kwargs):
+            name = getattr(self.collection, "name", "?")
+            if name in PROOF_COLLECTIONS:
+                reads.append((_method, name))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(TenantCollection, method, counted)
+    shapes = []
+    for name, size, index, position, tiles in (
+        ("Thousand", 1_000, 321, 21, None),
+        ("Million", 1_000_000, INDEX, 4321, prefix),
+    ):
+        org = make_org(app, name)
+        token = api.token(org.owner)
+        with app.app_context():
+            db = get_audit_db()
+            log = Log(org.id, size, index, position, db=db, prefix=tiles)
+            db.audit_logs.insert_one(dict(log.record))
+            db[DIGESTS].insert_one(log.digest)
+            db[CHUNKS].insert_one(log.chunk)
+            db[merkle.TREES].insert_one(log.tree)
+            db[merkle.CHECKPOINTS].insert_one(log.checkpoint(app))
+        reads.clear()
+        answer = api.get(f"/api/v1/audit-logs/{log.record['_id']}/proof", token=token)
+        assert answer.status_code == 200, answer.get_json()
+        proof = answer.get_json()
+        proved = verifier.verify_record_proof(proof, verifier.VerifierKey.parse(proof["publicKey"]))
+        assert (proved.index, proved.checkpoint.size) == (index, size)
+        assert reads == [
+            ("find_one", "audit_logs"),
+            ("find_one", DIGESTS),
+            ("find_one", merkle.TREES),
+            ("find", CHUNKS),
+            ("find_one", merkle.CHECKPOINTS),
+            ("find", merkle.TILES),
+        ], reads
+        shapes.append(list(reads))
+    assert shapes[0] == shapes[1], shapes  # the same reads at a thousand leaves and a million
