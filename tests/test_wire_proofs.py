@@ -77,7 +77,7 @@ def place(db, organization_id: ObjectId, index: int, value: bytes) -> None:
         db[merkle.TILES].update_one({"_id": key}, {"$set": {"hashes": bytes(hashes)}})
         if len(hashes) != 256 * 32:
             return
-        value = merkle._reduce(bytes(hashes))
+        value = merkle.reduce_tile(bytes(hashes))
         level, index = level + 1, index >> 8
 
 

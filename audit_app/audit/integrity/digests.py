@@ -655,6 +655,8 @@ def verify_organization(
             )
     if anchor is not None and policy.notary is not None:
         _check_checkpoints(report, db, organization_id, anchor, policy.notary, last)
+    if start is None and end is None and last is None:  # a full pass: every tile
+        _check_tiles(report, db, organization_id)
     return report
 
 
@@ -696,6 +698,56 @@ def _check_checkpoints(report, db, organization_id, anchor: Anchor, notary: Nota
                 f"The verifiable log's tree of size {checkpoint.size} is not the one that was "
                 "published (its tiles were rewritten): proofs against it fail.",
             )
+
+
+MAX_TILE_PROBLEMS = 10
+
+
+def _check_tiles(report, db, organization_id) -> None:
+    """Each complete tile must hash to its entry in the tile above. A root is computed from
+    the tile above (never from the complete tile itself, which only proofs read), so a leaf
+    rewritten there changes no checkpoint's root, yet fails the proofs of its neighbours.
+    One query per tile above: it reads the (at most 256) tiles below it by id."""
+    tiles = merkle.Tiles(db, organization_id)
+    collection = TenantCollection(db[merkle.TILES], organization_id)
+    found = 0
+    level = 1
+    while found < MAX_TILE_PROBLEMS:
+        prefix = f"{organization_id}/{level}/"
+        parents = collection.find(
+            {"_id": {"$gte": prefix, "$lt": prefix[:-1] + "0"}}, {"index": 1, "hashes": 1}
+        )
+        seen = False
+        for parent in parents:
+            seen = True
+            entries = bytes(parent.get("hashes") or b"")
+            first = int(parent["index"]) * merkle.WIDTH
+            count = len(entries) // merkle.HASH
+            below = tiles.fetch([(level - 1, first + j) for j in range(count)])
+            for j in range(count):
+                child = below.get((level - 1, first + j))
+                entry = entries[j * merkle.HASH : (j + 1) * merkle.HASH]
+                if child is None or len(child) != merkle.WIDTH * merkle.HASH:
+                    report.fail(
+                        "logTruncated",
+                        f"Tile {level - 1}/{first + j} of the verifiable log is gone or cut "
+                        "short: the proofs of its records cannot be given.",
+                    )
+                elif merkle.reduce_tile(child) != entry:
+                    report.fail(
+                        "logRewritten",
+                        f"Tile {level - 1}/{first + j} of the verifiable log no longer hashes "
+                        "to its entry in the tile above (its leaves were rewritten): the "
+                        "proofs of its records fail.",
+                    )
+                else:
+                    continue
+                found += 1
+                if found >= MAX_TILE_PROBLEMS:
+                    return
+        if not seen:
+            return
+        level += 1
 
 
 def _check_served_state(report, db, organization_id, newest: dict) -> None:

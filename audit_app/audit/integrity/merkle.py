@@ -194,7 +194,7 @@ class Tiles:
                 )
 
 
-def _reduce(hashes: bytes) -> bytes:
+def reduce_tile(hashes: bytes) -> bytes:
     """The root of a complete subtree whose bottom row is ``hashes`` (a power of two)."""
     row = [hashes[i : i + HASH] for i in range(0, len(hashes), HASH)]
     while len(row) > 1:
@@ -226,7 +226,7 @@ class Hashes:
         part = hashes[first * HASH : (first + count) * HASH]
         if len(part) != count * HASH:
             raise LookupError(f"tile {tile_level}/{tile_index} is missing or too short")
-        return _reduce(part)
+        return reduce_tile(part)
 
 
 def _split(n: int) -> int:
@@ -311,7 +311,7 @@ def append(tiles: Tiles, size: int, leaf_hashes: Iterable[bytes]) -> int:
             dirty.add(key)
             if index & (WIDTH - 1) != WIDTH - 1:
                 break
-            value = _reduce(bytes(buffer))
+            value = reduce_tile(bytes(buffer))
             level, index = level + 1, index >> HEIGHT
         size += 1
     tiles.write({key: bytes(buffers[key]) for key in dirty})
