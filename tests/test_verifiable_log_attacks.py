@@ -266,3 +266,40 @@ def test_a_proof_file_for_a_forged_record_never_verifies(setup):
     real = proof_of(api, token, target["id"]).get_json()
     forged = dict(real["record"], statusCode={"$numberInt": "403"})
     assert "does not lead to the root" in refused(dict(real, record=forged), first["publicKey"])
+
+
+def test_a_leaf_rewritten_inside_a_complete_tile_is_named_by_verify(setup):
+    """A complete tile's subtree is read from the tile above it when the root is computed,
+    so rewriting one leaf of it leaves every root (and so the sealer's check) unchanged,
+    while the proofs of that tile's records fail: verify must name it."""
+    app, org, api, token = setup
+    with app.app_context():
+        db = get_audit_db()
+        # 300 sealed records, the quick way: written as the app writes them
+        from .factories import audit_record
+
+        start = datetime.now(UTC) - timedelta(seconds=1)
+        db.audit_logs.insert_many(
+            [
+                audit_record(
+                    org.id,
+                    created_at=start + timedelta(milliseconds=i),
+                    storedAt=start + timedelta(milliseconds=i),
+                )
+                for i in range(300)
+            ]
+        )
+    first = sealed_log(setup, 1)
+    assert first["treeSize"] > 256
+    with app.app_context():
+        db = get_audit_db()
+        victim = db.audit_logs.find_one(
+            {"organizationId": org.id}, sort=[("storedAt", 1), ("_id", 1)]
+        )
+        index = proof_of(api, token, victim["_id"]).get_json()["leafIndex"]
+        assert index < 256
+        # its neighbour's leaf: a sibling in the victim's proof (its own is never read)
+        rewrite_leaf(db, org.id, index ^ 1, merkle.leaf_hash(b"not the record"))
+    served = proof_of(api, token, victim["_id"]).get_json()
+    assert "does not lead to the root" in refused(served, first["publicKey"])
+    assert "logRewritten" in problems(app, org)
