@@ -1196,6 +1196,13 @@ def _check_tree_start(digest: dict, previous: dict | None, window: WindowReport)
     every proof of the window's records is served for the wrong leaf."""
     start = digest.get("treeStart")
     if start is None:
+        # only a chain sealed before the verifiable log existed lacks it, from its start
+        if previous is not None and previous.get("treeStart") is not None:
+            window.fail(
+                "treeStartMoved",
+                "The digest's treeStart is gone, though the window before has one: its "
+                "records read as not in the verifiable log.",
+            )
         return
     if digest.get("sequence") == 1:
         expected = 0
