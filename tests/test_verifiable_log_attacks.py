@@ -303,3 +303,21 @@ def test_a_leaf_rewritten_inside_a_complete_tile_is_named_by_verify(setup):
     served = proof_of(api, token, victim["_id"]).get_json()
     assert "does not lead to the root" in refused(served, first["publicKey"])
     assert "logRewritten" in problems(app, org)
+
+
+def test_a_removed_tree_start_hides_a_window_from_proofs_but_verify_says_so(setup):
+    app, org, api, token = setup
+    sealed_log(setup, 2)
+    some_records(api, token, 2)
+    seal(app, org)
+    with app.app_context():
+        db = get_audit_db()
+        last = db[DIGESTS].find_one({"organizationId": org.id}, sort=[("sequence", -1)])
+        assert last["sequence"] >= 2 and last["count"] >= 1
+        db[DIGESTS].update_one({"_id": last["_id"]}, {"$unset": {"treeStart": ""}})
+        hidden = db.audit_logs.find_one(
+            {"organizationId": org.id, "storedAt": {"$gte": last["windowStart"]}},
+            sort=[("storedAt", 1)],
+        )
+    assert proof_of(api, token, hidden["_id"]).status_code == 409
+    assert "treeStartMoved" in problems(app, org)
