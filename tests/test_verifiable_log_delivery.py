@@ -25,7 +25,12 @@ from audit_app.streams import delivery
 from .factories import Api, make_org
 from .streams_receivers import HttpReceiver
 
-SEALING = {"AUDIT_SEAL_INTERVAL": 1, "AUDIT_SEAL_DELAY": 0, "AUDIT_LOG_ORIGIN": "audit.test"}
+SEALING = {
+    "AUDIT_SEAL_INTERVAL": 1,
+    "AUDIT_SEAL_DELAY": 0,
+    "AUDIT_LOG_ORIGIN": "audit.test",
+    "AUDIT_SEAL_IN_BACKGROUND": False,  # the test seals when it says so
+}
 
 
 @pytest.fixture(autouse=True)
