@@ -89,6 +89,7 @@ def test_document_lists_every_endpoint_with_auth_and_errors(client):
         "/staff-requests",
         "/staff-requests/{grantId}/approve",
         "/staff-requests/{grantId}/deny",
+        "/staff-requests/{grantId}/revoke",
     }
     assert set(document["paths"]) == expected
     schemes = document["components"]["securitySchemes"]

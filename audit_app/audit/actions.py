@@ -88,11 +88,13 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "staff.grantRequested": ("organization", "staffGrant"),
     "staff.grantApproved": ("staffGrant",),
     "staff.grantDenied": ("staffGrant",),
+    "staff.grantRevoked": ("staffGrant",),
     "staff.access": ("staffGrant", "auditLog", "organization"),
     # a destructive web form's first POST: its confirmation page (web/confirm.py)
     "apiKey.revokeAsked": ("apiKey",),
     "auditStream.deleteAsked": ("auditStream",),
     "invitation.revokeAsked": ("invitation",),
+    "staff.grantRevokedAsked": ("staffGrant",),
     "member.removeAsked": ("member",),
     "organization.updateAsked": ("organization",),
     "role.deleteAsked": ("role",),
@@ -134,6 +136,8 @@ _LABELS = {  # where "<resource> <verb>ed" does not read well
     "staff.grantRequested": "Platform staff requested access",
     "staff.grantApproved": "Platform staff access approved",
     "staff.grantDenied": "Platform staff access denied",
+    "staff.grantRevoked": "Platform staff access revoked",
+    "staff.grantRevokedAsked": "Platform staff access revocation: confirmation asked",
     "staff.access": "Platform staff read the log",
     "staff.listRequests": "Platform staff requests listed",
 }
@@ -290,5 +294,9 @@ def _subject(resource: str) -> str:
 # read under a grant is recorded in the organization's own log with ``authType: "staff"``
 # (docs/security.md, "Platform staff")
 STAFF_ACTIONS = declare(
-    "staff.grantRequested", "staff.grantApproved", "staff.grantDenied", "staff.access"
+    "staff.grantRequested",
+    "staff.grantApproved",
+    "staff.grantDenied",
+    "staff.grantRevoked",
+    "staff.access",
 )

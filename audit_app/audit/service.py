@@ -34,10 +34,13 @@ from .store import counters
 from .store.counters import EVER, STATUS_CLASSES
 from .store.counters import FAILURES as COUNTS_FAILURES
 from .store.query import (
+    ACTOR_EMAIL,
+    ACTOR_NO_ACCOUNT,
     EXCLUDE,
     HIDE_VIEWS_OF,
     MATCHED_AS,
     NOTHING,
+    STAFF_AUTH_TYPE,
     AuditQuery,
     CursorCodec,
     ExportQuerySchema,
@@ -79,9 +82,11 @@ def build_query(
     filters = merge_search(loaded)
     email = filters.pop("actor", None)
     if email is not None:
+        if "accountId" not in filters and filters.get("authType") in (None, STAFF_AUTH_TYPE):
+            filters[ACTOR_EMAIL] = email  # platform staff of this email too (no account)
         account = find_account_by_email(get_db(), email)
         if account is None:
-            filters[NOTHING] = True
+            filters[ACTOR_NO_ACCOUNT if ACTOR_EMAIL in filters else NOTHING] = True
         elif filters.get("accountId") not in (None, account["_id"]):
             filters[NOTHING] = True  # two accounts at once: nothing (and no word on which exists)
         else:

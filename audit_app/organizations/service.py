@@ -43,7 +43,7 @@ from ..credentials import service as credentials
 from ..db import Document, exclusive, get_db
 from ..emails import InvalidEmail, clean_email
 from ..errors import ApiError, bad_request, conflict, not_found, unauthorized
-from ..ids import iso
+from ..ids import iso, utcnow
 from ..pagination import (
     Page,
     PageQuerySchema,
@@ -54,6 +54,7 @@ from ..pagination import (
     paged,
     read_request,
 )
+from ..staff import repository as staff_grants
 from . import repository as orgs
 from .permissions import OWNER, PERMISSIONS
 
@@ -672,6 +673,13 @@ def retention_disagreement(actor: Principal) -> str | None:
     return retention.disagreement(_stored_organization(actor))
 
 
+def _end_refused_grants(actor: Principal, update: Mapping[str, Any]) -> None:
+    """A new ``staffAccess`` ends at once the platform staff's grants it refuses (every read
+    under a grant checks the setting too: this keeps them ended if it is switched back)."""
+    if STAFF_ACCESS in update:
+        staff_grants.end_grants_refused_by(get_db(), actor.org, update[STAFF_ACCESS], utcnow())
+
+
 def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Document:
     """Change the organization's settings: its name (``manageOrganization``), its audit
     retention and legal hold (``manageAuditRetention``). Retention changes are anchored
@@ -703,6 +711,7 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
         update[STAFF_ACCESS] = changes[STAFF_ACCESS]
     if retention.DAYS not in changes and retention.HOLD not in changes:
         before, after = orgs.update_organization(get_db(), actor.org, update)
+        _end_refused_grants(actor, update)
         record_changes(
             _as_changed(_shown(before)),
             _as_changed(_shown(after)),
@@ -728,6 +737,7 @@ def update_organization(actor: Principal, changes: Mapping[str, Any]) -> Documen
             # the database did not take it: neither does the anchor (the purge follows it)
             retention.anchor_settings(anchor, actor.org, current)
             raise
+    _end_refused_grants(actor, update)
     record_changes(
         _as_changed(_shown(stored, current)),
         _as_changed(_shown(after)),

@@ -26,7 +26,7 @@ from ..ratelimit import limiter, login_email_key, login_limit
 from ..schemas import ObjectIdField, load_body
 from . import service
 from .principal import require_staff
-from .ratelimits import staff_key, staff_limit
+from .ratelimits import GRANT_SCOPE, LOOKUP_SCOPE, staff_key, staff_limit
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 STAFF_SECURITY: list[dict[str, list[str]]] = [
@@ -55,6 +55,10 @@ class LookupOrganizationSchema(Schema):
 class LookupMatchSchema(Schema):
     kind = fields.String()
     organizationIds = fields.List(fields.String())
+    ambiguous = fields.Boolean(
+        metadata={"description": "a request id sent to more than one organization"}
+    )
+    message = fields.String(metadata={"description": "what to do when it is ambiguous"})
 
 
 class LookupSchema(Schema):
@@ -133,7 +137,7 @@ def create_staff_token():
     query=LookupQuerySchema,
     security=STAFF_SECURITY,
 )
-@limiter.limit(staff_limit, key_func=staff_key)
+@limiter.shared_limit(staff_limit, scope=LOOKUP_SCOPE, key_func=staff_key)
 def lookup():
     caller = require_staff()
     return jsonify(service.lookup(caller, request.args.get("id")))
@@ -148,7 +152,7 @@ def lookup():
     errors=(400, 401, 403, 404, 415, 429),
     security=STAFF_SECURITY,
 )
-@limiter.limit(staff_limit, key_func=staff_key)
+@limiter.shared_limit(staff_limit, scope=GRANT_SCOPE, key_func=staff_key)
 def request_grant():
     caller = require_staff()
     data = load_body(GrantRequestSchema())
@@ -303,3 +307,16 @@ def approve_staff_request(grantId):
 def deny_staff_request(grantId):
     grant_id = parse_object_id(grantId, "grantId", status=404, what="Staff request")
     return jsonify(_grant(service.decide(current_principal(), grant_id, approve=False)))
+
+
+@requests_bp.post("/<grantId>/revoke")
+@audit_action("staff.grantRevoked")
+@operation(
+    "End an active grant of platform staff at once (an Owner or Admin)",
+    response=(200, GrantSchema),
+    errors=(401, 403, 404, 409),
+)
+@require_permission(None)
+def revoke_staff_grant(grantId):
+    grant_id = parse_object_id(grantId, "grantId", status=404, what="Staff request")
+    return jsonify(_grant(service.revoke(current_principal(), grant_id)))

@@ -212,6 +212,46 @@ def decide_grant(
     )
 
 
+def revoke_grant(
+    db: Database[Document],
+    grant_id: ObjectId,
+    organization_id: ObjectId,
+    now: datetime,
+    changes: Mapping[str, Any],
+) -> Document | None:
+    """End an active, unexpired grant of this organization, atomically; None when there is
+    no such grant."""
+    return db[GRANTS].find_one_and_update(
+        {
+            "_id": grant_id,
+            "organizationId": organization_id,
+            "state": ACTIVE,
+            "expiresAt": {"$gt": now},
+        },
+        {"$set": {**changes, "state": REVOKED, "revokedAt": now, "expiresAt": now}},
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+def end_grants_refused_by(
+    db: Database[Document], organization_id: ObjectId, setting: str, now: datetime
+) -> int:
+    """The organization changed its ``staffAccess``: end at once its active grants the new
+    setting refuses (``none``: all; ``approval``: those nobody approved), so switching back
+    does not bring them back. A walk of ``org_state_newest`` (the organization's active
+    grants: an hour's worth each)."""
+    wanted: dict[str, Any] = {"organizationId": organization_id, "state": ACTIVE}
+    if setting == "approval":
+        wanted["decidedBy"] = {"$exists": False}
+    elif setting != "none":
+        return 0
+    return (
+        db[GRANTS]
+        .update_many(wanted, {"$set": {"state": REVOKED, "revokedAt": now, "expiresAt": now}})
+        .modified_count
+    )
+
+
 def revoke_grants_of(db: Database[Document], staff_id: ObjectId, now: datetime) -> int:
     """End every live or pending grant of a staff member at once."""
     return (

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from flask import current_app, g, request
 from ..audit.capture.context import note_action, note_details, note_target
 from ..audit.capture.hooks import store_journaled
 from ..audit.capture.record import redactor
+from ..audit.capture.redaction import scrub_decoded
 from ..audit.store.repository import organization_of_record, organizations_of_request
 from ..auth.passwords import hash_password, verify_password
 from ..auth.principal import Principal
@@ -249,7 +251,9 @@ def caller_of_token(token: str) -> StaffCaller:
 
 # The lookup -----------------------------------------------------------------------------
 
-REQUEST_ORGANIZATIONS = 20  # a request id is one request: its records are one or two
+# a request id is the client's to choose: the lookup names every distinct organization whose
+# records carry it, up to this many (one index seek each: ``organizations_of_request``)
+REQUEST_ORGANIZATIONS = 20
 
 
 def lookup(caller: StaffCaller, text: object) -> dict[str, Any]:
@@ -280,10 +284,25 @@ def lookup(caller: StaffCaller, text: object) -> dict[str, Any]:
             "id",
         )
     if not matches or not _OBJECT_ID.match(value):
-        by_request = organizations_of_request(get_audit_db(), value, REQUEST_ORGANIZATIONS)
+        # every distinct organization whose records carry it (up to REQUEST_ORGANIZATIONS):
+        # a client chooses its request ids, so one tenant's flood of another's id, or
+        # records of no organization, never hide the other
+        by_request = organizations_of_request(get_audit_db(), value, REQUEST_ORGANIZATIONS + 1)
         if by_request:
-            unique = list(dict.fromkeys(by_request))
-            matches.append({"kind": "requestId", "organizationIds": unique})
+            unique = by_request[:REQUEST_ORGANIZATIONS]
+            match: dict[str, Any] = {"kind": "requestId", "organizationIds": unique}
+            if len(by_request) > 1:
+                match["ambiguous"] = True
+                match["message"] = (
+                    "This request id was sent to more than one organization"
+                    + (
+                        f" (more than {REQUEST_ORGANIZATIONS}; the first listed)"
+                        if len(by_request) > REQUEST_ORGANIZATIONS
+                        else ""
+                    )
+                    + "; ask the customer for the record id."
+                )
+            matches.append(match)
             organization_ids += unique
     organizations = [
         {
@@ -294,14 +313,15 @@ def lookup(caller: StaffCaller, text: object) -> dict[str, Any]:
         for o in staff_db.find_organizations(get_db(), organization_ids)
     ]
     kinds = [m["kind"] for m in matches]
-    log_staff_action(caller, "staff.lookup", id=value, found=kinds)
+    # a secret pasted into the box (an API key a customer sent) is masked in the staff log,
+    # as the audit log masks it
+    log_staff_action(caller, "staff.lookup", id=scrub_decoded(value), found=kinds)
     return {
         "id": value,
         "kind": kinds[0] if kinds else None,
         "kinds": kinds,
         "matches": [
-            {"kind": m["kind"], "organizationIds": [str(i) for i in m["organizationIds"]]}
-            for m in matches
+            {**m, "organizationIds": [str(i) for i in m["organizationIds"]]} for m in matches
         ],
         "organizations": organizations,
     }
@@ -313,15 +333,54 @@ def lookup(caller: StaffCaller, text: object) -> dict[str, Any]:
 staff_access = staff_access_of
 
 
+# line breaks and tabs (a textarea's) become a space; every other control character (C0,
+# DEL, C1) and the bidirectional overrides and isolates are refused: they would rewrite
+# what an Admin's page or an operator's terminal shows
+_LINE_BREAKS = frozenset("\t\n\r\x0b\x0c\x85\u2028\u2029")
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# characters that show nothing although Unicode does not file them as spaces or formats
+_BLANKS = frozenset("\u115f\u1160\u2800\u3164\uffa0\u034f")
+_UNSEEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
+
+
+def _shown_text(text: str, field: str) -> str:
+    """The text as stored: line breaks and tabs as spaces, stripped; refused (400, naming
+    the field and the character) when it holds another control or a direction override."""
+    for char in text:
+        if char in _LINE_BREAKS:
+            continue
+        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+            raise bad_request(
+                f"{field}: holds the control character U+{ord(char):04X}; control characters "
+                "and text-direction overrides are refused (line breaks and tabs are kept as "
+                "spaces).",
+                field,
+            )
+    return "".join(" " if char in _LINE_BREAKS else char for char in text).strip()
+
+
+def visible_length(text: str) -> int:
+    """How many characters of the text show something: no spaces, formats (zero-width,
+    direction marks), controls, combining marks alone or blank-looking letters."""
+    return sum(
+        1
+        for char in text
+        if char not in _BLANKS and unicodedata.category(char) not in _UNSEEN_CATEGORIES
+    )
+
+
 def checked_justification(text: object) -> str:
     low, high = JUSTIFICATION
-    if not isinstance(text, str) or not low <= len(text.strip()) <= high:
-        raise bad_request(
-            f"justification: state why you need this organization's log, in {low} to "
-            f"{high} characters.",
-            "justification",
-        )
-    return text.strip()
+    said = (
+        f"justification: state why you need this organization's log, in {low} to {high} "
+        f"characters, at least {low} of them visible (not spaces or invisible characters)."
+    )
+    if not isinstance(text, str):
+        raise bad_request(said, "justification")
+    shown = _shown_text(text, "justification")
+    if not low <= len(shown) <= high or visible_length(shown) < low:
+        raise bad_request(said, "justification")
+    return shown
 
 
 def checked_ticket(text: object) -> str | None:
@@ -329,7 +388,7 @@ def checked_ticket(text: object) -> str | None:
         return None
     if not isinstance(text, str) or len(text.strip()) > TICKET_MAX:
         raise bad_request(f"ticket: a reference of at most {TICKET_MAX} characters.", "ticket")
-    return text.strip()
+    return _shown_text(text, "ticket") or None
 
 
 def request_grant(
@@ -421,12 +480,39 @@ def shown_grant(grant: Document) -> Document:
     return {**grant, "state": state}
 
 
+def allowed_now(setting: str, grant: Document) -> bool:
+    """Whether the organization's current ``staffAccess`` lets this active grant read:
+    ``none`` lets nothing read (whenever the grant was made); ``approval`` only grants an
+    Owner or Admin approved, not those made active at once under ``open``."""
+    if setting == "none":
+        return False
+    if setting == "approval":
+        return grant.get("decidedBy") is not None
+    return True
+
+
 def live_grant(caller: StaffCaller, organization_id: ObjectId) -> Document:
     """The live grant that lets this staff member read this organization's log now, read
-    from the store on every request (never a cache); else 403 saying what to do. On
-    success the request becomes the organization's business: recorded in its log as
-    ``staff.access``, with the grant's justification and ticket."""
-    grant = staff_db.find_live_grant(get_db(), caller.staff_id, organization_id, utcnow())
+    from the store on every request (never a cache), under the organization's staff access
+    as it is now (``allowed_now``); else 403 saying what to do. On success the request
+    becomes the organization's business: recorded in its log as ``staff.access``, with
+    the grant's justification and ticket."""
+    db = get_db()
+    grant = staff_db.find_live_grant(db, caller.staff_id, organization_id, utcnow())
+    found = staff_db.find_organizations(db, [organization_id])
+    setting = staff_access(found[0]) if found else "none"
+    if grant is not None and not allowed_now(setting, grant):
+        raise ApiError(
+            403,
+            "staff_access_refused",
+            f"This organization's staffAccess is now {setting}: "
+            + (
+                "platform staff do not read its log."
+                if setting == "none"
+                else "only grants an Owner or Admin approved read its log; request one."
+            ),
+            "organizationId",
+        )
     if grant is None:
         raise ApiError(
             403,
@@ -499,6 +585,16 @@ def decide(principal: Principal, grant_id: ObjectId, approve: bool) -> Document:
         raise ApiError(
             403, "forbidden", "A staff member cannot approve or deny their own request.", "grantId"
         )
+    if approve:
+        found = staff_db.find_organizations(db, [principal.org])
+        if not found or staff_access(found[0]) == "none":
+            raise ApiError(
+                409,
+                "conflict",
+                "This organization's staffAccess is none: no request is approved while it "
+                "is; change staffAccess first (or deny the request).",
+                "staffAccess",
+            )
     now = utcnow()
     changes: dict[str, Any] = {
         "state": ACTIVE if approve else DENIED,
@@ -524,6 +620,65 @@ def decide(principal: Principal, grant_id: ObjectId, approve: bool) -> Document:
         decidedBy=principal.account_email,
     )
     return decided
+
+
+def active_grants(principal: Principal, limit: int = 50) -> list[Document]:
+    """The organization's grants that are active now, newest first (what Revoke ends)."""
+    grants, _ = staff_db.list_grants_of_organization(get_db(), principal.org, ACTIVE, limit)
+    now = utcnow()
+    return [grant for grant in grants if grant["expiresAt"] > now]
+
+
+def find_grant_of(principal: Principal, grant_id: ObjectId) -> Document:
+    """A grant of the principal's organization (another's is a 404)."""
+    grant = staff_db.find_grant(get_db(), grant_id)
+    if grant is None or grant["organizationId"] != principal.org:
+        raise not_found("Staff request", "grantId")
+    return grant
+
+
+def revoke(principal: Principal, grant_id: ObjectId) -> Document:
+    """End an active grant of platform staff at once (the next read under it is refused).
+    Only an Owner or Admin of that organization, in person, as for approving; a grant that
+    is not active (pending, decided, expired, revoked) is a 409."""
+    note_action("staff.grantRevoked")
+    if not may_decide(principal):
+        raise ApiError(
+            403,
+            "forbidden",
+            "Only an Owner or an Admin of the organization revokes platform staff's access "
+            "(an API key never does).",
+        )
+    db = get_db()
+    grant = find_grant_of(principal, grant_id)
+    note_target("staffGrant", grant["_id"], grant["staffEmail"])
+    note_details("staffGrant", _grant_details(grant))
+    now = utcnow()
+    revoked = staff_db.revoke_grant(
+        db,
+        grant_id,
+        principal.org,
+        now,
+        {"revokedBy": {"accountId": principal.account_id, "email": principal.account_email}},
+    )
+    if revoked is None:
+        current = shown_grant(grant)
+        raise ApiError(
+            409,
+            "conflict",
+            f"This grant is {current['state']}: only an active grant can be revoked "
+            "(a pending request is denied).",
+            "grantId",
+        )
+    note_details("staffGrant", _grant_details(revoked))
+    log_staff_action(
+        {"_id": grant["staffId"], "email": grant["staffEmail"]},
+        "staff.grantRevoked",
+        organizationId=principal.org,
+        grantId=grant_id,
+        revokedBy=principal.account_email,
+    )
+    return revoked
 
 
 # The installation's staff log -----------------------------------------------------------

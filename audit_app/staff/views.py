@@ -30,7 +30,7 @@ from ..web.forms import LoginForm
 from ..web.session import safe_next
 from . import service
 from .principal import STAFF_COOKIE, STAFF_COOKIE_PATH, require_staff
-from .ratelimits import staff_key, staff_limit
+from .ratelimits import GRANT_SCOPE, LOOKUP_SCOPE, no_lookup, staff_key, staff_limit
 
 bp = Blueprint("staffPages", __name__, url_prefix="/staff")
 
@@ -90,7 +90,7 @@ def logout():
 @bp.get("")
 @audit_action("staff.lookup")
 @audited
-@limiter.limit(staff_limit, key_func=staff_key)
+@limiter.shared_limit(staff_limit, scope=LOOKUP_SCOPE, key_func=staff_key, exempt_when=no_lookup)
 def home():
     """One search box: what a pasted id is, and where; a grant form per organization."""
     caller = require_staff()
@@ -111,7 +111,7 @@ def home():
 
 @bp.post("/grants")
 @audit_action("staff.grantRequested")
-@limiter.limit(staff_limit, key_func=staff_key)
+@limiter.shared_limit(staff_limit, scope=GRANT_SCOPE, key_func=staff_key)
 def request_grant():
     caller = require_staff()
     form = request.form

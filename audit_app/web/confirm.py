@@ -63,6 +63,12 @@ QUESTIONS: dict[str, tuple[str, str, str]] = {
         "its audit log stays. This cannot be undone.",
         "Delete {name}",
     ),
+    "staffGrant.revoke": (
+        "End the access of {name}?",
+        "Their next read of this organization's log is refused; they need a new grant to "
+        "read it again.",
+        "Revoke the access of {name}",
+    ),
     "organization.shortenRetention": (
         "Shorten the audit log retention to {name} days?",
         "{consequence}",
@@ -79,6 +85,7 @@ ASKED = declare(
     "invitation.revokeAsked",
     "organization.updateAsked",
     "workspace.deleteAsked",
+    "staff.grantRevokedAsked",
 )
 
 

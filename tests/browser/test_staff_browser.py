@@ -68,4 +68,18 @@ def test_staff_find_an_id_state_a_reason_and_read_the_records(browser, page, liv
     admin.locator("table.records tbody tr").first.get_by_role("link", name="View Details").click()
     admin.wait_for_url(re.compile(r"/organization/audit-logs/[0-9a-f]{24}"))
     assert admin.locator("#staff-justification").inner_text() == REASON
+
+    # ... and ends the access: Revoke asks in a dialog, then the staff's next read is refused
+    admin.goto(f"{live['url']}/organization/staff-requests")
+    active = admin.locator("#staff-grants-active tbody tr")
+    assert active.count() == 1 and STAFF in active.first.inner_text()
+    active.first.get_by_role("button", name="Revoke").click()
+    dialog = admin.locator("dialog#confirm-dialog")
+    assert dialog.inner_text().startswith(f"End the access of {STAFF}?")
+    dialog.get_by_role("button", name="Revoke").click()
+    admin.wait_for_url(re.compile(r"/organization/staff-requests$"))
+    assert "no longer reads" in admin.locator(".flash").first.inner_text()
+    assert admin.locator("#no-staff-grants-active").count() == 1
     context.close()
+    refused = page.goto(f"{live['url']}/staff/organizations/{organization_id}/audit-logs")
+    assert refused is not None and refused.status == 403

@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS audit_logs (
     ip TEXT,                          -- (columns added later come after doc: see _migrate)
     request_id TEXT,
     action TEXT,
-    credential_id TEXT
+    credential_id TEXT,
+    account_email TEXT                -- a staff member's records are found by it (actor:)
 );
 -- what each record acted on (``targets.id``): one row per distinct ObjectId of a record's
 -- targets, with copies of the columns its index sorts on, so a target's records are one
@@ -107,7 +108,7 @@ CREATE TABLE IF NOT EXISTS audit_backfills (
 );
 """
 # columns added to tables of earlier versions, filled from each row's BSON when added
-ADDED_COLUMNS = ("ip", "request_id", "action", "credential_id")
+ADDED_COLUMNS = ("ip", "request_id", "action", "credential_id", "account_email")
 SCHEMA = f"""
 CREATE INDEX IF NOT EXISTS org_newest ON audit_logs (organization_id, {_NEWEST}, path_fold);
 CREATE INDEX IF NOT EXISTS org_account_newest
@@ -131,11 +132,13 @@ CREATE INDEX IF NOT EXISTS org_credential_newest
 CREATE INDEX IF NOT EXISTS org_ip_newest ON audit_logs (organization_id, ip, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_action_newest ON audit_logs (organization_id, action, {_NEWEST});
 CREATE INDEX IF NOT EXISTS org_stored ON audit_logs (organization_id, stored_at, id);
-CREATE INDEX IF NOT EXISTS requestid_newest ON audit_logs (request_id, {_NEWEST});
+CREATE INDEX IF NOT EXISTS requestid_org ON audit_logs (request_id, organization_id);
 CREATE INDEX IF NOT EXISTS org_target_newest
     ON audit_targets (organization_id, target_id, {_NEWEST});
 -- the installation-wide purge of earlier versions: retention is per organization now
 DROP INDEX IF EXISTS created;
+-- the staff lookup's walk of earlier versions (``requestid_org`` serves it now)
+DROP INDEX IF EXISTS requestid_newest;
 """
 SQL_INDEXES = frozenset(re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", SCHEMA))
 # the path search's index: the trigrams of each record's folded path (FTS5, external content:
@@ -184,12 +187,22 @@ _EQUALITY_COLUMNS = {
     "credentialId": "credential_id",
     "ip": "ip",
     "action": "action",
+    "accountEmail": "account_email",
 }
 _ID_FIELDS = {"accountId", "workspaceId", "apiKeyId"}
 # how many finds took mongomock's road since the process started (tests assert the app's
 # own queries never do)
 FALLBACKS = [0]
-_TEXT_FIELDS = {"method", "authType", "resource", "requestId", "credentialId", "ip", "action"}
+_TEXT_FIELDS = {
+    "method",
+    "authType",
+    "resource",
+    "requestId",
+    "credentialId",
+    "ip",
+    "action",
+    "accountEmail",
+}
 # what a column holds, and what a statement's parameters may be
 SqlValue = bytes | int | float | str | None
 _T = TypeVar("_T")
@@ -311,7 +324,8 @@ def _target_rows(
 def _added(document: Mapping[str, Any]) -> tuple[SqlValue, ...]:
     """The values of ``ADDED_COLUMNS``."""
     return tuple(
-        _text(document.get(name)) for name in ("ip", "requestId", "action", "credentialId")
+        _text(document.get(name))
+        for name in ("ip", "requestId", "action", "credentialId", "accountEmail")
     )
 
 
@@ -493,8 +507,8 @@ def _migrate(connection: sqlite3.Connection) -> None:
                 continue  # (verification reports it as unreadable)
             updates.append((*values, rowid))
         connection.executemany(
-            "UPDATE audit_logs SET ip = ?, request_id = ?, action = ?, credential_id = ? "
-            "WHERE rowid = ?",
+            "UPDATE audit_logs SET ip = ?, request_id = ?, action = ?, credential_id = ?, "
+            "account_email = ? WHERE rowid = ?",
             updates,
         )
         filled = len(updates)
@@ -1160,6 +1174,8 @@ _ORDERS: dict[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]] = {
     (("createdAt", 1), ("_id", 1)): (("created_at", "ASC"), ("id", "ASC")),
     (("storedAt", 1), ("_id", 1)): (("stored_at", "ASC"), ("id", "ASC")),
     (("_id", 1),): (("id", "ASC"),),  # a copy of the whole table (migrate-store)
+    # the distinct organizations of a request id (``requestid_org``, one seek each)
+    (("organizationId", 1),): (("organization_id", "ASC"),),
     (): (),
 }
 _RANGE_OPERATORS = {"$gte": ">=", "$gt": ">", "$lte": "<=", "$lt": "<"}
@@ -1407,7 +1423,11 @@ def _where(
     parameters: list[SqlValue] = []
     index: str | None = None
     for name, value in filter_.items():
-        if name == "organizationId":
+        if name == "organizationId" and isinstance(value, dict):  # past an organization
+            _require(list(value) == ["$gt"] and isinstance(value["$gt"], ObjectId))
+            where.append(f"{columns('organization_id')} > ?")  # (NULL is never greater)
+            parameters.append(value["$gt"].binary)
+        elif name == "organizationId":
             _require(isinstance(value, ObjectId))
             where.append(f"{columns('organization_id')} = ?")
             parameters.append(value.binary)

@@ -181,7 +181,15 @@ EQUALITY_FIELDS = (
     "method",
     "authType",
     "resource",
+    "accountEmail",  # a staff member's records (``ACTOR_EMAIL``), tested on the walk
 )
+# ``actor:<email>``: besides the account of that email, the records of platform staff of that
+# email (``authType: "staff"``, the email in ``accountEmail``; they have no account here): a
+# branch of its own that walks ``org_authtype_newest`` (the organization's staff records)
+# and tests the email on each record it reaches, stopping after ``limit + 1`` matches
+ACTOR_EMAIL = "actorEmail"
+ACTOR_NO_ACCOUNT = "actorNoAccount"  # no account has the email: only the staff branch
+STAFF_AUTH_TYPE = "staff"
 NOTHING = "nothing"  # a filter that can match no record (an actor with no account)
 # ``path:/...``: the paths that start with the text, exactly (``prefix_regex``); ``path:``
 # with any other text, plain text and the ``path`` parameter match a part, in any case
@@ -231,6 +239,13 @@ class AuditQuery:
     def branches(self) -> list[Document]:
         """The filter branches; an empty list when the filters cannot match anything."""
         f = self.filters
+        if f.get(ACTOR_EMAIL) is not None:
+            rest = {k: v for k, v in f.items() if k not in (ACTOR_EMAIL, ACTOR_NO_ACCOUNT)}
+            staff = {k: v for k, v in rest.items() if k != "accountId"}
+            staff.update(authType=STAFF_AUTH_TYPE, accountEmail=f[ACTOR_EMAIL])
+            position = (self.limit, self.after, self.before)
+            found = [] if f.get(ACTOR_NO_ACCOUNT) else AuditQuery(rest, *position).branches()
+            return found + AuditQuery(staff, *position).branches()
         if f.get(NOTHING):
             return []
         base: Document = {name: f[name] for name in EQUALITY_FIELDS if name in f}

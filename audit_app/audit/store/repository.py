@@ -62,11 +62,11 @@ INDEXES: list[IndexSpec] = [
     # the paths that start with a text (``path:/...``: an anchored, case-sensitive regex):
     # a range of this index's keys, the matches sorted newest first
     _by("path", "org_path_newest"),
-    # the platform's support staff: which organization a pasted request id belongs to
-    # (``staff.lookup``), across organizations, a record or two per request
+    # the platform's support staff: which organizations a pasted request id belongs to
+    # (``staff.lookup``), across organizations: each distinct organization one seek
     (
-        [("requestId", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)],
-        {"name": "requestid_newest"},
+        [("requestId", ASCENDING), ("organizationId", ASCENDING)],
+        {"name": "requestid_org"},
     ),
     # sealing reads each organization's records by the time they were stored
     (
@@ -76,7 +76,7 @@ INDEXES: list[IndexSpec] = [
 ]
 # indexes earlier versions created that nothing queries any more: each one costs every
 # insert, so ``ensure-indexes`` drops them
-OBSOLETE_INDEXES = ("org_route_newest",)
+OBSOLETE_INDEXES = ("org_route_newest", "requestid_newest")
 # which index walks a branch, by its most selective top-level equality (first match wins)
 _IDS = (
     ("accountId", "org_account_newest"),
@@ -331,16 +331,27 @@ def organization_of_record(db: Database[Document], record_id: ObjectId) -> Objec
 
 
 def organizations_of_request(db: Database[Document], request_id: str, limit: int) -> list[ObjectId]:
-    """The organizations whose records carry this request id, across organizations (the
-    staff's lookup): a walk of ``requestid_newest`` that stops after ``limit`` records."""
-    cursor = (
-        db[COLLECTION]
-        .find({"requestId": request_id}, {"organizationId": 1})
-        .sort([("createdAt", DESCENDING), ("_id", DESCENDING)])
-        .hint("requestid_newest")
-        .limit(limit)
-    )
-    return [r["organizationId"] for r in cursor if r.get("organizationId") is not None]
+    """The distinct organizations whose records carry this request id, across
+    organizations (the staff's lookup), in id order, at most ``limit``: a skip walk of
+    ``requestid_org``, one seek per organization past the last one found, so records of no
+    organization (null sorts before any id) and an organization's many records of the id
+    cost nothing and hide nobody. At most ``limit`` queries of one key each."""
+    found: list[ObjectId] = []
+    last = ObjectId("0" * 24)
+    while len(found) < limit:
+        cursor = (
+            db[COLLECTION]
+            .find({"requestId": request_id, "organizationId": {"$gt": last}}, {"organizationId": 1})
+            .sort([("organizationId", ASCENDING)])
+            .hint("requestid_org")
+            .limit(1)
+        )
+        record = next(iter(cursor), None)
+        if record is None or not isinstance(record.get("organizationId"), ObjectId):
+            break
+        last = record["organizationId"]
+        found.append(last)
+    return found
 
 
 def find_records_by_ids(
