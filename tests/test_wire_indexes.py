@@ -94,6 +94,12 @@ def test_ensure_indexes_sends_each_declared_index_with_its_options(server, build
         "windowEnd",
     ]
     assert ("audit_logs", "org_route_newest") not in sent
+    # the staff lookup's distinct organizations of a request id (it replaces requestid_newest)
+    assert list(sent[("audit_logs", "requestid_org")]["key"].items()) == [
+        ("requestId", 1),
+        ("organizationId", 1),
+    ]
+    assert ("audit_logs", "requestid_newest") not in sent
     assert "org_newest" in json.loads(result.output)["audit_logs"]
 
 

@@ -17,8 +17,9 @@ import pytest
 from bson import ObjectId
 
 from audit_app.audit.export import ExportTimedOut
+from audit_app.audit.store.repository import organizations_of_request
 from audit_app.auth.tokens import issue_token
-from audit_app.db import stores
+from audit_app.db import get_audit_db, stores
 
 from .factories import audit_record
 from .wire import app_on, member_documents
@@ -565,3 +566,17 @@ def test_the_activity_counts_are_added_in_one_bulk_and_read_on_their_index(serve
     }
     assert find["sort"] == {"day": 1} and find["hint"] == "org_day_unique"
     assert find["limit"] == 5 and find["maxTimeMS"] == 2000
+
+
+def test_the_staff_lookup_of_a_request_id_seeks_each_organization_on_its_index(server, wired):
+    """One seek of ``requestid_org`` per organization past the last one found: records of
+    no organization (null sorts first) are never read, nor an organization's many records."""
+    with wired.app.app_context():
+        assert organizations_of_request(get_audit_db(), "req-shared", 21) == []
+    [find] = finds(server)
+    assert find["filter"] == {
+        "requestId": "req-shared",
+        "organizationId": {"$gt": ObjectId("0" * 24)},
+    }
+    assert find["hint"] == "requestid_org" and find["sort"] == {"organizationId": 1}
+    assert find["limit"] == 1

@@ -24,6 +24,7 @@ from ..db import Document, get_audit_db, get_db
 from ..errors import ApiError, bad_request
 from ..ids import floor_to, iso, utcnow
 from ..organizations.repository import find_account_by_email, find_organization
+from ..staff.repository import find_staff_by_email
 from ..workspaces.repository import find_workspace_by_name, find_workspaces_by_ids
 from .actions import canonical_action, known_actions, of_resource
 from .capture.hooks import WRITER_KEY, store_journaled
@@ -82,8 +83,12 @@ def build_query(
     filters = merge_search(loaded)
     email = filters.pop("actor", None)
     if email is not None:
-        if "accountId" not in filters and filters.get("authType") in (None, STAFF_AUTH_TYPE):
-            filters[ACTOR_EMAIL] = email  # platform staff of this email too (no account)
+        if (
+            "accountId" not in filters
+            and filters.get("authType") in (None, STAFF_AUTH_TYPE)
+            and find_staff_by_email(get_db(), email) is not None
+        ):
+            filters[ACTOR_EMAIL] = email  # a platform staff member's records too (no account)
         account = find_account_by_email(get_db(), email)
         if account is None:
             filters[ACTOR_NO_ACCOUNT if ACTOR_EMAIL in filters else NOTHING] = True
