@@ -36,6 +36,8 @@ import sys
 from dataclasses import dataclass
 
 NOTE_DASH = "\u2014 "
+# a tree size or a leaf index: ASCII digits, no leading zero, below 2**63
+_NUMBER = re.compile(r"(?:0|[1-9][0-9]{0,18})")
 ED25519 = 1
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 PROOF_FORMAT = "organization-audit-log/record-proof@v1"
@@ -302,8 +304,8 @@ class Checkpoint:
         if len(lines) < 4 or lines[-1] != "":
             raise VerificationError("a checkpoint is origin, tree size and root hash, a line each")
         origin, size, root = lines[0], lines[1], lines[2]
-        if not size.isdigit() or (size != "0" and size.startswith("0")):
-            raise VerificationError(f"the checkpoint's tree size {size!r} is not a number")
+        if not _NUMBER.fullmatch(size):
+            raise VerificationError(f"the checkpoint's tree size {size[:30]!r} is not a number")
         try:
             decoded = base64.b64decode(root, validate=True)
         except binascii.Error:
@@ -344,8 +346,8 @@ def parse_tlog_proof(text: str) -> tuple[int, list[bytes], str]:
     rest = lines[1:]
     if rest and rest[0].startswith("extra "):
         rest = rest[1:]
-    if not rest or not rest[0].startswith("index ") or not rest[0][6:].isdigit():
-        raise VerificationError("a tlog proof names its index on its second line")
+    if not rest or not rest[0].startswith("index ") or not _NUMBER.fullmatch(rest[0][6:]):
+        raise VerificationError("a tlog proof names its index, a number, on its second line")
     return int(rest[0][6:]), b64hashes(rest[1:]), note
 
 
@@ -368,7 +370,7 @@ class Verified:
 
 def verify_record_proof(document: dict, key: VerifierKey) -> Verified:
     """Check a downloaded record and its proof; return what was proved."""
-    if document.get("format") != PROOF_FORMAT:
+    if not isinstance(document, dict) or document.get("format") != PROOF_FORMAT:
         raise VerificationError(f"the file is not a record proof ({PROOF_FORMAT})")
     record = document.get("record")
     if not isinstance(record, dict):
@@ -380,10 +382,14 @@ def verify_record_proof(document: dict, key: VerifierKey) -> Verified:
         raise VerificationError("the file holds no proof")
     index, hashes, note = parse_tlog_proof(tlog)
     origin = document.get("origin")
+    try:
+        leaf = record_leaf_hash(record)
+    except RecursionError:
+        raise VerificationError("the record is nested too deeply to be an audit record") from None
     if not isinstance(origin, str) or not origin.endswith("/" + organization):
         raise VerificationError("the proof names no log of the record's organization")
     checkpoint = verified_checkpoint(note, key, origin)
-    verify_inclusion(index, checkpoint.size, record_leaf_hash(record), hashes, checkpoint.root)
+    verify_inclusion(index, checkpoint.size, leaf, hashes, checkpoint.root)
     return Verified(organization, record_id, index, checkpoint)
 
 
@@ -391,6 +397,17 @@ def _oid(value) -> str:
     if isinstance(value, dict) and isinstance(value.get("$oid"), str):
         return value["$oid"]
     raise VerificationError("the record's ids are not in canonical Extended JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object naming a key twice reads differently to different tools (RFC 8785 and
+    I-JSON refuse it): the file is refused, so what is verified is what anyone reads."""
+    found: dict = {}
+    for key, value in pairs:
+        if key in found:
+            raise VerificationError(f"the file names {key[:40]!r} twice in one object")
+        found[key] = value
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,9 +420,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with open(args.file, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except (OSError, ValueError) as error:
-        print(f"Cannot read {args.file}: {error}", file=sys.stderr)
+            document = json.load(handle, object_pairs_hook=_no_duplicates)
+    except VerificationError as error:
+        print(f"NOT VERIFIED: {error}")
+        return 1
+    except (OSError, ValueError, RecursionError) as error:
+        print(
+            f"Cannot read {args.file}: {str(error)[:200] or type(error).__name__}", file=sys.stderr
+        )
         return 2
     try:
         key = VerifierKey.parse(args.key)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,7 +35,8 @@ from .verifier import (
     verify_consistency,
 )
 
-TIMEOUT = 30
+TIMEOUT = 30  # seconds for a whole answer
+MAX_ANSWER = 1 << 20  # bytes: a checkpoint and a proof are a few kilobytes
 
 
 class WitnessError(Exception):
@@ -52,31 +54,83 @@ class Outcome:
     checkpoint: Checkpoint
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the credential to wherever it points: refused."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        fp.close()
+        raise WitnessError(
+            "unavailable", f"{req.full_url} redirects ({code}) to {newurl}: not followed"
+        )
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _read(response, deadline: float) -> bytes:
+    """The whole answer, within MAX_ANSWER bytes and by the deadline (a server that drips
+    its answer a byte at a time never trips a per-read timeout)."""
+    chunks, size = [], 0
+    while True:
+        if time.monotonic() > deadline:
+            raise WitnessError("unavailable", f"no whole answer within {TIMEOUT} s")
+        chunk = response.read1(65536)  # what has come, not a blocking wait for 64 KiB
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise WitnessError("unavailable", f"an answer larger than {MAX_ANSWER} bytes")
+        chunks.append(chunk)
+
+
 def _get(url: str, path: str, headers: dict, params: dict | None = None) -> dict:
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise WitnessError("usage", f"--url must be http(s)://..., not {url!r}")
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     # the scheme is checked above: http(s) only
     request = urllib.request.Request(url.rstrip("/") + path + query, headers=headers)  # noqa: S310
+    deadline = time.monotonic() + TIMEOUT
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310  # nosec B310
-            return json.loads(response.read().decode("utf-8"))
+        with _OPENER.open(request, timeout=TIMEOUT) as response:  # nosec B310
+            answer = json.loads(_read(response, deadline).decode("utf-8"))
     except urllib.error.HTTPError as error:
         raise WitnessError(
-            "unavailable", f"{path} answered {error.code}: {error.read()[:300]!r}"
+            "unavailable", f"{path} answered {error.code}: {error.read(300)!r}"
         ) from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except (urllib.error.URLError, OSError, ValueError, RecursionError) as error:
         raise WitnessError("unavailable", f"{url} cannot be read: {error}") from None
+    if not isinstance(answer, dict):
+        raise WitnessError("unavailable", f"{path} answered {type(answer).__name__}, not an object")
+    return answer
 
 
 def _load(path: str) -> dict | None:
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            state = json.load(handle)
     except FileNotFoundError:
         return None
-    except ValueError as error:
-        raise WitnessError("state", f"the state file {path} is not JSON: {error}") from None
+    except (OSError, ValueError, RecursionError) as error:
+        raise WitnessError("state", f"the state file {path} cannot be read: {error}") from None
+    if not isinstance(state, dict):
+        raise WitnessError("state", f"the state file {path} is not a witness's state")
+    return state
+
+
+def _seen(state: dict, path: str) -> Checkpoint:
+    """The checkpoint a state file holds, or a "state" error naming what is wrong."""
+    origin, size, root = state.get("origin"), state.get("treeSize"), state.get("rootHash")
+    try:
+        if not isinstance(origin, str) or not origin:
+            raise ValueError("no origin")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError("its tree size is not a whole number")
+        decoded = b64decode(root, validate=True) if isinstance(root, str) else b""
+        if len(decoded) != 32:
+            raise ValueError("its root hash is not 32 bytes of base64")
+    except (ValueError, TypeError) as error:
+        raise WitnessError("state", f"the state file {path} was edited: {error}") from None
+    return Checkpoint(origin, size, decoded)
 
 
 def _save(path: str, state: dict) -> None:
@@ -97,12 +151,16 @@ def witness(
         raise WitnessError("state", f"{state_path} witnesses another organization")
     served = _get(url, "/api/v1/audit-logs/checkpoint", headers)
     pinned = key or (state or {}).get("publicKey") or served.get("publicKey")
+    if not isinstance(pinned, str):
+        raise WitnessError("signature", "no public key of the log: give --key")
     try:
         log_key = VerifierKey.parse(str(pinned))
     except VerificationError as error:
         raise WitnessError("signature", f"the log's key: {error}") from None
     if served.get("checkpoint") is None:
         raise WitnessError("empty", "the log has no checkpoint yet: nothing to witness")
+    if not isinstance(served["checkpoint"], str):
+        raise WitnessError("signature", "the log's checkpoint is not a signed note")
     origin = str(served.get("origin") or "")
     if not origin.endswith("/" + organization_id):
         raise WitnessError("signature", f"the log {origin!r} is not the organization's")
@@ -112,7 +170,11 @@ def witness(
         raise WitnessError("signature", str(error)) from None
     old_size, kind = 0, "first"
     if state is not None:
-        old = Checkpoint(state["origin"], int(state["treeSize"]), b64decode(state["rootHash"]))
+        old = _seen(state, state_path)
+        if old.origin != origin:
+            raise WitnessError(
+                "state", f"{state_path} witnessed the log {old.origin!r}, not {origin!r}"
+            )
         old_size = old.size
         if new.size < old.size:
             raise WitnessError(
@@ -137,7 +199,10 @@ def witness(
                 {"from": old.size, "to": new.size},
             )
             try:
-                proof = b64hashes(list(answer.get("proof") or []))
+                given = answer.get("proof")
+                if not isinstance(given, list) or not all(isinstance(h, str) for h in given):
+                    raise VerificationError("the consistency proof is not a list of hashes")
+                proof = b64hashes(given)
                 verify_consistency(old.size, new.size, proof, old.root, new.root)
             except VerificationError as error:
                 raise WitnessError(

@@ -143,7 +143,8 @@ def _size_arg(name: str, *, required: bool, minimum: int) -> int | None:
         if required:
             raise bad_request(f"{name} is required: a tree size (a whole number).", name)
         return None
-    if not text.isdigit() or len(text) > 15 or int(text) < minimum:
+    # ASCII digits only: str.isdigit() also takes "²" and "٣", which int() refuses or reads
+    if not (text.isascii() and text.isdigit()) or len(text) > 15 or int(text) < minimum:
         raise bad_request(f"{name} must be a whole number of at least {minimum}.", name)
     return int(text)
 

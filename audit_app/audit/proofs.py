@@ -221,12 +221,14 @@ def _missing(organization_id: ObjectId, record_id: ObjectId) -> ApiError:
     retention = anchor().retention(organization_id)
     purged_before = retention.purged_before
     if purged_before is not None and record_id.generation_time < _aware(purged_before):
+        # an id of that age names no record that can still exist; whether one existed, the
+        # store can no longer tell (the purge keeps leaf hashes, not ids)
         return ApiError(
             410,
             "purged",
-            "The record was purged by the organization's retention (every record stored "
-            f"before {iso(purged_before)} is gone); its leaf stays in the log, so later "
-            "proofs still verify.",
+            "No record with this id can be in the log any more: every record stored before "
+            f"{iso(purged_before)} is gone, deleted by the organization's retention. If this "
+            "one existed, its leaf stays in the tree, so the other proofs still verify.",
             extra={"purgedBefore": iso(purged_before)},
         )
     return ApiError(404, "not_found", "Audit log record not found.", "auditLogId")
