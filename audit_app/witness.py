@@ -70,7 +70,8 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 def _read(response, deadline: float) -> bytes:
     """The whole answer, within MAX_ANSWER bytes and by the deadline (a server that drips
     its answer a byte at a time never trips a per-read timeout)."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         if time.monotonic() > deadline:
             raise WitnessError("unavailable", f"no whole answer within {TIMEOUT} s")
