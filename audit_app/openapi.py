@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, jsonify
 
 from .apidoc import ERRORS, EXPORT, ErrorSchema, Operation
 from .audit.capture.hooks import audit_action
-from .audit.store.query import IsoDateTime
+from .audit.store.query import IsoDateTime, TimeZoneField
 from .schemas import ObjectIdField, Text, UtcDateTime
 
 bp = Blueprint("openapi", __name__)
@@ -53,6 +53,7 @@ def build_spec(app=None, version: str = "1.0.0") -> dict:
     plugin.map_to_openapi_type(ObjectIdField, "string", None)
     plugin.map_to_openapi_type(UtcDateTime, "string", "date-time")
     plugin.map_to_openapi_type(IsoDateTime, "string", None)
+    plugin.map_to_openapi_type(TimeZoneField, "string", None)
     plugin.map_to_openapi_type(Text, "string", None)
     assert plugin.converter is not None  # (set when the plugin joined the spec)
     plugin.converter.add_attribute_function(_object_id_pattern)

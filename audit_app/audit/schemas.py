@@ -243,6 +243,14 @@ class IntegritySchema(Schema):
 
 class BucketSchema(Schema):
     start = fields.String(required=True, metadata={"format": "date-time"})
+    end = fields.String(
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": "where the bucket ends (the next one's start; a day of daylight "
+            "saving time change lasts 23 or 25 hours); null past 9999-12-31",
+        },
+    )
     count = fields.Integer(required=True)
     statusClasses = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
@@ -251,6 +259,9 @@ class HistogramSchema(Schema):
     """``GET /api/v1/audit-logs/histogram``: buckets of the filtered set, by status class."""
 
     interval = fields.String(required=True, metadata={"enum": ["hour", "day"]})
+    timeZone = fields.String(
+        metadata={"description": "the zone whose days or hours the buckets are (tz)"}
+    )
     from_ = fields.String(data_key="from", attribute="from", metadata={"format": "date-time"})
     to = fields.String(metadata={"format": "date-time"})
     buckets = fields.List(fields.Nested(BucketSchema), required=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -22,10 +24,11 @@ from ..api_keys.repository import find_api_keys_by_ids
 from ..auth.principal import Principal
 from ..db import Document, get_audit_db, get_db
 from ..errors import ApiError, bad_request
-from ..ids import floor_to, iso, utcnow
+from ..ids import iso, utcnow
 from ..organizations.repository import find_account_by_email, find_organization
 from ..staff.repository import find_staff_by_email
 from ..workspaces.repository import find_workspace_by_name, find_workspaces_by_ids
+from ..zones import bucket_starts, zone_name
 from .actions import canonical_action, known_actions, of_resource
 from .capture.hooks import WRITER_KEY, store_journaled
 from .export import is_time_limit
@@ -332,26 +335,29 @@ def histogram(
     max_records: int | None = None,
     hide_views_of: ObjectId | None = None,
 ) -> dict[str, Any]:
-    """Requests per hour or day for the filtered set, by status class, at bounded cost.
+    """Requests per hour or day of the viewer's zone (``tz``, UTC by default) for the
+    filtered set, by status class, at bounded cost.
 
     The records of the range are walked newest first on the list's own indexes, two fields
     each, up to ``AUDIT_HISTOGRAM_MAX_RECORDS`` (and the query time budget): past that, an
     unfiltered view is answered from the counts kept at write time (``counters``; whole
-    hours), and a filtered one is ``partial``, with ``countedFrom`` saying from which
-    moment on its counts are whole.
+    UTC hours, so only for a zone whose days or hours begin on a whole UTC hour), and a
+    filtered one is ``partial``, with ``countedFrom`` saying from which moment on its
+    counts are whole.
     """
     loaded = parse_query(args, HistogramQuerySchema())
     interval = loaded.pop("interval")
-    step = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
+    zone = loaded.pop("tz")
     end = loaded.get("to") or utcnow()
     start = loaded.get("from_") or end - HISTOGRAM_SPANS[interval]
-    first = floor_to(start, step)
-    if (end - first) / step > HISTOGRAM_MAX_BUCKETS:
+    found = bucket_starts(start, end, interval == "hour", zone, HISTOGRAM_MAX_BUCKETS)
+    if found is None:
         raise bad_request(
             f"interval: {interval}s from {iso(start)} to {iso(end)} are more than "
             f"{HISTOGRAM_MAX_BUCKETS} buckets; use day, or a shorter range.",
             "interval",
         )
+    starts, after = found
     query = build_query(
         principal.org, {**loaded, "from_": start, "to": end}, hide_views_of=hide_views_of
     )
@@ -362,23 +368,30 @@ def histogram(
     # (the viewer's hidden views too: past ``cap`` records they are too few to change a bar,
     # and below it the walk counts without them, so a bar never leads to an empty page)
     unfiltered = not any(value for name, value in loaded.items() if name not in ("from_", "to"))
-    kept = _kept_counts(principal.org, start, end, step) if unfiltered else None
+    kept = _kept_counts(principal.org, starts, end) if unfiltered else None
     if kept is not None and kept[1] is None and sum(map(_total, kept[0].values())) > cap:
         counts, counted_from, source = kept[0], kept[1], "counters"
     else:
-        counts, counted_from = _walked_counts(principal, query, step, cap)
+        counts, counted_from = _walked_counts(principal, query, starts, after, cap)
         source = "records"
         # the walk stopped short: the counts answer if they are whole further back
         if counted_from is not None and kept is not None and (kept[1] or EVER) <= counted_from:
             counts, counted_from, source = kept[0], kept[1], "counters"
     buckets = []
-    moment: datetime | None = first
-    while moment is not None and moment <= end:
+    for index, moment in enumerate(starts):
         classes = counts.get(moment, dict.fromkeys(STATUS_CLASSES, 0))
-        buckets.append({"start": iso(moment), "count": _total(classes), "statusClasses": classes})
-        moment = _next(moment, step)
+        ends = starts[index + 1] if index + 1 < len(starts) else after
+        buckets.append(
+            {
+                "start": iso(moment),
+                "end": iso(ends),
+                "count": _total(classes),
+                "statusClasses": classes,
+            }
+        )
     return {
         "interval": interval,
+        "timeZone": zone_name(zone),
         "from": iso(start),
         "to": iso(end),
         "buckets": buckets,
@@ -388,27 +401,51 @@ def histogram(
     }
 
 
+def _bucket_of(moment: datetime, starts: list[datetime]) -> datetime | None:
+    """The start of the bucket that holds a moment (None: before the first)."""
+    index = bisect.bisect_right(starts, moment) - 1
+    return starts[index] if index >= 0 else None
+
+
+def _grain(starts: list[datetime], after: datetime | None) -> timedelta:
+    """The longest span from the epoch that every bucket's start (and the last one's end)
+    is a whole number of: what the store may count by, for its counts to add up to the
+    buckets exactly (a day of UTC; an hour of New York; half an hour of Kolkata)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    ms = timedelta(milliseconds=1)
+    edges = [*starts, after] if after is not None else starts
+    return ms * (math.gcd(*((edge - epoch) // ms for edge in edges)) or 1)
+
+
 def _walked_counts(
-    principal: Principal, query: AuditQuery, step: timedelta, cap: int
+    principal: Principal,
+    query: AuditQuery,
+    starts: list[datetime],
+    after: datetime | None,
+    cap: int,
 ) -> tuple[dict[datetime, dict[str, int]], datetime | None]:
     """Counts by walking the records newest first, two fields each, up to ``cap``; and
     from when they are whole, when the walk stopped short (None: whole). The embedded
-    store counts the same records in SQL, over its indexes, without decoding them."""
+    store counts the same records in SQL, over its indexes, without decoding them, by a
+    grain the buckets are made of (``_grain``)."""
     counts: dict[datetime, dict[str, int]] = {}
     with _time_budget():  # the store's own counts, where it keeps them in SQL
         counted = count_by_bucket(
             get_audit_db(),
             principal.org,
             query.branches(),
-            step,
+            _grain(starts, after),
             cap,
             current_app.config["AUDIT_QUERY_TIMEOUT_MS"],
         )
     if counted is not None:
         rows, counted_from = counted
-        for start, digit, count in rows:
-            bucket = counts.setdefault(start, dict.fromkeys(STATUS_CLASSES, 0))
+        for grain, digit, count in rows:
+            start = _bucket_of(grain, starts)
             name = f"{digit}xx"
+            if start is None:
+                continue
+            bucket = counts.setdefault(start, dict.fromkeys(STATUS_CLASSES, 0))
             if name in bucket:
                 bucket[name] += count
         return counts, counted_from
@@ -425,8 +462,10 @@ def _walked_counts(
             if seen >= cap:
                 return counts, record["createdAt"]
             seen += 1
-            at = record["createdAt"]
-            bucket = counts.setdefault(floor_to(at, step), dict.fromkeys(STATUS_CLASSES, 0))
+            start = _bucket_of(record["createdAt"], starts)
+            if start is None:
+                continue
+            bucket = counts.setdefault(start, dict.fromkeys(STATUS_CLASSES, 0))
             family = counters.status_class(record.get("statusCode"))
             if family is not None:
                 bucket[family] += 1
@@ -437,19 +476,16 @@ def _total(classes: dict[str, int]) -> int:
     return sum(classes.values())
 
 
-def _next(moment: datetime, step: timedelta) -> datetime | None:
-    try:
-        return moment + step
-    except OverflowError:  # past 9999-12-31: the last bucket was the last there is
-        return None
-
-
 def _kept_counts(
-    organization_id: ObjectId, start: datetime, end: datetime, step: timedelta
+    organization_id: ObjectId, starts: list[datetime], end: datetime
 ) -> tuple[dict[datetime, dict[str, int]], datetime | None] | None:
     """The counts kept at write time, by bucket, and from when they are whole (None:
     whole); None when this installation has none for the organization's range, or they
-    cannot be read (the walk answers then: the counts never fail a chart)."""
+    cannot be read, or cannot add up to the buckets: they are kept per UTC hour, so a
+    zone whose days or hours begin on a half hour (Kolkata) is counted from the records
+    (the walk answers then: the counts never fail a chart)."""
+    if any(start.minute or start.second or start.microsecond for start in starts):
+        return None
     try:
         organization = find_organization(get_db(), organization_id)
         whole = counters.whole_from(get_db(), organization or {})
@@ -461,8 +497,15 @@ def _kept_counts(
                 writer.flush_counts()
             except COUNTS_FAILURES as error:
                 log.warning("Activity counts not added before a chart (%s)", error)
-        counts = counters.counted(get_audit_db(), organization_id, start, end, step)
+        hours = counters.counted(get_audit_db(), organization_id, starts[0], end, counters.HOUR)
     except COUNTS_FAILURES as error:
         log.warning("Activity counts unreadable, counting the records instead (%s)", error)
         return None
-    return counts, (whole if whole > floor_to(start, step) else None)
+    counts: dict[datetime, dict[str, int]] = {}
+    for hour, classes in hours.items():
+        start = _bucket_of(hour, starts)
+        if start is not None:
+            bucket = counts.setdefault(start, dict.fromkeys(STATUS_CLASSES, 0))
+            for family, count in classes.items():
+                bucket[family] += count
+    return counts, (whole if whole > starts[0] else None)

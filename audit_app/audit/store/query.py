@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, cast
 
 from bson import ObjectId
@@ -21,6 +21,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 from werkzeug.datastructures import MultiDict
 
+from ... import zones
 from ...db import Document
 from ...errors import ApiError, bad_request
 from ...ids import canonical_ip
@@ -148,10 +149,35 @@ class WebListQuerySchema(ListQuerySchema):
     before = fields.String(validate=validate.Length(max=500))
 
 
+class TimeZoneField(fields.Field[tzinfo]):
+    """An IANA time zone name (``America/New_York``), as the browser's
+    ``Intl.DateTimeFormat().resolvedOptions().timeZone`` gives it."""
+
+    default_error_messages = {"invalid": f"Must be {zones.ACCEPTED}."}
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else zones.zone_name(value)
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> tzinfo:
+        zone = zones.find_zone(value)
+        if zone is None:
+            raise self.make_error("invalid")
+        return zone
+
+
 class HistogramQuerySchema(FilterSchema):
     interval = fields.String(
         load_default="day",
         validate=validate.OneOf(("hour", "day"), error="Must be hour or day."),
+    )
+    tz = TimeZoneField(
+        load_default=UTC,
+        metadata={
+            "description": "the zone whose days or hours the buckets are (default UTC), "
+            "e.g. America/New_York",
+        },
     )
 
 

@@ -1,0 +1,194 @@
+"""The activity chart in the viewer's time zone (#26 item 3): ``tz`` on
+``GET /api/v1/audit-logs/histogram``, buckets that begin at the zone's
+midnights or whole hours (daylight saving time included), on both stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from .factories import Api, audit_record, make_org, settled
+
+LATE = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # 18:30 in New York, 05:00 next day in Kolkata
+EARLY = datetime(2026, 11, 21, 0, 30, tzinfo=UTC)  # 19:30 the day before in New York
+
+
+@pytest.fixture(params=["mongomock", "embedded"])
+def store(request, make_app, tmp_path):
+    """An app on each store with an organization whose log holds the given records."""
+    extra = {}
+    if request.param == "embedded":
+        extra = {"MONGO_CLIENT": None, "MONGO_URI": None, "EMBEDDED_STORE_DIR": str(tmp_path / "e")}
+    app = make_app(**extra)
+    org = make_org(app, "Zoned")
+    app.api = Api(app.test_client())
+    app.api.token(org.admin)
+
+    def insert(*records):
+        from audit_app.db import get_audit_db
+
+        settled(app)
+        with app.app_context():
+            get_audit_db().audit_logs.insert_many([dict(r) for r in records])
+
+    app.insert = insert
+    return app, org
+
+
+def histogram(app, org, **params):
+    answer = app.api.get("/api/v1/audit-logs/histogram", as_=org.admin, query_string=params)
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def by_start(found):
+    return {b["start"]: b["count"] for b in found["buckets"] if b["count"]}
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Mars/Olympus_Mons", "", "utc+2", "../../../etc/passwd", "localtime", "Europe/" + "x" * 80],
+)
+def test_a_zone_that_is_no_iana_name_is_a_400_naming_tz(store, value):
+    app, org = store
+    answer = app.api.get("/api/v1/audit-logs/histogram", as_=org.admin, query_string={"tz": value})
+    error = answer.get_json()["error"]
+    assert answer.status_code == 400 and error["field"] == "tz"
+    assert "IANA time zone name" in error["message"] and "America/New_York" in error["message"]
+
+
+def test_a_record_late_in_the_utc_day_is_the_next_day_in_kolkata_and_the_same_in_new_york(store):
+    app, org = store
+    app.insert(
+        audit_record(org.id, created_at=LATE, path="/api/v1/pathways/late"),
+        audit_record(org.id, created_at=EARLY, path="/api/v1/pathways/early", statusCode=404),
+    )
+    span = {"from": "2026-11-19T00:00:00Z", "to": "2026-11-23T00:00:00Z", "q": "pathways/"}
+    utc = histogram(app, org, interval="day", **span)
+    assert utc["timeZone"] == "UTC"
+    assert by_start(utc) == {"2026-11-20T00:00:00.000Z": 1, "2026-11-21T00:00:00.000Z": 1}
+    kolkata = histogram(app, org, interval="day", tz="Asia/Kolkata", **span)
+    assert kolkata["timeZone"] == "Asia/Kolkata"
+    # the Kolkata day of Nov 21 began at 18:30 UTC on Nov 20: both records are in it
+    assert by_start(kolkata) == {"2026-11-20T18:30:00.000Z": 2}
+    bucket = next(b for b in kolkata["buckets"] if b["count"])
+    assert bucket["end"] == "2026-11-21T18:30:00.000Z"
+    assert bucket["statusClasses"]["2xx"] == 1 and bucket["statusClasses"]["4xx"] == 1
+    new_york = histogram(app, org, interval="day", tz="America/New_York", **span)
+    assert by_start(new_york) == {"2026-11-20T05:00:00.000Z": 2}  # Nov 20 in New York
+    # the first bucket is the zone's day that holds "from", the last the one that holds "to"
+    assert new_york["buckets"][0]["start"] == "2026-11-18T05:00:00.000Z"
+    assert new_york["buckets"][-1]["start"] == "2026-11-22T05:00:00.000Z"
+    hours = histogram(app, org, interval="hour", tz="Asia/Kolkata", **span)
+    assert by_start(hours) == {"2026-11-20T23:30:00.000Z": 1, "2026-11-21T00:30:00.000Z": 1}
+
+
+def test_the_day_daylight_saving_time_ends_has_25_hours_and_the_day_it_begins_23(store):
+    app, org = store
+    fall = datetime(2026, 11, 1, 4, tzinfo=UTC)  # midnight in New York, EDT
+    app.insert(
+        *(
+            audit_record(org.id, created_at=fall + timedelta(minutes=30 + 60 * h))
+            for h in range(25)  # every hour of Nov 1 in New York, the repeated one twice
+        )
+    )
+    days = histogram(
+        app,
+        org,
+        interval="day",
+        tz="America/New_York",
+        **{"from": "2026-11-01T04:00:00Z", "to": "2026-11-02T04:59:59Z"},
+    )
+    [nov1] = [b for b in days["buckets"] if b["count"]]
+    assert (nov1["start"], nov1["end"], nov1["count"]) == (
+        "2026-11-01T04:00:00.000Z",
+        "2026-11-02T05:00:00.000Z",
+        25,
+    )
+    hours = histogram(
+        app,
+        org,
+        interval="hour",
+        tz="America/New_York",
+        **{"from": "2026-11-01T04:00:00Z", "to": "2026-11-02T04:59:59Z"},
+    )
+    assert [b["count"] for b in hours["buckets"]] == [1] * 25  # 1 AM twice: EDT, then EST
+    spring = histogram(
+        app,
+        org,
+        interval="day",
+        tz="America/New_York",
+        **{"from": "2026-03-08T05:00:00Z", "to": "2026-03-08T12:00:00Z"},
+    )
+    [(start, end)] = [(b["start"], b["end"]) for b in spring["buckets"]]
+    length = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    assert length == timedelta(hours=23)
+
+
+def test_a_zone_changes_neither_the_bounds_nor_the_total(store):
+    """Two weeks of records every 37 minutes: each zone counts them all, each in the
+    bucket its own clock says."""
+    app, org = store
+    first = datetime(2026, 11, 10, tzinfo=UTC)
+    moments = [first + timedelta(minutes=37 * i) for i in range(14 * 24 * 60 // 37)]
+    app.insert(*(audit_record(org.id, created_at=m, path="/api/v1/pathways/x") for m in moments))
+    span = {"from": "2026-11-10T00:00:00Z", "to": "2026-11-23T23:59:59Z", "q": "pathways/x"}
+    for name in ("UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu"):
+        zone = ZoneInfo(name)
+        found = histogram(app, org, interval="day", tz=name, **span)
+        expected: dict[str, int] = {}
+        for moment in moments:
+            local = moment.astimezone(zone)
+            midnight = datetime(local.year, local.month, local.day, tzinfo=zone)
+            key = midnight.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            expected[key] = expected.get(key, 0) + 1
+        assert by_start(found) == expected, name
+        assert found["partial"] is False
+
+
+def test_counts_kept_per_utc_hour_answer_a_whole_hour_zone_and_the_records_a_half_hour_one(
+    make_app,
+):
+    """Past the walk's cap, an unfiltered view comes from the counts kept at write time, per
+    UTC hour: exact for New York's days, not for Kolkata's (they begin at :30), which are
+    counted from the records, and say partial."""
+    from audit_app.db import get_audit_db
+
+    app = make_app(AUDIT_HISTOGRAM_MAX_RECORDS=50)
+    org = make_org(app, "Counted")
+    api = Api(app.test_client())
+    api.token(org.admin)
+    now = datetime.now(UTC)
+    for i in range(120):  # through the app, so the writer counts them
+        assert api.get("/api/v1/workspaces", as_=org.admin).status_code == 200
+    settled(app)
+    span = {"from": (now - timedelta(days=2)).isoformat(), "to": datetime.now(UTC).isoformat()}
+    with app.app_context():
+        stored = [
+            r["createdAt"]
+            for r in get_audit_db().audit_logs.find({"organizationId": org.id})
+            if r["createdAt"] <= datetime.fromisoformat(span["to"])
+        ]
+
+    def got(**params):
+        answer = api.get("/api/v1/audit-logs/histogram", as_=org.admin, query_string=params)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()
+
+    new_york = got(interval="day", tz="America/New_York", **span)
+    assert new_york["source"] == "counters" and new_york["partial"] is False
+    assert sum(b["count"] for b in new_york["buckets"]) == len(stored)
+    kolkata = got(interval="day", tz="Asia/Kolkata", **span)
+    assert kolkata["source"] == "records" and kolkata["partial"] is True
+    assert sum(b["count"] for b in kolkata["buckets"]) == 50
+
+
+def test_the_histogram_documents_tz(api):
+    document = api.get("/api/v1/openapi.json").get_json()
+    [operation] = [
+        item["get"] for path, item in document["paths"].items() if path.endswith("/histogram")
+    ]
+    [tz] = [p for p in operation["parameters"] if p["name"] == "tz"]
+    assert tz["schema"] == {"type": "string", "default": "UTC"}
