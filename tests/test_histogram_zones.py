@@ -85,6 +85,14 @@ def test_a_record_late_in_the_utc_day_is_the_next_day_in_kolkata_and_the_same_in
     assert by_start(hours) == {"2026-11-20T23:30:00.000Z": 1, "2026-11-21T00:30:00.000Z": 1}
 
 
+def test_a_range_that_begins_in_the_future_has_no_bucket(store):
+    app, org = store
+    app.insert(audit_record(org.id, created_at=LATE))
+    for zone in ("UTC", "Asia/Kolkata"):
+        found = histogram(app, org, tz=zone, **{"from": "2099-01-01T00:00:00Z"})
+        assert found["buckets"] == [] and found["partial"] is False
+
+
 def test_the_day_daylight_saving_time_ends_has_25_hours_and_the_day_it_begins_23(store):
     app, org = store
     fall = datetime(2026, 11, 1, 4, tzinfo=UTC)  # midnight in New York, EDT

@@ -484,8 +484,8 @@ def _kept_counts(
     cannot be read, or cannot add up to the buckets: they are kept per UTC hour, so a
     zone whose days or hours begin on a half hour (Kolkata) is counted from the records
     (the walk answers then: the counts never fail a chart)."""
-    if any(start.minute or start.second or start.microsecond for start in starts):
-        return None
+    if not starts or any(start.minute or start.second or start.microsecond for start in starts):
+        return None  # (no bucket: a range that begins after it ends, "from" in the future)
     try:
         organization = find_organization(get_db(), organization_id)
         whole = counters.whole_from(get_db(), organization or {})
