@@ -35,7 +35,7 @@ from .config import load_settings
 from .db import init_stores, stores
 from .extensions import csrf, login_manager
 from .health import bp as health_bp
-from .ids import auth_label, iso, readable
+from .ids import auth_label, iso
 from .indexes import ensure_indexes_on_start
 from .openapi import bp as openapi_bp
 from .organizations.api import invitations_bp, members_bp, organization_bp, roles_bp
@@ -49,6 +49,7 @@ from .streams.api import bp as audit_streams_bp
 from .streams.delivery import background_deliverer
 from .streams.secrets import check_key as check_stream_key
 from .web import create_web_blueprint, navigation_context, session
+from .web.times import times_in, times_shown, when
 from .workspaces.api import pathways_bp, workspaces_bp
 
 # `python -m audit_app.verifier`: the package's import already loads the verifier (the app
@@ -189,8 +190,12 @@ def register_hooks(app: Flask) -> None:
     app.after_request(record_response)
     app.teardown_request(end_request)
     app.context_processor(navigation_context)
-    app.add_template_filter(iso, "iso")
-    app.add_template_filter(readable, "readable")
+    app.add_template_filter(iso, "iso")  # for attributes; text shows times with ``when``
+    app.add_template_filter(when, "when")
+    # a time to the minute: the one <time> element too, whichever template asks for it
+    app.add_template_filter(lambda value: when(value, "minute"), "readable")
+    app.add_template_filter(times_in, "times_in")
+    app.add_template_global(times_shown, "times_shown")
     app.add_template_filter(auth_label, "auth_label")
     app.add_template_filter(action_label, "action_label")
     app.add_template_filter(record_label, "record_label")

@@ -18,14 +18,27 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 });
 
-// One time zone, stated: the viewer's own (with its name), or UTC a click away; the
-// choice is remembered, and the From/To filters are read in the same zone.
+// One time zone on every page, stated above its content: the viewer's own (by name), or UTC
+// a click away. The choice is remembered (localStorage) and told to the server (a cookie),
+// whose activity chart counts by the same days; the From/To filters read the same zone.
+// Every time is a <time data-local="precision"> whose text says UTC, as without JavaScript.
 const ZONE_KEY = "auditLog.timeZone";
-const localZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+const ZONE_COOKIE = "auditLogTimeZone";  // audit_app/audit/views.py reads it
+const localZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+const localIsUtc = /^(Etc\/)?(UTC|UCT|GMT|Universal|Zulu|Greenwich)([+-]?0)?$/.test(localZone);
+const FORMATS = {
+  second: { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", hourCycle: "h23", timeZoneName: "short" },
+  minute: { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    hourCycle: "h23", timeZoneName: "short" },
+  date: { weekday: "short", year: "numeric", month: "short", day: "numeric" },
+  day: { month: "short", day: "numeric" },  // the chart's axis
+  hour: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+};
 
 function chosenZone() {
   try {
-    return window.localStorage.getItem(ZONE_KEY) === "utc" ? "UTC" : localZone;
+    return localIsUtc || window.localStorage.getItem(ZONE_KEY) === "utc" ? "UTC" : localZone;
   } catch (error) {
     return localZone;
   }
@@ -52,28 +65,39 @@ function momentOf(value, zone) {
 
 function showTimes() {
   const zone = chosenZone();
-  const format = new Intl.DateTimeFormat(undefined, {
-    year: "numeric", month: "short", day: "numeric",
-    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
-    timeZone: zone === "UTC" ? "UTC" : undefined, timeZoneName: "short",
-  });
+  const formats = {};
+  const shown = (precision, text) => {
+    const when = new Date(text);
+    if (Number.isNaN(when.getTime())) return null;
+    const key = FORMATS[precision] ? precision : "second";
+    formats[key] = formats[key] || new Intl.DateTimeFormat(undefined,
+      { ...FORMATS[key], timeZone: zone === "UTC" ? "UTC" : undefined });
+    return formats[key].format(when);
+  };
   document.querySelectorAll("time[data-local]").forEach((node) => {
-    const when = new Date(node.getAttribute("datetime"));
-    if (!Number.isNaN(when.getTime())) node.textContent = format.format(when);
+    const text = shown(node.dataset.local, node.getAttribute("datetime"));
+    if (text) node.textContent = text;
+  });
+  document.querySelectorAll("title[data-when]").forEach((node) => {  // a chart bar's tooltip
+    const text = shown(node.dataset.local, node.dataset.when);
+    if (text) node.textContent = text + (node.dataset.rest || "");
   });
   const hint = document.getElementById("tz-hint");
   if (hint) {
-    hint.textContent = zone === "UTC"
-      ? "Dates and times are UTC."
-      : `Dates and times are in ${zone}.`;
+    hint.textContent = zone !== "UTC" ? `Dates and times are in ${zone}.`
+      : localIsUtc ? "Dates and times are UTC, your browser's time zone." : "Dates and times are UTC.";
   }
   const toggle = document.getElementById("tz-toggle");
   if (toggle) {
     toggle.hidden = false;
-    toggle.textContent = zone === "UTC" ? `Show ${localZone}` : "Show UTC";
+    toggle.textContent = zone === "UTC" && !localIsUtc ? `Show ${localZone}` : "Show UTC";
     toggle.onclick = () => {
-      const form = toggle.closest("form");
-      const inputs = form ? [...form.querySelectorAll("input[data-zoned]")] : [];
+      if (localIsUtc) {
+        hint.setAttribute("role", "status");
+        hint.textContent = "Your browser's time zone is already UTC: dates and times are UTC.";
+        return;
+      }
+      const inputs = [...document.querySelectorAll("input[data-zoned]")];
       const moments = inputs.map((input) => (input.value ? momentOf(input.value, zone) : null));
       try {
         window.localStorage.setItem(ZONE_KEY, zone === "UTC" ? "local" : "utc");
@@ -87,7 +111,34 @@ function showTimes() {
       showTimes();
     };
   }
+  if (/^[A-Za-z0-9_+\-/]{1,64}$/.test(zone)) {
+    const secure = window.location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `${ZONE_COOKIE}=${zone}; path=/; max-age=31536000; SameSite=Lax${secure}`;
+  }
+  zoneTheChart(zone);
   zoneTheFilters(zone);
+}
+
+// The activity chart counts by the days (or hours) of the zone it names (data-zone); in
+// another zone, the same chart is asked for again, counted in the viewer's.
+let chartAsked = "";
+function zoneTheChart(zone) {
+  const chart = document.getElementById("activity");
+  if (!chart || !chart.dataset.refresh || chart.dataset.zone === zone || chartAsked === zone) return;
+  chartAsked = zone;
+  const url = new URL(chart.dataset.refresh, window.location.href);
+  url.searchParams.set("tz", zone);
+  fetch(url, { credentials: "same-origin" })
+    .then((answer) => (answer.ok ? answer.text() : ""))
+    .then((html) => {
+      const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("activity");
+      const current = document.getElementById("activity");
+      if (fresh && current && fresh.dataset.zone === chosenZone()) {
+        current.replaceWith(fresh);
+        showTimes();
+      }
+    })
+    .catch(() => {});  // the chart stays as it was, and says its zone
 }
 
 function zoneTheFilters(zone) {

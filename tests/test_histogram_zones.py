@@ -1,5 +1,5 @@
 """The activity chart in the viewer's time zone (#26 item 3): ``tz`` on
-``GET /api/v1/audit-logs/histogram``, buckets that begin at the zone's
+``GET /api/v1/audit-logs/histogram`` and on the web chart, buckets that begin at the zone's
 midnights or whole hours (daylight saving time included), on both stores."""
 
 from __future__ import annotations
@@ -154,6 +154,54 @@ def test_a_zone_changes_neither_the_bounds_nor_the_total(store):
             expected[key] = expected.get(key, 0) + 1
         assert by_start(found) == expected, name
         assert found["partial"] is False
+
+
+def test_the_web_chart_is_in_the_zone_the_page_says(store):
+    from .test_web_session import login
+
+    app, org = store
+    app.insert(audit_record(org.id, created_at=LATE, path="/api/v1/pathways/late"))
+    client = app.test_client()
+    login(client, org.admin)
+    span = {"from": "2026-11-19T00:00:00Z", "to": "2026-11-22T23:59:59Z"}
+    client.set_cookie("auditLogTimeZone", "Asia/Kolkata")
+    html = client.get("/organization/audit-logs", query_string=span).get_data(as_text=True)
+    assert 'data-zone="Asia/Kolkata"' in html and "days in Asia/Kolkata" in html
+    assert 'data-start="2026-11-20T18:30:00.000Z" data-count="1"' in html
+    # the bar's link is that day of Kolkata, 24 hours to the millisecond
+    assert "from=2026-11-20T18:30:00.000Z&amp;to=2026-11-21T18:29:59.999Z" in html
+    # a cookie that names no zone: UTC, said so
+    client.set_cookie("auditLogTimeZone", "Nowhere/Atlantis")
+    html = client.get("/organization/audit-logs", query_string=span).get_data(as_text=True)
+    assert (
+        'data-zone="UTC"' in html and 'data-start="2026-11-20T00:00:00.000Z" data-count="1"' in html
+    )
+    # the chart alone, in a zone given by name (what the page's script asks for)
+    alone = client.get(
+        "/organization/audit-logs/activity", query_string={**span, "tz": "America/New_York"}
+    )
+    assert alone.status_code == 200
+    text = alone.get_data(as_text=True)
+    assert 'data-zone="America/New_York"' in text
+    assert 'data-start="2026-11-20T05:00:00.000Z" data-count="1"' in text
+    bad = client.get("/organization/audit-logs/activity", query_string={**span, "tz": "Mars/Base"})
+    assert bad.status_code == 400
+    assert "tz: Must be an IANA time zone name" in bad.get_data(as_text=True)
+
+
+def test_the_chart_alone_needs_view_audit_log_and_shows_only_the_own_organization(store):
+    from .test_web_session import login
+
+    app, org = store
+    other = make_org(app, "Other")
+    app.insert(audit_record(other.id, created_at=LATE, path="/api/v1/pathways/theirs"))
+    client = app.test_client()
+    login(client, org.member)
+    span = {"from": "2026-11-19T00:00:00Z", "to": "2026-11-22T23:59:59Z"}
+    assert client.get("/organization/audit-logs/activity", query_string=span).status_code == 403
+    login(client, org.admin)
+    text = client.get("/organization/audit-logs/activity", query_string=span).get_data(True)
+    assert 'data-count="1"' not in text  # the other organization's record is not counted
 
 
 def test_counts_kept_per_utc_hour_answer_a_whole_hour_zone_and_the_records_a_half_hour_one(

@@ -345,7 +345,7 @@ def test_pages_read_as_people_read(owner_client, org, db):
     assert '<pre class="payload" tabindex="0">{}</pre>' not in details
     assert 'class="muted empty-section">none</p>' in details
     keys = owner_client.get("/organization/api-keys").get_data(as_text=True)
-    created = re.findall(r'data-label="Created">([^<]*)<', keys)
+    created = re.findall(r'data-label="Created"><time datetime="[^"]+"[^>]*>([^<]*)</time><', keys)
     assert created and all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", c) for c in created)
     missing = owner_client.get(f"/organization/audit-logs/{ObjectId()}")
     assert missing.status_code == 404

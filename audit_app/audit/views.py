@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 from flask import (
@@ -22,6 +23,7 @@ from ..errors import ApiError, not_found
 from ..ids import iso, parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..streams.service import failing_streams
+from ..zones import find_zone, zone_name
 from . import export, proofs, service
 from .capture.context import note_error
 from .capture.hooks import audit_action, audited
@@ -184,32 +186,54 @@ def _word_label(word: str) -> tuple[str, str]:
 
 
 CHART_RECORDS = 5000  # what the page's chart counts at most (the API's own cap is a setting)
+# the zone the viewer reads times in, as static/app.js keeps it (an IANA name, or UTC):
+# the chart counts by its days or hours; without it (no JavaScript), by UTC's
+ZONE_COOKIE = "auditLogTimeZone"
+AXIS_LABELS = 8  # at most, on a wide screen; every other one on a phone
 
 
-def _chart(filters: dict, hide: bool = False, state: dict | None = None) -> dict | None:
+def viewer_zone() -> str:
+    """The name of the zone the viewer reads times in; UTC when the browser named none
+    (or none this server knows)."""
+    return zone_name(find_zone(request.cookies.get(ZONE_COOKIE)) or UTC)
+
+
+def _chart(
+    filters: dict,
+    zone: str,
+    hide: bool = False,
+    state: dict | None = None,
+    *,
+    strict: bool = False,
+) -> dict | None:
     """The activity chart above the table: the page's filters, per day (or per hour for
-    three days or less), each bar a link that narrows the range to its bucket."""
+    three days or less) of the viewer's zone, each bar a link that narrows the range to
+    its bucket, with a date axis. ``strict``: a parameter it cannot use is a 400 (the
+    list page shows its own error, and no chart)."""
     shown = {k: v for k, v in filters.items() if k not in ("cursor", "before")}
     span = _span_days(shown)
     interval = "hour" if span is not None and span <= 3 else "day"
     try:
         found = service.histogram(
             current_principal(),
-            MultiDict({**shown, "interval": interval}),
+            MultiDict({**shown, "interval": interval, "tz": zone}),
             max_records=CHART_RECORDS,
             hide_views_of=_hidden_for(hide),
         )
     except ApiError:
+        if strict:
+            raise
         return None
-    step = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
     tallest = max((b["count"] for b in found["buckets"]), default=0) or 1
+    ticks = _ticks(found, ZoneInfo(found["timeZone"]))
     bars = []
-    for bucket in found["buckets"]:
+    for bucket, tick in zip(found["buckets"], ticks, strict=True):
         start = datetime.fromisoformat(bucket["start"].replace("Z", "+00:00"))
-        try:
-            end = start + step - timedelta(milliseconds=1)
-        except OverflowError:  # the bucket of 9999-12-31 ends with the calendar
+        if bucket["end"] is None:  # the bucket of 9999-12-31 ends with the calendar
             end = datetime.max.replace(tzinfo=UTC)
+        else:
+            end = datetime.fromisoformat(bucket["end"].replace("Z", "+00:00"))
+            end -= timedelta(milliseconds=1)
         narrowed = {**shown, "from": iso(start), "to": iso(end)}
         stacked, base = [], 0.0
         for family in ("2xx", "3xx", "4xx", "5xx", "1xx"):
@@ -217,15 +241,54 @@ def _chart(filters: dict, hide: bool = False, state: dict | None = None) -> dict
             if height:
                 stacked.append({"family": family, "y": 100 - base - height, "height": height})
                 base += height
+        said = [f"{bucket['count']} request{'s' if bucket['count'] != 1 else ''}"]
+        said += [f"{n} {family}" for family, n in bucket["statusClasses"].items() if n]
         bars.append(
             {
                 **bucket,
                 "href": url_for(".list_page", **narrowed, **(state or {})),
                 "stacked": stacked,
+                "tick": tick,
+                "said": ": " + ", ".join(said),
             }
         )
     empty = not any(bucket["count"] for bucket in found["buckets"])
-    return {**found, "bars": bars, "tallest": tallest, "empty": empty}
+    return {
+        **found,
+        "bars": bars,
+        "tallest": tallest,
+        "empty": empty,
+        "refresh": url_for(".activity_page", **shown, **(state or {})),
+    }
+
+
+def _ticks(found: dict, zone: ZoneInfo) -> list[tuple[str, bool] | None]:
+    """Which bars the date axis labels, and how: ``(precision, minor)`` (a minor label is
+    left out on a phone), or None. Days: every k-th; hours: those whose hour of the zone
+    is a multiple of k (3, 6, 12 or 24), a day's first with its date."""
+    starts = [
+        datetime.fromisoformat(b["start"].replace("Z", "+00:00")).astimezone(zone)
+        for b in found["buckets"]
+    ]
+    ticks: list[tuple[str, bool] | None] = []
+    shown = 0
+    if found["interval"] == "day":
+        every = max(1, -(-len(starts) // AXIS_LABELS))
+        for index, _ in enumerate(starts):
+            if index % every == 0:
+                ticks.append(("day", shown % 2 == 1))
+                shown += 1
+            else:
+                ticks.append(None)
+        return ticks
+    every = next((k for k in (1, 2, 3, 6, 12) if len(starts) / k <= AXIS_LABELS), 24)
+    for moment in starts:
+        if moment.minute == 0 and moment.hour % every == 0:
+            ticks.append(("day" if moment.hour == 0 else "hour", shown % 2 == 1))
+            shown += 1
+        else:
+            ticks.append(None)
+    return ticks
 
 
 def _span_days(filters: dict) -> float | None:
@@ -294,7 +357,7 @@ def list_page():
         note_error(error.code, error.message)
         return render_template("audit_logs/list.html", **context), 400
     context["integrity"] = integrity_state(current_principal().organization_id)
-    context["chart"] = _chart(filters, hide, state)
+    context["chart"] = _chart(filters, viewer_zone(), hide, state)
     context["failing_streams"] = failing_streams(current_principal())
     if args.get("before") and page.newer_cursor is None:
         # the newest records are reached: show the first page, full
@@ -318,6 +381,27 @@ def list_page():
         export_ndjson=url_for(".export_file", **filters, format="ndjson", **state),
     )
     return render_template("audit_logs/list.html", **context)
+
+
+@bp.get("/activity")
+@audit_action("auditLog.histogram")
+@require_permission(VIEW_AUDIT_LOG)
+@audited
+def activity_page():
+    """The activity chart alone, in the zone ``tz`` names (or the viewer's): the list page's
+    script asks for it when the viewer's zone is not the one its chart was counted in."""
+    args = _clean_args(request.args)
+    filters = _filters_from(args)
+    hide = _hides_my_views(args)  # as the list it is the chart of
+    state = _view_state(hide)
+    zone = args.get("tz", viewer_zone())
+    chart = _chart(filters, zone, hide, state, strict=True)
+    return render_template(
+        "audit_logs/activity.html",
+        chart=chart,
+        filters=filters,
+        list_url=url_for(".list_page", **filters, **state),
+    )
 
 
 @bp.get("/integrity")

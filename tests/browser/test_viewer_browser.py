@@ -391,6 +391,7 @@ def test_the_activity_chart_counts_what_the_api_counts_and_narrows_on_a_click(pa
     open_audit_logs(page, live)
     page.get_by_label("Hide my views of this log").uncheck()  # as the API: every record
     search(page, "status:4xx")
+    assert page.locator("#activity").get_attribute("data-zone") == "Europe/Paris"  # the browser's
     bars = page.locator("#activity a.bar")
     shown = {
         bars.nth(i).get_attribute("data-start"): int(bars.nth(i).get_attribute("data-count"))
@@ -398,7 +399,7 @@ def test_the_activity_chart_counts_what_the_api_counts_and_narrows_on_a_click(pa
     }
     api = client.get(
         "/api/v1/audit-logs/histogram",
-        query_string={"q": "status:4xx", "interval": "day"},
+        query_string={"q": "status:4xx", "interval": "day", "tz": "Europe/Paris"},
         headers={"Authorization": f"Bearer {token}"},
     ).get_json()
     assert shown == {b["start"]: b["count"] for b in api["buckets"]}
