@@ -371,10 +371,17 @@ def test_the_list_reads_on_one_line_wide_and_fits_narrow(browser, live):
             )
             assert lines and all(n == 1 for n in lines), (width, lines)
             if width == 390:
-                stretched = page.evaluate(
+                stretched = page.evaluate(  # no wider than its text and its padding
                     """() => [...document.querySelectorAll('td > .tag, td > .status')]
-                        .filter((badge) => badge.getBoundingClientRect().width
-                            > badge.parentElement.getBoundingClientRect().width / 2).length"""
+                        .filter((badge) => {
+                            const text = document.createRange();
+                            text.selectNodeContents(badge);
+                            const style = getComputedStyle(badge);
+                            return badge.getBoundingClientRect().width
+                                > text.getBoundingClientRect().width + 2
+                                    + parseFloat(style.paddingLeft)
+                                    + parseFloat(style.paddingRight);
+                        }).length"""
                 )
                 assert stretched == 0
         finally:
