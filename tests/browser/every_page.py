@@ -2,9 +2,10 @@
 is visited by the tests that use this, with no list to keep up to date.
 
 ``prepare`` gives the demo what makes each list show a row (a pending invitation, a log
-stream, a retention shortening waiting for its grace); ``owner_pages`` names each GET rule
-with its ids filled in from the demo. A rule with a parameter it has no id for fails the
-test that asks, naming the rule, so that a new kind of page is never left out quietly.
+stream, a retention shortening waiting for its grace, a role with a long name);
+``owner_pages`` names each GET rule with its ids filled in from the demo. A rule with a
+parameter it has no id for fails the test that asks, naming the rule, so that a new kind
+of page is never left out quietly.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def prepare(live) -> dict[str, str]:
         assert answer.status_code == 200, (path, answer.get_json())
         return answer.get_json()
 
+    # a role with a long name, as organizations name them: every role menu is that wide
+    made = api.post(
+        "/api/v1/roles",
+        token=token,
+        json={"name": "Security and compliance auditors", "permissions": ["viewAuditLog"]},
+    )
+    assert made.status_code == 201, made.get_json()
     roles = {role["name"]: role["id"] for role in get("/api/v1/roles")["items"]}
     invited = api.post(
         "/api/v1/members",

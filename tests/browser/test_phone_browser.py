@@ -25,6 +25,18 @@ OFF_SCREEN = """(width) => [...document.querySelectorAll(`main a, main button, m
     + ` ${box.left}..${box.right}`)"""
 
 
+# the controls and ids of a list that stick out of their own cell (none may)
+OUT_OF_CELL = """() => [...document.querySelectorAll(
+    '.table-wrap td button, .table-wrap td select, .table-wrap td a, .table-wrap td code')]
+  .filter((node) => node.getClientRects().length)
+  .filter((node) => {
+    const box = node.getBoundingClientRect();
+    const cell = node.closest('td').getBoundingClientRect();
+    return box.left < cell.left - 1 || box.right > cell.right + 1;
+  })
+  .map((node) => `${node.tagName} ${node.textContent.trim().slice(0, 30)}`)"""
+
+
 @pytest.fixture(scope="module")
 def pages(live):
     return owner_pages(live, prepare(live))
@@ -55,6 +67,7 @@ def test_every_page_fits_a_phone(phone, live, pages):
         width = phone.evaluate("document.documentElement.scrollWidth")
         assert width <= WIDTH, (path, width)
         assert phone.evaluate(OFF_SCREEN, WIDTH) == [], path
+        assert phone.evaluate(OUT_OF_CELL) == [], path
         # every list is cards: no cell beside another, each row a box of its own
         rows = phone.locator(".table-wrap tbody tr")
         for index in range(min(rows.count(), 3)):
