@@ -282,9 +282,12 @@ def _ticks(found: dict, zone: ZoneInfo) -> list[tuple[str, bool] | None]:
                 ticks.append(None)
         return ticks
     every = next((k for k in (1, 2, 3, 6, 12) if len(starts) / k <= AXIS_LABELS), 24)
+    days = any(moment.hour == 0 and moment.minute == 0 for moment in starts)
     for moment in starts:
         if moment.minute == 0 and moment.hour % every == 0:
-            ticks.append(("day" if moment.hour == 0 else "hour", shown % 2 == 1))
+            # on a phone, the days' labels (or every other hour's, in a range with no midnight)
+            minor = (moment.hour != 0) if days else shown % 2 == 1
+            ticks.append(("day" if moment.hour == 0 else "hour", minor))
             shown += 1
         else:
             ticks.append(None)
