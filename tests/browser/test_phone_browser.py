@@ -113,5 +113,6 @@ def test_fifty_audit_records_make_a_short_page_of_cards(phone, live, pages, tmp_
     details = first.get_by_role("link", name="View Details")
     details.click(trial=True)
     target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
+    phone.evaluate("document.getElementById('activity').scrollIntoView()")  # chart, then cards
     phone.screenshot(path=str(target / "audit-logs-phone.png"), full_page=False)
     assert (target / "audit-logs-phone.png").stat().st_size > 10_000
