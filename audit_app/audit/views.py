@@ -151,6 +151,7 @@ def _chips(filters: dict, state: dict, items: list[dict]) -> list[dict]:
             if rest:
                 kept[name] = rest
             label, shown = _CHIP_NAMES[name], readable.get(name) or word
+            stamp = None  # a time, shown as every time is (the ``when`` filter)
             if name in ("from", "to"):
                 moment = parse_moment(word, end_of_day=name == "to")
                 stamp = iso(moment) if moment else None
@@ -163,6 +164,7 @@ def _chips(filters: dict, state: dict, items: list[dict]) -> list[dict]:
                     "label": label,
                     "value": shown,
                     "raw": word,
+                    "moment": stamp,
                     "remove": url_for(".list_page", **kept, **state),
                 }
             )
