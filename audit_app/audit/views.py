@@ -23,7 +23,7 @@ from ..errors import ApiError, not_found
 from ..ids import iso, parse_object_id
 from ..organizations.permissions import VIEW_AUDIT_LOG
 from ..streams.service import failing_streams
-from ..zones import find_zone, zone_name
+from ..web.times import viewer_zone
 from . import export, proofs, service
 from .capture.context import note_error
 from .capture.hooks import audit_action, audited
@@ -188,16 +188,7 @@ def _word_label(word: str) -> tuple[str, str]:
 
 
 CHART_RECORDS = 5000  # what the page's chart counts at most (the API's own cap is a setting)
-# the zone the viewer reads times in, as static/app.js keeps it (an IANA name, or UTC):
-# the chart counts by its days or hours; without it (no JavaScript), by UTC's
-ZONE_COOKIE = "auditLogTimeZone"
 AXIS_LABELS = 8  # at most, on a wide screen; every other one on a phone
-
-
-def viewer_zone() -> str:
-    """The name of the zone the viewer reads times in; UTC when the browser named none
-    (or none this server knows)."""
-    return zone_name(find_zone(request.cookies.get(ZONE_COOKIE)) or UTC)
 
 
 def _chart(

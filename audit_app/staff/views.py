@@ -28,6 +28,7 @@ from ..ids import parse_object_id
 from ..ratelimit import limiter, login_email_key, login_limit
 from ..web.forms import LoginForm
 from ..web.session import safe_next
+from ..web.times import viewer_zone
 from . import service
 from .principal import STAFF_COOKIE, STAFF_COOKIE_PATH, require_staff
 from .ratelimits import GRANT_SCOPE, LOOKUP_SCOPE, no_lookup, staff_key, staff_limit
@@ -202,6 +203,7 @@ def audit_logs_page(organizationId):
         args=args,
         error=None,
         activity=activity,
+        activity_zone=viewer_zone(),
         methods=METHODS,
         auth_types=AUTH_TYPES,
     )
@@ -214,6 +216,7 @@ def _activity(principal, args) -> list[dict]:
         [(k, v) for k, v in args.items(multi=True) if k not in ("cursor", "limit", "before")]
     )
     wanted["interval"] = "day"
+    wanted["tz"] = viewer_zone()  # the days of the zone the page states
     found = audit_service.histogram(principal, wanted)
     return [b for b in reversed(found["buckets"]) if b["count"]]
 

@@ -12,10 +12,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import re2
-from flask import g
+from flask import g, request
 from markupsafe import Markup, escape
 
 from ..ids import iso
+from ..zones import UTC_NAME, find_zone, zone_name
+
+# the zone the viewer reads times in, as static/app.js tells it (an IANA name, or UTC):
+# the activity charts count by its days or hours; without it (no JavaScript), by UTC's
+ZONE_COOKIE = "auditLogTimeZone"
 
 # what each precision shows without JavaScript (and what static/app.js shows for it)
 _TEXT = {
@@ -67,6 +72,13 @@ def times_in(text: object) -> Markup:
 
     # escaped above; what is added are ``when``'s own elements
     return Markup(_STAMP.sub(element, escaped))  # noqa: S704 # nosec B704
+
+
+def viewer_zone() -> str:
+    """The name of the zone the viewer reads times in; UTC when the browser named none
+    (or none this server knows)."""
+    zone = find_zone(request.cookies.get(ZONE_COOKIE))
+    return zone_name(zone) if zone is not None else UTC_NAME
 
 
 def times_shown() -> bool:
