@@ -105,3 +105,38 @@ def html_pages(page, live, paths: list[str]) -> list[str]:
         if "text/html" in answer.headers.get("content-type", "") and answer.status < 300:
             kept.append(path)
     return kept
+
+
+STAFF_EMAIL = "zones@platform.example"
+STAFF_PASSWORD = "staff password of the page tests"
+
+
+def staff_signed_in(page, live, pages: list[str]) -> list[str]:
+    """Sign ``page`` in as the platform's support staff, with an active grant on the demo
+    organization (its ``staffAccess`` is open); the staff's pages among ``pages``."""
+    app = live["app"]
+    client = app.test_client()
+    made = app.test_cli_runner().invoke(
+        args=["create-staff", "--email", STAFF_EMAIL, "--password-stdin"],
+        input=STAFF_PASSWORD + "\n",
+    )
+    assert made.exit_code == 0 or "exists" in made.output, made.output
+    token = client.post(
+        "/api/v1/staff/token", json={"email": STAFF_EMAIL, "password": STAFF_PASSWORD}
+    ).get_json()["token"]
+    grant = client.post(
+        "/api/v1/staff/grants",
+        json={
+            "organizationId": live["summary"]["organizationId"],
+            "justification": "Issue 26: every page, in the viewer's zone and on a phone",
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert grant.status_code == 201 and grant.get_json()["state"] == "active", grant.get_json()
+    page.goto(f"{live['url']}/staff/login")
+    page.get_by_label("Email").fill(STAFF_EMAIL)
+    page.get_by_label("Password").fill(STAFF_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live['url']}/staff")
+    staff = [path for path in pages if path == "/staff" or path.startswith("/staff/")]
+    return html_pages(page, live, staff)

@@ -16,7 +16,7 @@ from audit_app.db import get_audit_db
 from tests.factories import audit_record
 
 from .conftest import log_in
-from .every_page import html_pages, owner_pages, prepare
+from .every_page import html_pages, owner_pages, prepare, staff_signed_in
 
 # a date and a time in text, as a person reads it: what no page shows outside <time>
 RAW_TIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
@@ -26,7 +26,7 @@ TIMES = """() => [...document.querySelectorAll('time')].map(
     (t) => [t.getAttribute('datetime'), t.dataset.local || '', t.textContent.trim()])"""
 TEXT_WITHOUT_TIMES = """() => {
   const copy = document.querySelector('main').cloneNode(true);
-  copy.querySelectorAll('time, pre.payload, #q-hint, script').forEach((n) => n.remove());
+  copy.querySelectorAll('time, pre.payload, pre.json, #q-hint, script').forEach((n) => n.remove());
   return copy.textContent;
 }"""
 
@@ -81,6 +81,31 @@ def test_every_time_on_every_page_reads_in_the_viewers_zone(browser, live, pages
             assert not re.search(RAW_TIME, page.evaluate(TEXT_WITHOUT_TIMES)), path
         # the list, details, integrity, members, keys, streams, settings and the invitation
         assert seen >= 8, seen
+    finally:
+        context.close()
+
+
+def test_the_platform_staff_s_pages_read_in_the_viewers_zone_too(browser, live, pages):
+    context, page = _context(browser, timezone_id="America/New_York", locale="en-US")
+    try:
+        visited = staff_signed_in(page, live, pages)
+        organization = live["summary"]["organizationId"]
+        assert f"/staff/organizations/{organization}/audit-logs" in visited, visited
+        seen = 0
+        for path in visited:
+            page.goto(f"{live['url']}{path}")
+            times = page.evaluate(TIMES)
+            if not times:
+                continue
+            seen += 1
+            hint = page.locator("#tz-hint").inner_text()
+            assert hint == "Dates and times are in America/New_York.", (path, hint)
+            _assert_shown_in(ZoneInfo("America/New_York"), times, path)
+            assert not re.search(RAW_TIME, page.evaluate(TEXT_WITHOUT_TIMES)), path
+        assert seen >= 2, seen  # the grants, and the organization's log
+        page.goto(f"{live['url']}/staff/organizations/{organization}/audit-logs")
+        activity = page.locator("#activity").inner_text()
+        assert "Days in America/New_York" in activity, activity
     finally:
         context.close()
 
