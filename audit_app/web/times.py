@@ -68,6 +68,8 @@ def times_in(text: object) -> Markup:
     def element(match) -> str:
         date, minutes, seconds = match.group(1), match.group(2), match.group(3)
         moment = f"{date}T{minutes}{seconds or ':00'}+00:00"
+        if _moment(moment) is None:  # no such date: the text as it was
+            return match.group(0)
         return str(when(moment, "second" if seconds else "minute"))
 
     # escaped above; what is added are ``when``'s own elements
