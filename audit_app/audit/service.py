@@ -368,7 +368,7 @@ def histogram(
     # (the viewer's hidden views too: past ``cap`` records they are too few to change a bar,
     # and below it the walk counts without them, so a bar never leads to an empty page)
     unfiltered = not any(value for name, value in loaded.items() if name not in ("from_", "to"))
-    kept = _kept_counts(principal.org, starts, end) if unfiltered else None
+    kept = _kept_counts(principal.org, start, starts, end) if unfiltered else None
     if kept is not None and kept[1] is None and sum(map(_total, kept[0].values())) > cap:
         counts, counted_from, source = kept[0], kept[1], "counters"
     else:
@@ -477,14 +477,14 @@ def _total(classes: dict[str, int]) -> int:
 
 
 def _kept_counts(
-    organization_id: ObjectId, starts: list[datetime], end: datetime
+    organization_id: ObjectId, start: datetime, starts: list[datetime], end: datetime
 ) -> tuple[dict[datetime, dict[str, int]], datetime | None] | None:
     """The counts kept at write time, by bucket, and from when they are whole (None:
     whole); None when this installation has none for the organization's range, or they
     cannot be read, or cannot add up to the buckets: they are kept per UTC hour, so a
     zone whose days or hours begin on a half hour (Kolkata) is counted from the records
     (the walk answers then: the counts never fail a chart)."""
-    if not starts or any(start.minute or start.second or start.microsecond for start in starts):
+    if not starts or any(first.minute or first.second or first.microsecond for first in starts):
         return None  # (no bucket: a range that begins after it ends, "from" in the future)
     try:
         organization = find_organization(get_db(), organization_id)
@@ -497,15 +497,16 @@ def _kept_counts(
                 writer.flush_counts()
             except COUNTS_FAILURES as error:
                 log.warning("Activity counts not added before a chart (%s)", error)
-        hours = counters.counted(get_audit_db(), organization_id, starts[0], end, counters.HOUR)
+        # from the hour of ``start``, as the walk counts from ``start`` (whole hours)
+        hours = counters.counted(get_audit_db(), organization_id, start, end, counters.HOUR)
     except COUNTS_FAILURES as error:
         log.warning("Activity counts unreadable, counting the records instead (%s)", error)
         return None
     counts: dict[datetime, dict[str, int]] = {}
     for hour, classes in hours.items():
-        start = _bucket_of(hour, starts)
-        if start is not None:
-            bucket = counts.setdefault(start, dict.fromkeys(STATUS_CLASSES, 0))
+        begins = _bucket_of(hour, starts)
+        if begins is not None:
+            bucket = counts.setdefault(begins, dict.fromkeys(STATUS_CLASSES, 0))
             for family, count in classes.items():
                 bucket[family] += count
     return counts, (whole if whole > starts[0] else None)
