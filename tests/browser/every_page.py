@@ -2,7 +2,8 @@
 is visited by the tests that use this, with no list to keep up to date.
 
 ``prepare`` gives the demo what makes each list show a row (a pending invitation, a log
-stream, a retention shortening waiting for its grace, a role with a long name);
+stream, a retention shortening waiting for its grace, a role with a long name, a staff
+member's active access);
 ``owner_pages`` names each GET rule with its ids filled in from the demo. A rule with a
 parameter it has no id for fails the test that asks, naming the rule, so that a new kind
 of page is never left out quietly.
@@ -69,6 +70,7 @@ def prepare(live) -> dict[str, str]:
     )
     assert shortened.status_code == 200, shortened.get_json()
     members = get("/api/v1/members")["items"]
+    _grant_staff(live)
     return {
         "auditLogId": get("/api/v1/audit-logs?limit=1")["items"][0]["id"],
         "token": urlparse(invited.get_json()["acceptUrl"]).path.rsplit("/", 1)[-1],
@@ -111,9 +113,9 @@ STAFF_EMAIL = "zones@platform.example"
 STAFF_PASSWORD = "staff password of the page tests"
 
 
-def staff_signed_in(page, live, pages: list[str]) -> list[str]:
-    """Sign ``page`` in as the platform's support staff, with an active grant on the demo
-    organization (its ``staffAccess`` is open); the staff's pages among ``pages``."""
+def _grant_staff(live) -> None:
+    """The platform's support staff with an active grant on the demo organization (its
+    ``staffAccess`` is open): a row of Staff requests' active access."""
     app = live["app"]
     client = app.test_client()
     made = app.test_cli_runner().invoke(
@@ -133,6 +135,12 @@ def staff_signed_in(page, live, pages: list[str]) -> list[str]:
         headers={"Authorization": f"Bearer {token}"},
     )
     assert grant.status_code == 201 and grant.get_json()["state"] == "active", grant.get_json()
+
+
+def staff_signed_in(page, live, pages: list[str]) -> list[str]:
+    """Sign ``page`` in as the platform's support staff, with an active grant on the demo
+    organization; the staff's pages among ``pages``."""
+    _grant_staff(live)
     page.goto(f"{live['url']}/staff/login")
     page.get_by_label("Email").fill(STAFF_EMAIL)
     page.get_by_label("Password").fill(STAFF_PASSWORD)
