@@ -379,14 +379,32 @@ def test_hiding_the_viewers_views_never_hides_another_accounts(owner_client, org
     script = audit_record(
         org.id, accountId=org.owner.account_id, action="auditLog.list", authType="jwt"
     )
-    page_view = audit_record(
-        org.id, accountId=org.owner.account_id, action="auditLog.view", authType="session"
+    # the same person's page view from another session (another device, a stolen cookie):
+    # listed too, only this session's own views are hidden
+    elsewhere = audit_record(
+        org.id,
+        accountId=org.owner.account_id,
+        action="auditLog.view",
+        authType="session",
+        credentialId="sess_another",
     )
-    db.audit_logs.insert_many([someone, mine, export, script, page_view])
+    db.audit_logs.insert_many([someone, mine, export, script, elsewhere])
+    # a page view of this session: the detail page of one of them
+    assert owner_client.get(f"/organization/audit-logs/{mine['_id']}").status_code == 200
+    page_view = db.audit_logs.find_one(
+        {
+            "accountId": org.owner.account_id,
+            "action": "auditLog.view",
+            "authType": "session",
+            "credentialId": {"$ne": "sess_another"},
+        }
+    )
+    assert page_view is not None
     html = owner_client.get("/organization/audit-logs", query_string={"limit": "100"}).get_data(
         as_text=True
     )
     assert str(page_view["_id"]) not in html
+    assert str(elsewhere["_id"]) in html
     for record in (someone, mine, export, script):
         assert str(record["_id"]) in html
 

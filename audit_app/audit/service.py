@@ -113,6 +113,11 @@ def build_query(
         ids = [account["_id"] for account in accounts if account is not None]
         if ids:
             excluded["accountId"] = ids
+        # a platform staff member's records (no account): left out by their email, as
+        # actor: finds them by it
+        staff = [email for email in emails if find_staff_by_email(get_db(), email) is not None]
+        if staff:
+            excluded["accountEmail"] = staff
         names = excluded.pop("action", [])
         left_out: list[str] = []
         for name in names:

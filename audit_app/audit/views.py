@@ -88,8 +88,14 @@ def _view_state(hide: bool) -> dict:
 
 
 def _hidden_for(hide: bool):
-    """The account whose own page views of the log the page leaves out (None: none)."""
-    return current_principal().account_id if hide else None
+    """Whose page views of the log the page leaves out (None: none): the viewer's, in this
+    session (its credential), so reads from another session of the account stay listed."""
+    if not hide:
+        return None
+    principal = current_principal()
+    if principal.credential_id:
+        return (principal.account_id, principal.credential_id)
+    return principal.account_id
 
 
 # how the chips name each filter, and each qualifier of the search bar

@@ -129,8 +129,13 @@ def _target(url: str) -> tuple[str, str, int, str]:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         host = parts.hostname
-    except ValueError as error:
-        raise AddressRefused(f"The URL is not valid: {error}.") from None
+    except ValueError:
+        # not the parser's own words: they quote the URL's user:password part, and this
+        # message is shown, stored in the request's record and delivered by streams
+        raise AddressRefused(
+            "The URL is not valid: give https://host[:port]/path with a host of letters, "
+            "digits, dots and hyphens and a port of 1-65535."
+        ) from None
     if parts.scheme not in ("https", "http") or not host or parts.username or parts.password:
         raise AddressRefused("The URL needs https://, a host, and no user or password in it.")
     if parts.scheme != "https" and not _allow_private():

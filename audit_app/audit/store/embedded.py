@@ -1598,8 +1598,12 @@ def _excluding(
         where.append(f"NOT coalesce({condition}, 0)")
         parameters.extend(values)
         return True
-    # a viewer's own page views of the log: {accountId: <id>, authType, action: {$in: [...]}}
-    _require(sorted(left_out) == ["accountId", "action", "authType"])
+    # a viewer's own page views of the log: {accountId: <id>, authType, action: {$in: [...]}},
+    # and the session's credentialId when given (query.hidden_views)
+    credential = left_out.get("credentialId")
+    keys = ["accountId", "action", "authType"] + (["credentialId"] if credential else [])
+    _require(sorted(left_out) == keys)
+    _require(credential is None or isinstance(credential, str))
     account, auth, actions = left_out["accountId"], left_out["authType"], left_out["action"]
     _require(isinstance(account, ObjectId) and isinstance(auth, str))
     _require(isinstance(actions, dict) and list(actions) == ["$in"])
@@ -1607,11 +1611,12 @@ def _excluding(
     _require(isinstance(names, list) and 0 < len(names) <= 20)
     _require(all(isinstance(name, str) for name in names))
     marks = ", ".join("?" * len(names))
+    same_session = f" AND {columns('credential_id')} = ?" if credential else ""
     where.append(
         f"NOT coalesce({columns('account_id')} = ? AND {columns('auth_type')} = ? "
-        f"AND {columns('action')} IN ({marks}), 0)"
+        f"AND {columns('action')} IN ({marks}){same_session}, 0)"
     )
-    parameters.extend([account.binary, auth, *names])
+    parameters.extend([account.binary, auth, *names, *([credential] if credential else [])])
     return True
 
 

@@ -368,16 +368,29 @@ class AuditQuery:
 
     def fingerprint(self) -> str:
         """A short hash of the filters, so a cursor cannot be reused with other filters."""
-        canonical = json.dumps(self.filters, sort_keys=True, default=str)
+        # not the viewer's hidden views: a page's link opens the same for a colleague (who
+        # then sees it without their own views, as every page of theirs)
+        shared = {k: v for k, v in self.filters.items() if k != HIDE_VIEWS_OF}
+        canonical = json.dumps(shared, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def hidden_views(account_id: ObjectId) -> Document:
-    """The records "Hide my views of this log" leaves out: this account's page views of the
-    log in the web UI (a session's; what a script reads with the same person's JWT or a key
-    stays listed). One record per page a person loads, so the walk that skips them reads at
-    most that many more entries than the page shows."""
-    return {"accountId": account_id, "authType": "session", "action": {"$in": list(LOG_VIEWS)}}
+def hidden_views(viewer: ObjectId | tuple[ObjectId, str]) -> Document:
+    """The records "Hide my views of this log" leaves out: the viewer's page views of the
+    log in the web UI, in this very session when its credential is given (``(account,
+    credential)``: the reads of another session of the same account, another device or a
+    stolen cookie, stay listed, as a script's reads with the person's JWT or a key do). One
+    record per page a person loads, so the walk that skips them reads at most that many
+    more entries than the page shows."""
+    account_id, credential = viewer if isinstance(viewer, tuple) else (viewer, None)
+    hidden: Document = {
+        "accountId": account_id,
+        "authType": "session",
+        "action": {"$in": list(LOG_VIEWS)},
+    }
+    if credential is not None:
+        hidden["credentialId"] = credential
+    return hidden
 
 
 def _whole_ms(moment: datetime, *, up: bool) -> datetime:
@@ -389,7 +402,15 @@ def _whole_ms(moment: datetime, *, up: bool) -> datetime:
 
 
 # the order exclusions are written in (a fingerprint and the wire tests see one order)
-_EXCLUDED_FIELDS = ("accountId", "action", "ip", "requestId", "credentialId", "method")
+_EXCLUDED_FIELDS = (
+    "accountId",
+    "action",
+    "ip",
+    "requestId",
+    "credentialId",
+    "method",
+    "accountEmail",  # -actor: of a platform staff member's email (their records' only name)
+)
 
 
 def exclusions(excluded: Mapping[str, list[Any]]) -> list[Document]:
