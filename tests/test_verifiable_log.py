@@ -521,3 +521,23 @@ def test_the_tree_takes_in_windows_sealed_before_it_and_stops_at_a_changed_recor
     after = api.get("/api/v1/audit-logs/checkpoint", token=token).get_json()
     assert after["treeSize"] == first["treeSize"]
     assert api.get(f"/api/v1/audit-logs/{changed['id']}/proof", token=token).status_code == 409
+
+
+def test_the_integrity_page_and_api_report_the_verifiable_log(setup):
+    app, org, api, token = setup
+    empty = api.get("/api/v1/audit-logs/integrity", token=token).get_json()["verifiableLog"]
+    assert empty["treeSize"] == 0 and empty["checkpointAt"] is None
+    some_records(api, token, 3)
+    seal(app, org)
+    checkpoint = api.get("/api/v1/audit-logs/checkpoint", token=token).get_json()
+    reported = api.get("/api/v1/audit-logs/integrity", token=token).get_json()["verifiableLog"]
+    assert reported["treeSize"] == checkpoint["treeSize"] > 0
+    assert reported["rootHash"] == checkpoint["rootHash"]
+    assert reported["publicKey"] == checkpoint["publicKey"]
+    from .test_web_session import login
+
+    web = app.test_client()
+    assert login(web, org.owner).status_code in (302, 303)
+    page = web.get("/organization/audit-logs/integrity").get_data(as_text=True)
+    assert f"{checkpoint['treeSize']} record(s) in the signed tree" in page
+    assert checkpoint["publicKey"] in page

@@ -239,6 +239,19 @@ class IntegritySchema(Schema):
         fields.Nested(AcknowledgementSchema),
         metadata={"description": "the acknowledgements of the problems listed"},
     )
+    verifiableLog = fields.Nested(
+        "VerifiableLogSchema",
+        metadata={
+            "description": "the verifiable log's latest signed checkpoint (docs/integrity.md)"
+        },
+    )
+
+
+class VerifiableLogSchema(Schema):
+    treeSize = fields.Integer(metadata={"description": "records in the signed tree"})
+    rootHash = fields.String(allow_none=True)
+    checkpointAt = fields.String(allow_none=True, metadata={"format": "date-time"})
+    publicKey = fields.String(metadata={"description": "the key that signs checkpoints"})
 
 
 class BucketSchema(Schema):

@@ -20,7 +20,7 @@ from ..actions import declare
 from .anchor import Anchor
 from .canonical import canonical_bytes
 from .digests import DIGESTS, SealPolicy, Signer, VerifyReport, seal_all, verify_organization
-from .merkle import CHECKPOINT_ACTION, Notary
+from .merkle import CHECKPOINT_ACTION, Notary, latest_checkpoint
 
 log = logging.getLogger(__name__)
 declare(CHECKPOINT_ACTION)
@@ -495,7 +495,26 @@ def _state_hash(document: dict) -> str:
 
 
 def integrity_state(organization_id) -> dict:
-    """The state shown to viewAuditLog holders: the stored result of the verifications.
+    """The state shown to viewAuditLog holders (``_verified_state``), with the verifiable
+    log's latest signed checkpoint: how many records an outsider can check, and by which key.
+    """
+    state = _verified_state(organization_id)
+    state["verifiableLog"] = _verifiable_log(organization_id)
+    return state
+
+
+def _verifiable_log(organization_id) -> dict:
+    latest = latest_checkpoint(get_audit_db(), organization_id)
+    return {
+        "treeSize": int(latest["treeSize"]) if latest else 0,
+        "rootHash": latest["rootHash"] if latest else None,
+        "checkpointAt": iso(latest["createdAt"]) if latest else None,
+        "publicKey": str(notary().verifier_key),
+    }
+
+
+def _verified_state(organization_id) -> dict:
+    """The stored result of the verifications.
 
     No request re-hashes records: the background task (and ``flask seal`` / ``verify``)
     verifies and stores; this reads one document, checks its signature, and checks it
