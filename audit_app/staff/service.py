@@ -528,6 +528,18 @@ def live_grant(caller: StaffCaller, organization_id: ObjectId) -> Document:
     return grant
 
 
+def enter_grant(caller: StaffCaller, organization_id: ObjectId, what: str) -> Document:
+    """The live grant a staff request reads under (API and pages alike); a refusal is kept
+    in the staff log, an access noted for the organization's own log."""
+    try:
+        grant = live_grant(caller, organization_id)
+    except ApiError:
+        log_staff_action(caller, "staff.accessRefused", organizationId=organization_id, what=what)
+        raise
+    note_access(caller, grant, what)
+    return grant
+
+
 def note_access(caller: StaffCaller, grant: Document, what: str, **detail: Any) -> None:
     """A read under a grant, in the installation's staff log (the organization's own log
     records the request itself)."""

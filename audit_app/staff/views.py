@@ -150,13 +150,7 @@ def timeline_of(text: str) -> str | None:
 def _under_grant(organization_id: str, what: str):
     caller = require_staff()
     org = parse_object_id(organization_id, "organizationId", status=404, what="Organization")
-    try:
-        grant = service.live_grant(caller, org)
-    except ApiError:
-        service.log_staff_action(caller, "staff.accessRefused", organizationId=org, what=what)
-        raise
-    service.note_access(caller, grant, what)
-    return caller, grant
+    return caller, service.enter_grant(caller, org, what)
 
 
 @bp.get("/organizations/<organizationId>/audit-logs")
