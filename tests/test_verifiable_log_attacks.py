@@ -7,39 +7,20 @@ effect: the offline verifier refuses, the sealer refuses to sign, or verify repo
 from __future__ import annotations
 
 import base64
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from bson import ObjectId
 
 from audit_app import verifier
-from audit_app.audit.capture.hooks import store_journaled
 from audit_app.audit.integrity import merkle, sealing
 from audit_app.audit.integrity.digests import CHUNKS, DIGESTS
 from audit_app.db import get_audit_db
 
 from .factories import Api, make_org
+from .test_verifiable_log import SEALING, seal, seal_up_to_now  # noqa: F401 (a fixture)
 
-SEALING = {
-    "AUDIT_SEAL_INTERVAL": 1,
-    "AUDIT_SEAL_DELAY": 0,
-    "AUDIT_LOG_ORIGIN": "audit.test",
-    "AUDIT_SEAL_IN_BACKGROUND": False,  # the test seals when it says so
-}
-
-
-@pytest.fixture(autouse=True)
-def seal_up_to_now(monkeypatch):
-    monkeypatch.setattr(sealing, "UP_TO_NOW_MARGIN", timedelta(0))
-
-
-def seal(app, org):
-    time.sleep(0.002)
-    with app.app_context():
-        store_journaled()
-    written = sealing.seal_now(app, only=org.id, up_to_now=True)
-    assert isinstance(written[str(org.id)], int), written
+# the settings, the clock and the seal of tests/test_verifiable_log.py
 
 
 @pytest.fixture(params=["mongo", "embedded"])

@@ -9,8 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import mongomock
 import pytest
@@ -24,31 +23,9 @@ from audit_app.streams import delivery
 
 from .factories import Api, make_org
 from .streams_receivers import HttpReceiver
+from .test_verifiable_log import SEALING, seal, seal_up_to_now, some_records  # noqa: F401 (a fixture)
 
-SEALING = {
-    "AUDIT_SEAL_INTERVAL": 1,
-    "AUDIT_SEAL_DELAY": 0,
-    "AUDIT_LOG_ORIGIN": "audit.test",
-    "AUDIT_SEAL_IN_BACKGROUND": False,  # the test seals when it says so
-}
-
-
-@pytest.fixture(autouse=True)
-def seal_up_to_now(monkeypatch):
-    monkeypatch.setattr(sealing, "UP_TO_NOW_MARGIN", timedelta(0))
-
-
-def seal(app, org):
-    time.sleep(0.002)
-    with app.app_context():
-        store_journaled()
-    written = sealing.seal_now(app, only=org.id, up_to_now=True)
-    assert isinstance(written[str(org.id)], int), written
-
-
-def some_records(api, token, count):
-    for _ in range(count):
-        assert api.get("/api/v1/workspaces", token=token).status_code == 200
+# the settings, the clock and the seal of tests/test_verifiable_log.py
 
 
 # Streams ----------------------------------------------------------------------------------

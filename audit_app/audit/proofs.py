@@ -21,6 +21,7 @@ from ..errors import ApiError, bad_request
 from ..ids import floor_to, iso
 from ..verifier import PROOF_FORMAT, format_tlog_proof
 from .integrity import merkle
+from .integrity.anchor import millis
 from .integrity.digests import CHUNK_SIZE, CHUNKS, DIGESTS
 from .integrity.sealing import anchor, notary
 from .store.repository import find_record
@@ -152,7 +153,7 @@ def leaf_index(db: Database[Document], organization_id: ObjectId, record: dict) 
         return None
     if merkle.tree_state(db, organization_id).sequence < digest["sequence"]:
         return None
-    position = _position(db, organization_id, digest, str(record["_id"]), _ms(stored))
+    position = _position(db, organization_id, digest, str(record["_id"]), millis(stored))
     return None if position is None else start + position
 
 
@@ -182,10 +183,6 @@ def _in_chunk(chunk: dict, record_id: str) -> int | None:
         if entry and entry[0] == record_id:
             return int(chunk["index"]) * CHUNK_SIZE + position
     return None
-
-
-def _ms(moment: datetime) -> int:
-    return int(_aware(moment).timestamp() * 1000 + 0.5)
 
 
 def _not_yet(record: dict) -> ApiError:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -489,10 +488,6 @@ def _window_leaves(digest, sealed, records, hash_of, news) -> Iterator[bytes]:
         raise TreeRefused(
             f"a record of window #{digest['sequence']} is gone since it was sealed; run verify"
         )
-
-
-def leaf_hash_hex(record: dict) -> str:
-    return hashlib.sha256(b"\x00" + record_leaf(record)).hexdigest()
 
 
 def describe_checkpoint(document: dict | None) -> dict | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -37,11 +38,17 @@ def anchor(app=None) -> Anchor:
 
 
 def notary(app=None) -> Notary:
-    """The checkpoints' Ed25519 signer (its key, like the digests', outside the database)."""
+    """The checkpoints' Ed25519 signer (its key, like the digests', outside the database);
+    made once per settings, not on every page that shows the public key."""
     config = (app or current_app).config
-    return Notary.from_settings(
+    return _notary(
         config["AUDIT_LOG_ORIGIN"], config["AUDIT_SIGNING_KEY"], config["AUDIT_CHECKPOINT_KEY"]
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _notary(origin: str, signing_key: str, note_key: str | None) -> Notary:
+    return Notary.from_settings(origin, signing_key, note_key)
 
 
 def policy(app=None) -> SealPolicy:
