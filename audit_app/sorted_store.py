@@ -21,8 +21,10 @@ before.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import re
 import struct
 from collections import deque
@@ -196,6 +198,19 @@ class SortedCollectionStore(lite.CollectionStore):
         super().__init__(filename, codec_options=codec_options)
 
     def open(self) -> None:
+        """litemongo's, one connection at a time per database folder, across threads and
+        processes (an ``flock`` on the folder). Alone, two connections opening a new file at
+        once collide: both set the journal mode (``database is locked``), both read no key
+        format in the ``info`` table and both insert one (``UNIQUE constraint failed:
+        info.key``). A connection opens each collection once."""
+        folder = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            self._open()
+        finally:
+            os.close(folder)  # and with it the lock
+
+    def _open(self) -> None:
         super().open()
         if not self.sorted_indexes:
             return
@@ -281,6 +296,7 @@ class SortedDatabaseStore(lite.DatabaseStore):
         self, path: Path, sorted_indexes: Mapping[str, Sequence[SortedIndex]], **kwargs: Any
     ) -> None:
         self.sorted_indexes = sorted_indexes
+        path.mkdir(parents=True, exist_ok=True)  # litemongo's mkdir fails if another made it
         super().__init__(path, **kwargs)
 
     def __getitem__(self, col_name: str) -> lite.CollectionStore:
@@ -296,6 +312,7 @@ class SortedDatabaseStore(lite.DatabaseStore):
 class SortedServerStore(lite.ServerStore):
     def __init__(self, dirpath: str, sorted_indexes: Mapping[str, Sequence[SortedIndex]]) -> None:
         self.sorted_indexes = sorted_indexes
+        Path(dirpath).mkdir(parents=True, exist_ok=True)  # as in SortedDatabaseStore
         super().__init__(dirpath)
 
     def __getitem__(self, db_name: str) -> lite.DatabaseStore:

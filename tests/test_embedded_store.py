@@ -639,3 +639,42 @@ def test_a_table_of_the_previous_version_gains_the_new_columns_filled(tmp_path):
     assert collection.column_mismatches(ORG) == []
     table.close()
     AuditTable(path).close()  # opening again: nothing left to do
+
+
+def test_threads_opening_a_new_store_at_once_all_succeed(tmp_path):
+    """Each thread of a process has its own connection to each collection file (the
+    sealer, the purger, the streams and the requests' threads): opened together on a new
+    folder they must all work. litemongo alone lets two of them create the folder, set the
+    journal mode and note the file's key format at once ("File exists", "database is
+    locked", "UNIQUE constraint failed: info.key"); this failed in most rounds before."""
+    import threading
+
+    from audit_app import sorted_store
+    from audit_app.indexes import sorted_indexes
+
+    for round_ in range(8):
+        folder = str(tmp_path / f"store{round_}")
+        barrier, errors = threading.Barrier(6), []
+
+        def open_and_write(worker: int, folder: str = folder, barrier=barrier, errors=errors):
+            client = sorted_store.connect(folder, sorted_indexes())
+            try:
+                barrier.wait(10)
+                database = client["audit_app"]
+                database["audit_leases"].insert_one({"_id": f"lease {worker}"})
+                database["workspaces"].insert_one({"_id": worker, "name": f"w{worker}"})
+            except Exception as error:  # the test reports every one
+                errors.append(error)
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=open_and_write, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors, errors
+        client = sorted_store.connect(folder, sorted_indexes())
+        assert client["audit_app"]["audit_leases"].count_documents({}) == 6
+        assert client["audit_app"]["workspaces"].count_documents({}) == 6
+        client.close()
