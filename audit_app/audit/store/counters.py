@@ -79,6 +79,9 @@ class HourlyTally:
     def __init__(self) -> None:
         self._pending: Counter[tuple[ObjectId, datetime, str]] = Counter()
         self._lock = threading.Lock()
+        # one flush at a time: a chart's flush that found the tally already taken by the
+        # background task's would read the store before that one's additions landed
+        self._flushing = threading.Lock()
 
     def add(self, record: Mapping[str, Any]) -> None:
         organization_id, at = record.get("organizationId"), record.get("createdAt")
@@ -90,7 +93,12 @@ class HourlyTally:
     def flush(self, db: Database[Document]) -> int:
         """Add the tally to the store, within ``TIMEOUT_SECONDS``. What was surely not
         applied is kept for the next flush; what may have been is not sent again (``$inc``
-        is not idempotent: the counts may under-count, never over-count)."""
+        is not idempotent: the counts may under-count, never over-count). A flush waits for
+        the one under way, so the store holds every count taken before it returns."""
+        with self._flushing:
+            return self._flush(db)
+
+    def _flush(self, db: Database[Document]) -> int:
         with self._lock:
             taken, self._pending = self._pending, Counter()
         if not taken:
