@@ -25,7 +25,7 @@ from .audit.capture.writer import AuditWriter, write_mode
 from .audit.integrity.anchor import Anchor
 from .audit.integrity.retention import background_purger
 from .audit.integrity.retention import check_bounds as check_retention_bounds
-from .audit.integrity.sealing import background_sealer
+from .audit.integrity.sealing import background_sealer, timestamp_authority
 from .audit.store.repository import audit_write_concern
 from .auth.api import bp as auth_bp
 from .auth.principal import _LoginRedirect, load_principal, login_redirect
@@ -79,6 +79,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _configure_logging(app)
     check_stream_key(app.config)
     check_retention_bounds(app.config)
+    timestamp_authority(app)  # AUDIT_TSA_URL and its roots: refused at start, not at a seal
     init_stores(app)
     register_extensions(app)
     register_hooks(app)

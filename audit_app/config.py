@@ -226,6 +226,10 @@ def load_settings(instance_path: Path) -> dict:
         # a key derived from AUDIT_SIGNING_KEY; both stay outside the database
         "AUDIT_LOG_ORIGIN": os.environ.get("AUDIT_LOG_ORIGIN", "").strip() or "audit-log.localhost",
         "AUDIT_CHECKPOINT_KEY": os.environ.get("AUDIT_CHECKPOINT_KEY", "").strip() or None,
+        # an RFC 3161 timestamp authority for each checkpoint (off when unset), and the PEM
+        # roots its answers must chain to (docs/integrity.md, "Timestamps")
+        "AUDIT_TSA_URL": os.environ.get("AUDIT_TSA_URL", "").strip() or None,
+        "AUDIT_TSA_CA_FILE": os.environ.get("AUDIT_TSA_CA_FILE", "").strip() or None,
         "AUDIT_QUERY_TIMEOUT_MS": _env_int("AUDIT_QUERY_TIMEOUT_MS", 5000, minimum=100),
         "AUDIT_EXPORT_TIMEOUT_MS": _env_int("AUDIT_EXPORT_TIMEOUT_MS", 120000, minimum=100),
         "AUDIT_HISTOGRAM_MAX_RECORDS": _env_int("AUDIT_HISTOGRAM_MAX_RECORDS", 20000, minimum=100),

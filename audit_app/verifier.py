@@ -21,6 +21,12 @@ be followed by hand):
 A consistency proof between two checkpoints (``verify_consistency``) is RFC 9162, section
 2.1.4.2; ``flask witness`` uses it.
 
+With ``--tsa-root ROOTS.pem`` it also checks the checkpoint's RFC 3161 timestamp (an
+installation with ``AUDIT_TSA_URL`` has one in each proof): granted, of the SHA-256 of the
+checkpoint's exact note text, and signed by a time-stamping certificate that chains to one
+of those roots, so the checkpoint existed by its ``genTime`` on the authority's word. That
+check needs ``rfc3161-client`` (``pip install rfc3161-client``) besides ``cryptography``.
+
 Exit codes: 0 verified, 1 not verified (and why), 2 usage error.
 """
 
@@ -393,6 +399,64 @@ def verify_record_proof(document: dict, key: VerifierKey) -> Verified:
     return Verified(organization, record_id, index, checkpoint)
 
 
+# RFC 3161 timestamps of a checkpoint ----------------------------------------------------
+
+SHA256_OID = "2.16.840.1.101.3.4.2.1"
+
+
+def verify_timestamp(response, note: str, roots=(), nonce: int | None = None):
+    """Check an RFC 3161 answer (``rfc3161_client.TimeStampResponse``) for a checkpoint note:
+    granted, of the SHA-256 of the note's bytes (and of ``nonce``), and, given roots, signed
+    by a certificate for time stamping that chains to one of them. Returns its genTime."""
+    from rfc3161_client import PKIStatus, VerifierBuilder
+    from rfc3161_client import VerificationError as Refused
+
+    if PKIStatus(response.status) != PKIStatus.GRANTED:
+        raise VerificationError(f"the authority did not grant it (status {response.status})")
+    imprint = response.tst_info.message_imprint
+    if imprint.hash_algorithm.dotted_string != SHA256_OID:
+        raise VerificationError("the timestamp is not of a SHA-256 hash")
+    if imprint.message != hashlib.sha256(note.encode("utf-8")).digest():
+        raise VerificationError("the timestamp is of another checkpoint")
+    if nonce is not None and response.tst_info.nonce != nonce:
+        raise VerificationError("the timestamp answers another request (nonce)")
+    if roots:
+        try:
+            VerifierBuilder(roots=list(roots), nonce=nonce).build().verify_message(
+                response, note.encode("utf-8")
+            )
+        except (Refused, ValueError) as error:
+            raise VerificationError(
+                f"the authority's signature does not verify ({error})"
+            ) from None
+    return response.tst_info.gen_time
+
+
+def decode_timestamp(token):
+    """A timestamp as files and the API carry it: base64 of the DER ``TimeStampResp``."""
+    from rfc3161_client import decode_timestamp_response
+
+    if not isinstance(token, str):
+        raise VerificationError("the timestamp holds no token")
+    try:
+        return decode_timestamp_response(base64.b64decode(token, validate=True))
+    except (ValueError, TypeError) as error:
+        raise VerificationError(f"the timestamp is not an RFC 3161 answer ({error})") from None
+
+
+def load_roots(path: str) -> list:
+    """The PEM certificates of a file."""
+    from cryptography import x509
+
+    with open(path, "rb") as handle:
+        data = handle.read(1024 * 1024)
+    try:
+        roots = x509.load_pem_x509_certificates(data)
+    except ValueError as error:
+        raise VerificationError(f"{path} holds no PEM certificate ({error})") from None
+    return roots
+
+
 def _oid(value) -> str:
     if isinstance(value, dict) and isinstance(value.get("$oid"), str):
         return value["$oid"]
@@ -417,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("file", help="the record's proof file (Download proof)")
     parser.add_argument("--key", required=True, help="the log's public key (<name>+<id>+<key>)")
+    parser.add_argument(
+        "--tsa-root",
+        help="PEM root certificate(s) of the timestamp authority: check the checkpoint's "
+        "RFC 3161 timestamp too (needs rfc3161-client)",
+    )
     args = parser.parse_args(argv)
     try:
         with open(args.file, encoding="utf-8") as handle:
@@ -440,6 +509,42 @@ def main(argv: list[str] | None = None) -> int:
         f"leaf {result.index} of the log {result.checkpoint.origin}, tree size "
         f"{result.checkpoint.size}, signed by {key.name}"
     )
+    return _timestamp(document, args.tsa_root)
+
+
+def _timestamp(document: dict, roots_path: str | None) -> int:
+    """The checkpoint's RFC 3161 timestamp: checked with --tsa-root, else mentioned."""
+    stamp = document.get("timestamp")
+    token = stamp.get("token") if isinstance(stamp, dict) else None
+    if roots_path is None:
+        if token is not None:
+            print(
+                "The checkpoint carries an RFC 3161 timestamp (not checked): give --tsa-root "
+                "with the timestamp authority's root certificate to check it."
+            )
+        return 0
+    try:
+        import rfc3161_client  # noqa: F401
+    except ImportError:
+        print("Checking a timestamp needs rfc3161-client (pip install it).", file=sys.stderr)
+        return 2
+    try:
+        roots = load_roots(roots_path)
+    except OSError as error:
+        print(f"Cannot read {roots_path}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except VerificationError as error:
+        print(f"{error}", file=sys.stderr)
+        return 2
+    _, _, note = parse_tlog_proof(document["proof"])  # the note just verified
+    try:
+        if token is None:
+            raise VerificationError("the checkpoint carries no RFC 3161 timestamp")
+        gen_time = verify_timestamp(decode_timestamp(token), note, roots)
+    except VerificationError as error:
+        print(f"TIMESTAMP NOT VERIFIED: {error}")
+        return 1
+    print(f"TIMESTAMPED: the checkpoint existed by {gen_time.isoformat()} (RFC 3161)")
     return 0
 
 

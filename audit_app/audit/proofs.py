@@ -24,6 +24,7 @@ from .integrity import merkle
 from .integrity.anchor import millis
 from .integrity.digests import CHUNK_SIZE, CHUNKS, DIGESTS
 from .integrity.sealing import anchor, notary
+from .integrity.timestamps import describe as describe_timestamp
 from .store.repository import find_record
 
 
@@ -47,7 +48,13 @@ def checkpoint(db: Database[Document], organization_id: ObjectId) -> dict:
         "publicKey": public_key(),
         **(
             merkle.describe_checkpoint(latest)
-            or {"treeSize": 0, "rootHash": None, "checkpoint": None, "createdAt": None}
+            or {
+                "treeSize": 0,
+                "rootHash": None,
+                "checkpoint": None,
+                "createdAt": None,
+                "timestamp": None,
+            }
         ),
     }
 
@@ -110,6 +117,7 @@ def record_proof(
         "checkpoint": note,
         "proof": format_tlog_proof(index, hashes, note),
         "record": merkle.canonical_extended_json(record),
+        **({"timestamp": stamp} if (stamp := describe_timestamp(found.get("timestamp"))) else {}),
     }
 
 

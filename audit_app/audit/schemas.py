@@ -252,6 +252,17 @@ class VerifiableLogSchema(Schema):
     rootHash = fields.String(allow_none=True)
     checkpointAt = fields.String(allow_none=True, metadata={"format": "date-time"})
     publicKey = fields.String(metadata={"description": "the key that signs checkpoints"})
+    timestamp = fields.Nested(
+        "CheckpointTimestampSchema",
+        allow_none=True,
+        metadata={"description": "the checkpoint's RFC 3161 timestamp (AUDIT_TSA_URL), or null"},
+    )
+
+
+class CheckpointTimestampSchema(Schema):
+    authority = fields.String(metadata={"description": "the timestamp authority's URL"})
+    genTime = fields.String(metadata={"format": "date-time", "description": "its time"})
+    token = fields.String(metadata={"description": "base64 of the DER TimeStampResp"})
 
 
 class BucketSchema(Schema):
@@ -308,6 +319,11 @@ class CheckpointSchema(Schema):
     rootHash = fields.String(allow_none=True, metadata={"description": "base64 SHA-256"})
     checkpoint = fields.String(allow_none=True, metadata={"description": "C2SP signed note"})
     createdAt = fields.String(allow_none=True)
+    timestamp = fields.Nested(
+        "CheckpointTimestampSchema",
+        allow_none=True,
+        metadata={"description": "the checkpoint's RFC 3161 timestamp (AUDIT_TSA_URL), or null"},
+    )
 
 
 class RecordProofSchema(Schema):
@@ -324,6 +340,10 @@ class RecordProofSchema(Schema):
     proof = fields.String(required=True, metadata={"description": "c2sp.org/tlog-proof@v1"})
     record = fields.Dict(
         required=True, metadata={"description": "the record in canonical Extended JSON"}
+    )
+    timestamp = fields.Nested(
+        "CheckpointTimestampSchema",
+        metadata={"description": "the checkpoint's RFC 3161 timestamp, when it has one"},
     )
 
 

@@ -97,9 +97,17 @@ class Anchor:
         return self.directory / f"{ObjectId(organization_id)}.checkpoints.ndjson"
 
     def append_checkpoint(
-        self, organization_id: ObjectId, size: int, root_hash: str, note: str
+        self,
+        organization_id: ObjectId,
+        size: int,
+        root_hash: str,
+        note: str,
+        timestamp: dict | None = None,
     ) -> None:
-        entry = {"treeSize": size, "rootHash": root_hash, "checkpoint": note}
+        """A checkpoint, with its RFC 3161 timestamp if it has one (timestamps.py)."""
+        entry: dict = {"treeSize": size, "rootHash": root_hash, "checkpoint": note}
+        if timestamp:
+            entry["timestamp"] = timestamp
         entry["anchoredAt"] = iso(utcnow())
         self._append(self.checkpoints_path(organization_id), entry)  # JSON escapes the em dash
 

@@ -37,10 +37,11 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from ...db import IndexSpec, TenantCollection
 from ...ids import floor_to, iso
 from ..store.repository import COLLECTION, index_mismatches
-from . import merkle
+from . import merkle, timestamps
 from .anchor import Anchor, replayed_entry
 from .canonical import canonical_bytes, record_hash, record_hash_v2
 from .merkle import Notary, TreeRefused
+from .timestamps import Authority
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class SealPolicy:
     delay: timedelta
     anchor: Anchor | None = None
     notary: Notary | None = None  # signs the verifiable log's checkpoints (merkle.py)
+    timestamps: Authority | None = None  # an RFC 3161 authority stamps them (timestamps.py)
 
 
 def ensure_digest_indexes(db: Database) -> list[str]:
@@ -459,6 +461,7 @@ def grow_tree(
         policy.notary,
         now,
         policy.anchor,
+        stamp=policy.timestamps.stamp if policy.timestamps is not None else None,
         entries=lambda digest: _digest_entries(db, organization_id, digest),
         records=lambda digest: _record_stream(
             db, organization_id, digest["windowStart"], digest["windowEnd"]
@@ -654,7 +657,8 @@ def verify_organization(
                 "been sealed but are not (sealing stopped, or its digests were deleted).",
             )
     if anchor is not None and policy.notary is not None:
-        _check_checkpoints(report, db, organization_id, anchor, policy.notary, last)
+        roots = policy.timestamps.roots if policy.timestamps is not None else ()
+        _check_checkpoints(report, db, organization_id, anchor, policy.notary, last, roots)
     if start is None and end is None and last is None:  # a full pass: every tile
         _check_tiles(report, db, organization_id)
     return report
@@ -664,10 +668,14 @@ MAX_CHECKPOINTS_CHECKED = 1000
 RECENT_CHECKPOINTS = 24
 
 
-def _check_checkpoints(report, db, organization_id, anchor: Anchor, notary: Notary, last) -> None:
+def _check_checkpoints(
+    report, db, organization_id, anchor: Anchor, notary: Notary, last, roots=()
+) -> None:
     """Each checkpoint anchored outside the database (the newest ones) must be signed by the
     installation's key and be the root of the tree the database holds at its size: so the
-    tree still extends every checkpoint published, and its tiles were not rewritten."""
+    tree still extends every checkpoint published, and its tiles were not rewritten. A
+    checkpoint's RFC 3161 timestamp must be of that checkpoint (and, with the authority's
+    roots set, signed by it)."""
     from ...verifier import VerificationError, verified_checkpoint
 
     anchored = anchor.checkpoints(organization_id)
@@ -683,6 +691,7 @@ def _check_checkpoints(report, db, organization_id, anchor: Anchor, notary: Nota
         except VerificationError as error:
             report.fail("checkpointForged", f"The anchored checkpoint of size {size}: {error}.")
             continue
+        _check_timestamp(report, entry, size, roots)
         try:
             held = merkle.root(tiles, checkpoint.size)
         except LookupError:
@@ -698,6 +707,23 @@ def _check_checkpoints(report, db, organization_id, anchor: Anchor, notary: Nota
                 f"The verifiable log's tree of size {checkpoint.size} is not the one that was "
                 "published (its tiles were rewritten): proofs against it fail.",
             )
+
+
+def _check_timestamp(report, entry: dict, size: int, roots) -> None:
+    stamp = entry.get("timestamp")
+    if stamp is None:
+        return
+    try:
+        token = stamp.get("token") if isinstance(stamp, dict) else None
+        if not isinstance(token, str):
+            raise timestamps.TimestampError("it holds no token")
+        timestamps.check(timestamps.decode(token), entry["checkpoint"], roots)
+    except timestamps.TimestampError as error:
+        report.fail(
+            "timestampInvalid",
+            f"The RFC 3161 timestamp of the anchored checkpoint of size {size} does not hold: "
+            f"{error}.",
+        )
 
 
 MAX_TILE_PROBLEMS = 10

@@ -53,6 +53,7 @@ from ...verifier import (
     node_hash,
     note_key_id,
 )
+from . import timestamps
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +348,7 @@ def extend(
     notary: Notary,
     now: datetime,
     anchor=None,
+    stamp: Callable[[str], dict | None] | None = None,
     entries: Callable[[dict], Iterator[tuple[str, str]]] | None = None,
     records: Callable[[dict], Iterator[dict]] | None = None,
     hash_of: Callable[[dict, dict], str] | None = None,
@@ -411,7 +413,7 @@ def extend(
         sequence = digest["sequence"]
     if not grown:
         return None
-    return publish(db, organization_id, notary, state, now, anchor, news[0])
+    return publish(db, organization_id, notary, state, now, anchor, news[0], stamp)
 
 
 def _check_signed_tree(db, organization_id: ObjectId, notary: Notary, tiles: Tiles, anchor):
@@ -447,9 +449,20 @@ def _check_signed_tree(db, organization_id: ObjectId, notary: Notary, tiles: Til
 
 
 def publish(
-    db, organization_id, notary: Notary, state: TreeState, now, anchor=None, new_records=0
+    db,
+    organization_id,
+    notary: Notary,
+    state: TreeState,
+    now,
+    anchor=None,
+    new_records=0,
+    stamp: Callable[[str], dict | None] | None = None,
 ) -> dict:
+    """Sign the checkpoint of the tree's state, have it timestamped (``stamp``, an RFC 3161
+    authority: never more than its timeout, and unstamped if it fails), store it and
+    append it to the anchor."""
     note = notary.sign(organization_id, state.size, state.root)
+    timestamp = stamp(note) if stamp is not None else None
     document = {
         "_id": ObjectId(),
         "organizationId": ObjectId(organization_id),
@@ -458,12 +471,15 @@ def publish(
         "checkpoint": note,
         "newRecords": new_records,
         "createdAt": now,
+        **({"timestamp": timestamp} if timestamp else {}),
     }
     # a size published already (by another sealer) keeps its first checkpoint
     with contextlib.suppress(DuplicateKeyError):
         TenantCollection(db[CHECKPOINTS], ObjectId(organization_id)).insert_one(document)
     if anchor is not None:
-        anchor.append_checkpoint(organization_id, state.size, document["rootHash"], note)
+        anchor.append_checkpoint(
+            organization_id, state.size, document["rootHash"], note, timestamps.describe(timestamp)
+        )
     return document
 
 
@@ -499,4 +515,5 @@ def describe_checkpoint(document: dict | None) -> dict | None:
         "rootHash": document["rootHash"],
         "checkpoint": document["checkpoint"],
         "createdAt": iso(document["createdAt"]),
+        "timestamp": timestamps.describe(document.get("timestamp")),
     }

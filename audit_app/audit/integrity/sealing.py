@@ -15,6 +15,7 @@ from bson import ObjectId
 from flask import current_app
 from pymongo.errors import DuplicateKeyError
 
+from ...config import ConfigError
 from ...db import TenantCollection, get_audit_db, get_db, stores
 from ...ids import iso, utcnow
 from ..actions import declare
@@ -22,6 +23,8 @@ from .anchor import Anchor
 from .canonical import canonical_bytes
 from .digests import DIGESTS, SealPolicy, Signer, VerifyReport, seal_all, verify_organization
 from .merkle import CHECKPOINT_ACTION, Notary, latest_checkpoint
+from .timestamps import Authority, authority_from_settings
+from .timestamps import describe as describe_timestamp
 
 log = logging.getLogger(__name__)
 declare(CHECKPOINT_ACTION)
@@ -60,7 +63,22 @@ def policy(app=None) -> SealPolicy:
         delay=timedelta(seconds=config["AUDIT_SEAL_DELAY"]),
         anchor=anchor(app),
         notary=notary(app),
+        timestamps=timestamp_authority(app),
     )
+
+
+def timestamp_authority(app=None) -> Authority | None:
+    """The RFC 3161 authority that stamps each checkpoint (``AUDIT_TSA_URL``), or None."""
+    config = (app or current_app).config
+    return _authority(config.get("AUDIT_TSA_URL"), config.get("AUDIT_TSA_CA_FILE"))
+
+
+@functools.lru_cache(maxsize=8)
+def _authority(url: str | None, ca_file: str | None) -> Authority | None:
+    try:
+        return authority_from_settings(url, ca_file)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 UP_TO_NOW_MARGIN = timedelta(seconds=5)
@@ -517,6 +535,7 @@ def _verifiable_log(organization_id) -> dict:
         "rootHash": latest["rootHash"] if latest else None,
         "checkpointAt": iso(latest["createdAt"]) if latest else None,
         "publicKey": str(notary().verifier_key),
+        "timestamp": describe_timestamp(latest.get("timestamp")) if latest else None,
     }
 
 
