@@ -6,6 +6,7 @@ Bad arguments end with a message and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -33,8 +34,10 @@ from .audit.integrity.retention import legacy_from_ttl, purge_all
 from .audit.integrity.sealing import (
     RECENT_WINDOWS,
     NothingToAcknowledge,
+    SealerBusy,
     acknowledge,
     seal_now,
+    sealing_alone,
     store_state,
     verify,
 )
@@ -667,10 +670,12 @@ def seal_command(organization_id, up_to_now, as_json):
     """Seal every closed window: signed, chained digests of the audit records."""
 
     only = _organization(get_db(), organization_id)["_id"] if organization_id else None
-    written = seal_now(current_app._get_current_object(), only=only, up_to_now=up_to_now)
-    for key, count in written.items():
-        if isinstance(count, int) and count:  # what the pages show: the newest windows
-            store_state(ObjectId(key), verify(ObjectId(key), last=RECENT_WINDOWS), "recent")
+    app = current_app._get_current_object()
+    with _sealing_alone(app):
+        written = seal_now(app, only=only, up_to_now=up_to_now)
+        for key, count in written.items():
+            if isinstance(count, int) and count:  # what the pages show: the newest windows
+                store_state(ObjectId(key), verify(ObjectId(key), last=RECENT_WINDOWS), "recent")
     failed = {k: v["error"] for k, v in written.items() if isinstance(v, dict)}
     total = sum(v for v in written.values() if isinstance(v, int))
     _emit(
@@ -681,6 +686,17 @@ def seal_command(organization_id, up_to_now, as_json):
     )
     if failed:
         raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def _sealing_alone(app):
+    """The sealer's lease around a command's seal or stored verification, as an error
+    naming why when another process holds it too long."""
+    try:
+        with sealing_alone(app):
+            yield
+    except SealerBusy as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _date_option(value, option):
@@ -747,14 +763,15 @@ def verify_command(organization_id, start, end, as_json):
     if since is not None and until is not None and since > until:
         raise click.BadParameter(f"{start} is after --to {end}.", param_hint="--from")
     organization = _organization(get_db(), organization_id)
-    report = verify(organization["_id"], start=since, end=until)
-    payload = report.as_dict()
-    sealed_nothing = not report.windows and not report.chain_problems
-    payload["nothingSealed"] = sealed_nothing
-    state = None
-    if start is None and end is None and not sealed_nothing:  # every window: the pages' state
-        state = store_state(organization["_id"], report, "full")
-        payload["integrityState"] = state["state"]
+    with _sealing_alone(current_app._get_current_object()):  # never half-way through a seal
+        report = verify(organization["_id"], start=since, end=until)
+        payload = report.as_dict()
+        sealed_nothing = not report.windows and not report.chain_problems
+        payload["nothingSealed"] = sealed_nothing
+        state = None
+        if start is None and end is None and not sealed_nothing:  # every window: the state
+            state = store_state(organization["_id"], report, "full")
+            payload["integrityState"] = state["state"]
     record_operator_command(
         organization["_id"],
         "verify",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import os
 import socket
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -630,6 +633,36 @@ def acquire_lease(name: str, holder: str, seconds: float, app=None) -> bool:
 
 def release_lease(name: str, holder: str, app=None) -> None:
     get_audit_db(app)[LEASES].delete_one({"_id": name, "holder": holder})
+
+
+class SealerBusy(Exception):
+    """Another process held the sealer's lease for longer than a command waits."""
+
+
+COMMAND_WAIT_SECONDS = 30.0
+COMMAND_LEASE_SECONDS = 600
+
+
+@contextlib.contextmanager
+def sealing_alone(app=None, wait: float | None = None) -> Iterator[None]:
+    """The sealer's lease for a command (``flask seal``, ``flask verify``): it never seals
+    or verifies while the background task (or another command) is sealing. Verified
+    half-way through another's seal, an organization's windows read as ones that should
+    have been sealed and are not, and that false failure became its stored state. Waits
+    up to ``COMMAND_WAIT_SECONDS`` for the lease, then raises SealerBusy."""
+    holder = f"command-{uuid.uuid4().hex}"
+    deadline = time.monotonic() + (COMMAND_WAIT_SECONDS if wait is None else wait)
+    while not acquire_lease("sealer", holder, COMMAND_LEASE_SECONDS, app):
+        if time.monotonic() >= deadline:
+            raise SealerBusy(
+                "Another process is sealing right now (the background task, or another "
+                "command); try again later."
+            )
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        release_lease("sealer", holder, app)
 
 
 def seal_and_verify(app, holder: str) -> dict | None:
