@@ -263,7 +263,7 @@ def test_api_and_list_page_show_the_integrity_state(app, api, org, db, runner):
     )
     runner.invoke(args=["seal"])
     state = api.get("/api/v1/audit-logs/integrity", as_=org.admin).get_json()
-    assert state["state"] == "verified" and state["verifiedUpTo"]
+    assert state["state"] == "verified" and state["verifiedUpTo"], json.dumps(state)
     client = app.test_client()
     login(client, org.owner)
     assert "Integrity verified up to" in client.get("/organization/audit-logs").get_data(
@@ -358,3 +358,44 @@ def test_a_string_whose_type_byte_became_code_is_detected(db, org, sealed):
     assert not report.ok and ("modified", str(original["_id"])) in {
         (t, r) for _, t, r in problems(report)
     }
+
+
+def test_a_command_never_seals_or_verifies_while_another_process_is_sealing(
+    app, org, db, runner, monkeypatch
+):
+    """The background task holds the sealer's lease while it seals and verifies: ``flask
+    seal`` and ``flask verify`` wait for it, so neither verifies (and stores as the state)
+    an organization half-way through another's seal, nor seals alongside it; past their
+    wait they say so and change nothing."""
+    import threading
+    import time
+
+    from audit_app.audit.integrity import sealing
+
+    recent = datetime.now(UTC) - timedelta(hours=3)
+    db.organizations.update_one({"_id": org.id}, {"$set": {"createdAt": recent}})
+    assert sealing.acquire_lease("sealer", "the background task", 60, app)
+    monkeypatch.setattr(sealing, "COMMAND_WAIT_SECONDS", 0.5)
+    for args in (["seal"], ["verify", "--organization", str(org.id)]):
+        busy = runner.invoke(args=[*args, "--json"])
+        assert busy.exit_code == 1, busy.output
+        assert "Another process is sealing right now" in busy.output
+    assert db.audit_digests.count_documents({"organizationId": org.id}) == 0
+    assert db.audit_integrity.find_one({"_id": org.id}) is None
+    # the lease let go while a command waits: it goes on then, and only then
+    monkeypatch.setattr(sealing, "COMMAND_WAIT_SECONDS", 30)
+    released = []
+
+    def background_done():
+        time.sleep(0.5)
+        released.append(datetime.now(UTC))
+        sealing.release_lease("sealer", "the background task", app)
+
+    thread = threading.Thread(target=background_done)
+    thread.start()
+    done = runner.invoke(args=["seal", "--json"])
+    thread.join(10)
+    assert done.exit_code == 0, done.output
+    first = db.audit_digests.find_one({"organizationId": org.id}, sort=[("sequence", 1)])
+    assert first is not None and first["createdAt"].replace(tzinfo=UTC) >= released[0]
+    assert db.audit_leases.find_one({"_id": "sealer"}) is None  # the command let go too
