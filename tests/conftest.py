@@ -34,6 +34,9 @@ def make_app(tmp_path, mongo):
             "AUDIT_REPLAY_INTERVAL": 0,
             "AUDIT_STREAM_INTERVAL": 0,  # stream tests deliver when they say so
             "AUDIT_PURGE_INTERVAL": 0,  # retention tests purge when they say so
+            # and seal when they say so: a test that writes a history (records stored hours
+            # ago) while the background sealer verifies half of it gets a true failure
+            "AUDIT_SEAL_IN_BACKGROUND": False,
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "EMBEDDED_STORE_DIR": str(tmp_path / "store"),
             "RATELIMIT_STORAGE_URI": "memory://",  # the shared storages have their own tests
