@@ -541,3 +541,40 @@ def test_the_integrity_page_and_api_report_the_verifiable_log(setup):
     page = web.get("/organization/audit-logs/integrity").get_data(as_text=True)
     assert f"{checkpoint['treeSize']} record(s) in the signed tree" in page
     assert checkpoint["publicKey"] in page
+
+
+@pytest.mark.parametrize("sizes", [[300] * 40, [100, 9000, 50, 200_000, 80] * 6, [5000] * 3])
+def test_the_last_anchored_checkpoints_are_read_from_the_file_s_end(tmp_path, sizes):
+    """A seal reads the last anchored checkpoint and a verification the last 24 (or 1,000),
+    from the end of a file that grows by a line (with its timestamp) each seal: the same
+    entries as the whole file's last ones, whatever the lines' lengths, a torn line too."""
+    from audit_app.audit.integrity.anchor import Anchor
+
+    anchor = Anchor(str(tmp_path / "anchor"))
+    org = ObjectId()
+    for size, length in enumerate(sizes, start=1):
+        stamp = {"authority": "https://tsa.example/", "genTime": "x", "token": "A" * length}
+        anchor.append_checkpoint(org, size, "cm9vdA==", f"note {size}\n", stamp)
+    with open(anchor.checkpoints_path(org), "a") as handle:
+        handle.write('{"treeSize": 999, "checkpoint": "torn')  # a crash mid-line
+    whole = anchor.checkpoints(org)
+    assert [e["treeSize"] for e in whole] == list(range(1, len(sizes) + 1))
+    for last in (1, 2, 24, 1000):
+        assert anchor.checkpoints(org, last=last) == whole[-last:]
+    assert anchor.checkpoints(ObjectId(), last=1) == []  # no file yet
+
+
+def test_a_seal_reads_the_anchored_checkpoints_tail_not_the_whole_file(tmp_path, monkeypatch):
+    from audit_app.audit.integrity import anchor as anchor_module
+
+    anchor = anchor_module.Anchor(str(tmp_path / "anchor"))
+    org = ObjectId()
+    for size in range(1, 200):
+        anchor.append_checkpoint(org, size, "cm9vdA==", f"note {size}\n", {"token": "A" * 1500})
+    read = []
+    entries = anchor_module._entries
+    monkeypatch.setattr(
+        anchor_module, "_entries", lambda path, tail=None: read.append(tail) or entries(path, tail)
+    )
+    assert anchor.checkpoints(org, last=1)[0]["treeSize"] == 199
+    assert read == [anchor_module.CHECKPOINT_LINE_GUESS]  # one read of 4 KB of ~330 KB

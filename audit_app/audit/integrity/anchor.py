@@ -111,14 +111,27 @@ class Anchor:
         entry["anchoredAt"] = iso(utcnow())
         self._append(self.checkpoints_path(organization_id), entry)  # JSON escapes the em dash
 
-    def checkpoints(self, organization_id: ObjectId) -> list[dict]:
-        """The anchored checkpoints, oldest first (a line torn by a crash is skipped)."""
-        found = []
-        for entry in _entries(self.checkpoints_path(organization_id)):
-            size, note = entry.get("treeSize"), entry.get("checkpoint")
-            if _is_int(size) and isinstance(note, str):
-                found.append(entry)
-        return found
+    def checkpoints(self, organization_id: ObjectId, last: int | None = None) -> list[dict]:
+        """The anchored checkpoints, oldest first (a line torn by a crash is skipped); the
+        ``last`` N only, read from the file's end: a seal and a verification read what they
+        check, not a file that grows by a checkpoint (and its timestamp) every seal."""
+        path = self.checkpoints_path(organization_id)
+        tail = None if last is None else max(1, last) * CHECKPOINT_LINE_GUESS
+        while True:
+            found = [
+                entry
+                for entry in _entries(path, tail)
+                if _is_int(entry.get("treeSize")) and isinstance(entry.get("checkpoint"), str)
+            ]
+            if last is None:
+                return found
+            try:
+                whole = tail is not None and tail >= path.stat().st_size
+            except FileNotFoundError:
+                return []
+            if len(found) >= last or whole:
+                return found[-last:]
+            tail = (tail or CHECKPOINT_LINE_GUESS) * 4
 
     # Retention ------------------------------------------------------------------------
 
@@ -357,6 +370,7 @@ def _entries(path: Path, tail: int | None = None) -> list[dict]:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CHECKPOINT_LINE_GUESS = 4096  # bytes: a checkpoint line with its timestamp is 1-3 KB
 
 
 def millis(moment: datetime) -> int:

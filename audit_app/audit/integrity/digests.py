@@ -678,8 +678,9 @@ def _check_checkpoints(
     roots set, signed by it)."""
     from ...verifier import VerificationError, verified_checkpoint
 
-    anchored = anchor.checkpoints(organization_id)
-    anchored = anchored[-(RECENT_CHECKPOINTS if last else MAX_CHECKPOINTS_CHECKED) :]
+    anchored = anchor.checkpoints(
+        organization_id, last=RECENT_CHECKPOINTS if last else MAX_CHECKPOINTS_CHECKED
+    )
     tiles = merkle.Tiles(db, organization_id)
     origin = notary.log_origin(organization_id)
     if anchored:

@@ -425,7 +425,7 @@ def _check_signed_tree(db, organization_id: ObjectId, notary: Notary, tiles: Til
 
     note = None
     if anchor is not None:
-        anchored = anchor.checkpoints(organization_id)
+        anchored = anchor.checkpoints(organization_id, last=1)
         note = anchored[-1]["checkpoint"] if anchored else None
     if note is None:
         stored = latest_checkpoint(db, organization_id)
