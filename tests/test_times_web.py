@@ -27,10 +27,13 @@ def _text(page: str) -> str:
 
 
 def test_pages_with_times_state_utc_and_show_each_as_a_time_element(make_app, org, db):
+    from audit_app.audit.integrity import sealing
+
     app = make_app()
     db.audit_logs.insert_one(
         audit_record(org.id, created_at=datetime(2026, 11, 25, 21, 27, 38, tzinfo=UTC))
     )
+    sealing.seal_and_verify(app, "the background task")  # the integrity page has its times
     client = app.test_client()
     login(client, org.owner)
     record = db.audit_logs.find_one({"organizationId": org.id})
