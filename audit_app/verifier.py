@@ -408,10 +408,17 @@ def verify_timestamp(response, note: str, roots=(), nonce: int | None = None):
     """Check an RFC 3161 answer (``rfc3161_client.TimeStampResponse``) for a checkpoint note:
     granted, of the SHA-256 of the note's bytes (and of ``nonce``), and, given roots, signed
     by a certificate for time stamping that chains to one of them. Returns its genTime."""
+    try:
+        return _verify_timestamp(response, note, roots, nonce)
+    except ValueError as error:  # the library's parse of a part (a token-less answer, say)
+        raise VerificationError(f"the timestamp is not an RFC 3161 answer ({error})") from None
+
+
+def _verify_timestamp(response, note: str, roots, nonce: int | None):
     from rfc3161_client import PKIStatus, VerifierBuilder
     from rfc3161_client import VerificationError as Refused
 
-    if PKIStatus(response.status) != PKIStatus.GRANTED:
+    if response.status != PKIStatus.GRANTED:
         raise VerificationError(f"the authority did not grant it (status {response.status})")
     imprint = response.tst_info.message_imprint
     if imprint.hash_algorithm.dotted_string != SHA256_OID:

@@ -1,0 +1,123 @@
+"""Review of the RFC 3161 timestamps and of the commands' sealer lease: what a database
+writer, a hostile timestamp authority or an operator's setting could do."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from audit_app.audit.integrity import merkle, sealing, timestamps
+from audit_app.config import ConfigError
+from audit_app.db import get_audit_db
+
+from .factories import Api, make_org
+from .test_timestamps import fast, proof_file, stamped, tsa, verifier  # noqa: F401
+from .test_verifiable_log import SEALING, some_records
+
+GRANTED_WITHOUT_TOKEN = bytes.fromhex("30053003020100")  # status granted, no token
+UNKNOWN_STATUS = bytes.fromhex("30053003020106")  # status 6: not a PKIStatus
+
+
+class Hostile:
+    """A timestamp authority that answers ``body`` (or drips its headers)."""
+
+    def __init__(self) -> None:
+        self.body = GRANTED_WITHOUT_TOKEN
+        self.drip_headers = 0.0  # seconds of headers sent a byte at a time
+        hostile = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    if hostile.drip_headers:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                        self.wfile.flush()
+                        until = time.monotonic() + hostile.drip_headers
+                        while time.monotonic() < until:
+                            self.wfile.write(b"a")
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                        self.wfile.write(b"\r\nContent-Length: 0\r\n\r\n")
+                        return
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/timestamp-reply")
+                    self.send_header("Content-Length", str(len(hostile.body)))
+                    self.end_headers()
+                    self.wfile.write(hostile.body)
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tsr"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile():
+    authority = Hostile()
+    yield authority
+    authority.close()
+
+
+@pytest.mark.parametrize(
+    "body", [GRANTED_WITHOUT_TOKEN, UNKNOWN_STATUS], ids=["no-token", "status-6"]
+)
+def test_an_authority_answering_an_odd_status_never_stops_the_seal(make_app, hostile, body):
+    """A TSA answers 'granted' without a token, or a status RFC 3161 does not define: the
+    library raises ValueError, not TimestampError. The seal must go on, unstamped, for every
+    organization, as for any other wrong answer."""
+    hostile.body = body
+    app = make_app(**SEALING, AUDIT_TSA_URL=hostile.url)
+    api = Api(app.test_client())
+    orgs = [make_org(app, f"Odd{i}") for i in range(2)]
+    for org in orgs:
+        some_records(api, api.token(org.owner))
+    with app.app_context():
+        from audit_app.audit.capture.hooks import store_journaled
+
+        store_journaled()
+    written = sealing.seal_now(app, up_to_now=True)
+    assert all(isinstance(written[str(org.id)], int) for org in orgs), written
+    with app.app_context():
+        made = list(get_audit_db()[merkle.CHECKPOINTS].find({}))
+    assert len(made) >= 2 and not any("timestamp" in doc for doc in made)
+
+
+@pytest.mark.parametrize(
+    "body", [GRANTED_WITHOUT_TOKEN, UNKNOWN_STATUS], ids=["no-token", "status-6"]
+)
+def test_a_database_writer_s_odd_token_never_crashes_the_offline_verifier(
+    stamped,  # noqa: F811
+    tsa,  # noqa: F811
+    tmp_path,
+    body,
+):
+    """The proof's token comes from the database: one that decodes but has an odd status,
+    or is granted with no token, ends in 'TIMESTAMP NOT VERIFIED' (exit 1), not a traceback."""
+    app, org, api, token = stamped
+    some_records(api, token)
+    from .test_verifiable_log import seal
+
+    seal(app, org)
+    with app.app_context():
+        get_audit_db()[merkle.CHECKPOINTS].update_many(
+            {"organizationId": org.id},
+            {"$set": {"timestamp.token": base64.b64encode(body).decode()}},
+        )
+    path, proof = proof_file(api, token, tmp_path)
+    done = verifier(path, proof["publicKey"], "--tsa-root", tsa.root_pem)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1 and "TIMESTAMP NOT VERIFIED" in done.stdout, done.stdout
