@@ -121,3 +121,11 @@ def test_a_database_writer_s_odd_token_never_crashes_the_offline_verifier(
     done = verifier(path, proof["publicKey"], "--tsa-root", tsa.root_pem)
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 1 and "TIMESTAMP NOT VERIFIED" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/tsr", "http://127.0.0.1:port/tsr"])
+def test_a_tsa_url_with_a_bad_port_is_refused_at_start(make_app, url):
+    """Accepted at start, such a URL raised at the first seal: urllib's error (OverflowError,
+    or InvalidURL whose warning then read the port again, ValueError) escaped the seal."""
+    with pytest.raises(ConfigError, match="AUDIT_TSA_URL"):
+        make_app(**SEALING, AUDIT_TSA_URL=url)

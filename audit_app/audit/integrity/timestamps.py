@@ -225,7 +225,11 @@ def authority_from_settings(url: str | None, ca_file: str | None) -> Authority |
             raise ValueError("AUDIT_TSA_CA_FILE is set but AUDIT_TSA_URL is not")
         return None
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range or not a number
+    except ValueError:
+        raise ValueError("AUDIT_TSA_URL has a port that is not a number from 1 to 65535") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
         raise ValueError(f"AUDIT_TSA_URL must be an http(s) URL, not {_host(url) or url[:40]!r}")
     try:
         roots = load_roots(ca_file) if ca_file else ()
