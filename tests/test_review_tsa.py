@@ -129,3 +129,15 @@ def test_a_tsa_url_with_a_bad_port_is_refused_at_start(make_app, url):
     or InvalidURL whose warning then read the port again, ValueError) escaped the seal."""
     with pytest.raises(ConfigError, match="AUDIT_TSA_URL"):
         make_app(**SEALING, AUDIT_TSA_URL=url)
+
+
+def test_an_authority_dripping_its_headers_never_holds_the_sealer_past_the_timeout(hostile):
+    """The deadline was checked only while reading the body: an authority that sends its
+    status line and then a header byte every 0.1 s (never idle for a whole socket timeout)
+    held the sealer, lease and all, as long as it liked (64 KiB a header, 100 headers)."""
+    hostile.drip_headers = 5.0
+    authority = timestamps.authority_from_settings(hostile.url, None)
+    assert authority is not None
+    started = time.monotonic()
+    assert authority.stamp("a checkpoint") is None
+    assert time.monotonic() - started < timestamps.TIMEOUT + 1.5
