@@ -141,3 +141,16 @@ def test_an_authority_dripping_its_headers_never_holds_the_sealer_past_the_timeo
     started = time.monotonic()
     assert authority.stamp("a checkpoint") is None
     assert time.monotonic() - started < timestamps.TIMEOUT + 1.5
+
+
+def test_a_command_keeps_the_sealer_s_lease_for_as_long_as_it_seals(make_app, monkeypatch):
+    """``flask seal`` took the lease for COMMAND_LEASE_SECONDS and never renewed it: a seal
+    longer than that (a backlog, a slow timestamp authority: up to TIMEOUT a checkpoint)
+    let the background sealer take the lease and seal and verify alongside the command."""
+    app = make_app(**SEALING)
+    monkeypatch.setattr(sealing, "COMMAND_LEASE_SECONDS", 1)
+    with app.app_context(), sealing.sealing_alone(app):
+        time.sleep(2.5)  # the command still sealing
+        assert not sealing.acquire_lease("sealer", "the background task", 60, app)
+    with app.app_context():
+        assert sealing.acquire_lease("sealer", "the background task", 60, app)  # let go

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -640,7 +641,7 @@ class SealerBusy(Exception):
 
 
 COMMAND_WAIT_SECONDS = 30.0
-COMMAND_LEASE_SECONDS = 600
+COMMAND_LEASE_SECONDS = 120  # renewed every third of it: a crashed command blocks 2 min
 
 
 @contextlib.contextmanager
@@ -659,9 +660,27 @@ def sealing_alone(app=None, wait: float | None = None) -> Iterator[None]:
                 "command); try again later."
             )
         time.sleep(0.2)
+    # renewed while the command runs: a seal longer than the lease (a backlog, a slow
+    # timestamp authority) must not let the background task in half-way
+    app = _app(app)
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(COMMAND_LEASE_SECONDS / 3):
+            try:
+                with app.app_context():
+                    if not acquire_lease("sealer", holder, COMMAND_LEASE_SECONDS, app):
+                        log.warning("The command lost the sealer's lease to another process")
+            except Exception:
+                log.exception("Renewing the command's sealer lease failed")
+
+    renewer = threading.Thread(target=renew, name="sealer-lease", daemon=True)
+    renewer.start()
     try:
         yield
     finally:
+        done.set()
+        renewer.join()
         release_lease("sealer", holder, app)
 
 
