@@ -19,13 +19,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from base64 import b64decode, b64encode
 from dataclasses import dataclass
 
+from . import bounded_http
 from .verifier import (
     Checkpoint,
     VerificationError,
@@ -54,51 +53,24 @@ class Outcome:
     checkpoint: Checkpoint
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect would carry the credential to wherever it points: refused."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        fp.close()
-        raise WitnessError(
-            "unavailable", f"{req.full_url} redirects ({code}) to {newurl}: not followed"
-        )
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-def _read(response, deadline: float) -> bytes:
-    """The whole answer, within MAX_ANSWER bytes and by the deadline (a server that drips
-    its answer a byte at a time never trips a per-read timeout)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        if time.monotonic() > deadline:
-            raise WitnessError("unavailable", f"no whole answer within {TIMEOUT} s")
-        chunk = response.read1(65536)  # what has come, not a blocking wait for 64 KiB
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_ANSWER:
-            raise WitnessError("unavailable", f"an answer larger than {MAX_ANSWER} bytes")
-        chunks.append(chunk)
-
-
 def _get(url: str, path: str, headers: dict, params: dict | None = None) -> dict:
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise WitnessError("usage", f"--url must be http(s)://..., not {url!r}")
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     # the scheme is checked above: http(s) only
     request = urllib.request.Request(url.rstrip("/") + path + query, headers=headers)  # noqa: S310
-    deadline = time.monotonic() + TIMEOUT
     try:
-        with _OPENER.open(request, timeout=TIMEOUT) as response:  # nosec B310
-            answer = json.loads(_read(response, deadline).decode("utf-8"))
-    except urllib.error.HTTPError as error:
-        raise WitnessError(
-            "unavailable", f"{path} answered {error.code}: {error.read(300)!r}"
-        ) from None
-    except (urllib.error.URLError, OSError, ValueError, RecursionError) as error:
+        body = bounded_http.exchange(request, timeout=TIMEOUT, max_bytes=MAX_ANSWER)
+    except bounded_http.ExchangeError as error:
+        message = (
+            f"{path} answered {error.status}: {error.body!r}"
+            if error.kind == "status"
+            else f"{url} {error}"
+        )
+        raise WitnessError("unavailable", message) from None
+    try:
+        answer = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError) as error:
         raise WitnessError("unavailable", f"{url} cannot be read: {error}") from None
     if not isinstance(answer, dict):
         raise WitnessError("unavailable", f"{path} answered {type(answer).__name__}, not an object")

@@ -888,3 +888,41 @@ def test_verifier_lone_surrogates_nul_and_a_bom_never_verify_nor_trace(tmp_path)
     assert results[0][0] == 1 and results[1][0] == 1, results
     assert results[2][0] == 0, results  # JSON escapes are the same text: that one verifies
     assert results[3][0] in (1, 2), results
+
+
+def test_witness_a_server_that_drips_its_headers_does_not_hang_it(
+    make_app, hostile, tmp_path, monkeypatch
+):
+    """The body's deadline alone let a server drip its status line and headers (a byte
+    every 0.3 s never trips a per-read timeout): the whole exchange is bounded now."""
+    app = make_app(**SEALING)
+    monkeypatch.setattr(witness_module, "TIMEOUT", 1)
+    stop = threading.Event()
+
+    def drip(handler):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(60):
+            if stop.is_set():
+                return
+            time.sleep(0.3)
+            try:
+                handler.wfile.write(b"X")
+                handler.wfile.flush()
+            except OSError:
+                return
+
+    hostile.answers["/api/v1/audit-logs/checkpoint"] = drip
+    result = {}
+
+    def go():
+        result["done"] = run_witness(app, hostile.url, tmp_path / "w.json")
+
+    thread = threading.Thread(target=go, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(12)
+    stop.set()
+    took = time.monotonic() - started
+    thread.join(5)
+    assert took < 6, f"the witness was still reading after {took:.0f}s"
+    assert result["done"].exit_code == 1 and "no whole answer within 1 s" in result["done"].output

@@ -20,13 +20,8 @@ checkpoint unstamped (logged); the sealer never waits for it more than ``TIMEOUT
 from __future__ import annotations
 
 import base64
-import contextlib
-import http.client
 import logging
-import socket
-import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -41,7 +36,7 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
-from ... import verifier
+from ... import bounded_http, verifier
 from ...ids import iso
 
 log = logging.getLogger(__name__)
@@ -53,11 +48,6 @@ PAUSE = 60  # seconds without asking, after a failure
 
 class TimestampError(Exception):
     """A timestamp that cannot be had or does not hold."""
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise TimestampError(f"the authority redirects ({code}); give its final URL")
 
 
 def load_roots(path: str) -> tuple[x509.Certificate, ...]:
@@ -162,83 +152,11 @@ class Authority:
             },
             method="POST",
         )
-        deadline = time.monotonic() + TIMEOUT
-        connections: list[http.client.HTTPConnection] = []
-        outcome: dict = {}
-
-        def exchange() -> None:
-            try:
-                outcome["data"] = _exchange(request, deadline, connections)
-            except Exception as error:  # noqa: BLE001 - raised again in the sealer's thread
-                outcome["error"] = error
-
-        # the whole exchange in a thread the sealer waits for TIMEOUT at most: a socket's
-        # timeout bounds each read, not the status line and headers an authority drips
-        worker = threading.Thread(target=exchange, name="tsa-exchange", daemon=True)
-        worker.start()
-        worker.join(TIMEOUT)
-        if worker.is_alive():
-            for connection in list(connections):  # ends the worker's read, if it got so far
-                with contextlib.suppress(Exception):
-                    if connection.sock is not None:
-                        connection.sock.shutdown(socket.SHUT_RDWR)
-            raise TimestampError(f"no whole answer within {TIMEOUT:g} s")
-        failure = outcome.pop("error", None)
-        if failure is not None:
-            try:
-                raise failure
-            finally:
-                del failure  # not a cycle with its traceback (which holds the answer open)
-        return outcome["data"]
-
-
-def _exchange(request, deadline: float, connections: list) -> bytes:
-    def opened(base):
-        def connection(*args, **kwargs):
-            made = base(*args, **kwargs)
-            connections.append(made)
-            return made
-
-        return connection
-
-    class Http(urllib.request.HTTPHandler):
-        def http_open(self, req):
-            return self.do_open(opened(http.client.HTTPConnection), req)
-
-    class Https(urllib.request.HTTPSHandler):
-        def https_open(self, req):
-            return self.do_open(opened(http.client.HTTPSConnection), req, context=self._context)
-
-    opener = urllib.request.build_opener(_NoRedirects, Http, Https)
-    try:
-        with opener.open(request, timeout=TIMEOUT) as answer:  # nosec B310
-            return _read(answer, deadline)
-    except urllib.error.HTTPError as error:
-        error.close()
-        raise TimestampError(f"the authority answered HTTP {error.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", None) or error
-        raise TimestampError(f"the authority cannot be reached ({reason})") from None
-    finally:
-        for connection in connections:
-            connection.close()
-
-
-def _read(answer, deadline: float) -> bytes:
-    """The whole answer, within MAX_RESPONSE bytes and by the deadline (an authority that
-    drips its answer a byte at a time never trips a per-read timeout)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        if time.monotonic() > deadline:
-            raise TimestampError(f"no whole answer within {TIMEOUT:g} s")
-        chunk = answer.read1(MAX_RESPONSE)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_RESPONSE:
-            raise TimestampError(f"the answer is over {MAX_RESPONSE} bytes")
-        chunks.append(chunk)
+        try:
+            return bounded_http.exchange(request, timeout=TIMEOUT, max_bytes=MAX_RESPONSE)
+        except bounded_http.ExchangeError as error:
+            prefix = "" if error.kind in ("timeout", "too_large") else "the authority "
+            raise TimestampError(f"{prefix}{error}") from None
 
 
 def _without_user_info(url: str) -> tuple[str, dict[str, str]]:
