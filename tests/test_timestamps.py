@@ -261,3 +261,31 @@ def test_an_authority_that_needs_an_account_gets_it_as_basic_authentication(make
         anchored = sealing.anchor(app).checkpoints_path(org.id).read_text()
     assert "p%40ss" not in json.dumps(stored, default=str) and "p%40ss" not in anchored
     assert "s3cret" not in json.dumps(stored, default=str) and "s3cret" not in anchored
+
+
+@pytest.mark.parametrize("edit", ["remove", "replace"])
+def test_verify_names_a_served_timestamp_removed_or_replaced_in_the_database(stamped, edit):
+    """What the API and proof files serve is ``audit_checkpoints``: a database writer who
+    strips a checkpoint's timestamp (its proofs lose their date) or swaps in another's is
+    named by verify, though the anchor's copy is untouched."""
+    app, org, api, token = stamped
+    some_records(api, token)
+    seal(app, org)
+    some_records(api, token)
+    seal(app, org)
+    runner = app.test_cli_runner()
+    args = ["verify", "--organization", str(org.id), "--json"]
+    assert runner.invoke(args=args).exit_code == 0
+    with app.app_context():
+        checkpoints = get_audit_db()[merkle.CHECKPOINTS]
+        first, second = checkpoints.find({"organizationId": org.id}).sort("treeSize", 1)[:2]
+        change = (
+            {"$unset": {"timestamp": ""}}
+            if edit == "remove"
+            else {"$set": {"timestamp.token": first["timestamp"]["token"]}}
+        )
+        checkpoints.update_one({"_id": second["_id"]}, change)
+    done = runner.invoke(args=args)
+    report = json.loads(done.output)
+    assert done.exit_code == 1 and report["ok"] is False
+    assert "timestampInvalid" in done.output and f"tree size(s) {second['treeSize']}" in done.output

@@ -356,3 +356,37 @@ def test_the_embedded_store_serves_a_proof_with_the_same_few_reads(embedded, pre
         ], reads
         shapes.append(list(reads))
     assert shapes[0] == shapes[1], shapes  # the same reads at a thousand leaves and a million
+
+
+def test_verify_reads_the_served_timestamps_in_one_hinted_find(server, tmp_path):
+    """verify compares the checked checkpoints' timestamps with the anchor's in one find on
+    ``org_tree_size_unique``, stopped at as many documents as sizes it asks for."""
+    import pymongo
+
+    from audit_app.audit.integrity.digests import VerifyReport, _check_served_timestamps
+
+    organization_id = ObjectId()
+    anchored = [
+        {"treeSize": size, "checkpoint": f"note {size}\n", "timestamp": {"token": f"t{size}"}}
+        for size in (10, 20, 30)
+    ]
+    server.documents[merkle.CHECKPOINTS] = [
+        {
+            "_id": ObjectId(),
+            "organizationId": organization_id,
+            "treeSize": 10,
+            "timestamp": {"token": "t10"},
+        },
+        {"_id": ObjectId(), "organizationId": organization_id, "treeSize": 20},  # stripped
+    ]
+    client = pymongo.MongoClient(server.uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    try:
+        report = VerifyReport(started_at=datetime.now(UTC))
+        _check_served_timestamps(report, client["auditdb"], organization_id, anchored)
+    finally:
+        client.close()
+    [find] = server.sent("find", merkle.CHECKPOINTS)
+    assert find["filter"] == {"organizationId": organization_id, "treeSize": {"$in": [10, 20, 30]}}
+    assert find["hint"] == "org_tree_size_unique" and find["limit"] == 3
+    assert [p["type"] for p in report.chain_problems] == ["timestampInvalid"]
+    assert "tree size(s) 20" in report.chain_problems[0]["message"]

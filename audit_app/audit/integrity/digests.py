@@ -685,6 +685,7 @@ def _check_checkpoints(
     origin = notary.log_origin(organization_id)
     if anchored:
         _check_served_state(report, db, organization_id, anchored[-1])
+        _check_served_timestamps(report, db, organization_id, anchored)
     for entry in anchored:
         size = int(entry["treeSize"])
         try:
@@ -724,6 +725,37 @@ def _check_timestamp(report, entry: dict, size: int, roots) -> None:
             "timestampInvalid",
             f"The RFC 3161 timestamp of the anchored checkpoint of size {size} does not hold: "
             f"{error}.",
+        )
+
+
+def _check_served_timestamps(report, db, organization_id, anchored: list[dict]) -> None:
+    """The timestamps the API and proof files serve (``audit_checkpoints``) must be the
+    ones anchored: none removed (the proof would lose its date), replaced or added. One
+    query for the checked checkpoints' sizes, on ``org_tree_size_unique``."""
+    sizes = [int(entry["treeSize"]) for entry in anchored]
+    stored = {
+        document.get("treeSize"): document
+        for document in TenantCollection(db[merkle.CHECKPOINTS], organization_id)
+        .find({"treeSize": {"$in": sizes}}, {"treeSize": 1, "timestamp.token": 1})
+        .hint("org_tree_size_unique")
+        .limit(len(sizes))
+    }
+    odd = []
+    for entry, size in zip(anchored, sizes, strict=True):
+        if size not in stored:
+            continue  # a checkpoint gone: checkpointMissing names the newest
+        kept = entry.get("timestamp")
+        served = stored[size].get("timestamp")
+        token = kept.get("token") if isinstance(kept, dict) else None
+        served_token = served.get("token") if isinstance(served, dict) else None
+        if token != served_token:
+            odd.append(size)
+    if odd:
+        report.fail(
+            "timestampInvalid",
+            f"{len(odd)} checkpoint(s) served from the database carry another RFC 3161 "
+            "timestamp than the one anchored (removed, replaced or added), tree size(s) "
+            f"{', '.join(map(str, odd[:10]))}: their proofs' dates are not the authority's.",
         )
 
 
