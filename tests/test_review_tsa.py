@@ -154,3 +154,30 @@ def test_a_command_keeps_the_sealer_s_lease_for_as_long_as_it_seals(make_app, mo
         assert not sealing.acquire_lease("sealer", "the background task", 60, app)
     with app.app_context():
         assert sealing.acquire_lease("sealer", "the background task", 60, app)  # let go
+
+
+def test_the_background_sealer_keeps_its_lease_for_as_long_as_it_seals(make_app, monkeypatch):
+    """The background task took the lease for twice its interval and never renewed it: a
+    pass longer than that (many organizations, a slow timestamp authority at up to TIMEOUT
+    a checkpoint) let a command or another process seal and verify alongside it."""
+    import threading
+
+    app = make_app(**SEALING)
+    monkeypatch.setattr(sealing, "background_lease_seconds", lambda config: 1.0)
+    sealing_started = threading.Event()
+
+    def slow_seal(app, **kwargs):
+        sealing_started.set()
+        time.sleep(2.5)  # longer than the lease
+        return {}
+
+    monkeypatch.setattr(sealing, "seal_now", slow_seal)
+    pass_ = threading.Thread(target=sealing.seal_and_verify, args=(app, "the background task"))
+    pass_.start()
+    assert sealing_started.wait(10)
+    time.sleep(1.8)  # past the lease's first length
+    with app.app_context():
+        assert not sealing.acquire_lease("sealer", "a command", 60, app)
+    pass_.join(10)
+    with app.app_context():
+        assert sealing.acquire_lease("sealer", "a command", 60, app)  # let go at the end

@@ -660,64 +660,78 @@ def sealing_alone(app=None, wait: float | None = None) -> Iterator[None]:
                 "command); try again later."
             )
         time.sleep(0.2)
-    # renewed while the command runs: a seal longer than the lease (a backlog, a slow
-    # timestamp authority) must not let the background task in half-way
-    app = _app(app)
+    try:
+        with _renewed("sealer", holder, COMMAND_LEASE_SECONDS, _app(app)):
+            yield
+    finally:
+        release_lease("sealer", holder, app)
+
+
+@contextlib.contextmanager
+def _renewed(name: str, holder: str, seconds: float, app) -> Iterator[None]:
+    """A lease held is renewed every third of its length while the block runs: a seal longer
+    than the lease (a backlog, a slow timestamp authority) must not let another sealer in
+    half-way, and a process that died holds it ``seconds`` at most."""
     done = threading.Event()
 
     def renew() -> None:
-        while not done.wait(COMMAND_LEASE_SECONDS / 3):
+        while not done.wait(seconds / 3):
             try:
                 with app.app_context():
-                    if not acquire_lease("sealer", holder, COMMAND_LEASE_SECONDS, app):
-                        log.warning("The command lost the sealer's lease to another process")
+                    if not acquire_lease(name, holder, seconds, app):
+                        log.warning("The %s lease was lost to another process", name)
             except Exception:
-                log.exception("Renewing the command's sealer lease failed")
+                log.exception("Renewing the %s lease failed", name)
 
-    renewer = threading.Thread(target=renew, name="sealer-lease", daemon=True)
+    renewer = threading.Thread(target=renew, name=f"{name}-lease", daemon=True)
     renewer.start()
     try:
         yield
     finally:
         done.set()
         renewer.join()
-        release_lease("sealer", holder, app)
 
 
 def seal_and_verify(app, holder: str) -> dict | None:
     """One sealer at a time: seal what has closed, verify the newest windows of the
     organizations that got digests, and now and then every window of every organization."""
-    config = app.config
-    interval = max(60.0, config["AUDIT_SEAL_INTERVAL"] * 60 / 4)
+    seconds = background_lease_seconds(app.config)
     with app.app_context():
-        if not acquire_lease("sealer", holder, interval * 2, app):
+        if not acquire_lease("sealer", holder, seconds, app):
             return None
         try:
-            written = seal_now(app)
-            full_due = _full_pass_due(app)
-            for key, count in written.items():
-                organization_id = ObjectId(key)
-                try:
-                    if full_due:
-                        store_state(organization_id, verify(organization_id), "full", app)
-                    elif (
-                        count
-                        or get_audit_db(app)[STATES].find_one({"_id": organization_id}) is None
-                    ):
-                        report = verify(organization_id, last=RECENT_WINDOWS)
-                        store_state(organization_id, report, "recent", app)
-                except Exception as error:
-                    log.exception("Verifying organization %s failed", key)
-                    store_error(organization_id, error, "full" if full_due else "recent", app)
-            if full_due:
-                get_audit_db(app)[LEASES].replace_one(
-                    {"_id": "full-verification"},
-                    {"_id": "full-verification", "at": utcnow()},
-                    upsert=True,
-                )
-            return written
+            with _renewed("sealer", holder, seconds, app):
+                return _seal_and_verify(app)
         finally:
             release_lease("sealer", holder, app)
+
+
+def background_lease_seconds(config) -> float:
+    """The background sealer's lease: twice its pass's interval (renewed while it runs)."""
+    return 2 * max(60.0, config["AUDIT_SEAL_INTERVAL"] * 60 / 4)
+
+
+def _seal_and_verify(app) -> dict:
+    written = seal_now(app)
+    full_due = _full_pass_due(app)
+    for key, count in written.items():
+        organization_id = ObjectId(key)
+        try:
+            if full_due:
+                store_state(organization_id, verify(organization_id), "full", app)
+            elif count or get_audit_db(app)[STATES].find_one({"_id": organization_id}) is None:
+                report = verify(organization_id, last=RECENT_WINDOWS)
+                store_state(organization_id, report, "recent", app)
+        except Exception as error:
+            log.exception("Verifying organization %s failed", key)
+            store_error(organization_id, error, "full" if full_due else "recent", app)
+    if full_due:
+        get_audit_db(app)[LEASES].replace_one(
+            {"_id": "full-verification"},
+            {"_id": "full-verification", "at": utcnow()},
+            upsert=True,
+        )
+    return written
 
 
 def _full_pass_due(app) -> bool:
