@@ -494,6 +494,13 @@ def main(argv: list[str] | None = None) -> int:
         "RFC 3161 timestamp too (needs rfc3161-client)",
     )
     args = parser.parse_args(argv)
+    roots = None
+    if args.tsa_root is not None:  # a usage error before anything is verified
+        try:
+            roots = _timestamp_roots(args.tsa_root)
+        except (ImportError, OSError, VerificationError) as error:
+            print(str(error), file=sys.stderr)
+            return 2
     try:
         with open(args.file, encoding="utf-8") as handle:
             document = json.load(handle, object_pairs_hook=_no_duplicates)
@@ -516,33 +523,32 @@ def main(argv: list[str] | None = None) -> int:
         f"leaf {result.index} of the log {result.checkpoint.origin}, tree size "
         f"{result.checkpoint.size}, signed by {key.name}"
     )
-    return _timestamp(document, args.tsa_root)
+    return _timestamp(document, roots)
 
 
-def _timestamp(document: dict, roots_path: str | None) -> int:
+def _timestamp_roots(path: str) -> list:
+    """--tsa-root's certificates, with the library the check needs."""
+    try:
+        import rfc3161_client  # noqa: F401
+    except ImportError:
+        raise ImportError("Checking a timestamp needs rfc3161-client (pip install it).") from None
+    try:
+        return load_roots(path)
+    except OSError as error:
+        raise OSError(f"Cannot read {path}: {error.strerror or error}") from None
+
+
+def _timestamp(document: dict, roots: list | None) -> int:
     """The checkpoint's RFC 3161 timestamp: checked with --tsa-root, else mentioned."""
     stamp = document.get("timestamp")
     token = stamp.get("token") if isinstance(stamp, dict) else None
-    if roots_path is None:
+    if roots is None:
         if token is not None:
             print(
                 "The checkpoint carries an RFC 3161 timestamp (not checked): give --tsa-root "
                 "with the timestamp authority's root certificate to check it."
             )
         return 0
-    try:
-        import rfc3161_client  # noqa: F401
-    except ImportError:
-        print("Checking a timestamp needs rfc3161-client (pip install it).", file=sys.stderr)
-        return 2
-    try:
-        roots = load_roots(roots_path)
-    except OSError as error:
-        print(f"Cannot read {roots_path}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    except VerificationError as error:
-        print(f"{error}", file=sys.stderr)
-        return 2
     _, _, note = parse_tlog_proof(document["proof"])  # the note just verified
     try:
         if token is None:

@@ -92,6 +92,10 @@ def test_each_checkpoint_is_timestamped_and_an_auditor_checks_it_offline(stamped
     # a root that did not sign the authority: the timestamp does not verify
     done = verifier(path, key, "--tsa-root", tsa.other_root_pem)
     assert done.returncode == 1 and "TIMESTAMP NOT VERIFIED" in done.stdout, done.stdout
+    # a root file that cannot be read: a usage error before anything is said verified
+    done = verifier(path, key, "--tsa-root", str(tmp_path / "nope.pem"))
+    assert done.returncode == 2 and "VERIFIED" not in done.stdout, done.stdout
+    assert "Cannot read" in done.stderr
     # without a root the record verifies and the timestamp is said to be unchecked
     done = verifier(path, key)
     assert done.returncode == 0 and "not checked" in done.stdout, done.stdout
