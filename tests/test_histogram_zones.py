@@ -250,3 +250,58 @@ def test_the_histogram_documents_tz(api):
     for operation in operations:
         [tz] = [p for p in operation["parameters"] if p["name"] == "tz"]
         assert tz["schema"] == {"type": "string", "default": "UTC"}
+
+
+@pytest.mark.parametrize("kind", ["mongomock", "embedded"])
+@pytest.mark.parametrize("before", [5, 70])
+def test_counts_kept_per_hour_leave_out_the_records_before_from_and_after_to(
+    make_app, tmp_path, before, kind
+):
+    """Past the walk's cap an unfiltered chart comes from the counts kept per UTC hour: the
+    records of ``from``'s hour before it and of ``to``'s hour after it are walked and taken
+    out, so the bars count what their links list. An edge too busy to walk (more than the
+    cap) leaves its hour as kept and the answer says from when its counts are whole."""
+    from audit_app.audit.store.counters import HourlyTally
+    from audit_app.db import get_audit_db
+
+    extra = {}
+    if kind == "embedded":
+        extra = {"MONGO_CLIENT": None, "MONGO_URI": None, "EMBEDDED_STORE_DIR": str(tmp_path / "e")}
+    app = make_app(AUDIT_HISTOGRAM_MAX_RECORDS=50, **extra)
+    org = make_org(app, "Edges")
+    app.api = Api(app.test_client())
+    app.api.token(org.admin)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    start, end = hour + timedelta(minutes=30), hour + timedelta(hours=3, minutes=30)
+
+    def at(first, count, step):
+        return [first + i * step for i in range(count)]
+
+    inside = at(start, 80, timedelta(minutes=2)) + at(
+        hour + timedelta(hours=3), 3, timedelta(minutes=5)
+    )
+    outside = at(hour, before, timedelta(seconds=20)) + at(
+        end + timedelta(minutes=1), 5, timedelta(minutes=4)
+    )
+    records = [audit_record(org.id, created_at=moment) for moment in inside + outside]
+    tally = HourlyTally()
+    with app.app_context():
+        get_audit_db().audit_logs.insert_many(records)
+        for record in records:  # counted as the writer counts what it stores
+            tally.add(record)
+        tally.flush(get_audit_db())
+    found = histogram(
+        app, org, interval="hour", **{"from": start.isoformat(), "to": end.isoformat()}
+    )
+    assert found["source"] == "counters"
+    first = by_start(found)[hour.strftime("%Y-%m-%dT%H:%M:%S.000Z")]
+    if before < 50:
+        assert found["partial"] is False and found["countedFrom"] is None
+        assert sum(b["count"] for b in found["buckets"]) == len(inside)
+        assert first == 15  # from 30 past, every two minutes
+    else:  # the first hour's edge is past the cap: kept whole, and said so
+        assert found["partial"] is True
+        assert found["countedFrom"] == (hour + timedelta(hours=1)).strftime(
+            "%Y-%m-%dT%H:%M:%S.000Z"
+        )
+        assert sum(b["count"] for b in found["buckets"]) == len(inside) + before

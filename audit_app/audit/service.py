@@ -24,7 +24,7 @@ from ..api_keys.repository import find_api_keys_by_ids
 from ..auth.principal import Principal
 from ..db import Document, get_audit_db, get_db
 from ..errors import ApiError, bad_request
-from ..ids import iso, utcnow
+from ..ids import floor_to, iso, utcnow
 from ..organizations.repository import find_account_by_email, find_organization
 from ..staff.repository import find_staff_by_email
 from ..workspaces.repository import find_workspace_by_name, find_workspaces_by_ids
@@ -35,7 +35,7 @@ from .export import is_time_limit
 from .integrity.digests import TimeEvidence, time_suspicion
 from .integrity.sealing import anchor
 from .store import counters
-from .store.counters import EVER, STATUS_CLASSES
+from .store.counters import EVER, HOUR, STATUS_CLASSES
 from .store.counters import FAILURES as COUNTS_FAILURES
 from .store.query import (
     ACTOR_EMAIL,
@@ -382,6 +382,10 @@ def histogram(
         # the walk stopped short: the counts answer if they are whole further back
         if counted_from is not None and kept is not None and (kept[1] or EVER) <= counted_from:
             counts, counted_from, source = kept[0], kept[1], "counters"
+    if source == "counters":
+        counts, counted_from = _without_edges(
+            principal, counts, counted_from, (start, end), starts, after, cap
+        )
     buckets = []
     for index, moment in enumerate(starts):
         classes = counts.get(moment, dict.fromkeys(STATUS_CLASSES, 0))
@@ -404,6 +408,41 @@ def histogram(
         "countedFrom": iso(counted_from) if counted_from is not None else None,
         "source": source,
     }
+
+
+def _without_edges(
+    principal: Principal,
+    counts: dict[datetime, dict[str, int]],
+    counted_from: datetime | None,
+    span: tuple[datetime, datetime],
+    starts: list[datetime],
+    after: datetime | None,
+    cap: int,
+) -> tuple[dict[datetime, dict[str, int]], datetime | None]:
+    """The counts kept at write time are per whole UTC hour: take out the records of the
+    first hour before ``from`` and of the last after ``to``, walked as the list would (each
+    edge at most an hour, up to the walk's cap), so the bars count what their links list.
+    An edge with more records than the cap leaves its hour as kept, and the answer says
+    its counts are whole from the hour after it (``countedFrom``)."""
+    start, end = span
+    ms = timedelta(milliseconds=1)
+    first, last = floor_to(start, HOUR), floor_to(end, HOUR) + HOUR
+    edges = [(first, start - ms)] if first < start else []
+    if end + ms < last:
+        edges.append((end + ms, last - ms))
+    for low, high in edges:
+        query = build_query(principal.org, {"from_": low, "to": high})
+        outside, short = _walked_counts(principal, query, starts, after, cap)
+        if short is not None:  # too many to walk: that hour stays as kept, and is said so
+            if low == first:
+                counted_from = max(counted_from or EVER, first + HOUR)
+            continue
+        for moment, classes in outside.items():
+            bucket = counts.get(moment)
+            for family, count in classes.items():
+                if bucket is not None and family in bucket:
+                    bucket[family] = max(0, bucket[family] - count)
+    return counts, counted_from
 
 
 def _bucket_of(moment: datetime, starts: list[datetime]) -> datetime | None:
