@@ -551,6 +551,38 @@ def test_witness_a_redirect_does_not_carry_the_token_to_another_host(make_app, t
         other.close()
 
 
+def _drip(handler, stop, byte: bytes, every: float) -> None:
+    """A byte every ``every`` seconds, 60 times at most, until ``stop`` or the client goes."""
+    for _ in range(60):
+        if stop.is_set():
+            return
+        time.sleep(every)
+        try:
+            handler.wfile.write(byte)
+            handler.wfile.flush()
+        except OSError:
+            return
+
+
+def _witness_against(app, hostile, tmp_path, answer, stop) -> tuple[float, dict]:
+    """Run the witness against ``answer`` on a thread; how long it took (at most 12 s, when
+    ``stop`` ends the server's answer) and its result."""
+    hostile.answers["/api/v1/audit-logs/checkpoint"] = answer
+    result: dict = {}
+
+    def go():
+        result["done"] = run_witness(app, hostile.url, tmp_path / "w.json")
+
+    thread = threading.Thread(target=go, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(12)
+    stop.set()
+    took = time.monotonic() - started
+    thread.join(5)
+    return took, result
+
+
 def test_witness_a_server_that_drips_its_answer_does_not_hang_it(
     make_app, hostile, tmp_path, monkeypatch
 ):
@@ -567,29 +599,9 @@ def test_witness_a_server_that_drips_its_answer_does_not_hang_it(
         handler.end_headers()
         handler.wfile.write(b'{"x": "')
         handler.wfile.flush()
-        for _ in range(60):
-            if stop.is_set():
-                return
-            time.sleep(0.5)
-            try:
-                handler.wfile.write(b"a")
-                handler.wfile.flush()
-            except OSError:
-                return
+        _drip(handler, stop, b"a", 0.5)
 
-    hostile.answers["/api/v1/audit-logs/checkpoint"] = drip
-    result = {}
-
-    def go():
-        result["done"] = run_witness(app, hostile.url, tmp_path / "w.json")
-
-    thread = threading.Thread(target=go, daemon=True)
-    started = time.monotonic()
-    thread.start()
-    thread.join(12)
-    stop.set()
-    took = time.monotonic() - started
-    thread.join(5)
+    took, _ = _witness_against(app, hostile, tmp_path, drip, stop)
     assert took < 12, f"the witness was still reading after {took:.0f}s"
 
 
@@ -901,28 +913,8 @@ def test_witness_a_server_that_drips_its_headers_does_not_hang_it(
 
     def drip(handler):
         handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
-        for _ in range(60):
-            if stop.is_set():
-                return
-            time.sleep(0.3)
-            try:
-                handler.wfile.write(b"X")
-                handler.wfile.flush()
-            except OSError:
-                return
+        _drip(handler, stop, b"X", 0.3)
 
-    hostile.answers["/api/v1/audit-logs/checkpoint"] = drip
-    result = {}
-
-    def go():
-        result["done"] = run_witness(app, hostile.url, tmp_path / "w.json")
-
-    thread = threading.Thread(target=go, daemon=True)
-    started = time.monotonic()
-    thread.start()
-    thread.join(12)
-    stop.set()
-    took = time.monotonic() - started
-    thread.join(5)
+    took, result = _witness_against(app, hostile, tmp_path, drip, stop)
     assert took < 6, f"the witness was still reading after {took:.0f}s"
     assert result["done"].exit_code == 1 and "no whole answer within 1 s" in result["done"].output

@@ -147,15 +147,20 @@ def test_the_database_holder_cannot_date_a_checkpoint_with_another_s_token(stamp
     assert done.returncode == 1 and "carries no RFC 3161 timestamp" in done.stdout
 
 
-def test_verify_checks_the_anchored_timestamps(stamped, tsa):
+def two_stamped_seals(stamped):
+    """Two seals, each with its stamped checkpoint, that verify passes; and verify's call."""
     app, org, api, token = stamped
-    some_records(api, token)
-    seal(app, org)
-    some_records(api, token)
-    seal(app, org)
+    for _ in range(2):
+        some_records(api, token)
+        seal(app, org)
     runner = app.test_cli_runner()
     args = ["verify", "--organization", str(org.id), "--json"]
     assert runner.invoke(args=args).exit_code == 0
+    return app, org, runner, args
+
+
+def test_verify_checks_the_anchored_timestamps(stamped, tsa):
+    app, org, runner, args = two_stamped_seals(stamped)
     with app.app_context():
         path = sealing.anchor(app).checkpoints_path(org.id)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
@@ -272,14 +277,7 @@ def test_verify_names_a_served_timestamp_removed_or_replaced_in_the_database(sta
     """What the API and proof files serve is ``audit_checkpoints``: a database writer who
     strips a checkpoint's timestamp (its proofs lose their date) or swaps in another's is
     named by verify, though the anchor's copy is untouched."""
-    app, org, api, token = stamped
-    some_records(api, token)
-    seal(app, org)
-    some_records(api, token)
-    seal(app, org)
-    runner = app.test_cli_runner()
-    args = ["verify", "--organization", str(org.id), "--json"]
-    assert runner.invoke(args=args).exit_code == 0
+    app, org, runner, args = two_stamped_seals(stamped)
     with app.app_context():
         checkpoints = get_audit_db()[merkle.CHECKPOINTS]
         first, second = checkpoints.find({"organizationId": org.id}).sort("treeSize", 1)[:2]
