@@ -14,7 +14,8 @@ from audit_app.db import get_audit_db, get_db
 from audit_app.workspaces import repository as workspaces
 
 from .factories import Api, audit_record, make_org, settled
-from .test_web_session import csrf_from, login
+from .test_web_session import csrf_from, login, signed_in
+from .test_workspaces_page import _record, _token
 
 PAGE = "/organization/workspaces"
 LOG = "/organization/audit-logs"
@@ -27,33 +28,8 @@ def app(make_app):
 
 
 @pytest.fixture
-def org(app):
-    return make_org(app, "Acme")
-
-
-@pytest.fixture
-def other_org(app):
-    return make_org(app, "Globex")
-
-
-def _client(app, person):
-    client = app.test_client()
-    answer = login(client, person)
-    assert answer.status_code == 302
-    return client
-
-
-@pytest.fixture
 def owner(app, org):
-    return _client(app, org.owner)
-
-
-def _token(client) -> str:
-    return csrf_from(client.get("/organization/settings").get_data(as_text=True))
-
-
-def _record(db, response):
-    return db.audit_logs.find_one({"requestId": response.headers["X-Request-Id"]})
+    return signed_in(app, org.owner)
 
 
 # Item 8: the Workspaces page ------------------------------------------------------------------
@@ -199,7 +175,7 @@ def guarded(make_app):
 )
 def test_a_refused_url_with_credentials_never_reaches_the_record_or_the_logs(guarded, caplog, url):
     org = make_org(guarded, "Creds")
-    client = _client(guarded, org.owner)
+    client = signed_in(guarded, org.owner)
     token = csrf_from(client.get("/organization/audit-streams").get_data(as_text=True))
     with caplog.at_level(logging.DEBUG):
         answer = client.post(
@@ -244,7 +220,7 @@ def test_a_refused_url_with_credentials_never_reaches_the_record_or_the_logs(gua
 )
 def test_private_destinations_in_disguise_are_refused_with_the_hint(guarded, url):
     org = make_org(guarded, "Priv")
-    client = _client(guarded, org.owner)
+    client = signed_in(guarded, org.owner)
     token = csrf_from(client.get("/organization/audit-streams").get_data(as_text=True))
     answer = client.post(
         "/organization/audit-streams",
@@ -258,7 +234,7 @@ def test_private_destinations_in_disguise_are_refused_with_the_hint(guarded, url
 
 def test_a_refused_splunk_form_never_echoes_the_token_anywhere(guarded, caplog):
     org = make_org(guarded, "Tok")
-    client = _client(guarded, org.owner)
+    client = signed_in(guarded, org.owner)
     token = csrf_from(client.get("/organization/audit-streams").get_data(as_text=True))
     hec = "hec-" + SECRET
     with caplog.at_level(logging.DEBUG):
@@ -518,7 +494,7 @@ def test_a_workspace_list_cursor_of_another_organization_is_refused(app, org, ot
 
     first = owner.get(PAGE).get_data(as_text=True)
     following = html_lib.unescape(re.search(r'href="([^"]+)" rel="next"', first).group(1))
-    theirs = _client(app, other_org.owner)
+    theirs = signed_in(app, other_org.owner)
     answer = theirs.get(following)
     assert answer.status_code == 400
     assert "Team" not in answer.get_data(as_text=True)
@@ -537,7 +513,7 @@ def test_the_confirmation_page_reflects_no_markup_from_field_names_or_values(app
 def test_a_refused_stream_form_shows_what_was_typed_as_text(make_app):
     app = make_app(WTF_CSRF_ENABLED=True, AUDIT_STREAM_ALLOW_PRIVATE=False)
     org = make_org(app, "Mark")
-    client = _client(app, org.owner)
+    client = signed_in(app, org.owner)
     token = csrf_from(client.get("/organization/audit-streams").get_data(as_text=True))
     answer = client.post(
         "/organization/audit-streams",
@@ -608,7 +584,7 @@ def test_a_page_link_shared_with_another_admin_opens_for_them(app, org, owner, d
     )
     page = owner.get(LOG, query_string={"limit": "25"}).get_data(as_text=True)
     older = html_lib.unescape(re.search(r'href="([^"]+)" rel="next"', page).group(1))
-    colleague = _client(app, org.admin)
+    colleague = signed_in(app, org.admin)
     answer = colleague.get(older)
     assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
 

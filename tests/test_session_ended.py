@@ -13,18 +13,12 @@ import pytest
 
 from audit_app.auth import sessions
 
-from .factories import make_org
 from .test_web_session import csrf_from, login
 
 
 @pytest.fixture
 def app(make_app):
     return make_app(WTF_CSRF_ENABLED=True)
-
-
-@pytest.fixture
-def org(app):
-    return make_org(app, "Acme")
 
 
 def _end_sessions(app, org):

@@ -28,6 +28,14 @@ def login(client, person, next_url="", token=None):
     )
 
 
+def signed_in(app, person):
+    """A test client of the app, signed in as ``person`` through the login page."""
+    client = app.test_client()
+    answer = login(client, person)
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    return client
+
+
 def test_login_page_has_a_form_with_csrf(csrf_app, org):
     page = csrf_app.test_client().get("/login")
     assert page.status_code == 200

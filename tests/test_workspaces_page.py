@@ -16,7 +16,7 @@ from audit_app.organizations import service as access
 from audit_app.workspaces import repository as workspaces
 
 from .factories import PASSWORD, Api, Person, make_org
-from .test_web_session import csrf_from, login
+from .test_web_session import csrf_from, signed_in
 
 PAGE = "/organization/workspaces"
 
@@ -27,25 +27,8 @@ def app(make_app):
 
 
 @pytest.fixture
-def org(app):
-    return make_org(app, "Acme")
-
-
-@pytest.fixture
-def other_org(app):
-    return make_org(app, "Globex")
-
-
-def _client(app, person):
-    client = app.test_client()
-    answer = login(client, person)
-    assert answer.status_code == 302, answer.get_data(as_text=True)
-    return client
-
-
-@pytest.fixture
 def owner(app, org):
-    return _client(app, org.owner)
+    return signed_in(app, org.owner)
 
 
 def _token(client) -> str:
@@ -243,7 +226,7 @@ def _unchanged(db, org) -> bool:
 
 
 def test_a_member_sees_the_list_read_only_and_may_change_nothing(app, org, db):
-    member = _client(app, org.member)  # Member: viewWorkspaces, not manageWorkspaces
+    member = signed_in(app, org.member)  # Member: viewWorkspaces, not manageWorkspaces
     page = member.get(PAGE).get_data(as_text=True)
     assert "Acme main" in page and 'id="read-only"' in page and "manageWorkspaces" in page
     assert "Create workspace" not in page and "/delete" not in page and "Rename" not in page
@@ -257,7 +240,7 @@ def test_a_member_sees_the_list_read_only_and_may_change_nothing(app, org, db):
 
 def test_a_custom_role_without_view_workspaces_is_refused_the_page(app, org, db):
     person = _person_with(app, org, "Auditor", ["viewMembers", "viewAuditLog"])
-    client = _client(app, person)
+    client = signed_in(app, person)
     assert client.get(PAGE).status_code == 403
     assert 'href="/organization/workspaces"' not in client.get("/").get_data(as_text=True)
     for answer in _changes(client, org, _token(client)):
@@ -267,7 +250,7 @@ def test_a_custom_role_without_view_workspaces_is_refused_the_page(app, org, db)
 
 def test_a_custom_role_that_manages_workspaces_needs_no_more(app, org, db):
     person = _person_with(app, org, "Workspace admin", ["viewWorkspaces", "manageWorkspaces"])
-    client = _client(app, person)
+    client = signed_in(app, person)
     page = client.get(PAGE).get_data(as_text=True)
     assert "Create workspace" in page and "Audit log of" not in page
     made = client.post(PAGE, data={"csrf_token": _token(client), "name": "Theirs"})
@@ -324,7 +307,7 @@ def test_the_page_works_on_the_embedded_store(embedded):
     behind the link holds what the page did."""
     app = embedded(WTF_CSRF_ENABLED=True)
     org = make_org(app, "Acme")
-    owner = _client(app, org.owner)
+    owner = signed_in(app, org.owner)
     with app.app_context():
         for i in range(55):
             workspaces.create_workspace(get_db(), org.id, f"Team {i:02d}")
